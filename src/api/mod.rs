@@ -1,0 +1,40 @@
+//! The HTTP edge of tmc.
+//!
+//! For now it serves the health endpoints every Kubernetes component has:
+//! `/livez` (the process runs) and `/readyz` (the node can serve: its store
+//! answers). The Kubernetes-compatible API over workspaces grows here; this
+//! module knows nothing of RocksDB and reaches data through the callbacks it
+//! is given.
+
+use axum::{http::StatusCode, routing::get, Router};
+use std::sync::Arc;
+
+/// A readiness probe: `Ok` when the node can serve, else why not.
+pub type ReadyCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// The health router: `/livez` and `/readyz`.
+pub fn health_router(ready: ReadyCheck) -> Router {
+    Router::new().route("/livez", get(|| async { "ok" })).route(
+        "/readyz",
+        get(move || {
+            let ready = ready.clone();
+            async move {
+                match ready() {
+                    Ok(()) => (StatusCode::OK, "ok".to_string()),
+                    Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),
+                }
+            }
+        }),
+    )
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

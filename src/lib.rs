@@ -1,0 +1,15 @@
+//! tmc: Transparent Multi-Cluster for kcp-style multi-tenant control planes.
+//!
+//! Layers, bottom up:
+//! - [`store`]: RocksDB engine, kcp's etcd key layout, revisions, change log.
+//! - [`raft`]: replication of the store across the three nodes of a shard.
+//! - [`api`]: the HTTP edge (health today; the Kubernetes API next).
+//! - [`controllers`]: cluster registration, placement and sync.
+//! - [`bench`]: the `tmc bench` load generators.
+
+pub mod api;
+pub mod bench;
+pub mod controllers;
+pub mod raft;
+pub mod store;
+pub mod util;

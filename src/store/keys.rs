@@ -1,0 +1,490 @@
+//! Typed keys in kcp's etcd layout.
+//!
+//! All keys of the `data` column family are built and parsed here, never by
+//! string formatting elsewhere:
+//!
+//! ```text
+//! /registry/{group}/{resource}/{workspace}/{namespace}/{name}   namespaced object
+//! /registry/{group}/{resource}/{workspace}/{name}               cluster-scoped object
+//! /tmc/placements/{workspace}/{placement}                       placement decision
+//! /tmc/sync/{location}|{cluster}/{workspace}/{group}/{resource}/[{namespace}/]{name}
+//! ```
+//!
+//! `core` stands for the legacy (empty) API group. Every segment is validated
+//! and can contain neither `/` nor NUL, so each of these is one contiguous,
+//! exact byte range (a [`Prefix`]): a resource across all workspaces; one
+//! workspace of it; one namespace of that. The prefix of a workspace ends in
+//! `/`, so `root:a` never matches `root:ab` or `root:a:b`. Within a range,
+//! keys sort bytewise as in etcd, which is the order Kubernetes lists have.
+//!
+//! Decoding is the exact inverse of encoding (a property test checks it).
+
+use super::error::{NameError, Result};
+use super::names::{self, NameRule, Workspace};
+use std::fmt;
+
+const REGISTRY: &str = "/registry/";
+const PLACEMENTS: &str = "/tmc/placements/";
+const SYNC: &str = "/tmc/sync/";
+
+/// The key segment used for the legacy (empty) API group.
+pub const CORE_GROUP: &str = "core";
+
+/// An API group and resource, e.g. `apps`/`deployments`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GroupResource {
+    group: String,
+    resource: String,
+}
+
+impl GroupResource {
+    /// Builds a group-resource; `""` or `core` is the legacy group.
+    pub fn new(group: &str, resource: &str) -> Result<Self, NameError> {
+        let group = if group.is_empty() { CORE_GROUP } else { group };
+        names::validate_dns_subdomain("API group", group)?;
+        if resource.contains('.') {
+            return Err(NameError {
+                kind: "resource",
+                value: resource.to_string(),
+                rule: "must not contain '.'".into(),
+            });
+        }
+        names::validate_dns_subdomain("resource", resource)?;
+        Ok(GroupResource {
+            group: group.to_string(),
+            resource: resource.to_string(),
+        })
+    }
+
+    /// The API group as Kubernetes spells it (`""` for the legacy group).
+    pub fn api_group(&self) -> &str {
+        if self.group == CORE_GROUP {
+            ""
+        } else {
+            &self.group
+        }
+    }
+
+    /// The group as it appears in keys (`core` for the legacy group).
+    pub fn key_group(&self) -> &str {
+        &self.group
+    }
+
+    /// The plural resource name.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+}
+
+impl fmt::Display for GroupResource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.resource, self.group)
+    }
+}
+
+/// The key of one API object.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    /// Group and resource.
+    pub gr: GroupResource,
+    /// Workspace holding the object.
+    pub workspace: Workspace,
+    /// Namespace; `None` for cluster-scoped objects.
+    pub namespace: Option<String>,
+    /// Object name.
+    pub name: String,
+}
+
+impl ObjectKey {
+    /// A namespaced object key; the name must be a DNS subdomain.
+    pub fn namespaced(
+        gr: GroupResource,
+        workspace: Workspace,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Self, NameError> {
+        Self::with_rule(gr, workspace, Some(namespace), name, NameRule::DnsSubdomain)
+    }
+
+    /// A cluster-scoped object key; the name must be a DNS subdomain.
+    pub fn cluster_scoped(
+        gr: GroupResource,
+        workspace: Workspace,
+        name: &str,
+    ) -> Result<Self, NameError> {
+        Self::with_rule(gr, workspace, None, name, NameRule::DnsSubdomain)
+    }
+
+    /// An object key whose name is checked with `rule`.
+    pub fn with_rule(
+        gr: GroupResource,
+        workspace: Workspace,
+        namespace: Option<&str>,
+        name: &str,
+        rule: NameRule,
+    ) -> Result<Self, NameError> {
+        if let Some(ns) = namespace {
+            names::validate_namespace(ns)?;
+        }
+        rule.validate(name)?;
+        Ok(ObjectKey {
+            gr,
+            workspace,
+            namespace: namespace.map(str::to_string),
+            name: name.to_string(),
+        })
+    }
+
+    fn push_tail(&self, out: &mut String) {
+        out.push_str(&self.gr.group);
+        out.push('/');
+        out.push_str(&self.gr.resource);
+        out.push('/');
+        out.push_str(self.workspace.as_str());
+        out.push('/');
+        if let Some(ns) = &self.namespace {
+            out.push_str(ns);
+            out.push('/');
+        }
+        out.push_str(&self.name);
+    }
+
+    fn parse_tail(segments: &[&str]) -> Option<ObjectKey> {
+        let (group, resource, ws, ns, name) = match segments {
+            [g, r, ws, name] => (*g, *r, *ws, None, *name),
+            [g, r, ws, ns, name] => (*g, *r, *ws, Some(*ns), *name),
+            _ => return None,
+        };
+        let gr = GroupResource::new(group, resource).ok()?;
+        let workspace = Workspace::parse_any(ws).ok()?;
+        ObjectKey::with_rule(gr, workspace, ns, name, NameRule::PathSegment).ok()
+    }
+}
+
+/// Identity of a registered physical cluster: its location workspace and
+/// its ClusterRegistration name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClusterRef {
+    /// Workspace holding the ClusterRegistration.
+    pub workspace: Workspace,
+    /// Name of the ClusterRegistration.
+    pub name: String,
+}
+
+impl fmt::Display for ClusterRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}|{}", self.workspace, self.name)
+    }
+}
+
+/// Every key of the `data` column family.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Key {
+    /// An API object.
+    Object(ObjectKey),
+    /// The placement decision of a WorkloadPlacement.
+    Placement {
+        /// Workspace of the WorkloadPlacement.
+        workspace: Workspace,
+        /// Name of the WorkloadPlacement.
+        name: String,
+    },
+    /// Sync state of one object on one physical cluster.
+    Sync {
+        /// The physical cluster.
+        cluster: ClusterRef,
+        /// The object in its workspace.
+        object: ObjectKey,
+    },
+}
+
+impl Key {
+    /// Encodes the key to bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut s = String::with_capacity(96);
+        match self {
+            Key::Object(o) => {
+                s.push_str(REGISTRY);
+                o.push_tail(&mut s);
+            }
+            Key::Placement { workspace, name } => {
+                s.push_str(PLACEMENTS);
+                s.push_str(workspace.as_str());
+                s.push('/');
+                s.push_str(name);
+            }
+            Key::Sync { cluster, object } => {
+                s.push_str(SYNC);
+                s.push_str(&cluster.to_string());
+                s.push('/');
+                object.push_tail(&mut s);
+            }
+        }
+        s.into_bytes()
+    }
+
+    /// Decodes bytes produced by [`Key::encode`].
+    pub fn decode(bytes: &[u8]) -> Option<Key> {
+        let s = std::str::from_utf8(bytes).ok()?;
+        if let Some(rest) = s.strip_prefix(REGISTRY) {
+            let segments: Vec<&str> = rest.split('/').collect();
+            return ObjectKey::parse_tail(&segments).map(Key::Object);
+        }
+        if let Some(rest) = s.strip_prefix(PLACEMENTS) {
+            let (ws, name) = rest.split_once('/')?;
+            names::validate_path_segment("placement name", name).ok()?;
+            return Some(Key::Placement {
+                workspace: Workspace::parse_any(ws).ok()?,
+                name: name.to_string(),
+            });
+        }
+        if let Some(rest) = s.strip_prefix(SYNC) {
+            let segments: Vec<&str> = rest.split('/').collect();
+            let (cluster, tail) = segments.split_first()?;
+            let (cws, cname) = cluster.split_once('|')?;
+            names::validate_dns_subdomain("cluster name", cname).ok()?;
+            return Some(Key::Sync {
+                cluster: ClusterRef {
+                    workspace: Workspace::parse_any(cws).ok()?,
+                    name: cname.to_string(),
+                },
+                object: ObjectKey::parse_tail(tail)?,
+            });
+        }
+        None
+    }
+
+    /// The key of a placement decision.
+    pub fn placement(workspace: Workspace, name: &str) -> Result<Key, NameError> {
+        names::validate_dns_subdomain("placement name", name)?;
+        Ok(Key::Placement {
+            workspace,
+            name: name.to_string(),
+        })
+    }
+
+    /// The key of a sync record.
+    pub fn sync(cluster: ClusterRef, object: ObjectKey) -> Result<Key, NameError> {
+        names::validate_dns_subdomain("cluster name", &cluster.name)?;
+        Ok(Key::Sync { cluster, object })
+    }
+}
+
+impl serde::Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.encode())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let bytes: Vec<u8> = serde::Deserialize::deserialize(d)?;
+        Key::decode(&bytes).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid key {}",
+                super::error::printable_key(&bytes)
+            ))
+        })
+    }
+}
+
+impl From<ObjectKey> for Key {
+    fn from(o: ObjectKey) -> Self {
+        Key::Object(o)
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.encode()))
+    }
+}
+
+/// An exact key range: every key that starts with the prefix bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prefix(Vec<u8>);
+
+impl Prefix {
+    /// One resource across all workspaces.
+    pub fn resource(gr: &GroupResource) -> Prefix {
+        Prefix(format!("{REGISTRY}{}/{}/", gr.group, gr.resource).into_bytes())
+    }
+
+    /// One resource in one workspace (all namespaces).
+    pub fn workspace(gr: &GroupResource, ws: &Workspace) -> Prefix {
+        Prefix(format!("{REGISTRY}{}/{}/{}/", gr.group, gr.resource, ws).into_bytes())
+    }
+
+    /// One resource in one namespace of one workspace.
+    pub fn namespace(gr: &GroupResource, ws: &Workspace, ns: &str) -> Result<Prefix, NameError> {
+        names::validate_namespace(ns)?;
+        Ok(Prefix(
+            format!("{REGISTRY}{}/{}/{}/{ns}/", gr.group, gr.resource, ws).into_bytes(),
+        ))
+    }
+
+    /// All placement decisions of one workspace.
+    pub fn placements(ws: &Workspace) -> Prefix {
+        Prefix(format!("{PLACEMENTS}{ws}/").into_bytes())
+    }
+
+    /// All sync records of one physical cluster.
+    pub fn sync_cluster(cluster: &ClusterRef) -> Prefix {
+        Prefix(format!("{SYNC}{cluster}/").into_bytes())
+    }
+
+    /// Everything (the whole `data` keyspace).
+    pub fn all() -> Prefix {
+        Prefix(b"/".to_vec())
+    }
+
+    /// The prefix bytes (inclusive start of the range).
+    pub fn start(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The exclusive end of the range.
+    pub fn end(&self) -> Vec<u8> {
+        prefix_end(&self.0)
+    }
+
+    /// True when `key` lies in the range.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        key.starts_with(&self.0)
+    }
+}
+
+/// The smallest byte string greater than every string starting with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // All 0xff: no upper bound exists; callers treat an empty end as "none".
+    Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ws(s: &str) -> Workspace {
+        Workspace::parse(s).unwrap()
+    }
+
+    #[test]
+    fn layout_matches_kcp_etcd_layout() {
+        let deploy = GroupResource::new("apps", "deployments").unwrap();
+        let k = ObjectKey::namespaced(deploy.clone(), ws("root:acme"), "default", "web").unwrap();
+        assert_eq!(
+            Key::Object(k.clone()).encode(),
+            b"/registry/apps/deployments/root:acme/default/web"
+        );
+        let ns = GroupResource::new("", "namespaces").unwrap();
+        assert_eq!(ns.api_group(), "");
+        let k2 = ObjectKey::cluster_scoped(ns, ws("root"), "default").unwrap();
+        assert_eq!(
+            Key::Object(k2).encode(),
+            b"/registry/core/namespaces/root/default"
+        );
+        let p = Key::placement(ws("root:acme"), "web-eu").unwrap();
+        assert_eq!(p.encode(), b"/tmc/placements/root:acme/web-eu");
+        let s = Key::sync(
+            ClusterRef {
+                workspace: ws("root:compute"),
+                name: "eu-1".into(),
+            },
+            k,
+        )
+        .unwrap();
+        assert_eq!(
+            s.encode(),
+            b"/tmc/sync/root:compute|eu-1/apps/deployments/root:acme/default/web"
+        );
+    }
+
+    #[test]
+    fn workspace_prefix_is_exact() {
+        let gr = GroupResource::new("apps", "deployments").unwrap();
+        let p = Prefix::workspace(&gr, &ws("root:a"));
+        let key = |w: &str| {
+            Key::Object(ObjectKey::namespaced(gr.clone(), ws(w), "default", "x").unwrap()).encode()
+        };
+        assert!(p.contains(&key("root:a")));
+        assert!(!p.contains(&key("root:ab")));
+        assert!(!p.contains(&key("root:a:b")));
+        assert!(
+            key("root:ab").as_slice() >= p.end().as_slice() || key("root:ab") < p.start().to_vec()
+        );
+        assert!(Prefix::resource(&gr).contains(&key("root:ab")));
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        let gr = GroupResource::new("apps", "deployments").unwrap();
+        assert!(ObjectKey::namespaced(gr.clone(), ws("root"), "a/b", "x").is_err());
+        assert!(ObjectKey::namespaced(gr.clone(), ws("root"), "ns", "x\0").is_err());
+        assert!(ObjectKey::namespaced(gr.clone(), ws("root"), "ns", "x/y").is_err());
+        assert!(GroupResource::new("apps", "deploy/ments").is_err());
+        assert!(GroupResource::new("apps", "deployments.x").is_err());
+        assert_eq!(prefix_end(b"ab/"), b"ab0");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+    }
+
+    fn seg() -> impl Strategy<Value = String> + Clone {
+        "[a-z0-9]([a-z0-9-]{0,6}[a-z0-9])?"
+    }
+
+    fn arb_key() -> impl Strategy<Value = Key> {
+        let obj = (
+            prop::sample::select(vec!["", "apps", "tmc.kcp.io"]),
+            seg(),
+            prop::collection::vec(seg(), 1..4),
+            prop::option::of(seg()),
+            seg(),
+        )
+            .prop_map(|(g, r, wss, ns, name)| {
+                let gr = GroupResource::new(g, &r).unwrap();
+                let w = Workspace::parse_any(&wss.join(":")).unwrap();
+                ObjectKey::with_rule(gr, w, ns.as_deref(), &name, NameRule::DnsSubdomain).unwrap()
+            });
+        prop_oneof![
+            obj.clone().prop_map(Key::Object),
+            (prop::collection::vec(seg(), 1..3), seg()).prop_map(|(w, n)| Key::Placement {
+                workspace: Workspace::parse_any(&w.join(":")).unwrap(),
+                name: n,
+            }),
+            (seg(), seg(), obj).prop_map(|(cw, cn, o)| Key::Sync {
+                cluster: ClusterRef {
+                    workspace: Workspace::parse_any(&cw).unwrap(),
+                    name: cn,
+                },
+                object: o,
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn decode_inverts_encode(k in arb_key()) {
+            prop_assert_eq!(Key::decode(&k.encode()), Some(k));
+        }
+
+        #[test]
+        fn prefixes_are_exact(a in arb_key(), b in arb_key()) {
+            if let (Key::Object(a), Key::Object(b)) = (&a, &b) {
+                let pa = Prefix::workspace(&a.gr, &a.workspace);
+                let eb = Key::Object(b.clone()).encode();
+                prop_assert_eq!(pa.contains(&eb), a.gr == b.gr && a.workspace == b.workspace);
+                let in_range = eb.as_slice() >= pa.start() && eb < pa.end();
+                prop_assert_eq!(in_range, pa.contains(&eb));
+                let pr = Prefix::resource(&a.gr);
+                prop_assert_eq!(pr.contains(&eb), a.gr == b.gr);
+            }
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The RocksDB engine. The only module that uses the `rocksdb` crate.
+//!
+//! Memory is bounded whatever the data size: one LRU block cache shared by
+//! all column families holds data, index and filter blocks, and a write
+//! buffer manager charged to the same cache caps the memtables. The store
+//! therefore does not grow in memory with the number of workspaces.
+
+use super::engine::{Cf, Engine, Op, ScanIter, WriteBatch};
+use super::error::{printable_key, Error, Result};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode,
+    Options, ReadOptions, WriteBufferManager, WriteOptions, DB,
+};
+use std::path::{Path, PathBuf};
+
+/// Tuning of the RocksDB engine.
+#[derive(Debug, Clone)]
+pub struct RocksOptions {
+    /// Bytes of the shared block cache (data, index and filter blocks).
+    pub block_cache_bytes: usize,
+    /// Bytes all memtables together may hold.
+    pub write_buffer_bytes: usize,
+    /// Bytes of one memtable before it is flushed.
+    pub memtable_bytes: usize,
+}
+
+impl Default for RocksOptions {
+    fn default() -> Self {
+        RocksOptions {
+            block_cache_bytes: 128 << 20,
+            write_buffer_bytes: 128 << 20,
+            memtable_bytes: 32 << 20,
+        }
+    }
+}
+
+/// A RocksDB database with tmc's column families.
+pub struct RocksEngine {
+    db: DB,
+    path: PathBuf,
+    // Kept alive for as long as the DB uses them.
+    _cache: Cache,
+    _wbm: WriteBufferManager,
+}
+
+impl RocksEngine {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path, opts: &RocksOptions) -> Result<Self> {
+        let cache = Cache::new_lru_cache(opts.block_cache_bytes);
+        let wbm = WriteBufferManager::new_write_buffer_manager_with_cache(
+            opts.write_buffer_bytes,
+            false,
+            cache.clone(),
+        );
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_write_buffer_manager(&wbm);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_bytes_per_sync(1 << 20);
+        db_opts.set_max_open_files(512);
+        db_opts.set_keep_log_file_num(4);
+        db_opts.set_max_total_wal_size(256 << 20);
+
+        let cfs =
+            Cf::ALL.map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(cf, opts, &cache)));
+        let db = DB::open_cf_descriptors(&db_opts, path, cfs)
+            .map_err(|e| Error::engine(format!("opening {}: {e}", path.display())))?;
+        Ok(RocksEngine {
+            db,
+            path: path.to_path_buf(),
+            _cache: cache,
+            _wbm: wbm,
+        })
+    }
+
+    /// The directory of the database.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(cf.name())
+            .expect("column families are created on open")
+    }
+
+    fn iter(&self, cf: Cf, start: &[u8], end: &[u8], reverse: bool) -> Result<ScanIter<'_>> {
+        let mut ro = ReadOptions::default();
+        if !end.is_empty() {
+            ro.set_iterate_upper_bound(end.to_vec());
+        }
+        ro.set_iterate_lower_bound(start.to_vec());
+        let mode = if reverse {
+            IteratorMode::End
+        } else {
+            IteratorMode::From(start, Direction::Forward)
+        };
+        let it = self.db.iterator_cf_opt(self.cf(cf), ro, mode);
+        Ok(Box::new(it.map(move |r| {
+            r.map(|(k, v)| (k.into_vec(), v.into_vec()))
+                .map_err(|e| Error::engine(format!("scanning column family {}: {e}", cf.name())))
+        })))
+    }
+}
+
+fn cf_options(cf: Cf, opts: &RocksOptions, cache: &Cache) -> Options {
+    let mut bb = BlockBasedOptions::default();
+    bb.set_block_cache(cache);
+    bb.set_cache_index_and_filter_blocks(true);
+    bb.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    bb.set_block_size(16 << 10);
+    let mut o = Options::default();
+    o.set_write_buffer_size(opts.memtable_bytes);
+    o.set_max_write_buffer_number(3);
+    o.set_compression_type(DBCompressionType::Lz4);
+    o.set_bottommost_compression_type(DBCompressionType::Zstd);
+    match cf {
+        Cf::Data | Cf::Meta => bb.set_bloom_filter(10.0, false),
+        // The log and change feed are read in order, never by point lookup.
+        Cf::Log | Cf::Changes => {}
+    }
+    o.set_block_based_table_factory(&bb);
+    o.set_level_compaction_dynamic_level_bytes(true);
+    o
+}
+
+impl Engine for RocksEngine {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db
+            .get_pinned_cf(self.cf(cf), key)
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| Error::engine_at(key, e))
+    }
+
+    fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+        let mut wb = rocksdb::WriteBatch::default();
+        for op in &batch.ops {
+            match op {
+                Op::Put { cf, key, value } => wb.put_cf(self.cf(*cf), key, value),
+                Op::Delete { cf, key } => wb.delete_cf(self.cf(*cf), key),
+                Op::DeleteRange { cf, start, end } => wb.delete_range_cf(self.cf(*cf), start, end),
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(sync);
+        self.db.write_opt(wb, &wo).map_err(|e| {
+            let first = batch.ops.first().map(|op| match op {
+                Op::Put { key, .. } | Op::Delete { key, .. } => printable_key(key),
+                Op::DeleteRange { start, .. } => printable_key(start),
+            });
+            Error::Engine {
+                key: first,
+                message: format!("writing a batch of {} operations: {e}", batch.ops.len()),
+            }
+        })
+    }
+
+    fn scan(&self, cf: Cf, start: &[u8], end: &[u8]) -> Result<ScanIter<'_>> {
+        self.iter(cf, start, end, false)
+    }
+
+    fn scan_rev(&self, cf: Cf, start: &[u8], end: &[u8]) -> Result<ScanIter<'_>> {
+        self.iter(cf, start, end, true)
+    }
+
+    fn checkpoint(&self, dir: &Path) -> Result<()> {
+        let cp = rocksdb::checkpoint::Checkpoint::new(&self.db).map_err(Error::engine)?;
+        cp.create_checkpoint(dir)
+            .map_err(|e| Error::engine(format!("checkpoint into {}: {e}", dir.display())))
+    }
+
+    fn flush(&self) -> Result<()> {
+        for cf in Cf::ALL {
+            self.db.flush_cf(self.cf(cf)).map_err(Error::engine)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,817 @@
+//! The store: revisions, transactions, consistent paginated lists and the
+//! change log, on top of any [`Engine`].
+//!
+//! # Protocol
+//!
+//! - Every committed transaction gets the next **revision** (the previous
+//!   one plus one). Under raft, one log entry carries a group of
+//!   transactions ([`Store::apply_entry`]): they get consecutive revisions
+//!   and are written, with the entry's index as applied index, in one atomic
+//!   write batch. Every replica applies the same entries in the same order,
+//!   so revisions agree across replicas.
+//! - A transaction is a list of puts, deletes and checks, each with an
+//!   [`Expectation`] on the key's current mod revision (compare-and-swap on
+//!   `resourceVersion`). If any fails, nothing is written and the error
+//!   names the key; under raft the applied index still advances.
+//! - Each change is also written to the `changes` column family, keyed by
+//!   (revision, sequence), with the new and the previous value. That log
+//!   serves watches ([`Store::changes_since`]) and consistent lists at an
+//!   older revision; it keeps a bounded window of revisions and a request
+//!   for an older one gets [`Error::Compacted`] (Kubernetes' 410 Gone).
+//! - A list page is consistent at one revision R: the data range is scanned
+//!   live, and every key changed after R is replaced by its value at R,
+//!   taken from the first change after R in the log (its `prev`). The
+//!   continue token carries R and the next key, so all pages of one list
+//!   show the same revision, as with etcd.
+//!
+//! # Implementation caveats
+//!
+//! - A list at a revision older than the current one reads the change log
+//!   from that revision on; its cost grows with the writes since, bounded by
+//!   the retention window.
+//! - Writers are serialized by one mutex: under raft there is exactly one
+//!   writer (the apply loop) anyway.
+
+use super::codec::{self, Encoding, Envelope};
+use super::engine::{Cf, Engine, WriteBatch};
+use super::error::{printable_key, Error, Expectation, Found, Result};
+use super::keys::{Key, Prefix};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+const META_REVISION: &[u8] = b"revision";
+const META_APPLIED: &[u8] = b"applied_index";
+const META_COMPACTED: &[u8] = b"compacted_revision";
+
+/// Tuning of the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Fsync the write-ahead log on every commit.
+    pub sync: bool,
+    /// How many revisions of history the change log keeps.
+    pub changes_retention: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            sync: true,
+            changes_retention: 100_000,
+        }
+    }
+}
+
+/// One stored value with its key and revisions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Encoded key (see [`Key::decode`]).
+    pub key: Vec<u8>,
+    /// Body encoding.
+    pub encoding: Encoding,
+    /// Revision that created the key.
+    pub create_revision: u64,
+    /// Revision of the last change (Kubernetes' `resourceVersion`).
+    pub mod_revision: u64,
+    /// The body.
+    pub value: Vec<u8>,
+}
+
+impl Record {
+    fn from_envelope(key: Vec<u8>, e: Envelope) -> Record {
+        Record {
+            key,
+            encoding: e.encoding,
+            create_revision: e.create_revision,
+            mod_revision: e.mod_revision,
+            value: e.body,
+        }
+    }
+
+    fn decode(cf: Cf, key: Vec<u8>, raw: &[u8]) -> Result<Record> {
+        let e = codec::decode(cf.name(), &key, raw)?;
+        Ok(Record::from_envelope(key, e))
+    }
+}
+
+/// One operation of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnOp {
+    /// Create or replace the key's value.
+    Put {
+        /// The key.
+        key: Key,
+        /// Body encoding.
+        encoding: EncodingTag,
+        /// The body.
+        value: Vec<u8>,
+        /// Precondition on the current value.
+        expect: Expectation,
+    },
+    /// Remove the key.
+    Delete {
+        /// The key.
+        key: Key,
+        /// Precondition on the current value.
+        expect: Expectation,
+    },
+    /// Only check a precondition.
+    Check {
+        /// The key.
+        key: Key,
+        /// Precondition on the current value.
+        expect: Expectation,
+    },
+}
+
+/// Serializable mirror of [`Encoding`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EncodingTag {
+    /// Opaque bytes.
+    Raw,
+    /// Compact JSON.
+    Json,
+    /// bincode.
+    Bincode,
+}
+
+impl From<EncodingTag> for Encoding {
+    fn from(t: EncodingTag) -> Self {
+        match t {
+            EncodingTag::Raw => Encoding::Raw,
+            EncodingTag::Json => Encoding::Json,
+            EncodingTag::Bincode => Encoding::Bincode,
+        }
+    }
+}
+
+impl TxnOp {
+    /// A JSON put with a precondition.
+    pub fn put_json(key: impl Into<Key>, value: Vec<u8>, expect: Expectation) -> TxnOp {
+        TxnOp::Put {
+            key: key.into(),
+            encoding: EncodingTag::Json,
+            value,
+            expect,
+        }
+    }
+
+    /// A bincode put (internal state) with a precondition.
+    pub fn put_bincode(key: impl Into<Key>, value: Vec<u8>, expect: Expectation) -> TxnOp {
+        TxnOp::Put {
+            key: key.into(),
+            encoding: EncodingTag::Bincode,
+            value,
+            expect,
+        }
+    }
+
+    /// A delete with a precondition.
+    pub fn delete(key: impl Into<Key>, expect: Expectation) -> TxnOp {
+        TxnOp::Delete {
+            key: key.into(),
+            expect,
+        }
+    }
+
+    fn key(&self) -> &Key {
+        match self {
+            TxnOp::Put { key, .. } | TxnOp::Delete { key, .. } | TxnOp::Check { key, .. } => key,
+        }
+    }
+
+    fn expect(&self) -> Expectation {
+        match self {
+            TxnOp::Put { expect, .. }
+            | TxnOp::Delete { expect, .. }
+            | TxnOp::Check { expect, .. } => *expect,
+        }
+    }
+}
+
+/// An atomic, conditional group of operations.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Txn {
+    /// The operations; their preconditions are all checked before any write.
+    pub ops: Vec<TxnOp>,
+}
+
+impl Txn {
+    /// A transaction of the given operations.
+    pub fn new(ops: Vec<TxnOp>) -> Self {
+        Txn { ops }
+    }
+}
+
+/// What one operation of a committed transaction did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpResult {
+    /// The put stored this record; `prev` is what it replaced.
+    Put {
+        /// The new record.
+        record: Record,
+        /// The replaced record, if any.
+        prev: Option<Record>,
+    },
+    /// The delete removed this record (`None`: there was nothing).
+    Deleted(Option<Record>),
+    /// The check held.
+    Checked,
+}
+
+/// The outcome of a committed transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The revision of the transaction.
+    pub revision: u64,
+    /// One result per operation, in order.
+    pub results: Vec<OpResult>,
+}
+
+/// What kind of change a change record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeKind {
+    /// Created or updated.
+    Put,
+    /// Deleted.
+    Delete,
+}
+
+/// A change as stored in the `changes` column family: raw envelopes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ChangeEntry {
+    key: Vec<u8>,
+    kind: ChangeKind,
+    value: Option<Vec<u8>>,
+    prev: Option<Vec<u8>>,
+}
+
+/// One change of the change log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Revision of the transaction that made it.
+    pub revision: u64,
+    /// Created/updated or deleted.
+    pub kind: ChangeKind,
+    /// The encoded key.
+    pub key: Vec<u8>,
+    /// The new record (for puts).
+    pub value: Option<Record>,
+    /// The record before the change, if any.
+    pub prev: Option<Record>,
+}
+
+/// Options of a list.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    /// At most this many items (0: no limit).
+    pub limit: usize,
+    /// Continue token of the previous page.
+    pub continue_token: Option<String>,
+    /// List at this revision instead of the latest (ignored with a token).
+    pub revision: Option<u64>,
+}
+
+/// One page of a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPage {
+    /// The items, in key order.
+    pub items: Vec<Record>,
+    /// The revision the page is consistent at.
+    pub revision: u64,
+    /// Token for the next page, when more items remain.
+    pub continue_token: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ContinueToken {
+    /// Revision of the list.
+    rv: u64,
+    /// First key of the next page (base64).
+    start: String,
+}
+
+/// Revision bookkeeping, guarded by the writer mutex.
+#[derive(Debug, Clone, Copy, Default)]
+struct Meta {
+    revision: u64,
+    applied_index: u64,
+    compacted: u64,
+}
+
+/// The store over an engine.
+pub struct Store<E: Engine> {
+    engine: E,
+    opts: StoreOptions,
+    /// Writers hold this lock; readers use the atomics below.
+    meta: Mutex<Meta>,
+    /// Mirror of `meta.revision`, updated after each write lands.
+    revision: AtomicU64,
+    /// Mirror of `meta.applied_index`.
+    applied: AtomicU64,
+    /// Mirror of `meta.compacted`.
+    compacted: AtomicU64,
+    /// Wakes watchers with the latest revision.
+    notify: tokio::sync::watch::Sender<u64>,
+}
+
+fn bincode_config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+fn change_key(revision: u64, seq: u32) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..8].copy_from_slice(&revision.to_be_bytes());
+    k[8..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn encode_u64(v: u64) -> Vec<u8> {
+    codec::encode(Encoding::Raw, 0, 0, &v.to_be_bytes())
+}
+
+impl<E: Engine> Store<E> {
+    /// Opens a store on an engine, reading its revision bookkeeping.
+    pub fn open(engine: E, opts: StoreOptions) -> Result<Self> {
+        let read = |k: &[u8]| -> Result<u64> {
+            match engine.get(Cf::Meta, k)? {
+                None => Ok(0),
+                Some(raw) => {
+                    let e = codec::decode(Cf::Meta.name(), k, &raw)?;
+                    let bytes: [u8; 8] =
+                        e.body.as_slice().try_into().map_err(|_| Error::Corrupt {
+                            cf: Cf::Meta.name(),
+                            key: printable_key(k),
+                            reason: format!("expected 8 bytes, found {}", e.body.len()),
+                        })?;
+                    Ok(u64::from_be_bytes(bytes))
+                }
+            }
+        };
+        let meta = Meta {
+            revision: read(META_REVISION)?,
+            applied_index: read(META_APPLIED)?,
+            compacted: read(META_COMPACTED)?,
+        };
+        let (notify, _) = tokio::sync::watch::channel(meta.revision);
+        Ok(Store {
+            engine,
+            opts,
+            revision: AtomicU64::new(meta.revision),
+            applied: AtomicU64::new(meta.applied_index),
+            compacted: AtomicU64::new(meta.compacted),
+            meta: Mutex::new(meta),
+            notify,
+        })
+    }
+
+    /// The engine underneath (for raft log storage and checkpoints).
+    pub fn engine(&self) -> &E {
+        &self.engine
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Meta> {
+        // A panic while holding the lock cannot leave the meta half-updated:
+        // it is only assigned after a successful write.
+        self.meta.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The revision of the last committed transaction.
+    pub fn revision(&self) -> u64 {
+        self.revision.load(Ordering::Acquire)
+    }
+
+    /// The raft index last applied.
+    pub fn applied_index(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+
+    /// The newest revision no longer in the change log: watches and lists
+    /// must start after it.
+    pub fn compacted_revision(&self) -> u64 {
+        self.compacted.load(Ordering::Acquire)
+    }
+
+    /// A receiver that sees the revision after each commit.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.notify.subscribe()
+    }
+
+    /// Reads one key.
+    pub fn get(&self, key: &Key) -> Result<Option<Record>> {
+        self.get_raw(&key.encode())
+    }
+
+    /// Reads one encoded key.
+    pub fn get_raw(&self, key: &[u8]) -> Result<Option<Record>> {
+        match self.engine.get(Cf::Data, key)? {
+            None => Ok(None),
+            Some(raw) => Record::decode(Cf::Data, key.to_vec(), &raw).map(Some),
+        }
+    }
+
+    /// Commits one transaction (standalone use): the next applied index,
+    /// the next revision.
+    pub fn commit(&self, txn: Txn) -> Result<Committed> {
+        let mut meta = self.lock();
+        let index = meta.applied_index + 1;
+        let mut results = self.apply_locked(&mut meta, index, vec![txn])?;
+        results.pop().expect("one result per transaction")
+    }
+
+    /// Applies the transactions of the raft entry at `index`, in order, in
+    /// one atomic write together with the applied index. Each successful
+    /// transaction gets the next revision; a failed precondition fails that
+    /// transaction alone (deterministically, on every replica).
+    ///
+    /// The outer error is not deterministic (I/O): the caller must stop
+    /// applying rather than let its replica diverge.
+    pub fn apply_entry(&self, index: u64, txns: Vec<Txn>) -> Result<Vec<Result<Committed>>> {
+        let mut meta = self.lock();
+        self.apply_locked(&mut meta, index, txns)
+    }
+
+    /// [`Store::apply_entry`] for an entry of one transaction.
+    pub fn apply(&self, index: u64, txn: Txn) -> Result<Committed> {
+        let mut meta = self.lock();
+        let mut results = self.apply_locked(&mut meta, index, vec![txn])?;
+        results.pop().expect("one result per transaction")
+    }
+
+    /// Records `index` as applied without changing data (raft entries that
+    /// carry no transaction: empty entries, configuration changes).
+    pub fn apply_noop(&self, index: u64) -> Result<()> {
+        let mut meta = self.lock();
+        self.apply_locked(&mut meta, index, vec![]).map(|_| ())
+    }
+
+    fn apply_locked(
+        &self,
+        meta: &mut Meta,
+        index: u64,
+        txns: Vec<Txn>,
+    ) -> Result<Vec<Result<Committed>>> {
+        if index <= meta.applied_index {
+            return Err(Error::StaleRevision {
+                given: index,
+                current: meta.applied_index,
+            });
+        }
+        let mut wb = WriteBatch::new();
+        wb.put(Cf::Meta, META_APPLIED, encode_u64(index));
+        // Values as written by earlier transactions of this entry.
+        let mut pending: BTreeMap<Vec<u8>, Option<Record>> = BTreeMap::new();
+        let mut revision = meta.revision;
+        let mut outcomes = Vec::with_capacity(txns.len());
+        for txn in txns {
+            match self.stage(&mut wb, &mut pending, revision + 1, txn)? {
+                Ok(c) => {
+                    revision = c.revision;
+                    outcomes.push(Ok(c));
+                }
+                Err(e) => outcomes.push(Err(e)),
+            }
+        }
+        let mut compacted = meta.compacted;
+        if revision > meta.revision {
+            wb.put(Cf::Meta, META_REVISION, encode_u64(revision));
+            // Trim the change log in steps, so that the range delete is rare.
+            let step = (self.opts.changes_retention / 8).max(1);
+            if revision.saturating_sub(meta.compacted) > self.opts.changes_retention + step {
+                compacted = revision - self.opts.changes_retention;
+                wb.delete_range(
+                    Cf::Changes,
+                    change_key(0, 0).to_vec(),
+                    change_key(compacted + 1, 0).to_vec(),
+                );
+                wb.put(Cf::Meta, META_COMPACTED, encode_u64(compacted));
+            }
+        }
+        // Readers learn of a compaction before its records disappear, so a
+        // reader never misses changes silently (see `changes_since`).
+        self.compacted.store(compacted, Ordering::Release);
+        self.engine.write(wb, self.opts.sync)?;
+        meta.applied_index = index;
+        meta.compacted = compacted;
+        self.applied.store(index, Ordering::Release);
+        if revision > meta.revision {
+            meta.revision = revision;
+            self.revision.store(revision, Ordering::Release);
+            self.notify.send_replace(revision);
+        }
+        Ok(outcomes)
+    }
+
+    /// Checks one transaction's preconditions and stages its writes into
+    /// `wb` at `revision`. The outer error is an engine failure; the inner
+    /// one a failed precondition (nothing staged).
+    fn stage(
+        &self,
+        wb: &mut WriteBatch,
+        pending: &mut BTreeMap<Vec<u8>, Option<Record>>,
+        revision: u64,
+        txn: Txn,
+    ) -> Result<Result<Committed>> {
+        // Read current values and check every precondition first.
+        let mut current: BTreeMap<Vec<u8>, Option<Record>> = BTreeMap::new();
+        for op in &txn.ops {
+            let k = op.key().encode();
+            if !current.contains_key(&k) {
+                let rec = match pending.get(&k) {
+                    Some(r) => r.clone(),
+                    None => self.get_raw(&k)?,
+                };
+                current.insert(k.clone(), rec);
+            }
+            let found = match &current[&k] {
+                None => Found::Absent,
+                Some(r) => Found::ModRevision(r.mod_revision),
+            };
+            let ok = match (op.expect(), found) {
+                (Expectation::Any, _) => true,
+                (Expectation::Absent, Found::Absent) => true,
+                (Expectation::Present, Found::ModRevision(_)) => true,
+                (Expectation::ModRevision(want), Found::ModRevision(have)) => want == have,
+                _ => false,
+            };
+            if !ok {
+                return Ok(Err(Error::Conflict {
+                    key: printable_key(&k),
+                    expected: op.expect(),
+                    found,
+                }));
+            }
+        }
+        let mut results = Vec::with_capacity(txn.ops.len());
+        let mut seq = 0u32;
+        for op in txn.ops {
+            let k = op.key().encode();
+            let prev = current.get(&k).cloned().flatten();
+            match op {
+                TxnOp::Put {
+                    encoding, value, ..
+                } => {
+                    let create = prev.as_ref().map_or(revision, |p| p.create_revision);
+                    let raw = codec::encode(encoding.into(), create, revision, &value);
+                    let prev_raw = prev.as_ref().map(|p| {
+                        codec::encode(p.encoding, p.create_revision, p.mod_revision, &p.value)
+                    });
+                    self.push_change(
+                        wb,
+                        revision,
+                        &mut seq,
+                        &k,
+                        ChangeKind::Put,
+                        Some(raw.clone()),
+                        prev_raw,
+                    );
+                    wb.put(Cf::Data, k.clone(), raw);
+                    let record = Record {
+                        key: k.clone(),
+                        encoding: encoding.into(),
+                        create_revision: create,
+                        mod_revision: revision,
+                        value,
+                    };
+                    current.insert(k, Some(record.clone()));
+                    results.push(OpResult::Put { record, prev });
+                }
+                TxnOp::Delete { .. } => {
+                    if let Some(p) = &prev {
+                        let prev_raw =
+                            codec::encode(p.encoding, p.create_revision, p.mod_revision, &p.value);
+                        self.push_change(
+                            wb,
+                            revision,
+                            &mut seq,
+                            &k,
+                            ChangeKind::Delete,
+                            None,
+                            Some(prev_raw),
+                        );
+                        wb.delete(Cf::Data, k.clone());
+                        current.insert(k, None);
+                    }
+                    results.push(OpResult::Deleted(prev));
+                }
+                TxnOp::Check { .. } => results.push(OpResult::Checked),
+            }
+        }
+        pending.extend(current);
+        Ok(Ok(Committed { revision, results }))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push_change(
+        &self,
+        wb: &mut WriteBatch,
+        revision: u64,
+        seq: &mut u32,
+        key: &[u8],
+        kind: ChangeKind,
+        value: Option<Vec<u8>>,
+        prev: Option<Vec<u8>>,
+    ) {
+        let entry = ChangeEntry {
+            key: key.to_vec(),
+            kind,
+            value,
+            prev,
+        };
+        let body = bincode::serde::encode_to_vec(&entry, bincode_config())
+            .expect("change entries always encode");
+        wb.put(
+            Cf::Changes,
+            change_key(revision, *seq).to_vec(),
+            codec::encode(Encoding::Bincode, revision, revision, &body),
+        );
+        *seq += 1;
+    }
+
+    fn decode_change(&self, k: &[u8], raw: &[u8]) -> Result<Change> {
+        let env = codec::decode(Cf::Changes.name(), k, raw)?;
+        let (entry, _): (ChangeEntry, usize) =
+            bincode::serde::decode_from_slice(&env.body, bincode_config()).map_err(|e| {
+                Error::Corrupt {
+                    cf: Cf::Changes.name(),
+                    key: printable_key(k),
+                    reason: format!("undecodable change record: {e}"),
+                }
+            })?;
+        let rec = |raw: Option<Vec<u8>>| -> Result<Option<Record>> {
+            raw.map(|r| Record::decode(Cf::Changes, entry.key.clone(), &r))
+                .transpose()
+        };
+        Ok(Change {
+            revision: env.mod_revision,
+            kind: entry.kind,
+            key: entry.key.clone(),
+            value: rec(entry.value)?,
+            prev: rec(entry.prev)?,
+        })
+    }
+
+    /// The changes with revision greater than `after`, in order, at most
+    /// `limit` of them (0: no limit). `after` older than the compacted
+    /// revision gives [`Error::Compacted`].
+    pub fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
+        let compacted_error = |oldest| Error::Compacted {
+            requested: after,
+            oldest,
+        };
+        let compacted = self.compacted_revision();
+        if after < compacted {
+            return Err(compacted_error(compacted));
+        }
+        let start = change_key(after + 1, 0);
+        let mut out = Vec::new();
+        for item in self.engine.scan(Cf::Changes, &start, &[])? {
+            let (k, v) = item?;
+            out.push(self.decode_change(&k, &v)?);
+            if limit > 0 && out.len() >= limit {
+                break;
+            }
+        }
+        // A compaction that raced with the scan may have removed records we
+        // needed: say so rather than return a gap.
+        let compacted = self.compacted_revision();
+        if after < compacted {
+            return Err(compacted_error(compacted));
+        }
+        Ok(out)
+    }
+
+    /// Lists a key range, one page at a time, consistent at one revision.
+    pub fn list(&self, prefix: &Prefix, opts: &ListOptions) -> Result<ListPage> {
+        let (revision, start) = match &opts.continue_token {
+            Some(token) => {
+                let t = decode_continue(token)?;
+                if !prefix.contains(&t.1) {
+                    return Err(Error::InvalidContinue(
+                        "the token belongs to another list".into(),
+                    ));
+                }
+                (t.0, t.1)
+            }
+            None => {
+                let current = self.revision();
+                let rev = match opts.revision {
+                    Some(r) if r > current => {
+                        return Err(Error::FutureRevision {
+                            requested: r,
+                            current,
+                        })
+                    }
+                    Some(r) if r > 0 => r,
+                    _ => current,
+                };
+                (rev, prefix.start().to_vec())
+            }
+        };
+        let compacted = self.compacted_revision();
+        if revision < compacted {
+            return Err(Error::Compacted {
+                requested: revision,
+                oldest: compacted,
+            });
+        }
+        let end = prefix.end();
+        let want = if opts.limit == 0 {
+            usize::MAX
+        } else {
+            opts.limit + 1
+        };
+
+        // Live scan: keep values not changed after `revision`.
+        let mut items: BTreeMap<Vec<u8>, Record> = BTreeMap::new();
+        let mut kept = 0usize;
+        let mut exhausted = true;
+        let mut window_end: Vec<u8> = end.clone();
+        for item in self.engine.scan(Cf::Data, &start, &end)? {
+            let (k, v) = item?;
+            let rec = Record::decode(Cf::Data, k.clone(), &v)?;
+            if rec.mod_revision <= revision {
+                kept += 1;
+            }
+            items.insert(k.clone(), rec);
+            if kept >= want {
+                exhausted = false;
+                window_end = k;
+                break;
+            }
+        }
+        // Overlay: keys changed after `revision` get their value at it. The
+        // change log is read after the data, and both are written in one
+        // batch, so every newer value the scan saw has its change record.
+        {
+            let mut first_change: BTreeMap<Vec<u8>, Option<Record>> = BTreeMap::new();
+            for ch in self.changes_since(revision, 0)? {
+                let in_window = ch.key.as_slice() >= start.as_slice()
+                    && if exhausted {
+                        end.is_empty() || ch.key.as_slice() < end.as_slice()
+                    } else {
+                        ch.key <= window_end
+                    };
+                if in_window && !first_change.contains_key(&ch.key) {
+                    first_change.insert(ch.key.clone(), ch.prev);
+                }
+            }
+            for (k, at_rev) in first_change {
+                match at_rev {
+                    Some(rec) => {
+                        items.insert(k, rec);
+                    }
+                    None => {
+                        items.remove(&k);
+                    }
+                }
+            }
+        }
+        items.retain(|_, r| r.mod_revision <= revision);
+        let mut page: Vec<Record> = items.into_values().collect();
+        let mut continue_token = None;
+        if opts.limit > 0 && page.len() > opts.limit {
+            page.truncate(opts.limit);
+            let mut next = page.last().expect("limit > 0").key.clone();
+            next.push(0);
+            continue_token = Some(encode_continue(revision, &next));
+        }
+        Ok(ListPage {
+            items: page,
+            revision,
+            continue_token,
+        })
+    }
+
+    /// Writes a consistent checkpoint of the whole store into `dir`.
+    pub fn checkpoint(&self, dir: &std::path::Path) -> Result<()> {
+        self.engine.checkpoint(dir)
+    }
+}
+
+fn encode_continue(rv: u64, start: &[u8]) -> String {
+    let t = ContinueToken {
+        rv,
+        start: base64::engine::general_purpose::STANDARD.encode(start),
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&t).expect("token encodes"))
+}
+
+fn decode_continue(token: &str) -> Result<(u64, Vec<u8>)> {
+    let bad = |why: &str| Error::InvalidContinue(why.to_string());
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad("not base64"))?;
+    let t: ContinueToken =
+        serde_json::from_slice(&json).map_err(|_| bad("not a tmc continue token"))?;
+    let start = base64::engine::general_purpose::STANDARD
+        .decode(&t.start)
+        .map_err(|_| bad("bad start key"))?;
+    if t.rv == 0 {
+        return Err(bad("revision 0"));
+    }
+    Ok((t.rv, start))
+}
