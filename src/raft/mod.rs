@@ -1,0 +1,258 @@
+//! Replication of a shard's store across its replicas with raft-rs.
+//!
+//! Layers, bottom up:
+//! - [`storage`]: [`LogStore`], raft-rs's `Storage` over an [`Engine`]: the
+//!   `log` column family and the raft records of `meta`.
+//! - [`snapshot`]: [`SnapshotData`], the replicated state at an applied index.
+//! - [`wire`]: the checksummed frame a raft message travels in.
+//! - [`node`]: [`Node`], the consensus core: raft-rs's `RawNode`, the Ready
+//!   loop, group commit, reads and membership changes. No sockets, no clock.
+//! - [`sim`]: a deterministic in-process cluster on a simulated network, for
+//!   tests.
+//!
+//! # Protocol
+//!
+//! **Inputs and outputs.** A [`Node`] sees only messages ([`Node::step`],
+//! [`Node::step_frame`]), logical ticks ([`Node::tick`]) and client requests
+//! ([`Node::propose`], [`Node::read`], [`Node::change_membership`]). After a
+//! batch of inputs the caller runs [`Node::poll`], then takes the messages to
+//! send ([`Node::take_messages`]) and the answers to requests
+//! ([`Node::take_responses`]). Disk writes go to the node's [`Engine`]; the
+//! simulation gives it an in-memory one. Sockets, timers and the thread that
+//! owns the node live in an event loop at the edge (not built yet).
+//!
+//! **The Ready loop**, in the order raft-rs documents (its `src/lib.rs`),
+//! in [`Node::poll`]:
+//! 1. queued writes become raft entries (group commit, below), queued reads
+//!    one ReadIndex request;
+//! 2. `messages()` are sent at once: a leader replicates while it persists
+//!    (raft thesis 10.2.1);
+//! 3. a snapshot from the leader is installed: data, log position,
+//!    configuration and hard state in one durable write;
+//! 4. new entries and the hard state are persisted in one write batch,
+//!    fsynced unless `must_sync()` is false (only the commit index changed);
+//! 5. only then are `persisted_messages()` sent (votes and append
+//!    responses promise what is on disk);
+//! 6. committed entries are applied; the commit index was persisted with
+//!    the hard state before, never after;
+//! 7. `advance`; the `LightReady`'s new commit index is persisted, its
+//!    messages sent, its committed entries applied; `advance_apply`.
+//!
+//! **Applying and the applied index.** Each committed entry goes through
+//! [`Store::apply_entry`](crate::store::Store::apply_entry), which writes the
+//! data, the next revisions and the entry's index as *applied index* in one
+//! atomic batch. The applied index is therefore exactly the state on disk:
+//! on restart the node passes it to raft as `Config.applied`, and raft
+//! replays the committed entries after it. Applying is not fsynced: the log
+//! entry it applies is, and RocksDB's write-ahead log recovers a prefix of
+//! writes, so a lost apply is replayed. A non-deterministic failure while
+//! applying (I/O) stops the node ([`Error::Stopped`]) rather than let its
+//! replica diverge; a failed precondition is deterministic and only fails
+//! that transaction.
+//!
+//! **Group commit.** Writes are queued ([`Node::propose`]) and, at the next
+//! poll, up to `max_batch_txns` of them (or `max_batch_bytes`) go into one
+//! raft entry: bincode of `Vec<(request id, Txn)>`. One entry costs one
+//! append, one fsync, one replication round; its transactions get
+//! consecutive revisions. The proposer remembers `(index, term)` of each
+//! entry it proposed; when the entry at that index is applied with that
+//! term, each transaction's result goes to its request id. If the term
+//! differs, or the node loses leadership first, the requests fail with
+//! [`Error::LeadershipLost`]: the outcome of such a write is unknown (it may
+//! still commit under the next leader), as with etcd. Writes are accepted by
+//! the leader only ([`Error::NotLeader`] names the leader, if known).
+//!
+//! **Reads.** [`Node::read`] is linearizable: reads queued until a poll
+//! share one raft ReadIndex request; once the leader has confirmed its
+//! leadership with a quorum and this node has applied up to the read index,
+//! the answer is that index and the caller reads the store. raft-rs drops
+//! ReadIndex requests when no leader is known, so [`Node::read`] fails at
+//! once with [`Error::NoLeader`] then, and a new leader holds reads until it
+//! has committed an entry of its term. Reads, like writes, time out after
+//! `request_timeout_ticks` ([`Error::Timeout`]). A minority side of a
+//! partition cannot complete a ReadIndex, so it serves no stale
+//! linearizable read. Local reads (Kubernetes' `resourceVersion=0`) read
+//! [`Node::store`] directly.
+//!
+//! **Snapshots and compaction.** The state machine is durable on its own
+//! (RocksDB), so compaction needs no separate snapshot file: when the log
+//! holds more than `log_compact_threshold` applied entries, the older half
+//! is removed, keeping the index and term of the last removed entry. A
+//! follower that needs a removed entry gets a snapshot, produced on demand
+//! at the applied index ([`SnapshotData`]), and installs it atomically.
+//!
+//! **Membership.** [`Node::change_membership`] adds or removes one voter
+//! with a `ConfChangeV2` (a simple change, no joint state); one change at a
+//! time. The configuration as of the applied index is kept in `meta` and
+//! travels in snapshots.
+//!
+//! **Determinism.** raft-rs draws election timeouts from a thread-local
+//! RNG; with `NodeConfig::seed` set, the node redraws them from its own
+//! seeded RNG, so a simulated cluster replays exactly for a seed.
+//!
+//! # Implementation caveats
+//!
+//! - No peer transport yet: the TCP transport with length + crc32 frames
+//!   ([`wire`] is its frame format), mTLS between peers, and the event loop
+//!   that owns a node, its timers and its sockets come next.
+//! - raft-rs drops a ReadIndex request that reaches a new leader before it
+//!   has committed an entry of its term; a follower's read then ends with
+//!   [`Error::Timeout`] and is retried by the caller.
+//! - Writes and membership changes sent to a follower are refused with
+//!   [`Error::NotLeader`] and the leader's id; forwarding to the leader is
+//!   left to the event loop.
+//! - A snapshot is the whole state in one message, built in memory
+//!   ([`SnapshotData`]); the RocksDB checkpoint streamed in crc-checked
+//!   chunks replaces it. Compaction does not wait for slow followers: one
+//!   that falls behind the compacted log gets a full snapshot.
+//! - The configuration record and the applied index of a membership change
+//!   are two writes (the store's batch cannot carry raft records yet); a
+//!   crash between them re-applies the change on restart, which raft-rs
+//!   accepts for simple changes.
+//! - A storage I/O error inside raft-rs's own calls (reading the log)
+//!   panics there, as raft-rs does for every storage error; the node must
+//!   stop then anyway.
+//! - Peers are trusted (authenticated by mTLS later): a frame that fails its
+//!   checksum or does not decode is dropped, but raft-rs panics on
+//!   well-formed messages that break its invariants.
+//! - Tests run replicas in one process on a simulated network ([`sim`]);
+//!   a simulated crash keeps every write (the memory engine has no
+//!   unsynced state), so torn writes are only covered by the store's own
+//!   crash tests; multi-process tests over loopback come with the
+//!   transport.
+//! - The store caches its revision bookkeeping, so installing a snapshot
+//!   reopens the [`crate::store::Store`] on the new contents; subscribers of
+//!   the old one ([`crate::store::Store::subscribe`]) are not carried over.
+
+pub mod node;
+pub mod sim;
+pub mod snapshot;
+pub mod storage;
+pub mod wire;
+
+pub use node::{MembershipChange, Node, NodeConfig, Outcome, RequestId, Response, Status};
+pub use raft::StateRole;
+pub use snapshot::SnapshotData;
+pub use storage::LogStore;
+
+use std::fmt::Write as _;
+
+/// Errors of the replication layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Writes and membership changes go to the leader.
+    #[error("this node is not the leader; {}", leader_hint(*leader))]
+    NotLeader {
+        /// The leader, if this node knows one.
+        leader: Option<u64>,
+    },
+    /// No leader is known: an election is in progress or this node is cut
+    /// off from the majority. raft-rs would silently drop a read now.
+    #[error("no leader: an election is in progress or this node is cut off from the majority")]
+    NoLeader,
+    /// Leadership changed while the request was in flight. A write's
+    /// outcome is unknown: it may still commit under the new leader.
+    #[error(
+        "leadership lost before the request completed (a write may or may not have been applied)"
+    )]
+    LeadershipLost,
+    /// The request did not complete in time. A write's outcome is unknown.
+    #[error("request timed out after {ticks} ticks (a write may or may not have been applied)")]
+    Timeout {
+        /// The timeout, in logical ticks.
+        ticks: u64,
+    },
+    /// Another membership change has not been applied yet.
+    #[error("a membership change is already in progress")]
+    ConfChangeInProgress,
+    /// The membership change makes no sense for the current configuration.
+    #[error("invalid membership change: {0}")]
+    InvalidConfChange(String),
+    /// raft-rs refused the proposal (for example during a leader transfer).
+    #[error("proposal dropped by raft: {0}")]
+    Dropped(String),
+    /// A committed entry or snapshot that cannot be decoded.
+    #[error("corrupt {what}: {reason}")]
+    Corrupt {
+        /// What was being decoded.
+        what: &'static str,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The store failed: a deterministic transaction error (conflict) when
+    /// it answers one write, an I/O error otherwise.
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    /// raft-rs failed.
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    /// The node stopped after a fatal error and serves nothing any more.
+    #[error("node {id} has stopped after a fatal error: {reason}")]
+    Stopped {
+        /// The node.
+        id: u64,
+        /// The fatal error.
+        reason: String,
+    },
+}
+
+fn leader_hint(leader: Option<u64>) -> String {
+    match leader {
+        Some(l) => format!("the leader is node {l}"),
+        None => "no leader is known".to_string(),
+    }
+}
+
+/// raft-rs logs through slog; this drain forwards its records to `tracing`
+/// (target `raft`), with the record's key-value pairs appended.
+struct TracingDrain;
+
+struct KvText(String);
+
+impl slog::Serializer for KvText {
+    fn emit_arguments(&mut self, key: slog::Key, val: &std::fmt::Arguments) -> slog::Result {
+        let _ = write!(self.0, " {key}={val}");
+        Ok(())
+    }
+}
+
+impl slog::Drain for TracingDrain {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(&self, record: &slog::Record, values: &slog::OwnedKVList) -> Result<(), slog::Never> {
+        use slog::KV as _;
+        let enabled = match record.level() {
+            slog::Level::Critical | slog::Level::Error => {
+                tracing::enabled!(target: "raft", tracing::Level::ERROR)
+            }
+            slog::Level::Warning => tracing::enabled!(target: "raft", tracing::Level::WARN),
+            slog::Level::Info => tracing::enabled!(target: "raft", tracing::Level::INFO),
+            slog::Level::Debug => tracing::enabled!(target: "raft", tracing::Level::DEBUG),
+            slog::Level::Trace => tracing::enabled!(target: "raft", tracing::Level::TRACE),
+        };
+        if !enabled {
+            return Ok(());
+        }
+        let mut kv = KvText(String::new());
+        let _ = record.kv().serialize(record, &mut kv);
+        let _ = values.serialize(record, &mut kv);
+        let msg = record.msg();
+        let kv = kv.0;
+        match record.level() {
+            slog::Level::Critical | slog::Level::Error => {
+                tracing::error!(target: "raft", "{msg}{kv}")
+            }
+            slog::Level::Warning => tracing::warn!(target: "raft", "{msg}{kv}"),
+            slog::Level::Info => tracing::info!(target: "raft", "{msg}{kv}"),
+            slog::Level::Debug => tracing::debug!(target: "raft", "{msg}{kv}"),
+            slog::Level::Trace => tracing::trace!(target: "raft", "{msg}{kv}"),
+        }
+        Ok(())
+    }
+}
+
+/// The slog logger handed to raft-rs: records go to `tracing`.
+pub fn raft_logger(node_id: u64) -> slog::Logger {
+    slog::Logger::root(TracingDrain, slog::o!("raft_id" => node_id))
+}

@@ -1,0 +1,1102 @@
+//! The consensus core of one replica: raft-rs's `RawNode` over a
+//! [`LogStore`], the Ready loop, group commit, linearizable reads and
+//! membership changes. See the module documentation of [`crate::raft`] for
+//! the protocol.
+
+use super::snapshot::SnapshotData;
+use super::storage::LogStore;
+use super::{raft_logger, wire, Error};
+use crate::store::{Committed, Engine, Store, StoreOptions, Txn, TxnOp};
+use protobuf::Message as _;
+use raft::eraftpb::{
+    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType,
+    Message, MessageType, Snapshot,
+};
+use raft::{Config, RawNode, ReadOnlyOption, SnapshotStatus, StateRole, INVALID_ID};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+/// Identifies a client request on the node that accepted it.
+pub type RequestId = u64;
+
+/// Settings of one replica.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This replica's id (non-zero, unique in the shard).
+    pub id: u64,
+    /// The founding voters, used only to bootstrap an empty store; empty for
+    /// a replica that joins an existing shard.
+    pub voters: Vec<u64>,
+    /// Ticks without a leader before an election.
+    pub election_tick: usize,
+    /// Ticks between leader heartbeats.
+    pub heartbeat_tick: usize,
+    /// At most this many transactions per raft entry.
+    pub max_batch_txns: usize,
+    /// At most about this many bytes of transactions per raft entry.
+    pub max_batch_bytes: usize,
+    /// Upper bound of one append message (raft's `max_size_per_msg`).
+    pub max_size_per_msg: u64,
+    /// Append messages in flight per follower.
+    pub max_inflight_msgs: usize,
+    /// Compact the log when it holds more applied entries than this (0:
+    /// never).
+    pub log_compact_threshold: u64,
+    /// Requests fail with [`Error::Timeout`] after this many ticks.
+    pub request_timeout_ticks: u64,
+    /// Seed of the election-timeout RNG; `None` leaves it to raft-rs.
+    pub seed: Option<u64>,
+}
+
+impl NodeConfig {
+    /// Defaults for replica `id` of a shard founded by `voters`, for a tick
+    /// of about 100 ms: elections after 1-2 s, heartbeats every 200 ms.
+    pub fn new(id: u64, voters: Vec<u64>) -> Self {
+        NodeConfig {
+            id,
+            voters,
+            election_tick: 10,
+            heartbeat_tick: 2,
+            max_batch_txns: 512,
+            max_batch_bytes: 1 << 20,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            log_compact_threshold: 10_000,
+            request_timeout_ticks: 50,
+            seed: None,
+        }
+    }
+}
+
+/// A change of the voter set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Add a voter (it starts empty and catches up from the leader).
+    AddVoter(u64),
+    /// Remove a voter.
+    RemoveVoter(u64),
+}
+
+/// The answer to one request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A write: its commit (revision and per-operation results) or why not.
+    Write(Result<Committed, Error>),
+    /// A linearizable read: the read index, applied here, so the store may
+    /// be read now; or why not.
+    Read(Result<u64, Error>),
+    /// A membership change: the voters after it, or why not.
+    Membership(Result<Vec<u64>, Error>),
+}
+
+/// A request's id and its answer.
+#[derive(Debug)]
+pub struct Response {
+    /// The id [`Node::propose`], [`Node::read`] or
+    /// [`Node::change_membership`] returned.
+    pub id: RequestId,
+    /// The answer.
+    pub outcome: Outcome,
+}
+
+/// A snapshot of a node's raft state, for tests and status pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// The node.
+    pub id: u64,
+    /// Leader, follower, candidate, pre-candidate.
+    pub role: StateRole,
+    /// Current term.
+    pub term: u64,
+    /// The leader it knows of.
+    pub leader: Option<u64>,
+    /// Commit index.
+    pub commit: u64,
+    /// Applied index of the store.
+    pub applied: u64,
+    /// Store revision.
+    pub revision: u64,
+    /// First index still in the log.
+    pub first_index: u64,
+    /// Last index in the log.
+    pub last_index: u64,
+    /// Voters as of the applied index.
+    pub voters: Vec<u64>,
+}
+
+/// What kind of request an id stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Write,
+    Read,
+    Membership,
+}
+
+impl Kind {
+    fn failed(self, e: Error) -> Outcome {
+        match self {
+            Kind::Write => Outcome::Write(Err(e)),
+            Kind::Read => Outcome::Read(Err(e)),
+            Kind::Membership => Outcome::Membership(Err(e)),
+        }
+    }
+}
+
+/// A write waiting for the next entry.
+struct Queued {
+    id: RequestId,
+    size: usize,
+    txn: Txn,
+}
+
+/// An entry this node proposed, by index.
+struct Proposal {
+    term: u64,
+    ids: Vec<RequestId>,
+}
+
+/// Writes as raft entry data: `(request id, transaction)` pairs.
+type Batch = Vec<(RequestId, Txn)>;
+
+fn encode_batch(batch: &Batch) -> Result<Vec<u8>, Error> {
+    bincode::serde::encode_to_vec(batch, bincode::config::standard()).map_err(|e| Error::Corrupt {
+        what: "write batch",
+        reason: e.to_string(),
+    })
+}
+
+fn decode_batch(data: &[u8]) -> Result<Batch, Error> {
+    let (batch, used): (Batch, usize) =
+        bincode::serde::decode_from_slice(data, bincode::config::standard()).map_err(|e| {
+            Error::Corrupt {
+                what: "raft entry",
+                reason: e.to_string(),
+            }
+        })?;
+    if used != data.len() {
+        return Err(Error::Corrupt {
+            what: "raft entry",
+            reason: "trailing bytes".into(),
+        });
+    }
+    Ok(batch)
+}
+
+fn txn_size(txn: &Txn) -> usize {
+    txn.ops
+        .iter()
+        .map(|op| match op {
+            TxnOp::Put { key, value, .. } => key.encode().len() + value.len() + 16,
+            TxnOp::Delete { key, .. } | TxnOp::Check { key, .. } => key.encode().len() + 16,
+        })
+        .sum::<usize>()
+        + 8
+}
+
+/// The context of a ReadIndex request: node, incarnation, sequence. The
+/// incarnation keeps a request from before a restart from answering one
+/// after it.
+fn read_ctx(node: u64, incarnation: u64, seq: u64) -> Vec<u8> {
+    [node, incarnation, seq]
+        .iter()
+        .flat_map(|v| v.to_be_bytes())
+        .collect()
+}
+
+fn parse_read_ctx(ctx: &[u8]) -> Option<(u64, u64, u64)> {
+    if ctx.len() != 24 {
+        return None;
+    }
+    let at = |i: usize| u64::from_be_bytes(ctx[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+    Some((at(0), at(1), at(2)))
+}
+
+/// One replica's consensus core. Single-threaded: one event loop owns it.
+pub struct Node<E: Engine> {
+    /// This replica's id.
+    id: u64,
+    /// Its settings.
+    config: NodeConfig,
+    /// raft-rs, over the raft log in the engine.
+    raw: RawNode<LogStore<Arc<E>>>,
+    /// The engine shared by the log and the store.
+    engine: Arc<E>,
+    /// The replicated state machine.
+    store: Store<Arc<E>>,
+    /// Options the store is (re)opened with.
+    store_opts: StoreOptions,
+    /// Seeded election-timeout RNG, when deterministic.
+    rng: Option<StdRng>,
+    /// Counts opens of this replica (see [`read_ctx`]).
+    incarnation: u64,
+    /// Logical time, in ticks.
+    now: u64,
+    /// Next request id.
+    next_id: RequestId,
+    /// Requests not answered yet.
+    live: BTreeMap<RequestId, Kind>,
+    /// Deadlines of requests, `(tick, id)`.
+    deadlines: BTreeSet<(u64, RequestId)>,
+    /// Writes waiting for the next entry (group commit).
+    queue: VecDeque<Queued>,
+    /// Entries proposed here, by log index.
+    proposals: BTreeMap<u64, Proposal>,
+    /// Membership changes proposed here, by log index: (term, id).
+    conf_changes: BTreeMap<u64, (u64, RequestId)>,
+    /// Reads waiting for the next ReadIndex request.
+    reads_queued: Vec<RequestId>,
+    /// ReadIndex requests in flight, by sequence: (leader asked, reads).
+    reads_inflight: BTreeMap<u64, (u64, Vec<RequestId>)>,
+    /// Reads with a read index, waiting for it to be applied.
+    reads_ready: BTreeMap<u64, Vec<RequestId>>,
+    /// Next ReadIndex sequence.
+    next_read_seq: u64,
+    /// The term in which this node leads, if it does.
+    leader_term: Option<u64>,
+    /// The leader this node knew at the last check.
+    known_leader: u64,
+    /// A validated snapshot received from the leader: (index, term, data).
+    incoming_snapshot: Option<(u64, u64, SnapshotData)>,
+    /// Messages to send.
+    messages: Vec<Message>,
+    /// Answers to requests.
+    responses: Vec<Response>,
+    /// Why the node stopped, once it has.
+    stopped: Option<String>,
+}
+
+impl<E: Engine> Node<E> {
+    /// Opens replica `config.id` on `engine`: bootstraps an empty engine
+    /// with `config.voters`, or restarts from the persisted raft state with
+    /// the store's applied index as raft's `Config.applied`.
+    pub fn open(engine: E, config: NodeConfig, store_opts: StoreOptions) -> Result<Self, Error> {
+        let engine = Arc::new(engine);
+        let log = LogStore::open(engine.clone())?;
+        if log.is_empty() && !config.voters.is_empty() {
+            log.bootstrap(&config.voters)?;
+        }
+        let incarnation = log.bump_incarnation()?;
+        // Under raft the log is the durable record; applies are replayed.
+        let store_opts = StoreOptions {
+            sync: false,
+            ..store_opts
+        };
+        let store = Store::open(engine.clone(), store_opts.clone())?;
+        let applied = store.applied_index();
+        let commit = log.hard_state().commit;
+        let (truncated, _) = log.truncated();
+        if applied > commit {
+            return Err(Error::Corrupt {
+                what: "raft state",
+                reason: format!(
+                    "applied index {applied} is beyond the persisted commit index {commit}"
+                ),
+            });
+        }
+        if applied < truncated {
+            return Err(Error::Corrupt {
+                what: "raft state",
+                reason: format!(
+                    "applied index {applied} is behind the compacted log (up to {truncated})"
+                ),
+            });
+        }
+        log.set_applied(applied);
+        let raft_config = Config {
+            id: config.id,
+            election_tick: config.election_tick,
+            heartbeat_tick: config.heartbeat_tick,
+            applied,
+            max_size_per_msg: config.max_size_per_msg,
+            max_inflight_msgs: config.max_inflight_msgs,
+            check_quorum: true,
+            pre_vote: true,
+            read_only_option: ReadOnlyOption::Safe,
+            ..Default::default()
+        };
+        raft_config.validate()?;
+        let raw = RawNode::new(&raft_config, log, &raft_logger(config.id))?;
+        let rng = config
+            .seed
+            .map(|s| StdRng::seed_from_u64(s ^ config.id.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
+        let mut node = Node {
+            id: config.id,
+            config,
+            raw,
+            engine,
+            store,
+            store_opts,
+            rng,
+            incarnation,
+            now: 0,
+            next_id: 1,
+            live: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            queue: VecDeque::new(),
+            proposals: BTreeMap::new(),
+            conf_changes: BTreeMap::new(),
+            reads_queued: Vec::new(),
+            reads_inflight: BTreeMap::new(),
+            reads_ready: BTreeMap::new(),
+            next_read_seq: 1,
+            leader_term: None,
+            known_leader: INVALID_ID,
+            incoming_snapshot: None,
+            messages: Vec::new(),
+            responses: Vec::new(),
+            stopped: None,
+        };
+        node.reseed_election_timeout(true);
+        Ok(node)
+    }
+
+    /// This replica's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The replicated store, for local (possibly stale) reads, and for
+    /// linearizable reads once [`Outcome::Read`] said so.
+    pub fn store(&self) -> &Store<Arc<E>> {
+        &self.store
+    }
+
+    /// True while this node is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    /// The leader this node knows of.
+    pub fn leader(&self) -> Option<u64> {
+        let l = self.raw.raft.leader_id;
+        (l != INVALID_ID).then_some(l)
+    }
+
+    /// Why the node stopped, if it has.
+    pub fn stopped(&self) -> Option<&str> {
+        self.stopped.as_deref()
+    }
+
+    /// The node's raft state.
+    pub fn status(&self) -> Status {
+        let raft = &self.raw.raft;
+        let log = self.raw.store();
+        let (truncated, _) = log.truncated();
+        Status {
+            id: self.id,
+            role: raft.state,
+            term: raft.term,
+            leader: self.leader(),
+            commit: raft.raft_log.committed,
+            applied: self.store.applied_index(),
+            revision: self.store.revision(),
+            first_index: truncated + 1,
+            last_index: raft.raft_log.last_index(),
+            voters: sorted(log.conf_state().voters),
+        }
+    }
+
+    fn check_running(&self) -> Result<(), Error> {
+        match &self.stopped {
+            None => Ok(()),
+            Some(reason) => Err(Error::Stopped {
+                id: self.id,
+                reason: reason.clone(),
+            }),
+        }
+    }
+
+    fn alloc(&mut self, kind: Kind) -> RequestId {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.live.insert(id, kind);
+        self.deadlines
+            .insert((self.now + self.config.request_timeout_ticks, id));
+        id
+    }
+
+    fn respond(&mut self, id: RequestId, outcome: Outcome) {
+        if self.live.remove(&id).is_some() {
+            self.responses.push(Response { id, outcome });
+        }
+    }
+
+    fn fail(&mut self, id: RequestId, e: Error) {
+        if let Some(kind) = self.live.remove(&id) {
+            self.responses.push(Response {
+                id,
+                outcome: kind.failed(e),
+            });
+        }
+    }
+
+    /// Queues a write for the next raft entry. Only the leader accepts
+    /// writes. The answer comes as [`Outcome::Write`] after a poll.
+    pub fn propose(&mut self, txn: Txn) -> Result<RequestId, Error> {
+        self.check_running()?;
+        if !self.is_leader() {
+            return Err(Error::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        let id = self.alloc(Kind::Write);
+        let size = txn_size(&txn);
+        self.queue.push_back(Queued { id, size, txn });
+        Ok(id)
+    }
+
+    /// Starts a linearizable read. The answer comes as [`Outcome::Read`]
+    /// after a poll; then read [`Node::store`].
+    pub fn read(&mut self) -> Result<RequestId, Error> {
+        self.check_running()?;
+        if self.leader().is_none() {
+            return Err(Error::NoLeader);
+        }
+        let id = self.alloc(Kind::Read);
+        self.reads_queued.push(id);
+        Ok(id)
+    }
+
+    /// Proposes a change of the voter set (leader only, one at a time). The
+    /// answer comes as [`Outcome::Membership`] once the change is applied.
+    pub fn change_membership(&mut self, change: MembershipChange) -> Result<RequestId, Error> {
+        self.check_running()?;
+        if !self.is_leader() {
+            return Err(Error::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        if self.raw.raft.has_pending_conf() || !self.conf_changes.is_empty() {
+            return Err(Error::ConfChangeInProgress);
+        }
+        let voters = self.raw.store().conf_state().voters;
+        let (kind, node) = match change {
+            MembershipChange::AddVoter(n) => {
+                if n == INVALID_ID {
+                    return Err(Error::InvalidConfChange("node id 0 is reserved".into()));
+                }
+                if voters.contains(&n) {
+                    return Err(Error::InvalidConfChange(format!(
+                        "node {n} is already a voter"
+                    )));
+                }
+                (ConfChangeType::AddNode, n)
+            }
+            MembershipChange::RemoveVoter(n) => {
+                if n == self.id {
+                    // raft-rs keeps a removed leader leading; hand over first.
+                    return Err(Error::InvalidConfChange(format!(
+                        "node {n} is the leader; transfer leadership before removing it"
+                    )));
+                }
+                if !voters.contains(&n) {
+                    return Err(Error::InvalidConfChange(format!("node {n} is not a voter")));
+                }
+                if voters.len() == 1 {
+                    return Err(Error::InvalidConfChange(format!(
+                        "node {n} is the last voter"
+                    )));
+                }
+                (ConfChangeType::RemoveNode, n)
+            }
+        };
+        let mut single = ConfChangeSingle::default();
+        single.set_change_type(kind);
+        single.node_id = node;
+        let mut cc = ConfChangeV2::default();
+        cc.set_changes(vec![single].into());
+        let id = self.alloc(Kind::Membership);
+        if let Err(e) = self.raw.propose_conf_change(id.to_be_bytes().to_vec(), cc) {
+            self.live.remove(&id);
+            return Err(Error::Dropped(e.to_string()));
+        }
+        let index = self.raw.raft.raft_log.last_index();
+        self.conf_changes.insert(index, (self.raw.raft.term, id));
+        Ok(id)
+    }
+
+    /// Asks the leader to hand leadership to voter `to` (which must be up
+    /// to date soon; the transfer is abandoned after an election timeout).
+    pub fn transfer_leadership(&mut self, to: u64) -> Result<(), Error> {
+        self.check_running()?;
+        if !self.is_leader() {
+            return Err(Error::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        if !self.raw.store().conf_state().voters.contains(&to) {
+            return Err(Error::InvalidConfChange(format!(
+                "node {to} is not a voter"
+            )));
+        }
+        self.raw.transfer_leader(to);
+        Ok(())
+    }
+
+    /// Advances logical time by one tick: elections, heartbeats, timeouts.
+    pub fn tick(&mut self) -> Result<(), Error> {
+        self.check_running()?;
+        self.now += 1;
+        self.raw.tick();
+        self.reseed_election_timeout(false);
+        while let Some(&(deadline, id)) = self.deadlines.first() {
+            if deadline > self.now {
+                break;
+            }
+            self.deadlines.pop_first();
+            self.fail(
+                id,
+                Error::Timeout {
+                    ticks: self.config.request_timeout_ticks,
+                },
+            );
+        }
+        let live = &self.live;
+        self.reads_inflight
+            .retain(|_, (_, ids)| ids.iter().any(|id| live.contains_key(id)));
+        Ok(())
+    }
+
+    /// Hands a message from a peer to raft. Messages not meant for this
+    /// node, proposals (not forwarded between nodes) and snapshots whose
+    /// data does not decode are logged and dropped.
+    pub fn step(&mut self, msg: Message) -> Result<(), Error> {
+        self.check_running()?;
+        if msg.to != self.id {
+            tracing::warn!(
+                node = self.id,
+                to = msg.to,
+                from = msg.from,
+                "dropping a raft message for another node"
+            );
+            return Ok(());
+        }
+        if msg.get_msg_type() == MessageType::MsgPropose {
+            tracing::warn!(
+                node = self.id,
+                from = msg.from,
+                "dropping a forwarded proposal"
+            );
+            return Ok(());
+        }
+        if msg.get_msg_type() == MessageType::MsgSnapshot {
+            let snap = msg.get_snapshot();
+            let (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
+            match SnapshotData::decode(&snap.data) {
+                Ok(data) if data.index == index => {
+                    self.incoming_snapshot = Some((index, term, data))
+                }
+                Ok(data) => {
+                    tracing::warn!(
+                        node = self.id,
+                        from = msg.from,
+                        index,
+                        data_index = data.index,
+                        "dropping a snapshot whose data is at another index"
+                    );
+                    return Ok(());
+                }
+                Err(e) => {
+                    let from = msg.from;
+                    tracing::warn!(node = self.id, from, error = %e, "dropping a damaged snapshot");
+                    return Ok(());
+                }
+            }
+        }
+        if let Err(e) = self.raw.step(msg) {
+            tracing::debug!(node = self.id, error = %e, "raft refused a message");
+        }
+        if self.raw.snap().is_none() {
+            // raft did not take the snapshot (stale, or none was sent).
+            self.incoming_snapshot = None;
+        }
+        self.reseed_election_timeout(false);
+        Ok(())
+    }
+
+    /// Decodes a frame ([`wire`]) and steps it; a bad frame is logged and
+    /// dropped.
+    pub fn step_frame(&mut self, frame: &[u8]) -> Result<(), Error> {
+        match wire::decode(frame) {
+            Ok(msg) => self.step(msg),
+            Err(e) => {
+                tracing::warn!(node = self.id, error = %e, "dropping an undecodable raft frame");
+                Ok(())
+            }
+        }
+    }
+
+    /// The transport could not reach `peer`.
+    pub fn report_unreachable(&mut self, peer: u64) {
+        if self.stopped.is_none() {
+            self.raw.report_unreachable(peer);
+        }
+    }
+
+    /// The transport delivered (`delivered`) or lost a snapshot to `peer`.
+    pub fn report_snapshot(&mut self, peer: u64, delivered: bool) {
+        if self.stopped.is_none() {
+            let status = if delivered {
+                SnapshotStatus::Finish
+            } else {
+                SnapshotStatus::Failure
+            };
+            self.raw.report_snapshot(peer, status);
+        }
+    }
+
+    /// Messages to send to peers (each names its recipient in `to`).
+    pub fn take_messages(&mut self) -> Vec<Message> {
+        std::mem::take(&mut self.messages)
+    }
+
+    /// Answers to requests since the last call.
+    pub fn take_responses(&mut self) -> Vec<Response> {
+        std::mem::take(&mut self.responses)
+    }
+
+    /// Runs the Ready loop until raft has nothing left to do: proposes
+    /// queued writes and reads, persists, applies, answers. A fatal error
+    /// (I/O while persisting or applying) stops the node; it is returned
+    /// here and by every later call.
+    pub fn poll(&mut self) -> Result<(), Error> {
+        self.check_running()?;
+        match self.poll_inner() {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let reason = e.to_string();
+                tracing::error!(node = self.id, error = %reason, "raft node stopped");
+                self.stopped = Some(reason.clone());
+                let ids: Vec<RequestId> = self.live.keys().copied().collect();
+                for id in ids {
+                    self.fail(
+                        id,
+                        Error::Stopped {
+                            id: self.id,
+                            reason: reason.clone(),
+                        },
+                    );
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn poll_inner(&mut self) -> Result<(), Error> {
+        self.check_leadership();
+        self.flush_writes();
+        self.flush_reads();
+        while self.raw.has_ready() {
+            self.handle_ready()?;
+            self.check_leadership();
+            // A new leader holds reads until it commits in its term.
+            self.flush_reads();
+        }
+        self.maybe_compact()?;
+        self.reseed_election_timeout(false);
+        Ok(())
+    }
+
+    /// Fails what a change of leadership invalidates.
+    fn check_leadership(&mut self) {
+        let raft = &self.raw.raft;
+        let leading = (raft.state == StateRole::Leader).then_some(raft.term);
+        let leader = raft.leader_id;
+        if self.leader_term.is_some() && self.leader_term != leading {
+            let new_leader = (leader != INVALID_ID).then_some(leader);
+            let queued: Vec<RequestId> = self.queue.drain(..).map(|q| q.id).collect();
+            for id in queued {
+                self.fail(id, Error::NotLeader { leader: new_leader });
+            }
+            let proposed: Vec<RequestId> = std::mem::take(&mut self.proposals)
+                .into_values()
+                .flat_map(|p| p.ids)
+                .collect();
+            let changes: Vec<RequestId> = std::mem::take(&mut self.conf_changes)
+                .into_values()
+                .map(|(_, id)| id)
+                .collect();
+            for id in proposed.into_iter().chain(changes) {
+                self.fail(id, Error::LeadershipLost);
+            }
+        }
+        self.leader_term = leading;
+        if leader != self.known_leader {
+            // ReadIndex requests sent to the old leader are lost with it.
+            let lost: Vec<RequestId> = std::mem::take(&mut self.reads_inflight)
+                .into_values()
+                .flat_map(|(_, ids)| ids)
+                .collect();
+            for id in lost {
+                self.fail(id, Error::LeadershipLost);
+            }
+            self.known_leader = leader;
+        }
+    }
+
+    /// Group commit: turns the queued writes into as few entries as the
+    /// batch limits allow.
+    fn flush_writes(&mut self) {
+        if self.queue.is_empty() {
+            return;
+        }
+        if !self.is_leader() {
+            let leader = self.leader();
+            let queued: Vec<RequestId> = self.queue.drain(..).map(|q| q.id).collect();
+            for id in queued {
+                self.fail(id, Error::NotLeader { leader });
+            }
+            return;
+        }
+        while !self.queue.is_empty() {
+            let mut batch: Batch = Vec::new();
+            let mut bytes = 0usize;
+            while let Some(front) = self.queue.front() {
+                if !batch.is_empty()
+                    && (batch.len() >= self.config.max_batch_txns
+                        || bytes + front.size > self.config.max_batch_bytes)
+                {
+                    break;
+                }
+                let q = self.queue.pop_front().expect("front exists");
+                if !self.live.contains_key(&q.id) {
+                    continue; // timed out while queued
+                }
+                bytes += q.size;
+                batch.push((q.id, q.txn));
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            let ids: Vec<RequestId> = batch.iter().map(|(id, _)| *id).collect();
+            let result = encode_batch(&batch)
+                .and_then(|data| self.raw.propose(vec![], data).map_err(Error::from));
+            match result {
+                Ok(()) => {
+                    let index = self.raw.raft.raft_log.last_index();
+                    let term = self.raw.raft.term;
+                    self.proposals.insert(index, Proposal { term, ids });
+                }
+                Err(e) => {
+                    let reason = e.to_string();
+                    for id in ids {
+                        self.fail(id, Error::Dropped(reason.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends the queued reads as one ReadIndex request.
+    fn flush_reads(&mut self) {
+        if self.reads_queued.is_empty() {
+            return;
+        }
+        let leader = self.raw.raft.leader_id;
+        if leader == INVALID_ID {
+            for id in std::mem::take(&mut self.reads_queued) {
+                self.fail(id, Error::NoLeader);
+            }
+            return;
+        }
+        if self.is_leader() && !self.raw.raft.commit_to_current_term() {
+            return;
+        }
+        let seq = self.next_read_seq;
+        self.next_read_seq += 1;
+        let ids = std::mem::take(&mut self.reads_queued);
+        self.raw
+            .read_index(read_ctx(self.id, self.incarnation, seq));
+        self.reads_inflight.insert(seq, (leader, ids));
+    }
+
+    /// One round of raft-rs's Ready protocol, in its documented order.
+    fn handle_ready(&mut self) -> Result<(), Error> {
+        let mut rd = self.raw.ready();
+
+        // 1. Messages a leader may send before persisting.
+        self.messages.extend(rd.take_messages());
+
+        // 2. A snapshot from the leader.
+        if !rd.snapshot().is_empty() {
+            let snap = rd.snapshot().clone();
+            self.install_snapshot(&snap)?;
+        }
+
+        // 3. Entries and hard state, in one batch, fsynced when required.
+        let entries = rd.take_entries();
+        let hs = rd.hs().cloned();
+        if !entries.is_empty() || hs.is_some() {
+            self.raw
+                .store()
+                .persist(&entries, hs.as_ref(), rd.must_sync())?;
+        }
+
+        // 4. Messages that promise what is now on disk.
+        self.messages.extend(rd.take_persisted_messages());
+
+        // 5. Read states: reads whose index is known.
+        for rs in rd.take_read_states() {
+            match parse_read_ctx(&rs.request_ctx) {
+                Some((node, inc, seq)) if node == self.id && inc == self.incarnation => {
+                    if let Some((_, ids)) = self.reads_inflight.remove(&seq) {
+                        self.reads_ready.entry(rs.index).or_default().extend(ids);
+                    }
+                }
+                _ => tracing::debug!(
+                    node = self.id,
+                    "ignoring a read state of an earlier incarnation"
+                ),
+            }
+        }
+
+        // 6. Committed entries (their commit index was persisted above).
+        self.apply(rd.take_committed_entries())?;
+
+        // 7. Advance; the light ready's commit index is persisted before its
+        //    entries are applied.
+        let mut light = self.raw.advance(rd);
+        if light.commit_index().is_some() {
+            let hs = self.raw.raft.hard_state();
+            self.raw.store().persist(&[], Some(&hs), false)?;
+        }
+        self.messages.extend(light.take_messages());
+        self.apply(light.take_committed_entries())?;
+        self.raw.advance_apply();
+        self.answer_reads();
+        Ok(())
+    }
+
+    fn install_snapshot(&mut self, snap: &Snapshot) -> Result<(), Error> {
+        let (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
+        let data = match self.incoming_snapshot.take() {
+            Some((i, t, data)) if i == index && t == term => data,
+            _ => SnapshotData::decode(&snap.data)?,
+        };
+        let hs = self.raw.raft.hard_state();
+        self.raw.store().install_snapshot(snap, &data, &hs)?;
+        // The store caches its revision bookkeeping: reopen it on the new
+        // contents.
+        self.store = Store::open(self.engine.clone(), self.store_opts.clone())?;
+        tracing::info!(
+            node = self.id,
+            index,
+            term,
+            revision = self.store.revision(),
+            "installed a raft snapshot"
+        );
+        self.fail_superseded(index);
+        self.answer_reads();
+        Ok(())
+    }
+
+    /// Fails proposals at or below `index` that were not applied as
+    /// proposed.
+    fn fail_superseded(&mut self, index: u64) {
+        let later_p = self.proposals.split_off(&(index + 1));
+        let lost: Vec<RequestId> = std::mem::replace(&mut self.proposals, later_p)
+            .into_values()
+            .flat_map(|p| p.ids)
+            .collect();
+        let later_c = self.conf_changes.split_off(&(index + 1));
+        let lost_c: Vec<RequestId> = std::mem::replace(&mut self.conf_changes, later_c)
+            .into_values()
+            .map(|(_, id)| id)
+            .collect();
+        for id in lost.into_iter().chain(lost_c) {
+            self.fail(id, Error::LeadershipLost);
+        }
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), Error> {
+        for entry in entries {
+            let index = entry.index;
+            if index <= self.store.applied_index() {
+                tracing::debug!(node = self.id, index, "skipping an entry applied before");
+                continue;
+            }
+            match entry.get_entry_type() {
+                EntryType::EntryNormal => self.apply_normal(entry)?,
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    self.apply_conf_change(entry)?
+                }
+            }
+            self.raw.store().set_applied(index);
+            self.fail_superseded(index);
+        }
+        self.answer_reads();
+        Ok(())
+    }
+
+    fn apply_normal(&mut self, entry: Entry) -> Result<(), Error> {
+        let index = entry.index;
+        let mine = match self.proposals.remove(&index) {
+            Some(p) if p.term == entry.term => Some(p.ids),
+            Some(p) => {
+                for id in p.ids {
+                    self.fail(id, Error::LeadershipLost);
+                }
+                None
+            }
+            None => None,
+        };
+        if entry.data.is_empty() {
+            // A new leader's empty entry.
+            self.store.apply_noop(index)?;
+            return Ok(());
+        }
+        let batch = match decode_batch(&entry.data) {
+            Ok(b) => b,
+            Err(e) => {
+                // Deterministic: every replica skips the same entry.
+                let node = self.id;
+                tracing::error!(node, index, error = %e, "skipping an undecodable raft entry");
+                self.store.apply_noop(index)?;
+                for id in mine.unwrap_or_default() {
+                    self.fail(
+                        id,
+                        Error::Corrupt {
+                            what: "raft entry",
+                            reason: e.to_string(),
+                        },
+                    );
+                }
+                return Ok(());
+            }
+        };
+        let (ids, txns): (Vec<RequestId>, Vec<Txn>) = batch.into_iter().unzip();
+        let results = self.store.apply_entry(index, txns)?;
+        if let Some(mine) = mine {
+            if mine == ids {
+                for (id, result) in ids.into_iter().zip(results) {
+                    self.respond(id, Outcome::Write(result.map_err(Error::Store)));
+                }
+            } else {
+                tracing::error!(
+                    node = self.id,
+                    index,
+                    "applied entry does not carry the proposed requests"
+                );
+                for id in mine {
+                    self.fail(id, Error::LeadershipLost);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_conf_change(&mut self, entry: Entry) -> Result<(), Error> {
+        let index = entry.index;
+        let mine = match self.conf_changes.remove(&index) {
+            Some((term, id)) if term == entry.term => Some(id),
+            Some((_, id)) => {
+                self.fail(id, Error::LeadershipLost);
+                None
+            }
+            None => None,
+        };
+        let applied: Result<ConfState, Error> = match entry.get_entry_type() {
+            EntryType::EntryConfChangeV2 => ConfChangeV2::parse_from_bytes(&entry.data)
+                .map_err(|e| Error::Corrupt {
+                    what: "membership change",
+                    reason: e.to_string(),
+                })
+                .and_then(|cc| self.raw.apply_conf_change(&cc).map_err(Error::from)),
+            _ => ConfChange::parse_from_bytes(&entry.data)
+                .map_err(|e| Error::Corrupt {
+                    what: "membership change",
+                    reason: e.to_string(),
+                })
+                .and_then(|cc| self.raw.apply_conf_change(&cc).map_err(Error::from)),
+        };
+        let outcome = match applied {
+            Ok(cs) => {
+                self.raw.store().set_conf_state(&cs)?;
+                tracing::info!(node = self.id, index, voters = ?cs.voters, "membership changed");
+                Ok(sorted(cs.voters.clone()))
+            }
+            Err(e) => {
+                // Deterministic: every replica refuses the same change.
+                tracing::warn!(node = self.id, index, error = %e, "membership change refused");
+                Err(e)
+            }
+        };
+        self.store.apply_noop(index)?;
+        if let Some(id) = mine {
+            self.respond(id, Outcome::Membership(outcome));
+        }
+        Ok(())
+    }
+
+    /// Answers the reads whose read index has been applied.
+    fn answer_reads(&mut self) {
+        let applied = self.store.applied_index();
+        let waiting = self.reads_ready.split_off(&(applied + 1));
+        let ready = std::mem::replace(&mut self.reads_ready, waiting);
+        for (index, ids) in ready {
+            for id in ids {
+                self.respond(id, Outcome::Read(Ok(index)));
+            }
+        }
+    }
+
+    /// Compacts the log once it holds more applied entries than the
+    /// threshold, keeping the newer half.
+    fn maybe_compact(&mut self) -> Result<(), Error> {
+        let threshold = self.config.log_compact_threshold;
+        if threshold == 0 {
+            return Ok(());
+        }
+        let applied = self.store.applied_index();
+        let (truncated, _) = self.raw.store().truncated();
+        if applied.saturating_sub(truncated) > threshold {
+            let to = applied - threshold / 2;
+            self.raw.store().compact(to)?;
+            tracing::debug!(node = self.id, to, "compacted the raft log");
+        }
+        Ok(())
+    }
+
+    /// Redraws raft's election timeout from the seeded RNG whenever raft has
+    /// just reset its election timer (and so drawn from its own RNG).
+    fn reseed_election_timeout(&mut self, force: bool) {
+        let Some(rng) = &mut self.rng else {
+            return;
+        };
+        if force || self.raw.raft.election_elapsed == 0 {
+            let lo = self.config.election_tick;
+            let hi = 2 * self.config.election_tick;
+            let t = rng.random_range(lo..hi);
+            self.raw.raft.set_randomized_election_timeout(t);
+        }
+    }
+}
+
+fn sorted(mut ids: Vec<u64>) -> Vec<u64> {
+    ids.sort_unstable();
+    ids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_ctx_round_trip() {
+        assert_eq!(parse_read_ctx(&read_ctx(3, 7, 99)), Some((3, 7, 99)));
+        assert_eq!(parse_read_ctx(b"short"), None);
+    }
+
+    #[test]
+    fn batch_round_trip_and_garbage() {
+        let batch: Batch = vec![(1, Txn::default()), (2, Txn::default())];
+        let data = encode_batch(&batch).unwrap();
+        assert_eq!(decode_batch(&data).unwrap(), batch);
+        assert!(decode_batch(&[0xff, 0xff, 0xff]).is_err());
+        let mut long = data.clone();
+        long.push(0);
+        assert!(decode_batch(&long).is_err());
+    }
+}
