@@ -1,0 +1,5 @@
+//! Load generators behind `tmc bench`. Each prints one JSON object with its
+//! figures so that `docs/benchmarks.md` can quote the exact command and the
+//! exact output.
+
+pub mod store;
