@@ -221,12 +221,8 @@ pub struct Node<E: Engine> {
     config: NodeConfig,
     /// raft-rs, over the raft log in the engine.
     raw: RawNode<LogStore<Arc<E>>>,
-    /// The engine shared by the log and the store.
-    engine: Arc<E>,
     /// The replicated state machine.
     store: Store<Arc<E>>,
-    /// Options the store is (re)opened with.
-    store_opts: StoreOptions,
     /// Seeded election-timeout RNG, when deterministic.
     rng: Option<StdRng>,
     /// Counts opens of this replica (see [`read_ctx`]).
@@ -283,7 +279,7 @@ impl<E: Engine> Node<E> {
             sync: false,
             ..store_opts
         };
-        let store = Store::open(engine.clone(), store_opts.clone())?;
+        let store = Store::open(engine, store_opts)?;
         let applied = store.applied_index();
         let commit = log.hard_state().commit;
         let (truncated, _) = log.truncated();
@@ -325,9 +321,7 @@ impl<E: Engine> Node<E> {
             id: config.id,
             config,
             raw,
-            engine,
             store,
-            store_opts,
             rng,
             incarnation,
             now: 0,
@@ -877,9 +871,9 @@ impl<E: Engine> Node<E> {
         };
         let hs = self.raw.raft.hard_state();
         self.raw.store().install_snapshot(snap, &data, &hs)?;
-        // The store caches its revision bookkeeping: reopen it on the new
-        // contents.
-        self.store = Store::open(self.engine.clone(), self.store_opts.clone())?;
+        // The store caches its revision bookkeeping: reload it from the new
+        // contents (watchers keep their subscriptions).
+        self.store.reload()?;
         tracing::info!(
             node = self.id,
             index,

@@ -8,7 +8,7 @@
 use super::engine::{Cf, Engine, Op, ScanIter, WriteBatch};
 use super::error::{printable_key, Error, Result};
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode,
     Options, ReadOptions, WriteBufferManager, WriteOptions, DB,
 };
 use std::path::{Path, PathBuf};
@@ -46,7 +46,10 @@ pub struct RocksEngine {
 impl RocksEngine {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path, opts: &RocksOptions) -> Result<Self> {
-        let cache = Cache::new_lru_cache(opts.block_cache_bytes);
+        // The write buffer manager charges memtables to the cache, so the
+        // cache holds both budgets: memtables can never squeeze blocks out
+        // below `block_cache_bytes`, and the total stays bounded.
+        let cache = Cache::new_lru_cache(opts.block_cache_bytes + opts.write_buffer_bytes);
         let wbm = WriteBufferManager::new_write_buffer_manager_with_cache(
             opts.write_buffer_bytes,
             false,
@@ -107,18 +110,33 @@ impl RocksEngine {
 fn cf_options(cf: Cf, opts: &RocksOptions, cache: &Cache) -> Options {
     let mut bb = BlockBasedOptions::default();
     bb.set_block_cache(cache);
+    // Partitioned index and filters: a lookup loads one small partition, not
+    // the whole index of a large bottommost file, and everything lives in the
+    // bounded cache, the small top levels pinned.
+    bb.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+    bb.set_partition_filters(true);
+    bb.set_metadata_block_size(4096);
     bb.set_cache_index_and_filter_blocks(true);
+    bb.set_cache_index_and_filter_blocks_with_high_priority(true);
+    bb.set_pin_top_level_index_and_filter(true);
     bb.set_pin_l0_filter_and_index_blocks_in_cache(true);
     bb.set_block_size(16 << 10);
     let mut o = Options::default();
     o.set_write_buffer_size(opts.memtable_bytes);
     o.set_max_write_buffer_number(3);
     o.set_compression_type(DBCompressionType::Lz4);
-    o.set_bottommost_compression_type(DBCompressionType::Zstd);
+    // Objects and state settle in the bottom level: zstd there. The raft log
+    // and the change log are trimmed long before they get old, so they are
+    // not worth zstd's CPU.
+    o.set_bottommost_compression_type(match cf {
+        Cf::Data | Cf::Meta => DBCompressionType::Zstd,
+        Cf::Log | Cf::Changes => DBCompressionType::Lz4,
+    });
     match cf {
         Cf::Data | Cf::Meta => bb.set_bloom_filter(10.0, false),
-        // The log and change feed are read in order, never by point lookup.
-        Cf::Log | Cf::Changes => {}
+        // The log and change feed are read in order, never by point lookup;
+        // partitioned indexes need a filter policy, so give them a small one.
+        Cf::Log | Cf::Changes => bb.set_bloom_filter(1.0, false),
     }
     o.set_block_based_table_factory(&bb);
     o.set_level_compaction_dynamic_level_bytes(true);

@@ -242,10 +242,25 @@ pub enum ChangeKind {
 /// A change as stored in the `changes` column family: raw envelopes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ChangeEntry {
+    #[serde(with = "serde_bytes")]
     key: Vec<u8>,
     kind: ChangeKind,
+    #[serde(with = "serde_bytes")]
     value: Option<Vec<u8>>,
+    #[serde(with = "serde_bytes")]
     prev: Option<Vec<u8>>,
+}
+
+/// [`ChangeEntry`] borrowed, for writing without copying the values first.
+#[derive(Serialize)]
+struct ChangeEntryRef<'a> {
+    #[serde(with = "serde_bytes")]
+    key: &'a [u8],
+    kind: ChangeKind,
+    #[serde(with = "serde_bytes")]
+    value: Option<&'a [u8]>,
+    #[serde(with = "serde_bytes")]
+    prev: Option<&'a [u8]>,
 }
 
 /// One change of the change log.
@@ -293,6 +308,28 @@ struct ContinueToken {
     start: String,
 }
 
+fn read_meta<E: Engine>(engine: &E) -> Result<Meta> {
+    let read = |k: &[u8]| -> Result<u64> {
+        match engine.get(Cf::Meta, k)? {
+            None => Ok(0),
+            Some(raw) => {
+                let e = codec::decode(Cf::Meta.name(), k, &raw)?;
+                let bytes: [u8; 8] = e.body.as_slice().try_into().map_err(|_| Error::Corrupt {
+                    cf: Cf::Meta.name(),
+                    key: printable_key(k),
+                    reason: format!("expected 8 bytes, found {}", e.body.len()),
+                })?;
+                Ok(u64::from_be_bytes(bytes))
+            }
+        }
+    };
+    Ok(Meta {
+        revision: read(META_REVISION)?,
+        applied_index: read(META_APPLIED)?,
+        compacted: read(META_COMPACTED)?,
+    })
+}
+
 /// Revision bookkeeping, guarded by the writer mutex.
 #[derive(Debug, Clone, Copy, Default)]
 struct Meta {
@@ -335,26 +372,7 @@ fn encode_u64(v: u64) -> Vec<u8> {
 impl<E: Engine> Store<E> {
     /// Opens a store on an engine, reading its revision bookkeeping.
     pub fn open(engine: E, opts: StoreOptions) -> Result<Self> {
-        let read = |k: &[u8]| -> Result<u64> {
-            match engine.get(Cf::Meta, k)? {
-                None => Ok(0),
-                Some(raw) => {
-                    let e = codec::decode(Cf::Meta.name(), k, &raw)?;
-                    let bytes: [u8; 8] =
-                        e.body.as_slice().try_into().map_err(|_| Error::Corrupt {
-                            cf: Cf::Meta.name(),
-                            key: printable_key(k),
-                            reason: format!("expected 8 bytes, found {}", e.body.len()),
-                        })?;
-                    Ok(u64::from_be_bytes(bytes))
-                }
-            }
-        };
-        let meta = Meta {
-            revision: read(META_REVISION)?,
-            applied_index: read(META_APPLIED)?,
-            compacted: read(META_COMPACTED)?,
-        };
+        let meta = read_meta(&engine)?;
         let (notify, _) = tokio::sync::watch::channel(meta.revision);
         Ok(Store {
             engine,
@@ -365,6 +383,20 @@ impl<E: Engine> Store<E> {
             meta: Mutex::new(meta),
             notify,
         })
+    }
+
+    /// Re-reads the revision bookkeeping after the engine's contents were
+    /// replaced underneath the store (a raft snapshot was installed).
+    /// Subscribers keep their receivers and are told the new revision.
+    pub fn reload(&self) -> Result<()> {
+        let mut meta = self.lock();
+        let fresh = read_meta(&self.engine)?;
+        *meta = fresh;
+        self.revision.store(fresh.revision, Ordering::Release);
+        self.applied.store(fresh.applied_index, Ordering::Release);
+        self.compacted.store(fresh.compacted, Ordering::Release);
+        self.notify.send_replace(fresh.revision);
+        Ok(())
     }
 
     /// The engine underneath (for raft log storage and checkpoints).
@@ -564,8 +596,8 @@ impl<E: Engine> Store<E> {
                         &mut seq,
                         &k,
                         ChangeKind::Put,
-                        Some(raw.clone()),
-                        prev_raw,
+                        Some(&raw),
+                        prev_raw.as_deref(),
                     );
                     wb.put(Cf::Data, k.clone(), raw);
                     let record = Record {
@@ -589,7 +621,7 @@ impl<E: Engine> Store<E> {
                             &k,
                             ChangeKind::Delete,
                             None,
-                            Some(prev_raw),
+                            Some(&prev_raw),
                         );
                         wb.delete(Cf::Data, k.clone());
                         current.insert(k, None);
@@ -611,11 +643,11 @@ impl<E: Engine> Store<E> {
         seq: &mut u32,
         key: &[u8],
         kind: ChangeKind,
-        value: Option<Vec<u8>>,
-        prev: Option<Vec<u8>>,
+        value: Option<&[u8]>,
+        prev: Option<&[u8]>,
     ) {
-        let entry = ChangeEntry {
-            key: key.to_vec(),
+        let entry = ChangeEntryRef {
+            key,
             kind,
             value,
             prev,
