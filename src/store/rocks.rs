@@ -8,8 +8,8 @@
 use super::engine::{Cf, Engine, Op, ScanIter, WriteBatch};
 use super::error::{printable_key, Error, Result};
 use rocksdb::{
-    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode,
-    Options, ReadOptions, WriteBufferManager, WriteOptions, DB,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType,
+    Direction, IteratorMode, Options, ReadOptions, WriteBufferManager, WriteOptions, DB,
 };
 use std::path::{Path, PathBuf};
 
