@@ -2,13 +2,15 @@
 //! raft leader.
 //!
 //! Built so far: [`queue`], the typed work queue with client-go's default
-//! controller rate limiter.
+//! controller rate limiter, and [`keys`], kcp's `cluster|namespace/name`
+//! keys with distinct logical-cluster Name and Path types.
 //!
-//! Not built yet (issue "Controllers in kcp's patterns"): keys and
-//! logical-cluster types, the reconciler and committer, and the cluster,
+//! Not built yet (issue "Controllers in kcp's patterns"): the reconciler and
+//! committer, and the cluster,
 //! placement and sync controllers. They will read local state through the
 //! shard interface and take events from the store's change log
 //! ([`crate::store::Store::subscribe`] and
 //! [`crate::store::Store::changes_since`]), not from per-workspace watches.
 
+pub mod keys;
 pub mod queue;
