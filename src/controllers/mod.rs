@@ -3,14 +3,16 @@
 //!
 //! Built so far: [`queue`], the typed work queue with client-go's default
 //! controller rate limiter, and [`keys`], kcp's `cluster|namespace/name`
-//! keys with distinct logical-cluster Name and Path types.
+//! keys with distinct logical-cluster Name and Path types, and the
+//! [`committer`]'s plan: one merge patch, spec or status, with preconditions.
 //!
-//! Not built yet (issue "Controllers in kcp's patterns"): the reconciler and
-//! committer, and the cluster,
+//! Not built yet (issue "Controllers in kcp's patterns"): the reconciler
+//! runtime, sending committed patches, and the cluster,
 //! placement and sync controllers. They will read local state through the
 //! shard interface and take events from the store's change log
 //! ([`crate::store::Store::subscribe`] and
 //! [`crate::store::Store::changes_since`]), not from per-workspace watches.
 
+pub mod committer;
 pub mod keys;
 pub mod queue;
