@@ -4,10 +4,13 @@
 //! Built so far: [`queue`], the typed work queue with client-go's default
 //! controller rate limiter, and [`keys`], kcp's `cluster|namespace/name`
 //! keys with distinct logical-cluster Name and Path types, and the
-//! [`committer`]'s plan: one merge patch, spec or status, with preconditions.
+//! [`committer`]'s plan: one merge patch, spec or status, with preconditions,
+//! and [`reconciler`]: sub-reconcilers returning `Continue` or
+//! `StopAndRequeue(after)`.
 //!
-//! Not built yet (issue "Controllers in kcp's patterns"): the reconciler
-//! runtime, sending committed patches, and the cluster,
+//! Not built yet (issue "Controllers in kcp's patterns"): the controller
+//! runtime (leader-only start, change-feed events, metrics), sending
+//! committed patches, and the cluster,
 //! placement and sync controllers. They will read local state through the
 //! shard interface and take events from the store's change log
 //! ([`crate::store::Store::subscribe`] and
@@ -16,3 +19,4 @@
 pub mod committer;
 pub mod keys;
 pub mod queue;
+pub mod reconciler;
