@@ -6,7 +6,8 @@
 //! keys with distinct logical-cluster Name and Path types, and the
 //! [`committer`]'s plan: one merge patch, spec or status, with preconditions,
 //! and [`reconciler`]: sub-reconcilers returning `Continue` or
-//! `StopAndRequeue(after)`.
+//! `StopAndRequeue(after)`, and [`feed`]: keys from a start-up scan and the
+//! store's change log.
 //!
 //! Not built yet (issue "Controllers in kcp's patterns"): the controller
 //! runtime (leader-only start, change-feed events, metrics), sending
@@ -17,6 +18,7 @@
 //! [`crate::store::Store::changes_since`]), not from per-workspace watches.
 
 pub mod committer;
+pub mod feed;
 pub mod keys;
 pub mod queue;
 pub mod reconciler;
