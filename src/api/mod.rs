@@ -6,6 +6,8 @@
 //! module knows nothing of RocksDB and reaches data through the callbacks it
 //! is given.
 
+pub mod types;
+
 use axum::{http::StatusCode, routing::get, Router};
 use std::sync::Arc;
 
