@@ -7,7 +7,8 @@
 //! [`committer`]'s plan: one merge patch, spec or status, with preconditions,
 //! and [`reconciler`]: sub-reconcilers returning `Continue` or
 //! `StopAndRequeue(after)`, and [`feed`]: keys from a start-up scan and the
-//! store's change log.
+//! store's change log, and [`schedule`]: the placement decision as a pure
+//! function (selector, taints, unschedulable, health grace, strategies).
 //!
 //! Not built yet (issue "Controllers in kcp's patterns"): the controller
 //! runtime (leader-only start, change-feed events, metrics), sending
@@ -22,3 +23,4 @@ pub mod feed;
 pub mod keys;
 pub mod queue;
 pub mod reconciler;
+pub mod schedule;
