@@ -33,6 +33,39 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:6443")]
         listen: String,
     },
+    /// Run one raft replica of a shard: raft peers over TCP on the address
+    /// --peers gives this node, the internal KV interface (HTTP, JSON) on
+    /// --listen.
+    Serve {
+        /// This replica's id (as in --peers).
+        #[arg(long)]
+        node_id: u64,
+        /// Raft address of every voter: `1=127.0.0.1:7001,2=...,3=...`.
+        #[arg(long)]
+        peers: String,
+        /// KV (HTTP) address of every voter, for "not leader" answers:
+        /// `1=127.0.0.1:8001,...`.
+        #[arg(long, default_value = "")]
+        kv_peers: String,
+        /// Where the replica keeps its data (RocksDB).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Address of the KV interface.
+        #[arg(long)]
+        listen: String,
+        /// Milliseconds per logical raft tick (elections after 10-20 ticks).
+        #[arg(long, default_value_t = 100)]
+        tick_ms: u64,
+    },
+    /// A client of the KV interface of `tmc serve`; follows "not leader"
+    /// answers to the leader.
+    Kv {
+        /// KV address of a replica.
+        #[arg(long, default_value = "127.0.0.1:8001")]
+        endpoint: String,
+        #[command(subcommand)]
+        op: KvOp,
+    },
     /// Benchmarks; each prints one JSON object.
     Bench {
         #[command(subcommand)]
@@ -44,6 +77,25 @@ enum Command {
         #[command(subcommand)]
         which: Debug,
     },
+}
+
+#[derive(Subcommand)]
+enum KvOp {
+    /// Store VALUE (JSON text) at WORKSPACE/NAMESPACE/NAME.
+    Put { path: String, value: String },
+    /// Read WORKSPACE/NAMESPACE/NAME.
+    Get {
+        path: String,
+        /// Read this replica's state without ReadIndex (may be stale).
+        #[arg(long)]
+        local: bool,
+    },
+    /// Delete WORKSPACE/NAMESPACE/NAME.
+    Delete { path: String },
+    /// List the values of WORKSPACE.
+    List { workspace: String },
+    /// The replica's raft status.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -100,6 +152,15 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Dev { data_dir, listen } => dev(data_dir, listen),
+        Command::Serve {
+            node_id,
+            peers,
+            kv_peers,
+            data_dir,
+            listen,
+            tick_ms,
+        } => serve(node_id, &peers, &kv_peers, data_dir, listen, tick_ms),
+        Command::Kv { endpoint, op } => kv(endpoint, op),
         Command::Bench { which } => bench(which),
         Command::Debug { which } => debug(which),
     };
@@ -143,6 +204,120 @@ fn dev(data_dir: PathBuf, listen: String) -> Result<(), BoxError> {
         tracing::info!("stopped");
         Ok::<_, BoxError>(())
     })
+}
+
+fn serve(
+    node_id: u64,
+    peers: &str,
+    kv_peers: &str,
+    data_dir: PathBuf,
+    listen: String,
+    tick_ms: u64,
+) -> Result<(), BoxError> {
+    use tmc::raft::server;
+    let raft_peers = server::parse_peers(peers)?
+        .into_iter()
+        .map(|(id, a)| {
+            let addr: std::net::SocketAddr = a
+                .parse()
+                .map_err(|e| format!("bad raft address {a:?} of node {id}: {e}"))?;
+            Ok((id, addr))
+        })
+        .collect::<Result<std::collections::BTreeMap<_, _>, BoxError>>()?;
+    if !raft_peers.contains_key(&node_id) {
+        return Err(format!("--peers does not name node {node_id}").into());
+    }
+    let mut kv_peers = server::parse_peers(kv_peers)?;
+    kv_peers.entry(node_id).or_insert_with(|| listen.clone());
+    std::fs::create_dir_all(&data_dir)?;
+    let engine = store::RocksEngine::open(&data_dir.join("data"), &RocksOptions::default())?;
+    let voters: Vec<u64> = raft_peers.keys().copied().collect();
+    let node_cfg = tmc::raft::NodeConfig::new(node_id, voters);
+    let cfg = server::ServerConfig {
+        id: node_id,
+        peers: raft_peers,
+        kv_peers,
+        tick: std::time::Duration::from_millis(tick_ms.max(1)),
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let handle = server::start(engine, cfg, node_cfg).await?;
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(node = node_id, %addr, "serving the KV interface");
+        tmc::api::serve(listener, server::router(handle), async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+        Ok::<_, BoxError>(())
+    })
+}
+
+/// One HTTP/1.1 request with `Connection: close`; returns status and body.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<(u16, serde_json::Value), BoxError> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or("malformed HTTP response")?;
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("malformed HTTP status line")?;
+    let json = serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_string()));
+    Ok((status, json))
+}
+
+fn kv(endpoint: String, op: KvOp) -> Result<(), BoxError> {
+    let (method, path, body) = match &op {
+        KvOp::Put { path, value } => ("PUT", format!("/kv/{path}"), value.clone().into_bytes()),
+        KvOp::Get { path, local } => (
+            "GET",
+            format!(
+                "/kv/{path}?consistency={}",
+                if *local { "local" } else { "linearizable" }
+            ),
+            Vec::new(),
+        ),
+        KvOp::Delete { path } => ("DELETE", format!("/kv/{path}"), Vec::new()),
+        KvOp::List { workspace } => ("GET", format!("/kv/{workspace}"), Vec::new()),
+        KvOp::Status => ("GET", "/status".to_string(), Vec::new()),
+    };
+    let mut addr = endpoint;
+    for _ in 0..3 {
+        let (status, json) = http(&addr, method, &path, &body)?;
+        if status == 503 {
+            if let Some(leader) = json.get("leader_addr").and_then(|a| a.as_str()) {
+                eprintln!("tmc: {}; retrying there", json["error"]);
+                addr = leader.to_string();
+                continue;
+            }
+        }
+        println!("{json}");
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        return Err(format!("HTTP {status}").into());
+    }
+    Err("too many redirects to the leader".into())
 }
 
 fn bench(which: Bench) -> Result<(), BoxError> {

@@ -9,6 +9,8 @@
 //!   loop, group commit, reads and membership changes. No sockets, no clock.
 //! - [`sim`]: a deterministic in-process cluster on a simulated network, for
 //!   tests.
+//! - [`server`]: the event loop that owns a node on a real clock, the TCP
+//!   peer transport and the internal HTTP KV interface of `tmc serve`.
 //!
 //! # Protocol
 //!
@@ -19,7 +21,7 @@
 //! send ([`Node::take_messages`]) and the answers to requests
 //! ([`Node::take_responses`]). Disk writes go to the node's [`Engine`]; the
 //! simulation gives it an in-memory one. Sockets, timers and the thread that
-//! owns the node live in an event loop at the edge (not built yet).
+//! owns the node live in an event loop at the edge ([`server`], below).
 //!
 //! **The Ready loop**, in the order raft-rs documents (its `src/lib.rs`),
 //! in [`Node::poll`]:
@@ -90,17 +92,57 @@
 //! RNG; with `NodeConfig::seed` set, the node redraws them from its own
 //! seeded RNG, so a simulated cluster replays exactly for a seed.
 //!
+//! # Event loop and transport
+//!
+//! [`server::start`] opens a [`Node`] and runs it on one dedicated thread,
+//! the event loop, which alone touches the node; the tokio runtime carries
+//! sockets and HTTP and never blocks on an fsync. The loop mirrors
+//! [`sim`]:
+//! 1. wait for an input or the next tick (one logical tick per
+//!    `--tick-ms`, 100 ms by default: elections after 10-20 ticks, i.e.
+//!    1-2 s, heartbeats every 2 ticks); then drain every queued input:
+//!    frames from peers ([`Node::step_frame`]), writes ([`Node::propose`]),
+//!    reads ([`Node::read`], or served at once from the local store for
+//!    `consistency=local`), status queries;
+//! 2. tick when the tick is due (a late loop does not tick in a burst);
+//! 3. [`Node::poll`], then hand each of [`Node::take_messages`] to the
+//!    peer's outbound queue (a full queue or a dead link is reported with
+//!    [`Node::report_unreachable`], and [`Node::report_snapshot`] for
+//!    snapshots), then answer [`Node::take_responses`] to the waiting
+//!    clients through their oneshot channels. A linearizable read's answer
+//!    is read from the store right there, at or after its read index.
+//!
+//! **Transport.** Plain TCP, one outbound connection per peer, dialled
+//! with exponential backoff (20 ms doubling to 1 s) and redialled when a
+//! write fails; frames queued while a peer is unreachable are dropped (raft
+//! retransmits). Queued frames are coalesced into one socket write. Inbound
+//! connections are read frame by frame: the 8-byte header, then the body;
+//! a header announcing more than [`wire::MAX_FRAME`] closes the connection
+//! (the stream is out of step), and a frame that fails its checksum or does
+//! not decode is logged and dropped by [`Node::step_frame`], never applied.
+//! Peers are not authenticated yet: mTLS between replicas is a later issue.
+//!
+//! **KV interface.** [`server::router`]: `PUT/GET/DELETE
+//! /kv/{workspace}/{namespace}/{name}` (configmap-like objects),
+//! `GET /kv/{workspace}` (list), `POST /txn` (a JSON [`crate::store::Txn`]),
+//! `GET /status`. Writes on a follower are not forwarded: they get a 503
+//! `not leader; leader is N at ADDR` whose JSON names `leader` and
+//! `leader_addr` (from `--kv-peers`), which clients (`tmc kv`, the tests)
+//! follow. No leader known: 503 `no leader`; a timeout or lost leadership:
+//! 504 (a write's outcome is then unknown); a failed precondition: 409.
+//!
 //! # Implementation caveats
 //!
-//! - No peer transport yet: the TCP transport with length + crc32 frames
-//!   ([`wire`] is its frame format), mTLS between peers, and the event loop
-//!   that owns a node, its timers and its sockets come next.
+//! - No mTLS between peers yet; any process that can reach the raft port
+//!   can send well-formed raft messages.
 //! - raft-rs drops a ReadIndex request that reaches a new leader before it
 //!   has committed an entry of its term; a follower's read then ends with
 //!   [`Error::Timeout`] and is retried by the caller.
 //! - Writes and membership changes sent to a follower are refused with
-//!   [`Error::NotLeader`] and the leader's id; forwarding to the leader is
-//!   left to the event loop.
+//!   [`Error::NotLeader`] and the leader's id; the KV interface turns that
+//!   into a 503 naming the leader's address, which the client follows
+//!   (no server-side forwarding yet). Membership changes are not exposed by
+//!   `tmc serve` yet.
 //! - A snapshot is the whole state in one message, built in memory
 //!   ([`SnapshotData`]); the RocksDB checkpoint streamed in crc-checked
 //!   chunks replaces it. Compaction does not wait for slow followers: one
@@ -115,16 +157,16 @@
 //! - Peers are trusted (authenticated by mTLS later): a frame that fails its
 //!   checksum or does not decode is dropped, but raft-rs panics on
 //!   well-formed messages that break its invariants.
-//! - Tests run replicas in one process on a simulated network ([`sim`]);
-//!   a simulated crash keeps every write (the memory engine has no
-//!   unsynced state), so torn writes are only covered by the store's own
-//!   crash tests; multi-process tests over loopback come with the
-//!   transport.
+//! - Most tests run replicas in one process on a simulated network
+//!   ([`sim`]); a simulated crash keeps every write (the memory engine has
+//!   no unsynced state). `tests/raft_process.rs` runs three `tmc serve`
+//!   processes on loopback on RocksDB and SIGKILLs them.
 //! - The store caches its revision bookkeeping, so installing a snapshot
 //!   reopens the [`crate::store::Store`] on the new contents; subscribers of
 //!   the old one ([`crate::store::Store::subscribe`]) are not carried over.
 
 pub mod node;
+pub mod server;
 pub mod sim;
 pub mod snapshot;
 pub mod storage;
