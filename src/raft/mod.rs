@@ -125,10 +125,12 @@
 //! **KV interface.** [`server::router`]: `PUT/GET/DELETE
 //! /kv/{workspace}/{namespace}/{name}` (configmap-like objects),
 //! `GET /kv/{workspace}` (list), `POST /txn` (a JSON [`crate::store::Txn`]),
-//! `GET /status`. Writes on a follower are not forwarded: they get a 503
-//! `not leader; leader is N at ADDR` whose JSON names `leader` and
-//! `leader_addr` (from `--kv-peers`), which clients (`tmc kv`, the tests)
-//! follow. No leader known: 503 `no leader`; a timeout or lost leadership:
+//! `GET /status`. A write on a follower is forwarded once (HTTP, to the
+//! leader's `POST /txn` at its `--kv-peers` address) and the leader's
+//! answer passed back. A forwarded request carries the
+//! `x-tmc-no-forward` header, so a stale view of the leader costs a 503,
+//! never a loop: `not leader; leader is N at ADDR`, whose JSON names
+//! `leader` and `leader_addr`, which clients (`tmc kv`, the tests) follow. No leader known: 503 `no leader`; a timeout or lost leadership:
 //! 504 (a write's outcome is then unknown); a failed precondition: 409.
 //!
 //! # Implementation caveats
@@ -139,10 +141,10 @@
 //!   has committed an entry of its term; a follower's read then ends with
 //!   [`Error::Timeout`] and is retried by the caller.
 //! - Writes and membership changes sent to a follower are refused with
-//!   [`Error::NotLeader`] and the leader's id; the KV interface turns that
-//!   into a 503 naming the leader's address, which the client follows
-//!   (no server-side forwarding yet). Membership changes are not exposed by
-//!   `tmc serve` yet.
+//!   [`Error::NotLeader`] and the leader's id; the KV interface forwards
+//!   writes one hop (plain HTTP/1.1, one connection per forwarded write)
+//!   or answers a 503 naming the leader. Membership changes are not exposed
+//!   by `tmc serve` yet.
 //! - A snapshot is the whole state in one message, built in memory
 //!   ([`SnapshotData`]); the RocksDB checkpoint streamed in crc-checked
 //!   chunks replaces it. Compaction does not wait for slow followers: one

@@ -1,0 +1,761 @@
+//! The event loop that owns one [`Node`], its TCP peer transport and a small
+//! internal HTTP KV interface (`tmc serve`).
+//!
+//! - One thread runs the event loop: it owns the node, ticks it every
+//!   [`ServerConfig::tick`], steps inbound frames, takes client requests
+//!   from a channel, and after each batch of inputs polls the node, hands
+//!   its messages to the transport and answers waiting clients (oneshot).
+//!   Disk writes (fsync) happen on this thread, never on the tokio runtime.
+//! - The transport (tokio TCP): one outbound connection per peer, redialled
+//!   with exponential backoff, carrying [`wire`] frames; one
+//!   task per inbound connection reads header then body and passes the
+//!   whole frame to the loop, where [`Node::step_frame`] drops (and logs) a
+//!   frame that fails its checksum. No TLS yet (mTLS is a later issue).
+//! - The KV interface (axum, JSON) stores values as configmap-like objects
+//!   `/kv/{workspace}/{namespace}/{name}`; see [`router`].
+
+use super::{wire, Error, Node, NodeConfig, Outcome, RequestId, StateRole};
+use crate::store::{
+    Committed, Engine, Expectation, GroupResource, Key, ListOptions, ObjectKey, OpResult, Prefix,
+    Record, StoreOptions, Txn, TxnOp, Workspace,
+};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::routing::get;
+use axum::{Json, Router};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+/// Frames queued per peer before new ones are dropped (raft retransmits).
+const PEER_QUEUE: usize = 4096;
+
+/// Settings of one served replica.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// This replica.
+    pub id: u64,
+    /// Raft address of every voter, this one included.
+    pub peers: BTreeMap<u64, SocketAddr>,
+    /// KV (HTTP) address of every voter, for "not leader" redirects.
+    pub kv_peers: BTreeMap<u64, String>,
+    /// Wall-clock length of one logical tick.
+    pub tick: Duration,
+}
+
+/// A read the event loop answers from the store.
+#[derive(Debug)]
+pub enum ReadOp {
+    /// One key.
+    Get(Key),
+    /// A prefix, at most `limit` items (0: all).
+    List(Prefix, usize),
+}
+
+/// What a read returns.
+#[derive(Debug)]
+pub enum ReadResult {
+    /// The record, if any, and the store revision.
+    Get(Option<Record>, u64),
+    /// The records and the revision they are consistent at.
+    List(Vec<Record>, u64),
+}
+
+/// Node status as the KV interface reports it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StatusReport {
+    /// The node.
+    pub id: u64,
+    /// leader, follower, candidate or precandidate.
+    pub role: String,
+    /// The leader this node knows of.
+    pub leader: Option<u64>,
+    /// Current term.
+    pub term: u64,
+    /// Commit index.
+    pub commit: u64,
+    /// Applied index.
+    pub applied: u64,
+    /// Store revision.
+    pub revision: u64,
+    /// Voters.
+    pub voters: Vec<u64>,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, Error>>;
+
+/// A request to the event loop.
+pub enum Input {
+    /// A frame from a peer (still undecoded).
+    Frame(Vec<u8>),
+    /// A write.
+    Write(Txn, Reply<Committed>),
+    /// A read; `linearizable` goes through ReadIndex.
+    Read(ReadOp, bool, Reply<ReadResult>),
+    /// The node's status.
+    Status(oneshot::Sender<StatusReport>),
+}
+
+/// A handle to a running event loop.
+#[derive(Clone)]
+pub struct Handle {
+    tx: std_mpsc::Sender<Input>,
+    /// KV addresses of the voters.
+    pub kv_peers: BTreeMap<u64, String>,
+}
+
+impl Handle {
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Input,
+    ) -> Result<T, &'static str> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).map_err(|_| "event loop stopped")?;
+        match tokio::time::timeout(Duration::from_secs(15), rx).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(_)) => Err("event loop stopped"),
+            Err(_) => Err("event loop did not answer in time"),
+        }
+    }
+}
+
+/// Opens the node and starts the transport and the event loop; returns the
+/// handle the KV interface uses. Must be called within a tokio runtime.
+pub async fn start<E: Engine>(
+    engine: E,
+    cfg: ServerConfig,
+    node_cfg: NodeConfig,
+) -> Result<Handle, Box<dyn std::error::Error + Send + Sync>> {
+    let node = Node::open(engine, node_cfg, StoreOptions::default())?;
+    let (tx, rx) = std_mpsc::channel::<Input>();
+    let own = *cfg
+        .peers
+        .get(&cfg.id)
+        .ok_or("--peers must name this node's own raft address")?;
+    let listener = tokio::net::TcpListener::bind(own)
+        .await
+        .map_err(|e| format!("cannot listen on {own}: {e}"))?;
+    tokio::spawn(accept_loop(listener, tx.clone()));
+    let mut outbound = HashMap::new();
+    for (&peer, &addr) in &cfg.peers {
+        if peer == cfg.id {
+            continue;
+        }
+        let (ptx, prx) = mpsc::channel::<Vec<u8>>(PEER_QUEUE);
+        tokio::spawn(dial_loop(cfg.id, peer, addr, prx));
+        outbound.insert(peer, ptx);
+    }
+    let tick = cfg.tick;
+    std::thread::Builder::new()
+        .name(format!("raft-{}", cfg.id))
+        .spawn(move || event_loop(node, rx, outbound, tick))?;
+    Ok(Handle {
+        tx,
+        kv_peers: cfg.kv_peers,
+    })
+}
+
+async fn accept_loop(listener: tokio::net::TcpListener, tx: std_mpsc::Sender<Input>) {
+    loop {
+        match listener.accept().await {
+            Ok((sock, from)) => {
+                let _ = sock.set_nodelay(true);
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = read_frames(sock, tx).await {
+                        tracing::debug!(%from, error = %e, "peer connection closed");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn read_frames(
+    sock: tokio::net::TcpStream,
+    tx: std_mpsc::Sender<Input>,
+) -> std::io::Result<()> {
+    let mut r = tokio::io::BufReader::new(sock);
+    loop {
+        let mut header = [0u8; wire::HEADER_LEN];
+        r.read_exact(&mut header).await?;
+        let len = match wire::body_len(&header) {
+            Ok(len) => len,
+            Err(e) => {
+                // The stream is out of step: drop the connection.
+                tracing::warn!(error = %e, "bad frame header from a peer; closing");
+                return Ok(());
+            }
+        };
+        let mut frame = vec![0u8; wire::HEADER_LEN + len];
+        frame[..wire::HEADER_LEN].copy_from_slice(&header);
+        r.read_exact(&mut frame[wire::HEADER_LEN..]).await?;
+        if tx.send(Input::Frame(frame)).is_err() {
+            return Ok(());
+        }
+    }
+}
+
+async fn dial_loop(id: u64, peer: u64, addr: SocketAddr, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        let mut sock = match tokio::net::TcpStream::connect(addr).await {
+            Ok(s) => {
+                backoff = Duration::from_millis(20);
+                let _ = s.set_nodelay(true);
+                tracing::debug!(node = id, peer, %addr, "connected to peer");
+                s
+            }
+            Err(e) => {
+                tracing::debug!(node = id, peer, %addr, error = %e, "cannot reach peer");
+                // Frames queued meanwhile are stale; raft retransmits.
+                while rx.try_recv().is_ok() {}
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        loop {
+            let Some(frame) = rx.recv().await else {
+                return;
+            };
+            let mut buf = frame;
+            // Batch what is queued into one write.
+            while buf.len() < (1 << 20) {
+                match rx.try_recv() {
+                    Ok(f) => buf.extend_from_slice(&f),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = sock.write_all(&buf).await {
+                tracing::debug!(node = id, peer, error = %e, "peer connection lost");
+                break;
+            }
+        }
+    }
+}
+
+enum Pending {
+    Write(Reply<Committed>),
+    Read(ReadOp, Reply<ReadResult>),
+}
+
+fn do_read<E: Engine>(node: &Node<E>, op: &ReadOp) -> Result<ReadResult, Error> {
+    let store = node.store();
+    match op {
+        ReadOp::Get(key) => Ok(ReadResult::Get(store.get(key)?, store.revision())),
+        ReadOp::List(prefix, limit) => {
+            let page = store.list(
+                prefix,
+                &ListOptions {
+                    limit: *limit,
+                    ..Default::default()
+                },
+            )?;
+            Ok(ReadResult::List(page.items, page.revision))
+        }
+    }
+}
+
+fn status_report<E: Engine>(node: &Node<E>) -> StatusReport {
+    let s = node.status();
+    StatusReport {
+        id: s.id,
+        role: match s.role {
+            StateRole::Leader => "leader",
+            StateRole::Follower => "follower",
+            StateRole::Candidate => "candidate",
+            StateRole::PreCandidate => "precandidate",
+        }
+        .to_string(),
+        leader: s.leader,
+        term: s.term,
+        commit: s.commit,
+        applied: s.applied,
+        revision: s.revision,
+        voters: s.voters,
+    }
+}
+
+fn event_loop<E: Engine>(
+    mut node: Node<E>,
+    rx: std_mpsc::Receiver<Input>,
+    outbound: HashMap<u64, mpsc::Sender<Vec<u8>>>,
+    tick: Duration,
+) {
+    let mut pending: HashMap<RequestId, Pending> = HashMap::new();
+    let mut next_tick = Instant::now() + tick;
+    let mut failed = false;
+    loop {
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        let first = match rx.recv_timeout(wait) {
+            Ok(i) => Some(i),
+            Err(std_mpsc::RecvTimeoutError::Timeout) => None,
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        let mut inputs: Vec<Input> = first.into_iter().collect();
+        while inputs.len() < 4096 {
+            match rx.try_recv() {
+                Ok(i) => inputs.push(i),
+                Err(_) => break,
+            }
+        }
+        for input in inputs {
+            match input {
+                Input::Frame(f) => {
+                    if let Err(e) = node.step_frame(&f) {
+                        tracing::debug!(error = %e, "step failed");
+                    }
+                }
+                Input::Write(txn, reply) => match node.propose(txn) {
+                    Ok(id) => {
+                        pending.insert(id, Pending::Write(reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                },
+                Input::Read(op, linearizable, reply) => {
+                    if !linearizable {
+                        let _ = reply.send(do_read(&node, &op));
+                        continue;
+                    }
+                    match node.read() {
+                        Ok(id) => {
+                            pending.insert(id, Pending::Read(op, reply));
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                    }
+                }
+                Input::Status(reply) => {
+                    let _ = reply.send(status_report(&node));
+                }
+            }
+        }
+        let now = Instant::now();
+        if now >= next_tick {
+            if let Err(e) = node.tick() {
+                tracing::debug!(error = %e, "tick failed");
+            }
+            next_tick += tick;
+            if next_tick < now {
+                // Fell behind (a long fsync): do not tick in a burst.
+                next_tick = now + tick;
+            }
+        }
+        if let Err(e) = node.poll() {
+            if !failed {
+                tracing::error!(error = %e, "raft node failed; it serves nothing any more");
+                failed = true;
+            }
+        }
+        for msg in node.take_messages() {
+            let to = msg.to;
+            let Some(ptx) = outbound.get(&to) else {
+                tracing::warn!(to, "message for an unknown peer");
+                continue;
+            };
+            let is_snapshot = msg.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot;
+            let delivered = match wire::encode(&msg) {
+                Ok(frame) => ptx.try_send(frame).is_ok(),
+                Err(e) => {
+                    tracing::warn!(to, error = %e, "cannot encode a raft message");
+                    false
+                }
+            };
+            if !delivered {
+                node.report_unreachable(to);
+            }
+            if is_snapshot {
+                node.report_snapshot(to, delivered);
+            }
+        }
+        for r in node.take_responses() {
+            match (pending.remove(&r.id), r.outcome) {
+                (Some(Pending::Write(reply)), Outcome::Write(res)) => {
+                    let _ = reply.send(res);
+                }
+                (Some(Pending::Read(op, reply)), Outcome::Read(res)) => {
+                    let _ = reply.send(res.and_then(|_| do_read(&node, &op)));
+                }
+                (p, o) => {
+                    if p.is_some() {
+                        tracing::warn!(id = r.id, outcome = ?o, "response of an unexpected kind");
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The KV interface.
+
+/// Where KV values live: configmaps in the given workspace and namespace.
+fn kv_resource() -> GroupResource {
+    GroupResource::new("", "configmaps").expect("valid resource")
+}
+
+/// Consistency of a read.
+#[derive(Debug, serde::Deserialize)]
+pub struct ReadParams {
+    /// `linearizable` (default) or `local`.
+    pub consistency: Option<String>,
+    /// At most this many items in a list.
+    pub limit: Option<usize>,
+}
+
+/// A record as JSON.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct KvRecord {
+    /// The key, as text.
+    pub key: String,
+    /// The value, as UTF-8 text.
+    pub value: String,
+    /// Revision that created the key.
+    pub create_revision: u64,
+    /// Revision of the last change.
+    pub mod_revision: u64,
+}
+
+fn kv_record(r: Record) -> KvRecord {
+    KvRecord {
+        key: Key::decode(&r.key)
+            .map(|k| k.to_string())
+            .unwrap_or_else(|| String::from_utf8_lossy(&r.key).into_owned()),
+        value: String::from_utf8_lossy(&r.value).into_owned(),
+        create_revision: r.create_revision,
+        mod_revision: r.mod_revision,
+    }
+}
+
+fn http_error(
+    status: StatusCode,
+    msg: String,
+    leader: Option<(u64, Option<String>)>,
+) -> HttpResponse {
+    let mut body = serde_json::json!({ "error": msg });
+    if let Some((id, addr)) = leader {
+        body["leader"] = serde_json::json!(id);
+        body["leader_addr"] = serde_json::json!(addr);
+    }
+    (status, Json(body)).into_response()
+}
+
+fn raft_error(h: &Handle, e: Error) -> HttpResponse {
+    match e {
+        Error::NotLeader { leader: Some(l) } => {
+            let addr = h.kv_peers.get(&l).cloned();
+            let msg = format!(
+                "not leader; leader is {l} at {}",
+                addr.as_deref().unwrap_or("an unknown address")
+            );
+            http_error(StatusCode::SERVICE_UNAVAILABLE, msg, Some((l, addr)))
+        }
+        Error::NotLeader { leader: None } | Error::NoLeader => http_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Error::NoLeader.to_string(),
+            None,
+        ),
+        e @ (Error::Timeout { .. } | Error::LeadershipLost) => {
+            http_error(StatusCode::GATEWAY_TIMEOUT, e.to_string(), None)
+        }
+        e @ Error::Store(
+            crate::store::Error::Conflict { .. } | crate::store::Error::InvalidName(_),
+        ) => http_error(StatusCode::CONFLICT, e.to_string(), None),
+        e => http_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+    }
+}
+
+/// A refused request: status and message.
+type Bad = (StatusCode, String);
+
+fn object_key(ws: &str, ns: &str, name: &str) -> Result<Key, Bad> {
+    let ws = Workspace::parse(ws).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+    ObjectKey::namespaced(kv_resource(), ws, ns, name)
+        .map(Key::from)
+        .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+fn linearizable(p: &ReadParams) -> Result<bool, Bad> {
+    match p.consistency.as_deref() {
+        None | Some("linearizable") => Ok(true),
+        Some("local") => Ok(false),
+        Some(other) => Err((
+            StatusCode::BAD_REQUEST,
+            format!("consistency must be linearizable or local, not {other}"),
+        )),
+    }
+}
+
+/// Header that stops a write from being forwarded to the leader: set on
+/// forwarded requests (one hop at most) and by clients that want the 503.
+pub const NO_FORWARD: &str = "x-tmc-no-forward";
+
+async fn write(h: &Handle, txn: Txn, forward: bool) -> HttpResponse {
+    let to_forward = forward.then(|| txn.clone());
+    match h.call(|tx| Input::Write(txn, tx)).await {
+        Err(e) => http_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+        Ok(Err(Error::NotLeader { leader: Some(l) })) if to_forward.is_some() => {
+            let Some(addr) = h.kv_peers.get(&l) else {
+                return raft_error(h, Error::NotLeader { leader: Some(l) });
+            };
+            match forward_txn(addr, to_forward.as_ref().expect("some")).await {
+                Ok((code, body)) => (
+                    code,
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+                    .into_response(),
+                Err(e) => http_error(
+                    StatusCode::BAD_GATEWAY,
+                    format!("forwarding to the leader {l} at {addr} failed: {e}"),
+                    Some((l, Some(addr.clone()))),
+                ),
+            }
+        }
+        Ok(Err(e)) => raft_error(h, e),
+        Ok(Ok(c)) => {
+            let deleted = c
+                .results
+                .iter()
+                .any(|r| matches!(r, OpResult::Deleted(Some(_))));
+            Json(serde_json::json!({ "revision": c.revision, "deleted": deleted })).into_response()
+        }
+    }
+}
+
+/// Sends `txn` to the leader's `POST /txn` (HTTP/1.1, one request per
+/// connection, marked not to be forwarded again); returns its answer.
+async fn forward_txn(addr: &str, txn: &Txn) -> Result<(StatusCode, Vec<u8>), String> {
+    let body = serde_json::to_vec(txn).map_err(|e| e.to_string())?;
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let head = format!(
+            "POST /txn HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+             Content-Type: application/json\r\n{NO_FORWARD}: 1\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        s.write_all(&body).await.map_err(|e| e.to_string())?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(raw)
+    };
+    let raw = tokio::time::timeout(Duration::from_secs(15), exchange)
+        .await
+        .map_err(|_| "timed out".to_string())??;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("malformed response")?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or("malformed status line")?;
+    Ok((code, raw[split + 4..].to_vec()))
+}
+
+fn forward_allowed(headers: &axum::http::HeaderMap) -> bool {
+    !headers.contains_key(NO_FORWARD)
+}
+
+async fn read(h: &Handle, op: ReadOp, lin: bool) -> Result<ReadResult, HttpResponse> {
+    match h.call(|tx| Input::Read(op, lin, tx)).await {
+        Err(e) => Err(http_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            e.to_string(),
+            None,
+        )),
+        Ok(Err(e)) => Err(raft_error(h, e)),
+        Ok(Ok(r)) => Ok(r),
+    }
+}
+
+async fn put_key(
+    State(h): State<Handle>,
+    Path((ws, ns, name)): Path<(String, String, String)>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> HttpResponse {
+    let key = match object_key(&ws, &ns, &name) {
+        Ok(k) => k,
+        Err((code, msg)) => return http_error(code, msg, None),
+    };
+    let op = TxnOp::Put {
+        key,
+        encoding: crate::store::EncodingTag::Raw,
+        value: body.to_vec(),
+        expect: Expectation::Any,
+    };
+    write(&h, Txn::new(vec![op]), forward_allowed(&headers)).await
+}
+
+async fn delete_key(
+    State(h): State<Handle>,
+    Path((ws, ns, name)): Path<(String, String, String)>,
+    headers: axum::http::HeaderMap,
+) -> HttpResponse {
+    let key = match object_key(&ws, &ns, &name) {
+        Ok(k) => k,
+        Err((code, msg)) => return http_error(code, msg, None),
+    };
+    write(
+        &h,
+        Txn::new(vec![TxnOp::delete(key, Expectation::Any)]),
+        forward_allowed(&headers),
+    )
+    .await
+}
+
+async fn get_key(
+    State(h): State<Handle>,
+    Path((ws, ns, name)): Path<(String, String, String)>,
+    Query(p): Query<ReadParams>,
+) -> HttpResponse {
+    let key = match object_key(&ws, &ns, &name) {
+        Ok(k) => k,
+        Err((code, msg)) => return http_error(code, msg, None),
+    };
+    let lin = match linearizable(&p) {
+        Ok(l) => l,
+        Err((code, msg)) => return http_error(code, msg, None),
+    };
+    match read(&h, ReadOp::Get(key), lin).await {
+        Err(r) => r,
+        Ok(ReadResult::Get(Some(rec), revision)) => {
+            Json(serde_json::json!({ "record": kv_record(rec), "revision": revision }))
+                .into_response()
+        }
+        Ok(ReadResult::Get(None, revision)) => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({ "error": "not found", "revision": revision })),
+        )
+            .into_response(),
+        Ok(ReadResult::List(..)) => {
+            http_error(StatusCode::INTERNAL_SERVER_ERROR, "bad read".into(), None)
+        }
+    }
+}
+
+async fn list_workspace(
+    State(h): State<Handle>,
+    Path(ws): Path<String>,
+    Query(p): Query<ReadParams>,
+) -> HttpResponse {
+    let ws = match Workspace::parse(&ws) {
+        Ok(w) => w,
+        Err(e) => return http_error(StatusCode::BAD_REQUEST, e.to_string(), None),
+    };
+    let lin = match linearizable(&p) {
+        Ok(l) => l,
+        Err((code, msg)) => return http_error(code, msg, None),
+    };
+    let prefix = Prefix::workspace(&kv_resource(), &ws);
+    match read(&h, ReadOp::List(prefix, p.limit.unwrap_or(0)), lin).await {
+        Err(r) => r,
+        Ok(ReadResult::List(items, revision)) => Json(serde_json::json!({
+            "items": items.into_iter().map(kv_record).collect::<Vec<_>>(),
+            "revision": revision,
+        }))
+        .into_response(),
+        Ok(ReadResult::Get(..)) => {
+            http_error(StatusCode::INTERNAL_SERVER_ERROR, "bad read".into(), None)
+        }
+    }
+}
+
+async fn txn(
+    State(h): State<Handle>,
+    headers: axum::http::HeaderMap,
+    Json(t): Json<Txn>,
+) -> HttpResponse {
+    write(&h, t, forward_allowed(&headers)).await
+}
+
+async fn status(State(h): State<Handle>) -> HttpResponse {
+    match h.call(Input::Status).await {
+        Ok(s) => Json(s).into_response(),
+        Err(e) => http_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+    }
+}
+
+/// The KV interface:
+/// - `PUT /kv/{workspace}/{namespace}/{name}` (body: the JSON value),
+///   `GET` (`?consistency=linearizable|local`, linearizable by default),
+///   `DELETE`;
+/// - `GET /kv/{workspace}` lists the workspace's values (`?limit=`);
+/// - `POST /txn` takes a JSON [`Txn`];
+/// - `GET /status`: id, role, leader, term, commit, applied, revision.
+///
+/// Writes on a follower are forwarded once to the leader's `POST /txn`
+/// (its address from `kv_peers`) and its answer passed back; 502 if that
+/// fails. With the [`NO_FORWARD`] header (set on forwarded requests), or
+/// when the leader's address is unknown, a follower answers 503 `not
+/// leader; leader is N at ADDR` with `leader` and `leader_addr` in the JSON
+/// body instead. With no leader, 503 `no
+/// leader`; a timeout or lost leadership, 504; a failed precondition, 409.
+pub fn router(h: Handle) -> Router {
+    Router::new()
+        .route(
+            "/kv/{ws}/{ns}/{name}",
+            get(get_key).put(put_key).delete(delete_key),
+        )
+        .route("/kv/{ws}", get(list_workspace))
+        .route("/txn", axum::routing::post(txn))
+        .route("/status", get(status))
+        .with_state(h)
+}
+
+/// Parses `1=host:port,2=host:port`.
+pub fn parse_peers(s: &str) -> Result<BTreeMap<u64, String>, String> {
+    let mut out = BTreeMap::new();
+    for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| format!("expected ID=ADDR, got {part:?}"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad node id in {part:?}"))?;
+        if id == 0 {
+            return Err("node ids start at 1".into());
+        }
+        out.insert(id, addr.trim().to_string());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_and_bad_ones_are_refused() {
+        let p = parse_peers("1=127.0.0.1:7001, 2=127.0.0.1:7002,3=h:1").unwrap();
+        assert_eq!(p.len(), 3);
+        assert_eq!(p[&2], "127.0.0.1:7002");
+        assert!(parse_peers("").unwrap().is_empty());
+        assert!(parse_peers("1:127.0.0.1:7001").is_err());
+        assert!(parse_peers("x=127.0.0.1:7001").is_err());
+        assert!(parse_peers("0=127.0.0.1:7001").is_err());
+    }
+}
