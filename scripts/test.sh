@@ -14,6 +14,9 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
+step "cargo doc --no-deps (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+
 if [ -x scripts/testenv.sh ]; then
   step "member-cluster binaries (scripts/testenv.sh build)"
   scripts/testenv.sh build

@@ -5,7 +5,7 @@
 //! - [`raft`]: replication of the store across the three nodes of a shard.
 //! - [`api`]: the HTTP edge (health today; the Kubernetes API next).
 //! - [`controllers`]: cluster registration, placement and sync.
-//! - [`bench`]: the `tmc bench` load generators.
+//! - [`bench`](mod@bench): the `tmc bench` load generators.
 
 pub mod api;
 pub mod bench;

@@ -1,7 +1,7 @@
 //! Replication of a shard's store across its replicas with raft-rs.
 //!
 //! Layers, bottom up:
-//! - [`storage`]: [`LogStore`], raft-rs's `Storage` over an [`Engine`]: the
+//! - [`storage`]: [`LogStore`], raft-rs's `Storage` over an [`Engine`](crate::store::Engine): the
 //!   `log` column family and the raft records of `meta`.
 //! - [`snapshot`]: [`SnapshotData`], the replicated state at an applied index.
 //! - [`wire`]: the checksummed frame a raft message travels in.
@@ -19,7 +19,7 @@
 //! ([`Node::propose`], [`Node::read`], [`Node::change_membership`]). After a
 //! batch of inputs the caller runs [`Node::poll`], then takes the messages to
 //! send ([`Node::take_messages`]) and the answers to requests
-//! ([`Node::take_responses`]). Disk writes go to the node's [`Engine`]; the
+//! ([`Node::take_responses`]). Disk writes go to the node's [`Engine`](crate::store::Engine); the
 //! simulation gives it an in-memory one. Sockets, timers and the thread that
 //! owns the node live in an event loop at the edge ([`server`], below).
 //!
