@@ -253,6 +253,22 @@ pub struct WorkloadPlacement {
     pub status: WorkloadPlacementStatus,
 }
 
+/// The WorkloadPlacement spec of the design's example (`web-eu`: web
+/// Deployments spread over two eu-west clusters), as JSON. Shared by tests
+/// and `tmc bench` so that both use one realistic object.
+pub fn example_placement_spec() -> serde_json::Value {
+    serde_json::json!({
+        "namespaceSelector": {"matchLabels": {"team": "web"}},
+        "workloadSelector": {"matchLabels": {"app": "web"}},
+        "resources": [{"group": "apps", "resource": "deployments"}],
+        "locationWorkspace": "root:compute",
+        "clusterSelector": {"matchLabels": {"region": "eu-west"}},
+        "tolerations": [{"key": "tmc.kcp.io/unhealthy", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}],
+        "strategy": {"type": "Spread", "clusters": 2, "topologyKey": "region"},
+        "conflictPolicy": "Abort"
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,14 +295,7 @@ mod tests {
 
         let wp = json!({
             "apiVersion": API_VERSION, "kind": "WorkloadPlacement", "metadata": {"name": "web-eu"},
-            "spec": {"namespaceSelector": {"matchLabels": {"team": "web"}},
-                     "workloadSelector": {"matchLabels": {"app": "web"}},
-                     "resources": [{"group": "apps", "resource": "deployments"}],
-                     "locationWorkspace": "root:compute",
-                     "clusterSelector": {"matchLabels": {"region": "eu-west"}},
-                     "tolerations": [{"key": "tmc.kcp.io/unhealthy", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}],
-                     "strategy": {"type": "Spread", "clusters": 2, "topologyKey": "region"},
-                     "conflictPolicy": "Abort"},
+            "spec": example_placement_spec(),
             "status": {"phase": "Bound", "selectedClusters": [{"workspace": "root:compute", "name": "eu-west-1a"}]}
         });
         let parsed: WorkloadPlacement = serde_json::from_value(wp.clone()).unwrap();
