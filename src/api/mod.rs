@@ -6,6 +6,7 @@
 //! module knows nothing of RocksDB and reaches data through the callbacks it
 //! is given.
 
+pub mod resources;
 pub mod types;
 
 use axum::{http::StatusCode, routing::get, Router};
