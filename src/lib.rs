@@ -11,5 +11,6 @@ pub mod api;
 pub mod bench;
 pub mod controllers;
 pub mod raft;
+pub mod shard;
 pub mod store;
 pub mod util;

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tmc::store::{self, Engine as _, RocksOptions, StoreOptions};
+use tmc::store::{self, RocksOptions, StoreOptions};
 
 #[derive(Parser)]
 #[command(
@@ -56,6 +56,38 @@ enum Command {
         /// Milliseconds per logical raft tick (elections after 10-20 ticks).
         #[arg(long, default_value_t = 100)]
         tick_ms: u64,
+        /// Serve the Kubernetes API (HTTPS) on this address.
+        #[arg(long)]
+        api_listen: Option<String>,
+        /// Directory with server.crt, server.key and tokens.csv (see
+        /// `tmc certs`); required with --api-listen.
+        #[arg(long)]
+        tls_dir: Option<PathBuf>,
+    },
+    /// Generates a CA, a serving certificate, an admin token and an admin
+    /// kubeconfig into a directory (kept if they exist).
+    Certs {
+        /// Where to write them.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Extra IP addresses or DNS names for the serving certificate.
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<String>,
+        /// The API's address, for the kubeconfig.
+        #[arg(long, default_value = "https://127.0.0.1:6443")]
+        server: String,
+    },
+    /// Prints a kubeconfig for a workspace.
+    Kubeconfig {
+        /// The workspace, e.g. root:acme.
+        #[arg(long, default_value = "root")]
+        workspace: String,
+        /// The directory `tmc dev` or `tmc certs` wrote.
+        #[arg(long, default_value = ".tmc")]
+        dir: PathBuf,
+        /// The API's address.
+        #[arg(long, default_value = "https://127.0.0.1:6443")]
+        server: String,
     },
     /// A client of the KV interface of `tmc serve`; follows "not leader"
     /// answers to the leader.
@@ -159,7 +191,23 @@ fn main() {
             data_dir,
             listen,
             tick_ms,
-        } => serve(node_id, &peers, &kv_peers, data_dir, listen, tick_ms),
+            api_listen,
+            tls_dir,
+        } => serve(
+            node_id,
+            &peers,
+            &kv_peers,
+            data_dir,
+            listen,
+            tick_ms,
+            api_listen.map(|a| (a, tls_dir)),
+        ),
+        Command::Certs { dir, hosts, server } => certs(dir, hosts, server),
+        Command::Kubeconfig {
+            workspace,
+            dir,
+            server,
+        } => kubeconfig(workspace, dir, server),
         Command::Kv { endpoint, op } => kv(endpoint, op),
         Command::Bench { which } => bench(which),
         Command::Debug { which } => debug(which),
@@ -173,37 +221,106 @@ fn main() {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn dev(data_dir: PathBuf, listen: String) -> Result<(), BoxError> {
+    use tmc::raft::server;
     std::fs::create_dir_all(&data_dir)?;
-    let store_dir = data_dir.join("data");
-    let st = Arc::new(store::open_rocks(
-        &store_dir,
-        &RocksOptions::default(),
-        StoreOptions::default(),
-    )?);
-    tracing::info!(dir = %store_dir.display(), revision = st.revision(), "store open");
-    let probe = st.clone();
-    let ready: tmc::api::ReadyCheck = Arc::new(move || {
-        probe
-            .engine()
-            .get(store::Cf::Meta, b"revision")
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    });
+    let files = tmc::api::tls::ensure_material(&data_dir, &[])?;
+    let server_url = format!("https://{listen}");
+    let kubeconfig = tmc::api::tls::write_admin_kubeconfig(&files, &server_url)?;
+    let engine = store::RocksEngine::open(&data_dir.join("shard"), &RocksOptions::default())?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&listen)
-            .await
-            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-        let addr = listener.local_addr()?;
-        tracing::info!(%addr, "serving /livez and /readyz");
-        println!("tmc dev is running: curl http://{addr}/readyz   (Ctrl-C stops it)");
-        tmc::api::serve(listener, tmc::api::health_router(ready), async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+        // A one-node shard through the same code paths as a three-node one.
+        let raft_addr: std::net::SocketAddr = "127.0.0.1:0".parse()?;
+        let cfg = server::ServerConfig {
+            id: 1,
+            peers: [(1, raft_addr)].into_iter().collect(),
+            kv_peers: Default::default(),
+            tick: std::time::Duration::from_millis(100),
+        };
+        let handle = server::start(engine, cfg, tmc::raft::NodeConfig::new(1, vec![1])).await?;
+        let api = start_api(handle, &listen, &data_dir).await?;
+        println!(
+            "tmc dev is running on {server_url} (Ctrl-C stops it). Try:\n  kubectl --kubeconfig {} get namespaces",
+            kubeconfig.display()
+        );
+        api.await?;
         tracing::info!("stopped");
         Ok::<_, BoxError>(())
     })
+}
+
+/// Starts the Kubernetes API over `handle` on `listen` with the TLS
+/// material in `tls_dir`; the returned future serves until Ctrl-C.
+async fn start_api(
+    handle: tmc::raft::server::Handle,
+    listen: &str,
+    tls_dir: &std::path::Path,
+) -> Result<impl std::future::Future<Output = std::io::Result<()>>, BoxError> {
+    use tmc::api::{handlers::ObjectApi, server::ApiServer, tls, watch::WatchHub};
+    use tmc::shard::Shard;
+    let files = tls::TlsFiles::new(tls_dir);
+    let auth = tmc::api::auth::TokenAuth::load(&files.tokens())?;
+    let tls_cfg = tls::server_config(&files)?;
+    let shard: Arc<dyn Shard> = Arc::new(handle);
+    let objects = Arc::new(ObjectApi {
+        hub: WatchHub::start(shard.clone()),
+        shard: shard.clone(),
+        bookmark_interval: std::time::Duration::from_secs(10),
+    });
+    // `default` in root, once a leader can take the write.
+    let boot = objects.clone();
+    tokio::spawn(async move {
+        loop {
+            match boot.bootstrap().await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "bootstrap of root's default namespace; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                }
+            }
+        }
+    });
+    let server = Arc::new(ApiServer {
+        objects,
+        auth,
+        ready: Arc::new(|| Ok(())),
+    });
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "serving the Kubernetes API");
+    Ok(tmc::api::server::serve_tls(
+        listener,
+        tls_cfg,
+        tmc::api::server::router(server),
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        },
+    ))
+}
+
+fn certs(dir: PathBuf, hosts: Vec<String>, server: String) -> Result<(), BoxError> {
+    let files = tmc::api::tls::ensure_material(&dir, &hosts)?;
+    let path = tmc::api::tls::write_admin_kubeconfig(&files, &server)?;
+    println!("{}", path.display());
+    Ok(())
+}
+
+fn kubeconfig(workspace: String, dir: PathBuf, server: String) -> Result<(), BoxError> {
+    store::Workspace::parse(&workspace)?;
+    let files = tmc::api::tls::TlsFiles::new(&dir);
+    if !files.exist() {
+        return Err(format!(
+            "no TLS material in {} (run tmc dev or tmc certs first)",
+            dir.display()
+        )
+        .into());
+    }
+    print!(
+        "{}",
+        tmc::api::tls::kubeconfig(&files, &server, &workspace)?
+    );
+    Ok(())
 }
 
 fn serve(
@@ -213,6 +330,7 @@ fn serve(
     data_dir: PathBuf,
     listen: String,
     tick_ms: u64,
+    api: Option<(String, Option<PathBuf>)>,
 ) -> Result<(), BoxError> {
     use tmc::raft::server;
     let raft_peers = server::parse_peers(peers)?
@@ -242,6 +360,15 @@ fn serve(
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let handle = server::start(engine, cfg, node_cfg).await?;
+        if let Some((api_listen, tls_dir)) = api {
+            let tls_dir = tls_dir.ok_or("--api-listen needs --tls-dir")?;
+            let api = start_api(handle.clone(), &api_listen, &tls_dir).await?;
+            tokio::spawn(async move {
+                if let Err(e) = api.await {
+                    tracing::error!(error = %e, "the API server stopped");
+                }
+            });
+        }
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;

@@ -6,8 +6,22 @@
 //! module knows nothing of RocksDB and reaches data through the callbacks it
 //! is given.
 
+pub mod apply;
+pub mod auth;
+pub mod discovery;
+pub mod handlers;
+pub mod object;
+pub mod openapi;
+pub mod patch;
+pub mod request;
 pub mod resources;
+pub mod schema;
+pub mod selector;
+pub mod server;
+pub mod status;
+pub mod tls;
 pub mod types;
+pub mod watch;
 
 use axum::{http::StatusCode, routing::get, Router};
 use std::sync::Arc;

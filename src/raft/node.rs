@@ -221,8 +221,8 @@ pub struct Node<E: Engine> {
     config: NodeConfig,
     /// raft-rs, over the raft log in the engine.
     raw: RawNode<LogStore<Arc<E>>>,
-    /// The replicated state machine.
-    store: Store<Arc<E>>,
+    /// The replicated state machine, shared with local readers.
+    store: Arc<Store<Arc<E>>>,
     /// Seeded election-timeout RNG, when deterministic.
     rng: Option<StdRng>,
     /// Counts opens of this replica (see [`read_ctx`]).
@@ -279,7 +279,7 @@ impl<E: Engine> Node<E> {
             sync: false,
             ..store_opts
         };
-        let store = Store::open(engine, store_opts)?;
+        let store = Arc::new(Store::open(engine, store_opts)?);
         let applied = store.applied_index();
         let commit = log.hard_state().commit;
         let (truncated, _) = log.truncated();
@@ -355,6 +355,13 @@ impl<E: Engine> Node<E> {
     /// linearizable reads once [`Outcome::Read`] said so.
     pub fn store(&self) -> &Store<Arc<E>> {
         &self.store
+    }
+
+    /// The store, shared: readers on other threads use it for local reads
+    /// and the change log while this node applies (the store is
+    /// single-writer, many-reader; a snapshot install reloads it in place).
+    pub fn shared_store(&self) -> Arc<Store<Arc<E>>> {
+        self.store.clone()
     }
 
     /// True while this node is the leader.

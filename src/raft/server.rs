@@ -15,6 +15,8 @@
 //!   `/kv/{workspace}/{namespace}/{name}`; see [`router`].
 
 use super::{wire, Error, Node, NodeConfig, Outcome, RequestId, StateRole};
+use crate::shard::{BoxFuture, Shard, ShardError};
+use crate::store::{Change, ListPage, Store};
 use crate::store::{
     Committed, Engine, Expectation, GroupResource, Key, ListOptions, ObjectKey, OpResult, Prefix,
     Record, StoreOptions, Txn, TxnOp, Workspace,
@@ -26,7 +28,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
@@ -50,6 +54,8 @@ pub struct ServerConfig {
 /// A read the event loop answers from the store.
 #[derive(Debug)]
 pub enum ReadOp {
+    /// Nothing: only the linearizable read point.
+    Barrier,
     /// One key.
     Get(Key),
     /// A prefix, at most `limit` items (0: all).
@@ -100,12 +106,45 @@ pub enum Input {
     Status(oneshot::Sender<StatusReport>),
 }
 
-/// A handle to a running event loop.
+/// Local reads of the shared store, without its engine type.
+trait LocalReads: Send + Sync {
+    fn get(&self, key: &Key) -> crate::store::Result<Option<Record>>;
+    fn list(&self, prefix: &Prefix, opts: &ListOptions) -> crate::store::Result<ListPage>;
+    fn changes_since(&self, after: u64, limit: usize) -> crate::store::Result<Vec<Change>>;
+    fn revision(&self) -> u64;
+    fn compacted_revision(&self) -> u64;
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
+}
+
+impl<E: Engine> LocalReads for Store<E> {
+    fn get(&self, key: &Key) -> crate::store::Result<Option<Record>> {
+        Store::get(self, key)
+    }
+    fn list(&self, prefix: &Prefix, opts: &ListOptions) -> crate::store::Result<ListPage> {
+        Store::list(self, prefix, opts)
+    }
+    fn changes_since(&self, after: u64, limit: usize) -> crate::store::Result<Vec<Change>> {
+        Store::changes_since(self, after, limit)
+    }
+    fn revision(&self) -> u64 {
+        Store::revision(self)
+    }
+    fn compacted_revision(&self) -> u64 {
+        Store::compacted_revision(self)
+    }
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        Store::subscribe(self)
+    }
+}
+
+/// A handle to a running event loop; also the node's [`Shard`].
 #[derive(Clone)]
 pub struct Handle {
     tx: std_mpsc::Sender<Input>,
     /// KV addresses of the voters.
     pub kv_peers: BTreeMap<u64, String>,
+    reads: Arc<dyn LocalReads>,
+    leader: Arc<AtomicBool>,
 }
 
 impl Handle {
@@ -131,6 +170,8 @@ pub async fn start<E: Engine>(
     node_cfg: NodeConfig,
 ) -> Result<Handle, Box<dyn std::error::Error + Send + Sync>> {
     let node = Node::open(engine, node_cfg, StoreOptions::default())?;
+    let reads: Arc<dyn LocalReads> = node.shared_store();
+    let leader = Arc::new(AtomicBool::new(false));
     let (tx, rx) = std_mpsc::channel::<Input>();
     let own = *cfg
         .peers
@@ -150,12 +191,15 @@ pub async fn start<E: Engine>(
         outbound.insert(peer, ptx);
     }
     let tick = cfg.tick;
+    let is_leader = leader.clone();
     std::thread::Builder::new()
         .name(format!("raft-{}", cfg.id))
-        .spawn(move || event_loop(node, rx, outbound, tick))?;
+        .spawn(move || event_loop(node, rx, outbound, tick, is_leader))?;
     Ok(Handle {
         tx,
         kv_peers: cfg.kv_peers,
+        reads,
+        leader,
     })
 }
 
@@ -251,6 +295,7 @@ enum Pending {
 fn do_read<E: Engine>(node: &Node<E>, op: &ReadOp) -> Result<ReadResult, Error> {
     let store = node.store();
     match op {
+        ReadOp::Barrier => Ok(ReadResult::Get(None, store.revision())),
         ReadOp::Get(key) => Ok(ReadResult::Get(store.get(key)?, store.revision())),
         ReadOp::List(prefix, limit) => {
             let page = store.list(
@@ -290,6 +335,7 @@ fn event_loop<E: Engine>(
     rx: std_mpsc::Receiver<Input>,
     outbound: HashMap<u64, mpsc::Sender<Vec<u8>>>,
     tick: Duration,
+    is_leader: Arc<AtomicBool>,
 ) {
     let mut pending: HashMap<RequestId, Pending> = HashMap::new();
     let mut next_tick = Instant::now() + tick;
@@ -359,6 +405,7 @@ fn event_loop<E: Engine>(
                 failed = true;
             }
         }
+        is_leader.store(!failed && node.is_leader(), AtomicOrdering::Relaxed);
         for msg in node.take_messages() {
             let to = msg.to;
             let Some(ptx) = outbound.get(&to) else {
@@ -503,29 +550,9 @@ fn linearizable(p: &ReadParams) -> Result<bool, Bad> {
 pub const NO_FORWARD: &str = "x-tmc-no-forward";
 
 async fn write(h: &Handle, txn: Txn, forward: bool) -> HttpResponse {
-    let to_forward = forward.then(|| txn.clone());
-    match h.call(|tx| Input::Write(txn, tx)).await {
-        Err(e) => http_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
-        Ok(Err(Error::NotLeader { leader: Some(l) })) if to_forward.is_some() => {
-            let Some(addr) = h.kv_peers.get(&l) else {
-                return raft_error(h, Error::NotLeader { leader: Some(l) });
-            };
-            match forward_txn(addr, to_forward.as_ref().expect("some")).await {
-                Ok((code, body)) => (
-                    code,
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    body,
-                )
-                    .into_response(),
-                Err(e) => http_error(
-                    StatusCode::BAD_GATEWAY,
-                    format!("forwarding to the leader {l} at {addr} failed: {e}"),
-                    Some((l, Some(addr.clone()))),
-                ),
-            }
-        }
-        Ok(Err(e)) => raft_error(h, e),
-        Ok(Ok(c)) => {
+    match h.write_txn(txn, forward).await {
+        Err(e) => wire_error_response(h, e),
+        Ok(c) => {
             let deleted = c
                 .results
                 .iter()
@@ -535,16 +562,204 @@ async fn write(h: &Handle, txn: Txn, forward: bool) -> HttpResponse {
     }
 }
 
-/// Sends `txn` to the leader's `POST /txn` (HTTP/1.1, one request per
-/// connection, marked not to be forwarded again); returns its answer.
-async fn forward_txn(addr: &str, txn: &Txn) -> Result<(StatusCode, Vec<u8>), String> {
-    let body = serde_json::to_vec(txn).map_err(|e| e.to_string())?;
+/// Why a write failed, as it crosses from the leader back to the follower
+/// that forwarded it (`POST /internal/txn`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub enum WireError {
+    /// A precondition failed.
+    Conflict {
+        /// The key, printable.
+        key: String,
+        /// What was expected.
+        expected: Expectation,
+        /// What the store held.
+        found: crate::store::Found,
+    },
+    /// An invalid name or request.
+    Invalid(String),
+    /// The raft layer refused (not leader, no leader).
+    NotLeader(Option<u64>),
+    /// Timed out or leadership lost: the outcome is unknown.
+    Timeout(String),
+    /// Anything else.
+    Internal(String),
+}
+
+impl From<Error> for WireError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::NotLeader { leader } => WireError::NotLeader(leader),
+            Error::NoLeader => WireError::NotLeader(None),
+            e @ (Error::Timeout { .. } | Error::LeadershipLost) => {
+                WireError::Timeout(e.to_string())
+            }
+            Error::Store(crate::store::Error::Conflict {
+                key,
+                expected,
+                found,
+            }) => WireError::Conflict {
+                key,
+                expected,
+                found,
+            },
+            Error::Store(e @ crate::store::Error::InvalidName(_)) => {
+                WireError::Invalid(e.to_string())
+            }
+            e => WireError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<WireError> for ShardError {
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::Conflict {
+                key,
+                expected,
+                found,
+            } => ShardError::Store(crate::store::Error::Conflict {
+                key,
+                expected,
+                found,
+            }),
+            WireError::Invalid(m) => ShardError::Internal(m),
+            WireError::NotLeader(_) => ShardError::Unavailable(Error::NoLeader.to_string()),
+            WireError::Timeout(m) => ShardError::Timeout(m),
+            WireError::Internal(m) => ShardError::Internal(m),
+        }
+    }
+}
+
+fn wire_error_response(h: &Handle, e: WireError) -> HttpResponse {
+    match e {
+        WireError::NotLeader(leader) => raft_error(h, Error::NotLeader { leader }),
+        WireError::Timeout(m) => http_error(StatusCode::GATEWAY_TIMEOUT, m, None),
+        e @ WireError::Conflict { .. } => {
+            http_error(StatusCode::CONFLICT, ShardError::from(e).to_string(), None)
+        }
+        WireError::Invalid(m) => http_error(StatusCode::CONFLICT, m, None),
+        WireError::Internal(m) => http_error(StatusCode::INTERNAL_SERVER_ERROR, m, None),
+    }
+}
+
+impl Handle {
+    /// Commits `txn` here, or (when `forward` and this node knows another
+    /// leader) on the leader through its `POST /internal/txn`, marked not
+    /// to be forwarded again.
+    async fn write_txn(&self, txn: Txn, forward: bool) -> Result<Committed, WireError> {
+        let to_forward = forward.then(|| txn.clone());
+        match self.call(|tx| Input::Write(txn, tx)).await {
+            Err(e) => Err(WireError::Internal(e.to_string())),
+            Ok(Err(Error::NotLeader { leader: Some(l) })) if to_forward.is_some() => {
+                let Some(addr) = self.kv_peers.get(&l) else {
+                    return Err(WireError::NotLeader(Some(l)));
+                };
+                let body = serde_json::to_vec(to_forward.as_ref().expect("some"))
+                    .map_err(|e| WireError::Internal(e.to_string()))?;
+                let (code, raw) =
+                    post_internal(addr, "/internal/txn", &body)
+                        .await
+                        .map_err(|e| {
+                            WireError::Internal(format!(
+                                "forwarding to the leader {l} at {addr} failed: {e}"
+                            ))
+                        })?;
+                let answer: Result<Committed, WireError> =
+                    serde_json::from_slice(&raw).map_err(|e| {
+                        WireError::Internal(format!(
+                            "the leader {l} answered {code} with an unreadable body: {e}"
+                        ))
+                    })?;
+                let committed = answer?;
+                // Read-your-writes on this node: wait until it has applied.
+                self.wait_applied(committed.revision).await?;
+                Ok(committed)
+            }
+            Ok(r) => r.map_err(WireError::from),
+        }
+    }
+
+    /// Waits until the local store reaches `revision`.
+    async fn wait_applied(&self, revision: u64) -> Result<(), WireError> {
+        let mut sub = self.reads.subscribe();
+        let wait = async {
+            while self.reads.revision() < revision {
+                if sub.changed().await.is_err() {
+                    return Err(WireError::Internal("the store closed".into()));
+                }
+            }
+            Ok(())
+        };
+        tokio::time::timeout(Duration::from_secs(15), wait)
+            .await
+            .map_err(|_| {
+                WireError::Timeout(format!(
+                    "the write committed at revision {revision} was not applied here in time"
+                ))
+            })?
+    }
+}
+
+impl Shard for Handle {
+    fn write(&self, txn: Txn) -> BoxFuture<'_, Result<Committed, ShardError>> {
+        Box::pin(async move { self.write_txn(txn, true).await.map_err(ShardError::from) })
+    }
+
+    fn barrier(&self) -> BoxFuture<'_, Result<u64, ShardError>> {
+        Box::pin(async move {
+            match self.call(|tx| Input::Read(ReadOp::Barrier, true, tx)).await {
+                Err(e) => Err(ShardError::Internal(e.to_string())),
+                Ok(Ok(_)) => Ok(self.reads.revision()),
+                Ok(Err(e)) => Err(match WireError::from(e) {
+                    WireError::NotLeader(_) => ShardError::Unavailable(Error::NoLeader.to_string()),
+                    other => other.into(),
+                }),
+            }
+        })
+    }
+
+    fn get(&self, key: &Key) -> Result<Option<Record>, ShardError> {
+        Ok(self.reads.get(key)?)
+    }
+
+    fn list(&self, prefix: &Prefix, opts: &ListOptions) -> Result<ListPage, ShardError> {
+        Ok(self.reads.list(prefix, opts)?)
+    }
+
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>, ShardError> {
+        Ok(self.reads.changes_since(after, limit)?)
+    }
+
+    fn revision(&self) -> u64 {
+        self.reads.revision()
+    }
+
+    fn compacted_revision(&self) -> u64 {
+        self.reads.compacted_revision()
+    }
+
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reads.subscribe()
+    }
+
+    fn is_leader(&self) -> bool {
+        self.leader.load(AtomicOrdering::Relaxed)
+    }
+}
+
+/// POSTs `body` to `http://addr{path}` (HTTP/1.1, one request per
+/// connection, marked not to be forwarded again); returns status and body.
+async fn post_internal(
+    addr: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<(StatusCode, Vec<u8>), String> {
     let exchange = async {
         let mut s = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| e.to_string())?;
         let head = format!(
-            "POST /txn HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
              Content-Type: application/json\r\n{NO_FORWARD}: 1\r\n\
              Content-Length: {}\r\n\r\n",
             body.len()
@@ -552,7 +767,7 @@ async fn forward_txn(addr: &str, txn: &Txn) -> Result<(StatusCode, Vec<u8>), Str
         s.write_all(head.as_bytes())
             .await
             .map_err(|e| e.to_string())?;
-        s.write_all(&body).await.map_err(|e| e.to_string())?;
+        s.write_all(body).await.map_err(|e| e.to_string())?;
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).await.map_err(|e| e.to_string())?;
         Ok::<_, String>(raw)
@@ -683,6 +898,13 @@ async fn list_workspace(
     }
 }
 
+/// The leader's side of forwarding: commits and answers
+/// `Result<Committed, WireError>` as JSON.
+async fn internal_txn(State(h): State<Handle>, Json(t): Json<Txn>) -> HttpResponse {
+    let res = h.write_txn(t, false).await;
+    Json(res).into_response()
+}
+
 async fn txn(
     State(h): State<Handle>,
     headers: axum::http::HeaderMap,
@@ -721,6 +943,7 @@ pub fn router(h: Handle) -> Router {
         )
         .route("/kv/{ws}", get(list_workspace))
         .route("/txn", axum::routing::post(txn))
+        .route("/internal/txn", axum::routing::post(internal_txn))
         .route("/status", get(status))
         .with_state(h)
 }

@@ -27,7 +27,7 @@ pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 24;
 
 /// How the body of a value is encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Encoding {
     /// Opaque bytes.
     Raw = 0,

@@ -135,7 +135,7 @@ impl fmt::Display for Expectation {
 }
 
 /// What the store held when a precondition failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Found {
     /// No object.
     Absent,

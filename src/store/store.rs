@@ -65,9 +65,10 @@ impl Default for StoreOptions {
 }
 
 /// One stored value with its key and revisions.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// Encoded key (see [`Key::decode`]).
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// Body encoding.
     pub encoding: Encoding,
@@ -76,6 +77,7 @@ pub struct Record {
     /// Revision of the last change (Kubernetes' `resourceVersion`).
     pub mod_revision: u64,
     /// The body.
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
 }
 
@@ -206,7 +208,7 @@ impl Txn {
 }
 
 /// What one operation of a committed transaction did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OpResult {
     /// The put stored this record; `prev` is what it replaced.
     Put {
@@ -222,7 +224,7 @@ pub enum OpResult {
 }
 
 /// The outcome of a committed transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Committed {
     /// The revision of the transaction.
     pub revision: u64,

@@ -1,0 +1,353 @@
+//! The HTTPS server: TLS (HTTP/2 and HTTP/1.1 by ALPN), authentication,
+//! routing ([`super::request`]) and dispatch to discovery, OpenAPI and
+//! the object handlers ([`super::handlers`]).
+//!
+//! Order of checks for every request: the path is routed (400/404 for
+//! malformed or unknown paths, before anything else is looked at);
+//! `/livez` and `/readyz` answer without credentials; everything else
+//! needs an authenticated user (401); `*` (all workspaces) needs
+//! `system:masters` and serves lists and watches only (403/405); the
+//! workspace must exist (404); the tmc virtual workspace
+//! (`/services/tmc/clusters/...`) serves only the `tmc.kcp.io` group; the
+//! body is read with a 3 MiB bound (413).
+
+use super::auth::{TokenAuth, User};
+use super::handlers::{Caller, ObjectApi, Params, Reply};
+use super::request::{self, OpenApi, ResourceRequest, Route, Target, WorkspaceSel};
+use super::resources::TMC_GROUP;
+use super::status::{ApiError, ApiResult};
+use super::{discovery, object, ReadyCheck};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Everything a request needs.
+pub struct ApiServer {
+    /// Objects over the shard.
+    pub objects: Arc<ObjectApi>,
+    /// Bearer tokens.
+    pub auth: TokenAuth,
+    /// Readiness.
+    pub ready: ReadyCheck,
+}
+
+/// The router: one handler for every path (routing is [`request::route`]).
+pub fn router(server: Arc<ApiServer>) -> Router {
+    Router::new().fallback(dispatch).with_state(server)
+}
+
+async fn dispatch(State(s): State<Arc<ApiServer>>, req: Request) -> Response {
+    match handle(&s, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn json_response(code: u16, body: &Value) -> Response {
+    let code = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(body).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+fn params(query: Option<&str>) -> Params {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The version tmc reports (`kubectl version`): the Kubernetes API level it
+/// follows.
+fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": "34",
+        "gitVersion": concat!("v1.34.0+tmc-", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": "linux/amd64",
+    })
+}
+
+async fn handle(s: &ApiServer, req: Request) -> ApiResult<Response> {
+    let (parts, body) = req.into_parts();
+    let route = request::route(parts.uri.path())?;
+    match route.target {
+        Target::Livez => return Ok("ok".into_response()),
+        Target::Readyz => {
+            return Ok(match (s.ready)() {
+                Ok(()) => "ok".into_response(),
+                Err(why) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")).into_response()
+                }
+            })
+        }
+        _ => {}
+    }
+    let user = s.auth.authenticate(
+        parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes()),
+    )?;
+    let p = params(parts.uri.query());
+    match &route.target {
+        Target::Version => return Ok(json_response(200, &version())),
+        Target::OpenApi(which) => {
+            return openapi(&route, which, header_str(&parts.headers, header::ACCEPT))
+        }
+        _ => {}
+    }
+    // Everything below is in a workspace.
+    let Some(sel) = route.workspace.clone() else {
+        return Err(ApiError::path_not_found());
+    };
+    if sel == WorkspaceSel::All && !user.is_master() {
+        return Err(ApiError::forbidden(format!(
+            "user {:?} cannot access all workspaces (\"*\"): only system:masters may",
+            user.name
+        )));
+    }
+    if let WorkspaceSel::One(ws) = &sel {
+        let writes = !matches!(parts.method, Method::GET | Method::HEAD);
+        s.objects
+            .ensure_workspace(ws, writes && matches!(route.target, Target::Resource(_)))
+            .await?;
+    }
+    match &route.target {
+        Target::Discovery(d) => {
+            let path = match d {
+                request::Discovery::Api => "/api".to_string(),
+                request::Discovery::Apis => "/apis".to_string(),
+                request::Discovery::Group(g) => format!("/apis/{g}"),
+                request::Discovery::GroupVersion(g, v) if g.is_empty() => format!("/api/{v}"),
+                request::Discovery::GroupVersion(g, v) => format!("/apis/{g}/{v}"),
+            };
+            let accept = header_str(&parts.headers, header::ACCEPT);
+            let (ct, doc) =
+                discovery::document(&path, accept).ok_or_else(ApiError::path_not_found)?;
+            Ok((
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, ct), (header::VARY, "Accept")],
+                serde_json::to_vec(doc).unwrap_or_default(),
+            )
+                .into_response())
+        }
+        Target::Resource(r) => {
+            if route.virtual_tmc && r.info.group != TMC_GROUP {
+                return Err(ApiError::path_not_found());
+            }
+            resource(s, &parts, body, r, &sel, &p, &user).await
+        }
+        _ => Err(ApiError::path_not_found()),
+    }
+}
+
+fn openapi(route: &Route, which: &OpenApi, accept: Option<&str>) -> ApiResult<Response> {
+    let doc = match which {
+        OpenApi::V2 => {
+            // client-go asks for v2 as protobuf only; never 406.
+            let (ct, body) = super::openapi::openapi_v2_response(accept);
+            return Ok(([(header::CONTENT_TYPE, ct)], body).into_response());
+        }
+        OpenApi::V3Index => {
+            // URLs are server-relative: keep the workspace prefix in them.
+            let mut index = super::openapi::openapi_v3_index().clone();
+            if let Some(paths) = index.get_mut("paths").and_then(Value::as_object_mut) {
+                for item in paths.values_mut() {
+                    if let Some(url) = item.get("serverRelativeURL").and_then(Value::as_str) {
+                        item["serverRelativeURL"] = Value::String(format!("{}{url}", route.prefix));
+                    }
+                }
+            }
+            index
+        }
+        OpenApi::V3(g, v) => super::openapi::openapi_v3_group_version(g, v)
+            .ok_or_else(ApiError::path_not_found)?
+            .clone(),
+    };
+    Ok(json_response(200, &doc))
+}
+
+async fn read_body(headers: &HeaderMap, body: Body) -> ApiResult<Vec<u8>> {
+    if let Some(len) =
+        header_str(headers, header::CONTENT_LENGTH).and_then(|l| l.parse::<usize>().ok())
+    {
+        if len > object::MAX_BODY {
+            return Err(ApiError::too_large("the request body is larger than 3 MiB"));
+        }
+    }
+    axum::body::to_bytes(body, object::MAX_BODY)
+        .await
+        .map(|b| b.to_vec())
+        .map_err(|_| ApiError::too_large("the request body is larger than 3 MiB"))
+}
+
+async fn resource(
+    s: &ApiServer,
+    parts: &axum::http::request::Parts,
+    body: Body,
+    r: &ResourceRequest,
+    sel: &WorkspaceSel,
+    p: &Params,
+    user: &User,
+) -> ApiResult<Response> {
+    let watch_param = matches!(p.get("watch").map(String::as_str), Some("true" | "1"));
+    let verb = request::verb(&parts.method, r, watch_param)?;
+    let caller = Caller {
+        user_agent: header_str(&parts.headers, header::USER_AGENT)
+            .unwrap_or("")
+            .to_string(),
+        host: header_str(&parts.headers, header::HOST)
+            .unwrap_or("127.0.0.1:6443")
+            .to_string(),
+    };
+    let _ = user;
+    let ws = match sel {
+        WorkspaceSel::One(ws) => Some(ws),
+        WorkspaceSel::All => None,
+    };
+    if r.status && !matches!(verb, "get" | "update" | "patch") {
+        return Err(ApiError::method_not_allowed(format!(
+            "the status subresource does not support {verb}"
+        )));
+    }
+    let one = |what: &str| {
+        ws.ok_or_else(|| {
+            ApiError::method_not_allowed(format!(
+                "{what} is not allowed across all workspaces (\"*\"); name one workspace"
+            ))
+        })
+    };
+    let reply: Reply = match verb {
+        "watch" => {
+            let stream = s.objects.watch(r, sel, p).await?;
+            let body = Body::from_stream(futures_util::stream::unfold(
+                stream.rx,
+                |mut rx| async move {
+                    rx.recv()
+                        .await
+                        .map(|line| (Ok::<_, std::io::Error>(line), rx))
+                },
+            ));
+            return Response::builder()
+                .status(200)
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::CACHE_CONTROL, "no-cache, private")
+                .body(body)
+                .map_err(|e| ApiError::internal(e.to_string()));
+        }
+        "list" => s.objects.list(r, sel, p).await?,
+        "get" => s.objects.get(r, one("get")?, p).await?,
+        "create" => {
+            let ws = one("create")?;
+            let raw = read_body(&parts.headers, body).await?;
+            let obj = object::decode_body(header_str(&parts.headers, header::CONTENT_TYPE), &raw)?;
+            s.objects.create(r, ws, p, &caller, obj).await?
+        }
+        "update" => {
+            let ws = one("update")?;
+            let raw = read_body(&parts.headers, body).await?;
+            let obj = object::decode_body(header_str(&parts.headers, header::CONTENT_TYPE), &raw)?;
+            s.objects.update(r, ws, p, &caller, obj).await?
+        }
+        "patch" => {
+            let ws = one("patch")?;
+            let raw = read_body(&parts.headers, body).await?;
+            let ct = header_str(&parts.headers, header::CONTENT_TYPE).unwrap_or("");
+            s.objects.patch(r, ws, p, &caller, ct, &raw).await?
+        }
+        "delete" => {
+            let ws = one("delete")?;
+            let raw = read_body(&parts.headers, body).await?;
+            let opts = if raw.iter().all(u8::is_ascii_whitespace) {
+                None
+            } else {
+                Some(object::decode_body(
+                    header_str(&parts.headers, header::CONTENT_TYPE),
+                    &raw,
+                )?)
+            };
+            s.objects.delete(r, ws, p, opts).await?
+        }
+        "deletecollection" => {
+            s.objects
+                .delete_collection(r, one("deletecollection")?, p)
+                .await?
+        }
+        other => {
+            return Err(ApiError::method_not_allowed(format!(
+                "unsupported verb {other}"
+            )))
+        }
+    };
+    Ok(json_response(reply.0, &reply.1))
+}
+
+/// Serves `router` over TLS on `listener` (HTTP/2 or HTTP/1.1, by ALPN)
+/// until `shutdown` resolves.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    tokio::pin!(shutdown);
+    loop {
+        let (sock, peer) = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = sock.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let svc = TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                acceptor.accept(sock),
+            )
+            .await
+            {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let mut builder = Builder::new(TokioExecutor::new());
+            builder.http2().max_concurrent_streams(1000);
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}

@@ -1,0 +1,65 @@
+//! The shard interface: how the API and the controllers reach data.
+//!
+//! A shard is one replicated store. Its users see five things and nothing of
+//! raft or RocksDB:
+//! - [`Shard::write`]: a compare-and-swap transaction, committed through
+//!   the shard's leader (a follower forwards it) and applied here before
+//!   the future resolves, so a read on this node afterwards sees it;
+//! - [`Shard::barrier`]: the linearizable read point (raft's ReadIndex).
+//!   Once it resolves, local reads reflect every write acknowledged anywhere
+//!   before the barrier was asked for;
+//! - local reads ([`Shard::get`], [`Shard::list`]), which are as fresh as
+//!   this replica: linearizable after a barrier, possibly stale without;
+//! - the change log ([`Shard::changes_since`]) and a revision signal
+//!   ([`Shard::subscribe`]) for watches and controllers;
+//! - [`Shard::is_leader`], for controllers that run on the leader only.
+
+use crate::store::{Change, Committed, Key, ListOptions, ListPage, Prefix, Record, Txn};
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed future, so the trait stays object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a shard request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    /// No leader can be reached now (election, partition); retry later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The request timed out or leadership changed under it; a write may
+    /// or may not have been applied.
+    #[error("{0}")]
+    Timeout(String),
+    /// A store error: a failed precondition, a compacted revision, an
+    /// invalid continue token, corruption.
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    /// Anything else (the node stopped, forwarding failed).
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// One replicated store, as its users see it.
+pub trait Shard: Send + Sync + 'static {
+    /// Commits `txn` (through the leader) and waits until it is applied on
+    /// this node.
+    fn write(&self, txn: Txn) -> BoxFuture<'_, Result<Committed, ShardError>>;
+    /// Waits for a linearizable read point; returns the revision local
+    /// reads are now at least at.
+    fn barrier(&self) -> BoxFuture<'_, Result<u64, ShardError>>;
+    /// Reads one key from local state.
+    fn get(&self, key: &Key) -> Result<Option<Record>, ShardError>;
+    /// Lists from local state, one page, consistent at one revision.
+    fn list(&self, prefix: &Prefix, opts: &ListOptions) -> Result<ListPage, ShardError>;
+    /// Changes after revision `after`, at most `limit` (0: all).
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>, ShardError>;
+    /// The local store revision.
+    fn revision(&self) -> u64;
+    /// The oldest revision the change log still holds changes after.
+    fn compacted_revision(&self) -> u64;
+    /// A signal that moves whenever the local revision does.
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// True while this node leads the shard.
+    fn is_leader(&self) -> bool;
+}
