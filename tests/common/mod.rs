@@ -1,3 +1,4 @@
 //! Helpers shared by integration tests (`mod common;` in a test file).
 
+pub mod shard;
 pub mod testenv;

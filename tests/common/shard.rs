@@ -1,0 +1,267 @@
+//! A three-node shard of real `tmc serve` processes on loopback, each
+//! serving the Kubernetes API over HTTPS, for tests with real clients.
+//!
+//! TLS material and the admin token come from `tmc certs`; kubeconfigs
+//! from `tmc kubeconfig`, so the tests use the same paths users do.
+//! Children are killed when the shard is dropped; their logs are printed
+//! if the test panicked.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Replicas per shard.
+pub const N: usize = 3;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running three-node shard.
+pub struct Shard {
+    /// Holds data, logs, TLS material and kubeconfigs.
+    pub dir: tempfile::TempDir,
+    raft: Vec<u16>,
+    kv: Vec<u16>,
+    /// API ports, by node (index 0 is node 1).
+    pub api: Vec<u16>,
+    children: Vec<Option<Child>>,
+}
+
+fn tmc() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tmc"))
+}
+
+impl Shard {
+    /// Starts three replicas and waits until the API answers on each.
+    pub fn start() -> Shard {
+        let dir = tempfile::Builder::new()
+            .prefix("tmc-shard")
+            .tempdir()
+            .unwrap();
+        let out = tmc()
+            .args(["certs", "--dir"])
+            .arg(dir.path().join("tls"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tmc certs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut s = Shard {
+            dir,
+            raft: (0..N).map(|_| free_port()).collect(),
+            kv: (0..N).map(|_| free_port()).collect(),
+            api: (0..N).map(|_| free_port()).collect(),
+            children: (0..N).map(|_| None).collect(),
+        };
+        for id in 1..=N as u64 {
+            s.spawn(id);
+        }
+        for id in 1..=N as u64 {
+            s.wait_ready(id);
+        }
+        s
+    }
+
+    fn peers(ports: &[u16]) -> String {
+        ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The TLS directory (`ca.crt`, `tokens.csv`, ...).
+    pub fn tls_dir(&self) -> PathBuf {
+        self.dir.path().join("tls")
+    }
+
+    fn log_path(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node{id}.log"))
+    }
+
+    /// Starts node `id`.
+    pub fn spawn(&mut self, id: u64) {
+        let i = (id - 1) as usize;
+        assert!(self.children[i].is_none(), "node {id} already runs");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(id))
+            .unwrap();
+        let child = tmc()
+            .arg("serve")
+            .args(["--node-id", &id.to_string()])
+            .args(["--peers", &Self::peers(&self.raft)])
+            .args(["--kv-peers", &Self::peers(&self.kv)])
+            .arg("--data-dir")
+            .arg(self.dir.path().join(format!("node{id}")))
+            .args(["--listen", &format!("127.0.0.1:{}", self.kv[i])])
+            .args(["--api-listen", &format!("127.0.0.1:{}", self.api[i])])
+            .arg("--tls-dir")
+            .arg(self.tls_dir())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children[i] = Some(child);
+    }
+
+    /// SIGKILLs node `id`.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut c) = self.children[(id - 1) as usize].take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// `https://127.0.0.1:PORT` of node `id`.
+    pub fn server(&self, id: u64) -> String {
+        format!("https://127.0.0.1:{}", self.api[(id - 1) as usize])
+    }
+
+    /// The admin bearer token.
+    pub fn token(&self) -> String {
+        let t = std::fs::read_to_string(self.tls_dir().join("tokens.csv")).unwrap();
+        t.split(',').next().unwrap().to_string()
+    }
+
+    /// Writes (once) and returns a kubeconfig for `workspace` on node `id`.
+    pub fn kubeconfig(&self, id: u64, workspace: &str) -> PathBuf {
+        let path = self.dir.path().join(format!(
+            "{}-node{id}.kubeconfig",
+            workspace.replace(':', "_")
+        ));
+        if !path.exists() {
+            let out = tmc()
+                .args([
+                    "kubeconfig",
+                    "--workspace",
+                    workspace,
+                    "--server",
+                    &self.server(id),
+                    "--dir",
+                ])
+                .arg(self.tls_dir())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "tmc kubeconfig: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::fs::write(&path, out.stdout).unwrap();
+        }
+        path
+    }
+
+    /// Waits until node `id` serves `default` in `root` (a leader exists
+    /// and the bootstrap write went through).
+    pub fn wait_ready(&self, id: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let kc = self.kubeconfig(id, "root");
+        loop {
+            let out = kubectl_at(&kc, &["get", "namespace", "default", "-o", "name"]);
+            if out.0 {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.dump_logs();
+                panic!("node {id} never served the API: {}", out.2);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Prints every node's log (for failing tests).
+    pub fn dump_logs(&self) {
+        for id in 1..=N as u64 {
+            let log = std::fs::read_to_string(self.log_path(id)).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("---- node {id} log (last 60 lines) ----");
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+
+    /// A kube-rs client for `workspace` on node `id`.
+    pub async fn client(&self, id: u64, workspace: &str) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(self.kubeconfig(id, workspace)).unwrap();
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
+        kube::Client::try_from(cfg).unwrap()
+    }
+}
+
+impl Drop for Shard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+        for id in 1..=N as u64 {
+            self.kill(id);
+        }
+    }
+}
+
+/// The newest kubectl: the member clusters' (see
+/// [`super::testenv::kubectl_binary`]).
+pub fn kubectl_bin() -> String {
+    super::testenv::kubectl_binary()
+}
+
+/// Runs kubectl with `kubeconfig`; (success, stdout, stderr).
+pub fn kubectl_at(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
+    kubectl_with(&kubectl_bin(), kubeconfig, args, None)
+}
+
+/// Runs a given kubectl binary, optionally with stdin.
+pub fn kubectl_with(
+    bin: &str,
+    kubeconfig: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (bool, String, String) {
+    use std::io::Write;
+    let mut cmd = Command::new(bin);
+    cmd.arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"));
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
