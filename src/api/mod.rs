@@ -7,6 +7,7 @@
 //! is given.
 
 pub mod resources;
+pub mod selector;
 pub mod types;
 
 use axum::{http::StatusCode, routing::get, Router};

@@ -71,6 +71,8 @@ impl ResourceInfo {
     }
 }
 
+// One positional argument per table column keeps the table readable.
+#[allow(clippy::too_many_arguments)]
 const fn r(
     group: &'static str,
     version: &'static str,
