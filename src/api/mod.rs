@@ -6,6 +6,7 @@
 //! module knows nothing of RocksDB and reaches data through the callbacks it
 //! is given.
 
+pub mod discovery;
 pub mod resources;
 pub mod selector;
 pub mod types;
