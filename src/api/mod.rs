@@ -7,6 +7,7 @@
 //! is given.
 
 pub mod discovery;
+pub mod openapi;
 pub mod resources;
 pub mod selector;
 pub mod types;
