@@ -43,12 +43,20 @@
 //! `hash` parameter is a content hash (FNV-1a, hex), fit for an `ETag`;
 //! the router may ignore it.
 //!
-//! Left out: watch paths and `?watch` streaming content types, protobuf
-//! (client-go fetches `/openapi/v2` as protobuf only; the router should
-//! answer such a request `406 Not Acceptable`, which client-go's callers
-//! treat as "no v2 document" — kubectl then uses its compiled-in types),
-//! scale subresources, `x-kubernetes-patch-merge-key` and list-type
-//! markers, and `default`s.
+//! `/openapi/v2` is the same content in Swagger 2.0, as JSON. client-go
+//! asks for it only as protobuf, and only where the v3 answer did not
+//! settle the question: kubectl's client-side validation of `kind: List`
+//! files (a List has no PATCH operation to carry `fieldValidation`) and
+//! apply's patch-type lookup. A `406` there fails the whole command
+//! ("error validating data"), so [`openapi_v2_response`] answers protobuf
+//! requests with a well-formed but empty document: those readers find no
+//! schema and skip, as for any unknown kind — the List's items are then
+//! sent one by one with `fieldValidation=Strict`, and apply computes
+//! strategic merge patches from kubectl's compiled-in types.
+//!
+//! Left out: watch paths and `?watch` streaming content types, a full
+//! protobuf encoding of the v2 document, scale subresources,
+//! `x-kubernetes-patch-merge-key` and list-type markers, and `default`s.
 
 use super::resources::{groups, ResourceInfo, RESOURCES, TMC_GROUP};
 use serde_json::{json, Map, Value};
@@ -87,11 +95,44 @@ pub fn openapi_v2() -> &'static Value {
     &docs().v2
 }
 
+/// The media type of the protobuf `/openapi/v2`, as kube-apiserver
+/// answers it. Clients ask with `@v1.0` in place of `.v1.0`, but `@` is not
+/// a token character and Go's `mime.ParseMediaType` refuses it in a
+/// response.
+pub const OPENAPI_V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// The `/openapi/v2` response for an `Accept` header, as (`Content-Type`,
+/// body): JSON ([`openapi_v2`]) unless the first acceptable entry is
+/// protobuf, which client-go always asks for. The protobuf form is a
+/// well-formed document without definitions or paths (see the module
+/// docs for why), so its readers skip, as for an unknown kind.
+pub fn openapi_v2_response(accept: Option<&str>) -> (&'static str, &'static [u8]) {
+    let docs = docs();
+    let json = ("application/json", docs.v2_json.as_slice());
+    for entry in accept.unwrap_or("").split(',') {
+        let media = entry.split(';').next().unwrap_or("").trim();
+        if media.eq_ignore_ascii_case(OPENAPI_V2_PROTOBUF)
+            || media
+                .eq_ignore_ascii_case("application/com.github.proto-openapi.spec.v2@v1.0+protobuf")
+        {
+            return (OPENAPI_V2_PROTOBUF, V2_PROTOBUF);
+        }
+        if matches!(media, "application/json" | "application/*" | "*/*") {
+            return json;
+        }
+    }
+    json
+}
+
+/// gnostic's `openapi_v2.Document` with only `swagger: "2.0"` (field 1).
+const V2_PROTOBUF: &[u8] = &[0x0a, 0x03, b'2', b'.', b'0'];
+
 struct Docs {
     v3_index: Value,
     /// (group, version) -> (document, hash).
     v3: BTreeMap<(String, String), (Value, String)>,
     v2: Value,
+    v2_json: Vec<u8>,
 }
 
 fn docs() -> &'static Docs {
@@ -111,10 +152,12 @@ fn docs() -> &'static Docs {
                 v3.insert((group.to_string(), version.to_string()), (doc, hash));
             }
         }
+        let v2 = v2_document();
         Docs {
             v3_index: json!({ "paths": index }),
             v3,
-            v2: v2_document(),
+            v2_json: serde_json::to_vec(&v2).unwrap_or_default(),
+            v2,
         }
     })
 }
@@ -1250,6 +1293,47 @@ mod tests {
                 if r.status { 2 } else { 1 }
             );
         }
+    }
+
+    #[test]
+    fn v2_is_json_unless_protobuf_comes_first() {
+        let cases: &[(Option<&str>, &str)] = &[
+            (None, "application/json"),
+            (Some("application/json"), "application/json"),
+            (Some("*/*"), "application/json"),
+            (Some(OPENAPI_V2_PROTOBUF), OPENAPI_V2_PROTOBUF),
+            // What client-go sends.
+            (
+                Some("application/com.github.proto-openapi.spec.v2@v1.0+protobuf"),
+                OPENAPI_V2_PROTOBUF,
+            ),
+            (
+                Some(
+                    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf, application/json",
+                ),
+                OPENAPI_V2_PROTOBUF,
+            ),
+            (
+                Some(
+                    "application/json, application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+                ),
+                "application/json",
+            ),
+            (Some("text/html"), "application/json"),
+        ];
+        for (accept, want) in cases {
+            assert_eq!(openapi_v2_response(*accept).0, *want, "{accept:?}");
+        }
+        let (_, body) = openapi_v2_response(Some("application/json"));
+        assert_eq!(
+            &serde_json::from_slice::<Value>(body).unwrap(),
+            openapi_v2()
+        );
+        // Field 1 (swagger), wire type 2 (length-delimited), "2.0".
+        assert_eq!(
+            openapi_v2_response(Some(OPENAPI_V2_PROTOBUF)).1,
+            b"\x0a\x032.0"
+        );
     }
 
     // A small validator, enough to hold tmc's schemas to its Rust types:
