@@ -167,6 +167,7 @@
 //!   reopens the [`crate::store::Store`] on the new contents; subscribers of
 //!   the old one ([`crate::store::Store::subscribe`]) are not carried over.
 
+pub mod linearize;
 pub mod node;
 pub mod server;
 pub mod sim;
