@@ -56,6 +56,25 @@ enum Command {
         /// Milliseconds per logical raft tick (elections after 10-20 ticks).
         #[arg(long, default_value_t = 100)]
         tick_ms: u64,
+        /// The founding voters, used only when the data directory is empty:
+        /// `1,2,3` (default: every node of --peers). --peers may name more
+        /// nodes, to be added later with `tmc member add`.
+        #[arg(long, conflicts_with = "join")]
+        voters: Option<String>,
+        /// Join an existing shard: start with no configuration and wait for
+        /// the leader (after `tmc member add --id THIS`) to send a snapshot.
+        #[arg(long)]
+        join: bool,
+        /// Compact the raft log when it holds more applied entries than this;
+        /// followers behind the compacted log catch up by snapshot.
+        #[arg(long, default_value_t = 10_000)]
+        log_compact_threshold: u64,
+    },
+    /// Membership of a shard served by `tmc serve`: add or remove a voter
+    /// (through the leader; a follower forwards the request).
+    Member {
+        #[command(subcommand)]
+        op: MemberOp,
     },
     /// A client of the KV interface of `tmc serve`; follows "not leader"
     /// answers to the leader.
@@ -96,6 +115,35 @@ enum KvOp {
     List { workspace: String },
     /// The replica's raft status.
     Status,
+}
+
+#[derive(Subcommand)]
+enum MemberOp {
+    /// Add node ID as a voter. Its raft address must be in the --peers of
+    /// every replica; start it with `tmc serve --join`.
+    Add {
+        /// The node to add.
+        #[arg(long)]
+        id: u64,
+        /// KV address of any replica.
+        #[arg(long, default_value = "127.0.0.1:8001")]
+        server: String,
+    },
+    /// Remove voter ID (not the leader, not the last voter).
+    Remove {
+        /// The node to remove.
+        #[arg(long)]
+        id: u64,
+        /// KV address of any replica.
+        #[arg(long, default_value = "127.0.0.1:8001")]
+        server: String,
+    },
+    /// List the voters.
+    List {
+        /// KV address of any replica.
+        #[arg(long, default_value = "127.0.0.1:8001")]
+        server: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -159,8 +207,24 @@ fn main() {
             data_dir,
             listen,
             tick_ms,
-        } => serve(node_id, &peers, &kv_peers, data_dir, listen, tick_ms),
+            voters,
+            join,
+            log_compact_threshold,
+        } => serve(
+            node_id,
+            &peers,
+            &kv_peers,
+            data_dir,
+            listen,
+            tick_ms,
+            ServeMembership {
+                voters,
+                join,
+                log_compact_threshold,
+            },
+        ),
         Command::Kv { endpoint, op } => kv(endpoint, op),
+        Command::Member { op } => member(op),
         Command::Bench { which } => bench(which),
         Command::Debug { which } => debug(which),
     };
@@ -206,6 +270,13 @@ fn dev(data_dir: PathBuf, listen: String) -> Result<(), BoxError> {
     })
 }
 
+/// How `tmc serve` founds or joins a shard, and compacts its log.
+struct ServeMembership {
+    voters: Option<String>,
+    join: bool,
+    log_compact_threshold: u64,
+}
+
 fn serve(
     node_id: u64,
     peers: &str,
@@ -213,6 +284,7 @@ fn serve(
     data_dir: PathBuf,
     listen: String,
     tick_ms: u64,
+    membership: ServeMembership,
 ) -> Result<(), BoxError> {
     use tmc::raft::server;
     let raft_peers = server::parse_peers(peers)?
@@ -231,8 +303,30 @@ fn serve(
     kv_peers.entry(node_id).or_insert_with(|| listen.clone());
     std::fs::create_dir_all(&data_dir)?;
     let engine = store::RocksEngine::open(&data_dir.join("data"), &RocksOptions::default())?;
-    let voters: Vec<u64> = raft_peers.keys().copied().collect();
-    let node_cfg = tmc::raft::NodeConfig::new(node_id, voters);
+    let voters: Vec<u64> = if membership.join {
+        Vec::new()
+    } else if let Some(list) = &membership.voters {
+        let voters = list
+            .split(',')
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| {
+                v.trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("bad node id {v:?} in --voters"))
+            })
+            .collect::<Result<Vec<u64>, String>>()?;
+        if let Some(v) = voters.iter().find(|v| !raft_peers.contains_key(v)) {
+            return Err(format!("--voters names node {v}, which --peers does not").into());
+        }
+        if voters.is_empty() {
+            return Err("--voters is empty (use --join to join an existing shard)".into());
+        }
+        voters
+    } else {
+        raft_peers.keys().copied().collect()
+    };
+    let mut node_cfg = tmc::raft::NodeConfig::new(node_id, voters);
+    node_cfg.log_compact_threshold = membership.log_compact_threshold;
     let cfg = server::ServerConfig {
         id: node_id,
         peers: raft_peers,
@@ -318,6 +412,21 @@ fn kv(endpoint: String, op: KvOp) -> Result<(), BoxError> {
         return Err(format!("HTTP {status}").into());
     }
     Err("too many redirects to the leader".into())
+}
+
+fn member(op: MemberOp) -> Result<(), BoxError> {
+    let (method, path, server) = match op {
+        MemberOp::Add { id, server } => ("POST", format!("/members/{id}"), server),
+        MemberOp::Remove { id, server } => ("DELETE", format!("/members/{id}"), server),
+        MemberOp::List { server } => ("GET", "/members".to_string(), server),
+    };
+    let (status, json) = http(&server, method, &path, b"")?;
+    println!("{json}");
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(format!("HTTP {status}").into())
+    }
 }
 
 fn bench(which: Bench) -> Result<(), BoxError> {

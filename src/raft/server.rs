@@ -14,7 +14,7 @@
 //! - The KV interface (axum, JSON) stores values as configmap-like objects
 //!   `/kv/{workspace}/{namespace}/{name}`; see [`router`].
 
-use super::{wire, Error, Node, NodeConfig, Outcome, RequestId, StateRole};
+use super::{wire, Error, MembershipChange, Node, NodeConfig, Outcome, RequestId, StateRole};
 use crate::store::{
     Committed, Engine, Expectation, GroupResource, Key, ListOptions, ObjectKey, OpResult, Prefix,
     Record, StoreOptions, Txn, TxnOp, Workspace,
@@ -30,6 +30,8 @@ use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
+
+mod members;
 
 /// Frames queued per peer before new ones are dropped (raft retransmits).
 const PEER_QUEUE: usize = 4096;
@@ -98,6 +100,8 @@ pub enum Input {
     Read(ReadOp, bool, Reply<ReadResult>),
     /// The node's status.
     Status(oneshot::Sender<StatusReport>),
+    /// A membership change; the answer is the voters after it.
+    Member(MembershipChange, Reply<Vec<u64>>),
 }
 
 /// A handle to a running event loop.
@@ -246,6 +250,7 @@ async fn dial_loop(id: u64, peer: u64, addr: SocketAddr, mut rx: mpsc::Receiver<
 enum Pending {
     Write(Reply<Committed>),
     Read(ReadOp, Reply<ReadResult>),
+    Member(Reply<Vec<u64>>),
 }
 
 fn do_read<E: Engine>(node: &Node<E>, op: &ReadOp) -> Result<ReadResult, Error> {
@@ -340,6 +345,16 @@ fn event_loop<E: Engine>(
                 Input::Status(reply) => {
                     let _ = reply.send(status_report(&node));
                 }
+                Input::Member(change, reply) => {
+                    match members::propose(&mut node, &outbound, change) {
+                        Ok(id) => {
+                            pending.insert(id, Pending::Member(reply));
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                    }
+                }
             }
         }
         let now = Instant::now();
@@ -387,6 +402,9 @@ fn event_loop<E: Engine>(
                 }
                 (Some(Pending::Read(op, reply)), Outcome::Read(res)) => {
                     let _ = reply.send(res.and_then(|_| do_read(&node, &op)));
+                }
+                (Some(Pending::Member(reply)), Outcome::Membership(res)) => {
+                    let _ = reply.send(res);
                 }
                 (p, o) => {
                     if p.is_some() {
@@ -722,6 +740,11 @@ pub fn router(h: Handle) -> Router {
         .route("/kv/{ws}", get(list_workspace))
         .route("/txn", axum::routing::post(txn))
         .route("/status", get(status))
+        .route("/members", get(members::list))
+        .route(
+            "/members/{id}",
+            axum::routing::post(members::add).delete(members::remove),
+        )
         .with_state(h)
 }
 
