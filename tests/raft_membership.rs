@@ -2,7 +2,9 @@
 //! add|remove`), on real `tmc serve` processes: bad requests change nothing,
 //! a follower is removed, a fresh node with an empty disk joins
 //! (`tmc serve --join`), catches up by snapshot (the log is compacted after
-//! 20 entries) and then counts in the quorum.
+//! 20 entries) and then counts in the quorum. The snapshot (a few MiB)
+//! travels in crc-checked chunks; while the proxy damages chunks on the
+//! leader's link to the new node, nothing of it is installed.
 
 mod common;
 
@@ -45,6 +47,8 @@ async fn remove_a_voter_then_a_fresh_node_joins_by_snapshot_and_has_every_key() 
     let mut shard = Shard::start(ShardOptions {
         voters: 3,
         book: 4,
+        faults: true,
+        seed: 4,
         extra: vec!["--log-compact-threshold".into(), "20".into()],
         ..Default::default()
     })
@@ -56,6 +60,13 @@ async fn remove_a_voter_then_a_fresh_node_joins_by_snapshot_and_has_every_key() 
         let k = format!("root:m/default/k{i}");
         shard.put_acked(&[leader], &k, &format!("v{i}"), WAIT).await;
         keys.push((k, format!("v{i}")));
+    }
+    // A few large values: the snapshot is several chunks (1 MiB each).
+    let big = |i: usize| format!("{i}{}", "x".repeat(400 << 10));
+    for i in 0..6 {
+        let k = format!("root:m/default/big{i}");
+        shard.put_acked(&[leader], &k, &big(i), WAIT).await;
+        keys.push((k, big(i)));
     }
     let (f1, f2) = (followers[0], followers[1]);
     let addrs: std::collections::BTreeMap<u64, String> =
@@ -103,22 +114,40 @@ async fn remove_a_voter_then_a_fresh_node_joins_by_snapshot_and_has_every_key() 
 
     // A fresh node 4 (empty disk) starts with --join and is added.
     assert!(!shard.data_dir(4).exists());
+    // First the leader's chunks to node 4 arrive damaged.
+    shard.net().corrupt_chunks(leader, 4, true);
     shard.spawn_joining(4);
     let (ok, v, err) = tmc_member(&["add", "--id", "4", "--server", &at(leader)]).await;
     assert!(ok, "{v} {err}");
     let mut three = vec![leader, f2, 4];
     three.sort();
     assert_eq!(voters(&v), three);
-    // It catches up by snapshot: the log it needs is long compacted.
+    let log4 = |s: &Shard| std::fs::read_to_string(s.log_path(4)).unwrap_or_default();
     let deadline = Instant::now() + WAIT;
-    loop {
-        let log = std::fs::read_to_string(shard.log_path(4)).unwrap_or_default();
-        if log.contains("installed a raft snapshot") {
-            break;
-        }
+    while !log4(&shard).contains("dropping a damaged chunk") {
+        assert!(
+            Instant::now() < deadline,
+            "node 4 never saw a damaged chunk"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(shard.net().stats(leader, 4).corrupted > 0);
+    assert!(
+        !log4(&shard).contains("installed a raft snapshot"),
+        "a snapshot was installed from damaged chunks"
+    );
+    let (code, _) = shard.get(4, &keys[0].0, "local").await.unwrap();
+    assert_eq!(code, 404, "node 4 has data before any good snapshot");
+    // Undamaged, it catches up by snapshot: the log it needs is long
+    // compacted, and the snapshot comes in chunks.
+    shard.net().corrupt_chunks(leader, 4, false);
+    let deadline = Instant::now() + WAIT;
+    while !log4(&shard).contains("installed a raft snapshot") {
         assert!(Instant::now() < deadline, "node 4 installed no snapshot");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert!(log4(&shard).contains("received a message in chunks"));
     for (k, v) in &keys {
         assert_eq!(
             shard.read_lin(4, k, WAIT).await.as_deref(),

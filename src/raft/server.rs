@@ -188,6 +188,7 @@ async fn read_frames(
     tx: std_mpsc::Sender<Input>,
 ) -> std::io::Result<()> {
     let mut r = tokio::io::BufReader::new(sock);
+    let mut chunks = wire::Reassembler::default();
     loop {
         let mut header = [0u8; wire::HEADER_LEN];
         r.read_exact(&mut header).await?;
@@ -202,6 +203,19 @@ async fn read_frames(
         let mut frame = vec![0u8; wire::HEADER_LEN + len];
         frame[..wire::HEADER_LEN].copy_from_slice(&header);
         r.read_exact(&mut frame[wire::HEADER_LEN..]).await?;
+        let frame = match chunks.push(frame) {
+            Ok(wire::Assembled::Frame { frame, chunks }) => {
+                if chunks > 1 {
+                    tracing::info!(chunks, bytes = frame.len(), "received a message in chunks");
+                }
+                frame
+            }
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "dropping a damaged chunk and its transfer");
+                continue;
+            }
+        };
         if tx.send(Input::Frame(frame)).is_err() {
             return Ok(());
         }
@@ -381,8 +395,8 @@ fn event_loop<E: Engine>(
                 continue;
             };
             let is_snapshot = msg.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot;
-            let delivered = match wire::encode(&msg) {
-                Ok(frame) => ptx.try_send(frame).is_ok(),
+            let delivered = match wire::encode_chunked(&msg, wire::CHUNK_SIZE) {
+                Ok(frames) => frames.into_iter().all(|f| ptx.try_send(f).is_ok()),
                 Err(e) => {
                     tracing::warn!(to, error = %e, "cannot encode a raft message");
                     false
@@ -722,7 +736,10 @@ async fn status(State(h): State<Handle>) -> HttpResponse {
 ///   `DELETE`;
 /// - `GET /kv/{workspace}` lists the workspace's values (`?limit=`);
 /// - `POST /txn` takes a JSON [`Txn`];
-/// - `GET /status`: id, role, leader, term, commit, applied, revision.
+/// - `GET /status`: id, role, leader, term, commit, applied, revision;
+/// - `POST /members/{id}`, `DELETE /members/{id}`: add or remove a voter
+///   (forwarded to the leader like writes; see the `members` submodule),
+///   `GET /members`: the voters.
 ///
 /// Writes on a follower are forwarded once to the leader's `POST /txn`
 /// (its address from `kv_peers`) and its answer passed back; 502 if that

@@ -29,10 +29,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Frame header length (as `tmc::raft::wire::HEADER_LEN`).
-const HEADER_LEN: usize = 8;
-/// Larger frames are treated as a broken stream.
-const MAX_FRAME: usize = 1 << 30;
+use tmc::raft::wire::{self, HEADER_LEN};
 
 /// The faults of one directed link.
 #[derive(Debug, Clone, Default)]
@@ -43,6 +40,9 @@ pub struct LinkFaults {
     pub drop: f64,
     /// Added to every frame's delivery.
     pub delay: Duration,
+    /// Flip a byte in the body of every chunk frame (a large message, in
+    /// practice a snapshot, travelling in chunks).
+    pub corrupt_chunks: bool,
 }
 
 /// Counters of one link, for tests and logs.
@@ -52,6 +52,8 @@ pub struct LinkStats {
     pub forwarded: u64,
     /// Frames dropped (cut or random drop).
     pub dropped: u64,
+    /// Chunk frames damaged on purpose.
+    pub corrupted: u64,
 }
 
 struct Link {
@@ -195,6 +197,11 @@ impl FaultNet {
         }
     }
 
+    /// Damages every chunk frame on `from → to` (or stops doing so).
+    pub fn corrupt_chunks(&self, from: u64, to: u64, on: bool) {
+        self.with_link(from, to, |f| f.corrupt_chunks = on);
+    }
+
     /// Counters of `from → to`.
     pub fn stats(&self, from: u64, to: u64) -> LinkStats {
         self.links.lock().unwrap()[&(from, to)].stats
@@ -254,10 +261,9 @@ async fn pump(inbound: TcpStream, outbound: TcpStream, link: (u64, u64), links: 
         if rd.read_exact(&mut header).await.is_err() {
             break;
         }
-        let len = u32::from_be_bytes(header[..4].try_into().unwrap()) as usize;
-        if len > MAX_FRAME {
+        let Ok(len) = wire::body_len(&header) else {
             break;
-        }
+        };
         let mut frame = vec![0u8; HEADER_LEN + len];
         frame[..HEADER_LEN].copy_from_slice(&header);
         if rd.read_exact(&mut frame[HEADER_LEN..]).await.is_err() {
@@ -266,6 +272,11 @@ async fn pump(inbound: TcpStream, outbound: TcpStream, link: (u64, u64), links: 
         let verdict = {
             let mut links = links.lock().unwrap();
             let l = links.get_mut(&link).expect("link exists");
+            if l.faults.corrupt_chunks && wire::is_chunk(&frame) && frame.len() > HEADER_LEN {
+                let at = HEADER_LEN + (frame.len() - HEADER_LEN) / 2;
+                frame[at] ^= 0x5a;
+                l.stats.corrupted += 1;
+            }
             let dropped = l.faults.cut || (l.faults.drop > 0.0 && l.rng.random_bool(l.faults.drop));
             if dropped {
                 l.stats.dropped += 1;

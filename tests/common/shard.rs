@@ -4,7 +4,8 @@
 //! Every node of the address book gets a raft port and a KV port up front;
 //! the first `voters` nodes found the shard, the others can be started
 //! later with `--join`. Children are SIGKILLed when the shard is dropped;
-//! if the test is failing, the tail of each node's log is printed.
+//! if the test is failing (or `TMC_DUMP_LOGS` is set), the tail of each
+//! node's log is printed.
 #![allow(dead_code)]
 
 use super::faultnet::FaultNet;
@@ -343,7 +344,7 @@ impl Drop for Shard {
         for id in ids {
             self.kill(id);
         }
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("TMC_DUMP_LOGS").is_some() {
             self.dump_logs(40);
         }
     }
