@@ -1,7 +1,9 @@
 //! Linearizability of a three-replica shard under random faults: real
 //! `tmc serve` processes, every peer link through the fault-injecting proxy
-//! (`tests/common/faultnet.rs`), concurrent clients doing random gets and
-//! puts over a few keys, and a nemesis that SIGKILLs and restarts nodes,
+//! (`tests/common/faultnet.rs`), concurrent clients doing random gets, puts
+//! and compare-and-sets (a put conditioned on the mod revision the client
+//! last read; values are unique, so that is a CAS on the value) over a few
+//! keys, and a nemesis that SIGKILLs and restarts nodes,
 //! partitions the network, isolates the leader, drops, delays and cuts
 //! frames, and heals. The recorded history goes through the checker in
 //! `tmc::raft::linearize`.
@@ -18,6 +20,7 @@ mod common;
 use common::shard::{Shard, ShardOptions};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tmc::raft::linearize::{self, Event, Op};
@@ -39,8 +42,8 @@ fn key(k: usize) -> String {
 
 /// What a client saw of one operation.
 enum Seen {
-    /// Completed with this result.
-    Done(Op),
+    /// Completed with this result (and, for a read, the mod revision).
+    Done(Op, Option<u64>),
     /// Refused before it could apply (503, 4xx) or never sent: not recorded.
     Refused,
     /// Unknown: a timeout, a lost connection or a 5xx after sending.
@@ -67,7 +70,7 @@ async fn do_put(http: &reqwest::Client, addr: &str, k: &str, v: &str) -> Seen {
         .await;
     match r {
         Ok(resp) => match resp.status().as_u16() {
-            200 => Seen::Done(Op::Put(Some(v.to_string()))),
+            200 => Seen::Done(Op::Put(Some(v.to_string())), None),
             // 503: not the leader or no leader; the write was never
             // proposed (the checker holds us to that: if it applied,
             // a read of its value is a violation).
@@ -99,19 +102,74 @@ async fn do_get(http: &reqwest::Client, addr: &str, k: &str) -> Seen {
         Ok(resp) => match resp.status().as_u16() {
             200 => match resp.json::<serde_json::Value>().await {
                 Ok(v) => match v["record"]["value"].as_str() {
-                    Some(s) => Seen::Done(Op::Get(Some(s.to_string()))),
+                    Some(s) => Seen::Done(
+                        Op::Get(Some(s.to_string())),
+                        v["record"]["mod_revision"].as_u64(),
+                    ),
                     None => Seen::Unknown,
                 },
                 Err(_) => Seen::Unknown,
             },
-            404 => Seen::Done(Op::Get(None)),
+            404 => Seen::Done(Op::Get(None), None),
             _ => Seen::Unknown,
         },
         Err(_) => Seen::Unknown,
     }
 }
 
-/// One client: random gets and puts (unique values) on random keys through
+/// A put of `new` at `k` if its mod revision is still `rev` (which the
+/// client read together with `old`), through `POST /txn`.
+async fn do_cas(
+    http: &reqwest::Client,
+    addr: &str,
+    k: &str,
+    old: &str,
+    rev: u64,
+    new: &str,
+) -> Seen {
+    use tmc::store::{EncodingTag, Expectation, GroupResource, Key, ObjectKey, Txn, TxnOp};
+    let (ws, rest) = k.split_once('/').unwrap();
+    let (ns, name) = rest.split_once('/').unwrap();
+    let key = Key::from(
+        ObjectKey::namespaced(
+            GroupResource::new("", "configmaps").unwrap(),
+            tmc::store::Workspace::parse(ws).unwrap(),
+            ns,
+            name,
+        )
+        .unwrap(),
+    );
+    let txn = Txn::new(vec![TxnOp::Put {
+        key,
+        encoding: EncodingTag::Raw,
+        value: new.as_bytes().to_vec(),
+        expect: Expectation::ModRevision(rev),
+    }]);
+    let cas = |ok| Op::Cas {
+        expect: Some(old.to_string()),
+        new: Some(new.to_string()),
+        ok,
+    };
+    let r = http
+        .post(format!("http://{addr}/txn"))
+        .json(&txn)
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await;
+    match r {
+        Ok(resp) => match resp.status().as_u16() {
+            200 => Seen::Done(cas(true), None),
+            // The precondition failed where the transaction was applied.
+            409 => Seen::Done(cas(false), None),
+            503 | 400..=499 => Seen::Refused,
+            _ => Seen::Unknown,
+        },
+        Err(e) if e.is_connect() => Seen::Refused,
+        Err(_) => Seen::Unknown,
+    }
+}
+
+/// One client: random gets, puts and compare-and-sets (unique values) on random keys through
 /// random replicas until `until`.
 async fn client(
     id: u64,
@@ -123,31 +181,50 @@ async fn client(
     let mut rng = StdRng::seed_from_u64(seed ^ (id << 40));
     let http = reqwest::Client::new();
     let (mut n, mut unknown) = (0u64, 0u64);
+    // What this client last read of each key: value and mod revision.
+    let mut last: HashMap<String, (String, u64)> = HashMap::new();
     while Instant::now() < until {
         let k = key(rng.random_range(0..KEYS));
         let addr = &addrs[rng.random_range(0..addrs.len())];
-        let is_put = rng.random_bool(0.5);
         let value = format!("c{id}-{n}");
+        let dice = rng.random_range(0..10);
         let call = hist.now();
-        let seen = if is_put {
-            do_put(&http, addr, &k, &value).await
-        } else {
-            do_get(&http, addr, &k).await
+        let (seen, pending) = match (dice, last.get(&k)) {
+            (0..=1, Some((old, rev))) => (
+                do_cas(&http, addr, &k, old, *rev, &value).await,
+                Some(Op::Cas {
+                    expect: Some(old.clone()),
+                    new: Some(value.clone()),
+                    ok: true,
+                }),
+            ),
+            (0..=5, _) => (
+                do_put(&http, addr, &k, &value).await,
+                Some(Op::Put(Some(value.clone()))),
+            ),
+            _ => (do_get(&http, addr, &k).await, None),
         };
         let ret = hist.now();
         n += 1;
         let (op, ret) = match seen {
-            Seen::Done(op) => (op, Some(ret)),
+            Seen::Done(op, rev) => {
+                if let (Op::Get(Some(v)), Some(rev)) = (&op, rev) {
+                    last.insert(k.clone(), (v.clone(), rev));
+                }
+                (op, Some(ret))
+            }
             Seen::Refused => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
             Seen::Unknown => {
                 unknown += 1;
-                if !is_put {
-                    continue; // a read with an unknown outcome says nothing
+                // A read with an unknown outcome says nothing; a write may
+                // have applied.
+                match pending {
+                    None => continue,
+                    Some(op) => (op, None),
                 }
-                (Op::Put(Some(value)), None)
             }
         };
         hist.events.lock().unwrap().push(Event {
@@ -274,7 +351,7 @@ async fn one_run(seed: u64, secs: u64) {
     for k in 0..KEYS {
         for id in ALL {
             let call = hist.now();
-            if let Seen::Done(op) = do_get(&http, &shard.kv_addr(id), &key(k)).await {
+            if let Seen::Done(op, _) = do_get(&http, &shard.kv_addr(id), &key(k)).await {
                 let ret = hist.now();
                 hist.events.lock().unwrap().push(Event {
                     client: 0,
@@ -291,12 +368,21 @@ async fn one_run(seed: u64, secs: u64) {
         .iter()
         .filter(|e| matches!(e.op, Op::Put(_)) && e.ret.is_some())
         .count();
+    let cas_ok = events
+        .iter()
+        .filter(|e| matches!(e.op, Op::Cas { ok: true, .. }) && e.ret.is_some())
+        .count();
+    let cas_failed = events
+        .iter()
+        .filter(|e| matches!(e.op, Op::Cas { ok: false, .. }))
+        .count();
     let reads = events.iter().filter(|e| matches!(e.op, Op::Get(_))).count();
     let check_started = Instant::now();
     let report = linearize::check(&events);
     eprintln!(
         "seed {seed}: {ops} ops sent, {} in the history ({completed_puts} acknowledged puts, \
-         {reads} reads, {unknown} unknown outcomes), {} faults, checked in {:?}, run took {:?}",
+         {cas_ok}+{cas_failed} CAS succeeded+failed, {reads} reads, {unknown} unknown outcomes), \
+         {} faults, checked in {:?}, run took {:?}",
         events.len(),
         faults.len(),
         check_started.elapsed(),

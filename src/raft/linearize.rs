@@ -39,8 +39,9 @@ pub enum Op {
     /// A write of this value (`None`: a delete).
     Put(Option<String>),
     /// A compare-and-set: `new` if the value was `expect`; `ok` says whether
-    /// it succeeded. A CAS with an unknown outcome has `ok: true` (it may
-    /// have applied; a failed CAS changes nothing anyway).
+    /// it succeeded. With an unknown outcome `ok` is ignored: placed where
+    /// the value is `expect` it writes `new`, elsewhere it changes nothing
+    /// (it failed, or never applied).
     Cas {
         /// The precondition.
         expect: Option<String>,
@@ -165,16 +166,23 @@ struct Item {
     ret: u64,
 }
 
+impl Item {
+    fn unknown(&self) -> bool {
+        self.ret == u64::MAX
+    }
+}
+
 /// Applies `op` to `state`: the new state, or `None` when the observation
 /// is impossible there.
-fn step(state: &Option<String>, op: &Op) -> Option<Option<String>> {
+fn step(state: &Option<String>, op: &Op, unknown: bool) -> Option<Option<String>> {
     match op {
         Op::Get(v) => (v == state).then(|| state.clone()),
         Op::Put(v) => Some(v.clone()),
         Op::Cas { expect, new, ok } => {
             let holds = expect == state;
-            match (ok, holds) {
+            match (ok | unknown, holds) {
                 (true, true) => Some(new.clone()),
+                (true, false) if unknown => Some(state.clone()),
                 (false, false) => Some(state.clone()),
                 _ => None,
             }
@@ -278,7 +286,7 @@ pub fn check_key(events: &[Event], budget: usize) -> KeyVerdict {
             if is_done(&done, i - 1) {
                 continue;
             }
-            let Some(next_state) = step(&top.state, &it.op) else {
+            let Some(next_state) = step(&top.state, &it.op, it.unknown()) else {
                 continue;
             };
             let idx = i - 1;
@@ -467,6 +475,22 @@ mod tests {
             ev(2, cas(Some("a"), "c", true), 2, Some(10)),
         ];
         assert!(matches!(verdict(&h), KeyVerdict::Violation { .. }));
+        // A CAS with an unknown outcome may have failed or never applied,
+        // or applied; a later read decides.
+        for (seen, ok) in [(Some("a"), true), (Some("b"), true), (Some("z"), false)] {
+            let h = [
+                ev(1, put("a"), 0, Some(1)),
+                ev(1, cas(Some("a"), "b", true), 2, None),
+                ev(2, get(seen), 4, Some(5)),
+            ];
+            assert_eq!(verdict(&h) == KeyVerdict::Linearizable, ok, "{seen:?}");
+            let h = [
+                ev(1, put("a"), 0, Some(1)),
+                ev(1, cas(Some("x"), "b", true), 2, None),
+                ev(2, get(Some("a")), 4, Some(5)),
+            ];
+            assert_eq!(verdict(&h), KeyVerdict::Linearizable);
+        }
         // A CAS that failed although the value matched.
         let h = [
             ev(1, put("a"), 0, Some(1)),
