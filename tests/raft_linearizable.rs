@@ -3,9 +3,9 @@
 //! (`tests/common/faultnet.rs`), concurrent clients doing random gets, puts
 //! and compare-and-sets (a put conditioned on the mod revision the client
 //! last read; values are unique, so that is a CAS on the value) over a few
-//! keys, and a nemesis that SIGKILLs and restarts nodes,
-//! partitions the network, isolates the leader, drops, delays and cuts
-//! frames, and heals. The recorded history goes through the checker in
+//! keys, and a nemesis that SIGKILLs and restarts nodes (one, the leader, or
+//! two at once), pauses the leader (SIGSTOP/SIGCONT), partitions the
+//! network, isolates the leader, drops, delays and cuts frames, and heals. The recorded history goes through the checker in
 //! `tmc::raft::linearize`.
 //!
 //! Seeds: run `r` uses seed `TMC_LIN_SEED + r` (default base 1000), printed
@@ -246,7 +246,26 @@ async fn nemesis(shard: &mut Shard, rng: &mut StdRng, until: Instant) -> Vec<Str
         let hold = Duration::from_millis(rng.random_range(500..2000));
         let a = ALL[rng.random_range(0..3)];
         let others: Vec<u64> = ALL.iter().copied().filter(|&x| x != a).collect();
-        match rng.random_range(0..7) {
+        match rng.random_range(0..9) {
+            7 => {
+                let l = shard.some_leader(&ALL).await.unwrap_or(a);
+                log.push(format!("pause the leader {l} for {hold:?}"));
+                shard.pause(l);
+                tokio::time::sleep(hold).await;
+                shard.resume(l);
+                continue;
+            }
+            8 => {
+                log.push(format!("kill -9 nodes {others:?}, restart after {hold:?}"));
+                for &o in &others {
+                    shard.kill(o);
+                }
+                tokio::time::sleep(hold).await;
+                for &o in &others {
+                    shard.spawn(o);
+                }
+                continue;
+            }
             0 => {
                 log.push(format!("kill -9 node {a}, restart after {hold:?}"));
                 shard.kill(a);
@@ -295,12 +314,10 @@ async fn nemesis(shard: &mut Shard, rng: &mut StdRng, until: Instant) -> Vec<Str
             }
             _ => {
                 let b = others[rng.random_range(0..2)];
-                log.push(format!(
-                    "cut {a} -> {b} and {b} -> {} (one way each)",
-                    others[0]
-                ));
+                let c = if b == others[0] { others[1] } else { others[0] };
+                log.push(format!("cut {a} -> {b} and {b} -> {c} (one way each)"));
                 shard.net().cut(a, b);
-                shard.net().cut(b, others[0]);
+                shard.net().cut(b, c);
             }
         }
         tokio::time::sleep(hold).await;
@@ -388,8 +405,8 @@ async fn one_run(seed: u64, secs: u64) {
         check_started.elapsed(),
         started.elapsed()
     );
+    eprintln!("  faults: {}", faults.join("; "));
     if !report.ok() {
-        eprintln!("faults of seed {seed}: {faults:#?}");
         eprintln!("{}", report.explain());
         panic!(
             "seed {seed}: history not linearizable on keys {:?}",

@@ -190,6 +190,21 @@ impl Shard {
         }
     }
 
+    /// SIGSTOP: the process freezes (a long GC pause, a stalled VM); its
+    /// sockets stay open.
+    pub fn pause(&self, id: u64) {
+        if let Some(c) = self.children.get(&id) {
+            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGSTOP) };
+        }
+    }
+
+    /// SIGCONT after [`Shard::pause`].
+    pub fn resume(&self, id: u64) {
+        if let Some(c) = self.children.get(&id) {
+            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGCONT) };
+        }
+    }
+
     pub fn url(&self, id: u64, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.kv[&id])
     }
