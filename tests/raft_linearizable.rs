@@ -17,7 +17,7 @@
 
 mod common;
 
-use common::shard::{Shard, ShardOptions};
+use common::replicas::{Shard, ShardOptions};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;

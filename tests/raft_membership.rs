@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::shard::{Shard, ShardOptions};
+use common::replicas::{Shard, ShardOptions};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,5 @@
 //! Helpers shared by integration tests (`mod common;` in a test file).
 
 pub mod faultnet;
-pub mod shard;
+pub mod replicas;
 pub mod testenv;
