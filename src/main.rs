@@ -63,6 +63,19 @@ enum Command {
         /// `tmc certs`); required with --api-listen.
         #[arg(long)]
         tls_dir: Option<PathBuf>,
+        /// The founding voters, used only when the data directory is empty:
+        /// `1,2,3` (default: every node of --peers). --peers may name more
+        /// nodes, to be added later with `tmc member add`.
+        #[arg(long, conflicts_with = "join")]
+        voters: Option<String>,
+        /// Join an existing shard: start with no configuration and wait for
+        /// the leader (after `tmc member add --id THIS`) to send a snapshot.
+        #[arg(long)]
+        join: bool,
+        /// Compact the raft log when it holds more applied entries than this;
+        /// followers behind the compacted log catch up by snapshot.
+        #[arg(long, default_value_t = 10_000)]
+        log_compact_threshold: u64,
     },
     /// Generates a CA, a serving certificate, an admin token and an admin
     /// kubeconfig into a directory (kept if they exist).
@@ -88,6 +101,12 @@ enum Command {
         /// The API's address.
         #[arg(long, default_value = "https://127.0.0.1:6443")]
         server: String,
+    },
+    /// Membership of a shard served by `tmc serve`: add or remove a voter
+    /// (through the leader; a follower forwards the request).
+    Member {
+        #[command(subcommand)]
+        op: MemberOp,
     },
     /// A client of the KV interface of `tmc serve`; follows "not leader"
     /// answers to the leader.
@@ -128,6 +147,35 @@ enum KvOp {
     List { workspace: String },
     /// The replica's raft status.
     Status,
+}
+
+#[derive(Subcommand)]
+enum MemberOp {
+    /// Add node ID as a voter. Its raft address must be in the --peers of
+    /// every replica; start it with `tmc serve --join`.
+    Add {
+        /// The node to add.
+        #[arg(long)]
+        id: u64,
+        /// KV address of any replica.
+        #[arg(long, default_value = "127.0.0.1:8001")]
+        server: String,
+    },
+    /// Remove voter ID (not the leader, not the last voter).
+    Remove {
+        /// The node to remove.
+        #[arg(long)]
+        id: u64,
+        /// KV address of any replica.
+        #[arg(long, default_value = "127.0.0.1:8001")]
+        server: String,
+    },
+    /// List the voters.
+    List {
+        /// KV address of any replica.
+        #[arg(long, default_value = "127.0.0.1:8001")]
+        server: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -193,6 +241,9 @@ fn main() {
             tick_ms,
             api_listen,
             tls_dir,
+            voters,
+            join,
+            log_compact_threshold,
         } => serve(
             node_id,
             &peers,
@@ -200,7 +251,12 @@ fn main() {
             data_dir,
             listen,
             tick_ms,
-            api_listen.map(|a| (a, tls_dir)),
+            ServeOptions {
+                api: api_listen.map(|a| (a, tls_dir)),
+                voters,
+                join,
+                log_compact_threshold,
+            },
         ),
         Command::Certs { dir, hosts, server } => certs(dir, hosts, server),
         Command::Kubeconfig {
@@ -209,6 +265,7 @@ fn main() {
             server,
         } => kubeconfig(workspace, dir, server),
         Command::Kv { endpoint, op } => kv(endpoint, op),
+        Command::Member { op } => member(op),
         Command::Bench { which } => bench(which),
         Command::Debug { which } => debug(which),
     };
@@ -224,11 +281,14 @@ fn dev(data_dir: PathBuf, listen: String) -> Result<(), BoxError> {
     use tmc::raft::server;
     std::fs::create_dir_all(&data_dir)?;
     let files = tmc::api::tls::ensure_material(&data_dir, &[])?;
-    let server_url = format!("https://{listen}");
-    let kubeconfig = tmc::api::tls::write_admin_kubeconfig(&files, &server_url)?;
     let engine = store::RocksEngine::open(&data_dir.join("shard"), &RocksOptions::default())?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let server_url = format!("https://{}", listener.local_addr()?);
+        let kubeconfig = tmc::api::tls::write_admin_kubeconfig(&files, &server_url)?;
         // A one-node shard through the same code paths as a three-node one.
         let raft_addr: std::net::SocketAddr = "127.0.0.1:0".parse()?;
         let cfg = server::ServerConfig {
@@ -238,7 +298,7 @@ fn dev(data_dir: PathBuf, listen: String) -> Result<(), BoxError> {
             tick: std::time::Duration::from_millis(100),
         };
         let handle = server::start(engine, cfg, tmc::raft::NodeConfig::new(1, vec![1])).await?;
-        let api = start_api(handle, &listen, &data_dir).await?;
+        let api = start_api(handle, listener, &data_dir).await?;
         println!(
             "tmc dev is running on {server_url} (Ctrl-C stops it). Try:\n  kubectl --kubeconfig {} get namespaces",
             kubeconfig.display()
@@ -253,7 +313,7 @@ fn dev(data_dir: PathBuf, listen: String) -> Result<(), BoxError> {
 /// material in `tls_dir`; the returned future serves until Ctrl-C.
 async fn start_api(
     handle: tmc::raft::server::Handle,
-    listen: &str,
+    listener: tokio::net::TcpListener,
     tls_dir: &std::path::Path,
 ) -> Result<impl std::future::Future<Output = std::io::Result<()>>, BoxError> {
     use tmc::api::{handlers::ObjectApi, server::ApiServer, tls, watch::WatchHub};
@@ -285,9 +345,6 @@ async fn start_api(
         auth,
         ready: Arc::new(|| Ok(())),
     });
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     tracing::info!(addr = %listener.local_addr()?, "serving the Kubernetes API");
     Ok(tmc::api::server::serve_tls(
         listener,
@@ -323,6 +380,15 @@ fn kubeconfig(workspace: String, dir: PathBuf, server: String) -> Result<(), Box
     Ok(())
 }
 
+/// How `tmc serve` founds or joins a shard and compacts its log, and
+/// where it serves the Kubernetes API (address, TLS directory).
+struct ServeOptions {
+    api: Option<(String, Option<PathBuf>)>,
+    voters: Option<String>,
+    join: bool,
+    log_compact_threshold: u64,
+}
+
 fn serve(
     node_id: u64,
     peers: &str,
@@ -330,7 +396,7 @@ fn serve(
     data_dir: PathBuf,
     listen: String,
     tick_ms: u64,
-    api: Option<(String, Option<PathBuf>)>,
+    membership: ServeOptions,
 ) -> Result<(), BoxError> {
     use tmc::raft::server;
     let raft_peers = server::parse_peers(peers)?
@@ -349,8 +415,30 @@ fn serve(
     kv_peers.entry(node_id).or_insert_with(|| listen.clone());
     std::fs::create_dir_all(&data_dir)?;
     let engine = store::RocksEngine::open(&data_dir.join("data"), &RocksOptions::default())?;
-    let voters: Vec<u64> = raft_peers.keys().copied().collect();
-    let node_cfg = tmc::raft::NodeConfig::new(node_id, voters);
+    let voters: Vec<u64> = if membership.join {
+        Vec::new()
+    } else if let Some(list) = &membership.voters {
+        let voters = list
+            .split(',')
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| {
+                v.trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("bad node id {v:?} in --voters"))
+            })
+            .collect::<Result<Vec<u64>, String>>()?;
+        if let Some(v) = voters.iter().find(|v| !raft_peers.contains_key(v)) {
+            return Err(format!("--voters names node {v}, which --peers does not").into());
+        }
+        if voters.is_empty() {
+            return Err("--voters is empty (use --join to join an existing shard)".into());
+        }
+        voters
+    } else {
+        raft_peers.keys().copied().collect()
+    };
+    let mut node_cfg = tmc::raft::NodeConfig::new(node_id, voters);
+    node_cfg.log_compact_threshold = membership.log_compact_threshold;
     let cfg = server::ServerConfig {
         id: node_id,
         peers: raft_peers,
@@ -360,9 +448,12 @@ fn serve(
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let handle = server::start(engine, cfg, node_cfg).await?;
-        if let Some((api_listen, tls_dir)) = api {
+        if let Some((api_listen, tls_dir)) = membership.api {
             let tls_dir = tls_dir.ok_or("--api-listen needs --tls-dir")?;
-            let api = start_api(handle.clone(), &api_listen, &tls_dir).await?;
+            let listener = tokio::net::TcpListener::bind(&api_listen)
+                .await
+                .map_err(|e| format!("cannot listen on {api_listen}: {e}"))?;
+            let api = start_api(handle.clone(), listener, &tls_dir).await?;
             tokio::spawn(async move {
                 if let Err(e) = api.await {
                     tracing::error!(error = %e, "the API server stopped");
@@ -445,6 +536,21 @@ fn kv(endpoint: String, op: KvOp) -> Result<(), BoxError> {
         return Err(format!("HTTP {status}").into());
     }
     Err("too many redirects to the leader".into())
+}
+
+fn member(op: MemberOp) -> Result<(), BoxError> {
+    let (method, path, server) = match op {
+        MemberOp::Add { id, server } => ("POST", format!("/members/{id}"), server),
+        MemberOp::Remove { id, server } => ("DELETE", format!("/members/{id}"), server),
+        MemberOp::List { server } => ("GET", "/members".to_string(), server),
+    };
+    let (status, json) = http(&server, method, &path, b"")?;
+    println!("{json}");
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(format!("HTTP {status}").into())
+    }
 }
 
 fn bench(which: Bench) -> Result<(), BoxError> {

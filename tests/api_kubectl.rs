@@ -335,7 +335,7 @@ fn round(s: &Shard, bin: &str, tag: &str) {
     );
 
     // delete, with kubectl wait --for=delete watching.
-    let mut waiter = Command::new(bin)
+    let waiter = Command::new(bin)
         .arg("--kubeconfig")
         .arg(&kca)
         .args([

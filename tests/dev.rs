@@ -1,12 +1,18 @@
-//! `tmc dev` as a user runs it: a real process on loopback that opens its
-//! store and answers the health endpoints; a second one on the same data
+//! `tmc dev` as a user runs it: a real process on loopback that runs a
+//! one-node shard, serves the Kubernetes API over HTTPS, writes an admin
+//! kubeconfig that kubectl uses as is; a second one on the same data
 //! directory is refused with a clear error.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-struct Killed(Child);
+/// The child and its stdout (kept open: a closed pipe would fail its
+/// next print).
+struct Killed(
+    Child,
+    #[allow(dead_code)] BufReader<std::process::ChildStdout>,
+);
 impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -19,39 +25,70 @@ fn start(data: &std::path::Path) -> (Killed, String) {
         .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
+    stdout.read_line(&mut line).unwrap();
     let url = line
         .split_whitespace()
-        .find(|w| w.starts_with("http://"))
+        .find(|w| w.starts_with("https://"))
         .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .trim_end_matches("/readyz")
         .to_string();
-    (Killed(child), url)
+    (Killed(child, stdout), url)
 }
 
-#[tokio::test]
-async fn dev_serves_health_and_guards_its_data_dir() {
+mod common;
+
+#[test]
+fn dev_serves_the_api_and_guards_its_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("tmc");
     let (_dev, url) = start(&data);
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    for path in ["/livez", "/readyz"] {
-        let resp = client.get(format!("{url}{path}")).send().await.unwrap();
-        assert_eq!(resp.status(), 200, "{path}");
-        assert_eq!(resp.text().await.unwrap(), "ok");
-    }
-    let resp = client.get(format!("{url}/nope")).send().await.unwrap();
-    assert_eq!(resp.status(), 404);
+    let kc = data.join("admin.kubeconfig");
+    let text = std::fs::read_to_string(&kc).unwrap();
     assert!(
-        data.join("data").join("CURRENT").exists(),
+        text.contains(&format!("server: {url}/clusters/root")),
+        "{text}"
+    );
+    let kubectl = common::testenv::kubectl_binary();
+    let run = |args: &[&str]| {
+        let out = Command::new(&kubectl)
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for path in ["/livez", "/readyz"] {
+        let (ok, out, err) = run(&["get", "--raw", path]);
+        assert!(ok, "{path}: {err}");
+        assert_eq!(out.trim(), "ok");
+    }
+    // The one-node shard elects itself and bootstraps `default`.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, out, err) = run(&["get", "namespaces", "-o", "name"]);
+        if ok && out.trim() == "namespace/default" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no default namespace: {out}{err}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Without the token: 401.
+    let (ok, _, err) = run(&["get", "namespaces", "--token", "wrong"]);
+    assert!(!ok && err.contains("Unauthorized"), "{err}");
+    assert!(
+        data.join("shard").join("CURRENT").exists(),
         "RocksDB lives under the data dir"
     );
 

@@ -729,3 +729,49 @@ fn a_rocksdb_cluster_survives_a_full_restart_and_snapshots() {
     assert_everywhere(&sim, "after", b"v");
     assert_sound(&sim);
 }
+
+#[test]
+fn a_joining_node_starts_from_a_snapshot_even_when_the_log_is_whole() {
+    // Never compact: the leader still has every entry from index 1. A new
+    // node replaying them would apply "remove 3" and "add 4" to an empty
+    // configuration and end up believing it is the only voter; it must ask
+    // for a snapshot instead.
+    let mut cfg = config(21);
+    cfg.node.log_compact_threshold = 0;
+    let mut sim = Sim::memory(3, cfg).expect("cluster starts");
+    let leader = sim.wait_for_leader(T).unwrap();
+    for i in 0..10 {
+        sim.put(leader, &format!("k-{i}"), b"v", T).unwrap();
+    }
+    let victim = followers(&sim, leader)[0];
+    let voters = sim
+        .change_membership(leader, MembershipChange::RemoveVoter(victim), T)
+        .unwrap();
+    assert_eq!(voters.len(), 2);
+    sim.stop(victim);
+    assert_eq!(sim.node(leader).unwrap().status().first_index, 1);
+    let before = sim.snapshots_delivered();
+    sim.add_node(4).unwrap();
+    let mut expected = sim
+        .change_membership(leader, MembershipChange::AddVoter(4), T)
+        .unwrap();
+    expected.sort();
+    assert!(sim.converge(T));
+    assert!(
+        sim.snapshots_delivered() > before,
+        "node 4 caught up without a snapshot"
+    );
+    assert_eq!(sim.node(4).unwrap().status().voters, expected);
+    assert_eq!(sim.state(4), sim.state(leader));
+    assert_everywhere(&sim, "k-9", b"v");
+    // And it is a working voter: with the other old voter gone, the leader
+    // and node 4 commit.
+    let other = expected
+        .iter()
+        .copied()
+        .find(|&id| id != leader && id != 4)
+        .unwrap();
+    sim.stop(other);
+    sim.put(leader, "after", b"v", T).unwrap();
+    assert_sound(&sim);
+}

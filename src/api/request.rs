@@ -7,7 +7,9 @@
 //! `.../{resource}[/{name}[/{subresource}]]`, the legacy `/watch/` prefix,
 //! `/version` and `/openapi/...`. `*` as the workspace addresses every
 //! workspace (lists and watches only). Outside a workspace only `/livez`,
-//! `/readyz`, `/healthz`, `/version` and `/openapi/...` exist.
+//! `/readyz`, `/healthz`, `/version` and `/openapi/...` exist; the health
+//! endpoints also answer under a workspace prefix, for clients whose
+//! server URL carries one (`kubectl get --raw /livez`).
 //!
 //! The raw path is parsed before any decoding, and strictly: empty
 //! segments (`//`), `.` and `..`, and percent-escapes (except `%3A` for the
@@ -158,8 +160,8 @@ pub fn route(path: &str) -> ApiResult<Route> {
         segment(p, if i == 0 { "path" } else { "name" })?;
     }
     let target = match (workspace.is_some(), rest) {
-        (false, ["livez"]) => Target::Livez,
-        (false, ["readyz"] | ["healthz"]) => Target::Readyz,
+        (_, ["livez"]) => Target::Livez,
+        (_, ["readyz"] | ["healthz"]) => Target::Readyz,
         (_, ["version"]) => Target::Version,
         (_, ["openapi", "v2"]) => Target::OpenApi(OpenApi::V2),
         (_, ["openapi", "v3"]) => Target::OpenApi(OpenApi::V3Index),
@@ -360,7 +362,6 @@ mod tests {
             ("/clusters/root/api/v1/namespaces/a/namespaces", 404),
             ("/clusters/root/api/v1/namespaces/a/configmaps/b/c/d", 404),
             ("/api/v1/configmaps", 404),
-            ("/clusters/root/livez", 404),
             ("relative", 400),
         ] {
             assert_eq!(code(path), Some(want), "{path}");

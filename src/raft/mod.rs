@@ -4,11 +4,14 @@
 //! - [`storage`]: [`LogStore`], raft-rs's `Storage` over an [`Engine`](crate::store::Engine): the
 //!   `log` column family and the raft records of `meta`.
 //! - [`snapshot`]: [`SnapshotData`], the replicated state at an applied index.
-//! - [`wire`]: the checksummed frame a raft message travels in.
+//! - [`wire`]: the checksummed frame a raft message travels in, and the
+//!   chunks a large one (a snapshot) is split into.
 //! - [`node`]: [`Node`], the consensus core: raft-rs's `RawNode`, the Ready
 //!   loop, group commit, reads and membership changes. No sockets, no clock.
 //! - [`sim`]: a deterministic in-process cluster on a simulated network, for
 //!   tests.
+//! - [`linearize`]: a linearizability checker (Wing-Gong-Lowe search) for
+//!   histories of gets and puts recorded by tests.
 //! - [`server`]: the event loop that owns a node on a real clock, the TCP
 //!   peer transport and the internal HTTP KV interface of `tmc serve`.
 //!
@@ -86,7 +89,11 @@
 //! **Membership.** [`Node::change_membership`] adds or removes one voter
 //! with a `ConfChangeV2` (a simple change, no joint state); one change at a
 //! time. The configuration as of the applied index is kept in `meta` and
-//! travels in snapshots.
+//! travels in snapshots. A replica opened with no founding voters and an
+//! empty disk (`tmc serve --join`) knows no configuration: it sets raft-rs's
+//! `pending_request_snapshot`, so it answers the leader's first append with
+//! a snapshot request instead of replaying the log from index 1 (which
+//! would apply the shard's membership history to an empty configuration).
 //!
 //! **Determinism.** raft-rs draws election timeouts from a thread-local
 //! RNG; with `NodeConfig::seed` set, the node redraws them from its own
@@ -115,7 +122,10 @@
 //! **Transport.** Plain TCP, one outbound connection per peer, dialled
 //! with exponential backoff (20 ms doubling to 1 s) and redialled when a
 //! write fails; frames queued while a peer is unreachable are dropped (raft
-//! retransmits). Queued frames are coalesced into one socket write. Inbound
+//! retransmits). Queued frames are coalesced into one socket write. A
+//! message larger than 1 MiB (a snapshot) is sent as crc-checked chunk
+//! frames and reassembled per connection; a damaged or missing chunk drops
+//! the whole transfer ([`wire`]). Inbound
 //! connections are read frame by frame: the 8-byte header, then the body;
 //! a header announcing more than [`wire::MAX_FRAME`] closes the connection
 //! (the stream is out of step), and a frame that fails its checksum or does
@@ -125,7 +135,8 @@
 //! **KV interface.** [`server::router`]: `PUT/GET/DELETE
 //! /kv/{workspace}/{namespace}/{name}` (configmap-like objects),
 //! `GET /kv/{workspace}` (list), `POST /txn` (a JSON [`crate::store::Txn`]),
-//! `GET /status`. A write on a follower is forwarded once (HTTP, to the
+//! `GET /status`, and membership: `POST /members/{id}` (add a voter),
+//! `DELETE /members/{id}` (remove one), `GET /members`. A write on a follower is forwarded once (HTTP, to the
 //! leader's `POST /txn` at its `--kv-peers` address) and the leader's
 //! answer passed back. A forwarded request carries the
 //! `x-tmc-no-forward` header, so a stale view of the leader costs a 503,
@@ -142,13 +153,18 @@
 //!   [`Error::Timeout`] and is retried by the caller.
 //! - Writes and membership changes sent to a follower are refused with
 //!   [`Error::NotLeader`] and the leader's id; the KV interface forwards
-//!   writes one hop (plain HTTP/1.1, one connection per forwarded write)
-//!   or answers a 503 naming the leader. Membership changes are not exposed
-//!   by `tmc serve` yet.
-//! - A snapshot is the whole state in one message, built in memory
-//!   ([`SnapshotData`]); the RocksDB checkpoint streamed in crc-checked
-//!   chunks replaces it. Compaction does not wait for slow followers: one
-//!   that falls behind the compacted log gets a full snapshot.
+//!   them one hop (plain HTTP/1.1, one connection per forwarded request)
+//!   or answers a 503 naming the leader.
+//! - Raft addresses are static: `--peers` is the address book, and a voter
+//!   can only be added if every replica's `--peers` names it (replicas are
+//!   restarted with a longer list first). Addresses do not travel in the
+//!   configuration.
+//! - A snapshot is the whole state in one raft message, built and
+//!   reassembled in memory ([`SnapshotData`]); on the wire it travels in
+//!   crc-checked 1 MiB chunks. Exporting a RocksDB checkpoint and streaming
+//!   its files would bound memory too. Compaction does not wait for slow
+//!   followers: one that falls behind the compacted log gets a full
+//!   snapshot.
 //! - The configuration record and the applied index of a membership change
 //!   are two writes (the store's batch cannot carry raft records yet); a
 //!   crash between them re-applies the change on restart, which raft-rs
@@ -167,6 +183,7 @@
 //!   reopens the [`crate::store::Store`] on the new contents; subscribers of
 //!   the old one ([`crate::store::Store::subscribe`]) are not carried over.
 
+pub mod linearize;
 pub mod node;
 pub mod server;
 pub mod sim;

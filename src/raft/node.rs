@@ -12,7 +12,7 @@ use raft::eraftpb::{
     ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType,
     Message, MessageType, Snapshot,
 };
-use raft::{Config, RawNode, ReadOnlyOption, SnapshotStatus, StateRole, INVALID_ID};
+use raft::{Config, RawNode, ReadOnlyOption, SnapshotStatus, StateRole, INVALID_ID, INVALID_INDEX};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -261,6 +261,9 @@ pub struct Node<E: Engine> {
     responses: Vec<Response>,
     /// Why the node stopped, once it has.
     stopped: Option<String>,
+    /// A replica that joins with an empty disk: it has no configuration and
+    /// no log, and must start from a snapshot (see [`Node::step`]).
+    awaiting_snapshot: bool,
 }
 
 impl<E: Engine> Node<E> {
@@ -313,6 +316,10 @@ impl<E: Engine> Node<E> {
             ..Default::default()
         };
         raft_config.validate()?;
+        // Nothing on disk and no founding voters: a replica joining a shard.
+        let awaiting_snapshot = log.conf_state().voters.is_empty()
+            && log.truncated() == (0, 0)
+            && log.hard_state().commit == 0;
         let raw = RawNode::new(&raft_config, log, &raft_logger(config.id))?;
         let rng = config
             .seed
@@ -341,6 +348,7 @@ impl<E: Engine> Node<E> {
             messages: Vec::new(),
             responses: Vec::new(),
             stopped: None,
+            awaiting_snapshot,
         };
         node.reseed_election_timeout(true);
         Ok(node)
@@ -581,6 +589,13 @@ impl<E: Engine> Node<E> {
                 "dropping a forwarded proposal"
             );
             return Ok(());
+        }
+        if self.awaiting_snapshot && self.raw.raft.pending_request_snapshot == INVALID_INDEX {
+            // A joining replica knows no configuration: replaying the log
+            // from index 1 would apply the shard's membership changes to an
+            // empty one. Ask the leader for a snapshot instead (raft-rs then
+            // answers every append with the request until one arrives).
+            self.raw.raft.pending_request_snapshot = 1;
         }
         if msg.get_msg_type() == MessageType::MsgSnapshot {
             let snap = msg.get_snapshot();
@@ -881,6 +896,7 @@ impl<E: Engine> Node<E> {
         // The store caches its revision bookkeeping: reload it from the new
         // contents (watchers keep their subscriptions).
         self.store.reload()?;
+        self.awaiting_snapshot = false;
         tracing::info!(
             node = self.id,
             index,

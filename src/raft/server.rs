@@ -14,7 +14,7 @@
 //! - The KV interface (axum, JSON) stores values as configmap-like objects
 //!   `/kv/{workspace}/{namespace}/{name}`; see [`router`].
 
-use super::{wire, Error, Node, NodeConfig, Outcome, RequestId, StateRole};
+use super::{wire, Error, MembershipChange, Node, NodeConfig, Outcome, RequestId, StateRole};
 use crate::shard::{BoxFuture, Shard, ShardError};
 use crate::store::{Change, ListPage, Store};
 use crate::store::{
@@ -34,6 +34,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
+
+mod members;
 
 /// Frames queued per peer before new ones are dropped (raft retransmits).
 const PEER_QUEUE: usize = 4096;
@@ -104,6 +106,8 @@ pub enum Input {
     Read(ReadOp, bool, Reply<ReadResult>),
     /// The node's status.
     Status(oneshot::Sender<StatusReport>),
+    /// A membership change; the answer is the voters after it.
+    Member(MembershipChange, Reply<Vec<u64>>),
 }
 
 /// Local reads of the shared store, without its engine type.
@@ -228,6 +232,7 @@ async fn read_frames(
     tx: std_mpsc::Sender<Input>,
 ) -> std::io::Result<()> {
     let mut r = tokio::io::BufReader::new(sock);
+    let mut chunks = wire::Reassembler::default();
     loop {
         let mut header = [0u8; wire::HEADER_LEN];
         r.read_exact(&mut header).await?;
@@ -242,6 +247,19 @@ async fn read_frames(
         let mut frame = vec![0u8; wire::HEADER_LEN + len];
         frame[..wire::HEADER_LEN].copy_from_slice(&header);
         r.read_exact(&mut frame[wire::HEADER_LEN..]).await?;
+        let frame = match chunks.push(frame) {
+            Ok(wire::Assembled::Frame { frame, chunks }) => {
+                if chunks > 1 {
+                    tracing::info!(chunks, bytes = frame.len(), "received a message in chunks");
+                }
+                frame
+            }
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "dropping a damaged chunk and its transfer");
+                continue;
+            }
+        };
         if tx.send(Input::Frame(frame)).is_err() {
             return Ok(());
         }
@@ -290,6 +308,7 @@ async fn dial_loop(id: u64, peer: u64, addr: SocketAddr, mut rx: mpsc::Receiver<
 enum Pending {
     Write(Reply<Committed>),
     Read(ReadOp, Reply<ReadResult>),
+    Member(Reply<Vec<u64>>),
 }
 
 fn do_read<E: Engine>(node: &Node<E>, op: &ReadOp) -> Result<ReadResult, Error> {
@@ -386,6 +405,16 @@ fn event_loop<E: Engine>(
                 Input::Status(reply) => {
                     let _ = reply.send(status_report(&node));
                 }
+                Input::Member(change, reply) => {
+                    match members::propose(&mut node, &outbound, change) {
+                        Ok(id) => {
+                            pending.insert(id, Pending::Member(reply));
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                    }
+                }
             }
         }
         let now = Instant::now();
@@ -413,8 +442,8 @@ fn event_loop<E: Engine>(
                 continue;
             };
             let is_snapshot = msg.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot;
-            let delivered = match wire::encode(&msg) {
-                Ok(frame) => ptx.try_send(frame).is_ok(),
+            let delivered = match wire::encode_chunked(&msg, wire::CHUNK_SIZE) {
+                Ok(frames) => frames.into_iter().all(|f| ptx.try_send(f).is_ok()),
                 Err(e) => {
                     tracing::warn!(to, error = %e, "cannot encode a raft message");
                     false
@@ -434,6 +463,9 @@ fn event_loop<E: Engine>(
                 }
                 (Some(Pending::Read(op, reply)), Outcome::Read(res)) => {
                     let _ = reply.send(res.and_then(|_| do_read(&node, &op)));
+                }
+                (Some(Pending::Member(reply)), Outcome::Membership(res)) => {
+                    let _ = reply.send(res);
                 }
                 (p, o) => {
                     if p.is_some() {
@@ -926,7 +958,10 @@ async fn status(State(h): State<Handle>) -> HttpResponse {
 ///   `DELETE`;
 /// - `GET /kv/{workspace}` lists the workspace's values (`?limit=`);
 /// - `POST /txn` takes a JSON [`Txn`];
-/// - `GET /status`: id, role, leader, term, commit, applied, revision.
+/// - `GET /status`: id, role, leader, term, commit, applied, revision;
+/// - `POST /members/{id}`, `DELETE /members/{id}`: add or remove a voter
+///   (forwarded to the leader like writes; see the `members` submodule),
+///   `GET /members`: the voters.
 ///
 /// Writes on a follower are forwarded once to the leader's `POST /txn`
 /// (its address from `kv_peers`) and its answer passed back; 502 if that
@@ -945,6 +980,11 @@ pub fn router(h: Handle) -> Router {
         .route("/txn", axum::routing::post(txn))
         .route("/internal/txn", axum::routing::post(internal_txn))
         .route("/status", get(status))
+        .route("/members", get(members::list))
+        .route(
+            "/members/{id}",
+            axum::routing::post(members::add).delete(members::remove),
+        )
         .with_state(h)
 }
 

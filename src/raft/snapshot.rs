@@ -10,11 +10,19 @@
 //! between two applies, on the thread that applies, so no write can
 //! interleave.
 //!
-//! This format is the first step. It holds the whole state in one message
-//! and in memory; the RocksDB checkpoint streamed in crc-checked chunks
-//! (ARCHITECTURE.md) replaces [`SnapshotData::export`] and
+//! The snapshot is one raft message, but it does not travel as one frame:
+//! the transport splits any message larger than [`wire::CHUNK_SIZE`]
+//! (1 MiB) into crc-checked chunks and the receiver reassembles them,
+//! refusing the whole transfer if one chunk is damaged or missing
+//! ([`wire::encode_chunked`], [`wire::Reassembler`]). It is still built and
+//! reassembled in memory; exporting a RocksDB checkpoint and streaming its
+//! files would replace [`SnapshotData::export`] and
 //! [`SnapshotData::stage_install`] behind the same two calls, without a
 //! change to the raft side (metadata, install, compaction).
+//!
+//! [`wire::CHUNK_SIZE`]: super::wire::CHUNK_SIZE
+//! [`wire::encode_chunked`]: super::wire::encode_chunked
+//! [`wire::Reassembler`]: super::wire::Reassembler
 
 use super::storage::RAFT_META_PREFIX;
 use crate::store::{codec, Cf, Encoding, Engine, WriteBatch};

@@ -1,0 +1,159 @@
+//! Membership changes through the KV interface: `POST /members/{id}` adds
+//! voter `id`, `DELETE /members/{id}` removes it, `GET /members` lists the
+//! voters (`tmc member add|remove|list`).
+//!
+//! A change goes to the leader like a write: a follower forwards it once
+//! (marked [`NO_FORWARD`]) and passes the leader's answer back. The leader
+//! proposes one `ConfChangeV2` ([`Node::change_membership`]) and answers
+//! once it is applied, with the voters after it. Refused, with nothing
+//! changed:
+//! - 400: node id 0, adding a voter already there, a node without a raft
+//!   address in this replica's `--peers` (the transport could not reach
+//!   it), removing a node that is not a voter, the last voter, or the leader
+//!   itself (transfer leadership first);
+//! - 409: another change is not applied yet;
+//! - 503: no leader, or not the leader with forwarding turned off.
+//!
+//! The joining replica is started with `tmc serve --join`: it has no
+//! configuration and asks the leader for a snapshot on first contact.
+
+use super::{
+    forward_allowed, http_error, raft_error, Handle, Input, MembershipChange, Node, NO_FORWARD,
+};
+use crate::raft::{Error, RequestId};
+use crate::store::Engine;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::Json;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// Checks what only the transport knows (a raft address for a new voter),
+/// then proposes the change on `node`. Runs on the event loop.
+pub(super) fn propose<E: Engine>(
+    node: &mut Node<E>,
+    outbound: &HashMap<u64, mpsc::Sender<Vec<u8>>>,
+    change: MembershipChange,
+) -> Result<RequestId, Error> {
+    if let MembershipChange::AddVoter(id) = change {
+        if id != node.id() && id != 0 && !outbound.contains_key(&id) && node.is_leader() {
+            return Err(Error::InvalidConfChange(format!(
+                "node {id} has no raft address: add it to --peers of every replica first"
+            )));
+        }
+    }
+    node.change_membership(change)
+}
+
+fn member_error(h: &Handle, e: Error) -> HttpResponse {
+    match e {
+        e @ Error::InvalidConfChange(_) => http_error(StatusCode::BAD_REQUEST, e.to_string(), None),
+        e @ Error::ConfChangeInProgress => http_error(StatusCode::CONFLICT, e.to_string(), None),
+        e => raft_error(h, e),
+    }
+}
+
+async fn change(
+    h: Handle,
+    method: &'static str,
+    id: u64,
+    change: MembershipChange,
+    forward: bool,
+) -> HttpResponse {
+    match h.call(|tx| Input::Member(change, tx)).await {
+        Err(e) => http_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+        Ok(Ok(voters)) => Json(serde_json::json!({ "voters": voters })).into_response(),
+        Ok(Err(Error::NotLeader { leader: Some(l) })) if forward => {
+            let Some(addr) = h.kv_peers.get(&l).cloned() else {
+                return raft_error(&h, Error::NotLeader { leader: Some(l) });
+            };
+            match forward_member(&addr, method, id).await {
+                Ok((code, body)) => (
+                    code,
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+                    .into_response(),
+                Err(e) => http_error(
+                    StatusCode::BAD_GATEWAY,
+                    format!("forwarding to the leader {l} at {addr} failed: {e}"),
+                    Some((l, Some(addr))),
+                ),
+            }
+        }
+        Ok(Err(e)) => member_error(&h, e),
+    }
+}
+
+/// `POST /members/{id}`: adds voter `id`.
+pub(super) async fn add(
+    State(h): State<Handle>,
+    Path(id): Path<u64>,
+    headers: axum::http::HeaderMap,
+) -> HttpResponse {
+    let fwd = forward_allowed(&headers);
+    change(h, "POST", id, MembershipChange::AddVoter(id), fwd).await
+}
+
+/// `DELETE /members/{id}`: removes voter `id`.
+pub(super) async fn remove(
+    State(h): State<Handle>,
+    Path(id): Path<u64>,
+    headers: axum::http::HeaderMap,
+) -> HttpResponse {
+    let fwd = forward_allowed(&headers);
+    change(h, "DELETE", id, MembershipChange::RemoveVoter(id), fwd).await
+}
+
+/// `GET /members`: the voters as of this replica's applied index, and the
+/// leader it knows.
+pub(super) async fn list(State(h): State<Handle>) -> HttpResponse {
+    match h.call(Input::Status).await {
+        Ok(s) => {
+            Json(serde_json::json!({ "voters": s.voters, "leader": s.leader })).into_response()
+        }
+        Err(e) => http_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+    }
+}
+
+/// Sends the change to the leader's KV interface (HTTP/1.1, one request,
+/// marked not to be forwarded again); returns its answer.
+async fn forward_member(
+    addr: &str,
+    method: &str,
+    id: u64,
+) -> Result<(StatusCode, Vec<u8>), String> {
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let head = format!(
+            "{method} /members/{id} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+             {NO_FORWARD}: 1\r\nContent-Length: 0\r\n\r\n"
+        );
+        s.write_all(head.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(raw)
+    };
+    let raw = tokio::time::timeout(Duration::from_secs(15), exchange)
+        .await
+        .map_err(|_| "timed out".to_string())??;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("malformed response")?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or("malformed status line")?;
+    Ok((code, raw[split + 4..].to_vec()))
+}
