@@ -2,10 +2,13 @@
 //!
 //! For now it serves the health endpoints every Kubernetes component has:
 //! `/livez` (the process runs) and `/readyz` (the node can serve: its store
-//! answers). The Kubernetes-compatible API over workspaces grows here; this
+//! answers). [`patch`] applies PATCH bodies (JSON, merge and strategic
+//! merge patches) with the merge rules of [`schema`]. The Kubernetes-compatible API over workspaces grows here; this
 //! module knows nothing of RocksDB and reaches data through the callbacks it
 //! is given.
 
+pub mod patch;
+pub mod schema;
 pub mod types;
 
 use axum::{http::StatusCode, routing::get, Router};

@@ -1,0 +1,775 @@
+use super::*;
+use proptest::prelude::*;
+use serde_json::json;
+
+fn deployment() -> GroupKind {
+    GroupKind::new("apps", "Deployment")
+}
+
+fn json_patch(live: Value, ops: Value) -> Result<Value, PatchError> {
+    apply_patch(
+        &deployment(),
+        &live,
+        PatchType::Json,
+        ops.to_string().as_bytes(),
+    )
+}
+
+fn smp(kind: &GroupKind, live: &Value, patch: Value) -> Result<Value, PatchError> {
+    apply_patch(
+        kind,
+        live,
+        PatchType::Strategic,
+        patch.to_string().as_bytes(),
+    )
+}
+
+/// A Deployment whose pod spec is `pod_spec`.
+fn deploy_with(pod_spec: Value) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"replicas": 2, "template": {"spec": pod_spec}}
+    })
+}
+
+/// A patch of the pod spec of a Deployment.
+fn pod_patch(pod_spec: Value) -> Value {
+    json!({"spec": {"template": {"spec": pod_spec}}})
+}
+
+fn pod_spec_of(v: &Value) -> &Value {
+    &v["spec"]["template"]["spec"]
+}
+
+fn two_containers() -> Value {
+    deploy_with(json!({"containers": [
+        {"name": "nginx", "image": "nginx:1.25", "ports": [{"containerPort": 80}]},
+        {"name": "sidecar", "image": "envoy:1"}
+    ]}))
+}
+
+#[test]
+fn content_types() {
+    assert_eq!(
+        PatchType::from_content_type("application/json-patch+json"),
+        Some(PatchType::Json)
+    );
+    assert_eq!(
+        PatchType::from_content_type("application/merge-patch+json; charset=utf-8"),
+        Some(PatchType::Merge)
+    );
+    assert_eq!(
+        PatchType::from_content_type("Application/Strategic-Merge-Patch+JSON"),
+        Some(PatchType::Strategic)
+    );
+    assert_eq!(
+        PatchType::from_content_type("application/apply-patch+yaml"),
+        Some(PatchType::Apply)
+    );
+    assert_eq!(PatchType::from_content_type("application/json"), None);
+    for t in [
+        PatchType::Json,
+        PatchType::Merge,
+        PatchType::Strategic,
+        PatchType::Apply,
+    ] {
+        assert_eq!(PatchType::from_content_type(t.content_type()), Some(t));
+    }
+}
+
+// RFC 6902, appendix A.
+
+#[test]
+fn rfc6902_a1_add_object_member() {
+    let r = json_patch(
+        json!({"foo": "bar"}),
+        json!([{"op": "add", "path": "/baz", "value": "qux"}]),
+    );
+    assert_eq!(r.unwrap(), json!({"baz": "qux", "foo": "bar"}));
+}
+
+#[test]
+fn rfc6902_a2_add_array_element() {
+    let r = json_patch(
+        json!({"foo": ["bar", "baz"]}),
+        json!([{"op": "add", "path": "/foo/1", "value": "qux"}]),
+    );
+    assert_eq!(r.unwrap(), json!({"foo": ["bar", "qux", "baz"]}));
+}
+
+#[test]
+fn rfc6902_a3_a4_remove() {
+    let r = json_patch(
+        json!({"baz": "qux", "foo": "bar"}),
+        json!([{"op": "remove", "path": "/baz"}]),
+    );
+    assert_eq!(r.unwrap(), json!({"foo": "bar"}));
+    let r = json_patch(
+        json!({"foo": ["bar", "qux", "baz"]}),
+        json!([{"op": "remove", "path": "/foo/1"}]),
+    );
+    assert_eq!(r.unwrap(), json!({"foo": ["bar", "baz"]}));
+}
+
+#[test]
+fn rfc6902_a5_replace() {
+    let r = json_patch(
+        json!({"baz": "qux", "foo": "bar"}),
+        json!([{"op": "replace", "path": "/baz", "value": "boo"}]),
+    );
+    assert_eq!(r.unwrap(), json!({"baz": "boo", "foo": "bar"}));
+}
+
+#[test]
+fn rfc6902_a6_a7_move() {
+    let r = json_patch(
+        json!({"foo": {"bar": "baz", "waldo": "fred"}, "qux": {"corge": "grault"}}),
+        json!([{"op": "move", "from": "/foo/waldo", "path": "/qux/thud"}]),
+    );
+    assert_eq!(
+        r.unwrap(),
+        json!({"foo": {"bar": "baz"}, "qux": {"corge": "grault", "thud": "fred"}})
+    );
+    let r = json_patch(
+        json!({"foo": ["all", "grass", "cows", "eat"]}),
+        json!([{"op": "move", "from": "/foo/1", "path": "/foo/3"}]),
+    );
+    assert_eq!(r.unwrap(), json!({"foo": ["all", "cows", "eat", "grass"]}));
+}
+
+#[test]
+fn copy_op() {
+    let r = json_patch(
+        json!({"a": {"b": 1}}),
+        json!([{"op": "copy", "from": "/a", "path": "/c"}]),
+    );
+    assert_eq!(r.unwrap(), json!({"a": {"b": 1}, "c": {"b": 1}}));
+}
+
+#[test]
+fn rfc6902_a8_test_succeeds() {
+    let doc = json!({"baz": "qux", "foo": ["a", 2, "c"]});
+    let r = json_patch(
+        doc.clone(),
+        json!([
+            {"op": "test", "path": "/baz", "value": "qux"},
+            {"op": "test", "path": "/foo/1", "value": 2}
+        ]),
+    );
+    assert_eq!(r.unwrap(), doc);
+}
+
+#[test]
+fn rfc6902_a9_test_fails_is_invalid() {
+    let err = json_patch(
+        json!({"baz": "qux"}),
+        json!([{"op": "test", "path": "/baz", "value": "bar"}]),
+    )
+    .unwrap_err();
+    assert_eq!((err.code(), err.reason()), (422, "Invalid"));
+    assert_eq!(
+        err.to_string(),
+        "the server rejected our request due to an error in our request: \
+         JSON patch operation 0 (test) failed at path \"/baz\": value did not match (expected \"bar\")"
+    );
+}
+
+#[test]
+fn rfc6902_a10_add_nested_member() {
+    let r = json_patch(
+        json!({"foo": "bar"}),
+        json!([{"op": "add", "path": "/child", "value": {"grandchild": {}}}]),
+    );
+    assert_eq!(
+        r.unwrap(),
+        json!({"foo": "bar", "child": {"grandchild": {}}})
+    );
+}
+
+#[test]
+fn rfc6902_a11_ignores_unrecognized_members() {
+    let r = json_patch(
+        json!({"foo": "bar"}),
+        json!([{"op": "add", "path": "/baz", "value": "qux", "xyz": 123}]),
+    );
+    assert_eq!(r.unwrap(), json!({"foo": "bar", "baz": "qux"}));
+}
+
+#[test]
+fn rfc6902_a12_add_to_missing_parent_is_invalid() {
+    let err = json_patch(
+        json!({"foo": "bar"}),
+        json!([{"op": "add", "path": "/baz/bat", "value": "qux"}]),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), 422);
+    assert!(
+        err.to_string()
+            .contains("(add) failed at path \"/baz/bat\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn rfc6902_a14_a15_escapes() {
+    let doc = json!({"/": 9, "~1": 10});
+    assert_eq!(
+        json_patch(
+            doc.clone(),
+            json!([{"op": "test", "path": "/~01", "value": 10}])
+        )
+        .unwrap(),
+        doc
+    );
+    let err = json_patch(
+        doc.clone(),
+        json!([{"op": "test", "path": "/~01", "value": "10"}]),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), 422);
+    let r = json_patch(doc, json!([{"op": "replace", "path": "/~1", "value": 1}]));
+    assert_eq!(r.unwrap(), json!({"/": 1, "~1": 10}));
+}
+
+#[test]
+fn rfc6902_a16_add_array_value() {
+    let r = json_patch(
+        json!({"foo": ["bar"]}),
+        json!([{"op": "add", "path": "/foo/-", "value": ["abc", "def"]}]),
+    );
+    assert_eq!(r.unwrap(), json!({"foo": ["bar", ["abc", "def"]]}));
+}
+
+#[test]
+fn json_patch_is_all_or_nothing_and_remove_missing_is_invalid() {
+    let err = json_patch(
+        json!({"a": 1}),
+        json!([{"op": "add", "path": "/b", "value": 2}, {"op": "remove", "path": "/nope"}]),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), 422);
+    assert!(err.to_string().contains("operation 1 (remove)"), "{err}");
+}
+
+#[test]
+fn malformed_patches_are_bad_requests() {
+    let live = json!({"a": 1});
+    for (ty, body) in [
+        (PatchType::Json, "not json"),
+        (PatchType::Json, r#"[{"op": "frobnicate", "path": "/a"}]"#),
+        (PatchType::Json, r#"{"op": "add"}"#),
+        (PatchType::Merge, "{"),
+        (PatchType::Merge, "[1]"),
+        (PatchType::Strategic, "[]"),
+        (PatchType::Strategic, "nope"),
+        (PatchType::Apply, "{}"),
+    ] {
+        let err = apply_patch(&deployment(), &live, ty, body.as_bytes()).unwrap_err();
+        assert_eq!(
+            (err.code(), err.reason()),
+            (400, "BadRequest"),
+            "{ty:?} {body}: {err}"
+        );
+    }
+}
+
+// RFC 7386, appendix A: every example.
+
+#[test]
+fn rfc7386_appendix_a() {
+    let cases = [
+        (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
+        (
+            json!({"a": "b"}),
+            json!({"b": "c"}),
+            json!({"a": "b", "b": "c"}),
+        ),
+        (json!({"a": "b"}), json!({"a": null}), json!({})),
+        (
+            json!({"a": "b", "b": "c"}),
+            json!({"a": null}),
+            json!({"b": "c"}),
+        ),
+        (json!({"a": ["b"]}), json!({"a": "c"}), json!({"a": "c"})),
+        (json!({"a": "c"}), json!({"a": ["b"]}), json!({"a": ["b"]})),
+        (
+            json!({"a": {"b": "c"}}),
+            json!({"a": {"b": "d", "c": null}}),
+            json!({"a": {"b": "d"}}),
+        ),
+        (
+            json!({"a": [{"b": "c"}]}),
+            json!({"a": [1]}),
+            json!({"a": [1]}),
+        ),
+        (json!(["a", "b"]), json!(["c", "d"]), json!(["c", "d"])),
+        (json!({"a": "b"}), json!(["c"]), json!(["c"])),
+        (json!({"a": "foo"}), json!(null), json!(null)),
+        (json!({"a": "foo"}), json!("bar"), json!("bar")),
+        (
+            json!({"e": null}),
+            json!({"a": 1}),
+            json!({"e": null, "a": 1}),
+        ),
+        (
+            json!([1, 2]),
+            json!({"a": "b", "c": null}),
+            json!({"a": "b"}),
+        ),
+        (
+            json!({}),
+            json!({"a": {"bb": {"ccc": null}}}),
+            json!({"a": {"bb": {}}}),
+        ),
+    ];
+    for (target, patch, want) in cases {
+        let mut t = target.clone();
+        apply_merge_patch(&mut t, &patch);
+        assert_eq!(t, want, "{target} + {patch}");
+    }
+}
+
+#[test]
+fn merge_patch_body_nulls_delete_and_lists_replace() {
+    let live = two_containers();
+    let r = apply_patch(
+        &GroupKind::new("tmc.kcp.io", "ClusterRegistration"),
+        &live,
+        PatchType::Merge,
+        br#"{"metadata":{"namespace":null},"spec":{"template":{"spec":{"containers":[{"name":"x"}]}}}}"#,
+    )
+    .unwrap();
+    assert_eq!(r["metadata"], json!({"name": "web"}));
+    assert_eq!(pod_spec_of(&r)["containers"], json!([{"name": "x"}]));
+}
+
+// Strategic merge patch.
+
+#[test]
+fn smp_merges_containers_by_name() {
+    let r = smp(
+        &deployment(),
+        &two_containers(),
+        pod_patch(json!({"containers": [{"name": "nginx", "image": "nginx:1.26"}]})),
+    )
+    .unwrap();
+    assert_eq!(
+        pod_spec_of(&r)["containers"],
+        json!([
+            {"name": "nginx", "image": "nginx:1.26", "ports": [{"containerPort": 80}]},
+            {"name": "sidecar", "image": "envoy:1"}
+        ])
+    );
+    // Everything else is untouched.
+    assert_eq!(r["spec"]["replicas"], json!(2));
+    assert_eq!(r["metadata"], two_containers()["metadata"]);
+}
+
+#[test]
+fn smp_new_item_without_order_goes_first_as_in_go() {
+    let r = smp(
+        &deployment(),
+        &two_containers(),
+        pod_patch(json!({"containers": [{"name": "logger", "image": "busybox"}]})),
+    )
+    .unwrap();
+    let names: Vec<&Value> = pod_spec_of(&r)["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["name"])
+        .collect();
+    assert_eq!(
+        names,
+        [&json!("logger"), &json!("nginx"), &json!("sidecar")]
+    );
+}
+
+#[test]
+fn smp_delete_directive_removes_a_container() {
+    let r = smp(
+        &deployment(),
+        &two_containers(),
+        pod_patch(json!({"containers": [{"name": "sidecar", "$patch": "delete"}]})),
+    )
+    .unwrap();
+    assert_eq!(
+        pod_spec_of(&r)["containers"],
+        json!([{"name": "nginx", "image": "nginx:1.25", "ports": [{"containerPort": 80}]}])
+    );
+}
+
+#[test]
+fn smp_set_element_order() {
+    let r = smp(
+        &deployment(),
+        &two_containers(),
+        pod_patch(json!({
+            "$setElementOrder/containers": [{"name": "sidecar"}, {"name": "nginx"}, {"name": "logger"}],
+            "containers": [{"name": "logger", "image": "busybox"}]
+        })),
+    )
+    .unwrap();
+    assert_eq!(
+        pod_spec_of(&r)["containers"],
+        json!([
+            {"name": "sidecar", "image": "envoy:1"},
+            {"name": "nginx", "image": "nginx:1.25", "ports": [{"containerPort": 80}]},
+            {"name": "logger", "image": "busybox"}
+        ])
+    );
+    assert!(pod_spec_of(&r).get("$setElementOrder/containers").is_none());
+}
+
+#[test]
+fn smp_kubectl_apply_removing_a_container() {
+    // What `kubectl apply` (client side) sends when a container leaves the
+    // manifest: the order of what remains and a delete directive.
+    let r = smp(
+        &deployment(),
+        &two_containers(),
+        pod_patch(json!({
+            "$setElementOrder/containers": [{"name": "nginx"}],
+            "containers": [{"$patch": "delete", "name": "sidecar"}]
+        })),
+    )
+    .unwrap();
+    assert_eq!(
+        pod_spec_of(&r)["containers"],
+        json!([{"name": "nginx", "image": "nginx:1.25", "ports": [{"containerPort": 80}]}])
+    );
+}
+
+#[test]
+fn smp_set_element_order_must_match_the_patch_list() {
+    let err = smp(
+        &deployment(),
+        &two_containers(),
+        pod_patch(json!({
+            "$setElementOrder/containers": [{"name": "nginx"}],
+            "containers": [{"name": "logger", "image": "busybox"}]
+        })),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), 400);
+    assert!(
+        err.to_string()
+            .contains("doesn't match $setElementOrder list"),
+        "{err}"
+    );
+}
+
+fn rolling_update() -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}}
+    })
+}
+
+#[test]
+fn smp_retain_keys_switches_rolling_update_to_recreate() {
+    // kubectl apply's patch when the manifest switches the strategy.
+    let r = smp(
+        &deployment(),
+        &rolling_update(),
+        json!({"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": null, "type": "Recreate"}}}),
+    )
+    .unwrap();
+    assert_eq!(r["spec"]["strategy"], json!({"type": "Recreate"}));
+    // The directive alone clears what it does not name.
+    let r = smp(
+        &deployment(),
+        &rolling_update(),
+        json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"}}}),
+    )
+    .unwrap();
+    assert_eq!(r["spec"]["strategy"], json!({"type": "Recreate"}));
+    // Without it, a merge keeps rollingUpdate.
+    let r = smp(
+        &deployment(),
+        &rolling_update(),
+        json!({"spec": {"strategy": {"type": "Recreate"}}}),
+    )
+    .unwrap();
+    assert_eq!(
+        r["spec"]["strategy"],
+        json!({"type": "Recreate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
+    );
+}
+
+#[test]
+fn smp_retain_keys_must_name_every_patched_field() {
+    let err = smp(
+        &deployment(),
+        &rolling_update(),
+        json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}}}}),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), 400);
+    assert!(err.to_string().contains("retainKeys"), "{err}");
+}
+
+#[test]
+fn smp_retain_keys_on_a_volume() {
+    let live = deploy_with(json!({"volumes": [{"name": "data", "emptyDir": {}}]}));
+    let r = smp(
+        &deployment(),
+        &live,
+        pod_patch(json!({"volumes": [{"$retainKeys": ["name", "configMap"], "name": "data", "configMap": {"name": "cm"}}]})),
+    )
+    .unwrap();
+    assert_eq!(
+        pod_spec_of(&r)["volumes"],
+        json!([{"name": "data", "configMap": {"name": "cm"}}])
+    );
+}
+
+#[test]
+fn smp_env_merges_by_name() {
+    let live = deploy_with(json!({"containers": [{"name": "app", "env": [
+        {"name": "A", "value": "1"}, {"name": "B", "value": "2"}
+    ]}]}));
+    let r = smp(
+        &deployment(),
+        &live,
+        pod_patch(json!({"containers": [{"name": "app", "env": [
+            {"name": "B", "value": "3"}, {"name": "C", "value": "4"}
+        ]}]})),
+    )
+    .unwrap();
+    assert_eq!(
+        pod_spec_of(&r)["containers"][0]["env"],
+        json!([{"name": "A", "value": "1"}, {"name": "B", "value": "3"}, {"name": "C", "value": "4"}])
+    );
+}
+
+#[test]
+fn smp_ports_merge_by_container_port_and_nulls_delete() {
+    let r = smp(
+        &deployment(),
+        &two_containers(),
+        pod_patch(
+            json!({"containers": [{"name": "nginx", "image": null, "ports": [
+                {"containerPort": 80, "name": "http"}, {"containerPort": 443}
+            ]}]}),
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        pod_spec_of(&r)["containers"][0],
+        json!({"name": "nginx", "ports": [{"containerPort": 80, "name": "http"}, {"containerPort": 443}]})
+    );
+}
+
+#[test]
+fn smp_lists_without_merge_strategy_replace() {
+    let live = deploy_with(json!({
+        "tolerations": [{"key": "a", "operator": "Exists"}],
+        "containers": [{"name": "app", "args": ["x", "y"], "envFrom": [{"configMapRef": {"name": "a"}}]}]
+    }));
+    let r = smp(
+        &deployment(),
+        &live,
+        pod_patch(json!({
+            "tolerations": [{"key": "b", "operator": "Exists"}],
+            "containers": [{"name": "app", "args": ["z"], "envFrom": [{"secretRef": {"name": "s"}}]}]
+        })),
+    )
+    .unwrap();
+    assert_eq!(
+        pod_spec_of(&r)["tolerations"],
+        json!([{"key": "b", "operator": "Exists"}])
+    );
+    assert_eq!(
+        pod_spec_of(&r)["containers"],
+        json!([{"name": "app", "args": ["z"], "envFrom": [{"secretRef": {"name": "s"}}]}])
+    );
+}
+
+fn with_finalizers(f: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "finalizers": f}})
+}
+
+#[test]
+fn smp_finalizers_merge_as_a_set() {
+    let cm = GroupKind::new("", "ConfigMap");
+    let r = smp(
+        &cm,
+        &with_finalizers(json!(["a", "b"])),
+        json!({"metadata": {"finalizers": ["c", "a"]}}),
+    )
+    .unwrap();
+    // Order as Go's normalizeElementOrder gives it.
+    assert_eq!(r["metadata"]["finalizers"], json!(["c", "a", "b"]));
+}
+
+#[test]
+fn smp_delete_from_primitive_list() {
+    let cm = GroupKind::new("", "ConfigMap");
+    let r = smp(
+        &cm,
+        &with_finalizers(json!(["a", "b"])),
+        json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}),
+    )
+    .unwrap();
+    assert_eq!(r["metadata"]["finalizers"], json!(["b"]));
+    // kubectl's form: order, additions and deletions together.
+    let r = smp(
+        &cm,
+        &with_finalizers(json!(["a", "b"])),
+        json!({"metadata": {
+            "$setElementOrder/finalizers": ["b", "c"],
+            "$deleteFromPrimitiveList/finalizers": ["a"],
+            "finalizers": ["c"]
+        }}),
+    )
+    .unwrap();
+    assert_eq!(
+        r["metadata"],
+        json!({"name": "c", "finalizers": ["b", "c"]})
+    );
+}
+
+#[test]
+fn smp_replace_directives() {
+    let live = deploy_with(json!({
+        "securityContext": {"runAsUser": 1, "fsGroup": 2},
+        "containers": [{"name": "a"}, {"name": "b"}]
+    }));
+    let r = smp(
+        &deployment(),
+        &live,
+        pod_patch(json!({
+            "securityContext": {"$patch": "replace", "runAsNonRoot": true},
+            "containers": [{"name": "c", "image": "x"}, {"$patch": "replace"}]
+        })),
+    )
+    .unwrap();
+    assert_eq!(
+        pod_spec_of(&r),
+        &json!({"securityContext": {"runAsNonRoot": true}, "containers": [{"name": "c", "image": "x"}]})
+    );
+}
+
+#[test]
+fn smp_delete_directive_in_a_map_empties_it() {
+    let live = deploy_with(json!({"securityContext": {"runAsUser": 1}}));
+    let r = smp(
+        &deployment(),
+        &live,
+        pod_patch(json!({"securityContext": {"$patch": "delete"}})),
+    )
+    .unwrap();
+    assert_eq!(pod_spec_of(&r), &json!({"securityContext": {}}));
+}
+
+#[test]
+fn smp_bad_directives_are_bad_requests() {
+    for patch in [
+        pod_patch(json!({"securityContext": {"$patch": "explode"}})),
+        pod_patch(json!({"containers": [{"name": "a", "$patch": "merge"}]})),
+        pod_patch(json!({"containers": [{"image": "no-name"}]})),
+        pod_patch(json!({"containers": [[1]]})),
+        json!({"metadata": {"$deleteFromPrimitiveList/finalizers": "a"}}),
+        json!({"spec": {"strategy": {"$retainKeys": "type"}}}),
+    ] {
+        let err = smp(&deployment(), &two_containers(), patch.clone()).unwrap_err();
+        assert_eq!(err.code(), 400, "{patch}: {err}");
+    }
+}
+
+#[test]
+fn smp_service_ports_merge_by_port() {
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+        "spec": {"ports": [{"port": 80, "targetPort": 8080}, {"port": 443}], "selector": {"app": "a"}}});
+    let r = smp(
+        &GroupKind::new("", "Service"),
+        &svc,
+        json!({"spec": {"ports": [{"port": 80, "targetPort": 9090}], "selector": {"tier": "web"}}}),
+    )
+    .unwrap();
+    assert_eq!(
+        r["spec"],
+        json!({"ports": [{"port": 80, "targetPort": 9090}, {"port": 443}], "selector": {"app": "a", "tier": "web"}})
+    );
+}
+
+#[test]
+fn smp_on_a_custom_resource_is_unsupported_media_type() {
+    let err = smp(
+        &GroupKind::new("tmc.kcp.io", "ClusterRegistration"),
+        &json!({"spec": {}}),
+        json!({"spec": {"location": "eu"}}),
+    )
+    .unwrap_err();
+    assert_eq!((err.code(), err.reason()), (415, "UnsupportedMediaType"));
+    assert_eq!(
+        err.to_string(),
+        "the body of the request was in an unknown format - accepted media types include: \
+         application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+    );
+}
+
+/// JSON values shaped like Kubernetes objects: maps of small keys, lists,
+/// scalars.
+fn arb_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        (-5i64..5).prop_map(|n| json!(n)),
+        "[a-c]{0,2}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+            prop::collection::btree_map("[a-d]", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Removes nulls inside objects: merge patches cannot express them.
+fn without_null_members(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, without_null_members(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(without_null_members).collect()),
+        v => v,
+    }
+}
+
+proptest! {
+    #[test]
+    fn merge_patch_of_a_diff_reproduces_the_target(old in arb_json(), new in arb_json()) {
+        let new = without_null_members(new);
+        let mut t = old.clone();
+        if let Some(p) = merge_patch(&old, &new) {
+            apply_merge_patch(&mut t, &p);
+        }
+        prop_assert_eq!(t, new);
+    }
+
+    #[test]
+    fn smp_without_directives_or_merge_lists_is_a_merge_patch(
+        old in prop::collection::btree_map("[a-d]", arb_json(), 0..4),
+        patch in prop::collection::btree_map("[a-d]", arb_json(), 0..4),
+    ) {
+        // On a kind whose top-level fields have no list rules, a strategic
+        // merge patch whose nested values are not lists of maps is RFC 7386.
+        let old = Value::Object(old.into_iter().collect());
+        let patch = Value::Object(patch.into_iter().collect());
+        let cm = GroupKind::new("", "ConfigMap");
+        let mut want = old.clone();
+        apply_merge_patch(&mut want, &patch);
+        let got = smp(&cm, &old, patch.clone()).unwrap();
+        prop_assert_eq!(got, want);
+    }
+}
