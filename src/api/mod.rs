@@ -3,10 +3,12 @@
 //! For now it serves the health endpoints every Kubernetes component has:
 //! `/livez` (the process runs) and `/readyz` (the node can serve: its store
 //! answers). [`patch`] applies PATCH bodies (JSON, merge and strategic
-//! merge patches) with the merge rules of [`schema`]. The Kubernetes-compatible API over workspaces grows here; this
+//! merge patches) with the merge rules of [`schema`]; [`apply`] does
+//! server-side apply and keeps `managedFields`. The Kubernetes-compatible API over workspaces grows here; this
 //! module knows nothing of RocksDB and reaches data through the callbacks it
 //! is given.
 
+pub mod apply;
 pub mod patch;
 pub mod schema;
 pub mod types;

@@ -27,7 +27,7 @@
 //!   Kinds without a schema (custom resources, tmc's own kinds) refuse it
 //!   with 415, as kube-apiserver does for CRDs.
 //! - `application/apply-patch+yaml`: server-side apply, done by
-//!   `super::apply`, not here.
+//!   [`super::apply`], not here.
 //!
 //! The strategic merge follows `k8s.io/apimachinery/pkg/util/strategicpatch`
 //! (`mergeMap`, `mergeSlice`, `mergePatchIntoOriginal`,
@@ -141,7 +141,7 @@ fn bad(msg: impl Into<String>) -> PatchError {
 
 /// Applies a PATCH body of type `ty` to `live` and returns the patched
 /// object. `kind` selects the strategic merge schema. [`PatchType::Apply`]
-/// is refused: server-side apply is `super::apply::server_side_apply`.
+/// is refused: server-side apply is [`super::apply::server_side_apply`].
 pub fn apply_patch(
     kind: &GroupKind,
     live: &Value,

@@ -6,7 +6,7 @@
 //! `x-kubernetes-map-type`) for server-side apply. tmc has no Go types, so
 //! the facts both patch flavours need are written down here, once, as a
 //! static table per kind: [`MergeSchema`]. [`super::patch`] (strategic merge
-//! patch) and `super::apply` (server-side apply) read the same table.
+//! patch) and [`super::apply`] (server-side apply) read the same table.
 //!
 //! A field is named by its path from the object root: field names joined by
 //! `.`, with `[]` for "an item of this list", e.g.
