@@ -48,8 +48,6 @@
 //!   value), with the same effect for well-formed patches.
 //! - `$patch: merge` in a map is accepted as the default merge (Go rejects
 //!   it); in a list it is refused, as in Go.
-//! - `$deleteFromPrimitiveList` deletes from the live list whatever the
-//!   field's schema says.
 //! - Structural errors Go reports as 500 (e.g. a list item without its
 //!   merge key) are 400 here.
 //! - Only the built-in kinds in [`MergeSchema::for_kind`] accept strategic
@@ -172,9 +170,7 @@ pub fn apply_patch(
             let Value::Object(original) = live.clone() else {
                 return Err(bad("the live object is not a JSON object"));
             };
-            Ok(Value::Object(
-                Strategic { schema }.merge_map(original, patch, "")?,
-            ))
+            Ok(Value::Object(strategic_merge(schema, original, patch)?))
         }
         PatchType::Apply => Err(bad(
             "apply patches are server-side apply: use apply::server_side_apply",
@@ -381,13 +377,22 @@ fn normalize_order(
     Ok(out)
 }
 
-/// A strategic merge against one kind's schema.
-struct Strategic {
-    /// The kind's merge rules.
-    schema: &'static MergeSchema,
+/// Applies the strategic merge patch `patch` to `original` under `schema`.
+fn strategic_merge(
+    schema: &MergeSchema,
+    original: Map<String, Value>,
+    patch: Map<String, Value>,
+) -> Result<Map<String, Value>, PatchError> {
+    Strategic { schema }.merge_map(original, patch, "")
 }
 
-impl Strategic {
+/// A strategic merge against one kind's schema.
+struct Strategic<'a> {
+    /// The kind's merge rules.
+    schema: &'a MergeSchema,
+}
+
+impl Strategic<'_> {
     /// `mergeMap`: merges `patch` into `original`; `path` is the schema path.
     fn merge_map(
         &self,
