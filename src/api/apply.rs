@@ -55,6 +55,8 @@
 //!   keys, fall back to treating that list as atomic; in an applied
 //!   configuration they are an error.
 //! - `null` in an applied configuration removes the field and owns nothing.
+//!   An empty keyed or set list owns nothing either (as in SMD): applying
+//!   `[]` where the manager owned items removes the field.
 //! - Client-sent `managedFields` are ignored (kube-apiserver honours a
 //!   changed list on updates); `Update` entries are not capped at 10 with
 //!   an `ancient-changes` entry; there are no subresource-specific writes
