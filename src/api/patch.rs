@@ -36,7 +36,8 @@
 //!
 //! Errors map to kube-apiserver's: a body that does not parse or a
 //! malformed directive → 400 BadRequest; a JSON patch operation that fails
-//! (`test` mismatch, missing path) → 422 Invalid; strategic merge on a kind
+//! (`test` mismatch, missing path) → 422 Invalid; a JSON patch of more than
+//! 10 000 operations → 413 RequestEntityTooLarge; strategic merge on a kind
 //! without schema → 415 UnsupportedMediaType. See [`PatchError::code`].
 //!
 //! # Implementation caveats
@@ -108,6 +109,10 @@ pub enum PatchError {
     /// The patch is well formed but cannot be applied to this object.
     #[error("the server rejected our request due to an error in our request: {0}")]
     Invalid(String),
+    /// A JSON patch with more operations than kube-apiserver allows
+    /// ([`MAX_JSON_PATCH_OPERATIONS`]).
+    #[error("{0}")]
+    RequestEntityTooLarge(String),
     /// Strategic merge patch on a kind without a strategic schema.
     #[error("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml")]
     UnsupportedMediaType,
@@ -119,6 +124,7 @@ impl PatchError {
         match self {
             PatchError::BadRequest(_) => 400,
             PatchError::Invalid(_) => 422,
+            PatchError::RequestEntityTooLarge(_) => 413,
             PatchError::UnsupportedMediaType => 415,
         }
     }
@@ -128,6 +134,7 @@ impl PatchError {
         match self {
             PatchError::BadRequest(_) => "BadRequest",
             PatchError::Invalid(_) => "Invalid",
+            PatchError::RequestEntityTooLarge(_) => "RequestEntityTooLarge",
             PatchError::UnsupportedMediaType => "UnsupportedMediaType",
         }
     }
@@ -178,9 +185,18 @@ pub fn apply_patch(
     }
 }
 
+/// The most operations a JSON patch may have, as in kube-apiserver.
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+
 fn apply_json_patch(live: &Value, body: &[u8]) -> Result<Value, PatchError> {
     let patch: json_patch::Patch =
         serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON patch: {e}")))?;
+    if patch.0.len() > MAX_JSON_PATCH_OPERATIONS {
+        return Err(PatchError::RequestEntityTooLarge(format!(
+            "The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {}",
+            patch.0.len()
+        )));
+    }
     let mut doc = live.clone();
     json_patch::patch(&mut doc, &patch).map_err(|e| {
         let (op, detail) = match patch.0.get(e.operation) {

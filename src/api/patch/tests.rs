@@ -255,6 +255,19 @@ fn json_patch_is_all_or_nothing_and_remove_missing_is_invalid() {
 }
 
 #[test]
+fn json_patch_operation_limit() {
+    let op = json!({"op": "test", "path": "/a", "value": 1});
+    let ops = |n: usize| Value::Array(vec![op.clone(); n]);
+    assert!(json_patch(json!({"a": 1}), ops(MAX_JSON_PATCH_OPERATIONS)).is_ok());
+    let err = json_patch(json!({"a": 1}), ops(MAX_JSON_PATCH_OPERATIONS + 1)).unwrap_err();
+    assert_eq!((err.code(), err.reason()), (413, "RequestEntityTooLarge"));
+    assert_eq!(
+        err.to_string(),
+        "The allowed maximum operations in a JSON patch is 10000, got 10001"
+    );
+}
+
+#[test]
 fn malformed_patches_are_bad_requests() {
     let live = json!({"a": 1});
     for (ty, body) in [
