@@ -247,9 +247,28 @@ fn from_fields_v1(v: &Value) -> FieldSet {
 
 // Field sets of objects.
 
-/// A member of an object's field set: its value, or `None` for a list item
-/// that is an object (compared through its children).
-type Members = BTreeMap<Path, Option<Value>>;
+/// A member of an object's field set, as compared between two objects.
+#[derive(Debug, Clone, PartialEq)]
+enum Member {
+    /// A scalar, an atomic list or map, or a set item: compared by value.
+    Value(Value),
+    /// A keyed list item: compared through its children.
+    Item,
+    /// An empty map, which is a member only while it is empty: it changes
+    /// only by appearing or disappearing, not by gaining keys.
+    EmptyMap,
+}
+
+/// The members of an object's field set.
+type Members = BTreeMap<Path, Member>;
+
+/// Whether some member of `members` lies below `path`.
+fn has_descendant(members: &Members, path: &Path) -> bool {
+    members
+        .range(path.clone()..)
+        .find(|(p, _)| *p != path)
+        .is_some_and(|(p, _)| p.len() > path.len() && p.starts_with(path))
+}
 
 /// The `k:` path element of a keyed list item, or why it has none.
 fn key_element(item: &Value, keys: &[KeyField]) -> Result<String, String> {
@@ -341,9 +360,15 @@ impl Walker<'_> {
             {
                 self.walk_map(m, path, spath)
             }
+            Value::Object(m)
+                if m.is_empty() && self.schema.rule(spath) != Some(Rule::AtomicMap) =>
+            {
+                self.out.insert(path.clone(), Member::EmptyMap);
+                Ok(())
+            }
             Value::Array(items) => {
                 let Some(rule) = list_rule(self.schema, spath) else {
-                    self.out.insert(path.clone(), Some(v.clone()));
+                    self.out.insert(path.clone(), Member::Value(v.clone()));
                     return Ok(());
                 };
                 let pes = match item_elements(items, rule) {
@@ -352,7 +377,7 @@ impl Walker<'_> {
                         return Err(ApplyError::BadRequest(format!("{}: {e}", display(path))))
                     }
                     Err(_) => {
-                        self.out.insert(path.clone(), Some(v.clone()));
+                        self.out.insert(path.clone(), Member::Value(v.clone()));
                         return Ok(());
                     }
                 };
@@ -361,11 +386,11 @@ impl Walker<'_> {
                     path.push(pe);
                     match item {
                         Value::Object(m) => {
-                            self.out.insert(path.clone(), None);
+                            self.out.insert(path.clone(), Member::Item);
                             self.walk_map(m, path, &ipath)?;
                         }
                         scalar => {
-                            self.out.insert(path.clone(), Some(scalar.clone()));
+                            self.out.insert(path.clone(), Member::Value(scalar.clone()));
                         }
                     }
                     path.pop();
@@ -373,7 +398,7 @@ impl Walker<'_> {
                 Ok(())
             }
             _ => {
-                self.out.insert(path.clone(), Some(v.clone()));
+                self.out.insert(path.clone(), Member::Value(v.clone()));
                 Ok(())
             }
         }
@@ -407,23 +432,27 @@ struct Comparison {
     removed: FieldSet,
 }
 
+/// SMD's `Compare` on field sets. A map that becomes empty, or an empty
+/// map that gains keys, is neither changed nor removed: only leaves are.
 fn compare(old: &Members, new: &Members) -> Comparison {
     let mut changed = FieldSet::new();
     for (path, v) in new {
-        match (old.get(path), v) {
-            (None, _) => {
-                changed.insert(path.clone());
-            }
-            (Some(Some(a)), Some(b)) if a != b => {
-                changed.insert(path.clone());
-            }
-            _ => {}
+        let is_changed = match (old.get(path), v) {
+            (None, Member::EmptyMap) => !has_descendant(old, path),
+            (None, _) => true,
+            (Some(a), b) => a != b,
+        };
+        if is_changed {
+            changed.insert(path.clone());
         }
     }
     let removed = old
-        .keys()
-        .filter(|p| !new.contains_key(*p))
-        .cloned()
+        .iter()
+        .filter(|(p, m)| {
+            let filled_empty_map = **m == Member::EmptyMap && has_descendant(new, p);
+            !new.contains_key(*p) && !filled_empty_map
+        })
+        .map(|(p, _)| p.clone())
         .collect();
     Comparison { changed, removed }
 }
