@@ -13,7 +13,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
-use tmc::api::apply::{server_side_apply, ApplyError};
+use tmc::api::apply::{server_side_apply, track_update, ApplyError};
 use tmc::api::patch::{apply_patch, PatchType};
 use tmc::api::schema::GroupKind;
 
@@ -42,6 +42,20 @@ fn fields_of(obj: &Value, manager: &str, operation: &str) -> Value {
         .find(|e| e["manager"] == manager && e["operation"] == operation)
         .map(|e| e["fieldsV1"].clone())
         .unwrap_or(Value::Null)
+}
+
+/// `fields` without `.` members: tmc's `Update` entries own leaves only,
+/// where kube-apiserver also owns the maps a write created.
+fn leaves(fields: &Value) -> Value {
+    match fields {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| *k != ".")
+                .map(|(k, v)| (k.clone(), leaves(v)))
+                .collect(),
+        ),
+        v => v.clone(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -189,6 +203,114 @@ async fn strategic_merge_patch_and_apply_agree_with_kube_apiserver() {
     assert_eq!(
         fields_of(&ours, "tmc-test", "Apply"),
         fields_of(&theirs, "tmc-test", "Apply")
+    );
+
+    // Two appliers of one Deployment: containers merged by name across
+    // managers, in SMD's order.
+    let sidecar = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "applied", "namespace": "default"},
+        "spec": {"template": {"spec": {"containers": [
+            {"name": "logger", "image": "registry.invalid/busybox:1"},
+            {"name": "nginx", "image": "registry.invalid/nginx:1"}
+        ]}}}
+    });
+    let ours = server_side_apply(
+        &deploy_kind,
+        Some(&theirs),
+        &sidecar,
+        "sidecar-injector",
+        false,
+        NOW,
+    )
+    .expect("ours");
+    let theirs = to_json(
+        &deployments
+            .patch(
+                "applied",
+                &PatchParams::apply("sidecar-injector"),
+                &Patch::Apply(&sidecar),
+            )
+            .await
+            .expect("theirs"),
+    );
+    assert_eq!(containers(&ours), containers(&theirs));
+    for m in ["tmc-test", "sidecar-injector"] {
+        assert_eq!(
+            fields_of(&ours, m, "Apply"),
+            fields_of(&theirs, m, "Apply"),
+            "{m}"
+        );
+    }
+
+    // An ordinary write, then an apply that conflicts with it.
+    let created: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "updated", "labels": {"app": "web"}},
+        "data": {"k1": "v1", "k2": "v2"}
+    }))
+    .expect("a ConfigMap");
+    let post = PostParams {
+        field_manager: Some("creator".into()),
+        ..PostParams::default()
+    };
+    let theirs = to_json(
+        &configmaps
+            .create(&post, &created)
+            .await
+            .expect("create updated"),
+    );
+    let mut bare = theirs.clone();
+    if let Some(meta) = bare["metadata"].as_object_mut() {
+        meta.remove("managedFields");
+    }
+    let ours = track_update(&cm_kind, None, &bare, "creator", NOW);
+    assert_eq!(
+        leaves(&fields_of(&ours, "creator", "Update")),
+        leaves(&fields_of(&theirs, "creator", "Update"))
+    );
+    let config = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "updated", "namespace": "default"}, "data": {"k1": "mine"}});
+    let ours = server_side_apply(&cm_kind, Some(&theirs), &config, "alice", false, NOW);
+    let kube_err = configmaps
+        .patch(
+            "updated",
+            &PatchParams::apply("alice"),
+            &Patch::Apply(&config),
+        )
+        .await
+        .expect_err("kube-apiserver reports the conflict")
+        .to_string();
+    assert_eq!(
+        ours,
+        Err(ApplyError::Conflict {
+            conflicts: vec![("creator".into(), ".data.k1".into())]
+        })
+    );
+    assert!(
+        kube_err.contains("conflict with \"creator\"") && kube_err.contains(".data.k1"),
+        "{kube_err}"
+    );
+    let ours =
+        server_side_apply(&cm_kind, Some(&theirs), &config, "alice", true, NOW).expect("ours");
+    let theirs = to_json(
+        &configmaps
+            .patch(
+                "updated",
+                &PatchParams::apply("alice").force(),
+                &Patch::Apply(&config),
+            )
+            .await
+            .expect("theirs"),
+    );
+    assert_eq!(ours["data"], theirs["data"]);
+    assert_eq!(
+        fields_of(&ours, "alice", "Apply"),
+        fields_of(&theirs, "alice", "Apply")
+    );
+    assert_eq!(
+        leaves(&fields_of(&ours, "creator", "Update")),
+        leaves(&fields_of(&theirs, "creator", "Update"))
     );
 
     // Server-side apply of a ConfigMap by two managers: shared fields,

@@ -46,7 +46,11 @@
 //!   struct (its keys are not owned themselves, only their leaves), there is
 //!   no defaulting or validation, and kinds without a schema (custom
 //!   resources, tmc's own kinds) treat all lists except `metadata`'s as
-//!   atomic.
+//!   atomic. `Apply` entries come out as kube-apiserver's (checked against
+//!   one in `tests/patch_vs_kube.rs`); `Update` entries own the same leaves
+//!   but lack the `.` kube-apiserver records on maps a write created
+//!   (`f:labels: {".": {}, ...}`), which it knows from Go zero values.
+//! - Empty maps: tmc stores `{}` where Go's `omitempty` drops the field.
 //! - One version per kind: no conversion of other managers' field sets
 //!   between API versions.
 //! - A field is not removed while anyone owns something beneath it (SMD
