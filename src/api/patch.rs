@@ -300,8 +300,16 @@ fn no_merge_key(item: &Value, key: &str) -> PatchError {
 /// What the items of a list are; all items of a merged list must agree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ElementKind {
+    /// Objects: merged by key.
     Map,
-    Scalar(u8),
+    /// Strings. Lists of scalars merge as sets.
+    String,
+    /// Numbers.
+    Number,
+    /// Booleans.
+    Bool,
+    /// Nulls.
+    Null,
 }
 
 fn element_kind(lists: &[&[Value]]) -> Result<Option<ElementKind>, PatchError> {
@@ -310,10 +318,10 @@ fn element_kind(lists: &[&[Value]]) -> Result<Option<ElementKind>, PatchError> {
         let k = match v {
             Value::Object(_) => ElementKind::Map,
             Value::Array(_) => return Err(bad("lists of lists are not supported")),
-            Value::String(_) => ElementKind::Scalar(0),
-            Value::Number(_) => ElementKind::Scalar(1),
-            Value::Bool(_) => ElementKind::Scalar(2),
-            Value::Null => ElementKind::Scalar(3),
+            Value::String(_) => ElementKind::String,
+            Value::Number(_) => ElementKind::Number,
+            Value::Bool(_) => ElementKind::Bool,
+            Value::Null => ElementKind::Null,
         };
         match seen {
             None => seen = Some(k),
@@ -499,7 +507,7 @@ impl Strategic<'_> {
             return Ok(original);
         };
         match kind {
-            ElementKind::Scalar(_) => {
+            ElementKind::String | ElementKind::Number | ElementKind::Bool | ElementKind::Null => {
                 let mut merged: Vec<Value> = Vec::new();
                 for v in original.iter().chain(&patch) {
                     if index_in(&merged, v, None).is_none() {
