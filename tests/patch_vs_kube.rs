@@ -106,6 +106,11 @@ async fn strategic_merge_patch_and_apply_agree_with_kube_apiserver() {
         json!({"spec": {"template": {"spec": {"containers": [{"name": "logger", "$patch": "delete"}]}}}}),
         // Switch to Recreate with $retainKeys, as kubectl apply does.
         json!({"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": null, "type": "Recreate"}}}),
+        // A volume, then its source switched with $retainKeys.
+        json!({"spec": {"template": {"spec": {"volumes": [{"name": "data", "emptyDir": {}}]}}}}),
+        json!({"spec": {"template": {"spec": {"volumes": [
+            {"$retainKeys": ["configMap", "name"], "name": "data", "configMap": {"name": "cm"}}
+        ]}}}}),
     ];
     for patch in patches {
         let ours = apply_patch(
