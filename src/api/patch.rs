@@ -54,7 +54,8 @@
 //! - Only the built-in kinds in [`MergeSchema::for_kind`] accept strategic
 //!   merge patches; any other built-in kind gets 415 too.
 
-use super::schema::{child_path, item_path, GroupKind, MergeSchema, Rule};
+pub use super::schema::GroupKind;
+use super::schema::{child_path, item_path, MergeSchema, Rule};
 use serde_json::{Map, Value};
 
 /// The kind of a PATCH body, from its `Content-Type`.
