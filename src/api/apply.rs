@@ -46,7 +46,11 @@
 //!   struct (its keys are not owned themselves, only their leaves), there is
 //!   no defaulting or validation, and kinds without a schema (custom
 //!   resources, tmc's own kinds) treat all lists except `metadata`'s as
-//!   atomic.
+//!   atomic. `Apply` entries come out as kube-apiserver's (checked against
+//!   one in `tests/patch_vs_kube.rs`); `Update` entries own the same leaves
+//!   but lack the `.` kube-apiserver records on maps a write created
+//!   (`f:labels: {".": {}, ...}`), which it knows from Go zero values.
+//! - Empty maps: tmc stores `{}` where Go's `omitempty` drops the field.
 //! - One version per kind: no conversion of other managers' field sets
 //!   between API versions.
 //! - A field is not removed while anyone owns something beneath it (SMD
@@ -55,6 +59,8 @@
 //!   keys, fall back to treating that list as atomic; in an applied
 //!   configuration they are an error.
 //! - `null` in an applied configuration removes the field and owns nothing.
+//!   An empty keyed or set list owns nothing either (as in SMD): applying
+//!   `[]` where the manager owned items removes the field.
 //! - Client-sent `managedFields` are ignored (kube-apiserver honours a
 //!   changed list on updates); `Update` entries are not capped at 10 with
 //!   an `ancient-changes` entry; there are no subresource-specific writes
@@ -189,9 +195,12 @@ fn display(path: &[String]) -> String {
 
 // FieldsV1 encoding.
 
+/// A node of the FieldsV1 tree.
 #[derive(Default)]
 struct Node {
+    /// Whether the path to this node is in the set itself.
     member: bool,
+    /// Children by path element.
     children: BTreeMap<String, Node>,
 }
 
@@ -242,9 +251,28 @@ fn from_fields_v1(v: &Value) -> FieldSet {
 
 // Field sets of objects.
 
-/// A member of an object's field set: its value, or `None` for a list item
-/// that is an object (compared through its children).
-type Members = BTreeMap<Path, Option<Value>>;
+/// A member of an object's field set, as compared between two objects.
+#[derive(Debug, Clone, PartialEq)]
+enum Member {
+    /// A scalar, an atomic list or map, or a set item: compared by value.
+    Value(Value),
+    /// A keyed list item: compared through its children.
+    Item,
+    /// An empty map, which is a member only while it is empty: it changes
+    /// only by appearing or disappearing, not by gaining keys.
+    EmptyMap,
+}
+
+/// The members of an object's field set.
+type Members = BTreeMap<Path, Member>;
+
+/// Whether some member of `members` lies below `path`.
+fn has_descendant(members: &Members, path: &Path) -> bool {
+    members
+        .range(path.clone()..)
+        .find(|(p, _)| *p != path)
+        .is_some_and(|(p, _)| p.len() > path.len() && p.starts_with(path))
+}
 
 /// The `k:` path element of a keyed list item, or why it has none.
 fn key_element(item: &Value, keys: &[KeyField]) -> Result<String, String> {
@@ -305,10 +333,12 @@ fn list_rule(schema: &MergeSchema, spath: &str) -> Option<Rule> {
 
 /// Collects the members of an object's field set.
 struct Walker<'a> {
+    /// The kind's merge rules.
     schema: &'a MergeSchema,
     /// Whether a list that cannot be keyed is an error (applied
     /// configurations) or atomic (live objects).
     strict: bool,
+    /// Members found so far.
     out: Members,
 }
 
@@ -334,9 +364,15 @@ impl Walker<'_> {
             {
                 self.walk_map(m, path, spath)
             }
+            Value::Object(m)
+                if m.is_empty() && self.schema.rule(spath) != Some(Rule::AtomicMap) =>
+            {
+                self.out.insert(path.clone(), Member::EmptyMap);
+                Ok(())
+            }
             Value::Array(items) => {
                 let Some(rule) = list_rule(self.schema, spath) else {
-                    self.out.insert(path.clone(), Some(v.clone()));
+                    self.out.insert(path.clone(), Member::Value(v.clone()));
                     return Ok(());
                 };
                 let pes = match item_elements(items, rule) {
@@ -345,7 +381,7 @@ impl Walker<'_> {
                         return Err(ApplyError::BadRequest(format!("{}: {e}", display(path))))
                     }
                     Err(_) => {
-                        self.out.insert(path.clone(), Some(v.clone()));
+                        self.out.insert(path.clone(), Member::Value(v.clone()));
                         return Ok(());
                     }
                 };
@@ -354,11 +390,11 @@ impl Walker<'_> {
                     path.push(pe);
                     match item {
                         Value::Object(m) => {
-                            self.out.insert(path.clone(), None);
+                            self.out.insert(path.clone(), Member::Item);
                             self.walk_map(m, path, &ipath)?;
                         }
                         scalar => {
-                            self.out.insert(path.clone(), Some(scalar.clone()));
+                            self.out.insert(path.clone(), Member::Value(scalar.clone()));
                         }
                     }
                     path.pop();
@@ -366,7 +402,7 @@ impl Walker<'_> {
                 Ok(())
             }
             _ => {
-                self.out.insert(path.clone(), Some(v.clone()));
+                self.out.insert(path.clone(), Member::Value(v.clone()));
                 Ok(())
             }
         }
@@ -400,23 +436,27 @@ struct Comparison {
     removed: FieldSet,
 }
 
+/// SMD's `Compare` on field sets. A map that becomes empty, or an empty
+/// map that gains keys, is neither changed nor removed: only leaves are.
 fn compare(old: &Members, new: &Members) -> Comparison {
     let mut changed = FieldSet::new();
     for (path, v) in new {
-        match (old.get(path), v) {
-            (None, _) => {
-                changed.insert(path.clone());
-            }
-            (Some(Some(a)), Some(b)) if a != b => {
-                changed.insert(path.clone());
-            }
-            _ => {}
+        let is_changed = match (old.get(path), v) {
+            (None, Member::EmptyMap) => !has_descendant(old, path),
+            (None, _) => true,
+            (Some(a), b) => a != b,
+        };
+        if is_changed {
+            changed.insert(path.clone());
         }
     }
     let removed = old
-        .keys()
-        .filter(|p| !new.contains_key(*p))
-        .cloned()
+        .iter()
+        .filter(|(p, m)| {
+            let filled_empty_map = **m == Member::EmptyMap && has_descendant(new, p);
+            !new.contains_key(*p) && !filled_empty_map
+        })
+        .map(|(p, _)| p.clone())
         .collect();
     Comparison { changed, removed }
 }

@@ -36,7 +36,8 @@
 //!
 //! Errors map to kube-apiserver's: a body that does not parse or a
 //! malformed directive → 400 BadRequest; a JSON patch operation that fails
-//! (`test` mismatch, missing path) → 422 Invalid; strategic merge on a kind
+//! (`test` mismatch, missing path) → 422 Invalid; a JSON patch of more than
+//! 10 000 operations → 413 RequestEntityTooLarge; strategic merge on a kind
 //! without schema → 415 UnsupportedMediaType. See [`PatchError::code`].
 //!
 //! # Implementation caveats
@@ -48,14 +49,13 @@
 //!   value), with the same effect for well-formed patches.
 //! - `$patch: merge` in a map is accepted as the default merge (Go rejects
 //!   it); in a list it is refused, as in Go.
-//! - `$deleteFromPrimitiveList` deletes from the live list whatever the
-//!   field's schema says.
 //! - Structural errors Go reports as 500 (e.g. a list item without its
 //!   merge key) are 400 here.
 //! - Only the built-in kinds in [`MergeSchema::for_kind`] accept strategic
 //!   merge patches; any other built-in kind gets 415 too.
 
-use super::schema::{child_path, item_path, GroupKind, MergeSchema, Rule};
+pub use super::schema::GroupKind;
+use super::schema::{child_path, item_path, MergeSchema, Rule};
 use serde_json::{Map, Value};
 
 /// The kind of a PATCH body, from its `Content-Type`.
@@ -110,6 +110,10 @@ pub enum PatchError {
     /// The patch is well formed but cannot be applied to this object.
     #[error("the server rejected our request due to an error in our request: {0}")]
     Invalid(String),
+    /// A JSON patch with more operations than kube-apiserver allows
+    /// ([`MAX_JSON_PATCH_OPERATIONS`]).
+    #[error("{0}")]
+    RequestEntityTooLarge(String),
     /// Strategic merge patch on a kind without a strategic schema.
     #[error("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml")]
     UnsupportedMediaType,
@@ -121,6 +125,7 @@ impl PatchError {
         match self {
             PatchError::BadRequest(_) => 400,
             PatchError::Invalid(_) => 422,
+            PatchError::RequestEntityTooLarge(_) => 413,
             PatchError::UnsupportedMediaType => 415,
         }
     }
@@ -130,6 +135,7 @@ impl PatchError {
         match self {
             PatchError::BadRequest(_) => "BadRequest",
             PatchError::Invalid(_) => "Invalid",
+            PatchError::RequestEntityTooLarge(_) => "RequestEntityTooLarge",
             PatchError::UnsupportedMediaType => "UnsupportedMediaType",
         }
     }
@@ -172,9 +178,7 @@ pub fn apply_patch(
             let Value::Object(original) = live.clone() else {
                 return Err(bad("the live object is not a JSON object"));
             };
-            Ok(Value::Object(
-                Strategic { schema }.merge_map(original, patch, "")?,
-            ))
+            Ok(Value::Object(strategic_merge(schema, original, patch)?))
         }
         PatchType::Apply => Err(bad(
             "apply patches are server-side apply: use apply::server_side_apply",
@@ -182,9 +186,18 @@ pub fn apply_patch(
     }
 }
 
+/// The most operations a JSON patch may have, as in kube-apiserver.
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+
 fn apply_json_patch(live: &Value, body: &[u8]) -> Result<Value, PatchError> {
     let patch: json_patch::Patch =
         serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON patch: {e}")))?;
+    if patch.0.len() > MAX_JSON_PATCH_OPERATIONS {
+        return Err(PatchError::RequestEntityTooLarge(format!(
+            "The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {}",
+            patch.0.len()
+        )));
+    }
     let mut doc = live.clone();
     json_patch::patch(&mut doc, &patch).map_err(|e| {
         let (op, detail) = match patch.0.get(e.operation) {
@@ -288,8 +301,16 @@ fn no_merge_key(item: &Value, key: &str) -> PatchError {
 /// What the items of a list are; all items of a merged list must agree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ElementKind {
+    /// Objects: merged by key.
     Map,
-    Scalar(u8),
+    /// Strings. Lists of scalars merge as sets.
+    String,
+    /// Numbers.
+    Number,
+    /// Booleans.
+    Bool,
+    /// Nulls.
+    Null,
 }
 
 fn element_kind(lists: &[&[Value]]) -> Result<Option<ElementKind>, PatchError> {
@@ -298,10 +319,10 @@ fn element_kind(lists: &[&[Value]]) -> Result<Option<ElementKind>, PatchError> {
         let k = match v {
             Value::Object(_) => ElementKind::Map,
             Value::Array(_) => return Err(bad("lists of lists are not supported")),
-            Value::String(_) => ElementKind::Scalar(0),
-            Value::Number(_) => ElementKind::Scalar(1),
-            Value::Bool(_) => ElementKind::Scalar(2),
-            Value::Null => ElementKind::Scalar(3),
+            Value::String(_) => ElementKind::String,
+            Value::Number(_) => ElementKind::Number,
+            Value::Bool(_) => ElementKind::Bool,
+            Value::Null => ElementKind::Null,
         };
         match seen {
             None => seen = Some(k),
@@ -381,13 +402,22 @@ fn normalize_order(
     Ok(out)
 }
 
-/// A strategic merge against one kind's schema.
-struct Strategic {
-    /// The kind's merge rules.
-    schema: &'static MergeSchema,
+/// Applies the strategic merge patch `patch` to `original` under `schema`.
+fn strategic_merge(
+    schema: &MergeSchema,
+    original: Map<String, Value>,
+    patch: Map<String, Value>,
+) -> Result<Map<String, Value>, PatchError> {
+    Strategic { schema }.merge_map(original, patch, "")
 }
 
-impl Strategic {
+/// A strategic merge against one kind's schema.
+struct Strategic<'a> {
+    /// The kind's merge rules.
+    schema: &'a MergeSchema,
+}
+
+impl Strategic<'_> {
     /// `mergeMap`: merges `patch` into `original`; `path` is the schema path.
     fn merge_map(
         &self,
@@ -478,7 +508,7 @@ impl Strategic {
             return Ok(original);
         };
         match kind {
-            ElementKind::Scalar(_) => {
+            ElementKind::String | ElementKind::Number | ElementKind::Bool | ElementKind::Null => {
                 let mut merged: Vec<Value> = Vec::new();
                 for v in original.iter().chain(&patch) {
                     if index_in(&merged, v, None).is_none() {

@@ -265,6 +265,14 @@ impl MergeSchema {
         GENERIC.get_or_init(|| MergeSchema::new(vec![]))
     }
 
+    /// A schema of exactly `rules`, for tests of the merge code.
+    #[cfg(test)]
+    pub(crate) fn from_rules(rules: Vec<(String, Rule)>) -> MergeSchema {
+        MergeSchema {
+            rules: rules.into_iter().collect(),
+        }
+    }
+
     /// The rule of the field at `path` (see the module docs), if any.
     pub fn rule(&self, path: &str) -> Option<Rule> {
         self.rules.get(path).copied()

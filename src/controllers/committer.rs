@@ -18,6 +18,7 @@
 //! - Only the plan is built here; sending it goes through the shard's
 //!   write interface, which arrives with the API issue.
 
+pub use crate::api::patch::{apply_merge_patch, merge_patch};
 use serde_json::{Map, Value};
 
 /// Which endpoint a planned patch goes to.
@@ -48,59 +49,6 @@ pub enum CommitError {
     /// The old object lacks what the preconditions need.
     #[error("the object has no metadata.{0}; it was not read from the server")]
     Missing(&'static str),
-}
-
-/// The RFC 7386 merge patch that turns `old` into `new`; `None` when equal.
-pub fn merge_patch(old: &Value, new: &Value) -> Option<Value> {
-    if old == new {
-        return None;
-    }
-    match (old, new) {
-        (Value::Object(o), Value::Object(n)) => {
-            let mut patch = Map::new();
-            for (k, nv) in n {
-                match o.get(k) {
-                    Some(ov) => {
-                        if let Some(p) = merge_patch(ov, nv) {
-                            patch.insert(k.clone(), p);
-                        }
-                    }
-                    None => {
-                        patch.insert(k.clone(), nv.clone());
-                    }
-                }
-            }
-            for k in o.keys() {
-                if !n.contains_key(k) {
-                    patch.insert(k.clone(), Value::Null);
-                }
-            }
-            Some(Value::Object(patch))
-        }
-        // Arrays and scalars are replaced whole; an object becoming a
-        // non-object too.
-        _ => Some(new.clone()),
-    }
-}
-
-/// Applies an RFC 7386 merge patch.
-pub fn apply_merge_patch(target: &mut Value, patch: &Value) {
-    match patch {
-        Value::Object(p) => {
-            if !target.is_object() {
-                *target = Value::Object(Map::new());
-            }
-            let t = target.as_object_mut().expect("made an object");
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    apply_merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        _ => *target = patch.clone(),
-    }
 }
 
 fn without_status(v: &Value) -> Value {

@@ -343,8 +343,9 @@ fn track_update_removals_and_takeovers() {
     let got = track_update(&deployment(), Some(&created), &edited, "editor", T2);
     assert_eq!(
         fields_of(&got, "editor", "Update"),
+        // Emptying the labels removes the creator's label and gives the
+        // editor nothing: a map that becomes empty is not a change itself.
         Some(&json!({
-            "f:metadata": {"f:labels": {}},
             "f:spec": {"f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"nginx\"}": {"f:image": {}}}}}}
         }))
     );
@@ -400,6 +401,18 @@ fn set_lists_merge_across_managers() {
     );
     let live = server_side_apply(&cm, Some(&live), &conf(json!([])), "one", false, T3).unwrap();
     assert_eq!(live["metadata"]["finalizers"], json!(["b"]));
+}
+
+#[test]
+fn applying_an_empty_set_list_removes_the_items_and_the_field() {
+    let cm = GroupKind::new("", "ConfigMap");
+    let conf = |f: Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "finalizers": f}});
+    let live = server_side_apply(&cm, None, &conf(json!(["a"])), "one", false, T1).unwrap();
+    let live = server_side_apply(&cm, Some(&live), &conf(json!([])), "one", false, T2).unwrap();
+    assert_eq!(
+        live,
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})
+    );
 }
 
 #[test]
@@ -520,5 +533,89 @@ proptest! {
     #[test]
     fn fields_v1_round_trips(set in prop::collection::btree_set(arb_path(), 0..12)) {
         prop_assert_eq!(from_fields_v1(&to_fields_v1(&set)), set);
+    }
+}
+
+/// Nested objects without nulls: keys `a`–`c`, scalar leaves, scalar lists.
+fn arb_tree() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        any::<bool>().prop_map(Value::Bool),
+        (0i64..3).prop_map(|n| json!(n)),
+        "[xy]{1,2}".prop_map(Value::String),
+        prop::collection::vec((0i64..3).prop_map(|n| json!(n)), 0..3).prop_map(Value::Array),
+    ];
+    leaf.prop_recursive(3, 16, 3, |inner| {
+        prop::collection::btree_map("[a-c]", inner, 0..3)
+            .prop_map(|m| Value::Object(m.into_iter().collect()))
+    })
+}
+
+/// A Deployment configuration with free-form spec fields, keyed containers
+/// (with keyed env) and set finalizers.
+fn arb_config() -> impl Strategy<Value = Value> {
+    // Keyed and set lists are never empty here: applying `[]` owns nothing
+    // and removes the field, as in structured-merge-diff (tested below).
+    let env = prop::collection::btree_map("[A-C]", "[0-9]", 1..3).prop_map(|m| {
+        Value::Array(
+            m.into_iter()
+                .map(|(k, v)| json!({"name": k, "value": v}))
+                .collect(),
+        )
+    });
+    let container = (
+        arb_tree(),
+        prop::option::of("[a-z]{1,3}"),
+        prop::option::of(env),
+    );
+    (
+        arb_tree(),
+        prop::collection::btree_map("[a-d]", container, 1..4),
+        prop::collection::btree_set("[f-h]", 1..3),
+    )
+        .prop_map(|(extra, containers, finalizers)| {
+            let containers: Vec<Value> = containers
+                .into_iter()
+                .map(|(name, (extra, image, env))| {
+                    let mut c = json!({"name": name, "extra": extra});
+                    if let Some(image) = image {
+                        c["image"] = json!(image);
+                    }
+                    if let Some(env) = env {
+                        c["env"] = env;
+                    }
+                    c
+                })
+                .collect();
+            json!({
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "web", "finalizers": finalizers.into_iter().collect::<Vec<_>>()},
+                "spec": {"extra": extra, "template": {"spec": {"containers": containers}}}
+            })
+        })
+}
+
+proptest! {
+    #[test]
+    fn a_sole_manager_gets_exactly_its_last_configuration(x in arb_config(), y in arb_config()) {
+        let live = apply(None, &x, "kubectl", false, T1).unwrap();
+        prop_assert_eq!(without_mf(&live), x.clone());
+        let live = apply(Some(&live), &y, "kubectl", false, T2).unwrap();
+        prop_assert_eq!(without_mf(&live), y.clone());
+        prop_assert_eq!(managed(&live).as_array().map(Vec::len), Some(1));
+    }
+
+    #[test]
+    fn another_managers_fields_survive(x in arb_config(), y in arb_config(), z in arb_tree()) {
+        // A second manager owns spec.other; the first manager's applies
+        // never touch it.
+        let live = apply(None, &x, "kubectl", false, T1).unwrap();
+        let other = partial(json!({"spec": {"other": z.clone()}}));
+        let live = apply(Some(&live), &other, "other", false, T2).unwrap();
+        let live = apply(Some(&live), &y, "kubectl", false, T3).unwrap();
+        let mut want = y.clone();
+        want["spec"]["other"] = z;
+        want["metadata"]["namespace"] = json!("default");
+        prop_assert_eq!(without_mf(&live), want);
     }
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::api::schema::MergeSchema;
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -251,6 +252,19 @@ fn json_patch_is_all_or_nothing_and_remove_missing_is_invalid() {
     .unwrap_err();
     assert_eq!(err.code(), 422);
     assert!(err.to_string().contains("operation 1 (remove)"), "{err}");
+}
+
+#[test]
+fn json_patch_operation_limit() {
+    let op = json!({"op": "test", "path": "/a", "value": 1});
+    let ops = |n: usize| Value::Array(vec![op.clone(); n]);
+    assert!(json_patch(json!({"a": 1}), ops(MAX_JSON_PATCH_OPERATIONS)).is_ok());
+    let err = json_patch(json!({"a": 1}), ops(MAX_JSON_PATCH_OPERATIONS + 1)).unwrap_err();
+    assert_eq!((err.code(), err.reason()), (413, "RequestEntityTooLarge"));
+    assert_eq!(
+        err.to_string(),
+        "The allowed maximum operations in a JSON patch is 10000, got 10001"
+    );
 }
 
 #[test]
@@ -772,4 +786,158 @@ proptest! {
         let got = smp(&cm, &old, patch.clone()).unwrap();
         prop_assert_eq!(got, want);
     }
+}
+
+/// The merge rules of `MergeItem` in strategicpatch's own tests.
+fn merge_item_schema() -> MergeSchema {
+    let name = || Rule::MapList {
+        patch_key: "name",
+        keys: &[],
+    };
+    MergeSchema::from_rules(vec![
+        ("mergingList".into(), name()),
+        ("mergingIntList".into(), Rule::SetList),
+        ("retainKeysMap".into(), Rule::RetainKeys),
+        ("retainKeysMergingList".into(), name()),
+    ])
+}
+
+/// Cases of `customStrategicMergePatchTestCaseData` and
+/// `customStrategicMergePatchRawTestCases` in k8s.io/apimachinery's
+/// strategicpatch tests: (description, original, patch, result).
+#[test]
+fn strategicpatch_custom_cases() {
+    let cases = [
+        ("unique scalars when merging lists",
+         json!({"mergingIntList": [1, 2]}), json!({"mergingIntList": [2, 3]}), json!({"mergingIntList": [1, 2, 3]})),
+        ("delete map from nested map",
+         json!({"simpleMap": {"key1": 1, "key2": 1}}), json!({"simpleMap": {"$patch": "delete"}}), json!({"simpleMap": {}})),
+        ("delete all items from merging list",
+         json!({"mergingList": [{"name": 1}, {"name": 2}]}), json!({"mergingList": [{"$patch": "replace"}]}), json!({"mergingList": []})),
+        ("merge empty merging lists",
+         json!({"mergingList": []}), json!({"mergingList": []}), json!({"mergingList": []})),
+        ("delete all keys from map",
+         json!({"name": 1, "value": 1}), json!({"$patch": "replace"}), json!({})),
+        ("add key and delete all keys from map",
+         json!({"name": 1, "value": 1}), json!({"other": "a", "$patch": "replace"}), json!({"other": "a"})),
+        ("delete all duplicate entries in a merging list",
+         json!({"mergingList": [{"name": 1}, {"name": 1}, {"name": 2, "value": "a"}, {"name": 3}, {"name": 3}]}),
+         json!({"mergingList": [{"name": 1, "$patch": "delete"}, {"name": 3, "$patch": "delete"}]}),
+         json!({"mergingList": [{"name": 2, "value": "a"}]})),
+        ("retainKeys map can add a field when no retainKeys directive present",
+         json!({"retainKeysMap": {"name": "foo"}}), json!({"retainKeysMap": {"value": "bar"}}),
+         json!({"retainKeysMap": {"name": "foo", "value": "bar"}})),
+        ("retainKeys map can delete a field when no retainKeys directive present",
+         json!({"retainKeysMap": {"name": "foo", "value": "a"}}), json!({"retainKeysMap": {"value": null}}),
+         json!({"retainKeysMap": {"name": "foo"}})),
+        ("retainKeys map merge an empty map",
+         json!({"retainKeysMap": {"name": "foo", "value": "a"}}), json!({"retainKeysMap": {}}),
+         json!({"retainKeysMap": {"name": "foo", "value": "a"}})),
+        ("retainKeys list can change a field when no retainKeys directive present",
+         json!({"retainKeysMergingList": [{"name": "bar"}, {"name": "foo", "value": "a"}]}),
+         json!({"retainKeysMergingList": [{"name": "foo", "value": "b"}]}),
+         json!({"retainKeysMergingList": [{"name": "bar"}, {"name": "foo", "value": "b"}]})),
+        ("preserve the order from the patch in a merging list",
+         json!({"mergingList": [{"name": 1}, {"name": 2, "value": "b"}, {"name": 3}]}),
+         json!({"mergingList": [{"name": 3, "value": "c"}, {"name": 1, "value": "a"}, {"name": 2, "other": "x"}]}),
+         json!({"mergingList": [{"name": 3, "value": "c"}, {"name": 1, "value": "a"}, {"name": 2, "value": "b", "other": "x"}]})),
+        ("preserve the order from the patch in a merging list 2",
+         json!({"mergingList": [{"name": 1}, {"name": 2, "value": "b"}, {"name": 3}]}),
+         json!({"mergingList": [{"name": 3, "value": "c"}, {"name": 1, "value": "a"}]}),
+         json!({"mergingList": [{"name": 2, "value": "b"}, {"name": 3, "value": "c"}, {"name": 1, "value": "a"}]})),
+        ("preserve the order from the patch in a merging int list",
+         json!({"mergingIntList": [1, 2, 3]}), json!({"mergingIntList": [3, 1, 2]}), json!({"mergingIntList": [3, 1, 2]})),
+        ("preserve the order from the patch in a merging int list (subset)",
+         json!({"mergingIntList": [1, 2, 3]}), json!({"mergingIntList": [3, 1]}), json!({"mergingIntList": [2, 3, 1]})),
+        ("$setElementOrder contains item that is not present in the list to be merged",
+         json!({"mergingList": [{"name": 1}, {"name": 3}]}),
+         json!({"$setElementOrder/mergingList": [{"name": 3}, {"name": 2}, {"name": 1}],
+                "mergingList": [{"name": 3, "value": 3}, {"name": 1, "value": 1}]}),
+         json!({"mergingList": [{"name": 3, "value": 3}, {"name": 1, "value": 1}]})),
+        ("$setElementOrder contains item that is not present in the int list to be merged",
+         json!({"mergingIntList": [1, 3]}), json!({"$setElementOrder/mergingIntList": [3, 2, 1]}),
+         json!({"mergingIntList": [3, 1]})),
+        ("$deleteFromPrimitiveList of nonexistent item in primitive list should not add the item to the list",
+         json!({"mergingIntList": [1, 2]}), json!({"$deleteFromPrimitiveList/mergingIntList": [3]}),
+         json!({"mergingIntList": [1, 2]})),
+        ("$deleteFromPrimitiveList on empty primitive list should not add the item to the list",
+         json!({"mergingIntList": null}), json!({"$deleteFromPrimitiveList/mergingIntList": [3]}),
+         json!({"mergingIntList": null})),
+        ("$deleteFromPrimitiveList on nonexistent primitive list should not add the primitive list",
+         json!({"foo": ["bar"]}), json!({"$deleteFromPrimitiveList/mergingIntList": [3]}), json!({"foo": ["bar"]})),
+        ("$deleteFromPrimitiveList should delete item from a list without merge patch strategy",
+         json!({"nonMergingIntList": [1, 2, 3]}), json!({"$deleteFromPrimitiveList/nonMergingIntList": [2]}),
+         json!({"nonMergingIntList": [1, 3]})),
+        // From strategicMergePatchRawTestCases: the three-way patch applied
+        // to the current object, or the two-way patch to the original.
+        ("nested patch merge with empty list (three-way)",
+         json!({"name": "hi", "mergingList": [{"name": "hello2"}]}),
+         json!({"$setElementOrder/mergingList": [{"name": "hello"}, {"name": "doesntexist"}],
+                "mergingList": [{"name": "hello"}, {"$patch": "delete", "name": "doesntexist"}]}),
+         json!({"name": "hi", "mergingList": [{"name": "hello"}, {"name": "hello2"}]})),
+        ("nested patch merge with empty list (two-way)",
+         json!({"name": "hi"}),
+         json!({"mergingList": [{"name": "hello"}, {"$patch": "delete", "name": "doesntexist"}]}),
+         json!({"name": "hi", "mergingList": [{"name": "hello"}]})),
+        ("delete items in lists of scalars",
+         json!({"mergingIntList": [1, 2, 3, 4]}),
+         json!({"$setElementOrder/mergingIntList": [1, 2], "$deleteFromPrimitiveList/mergingIntList": [3]}),
+         json!({"mergingIntList": [1, 2, 4]})),
+        ("delete all duplicate items in lists of scalars",
+         json!({"mergingIntList": [1, 2, 3, 3, 4]}),
+         json!({"$setElementOrder/mergingIntList": [1, 2], "$deleteFromPrimitiveList/mergingIntList": [3]}),
+         json!({"mergingIntList": [1, 2, 4]})),
+        ("add and delete items in lists of scalars (two-way)",
+         json!({"mergingIntList": [1, 2, 3]}),
+         json!({"$setElementOrder/mergingIntList": [1, 2, 4], "$deleteFromPrimitiveList/mergingIntList": [3],
+                "mergingIntList": [4]}),
+         json!({"mergingIntList": [1, 2, 4]})),
+        ("merge lists of maps (three-way)",
+         json!({"mergingList": [{"name": 1, "other": "a"}, {"name": 2, "value": 2, "other": "b"}]}),
+         json!({"$setElementOrder/mergingList": [{"name": 4}, {"name": 1}, {"name": 2}, {"name": 3}],
+                "mergingList": [{"name": 4, "value": 4}, {"name": 3, "value": 3}]}),
+         json!({"mergingList": [{"name": 4, "value": 4}, {"name": 1, "other": "a"},
+                                {"name": 2, "value": 2, "other": "b"}, {"name": 3, "value": 3}]})),
+    ];
+    let schema = merge_item_schema();
+    for (description, original, patch, want) in cases {
+        let (Value::Object(o), Value::Object(p)) = (original, patch) else {
+            panic!("{description}: not objects");
+        };
+        let got = strategic_merge(&schema, o, p).map(Value::Object);
+        assert_eq!(got, Ok(want), "{description}");
+    }
+    // "should check if order in $setElementOrder and patch list match"
+    let err = strategic_merge(
+        &schema,
+        json!({"mergingList": [{"name": 1}, {"name": 3}, {"name": 2}]})
+            .as_object()
+            .unwrap()
+            .clone(),
+        json!({"$setElementOrder/mergingList": [{"name": 1}, {"name": 2}, {"name": 3}],
+               "mergingList": [{"name": 3, "value": 3}, {"name": 1, "value": 1}]})
+        .as_object()
+        .unwrap()
+        .clone(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("doesn't match"), "{err}");
+    // "missing merge key should error out"
+    let err = strategic_merge(
+        &schema,
+        json!({"mergingList": [{"name": 1, "value": "a"}]})
+            .as_object()
+            .unwrap()
+            .clone(),
+        json!({"mergingList": [{"value": "b"}]})
+            .as_object()
+            .unwrap()
+            .clone(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("does not contain declared merge key"),
+        "{err}"
+    );
 }
