@@ -186,6 +186,9 @@ enum Bench {
         /// Parent directory for the data directories.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Keep the shard's data directory and the replicas' logs.
+        #[arg(long)]
+        keep_dir: bool,
         /// Print only the JSON report (no progress).
         #[arg(long)]
         json: bool,
@@ -471,6 +474,7 @@ fn bench(which: Bench) -> Result<(), BoxError> {
             retry_ms,
             settle_secs,
             dir,
+            keep_dir,
             json,
         } => {
             let cfg = tmc::bench::failover::FailoverConfig {
@@ -481,6 +485,7 @@ fn bench(which: Bench) -> Result<(), BoxError> {
                 retry: std::time::Duration::from_millis(retry_ms),
                 settle: std::time::Duration::from_secs_f64(settle_secs),
                 dir,
+                keep_dir,
             };
             let bar = if json {
                 indicatif::ProgressBar::hidden()

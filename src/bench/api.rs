@@ -74,10 +74,11 @@ pub struct ApiArgs {
     #[arg(long, default_value_t = 1000)]
     pub watches: usize,
     /// Patches per watched object.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 2)]
     pub watch_rounds: usize,
-    /// Patches per second, all writers together.
-    #[arg(long, default_value_t = 500.0)]
+    /// Patches per second, all writers together (a rate the server keeps
+    /// up with, so that delivery latency is not queueing behind writes).
+    #[arg(long, default_value_t = 100.0)]
     pub watch_rate: f64,
     /// Bytes of data per created ConfigMap.
     #[arg(long, default_value_t = 1024)]
@@ -165,6 +166,10 @@ pub struct ApiReport {
     pub watch: WatchFigures,
     /// "deleted", "kept" or the error of the clean-up.
     pub cleanup: String,
+    /// Load averages (1, 5, 15 min) when the run started and ended.
+    pub loadavg_start: String,
+    /// See `loadavg_start`.
+    pub loadavg_end: String,
 }
 
 /// A kube client from the arguments: kubeconfig (explicit, else inferred
@@ -333,6 +338,7 @@ pub async fn run(
         clients: args.clients,
         value_bytes: args.value_bytes,
         list_limit: args.list_limit,
+        loadavg_start: super::procs::loadavg(),
         ..Default::default()
     };
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -359,6 +365,7 @@ pub async fn run(
         progress(format!("deleting namespace {ns}"));
         cleanup(&client, &ns).await
     };
+    report.loadavg_end = super::procs::loadavg();
     phases.map(|()| report)
 }
 

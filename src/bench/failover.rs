@@ -39,6 +39,8 @@ pub struct FailoverConfig {
     pub settle: Duration,
     /// Parent directory of the data directories.
     pub dir: Option<PathBuf>,
+    /// Keep the shard's data directory and logs.
+    pub keep_dir: bool,
 }
 
 /// One kill.
@@ -54,6 +56,9 @@ pub struct Sample {
     pub elected_ms: Option<f64>,
     /// Failed writes during this failover.
     pub failed_writes: u64,
+    /// Raft term after the failover minus the term before: 1 when the first
+    /// election succeeded, more when votes were split or lost.
+    pub term_increase: Option<u64>,
 }
 
 /// Percentiles of a set of samples (nearest rank).
@@ -107,6 +112,13 @@ pub struct FailoverReport {
     pub failed_writes: u64,
     /// Every kill.
     pub samples: Vec<Sample>,
+    /// Load averages (1, 5, 15 min) when the run started and ended.
+    pub loadavg_start: String,
+    /// See `loadavg_start`.
+    pub loadavg_end: String,
+    /// The shard's directory, when kept (`--keep-dir`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_dir: Option<PathBuf>,
 }
 
 #[derive(Default)]
@@ -122,7 +134,9 @@ pub async fn run(
     cfg: &FailoverConfig,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<FailoverReport, BoxError> {
+    let loadavg_start = super::procs::loadavg();
     let mut shard = TmcShard::start(&cfg.tmc_bin, cfg.dir.as_deref(), cfg.tick_ms)?;
+    let kept_dir = cfg.keep_dir.then(|| shard.keep_dir());
     let ids = shard.ids();
     shard.wait_healthy(&ids, Duration::from_secs(30)).await?;
     let urls: Vec<(u64, String)> = ids.iter().map(|&id| (id, shard.kv_url(id))).collect();
@@ -191,6 +205,7 @@ pub async fn run(
                 );
             }
             let leader = shard.leader(&ids).await.unwrap_or(leader);
+            let term_before = shard.status(leader).await.map(|s| s.term);
             let failed_before = failures.load(Ordering::Relaxed);
             {
                 let mut s = shared.lock().expect("lock");
@@ -225,7 +240,16 @@ pub async fn run(
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             };
+            let mut term_after = None;
+            for &id in &survivors {
+                if let Some(s) = shard.status(id).await {
+                    term_after = term_after.max(Some(s.term));
+                }
+            }
             let sample = Sample {
+                term_increase: term_before
+                    .zip(term_after)
+                    .map(|(b, a)| a.saturating_sub(b)),
                 killed: leader,
                 acked_by,
                 failover_ms: (ack_at - killed_at).as_secs_f64() * 1000.0,
@@ -256,6 +280,9 @@ pub async fn run(
         writes: writes.load(Ordering::Relaxed),
         failed_writes: failures.load(Ordering::Relaxed),
         samples,
+        loadavg_start,
+        loadavg_end: super::procs::loadavg(),
+        kept_dir,
     })
 }
 

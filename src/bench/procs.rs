@@ -91,6 +91,14 @@ impl Drop for ChildGuard {
     }
 }
 
+/// `/proc/loadavg`'s first three fields (1, 5 and 15 minute load averages):
+/// these machines are shared, and the figures mean little without it.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 /// The last `n` lines of a log file, for error messages.
 pub fn log_tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -155,6 +163,13 @@ impl TmcShard {
             shard.spawn(id)?;
         }
         Ok(shard)
+    }
+
+    /// Keeps the data directory and logs after the shard is dropped;
+    /// returns its path.
+    pub fn keep_dir(&mut self) -> PathBuf {
+        self.dir.disable_cleanup(true);
+        self.dir.path().to_path_buf()
     }
 
     /// The replicas' ids.

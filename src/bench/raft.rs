@@ -10,6 +10,10 @@
 //! - etcd: gRPC `etcdserverpb.KV/Put` over one HTTP/2 connection per client
 //!   (see [`EtcdGrpc`] for why not the `etcd-client` crate).
 //!
+//! Both clusters run for the whole benchmark and the levels alternate
+//! (tmc at C, then etcd at C), so that the background load of a shared
+//! machine affects both alike.
+//!
 //! Each client cycles over 1,000 keys of its own. With
 //! [`Endpoints::Leader`] every client talks to the leader; with
 //! [`Endpoints::All`] client i talks to replica i mod 3, and followers pass
@@ -120,6 +124,10 @@ pub struct RaftBenchReport {
     /// tmc / etcd per level.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ratio: Vec<Ratio>,
+    /// Load averages (1, 5, 15 min) when the run started and ended.
+    pub loadavg_start: String,
+    /// See `loadavg_start`.
+    pub loadavg_end: String,
 }
 
 /// A minimal gRPC client for etcd's `KV/Put`, over one HTTP/2 connection.
@@ -347,11 +355,17 @@ async fn run_level(
 }
 
 /// Runs the benchmark; `progress` gets a line per step.
+///
+/// Both clusters run side by side for the whole run and the levels are
+/// interleaved (tmc at C, etcd at C, tmc at the next C, ...), so that the
+/// background load of a shared machine drifts the same way for both; the
+/// cluster not under load is idle (heartbeats only).
 pub async fn run(
     cfg: &RaftBenchConfig,
     progress: &(dyn Fn(String) + Sync),
 ) -> Result<RaftBenchReport, BoxError> {
     let value = value_of(cfg.value_bytes);
+    let loadavg_start = super::procs::loadavg();
     // Find etcd before spending time on tmc.
     let etcd_bin = if cfg.no_etcd {
         None
@@ -359,15 +373,28 @@ pub async fn run(
         Some(find_etcd(cfg.etcd_bin.as_deref())?)
     };
 
-    // tmc.
     progress("starting a 3-replica tmc shard".into());
     let mut shard = TmcShard::start(&cfg.tmc_bin, cfg.dir.as_deref(), cfg.tick_ms)?;
     let ids = shard.ids();
     let leader = shard.wait_healthy(&ids, Duration::from_secs(30)).await?;
-    // One pool for all clients: it holds one connection per concurrent
+    let cluster = match &etcd_bin {
+        Some(bin) => {
+            progress(format!(
+                "starting a 3-member etcd cluster ({})",
+                bin.display()
+            ));
+            Some(EtcdCluster::start(bin, cfg.dir.as_deref()).await?)
+        }
+        None => None,
+    };
+    let etcd_leader = match &cluster {
+        Some(c) => Some(c.leader_index().await?),
+        None => None,
+    };
+    // One pool for all tmc clients: it holds one connection per concurrent
     // client.
     let http = super::procs::kv_client(Duration::from_secs(30))?;
-    let mut tmc = Vec::new();
+    let (mut tmc, mut etcd) = (Vec::new(), Vec::new());
     for &c in &cfg.concurrency {
         progress(format!("tmc: {c} clients"));
         let conns = (0..c)
@@ -385,21 +412,7 @@ pub async fn run(
         if shard.leader(&ids).await != Some(leader) {
             tracing::warn!("the tmc leader changed during the run");
         }
-    }
-    drop(http);
-    drop(shard);
-
-    // etcd.
-    let (mut etcd, mut etcd_version) = (Vec::new(), None);
-    if let Some(bin) = etcd_bin {
-        progress(format!(
-            "starting a 3-member etcd cluster ({})",
-            bin.display()
-        ));
-        let cluster = EtcdCluster::start(&bin, cfg.dir.as_deref()).await?;
-        etcd_version = Some(cluster.version.clone());
-        let leader = cluster.leader_index().await?;
-        for &c in &cfg.concurrency {
+        if let (Some(cluster), Some(leader)) = (&cluster, etcd_leader) {
             progress(format!("etcd: {c} clients"));
             let mut conns = Vec::new();
             for i in 0..c {
@@ -416,6 +429,10 @@ pub async fn run(
             etcd.push(level);
         }
     }
+    let etcd_version = cluster.as_ref().map(|c| c.version.clone());
+    drop(http);
+    drop(shard);
+    drop(cluster);
 
     let ratio = tmc
         .iter()
@@ -437,6 +454,8 @@ pub async fn run(
         etcd_version,
         etcd,
         ratio,
+        loadavg_start,
+        loadavg_end: super::procs::loadavg(),
     })
 }
 
