@@ -327,8 +327,13 @@ pub fn find_etcd(explicit: Option<&Path>) -> Result<PathBuf, BoxError> {
             Err(format!("--etcd-bin {}: no such file", p.display()).into())
         };
     }
-    if let Ok(p) = std::env::var("TESTENV_ETCD") {
-        return Ok(PathBuf::from(p));
+    if let Some(p) = std::env::var_os("TESTENV_ETCD").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("$TESTENV_ETCD {}: no such file", p.display()).into())
+        };
     }
     let cache = std::env::var_os("TMC_CACHE_DIR")
         .map(PathBuf::from)
