@@ -213,6 +213,22 @@ pub async fn client(args: &ApiArgs) -> Result<(kube::Client, String), BoxError> 
     Ok((kube::Client::try_from(config)?, url))
 }
 
+/// An error with its causes: kube-rs says "client error (Connect)" and
+/// keeps the reason (refused, certificate, ...) in the sources.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
 fn hist() -> Histogram<u64> {
     Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("histogram")
 }
@@ -328,7 +344,7 @@ pub async fn run(
     let version = client
         .apiserver_version()
         .await
-        .map_err(|e| format!("GET /version: {e}"))?;
+        .map_err(|e| format!("GET /version: {}", error_chain(&e)))?;
     let suffix: u32 = rand::rng().random_range(0..0xff_ffff);
     let ns = format!("tmc-bench-{suffix:06x}");
     let mut report = ApiReport {
