@@ -118,12 +118,14 @@ fn peers(ports: &[u16]) -> String {
 /// A shard of three `tmc serve` replicas (ids 1..=3) on loopback, each with
 /// its data in a temporary directory (fsync on: the replicas' default).
 pub struct TmcShard {
+    // Fields drop in order: the replicas die before their directory goes
+    // (a replica still running would write into it again).
+    nodes: Vec<Option<ChildGuard>>,
     dir: tempfile::TempDir,
     bin: PathBuf,
     tick_ms: u64,
     raft: Vec<u16>,
     kv: Vec<u16>,
-    nodes: Vec<Option<ChildGuard>>,
     /// Client for `/status` probes.
     http: reqwest::Client,
 }
@@ -309,9 +311,10 @@ impl TmcShard {
 /// A three-member etcd cluster on loopback, fsync on (etcd's default), data
 /// in a temporary directory.
 pub struct EtcdCluster {
+    // The members die before their directory goes (fields drop in order).
+    members: Vec<ChildGuard>,
     dir: tempfile::TempDir,
     client: Vec<u16>,
-    members: Vec<ChildGuard>,
     /// etcd's version, as its `/version` endpoint says.
     pub version: String,
 }
