@@ -208,6 +208,74 @@ enum Bench {
         #[arg(long)]
         json: bool,
     },
+    /// Write throughput and latency of a 3-replica `tmc serve` shard and,
+    /// in the same run, of a 3-member etcd cluster (loopback, fsync on).
+    Raft {
+        /// Concurrent clients, one level after the other.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![1, 16, 64, 256])]
+        concurrency: Vec<usize>,
+        /// Measured seconds per level.
+        #[arg(long, default_value_t = 10.0)]
+        duration_secs: f64,
+        /// Unmeasured seconds before each level.
+        #[arg(long, default_value_t = 1.0)]
+        warmup_secs: f64,
+        /// Bytes per value.
+        #[arg(long, default_value_t = 1024)]
+        value_bytes: usize,
+        /// Which replicas the clients talk to.
+        #[arg(long, value_enum, default_value_t = tmc::bench::raft::Endpoints::Leader)]
+        endpoints: tmc::bench::raft::Endpoints,
+        /// The etcd binary (default: $TESTENV_ETCD, else the one
+        /// `scripts/testenv.sh build` left under ~/.cache/tmc/testenv/*/bin,
+        /// else `etcd` on PATH).
+        #[arg(long)]
+        etcd_bin: Option<PathBuf>,
+        /// Skip etcd.
+        #[arg(long)]
+        no_etcd: bool,
+        /// `--tick-ms` of the tmc replicas.
+        #[arg(long, default_value_t = 100)]
+        tick_ms: u64,
+        /// Parent directory for the data directories (default: the system's
+        /// temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print only the JSON report (no progress).
+        #[arg(long)]
+        json: bool,
+    },
+    /// SIGKILL the leader of a 3-replica shard under a continuous writer,
+    /// again and again: time from the kill to the next acknowledged write.
+    Failover {
+        /// Leader kills.
+        #[arg(long, default_value_t = 20)]
+        kills: usize,
+        /// `--tick-ms` of the replicas.
+        #[arg(long, default_value_t = 100)]
+        tick_ms: u64,
+        /// The writer's timeout per write, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        request_timeout_ms: u64,
+        /// The writer's pause after a failed write, in milliseconds.
+        #[arg(long, default_value_t = 10)]
+        retry_ms: u64,
+        /// Seconds of writes on the healthy shard between two kills.
+        #[arg(long, default_value_t = 1.0)]
+        settle_secs: f64,
+        /// Parent directory for the data directories.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Keep the shard's data directory and the replicas' logs.
+        #[arg(long)]
+        keep_dir: bool,
+        /// Print only the JSON report (no progress).
+        #[arg(long)]
+        json: bool,
+    },
+    /// A load generator for any Kubernetes API: creates, gets, lists and
+    /// watch delivery, through kube-rs.
+    Api(tmc::bench::api::ApiArgs),
 }
 
 #[derive(Subcommand)]
@@ -602,7 +670,116 @@ fn bench(which: Bench) -> Result<(), BoxError> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
+        Bench::Raft {
+            concurrency,
+            duration_secs,
+            warmup_secs,
+            value_bytes,
+            endpoints,
+            etcd_bin,
+            no_etcd,
+            tick_ms,
+            dir,
+            json,
+        } => {
+            let cfg = tmc::bench::raft::RaftBenchConfig {
+                tmc_bin: std::env::current_exe()?,
+                etcd_bin,
+                no_etcd,
+                concurrency,
+                duration: std::time::Duration::from_secs_f64(duration_secs),
+                warmup: std::time::Duration::from_secs_f64(warmup_secs),
+                value_bytes,
+                endpoints,
+                tick_ms,
+                dir,
+            };
+            let bar = spinner(json);
+            let report = run_bench(tmc::bench::raft::run(&cfg, &|m| bar.set_message(m)))?;
+            bar.finish_and_clear();
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Bench::Failover {
+            kills,
+            tick_ms,
+            request_timeout_ms,
+            retry_ms,
+            settle_secs,
+            dir,
+            keep_dir,
+            json,
+        } => {
+            let cfg = tmc::bench::failover::FailoverConfig {
+                tmc_bin: std::env::current_exe()?,
+                kills,
+                tick_ms,
+                request_timeout: std::time::Duration::from_millis(request_timeout_ms),
+                retry: std::time::Duration::from_millis(retry_ms),
+                settle: std::time::Duration::from_secs_f64(settle_secs),
+                dir,
+                keep_dir,
+            };
+            let bar = if json {
+                indicatif::ProgressBar::hidden()
+            } else {
+                indicatif::ProgressBar::new(kills as u64)
+            };
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("leader kills {bar:40} {pos}/{len}")
+                    .expect("template"),
+            );
+            let report = run_bench(tmc::bench::failover::run(&cfg, &|n| bar.set_position(n)))?;
+            bar.finish_and_clear();
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Bench::Api(args) => {
+            let bar = spinner(args.json);
+            let report =
+                run_bench_cleaning_up(tmc::bench::api::run(&args, &|m| bar.set_message(m)))?;
+            bar.finish_and_clear();
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
     }
+}
+
+/// Runs a benchmark that handles Ctrl-C itself (to clean up remotely).
+fn run_bench_cleaning_up<T>(
+    fut: impl std::future::Future<Output = Result<T, tmc::bench::procs::BoxError>>,
+) -> Result<T, BoxError> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(fut)
+}
+
+/// A spinner with a message on stderr, hidden under `--json`.
+fn spinner(json: bool) -> indicatif::ProgressBar {
+    if json {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("template"),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}
+
+/// Runs a benchmark on a fresh runtime; Ctrl-C or SIGTERM drops it, and with
+/// it the guards that kill its child processes and clean up.
+fn run_bench<T>(
+    fut: impl std::future::Future<Output = Result<T, tmc::bench::procs::BoxError>>,
+) -> Result<T, BoxError> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = fut => r,
+            _ = tokio::signal::ctrl_c() => Err("interrupted".into()),
+            _ = term.recv() => Err("terminated".into()),
+        }
+    })
 }
 
 fn debug(which: Debug) -> Result<(), BoxError> {

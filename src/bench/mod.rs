@@ -2,4 +2,8 @@
 //! figures so that `docs/benchmarks.md` can quote the exact command and the
 //! exact output.
 
+pub mod api;
+pub mod failover;
+pub mod procs;
+pub mod raft;
 pub mod store;

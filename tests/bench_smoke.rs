@@ -1,0 +1,129 @@
+//! The load generators keep working: each `tmc bench` below runs for a moment
+//! with tiny parameters and must print a well-formed report with no failed
+//! request. No figure is checked: speed is measured in docs/benchmarks.md,
+//! never in tests.
+//!
+//! Needs the etcd and kube-apiserver binaries of `scripts/testenv.sh build`
+//! (as CI builds them); without them the tests fail and say so.
+
+mod common;
+
+use serde_json::Value;
+use std::process::{Command, Stdio};
+
+fn tmc(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_tmc"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tmc");
+    assert!(
+        out.status.success(),
+        "tmc {args:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "tmc {args:?} printed no JSON report ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+#[test]
+fn bench_raft_drives_a_tmc_shard_and_an_etcd_cluster() {
+    let r = tmc(&[
+        "bench",
+        "raft",
+        "--json",
+        "--concurrency",
+        "1,4",
+        "--duration-secs",
+        "0.5",
+        "--warmup-secs",
+        "0",
+    ]);
+    for side in ["tmc", "etcd"] {
+        let levels = r[side].as_array().unwrap_or_else(|| panic!("{side}: {r}"));
+        assert_eq!(levels.len(), 2, "{r}");
+        for l in levels {
+            assert!(l["writes"].as_u64().unwrap() > 0, "{side}: {l}");
+            assert_eq!(l["errors"], 0, "{side}: {l}");
+            assert!(l["p99_ms"].as_f64().unwrap() >= l["p50_ms"].as_f64().unwrap());
+        }
+    }
+    assert!(r["etcd_version"].as_str().unwrap().starts_with('3'), "{r}");
+    assert_eq!(r["ratio"].as_array().unwrap().len(), 2, "{r}");
+}
+
+#[test]
+fn bench_failover_kills_the_leader_and_sees_writes_again() {
+    let r = tmc(&[
+        "bench",
+        "failover",
+        "--kills",
+        "2",
+        "--settle-secs",
+        "0.2",
+        "--json",
+    ]);
+    let samples = r["samples"].as_array().expect("samples");
+    assert_eq!(samples.len(), 2, "{r}");
+    for s in samples {
+        assert!(s["failover_ms"].as_f64().unwrap() > 0.0, "{s}");
+        assert_ne!(s["killed"], s["acked_by"], "{s}");
+        assert!(s["term_increase"].as_u64().unwrap() >= 1, "{s}");
+    }
+    assert!(r["failover"]["p99_ms"].as_f64().is_some(), "{r}");
+}
+
+#[test]
+fn bench_api_runs_against_a_kube_apiserver_and_cleans_up() {
+    let env = common::testenv::TestEnv::start(1);
+    let kubeconfig = env.kubeconfig(0).to_str().expect("utf-8 path").to_string();
+    let r = tmc(&[
+        "bench",
+        "api",
+        "--kubeconfig",
+        &kubeconfig,
+        "--clients",
+        "4",
+        "--creates",
+        "20",
+        "--gets",
+        "20",
+        "--lists",
+        "4",
+        "--watches",
+        "20",
+        "--watch-rounds",
+        "1",
+        "--watch-rate",
+        "50",
+        "--json",
+    ]);
+    for op in ["create", "get", "list"] {
+        assert_eq!(r[op]["errors"], 0, "{op}: {r}");
+        assert!(r[op]["ok"].as_u64().unwrap() > 0, "{op}: {r}");
+    }
+    let w = &r["watch"];
+    assert_eq!(w["watches"], 20, "{r}");
+    assert_eq!(w["watch_errors"], 0, "{r}");
+    assert_eq!(w["patches"], 20, "{r}");
+    assert_eq!(w["events"], 20, "{r}");
+    assert_eq!(w["events_missing"], 0, "{r}");
+    assert_eq!(r["cleanup"], "deleted", "{r}");
+    // The namespace is gone or going.
+    let ns = r["namespace"].as_str().unwrap();
+    let out = common::testenv::kubectl(
+        env.kubeconfig(0),
+        &["get", "namespace", ns, "-o", "jsonpath={.status.phase}"],
+    );
+    match out {
+        Ok(phase) => assert_eq!(phase, "Terminating", "namespace {ns}"),
+        Err(e) => assert!(e.contains("NotFound"), "namespace {ns}: {e}"),
+    }
+}
