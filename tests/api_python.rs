@@ -39,10 +39,12 @@ fn python_client_crud_watch_patch_across_workspaces() {
     let python = venv_python();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/api_client.py");
     let s = Shard::start();
-    // Workspace root through node 2, root:acme through node 3: writes on
-    // followers are forwarded to the leader, reads see them.
-    let root = s.kubeconfig(2, "root");
-    let acme = s.kubeconfig(3, "root:acme");
+    // Workspace root through one follower, root:acme through the other:
+    // writes are forwarded to the leader, and the workspace created
+    // through one is served at once by the other.
+    let (f1, f2) = s.followers();
+    let root = s.kubeconfig(f1, "root");
+    let acme = s.kubeconfig(f2, "root:acme");
     let t = Instant::now();
     let out = Command::new(&python)
         .arg(&script)
