@@ -436,8 +436,18 @@ async fn watcher_sees_every_configmap_change_in_order() {
     let (f1, f2) = s.followers();
     let leader = s.leader();
     let w: Api<ConfigMap> = Api::namespaced(s.client(f1, "root").await, "default");
-    // Two watchers: all ConfigMaps on the other follower, a label-selected
-    // view on the leader.
+    let pp = PostParams::default();
+    // Two ConfigMaps exist before the watchers start.
+    let mut pre = Vec::new();
+    for name in ["pre-a", "pre-b"] {
+        pre.push(seen(
+            "apply",
+            &w.create(&pp, &configmap(name, "p")).await.unwrap(),
+        ));
+    }
+    // Three watchers: all ConfigMaps on the other follower (list, then
+    // watch); a label-selected view on the leader; and a streaming list
+    // (`sendInitialEvents`, ended by a bookmark) on the writer's node.
     let watched: Vec<(Api<ConfigMap>, watcher::Config)> = vec![
         (
             Api::namespaced(s.client(f2, "root").await, "default"),
@@ -446,6 +456,10 @@ async fn watcher_sees_every_configmap_change_in_order() {
         (
             Api::namespaced(s.client(leader, "root").await, "default"),
             watcher::Config::default().labels("watched=yes"),
+        ),
+        (
+            Api::namespaced(s.client(f1, "root").await, "default"),
+            watcher::Config::default().streaming_lists(),
         ),
     ];
     let mut rxs = Vec::new();
@@ -485,15 +499,10 @@ async fn watcher_sees_every_configmap_change_in_order() {
             .await
             .expect("watcher initial list within 30 s")
             .expect("watcher task alive");
-        assert_eq!(
-            initial,
-            Vec::<Seen>::new(),
-            "namespace default has ConfigMaps"
-        );
+        assert_eq!(initial, pre, "the watcher's initial state");
     }
 
     // Changes, through a follower.
-    let pp = PostParams::default();
     let mp = PatchParams::default();
     let mut all: Vec<Seen> = Vec::new();
     let mut selected: Vec<Seen> = Vec::new();
@@ -553,10 +562,18 @@ async fn watcher_sees_every_configmap_change_in_order() {
         .await
         .unwrap();
     both(&mut all, &mut selected, seen("apply", &cm));
+    let gone = w
+        .delete("pre-a", &DeleteParams::default())
+        .await
+        .unwrap()
+        .left()
+        .expect("delete returns the deleted object");
+    both(&mut all, &mut selected, seen("delete", &gone));
 
     for (rx, want, what) in [
         (rxs.remove(0), &all, "unselected watcher"),
         (rxs.remove(0), &selected, "label-selected watcher"),
+        (rxs.remove(0), &all, "streaming-list watcher"),
     ] {
         let mut rx = rx;
         let mut got = Vec::new();
