@@ -599,3 +599,51 @@ async fn watcher_sees_every_configmap_change_in_order() {
         t.abort();
     }
 }
+
+/// A Secret's `stringData` is write-only: kube-apiserver merges it into
+/// `data` (base64) on every write, overwriting keys, and never returns it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_string_data_is_merged_into_data() {
+    use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::ByteString;
+    let s = Shard::start();
+    let (f1, f2) = s.followers();
+    let w: Api<Secret> = Api::namespaced(s.client(f1, "root").await, "default");
+    let r: Api<Secret> = Api::namespaced(s.client(f2, "root").await, "default");
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "creds"},
+        "data": {"token": "b2xk", "ca.crt": "Y2E="},
+        "stringData": {"token": "new", "user": "admin"}
+    }))
+    .unwrap();
+    let want = |pairs: &[(&str, &str)]| {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect::<BTreeMap<_, _>>(),
+        )
+    };
+    let created = w.create(&PostParams::default(), &secret).await.unwrap();
+    for got in [created, r.get("creds").await.unwrap()] {
+        assert_eq!(
+            got.data,
+            want(&[("ca.crt", "ca"), ("token", "new"), ("user", "admin")])
+        );
+        assert_eq!(got.string_data, None, "stringData was returned");
+    }
+    // On a patch too.
+    let patched = w
+        .patch(
+            "creds",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"user": "root"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        patched.data,
+        want(&[("ca.crt", "ca"), ("token", "new"), ("user", "root")])
+    );
+    assert_eq!(patched.string_data, None, "stringData was returned");
+}
