@@ -647,3 +647,62 @@ async fn secret_string_data_is_merged_into_data() {
     );
     assert_eq!(patched.string_data, None, "stringData was returned");
 }
+
+/// tmc's own kinds have Rust types (src/api/types.rs) and a published
+/// OpenAPI schema (required `spec.apiEndpoint`, `spec.credentialsSecretRef`,
+/// `spec.strategy`; `strategy.type` one of Single/Spread/All), as a CRD
+/// with a structural schema would: kube-apiserver answers an object that
+/// does not match with 422 Invalid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "server bug: tmc.kcp.io objects are stored without validation against src/api/types.rs (create, update, patch in src/api/handlers.rs)"]
+async fn tmc_kinds_are_validated() {
+    let s = Shard::start();
+    let client = s.client(1, "root").await;
+    let creg = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("tmc.kcp.io", "v1alpha1", "ClusterRegistration"),
+        "clusterregistrations",
+    );
+    let cregs: Api<DynamicObject> = Api::all_with(client.clone(), &creg);
+    let places: Api<DynamicObject> = Api::all_with(client, &placement_resource());
+    let pp = PostParams::default();
+    let bad = [
+        (&cregs, DynamicObject::new("no-spec", &creg)),
+        (
+            &cregs,
+            DynamicObject::new("wrong-type", &creg).data(json!({"spec": {
+                "apiEndpoint": 5,
+                "credentialsSecretRef": {"namespace": "tmc-system", "name": "x"}}})),
+        ),
+        (
+            &places,
+            DynamicObject::new("bad-strategy", &placement_resource())
+                .data(json!({"spec": {"strategy": {"type": "Nope"}}})),
+        ),
+    ];
+    for (api, obj) in bad {
+        let name = obj.metadata.name.clone().unwrap();
+        let r = api.create(&pp, &obj).await;
+        assert!(
+            matches!(&r, Err(kube::Error::Api(st)) if st.code == 422 && st.reason == "Invalid"),
+            "{name}: want 422 Invalid, got {r:?}"
+        );
+    }
+}
+
+/// kube-apiserver (NamespaceLifecycle admission) refuses to delete the
+/// `default` namespace: 403 Forbidden, "this namespace may not be deleted".
+/// tmc deletes it, and workspace `root` then has no `default` namespace
+/// until the next restart (new workspaces never get it back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "server bug: DELETE of namespace default succeeds (delete in src/api/handlers.rs)"]
+async fn default_namespace_cannot_be_deleted() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let s = Shard::start();
+    let ns: Api<Namespace> = Api::all(s.client(1, "root").await);
+    let r = ns.delete("default", &DeleteParams::default()).await;
+    assert!(
+        matches!(&r, Err(kube::Error::Api(st)) if st.code == 403 && st.reason == "Forbidden"),
+        "want 403 Forbidden, got {r:?}"
+    );
+    assert!(ns.get("default").await.is_ok(), "namespace default is gone");
+}
