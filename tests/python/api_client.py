@@ -177,6 +177,27 @@ def main(root_kc, acme_kc):
     assert patched.spec.template.spec.containers[0].image == "nginx:1.27"
     assert root_apps.read_namespaced_deployment("web", "default").spec.replicas == 1
 
+    step("Deployment: a dry-run delete (DeleteOptions body, as client-go sends it) keeps it")
+    dry = client.V1DeleteOptions(dry_run=["All"])
+    acme_apps.delete_namespaced_deployment("web", "default", body=dry)
+    kept = acme_apps.read_namespaced_deployment("web", "default")
+    assert kept.metadata.resource_version == patched.metadata.resource_version, \
+        "a dry-run delete changed the object"
+    root_core = client.CoreV1Api(root)
+    for name in ["dry-a", "dry-b"]:
+        root_core.create_namespaced_config_map("default", {
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "labels": {"dry": "yes"}}})
+    root_core.delete_collection_namespaced_config_map(
+        "default", label_selector="dry=yes", body=dry)
+    names = [c.metadata.name for c in
+             root_core.list_namespaced_config_map("default", label_selector="dry=yes").items]
+    assert names == ["dry-a", "dry-b"], f"a dry-run deletecollection deleted: left {names}"
+    root_core.delete_collection_namespaced_config_map("default", label_selector="dry=yes")
+    names = [c.metadata.name for c in
+             root_core.list_namespaced_config_map("default", label_selector="dry=yes").items]
+    assert names == [], names
+
     step("Deployment: delete, then 404 on get and on a second delete")
     acme_apps.delete_namespaced_deployment("web", "default")
     expect_status(404, acme_apps.read_namespaced_deployment, "web", "default")
