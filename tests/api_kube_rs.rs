@@ -119,6 +119,25 @@ async fn typed_deployments_through_followers() {
     let l = r.list(&ListParams::default().labels("tier")).await.unwrap();
     assert_eq!(names(&l.items), Vec::<String>::new());
 
+    // pages: a continue token from one node works on another, and the
+    // pages are one snapshot (a write between them is not in the list)
+    let p1 = w.list(&ListParams::default().limit(1)).await.unwrap();
+    assert_eq!(names(&p1.items), ["db"]);
+    let token = p1.metadata.continue_.clone().expect("a continue token");
+    w.create(&pp, &deployment("zz", "zz", 1)).await.unwrap();
+    let p2 = rl
+        .list(&ListParams::default().limit(1).continue_token(&token))
+        .await
+        .unwrap();
+    assert_eq!(names(&p2.items), ["web"]);
+    assert_eq!(p2.metadata.resource_version, p1.metadata.resource_version);
+    assert!(
+        p2.metadata.continue_.as_deref().unwrap_or("").is_empty(),
+        "a third page: {:?}",
+        p2.metadata.continue_
+    );
+    w.delete("zz", &DeleteParams::default()).await.unwrap();
+
     // replace: fresh resourceVersion works, a stale one is a 409 Conflict
     let mut fresh = r.get("web").await.unwrap();
     fresh.spec.as_mut().unwrap().replicas = Some(2);

@@ -227,6 +227,17 @@ def main(root_kc, acme_kc):
         group=TMC_GROUP, version=TMC_VERSION, plural="clusterregistrations",
         resource_version=rv0,
     )
+    # A watch in workspace root over the same span sees none of root:acme's
+    # changes, only the marker created in root at the end.
+    root_rv = root_custom.list_cluster_custom_object(
+        TMC_GROUP, TMC_VERSION, "clusterregistrations")["metadata"]["resourceVersion"]
+    root_watch = Recorder(
+        root_custom.list_cluster_custom_object,
+        lambda ev: ev["object"]["metadata"]["annotations"].get("kcp.io/cluster"),
+        lambda ev: ev["object"]["metadata"]["name"] == "marker",
+        group=TMC_GROUP, version=TMC_VERSION, plural="clusterregistrations",
+        resource_version=root_rv,
+    )
     creg = {
         "apiVersion": f"{TMC_GROUP}/{TMC_VERSION}", "kind": "ClusterRegistration",
         "metadata": {"name": "eu-west-1a", "labels": {"region": "eu-west"}},
@@ -290,6 +301,14 @@ def main(root_kc, acme_kc):
         ("DELETED", "eu-west-1a", (True, 2)),
     ]
     assert events == want, f"watch events:\n  got  {events}\n  want {want}"
+
+    step("ClusterRegistration: the watch in root saw none of root:acme's changes")
+    marker = dict(creg, metadata={"name": "marker"})
+    root_custom.create_cluster_custom_object(TMC_GROUP, TMC_VERSION, "clusterregistrations", marker)
+    events = root_watch.wait()
+    want = [("ADDED", "marker", "root")]
+    assert events == want, f"root watch events:\n  got  {events}\n  want {want}"
+    root_custom.delete_cluster_custom_object(TMC_GROUP, TMC_VERSION, "clusterregistrations", "marker")
 
     # ------------------------------------------------------------------
     step("a watch with a timeout ends by itself")
