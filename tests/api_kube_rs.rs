@@ -725,3 +725,112 @@ async fn default_namespace_cannot_be_deleted() {
     );
     assert!(ns.get("default").await.is_ok(), "namespace default is gone");
 }
+
+/// Two writers on the two followers at once: watchers on all three nodes
+/// see the same events in the same order, with increasing
+/// resourceVersions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_one_order_on_every_node() {
+    const PER_WRITER: usize = 15;
+    let s = Shard::start();
+    let (f1, f2) = s.followers();
+    let mut rxs = Vec::new();
+    let mut ready = Vec::new();
+    let mut tasks = Vec::new();
+    for id in 1..=3u64 {
+        let api: Api<ConfigMap> = Api::namespaced(s.client(id, "root").await, "default");
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(Seen, u64)>();
+        let (init_tx, init_rx) = tokio::sync::oneshot::channel::<()>();
+        tasks.push(tokio::spawn(async move {
+            let mut init_tx = Some(init_tx);
+            let mut stream = watcher(api, watcher::Config::default()).boxed();
+            while let Some(ev) = stream.next().await {
+                match ev {
+                    Ok(watcher::Event::Init) => assert!(init_tx.is_some(), "restarted"),
+                    Ok(watcher::Event::InitApply(o)) => panic!("unexpected {o:?}"),
+                    Ok(watcher::Event::InitDone) => {
+                        let _ = init_tx.take().unwrap().send(());
+                    }
+                    Ok(watcher::Event::Apply(o)) => {
+                        let _ = tx.send((seen("apply", &o), rv(&o)));
+                    }
+                    Ok(watcher::Event::Delete(o)) => {
+                        let _ = tx.send((seen("delete", &o), rv(&o)));
+                    }
+                    Err(e) => panic!("watcher error: {e}"),
+                }
+            }
+        }));
+        rxs.push(rx);
+        ready.push(init_rx);
+    }
+    for r in ready {
+        tokio::time::timeout(Duration::from_secs(30), r)
+            .await
+            .expect("watcher ready within 30 s")
+            .unwrap();
+    }
+    let mut writers = Vec::new();
+    for (w, id) in [("a", f1), ("b", f2)] {
+        let api: Api<ConfigMap> = Api::namespaced(s.client(id, "root").await, "default");
+        writers.push(tokio::spawn(async move {
+            for i in 0..PER_WRITER {
+                let name = format!("{w}-{i:02}");
+                api.create(&PostParams::default(), &configmap(&name, "0"))
+                    .await
+                    .unwrap();
+                api.patch(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"data": {"v": "1"}})),
+                )
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let total = 2 * 2 * PER_WRITER;
+    let mut sequences = Vec::new();
+    for (i, rx) in rxs.iter_mut().enumerate() {
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while got.len() < total {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(ev)) => got.push(ev),
+                other => panic!(
+                    "node {}: {} of {total} events ({other:?}): {got:?}",
+                    i + 1,
+                    got.len()
+                ),
+            }
+        }
+        assert!(
+            got.windows(2).all(|p| p[0].1 < p[1].1),
+            "node {}: resourceVersions not increasing: {got:?}",
+            i + 1
+        );
+        // Per object: created with "0", then patched to "1".
+        for w in ["a", "b"] {
+            for i in 0..PER_WRITER {
+                let name = format!("{w}-{i:02}");
+                let mine: Vec<&Seen> = got.iter().map(|g| &g.0).filter(|g| g.1 == name).collect();
+                assert_eq!(
+                    mine,
+                    [
+                        &("apply", name.clone(), Some("0".to_string())),
+                        &("apply", name.clone(), Some("1".to_string()))
+                    ]
+                );
+            }
+        }
+        sequences.push(got);
+    }
+    assert_eq!(sequences[0], sequences[1], "nodes 1 and 2 differ");
+    assert_eq!(sequences[0], sequences[2], "nodes 1 and 3 differ");
+    for t in tasks {
+        t.abort();
+    }
+}
