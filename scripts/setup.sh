@@ -5,8 +5,9 @@
 set -euo pipefail
 
 # System packages: libclang for RocksDB's bindgen, protoc for raft-rs, a C++
-# toolchain for RocksDB itself, openssl for test certificates.
-TMC_APT_PACKAGES=(libclang-dev protobuf-compiler clang g++ make openssl curl)
+# toolchain for RocksDB itself, openssl for test certificates, Python with
+# venv for the Kubernetes Python client test (scripts/pyenv.sh).
+TMC_APT_PACKAGES=(libclang-dev protobuf-compiler clang g++ make openssl curl python3 python3-venv)
 
 missing=()
 for p in "${TMC_APT_PACKAGES[@]}"; do
@@ -31,3 +32,6 @@ rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup comp
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tmc/target}"
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 mkdir -p "$CARGO_TARGET_DIR"
+
+# The Kubernetes Python client for tests/api_python.rs, in a venv.
+. "$(dirname "${BASH_SOURCE[0]}")/pyenv.sh"

@@ -137,6 +137,33 @@ fn dry_run(p: &Params) -> ApiResult<bool> {
     }
 }
 
+/// A delete's dry run: `dryRun=All` in the query, or in the DeleteOptions
+/// body, where client-go (kubectl, the Python client) puts it.
+fn delete_dry_run(p: &Params, opts: &Value) -> ApiResult<bool> {
+    let mut dry = dry_run(p)?;
+    match opts.get("dryRun") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(vs)) => {
+            for v in vs {
+                match v.as_str() {
+                    Some("All") => dry = true,
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "invalid dry run value {v}: only \"All\" is supported"
+                        )))
+                    }
+                }
+            }
+        }
+        Some(v) => {
+            return Err(ApiError::bad_request(format!(
+                "DeleteOptions.dryRun must be a list, not {v}"
+            )))
+        }
+    }
+    Ok(dry)
+}
+
 fn check_field_validation(p: &Params) -> ApiResult<()> {
     match p.get("fieldValidation").map(String::as_str) {
         None | Some("") | Some("Ignore") | Some("Warn") | Some("Strict") => Ok(()),
@@ -920,7 +947,6 @@ impl ObjectApi {
         p: &Params,
         body: Option<Value>,
     ) -> ApiResult<Reply> {
-        let dry = dry_run(p)?;
         let info = req.info;
         let name = req.name.clone().unwrap_or_default();
         let key = Self::path_key(req, ws)?;
@@ -928,6 +954,7 @@ impl ObjectApi {
         if !opts.is_null() && !opts.is_object() {
             return Err(ApiError::bad_request("DeleteOptions must be a JSON object"));
         }
+        let dry = delete_dry_run(p, &opts)?;
         let pre_uid = opts
             .pointer("/preconditions/uid")
             .and_then(Value::as_str)
@@ -1038,6 +1065,7 @@ impl ObjectApi {
         req: &ResourceRequest,
         ws: &Workspace,
         p: &Params,
+        opts: Option<Value>,
     ) -> ApiResult<Reply> {
         let (_, list) = self.list(req, &WorkspaceSel::One(ws.clone()), p).await?;
         let mut deleted = Vec::new();
@@ -1047,7 +1075,7 @@ impl ObjectApi {
             one.namespace = meta_str(&item, "namespace")
                 .map(str::to_string)
                 .or(one.namespace);
-            match self.delete(&one, ws, p, None).await {
+            match self.delete(&one, ws, p, opts.clone()).await {
                 Ok((_, obj)) => deleted.push(obj),
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(e),

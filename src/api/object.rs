@@ -135,8 +135,10 @@ pub fn spec_part(obj: &Value) -> Value {
 
 /// Removes what clients may not set or must not store: the
 /// resourceVersion (the store's revision is the truth), selfLink, and the
-/// workspace annotation (put back on the way out).
+/// workspace annotation (put back on the way out). A Secret's write-only
+/// `stringData` is merged into `data`.
 pub fn strip_for_storage(obj: &mut Value) {
+    fold_string_data(obj);
     let meta = meta_mut(obj);
     meta.remove("resourceVersion");
     meta.remove("selfLink");
@@ -150,6 +152,36 @@ pub fn strip_for_storage(obj: &mut Value) {
     };
     if empty {
         meta.remove("annotations");
+    }
+}
+
+/// Merges a v1 Secret's `stringData` into `data` (base64), overwriting
+/// keys, and drops it: kube-apiserver does so on every write, and never
+/// returns `stringData`.
+fn fold_string_data(obj: &mut Value) {
+    use base64::Engine;
+    let is_secret = obj.get("apiVersion").and_then(Value::as_str) == Some("v1")
+        && obj.get("kind").and_then(Value::as_str) == Some("Secret");
+    let Some(m) = obj.as_object_mut().filter(|_| is_secret) else {
+        return;
+    };
+    let Some(Value::Object(string_data)) = m.remove("stringData") else {
+        return;
+    };
+    if string_data.is_empty() {
+        return;
+    }
+    let data = m.entry("data").or_insert_with(|| Value::Object(Map::new()));
+    if !data.is_object() {
+        *data = Value::Object(Map::new());
+    }
+    if let Some(data) = data.as_object_mut() {
+        for (k, v) in string_data {
+            if let Value::String(v) = v {
+                let enc = base64::engine::general_purpose::STANDARD.encode(v.as_bytes());
+                data.insert(k, Value::String(enc));
+            }
+        }
     }
 }
 

@@ -285,9 +285,17 @@ async fn resource(
             s.objects.delete(r, ws, p, opts).await?
         }
         "deletecollection" => {
-            s.objects
-                .delete_collection(r, one("deletecollection")?, p)
-                .await?
+            let ws = one("deletecollection")?;
+            let raw = read_body(&parts.headers, body).await?;
+            let opts = if raw.iter().all(u8::is_ascii_whitespace) {
+                None
+            } else {
+                Some(object::decode_body(
+                    header_str(&parts.headers, header::CONTENT_TYPE),
+                    &raw,
+                )?)
+            };
+            s.objects.delete_collection(r, ws, p, opts).await?
         }
         other => {
             return Err(ApiError::method_not_allowed(format!(

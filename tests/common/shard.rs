@@ -184,6 +184,60 @@ impl Shard {
         }
     }
 
+    /// Node `id`'s raft status (`tmc kv status`: `leader`, `role`, ...);
+    /// `None` when it does not answer.
+    pub fn raft_status(&self, id: u64) -> Option<serde_json::Value> {
+        let out = tmc()
+            .args([
+                "kv",
+                "--endpoint",
+                &format!("127.0.0.1:{}", self.kv[(id - 1) as usize]),
+                "status",
+            ])
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// The leader every node names, itself reporting role "leader" (waits
+    /// up to 30 s).
+    pub fn leader(&self) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let seen: Vec<Option<serde_json::Value>> =
+                (1..=N as u64).map(|id| self.raft_status(id)).collect();
+            let leaders: Vec<Option<u64>> = seen
+                .iter()
+                .map(|s| s.as_ref().and_then(|s| s["leader"].as_u64()))
+                .collect();
+            if let Some(Some(l)) = leaders.first() {
+                let l = *l;
+                if (1..=N as u64).contains(&l)
+                    && leaders.iter().all(|x| *x == Some(l))
+                    && seen[(l - 1) as usize]
+                        .as_ref()
+                        .is_some_and(|s| s["role"] == "leader")
+                {
+                    return l;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("no agreed leader: {seen:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The two nodes that are not the leader (at the time of asking).
+    pub fn followers(&self) -> (u64, u64) {
+        let l = self.leader();
+        let f: Vec<u64> = (1..=N as u64).filter(|&id| id != l).collect();
+        (f[0], f[1])
+    }
+
     /// Prints every node's log (for failing tests).
     pub fn dump_logs(&self) {
         for id in 1..=N as u64 {
