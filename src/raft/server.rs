@@ -706,7 +706,7 @@ impl Handle {
                     post_internal(addr, "/internal/txn", &body)
                         .await
                         .map_err(|e| {
-                            WireError::Internal(format!(
+                            WireError::Forward(format!(
                                 "forwarding to the leader {l} at {addr} failed: {e}"
                             ))
                         })?;
