@@ -288,6 +288,13 @@ enum Debug {
         #[arg(long, default_value_t = 8)]
         batch_size: u32,
     },
+    /// Fuzzes the API's routing and body decoding (see src/api/fuzz.rs).
+    FuzzApi {
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 fn main() {
@@ -784,6 +791,15 @@ fn run_bench<T>(
 
 fn debug(which: Debug) -> Result<(), BoxError> {
     match which {
+        Debug::FuzzApi { seconds, seed } => {
+            // Panics are the findings: keep their messages off the terminal.
+            std::panic::set_hook(Box::new(|_| {}));
+            let n = tmc::api::fuzz::run(seed, seconds, u64::MAX)?;
+            println!(
+                "fuzz-api: {n} inputs in {seconds} s (seed {seed}), no panic, no broken invariant"
+            );
+            Ok(())
+        }
         Debug::CrashWriter {
             data_dir,
             batch_size,

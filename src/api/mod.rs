@@ -9,6 +9,7 @@
 pub mod apply;
 pub mod auth;
 pub mod discovery;
+pub mod fuzz;
 pub mod handlers;
 pub mod object;
 pub mod openapi;

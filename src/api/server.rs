@@ -183,18 +183,29 @@ fn openapi(route: &Route, which: &OpenApi, accept: Option<&str>) -> ApiResult<Re
     Ok(json_response(200, &doc))
 }
 
-async fn read_body(headers: &HeaderMap, body: Body) -> ApiResult<Vec<u8>> {
-    if let Some(len) =
-        header_str(headers, header::CONTENT_LENGTH).and_then(|l| l.parse::<usize>().ok())
-    {
-        if len > object::MAX_BODY {
-            return Err(ApiError::too_large("the request body is larger than 3 MiB"));
+async fn read_body(_headers: &HeaderMap, body: Body) -> ApiResult<Vec<u8>> {
+    use http_body_util::BodyExt;
+    /// Past the limit the rest is read and dropped up to this much, so that
+    /// the client gets its 413 instead of a broken pipe mid-upload.
+    const DRAIN: usize = 64 * 1024 * 1024;
+    let mut body = body;
+    let mut out = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen <= object::MAX_BODY {
+                out.extend_from_slice(&data);
+            } else if seen > DRAIN {
+                break;
+            }
         }
     }
-    axum::body::to_bytes(body, object::MAX_BODY)
-        .await
-        .map(|b| b.to_vec())
-        .map_err(|_| ApiError::too_large("the request body is larger than 3 MiB"))
+    if seen > object::MAX_BODY {
+        return Err(ApiError::too_large("the request body is larger than 3 MiB"));
+    }
+    Ok(out)
 }
 
 async fn resource(
