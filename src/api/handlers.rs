@@ -1431,16 +1431,12 @@ impl ObjectApi {
         let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(256);
         let api = self.clone();
         let info = req.info;
-        let filter = move |rec: &Record, ws_name: &str, ns: &Option<String>| -> Option<Value> {
-            if want_ns.is_some() && *ns != want_ns {
-                return None;
-            }
-            let obj = for_response(
-                serde_json::from_slice(&rec.value).ok()?,
-                rec.mod_revision,
-                ws_name,
-            );
-            (labels.matches_object(&obj) && fields.matches(&obj)).then_some(obj)
+        // Selectors see the stored object (labels, name, namespace are
+        // as stored); only matching objects are copied for the client.
+        let matches = move |obj: &Value, ns: &Option<String>| -> bool {
+            (want_ns.is_none() || *ns == want_ns)
+                && labels.matches_object(obj)
+                && fields.matches(obj)
         };
         tokio::spawn(async move {
             let send = |v: Value| {
@@ -1473,7 +1469,11 @@ impl ObjectApi {
                     };
                     for rec in &page.items {
                         if let Some((w, ns)) = placement_of(rec) {
-                            if let Some(obj) = filter(rec, &w, &ns) {
+                            let Ok(obj) = serde_json::from_slice::<Value>(&rec.value) else {
+                                continue;
+                            };
+                            if matches(&obj, &ns) {
+                                let obj = for_response(obj, rec.mod_revision, &w);
                                 if tx.send(send(event("ADDED", obj))).await.is_err() {
                                     return;
                                 }
@@ -1493,8 +1493,7 @@ impl ObjectApi {
                 }
             }
             // 2. Changes up to the hub's position, from the log.
-            let mut pending: std::collections::VecDeque<Arc<crate::store::Change>> =
-                Default::default();
+            let mut pending: std::collections::VecDeque<super::watch::Decoded> = Default::default();
             if last < sub.from {
                 let mut after = last;
                 while after < sub.from {
@@ -1504,7 +1503,7 @@ impl ObjectApi {
                             for c in chs {
                                 after = c.revision;
                                 if c.revision <= sub.from && prefix.contains(&c.key) {
-                                    pending.push_back(Arc::new(c));
+                                    pending.extend(super::watch::Decoded::new(c));
                                 }
                             }
                         }
@@ -1517,8 +1516,8 @@ impl ObjectApi {
                     }
                     // Send as we go, so a long replay does not pile up.
                     while let Some(c) = pending.pop_front() {
-                        if c.revision > last {
-                            if let Some(ev) = change_event(&c, &filter) {
+                        if c.change.revision > last {
+                            if let Some(ev) = change_event(&c, &matches) {
                                 if tx.send(send(ev)).await.is_err() {
                                     return;
                                 }
@@ -1548,10 +1547,10 @@ impl ObjectApi {
                             // place): end the stream; the client re-watches.
                             return;
                         };
-                        if c.revision <= last {
+                        if c.change.revision <= last {
                             continue;
                         }
-                        if let Some(ev) = change_event(&c, &filter) {
+                        if let Some(ev) = change_event(&c, &matches) {
                             if tx.send(send(ev)).await.is_err() {
                                 return;
                             }
@@ -1582,35 +1581,22 @@ fn bookmark(info: &ResourceInfo, revision: u64, initial_end: bool) -> Value {
 /// makes an object match is ADDED, one that makes it stop matching is
 /// DELETED, as with kube-apiserver's watch cache.
 fn change_event(
-    c: &crate::store::Change,
-    filter: &impl Fn(&Record, &str, &Option<String>) -> Option<Value>,
+    d: &super::watch::Decoded,
+    matches: &impl Fn(&Value, &Option<String>) -> bool,
 ) -> Option<Value> {
-    let (ws_name, ns) = match Key::decode(&c.key)? {
-        Key::Object(k) => (k.workspace.as_str().to_string(), k.namespace),
-        _ => return None,
-    };
-    let old = c.prev.as_ref().and_then(|r| filter(r, &ws_name, &ns));
-    match (&c.value, c.kind) {
-        (Some(rec), crate::store::ChangeKind::Put) => {
-            let new = filter(rec, &ws_name, &ns);
-            match (old, new) {
-                (Some(_), Some(n)) => Some(event("MODIFIED", n)),
-                (None, Some(n)) => Some(event("ADDED", n)),
-                (Some(_), None) => {
-                    // Stopped matching: deleted from this watch's view.
-                    let mut o: Value = serde_json::from_slice(&rec.value).ok()?;
-                    o = for_response(o, c.revision, &ws_name);
-                    Some(event("DELETED", o))
-                }
-                (None, None) => None,
+    let rev = d.change.revision;
+    let old = d.old.as_ref().filter(|o| matches(o, &d.namespace));
+    match &d.new {
+        Some(new) => {
+            let out = || for_response(new.clone(), rev, &d.workspace);
+            match (old.is_some(), matches(new, &d.namespace)) {
+                (true, true) => Some(event("MODIFIED", out())),
+                (false, true) => Some(event("ADDED", out())),
+                // Stopped matching: deleted from this watch's view.
+                (true, false) => Some(event("DELETED", out())),
+                (false, false) => None,
             }
         }
-        _ => old.map(|mut o| {
-            meta_mut(&mut o).insert(
-                "resourceVersion".into(),
-                Value::String(c.revision.to_string()),
-            );
-            event("DELETED", o)
-        }),
+        None => old.map(|o| event("DELETED", for_response(o.clone(), rev, &d.workspace))),
     }
 }

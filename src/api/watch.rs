@@ -12,17 +12,55 @@
 //!    resourceVersion), and only then drains its channel.
 //!
 //! So a watch sees every change after `S` exactly once and in revision
-//! order, and the change log is read once per change for all watches
-//! rather than once per watch. A subscriber whose channel is full (a slow
+//! order, and the change log is read and each change decoded once for all
+//! watches rather than once per watch. A subscriber whose channel is full (a slow
 //! client) is dropped; its stream ends and the client re-watches from its
 //! last resourceVersion, as with kube-apiserver's watch cache. If the hub
 //! falls behind the change log's retention, it drops every subscriber and
 //! starts again from the current revision.
 
 use crate::shard::Shard;
-use crate::store::{Change, Prefix};
+use crate::store::{Change, Key, Prefix};
+use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
+
+/// A change of an object, decoded once for every watch that sees it.
+pub struct Decoded {
+    /// The change.
+    pub change: Change,
+    /// The object's workspace.
+    pub workspace: String,
+    /// Its namespace.
+    pub namespace: Option<String>,
+    /// The new object (puts), as stored.
+    pub new: Option<Value>,
+    /// The object before the change, as stored.
+    pub old: Option<Value>,
+}
+
+impl Decoded {
+    /// Decodes a change of an API object (`None` for other keys).
+    pub fn new(change: Change) -> Option<Decoded> {
+        let Key::Object(k) = Key::decode(&change.key)? else {
+            return None;
+        };
+        let parse = |r: &Option<crate::store::Record>| {
+            r.as_ref()
+                .and_then(|r| serde_json::from_slice::<Value>(&r.value).ok())
+        };
+        Some(Decoded {
+            new: match change.kind {
+                crate::store::ChangeKind::Put => parse(&change.value),
+                crate::store::ChangeKind::Delete => None,
+            },
+            old: parse(&change.prev),
+            workspace: k.workspace.as_str().to_string(),
+            namespace: k.namespace,
+            change,
+        })
+    }
+}
 
 /// Changes buffered per watch before it counts as too slow.
 const CHANNEL: usize = 1024;
@@ -30,7 +68,7 @@ const CHANNEL: usize = 1024;
 struct Subscriber {
     id: u64,
     prefix: Prefix,
-    tx: mpsc::Sender<Arc<Change>>,
+    tx: mpsc::Sender<Arc<Decoded>>,
 }
 
 struct Inner {
@@ -49,7 +87,7 @@ pub struct Subscription {
     /// Every change after this revision under the prefix arrives on `rx`.
     pub from: u64,
     /// The changes.
-    pub rx: mpsc::Receiver<Arc<Change>>,
+    pub rx: mpsc::Receiver<Arc<Decoded>>,
     id: u64,
     hub: Arc<WatchHub>,
 }
@@ -133,14 +171,19 @@ async fn run(hub: Arc<WatchHub>, shard: Arc<dyn Shard>) {
         let mut inner = hub.inner.lock().expect("hub lock");
         for change in changes {
             let rev = change.revision;
-            let change = Arc::new(change);
-            inner.subs.retain(|s| {
-                if !s.prefix.contains(&change.key) {
-                    return true;
+            if inner.subs.iter().any(|s| s.prefix.contains(&change.key)) {
+                // Decoded once, outside nobody's interest.
+                if let Some(d) = Decoded::new(change) {
+                    let d = Arc::new(d);
+                    inner.subs.retain(|s| {
+                        if !s.prefix.contains(&d.change.key) {
+                            return true;
+                        }
+                        // A full channel: the client is too slow; drop it.
+                        s.tx.try_send(d.clone()).is_ok()
+                    });
                 }
-                // A full channel: the client is too slow; drop it.
-                s.tx.try_send(change.clone()).is_ok()
-            });
+            }
             inner.delivered = rev;
         }
     }
