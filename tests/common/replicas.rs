@@ -9,20 +9,13 @@
 #![allow(dead_code)]
 
 use super::faultnet::FaultNet;
+use super::free_port;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// How to start the shard.
 #[derive(Debug, Clone)]
