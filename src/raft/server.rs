@@ -793,10 +793,21 @@ impl Shard for Handle {
     }
 }
 
-/// POSTs `body` to `http://addr{path}` (HTTP/1.1, one request per
-/// connection, marked not to be forwarded again); returns status and body.
+/// POSTs `body` to `http://addr{path}`; see [`internal_request`].
 async fn post_internal(
     addr: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<(StatusCode, Vec<u8>), String> {
+    internal_request(addr, "POST", path, body).await
+}
+
+/// One request to another replica's KV interface (HTTP/1.1, one request
+/// per connection, marked not to be forwarded again, 15 s bound); returns
+/// status and body.
+async fn internal_request(
+    addr: &str,
+    method: &str,
     path: &str,
     body: &[u8],
 ) -> Result<(StatusCode, Vec<u8>), String> {
@@ -805,7 +816,7 @@ async fn post_internal(
             .await
             .map_err(|e| e.to_string())?;
         let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
              Content-Type: application/json\r\n{NO_FORWARD}: 1\r\n\
              Content-Length: {}\r\n\r\n",
             body.len()

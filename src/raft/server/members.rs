@@ -17,9 +17,7 @@
 //! The joining replica is started with `tmc serve --join`: it has no
 //! configuration and asks the leader for a snapshot on first contact.
 
-use super::{
-    forward_allowed, http_error, raft_error, Handle, Input, MembershipChange, Node, NO_FORWARD,
-};
+use super::{forward_allowed, http_error, raft_error, Handle, Input, MembershipChange, Node};
 use crate::raft::{Error, RequestId};
 use crate::store::Engine;
 use axum::extract::{Path, State};
@@ -27,8 +25,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::Json;
 use std::collections::HashMap;
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 /// Checks what only the transport knows (a raft address for a new voter),
@@ -119,41 +115,12 @@ pub(super) async fn list(State(h): State<Handle>) -> HttpResponse {
     }
 }
 
-/// Sends the change to the leader's KV interface (HTTP/1.1, one request,
-/// marked not to be forwarded again); returns its answer.
+/// Sends the change to the leader's KV interface (marked not to be
+/// forwarded again); returns its answer.
 async fn forward_member(
     addr: &str,
     method: &str,
     id: u64,
 ) -> Result<(StatusCode, Vec<u8>), String> {
-    let exchange = async {
-        let mut s = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| e.to_string())?;
-        let head = format!(
-            "{method} /members/{id} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-             {NO_FORWARD}: 1\r\nContent-Length: 0\r\n\r\n"
-        );
-        s.write_all(head.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).await.map_err(|e| e.to_string())?;
-        Ok::<_, String>(raw)
-    };
-    let raw = tokio::time::timeout(Duration::from_secs(15), exchange)
-        .await
-        .map_err(|_| "timed out".to_string())??;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("malformed response")?;
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse::<u16>().ok())
-        .and_then(|c| StatusCode::from_u16(c).ok())
-        .ok_or("malformed status line")?;
-    Ok((code, raw[split + 4..].to_vec()))
+    super::internal_request(addr, method, &format!("/members/{id}"), &[]).await
 }
