@@ -111,6 +111,22 @@ fn deleting(obj: &Value) -> bool {
     meta_str(obj, "deletionTimestamp").is_some()
 }
 
+/// `obj` marked for deletion (unchanged if it already is): a
+/// `deletionTimestamp`, and for a namespace or workspace (`container`) the
+/// phase Terminating.
+fn marked_for_deletion(obj: &Value, container: bool) -> Value {
+    let mut marked = obj.clone();
+    if !deleting(&marked) {
+        let meta = meta_mut(&mut marked);
+        meta.insert("deletionTimestamp".into(), Value::String(object::now()));
+        meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+        if container {
+            marked["status"]["phase"] = Value::String("Terminating".into());
+        }
+    }
+    marked
+}
+
 /// Parsed `resourceVersion`.
 fn parse_rv(s: &str) -> ApiResult<u64> {
     s.parse::<u64>()
@@ -1003,15 +1019,7 @@ impl ObjectApi {
             }
             if is_container || !object::finalizers(&current).is_empty() {
                 // Mark it; it goes when its finalizers (or contents) do.
-                let mut marked = current.clone();
-                if !deleting(&marked) {
-                    let meta = meta_mut(&mut marked);
-                    meta.insert("deletionTimestamp".into(), Value::String(object::now()));
-                    meta.insert("deletionGracePeriodSeconds".into(), json!(0));
-                    if is_container {
-                        marked["status"]["phase"] = Value::String("Terminating".into());
-                    }
-                }
+                let marked = marked_for_deletion(&current, is_container);
                 let mut out_rev = rec.mod_revision;
                 if marked != current {
                     let value = serde_json::to_vec(&marked)
@@ -1160,10 +1168,8 @@ impl ObjectApi {
                     if is_ws && r.kind == "Workspace" {
                         // A nested workspace: empty it first.
                         let child_name = meta_str(&obj, "name").unwrap_or("").to_string();
-                        let mut marked = obj.clone();
-                        if !deleting(&marked) {
-                            meta_mut(&mut marked)
-                                .insert("deletionTimestamp".into(), Value::String(object::now()));
+                        if !deleting(&obj) {
+                            let marked = marked_for_deletion(&obj, true);
                             let v = serde_json::to_vec(&marked)
                                 .map_err(|e| ApiError::internal(e.to_string()))?;
                             let _ = self
@@ -1182,9 +1188,7 @@ impl ObjectApi {
                     if !is_ws && !object::finalizers(&obj).is_empty() {
                         remaining += 1;
                         if !deleting(&obj) {
-                            let mut marked = obj.clone();
-                            meta_mut(&mut marked)
-                                .insert("deletionTimestamp".into(), Value::String(object::now()));
+                            let marked = marked_for_deletion(&obj, false);
                             let v = serde_json::to_vec(&marked)
                                 .map_err(|e| ApiError::internal(e.to_string()))?;
                             ops.push(TxnOp::put_json(k, v, expect));

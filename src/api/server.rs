@@ -183,7 +183,16 @@ fn openapi(route: &Route, which: &OpenApi, accept: Option<&str>) -> ApiResult<Re
     Ok(json_response(200, &doc))
 }
 
-async fn read_body(_headers: &HeaderMap, body: Body) -> ApiResult<Vec<u8>> {
+/// The DeleteOptions of a delete, if its body holds any.
+async fn delete_options(headers: &HeaderMap, body: Body) -> ApiResult<Option<Value>> {
+    let raw = read_body(body).await?;
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    object::decode_body(header_str(headers, header::CONTENT_TYPE), &raw).map(Some)
+}
+
+async fn read_body(body: Body) -> ApiResult<Vec<u8>> {
     use http_body_util::BodyExt;
     /// Past the limit the rest is read and dropped up to this much, so that
     /// the client gets its 413 instead of a broken pipe mid-upload.
@@ -266,46 +275,30 @@ async fn resource(
         "get" => s.objects.get(r, one("get")?, p).await?,
         "create" => {
             let ws = one("create")?;
-            let raw = read_body(&parts.headers, body).await?;
+            let raw = read_body(body).await?;
             let obj = object::decode_body(header_str(&parts.headers, header::CONTENT_TYPE), &raw)?;
             s.objects.create(r, ws, p, &caller, obj).await?
         }
         "update" => {
             let ws = one("update")?;
-            let raw = read_body(&parts.headers, body).await?;
+            let raw = read_body(body).await?;
             let obj = object::decode_body(header_str(&parts.headers, header::CONTENT_TYPE), &raw)?;
             s.objects.update(r, ws, p, &caller, obj).await?
         }
         "patch" => {
             let ws = one("patch")?;
-            let raw = read_body(&parts.headers, body).await?;
+            let raw = read_body(body).await?;
             let ct = header_str(&parts.headers, header::CONTENT_TYPE).unwrap_or("");
             s.objects.patch(r, ws, p, &caller, ct, &raw).await?
         }
         "delete" => {
             let ws = one("delete")?;
-            let raw = read_body(&parts.headers, body).await?;
-            let opts = if raw.iter().all(u8::is_ascii_whitespace) {
-                None
-            } else {
-                Some(object::decode_body(
-                    header_str(&parts.headers, header::CONTENT_TYPE),
-                    &raw,
-                )?)
-            };
+            let opts = delete_options(&parts.headers, body).await?;
             s.objects.delete(r, ws, p, opts).await?
         }
         "deletecollection" => {
             let ws = one("deletecollection")?;
-            let raw = read_body(&parts.headers, body).await?;
-            let opts = if raw.iter().all(u8::is_ascii_whitespace) {
-                None
-            } else {
-                Some(object::decode_body(
-                    header_str(&parts.headers, header::CONTENT_TYPE),
-                    &raw,
-                )?)
-            };
+            let opts = delete_options(&parts.headers, body).await?;
             s.objects.delete_collection(r, ws, p, opts).await?
         }
         other => {
