@@ -3,13 +3,16 @@
 //! Layers, bottom up:
 //! - [`store`]: RocksDB engine, kcp's etcd key layout, revisions, change log.
 //! - [`raft`]: replication of the store across the three nodes of a shard.
-//! - [`api`]: the HTTP edge (health today; the Kubernetes API next).
+//! - [`shard`]: the interface the API and the controllers reach data by;
+//!   [`encryption`] wraps it to keep Secrets encrypted at rest.
+//! - [`api`]: the Kubernetes API over HTTPS, per workspace.
 //! - [`controllers`]: cluster registration, placement and sync.
 //! - [`bench`](mod@bench): the `tmc bench` load generators.
 
 pub mod api;
 pub mod bench;
 pub mod controllers;
+pub mod encryption;
 pub mod raft;
 pub mod shard;
 pub mod store;

@@ -76,6 +76,11 @@ enum Command {
         /// followers behind the compacted log catch up by snapshot.
         #[arg(long, default_value_t = 10_000)]
         log_compact_threshold: u64,
+        /// kube-apiserver's EncryptionConfiguration file: Secrets are stored
+        /// encrypted with its AES-GCM keys (re-read when it changes).
+        /// Without it Secrets are stored in clear.
+        #[arg(long)]
+        encryption_config: Option<PathBuf>,
     },
     /// Generates a CA, a serving certificate, an admin token and an admin
     /// kubeconfig into a directory (kept if they exist).
@@ -101,6 +106,11 @@ enum Command {
         /// The API's address.
         #[arg(long, default_value = "https://127.0.0.1:6443")]
         server: String,
+    },
+    /// Encryption of Secrets at rest.
+    Encryption {
+        #[command(subcommand)]
+        op: EncryptionOp,
     },
     /// Membership of a shard served by `tmc serve`: add or remove a voter
     /// (through the leader; a follower forwards the request).
@@ -147,6 +157,18 @@ enum KvOp {
     List { workspace: String },
     /// The replica's raft status.
     Status,
+}
+
+#[derive(Subcommand)]
+enum EncryptionOp {
+    /// Writes every Secret of every workspace back unchanged, so each is
+    /// stored under the current write key (run after putting a new key
+    /// first in every node's encryption config; then the old key can go).
+    Rewrite {
+        /// An admin (system:masters) kubeconfig for the API.
+        #[arg(long, default_value = ".tmc/admin.kubeconfig")]
+        kubeconfig: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -319,6 +341,7 @@ fn main() {
             voters,
             join,
             log_compact_threshold,
+            encryption_config,
         } => serve(
             node_id,
             &peers,
@@ -331,6 +354,7 @@ fn main() {
                 voters,
                 join,
                 log_compact_threshold,
+                encryption_config,
             },
         ),
         Command::Certs { dir, hosts, server } => certs(dir, hosts, server),
@@ -340,6 +364,9 @@ fn main() {
             server,
         } => kubeconfig(workspace, dir, server),
         Command::Kv { endpoint, op } => kv(endpoint, op),
+        Command::Encryption {
+            op: EncryptionOp::Rewrite { kubeconfig },
+        } => rewrite_secrets(kubeconfig),
         Command::Member { op } => member(op),
         Command::Bench { which } => bench(which),
         Command::Debug { which } => debug(which),
@@ -356,6 +383,14 @@ fn dev(data_dir: PathBuf, listen: String) -> Result<(), BoxError> {
     use tmc::raft::server;
     std::fs::create_dir_all(&data_dir)?;
     let files = tmc::api::tls::ensure_material(&data_dir, &[])?;
+    // Secrets at rest under a generated key, kept beside the certificates.
+    let encryption = data_dir.join("encryption.yaml");
+    if !encryption.exists() {
+        write_private(
+            &encryption,
+            tmc::encryption::Keys::generate_config().as_bytes(),
+        )?;
+    }
     let engine = store::RocksEngine::open(&data_dir.join("shard"), &RocksOptions::default())?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
@@ -373,7 +408,7 @@ fn dev(data_dir: PathBuf, listen: String) -> Result<(), BoxError> {
             tick: std::time::Duration::from_millis(100),
         };
         let handle = server::start(engine, cfg, tmc::raft::NodeConfig::new(1, vec![1])).await?;
-        let api = start_api(handle, listener, &data_dir).await?;
+        let api = start_api(handle, listener, &data_dir, Some(&encryption)).await?;
         println!(
             "tmc dev is running on {server_url} (Ctrl-C stops it). Try:\n  kubectl --kubeconfig {} get namespaces",
             kubeconfig.display()
@@ -384,19 +419,73 @@ fn dev(data_dir: PathBuf, listen: String) -> Result<(), BoxError> {
     })
 }
 
+/// Writes a file only its owner can read (keys, tokens).
+fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+/// The shard the API and controllers use: `handle`, with Secrets encrypted
+/// at rest when an encryption config is given (re-read every 5 s; a
+/// config that stops parsing keeps the old keys and logs why).
+fn data_shard(
+    handle: tmc::raft::server::Handle,
+    encryption: Option<&std::path::Path>,
+) -> Result<Arc<dyn tmc::shard::Shard>, BoxError> {
+    use tmc::encryption::EncryptedShard;
+    let Some(path) = encryption else {
+        tracing::warn!("no --encryption-config: Secrets are stored in clear");
+        return Ok(Arc::new(handle));
+    };
+    let shard = Arc::new(EncryptedShard::from_file(Arc::new(handle), path)?);
+    tracing::info!(
+        config = %path.display(),
+        write_key = shard.keys().write_key_name().unwrap_or("(identity: clear text)"),
+        "Secrets are encrypted at rest"
+    );
+    let weak = Arc::downgrade(&shard);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            let Some(shard) = weak.upgrade() else { return };
+            match shard.reload_if_changed() {
+                Ok(true) => tracing::info!(
+                    write_key = shard
+                        .keys()
+                        .write_key_name()
+                        .unwrap_or("(identity: clear text)"),
+                    "encryption config reloaded"
+                ),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "encryption config not reloaded; the old keys stay in force")
+                }
+            }
+        }
+    });
+    Ok(shard)
+}
+
 /// Starts the Kubernetes API over `handle` on `listen` with the TLS
 /// material in `tls_dir`; the returned future serves until Ctrl-C.
 async fn start_api(
     handle: tmc::raft::server::Handle,
     listener: tokio::net::TcpListener,
     tls_dir: &std::path::Path,
+    encryption: Option<&std::path::Path>,
 ) -> Result<impl std::future::Future<Output = std::io::Result<()>>, BoxError> {
     use tmc::api::{handlers::ObjectApi, server::ApiServer, tls, watch::WatchHub};
-    use tmc::shard::Shard;
     let files = tls::TlsFiles::new(tls_dir);
     let auth = tmc::api::auth::TokenAuth::load(&files.tokens())?;
     let tls_cfg = tls::server_config(&files)?;
-    let shard: Arc<dyn Shard> = Arc::new(handle);
+    let shard = data_shard(handle, encryption)?;
     let objects = Arc::new(ObjectApi {
         hub: WatchHub::start(shard.clone()),
         shard: shard.clone(),
@@ -462,6 +551,7 @@ struct ServeOptions {
     voters: Option<String>,
     join: bool,
     log_compact_threshold: u64,
+    encryption_config: Option<PathBuf>,
 }
 
 fn serve(
@@ -528,7 +618,13 @@ fn serve(
             let listener = tokio::net::TcpListener::bind(&api_listen)
                 .await
                 .map_err(|e| format!("cannot listen on {api_listen}: {e}"))?;
-            let api = start_api(handle.clone(), listener, &tls_dir).await?;
+            let api = start_api(
+                handle.clone(),
+                listener,
+                &tls_dir,
+                membership.encryption_config.as_deref(),
+            )
+            .await?;
             tokio::spawn(async move {
                 if let Err(e) = api.await {
                     tracing::error!(error = %e, "the API server stopped");
@@ -611,6 +707,78 @@ fn kv(endpoint: String, op: KvOp) -> Result<(), BoxError> {
         return Err(format!("HTTP {status}").into());
     }
     Err("too many redirects to the leader".into())
+}
+
+/// `tmc encryption rewrite`: lists every Secret through the `*` workspace
+/// and replaces each with itself. The server rewrites a Secret whose stored
+/// form is under an old key even though nothing changed (kube-apiserver's
+/// `kubectl get secrets -A -o json | kubectl replace -f -`, for all
+/// workspaces at once). A Secret changed or deleted meanwhile needs no
+/// rewrite: whoever changed it wrote it under the current key.
+fn rewrite_secrets(kubeconfig: PathBuf) -> Result<(), BoxError> {
+    use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let kc = kube::config::Kubeconfig::read_from(&kubeconfig)
+            .map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+        let url = config.cluster_url.to_string();
+        let base = url
+            .split_once("/clusters/")
+            .map_or(url.trim_end_matches('/'), |(b, _)| b)
+            .to_string();
+        let client_for = |ws: &str| -> Result<kube::Client, BoxError> {
+            let mut c = config.clone();
+            c.cluster_url = format!("{base}/clusters/{ws}").parse()?;
+            Ok(kube::Client::try_from(c)?)
+        };
+        let ar = ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&());
+        let all: Api<DynamicObject> = Api::all_with(client_for("*")?, &ar);
+        let mut clients: std::collections::HashMap<String, kube::Client> = Default::default();
+        let (mut rewritten, mut raced) = (0u64, 0u64);
+        let mut token: Option<String> = None;
+        loop {
+            let mut lp = ListParams::default().limit(500);
+            if let Some(t) = &token {
+                lp = lp.continue_token(t);
+            }
+            let page = all.list(&lp).await?;
+            for obj in page.items {
+                let ws = obj
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("kcp.io/cluster"))
+                    .cloned()
+                    .ok_or("a Secret in the * list has no kcp.io/cluster annotation")?;
+                let client = match clients.get(&ws) {
+                    Some(c) => c.clone(),
+                    None => {
+                        let c = client_for(&ws)?;
+                        clients.insert(ws.clone(), c.clone());
+                        c
+                    }
+                };
+                let ns = obj.metadata.namespace.clone().unwrap_or_default();
+                let name = obj.metadata.name.clone().unwrap_or_default();
+                let api: Api<DynamicObject> = Api::namespaced_with(client, &ns, &ar);
+                match api.replace(&name, &PostParams::default(), &obj).await {
+                    Ok(_) => rewritten += 1,
+                    Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => raced += 1,
+                    Err(e) => return Err(format!("{ws}/{ns}/{name}: {e}").into()),
+                }
+            }
+            token = page.metadata.continue_.filter(|t| !t.is_empty());
+            if token.is_none() {
+                break;
+            }
+        }
+        println!(
+            "rewrote {rewritten} Secrets in {} workspaces ({raced} changed or deleted meanwhile, already current)",
+            clients.len()
+        );
+        Ok::<_, BoxError>(())
+    })
 }
 
 fn member(op: MemberOp) -> Result<(), BoxError> {

@@ -916,7 +916,10 @@ impl ObjectApi {
             let current = parse_value(&rec)?;
             let desired = compute(&current, rec.mod_revision)?;
             let new = merge_server_fields(info, req.status, &current, desired)?;
-            if new == current {
+            // A stale record (stored under an old encryption key) is
+            // rewritten even when nothing changed: that is how
+            // `tmc encryption rewrite` re-encrypts.
+            if new == current && !rec.stale {
                 return Ok((200, for_response(current, rec.mod_revision, ws.as_str())));
             }
             if dry {

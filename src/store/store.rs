@@ -79,6 +79,12 @@ pub struct Record {
     /// The body.
     #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
+    /// Set by a value transformer above the store (encryption at rest):
+    /// the stored form is not what a write would store now (an old key),
+    /// so an update should rewrite it even when the content is unchanged.
+    /// The store itself always says `false`; it is never persisted.
+    #[serde(skip)]
+    pub stale: bool,
 }
 
 impl Record {
@@ -89,6 +95,7 @@ impl Record {
             create_revision: e.create_revision,
             mod_revision: e.mod_revision,
             value: e.body,
+            stale: false,
         }
     }
 
@@ -608,6 +615,7 @@ impl<E: Engine> Store<E> {
                         create_revision: create,
                         mod_revision: revision,
                         value,
+                        stale: false,
                     };
                     current.insert(k, Some(record.clone()));
                     results.push(OpResult::Put { record, prev });

@@ -25,6 +25,8 @@ pub struct Shard {
     /// API ports, by node (index 0 is node 1).
     pub api: Vec<u16>,
     children: Vec<Option<Child>>,
+    /// Extra `tmc serve` arguments for every node.
+    extra: Vec<String>,
 }
 
 fn tmc() -> Command {
@@ -34,6 +36,11 @@ fn tmc() -> Command {
 impl Shard {
     /// Starts three replicas and waits until the API answers on each.
     pub fn start() -> Shard {
+        Shard::start_with(&[])
+    }
+
+    /// [`Shard::start`] with extra `tmc serve` arguments for every node.
+    pub fn start_with(extra: &[String]) -> Shard {
         let dir = tempfile::Builder::new()
             .prefix("tmc-shard")
             .tempdir()
@@ -54,6 +61,7 @@ impl Shard {
             kv: (0..N).map(|_| free_port()).collect(),
             api: (0..N).map(|_| free_port()).collect(),
             children: (0..N).map(|_| None).collect(),
+            extra: extra.to_vec(),
         };
         for id in 1..=N as u64 {
             s.spawn(id);
@@ -78,7 +86,8 @@ impl Shard {
         self.dir.path().join("tls")
     }
 
-    fn log_path(&self, id: u64) -> PathBuf {
+    /// The log file of node `id`.
+    pub fn log_path(&self, id: u64) -> PathBuf {
         self.dir.path().join(format!("node{id}.log"))
     }
 
@@ -102,6 +111,7 @@ impl Shard {
             .args(["--api-listen", &format!("127.0.0.1:{}", self.api[i])])
             .arg("--tls-dir")
             .arg(self.tls_dir())
+            .args(&self.extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
