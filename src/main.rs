@@ -81,6 +81,11 @@ enum Command {
         /// Without it Secrets are stored in clear.
         #[arg(long)]
         encryption_config: Option<PathBuf>,
+        /// Mutual TLS between replicas: `ca.crt`, `peer.crt`, `peer.key`
+        /// (see `tmc certs`). A peer without a certificate from this CA is
+        /// refused. Without it, replicas talk plain TCP.
+        #[arg(long)]
+        peer_tls_dir: Option<PathBuf>,
     },
     /// Generates a CA, a serving certificate, an admin token and an admin
     /// kubeconfig into a directory (kept if they exist).
@@ -115,6 +120,9 @@ enum Command {
     /// Membership of a shard served by `tmc serve`: add or remove a voter
     /// (through the leader; a follower forwards the request).
     Member {
+        /// The peer TLS directory, when the replicas use mutual TLS.
+        #[arg(long, global = true)]
+        peer_tls_dir: Option<PathBuf>,
         #[command(subcommand)]
         op: MemberOp,
     },
@@ -124,6 +132,9 @@ enum Command {
         /// KV address of a replica.
         #[arg(long, default_value = "127.0.0.1:8001")]
         endpoint: String,
+        /// The peer TLS directory, when the replicas use mutual TLS.
+        #[arg(long)]
+        peer_tls_dir: Option<PathBuf>,
         #[command(subcommand)]
         op: KvOp,
     },
@@ -342,6 +353,7 @@ fn main() {
             join,
             log_compact_threshold,
             encryption_config,
+            peer_tls_dir,
         } => serve(
             node_id,
             &peers,
@@ -355,6 +367,7 @@ fn main() {
                 join,
                 log_compact_threshold,
                 encryption_config,
+                peer_tls_dir,
             },
         ),
         Command::Certs { dir, hosts, server } => certs(dir, hosts, server),
@@ -363,11 +376,15 @@ fn main() {
             dir,
             server,
         } => kubeconfig(workspace, dir, server),
-        Command::Kv { endpoint, op } => kv(endpoint, op),
+        Command::Kv {
+            endpoint,
+            peer_tls_dir,
+            op,
+        } => kv(endpoint, peer_tls_dir, op),
         Command::Encryption {
             op: EncryptionOp::Rewrite { kubeconfig },
         } => rewrite_secrets(kubeconfig),
-        Command::Member { op } => member(op),
+        Command::Member { op, peer_tls_dir } => member(op, peer_tls_dir),
         Command::Bench { which } => bench(which),
         Command::Debug { which } => debug(which),
     };
@@ -406,6 +423,7 @@ fn dev(data_dir: PathBuf, listen: String) -> Result<(), BoxError> {
             peers: [(1, raft_addr)].into_iter().collect(),
             kv_peers: Default::default(),
             tick: std::time::Duration::from_millis(100),
+            tls: None,
         };
         let handle = server::start(engine, cfg, tmc::raft::NodeConfig::new(1, vec![1])).await?;
         let api = start_api(handle, listener, &data_dir, Some(&encryption)).await?;
@@ -552,6 +570,7 @@ struct ServeOptions {
     join: bool,
     log_compact_threshold: u64,
     encryption_config: Option<PathBuf>,
+    peer_tls_dir: Option<PathBuf>,
 }
 
 fn serve(
@@ -609,7 +628,12 @@ fn serve(
         peers: raft_peers,
         kv_peers,
         tick: std::time::Duration::from_millis(tick_ms.max(1)),
+        tls: match &membership.peer_tls_dir {
+            Some(dir) => Some(tmc::raft::tls::PeerTls::load(dir)?),
+            None => None,
+        },
     };
+    let peer_tls = cfg.tls.clone();
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let handle = server::start(engine, cfg, node_cfg).await?;
@@ -635,25 +659,59 @@ fn serve(
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let addr = listener.local_addr()?;
-        tracing::info!(node = node_id, %addr, "serving the KV interface");
-        tmc::api::serve(listener, server::router(handle), async {
+        let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+        };
+        match peer_tls {
+            Some(tls) => {
+                tracing::info!(node = node_id, %addr, "serving the KV interface (mutual TLS)");
+                tmc::api::server::serve_tls(
+                    listener,
+                    tls.server_config(),
+                    server::router(handle),
+                    shutdown,
+                )
+                .await?
+            }
+            None => {
+                tracing::info!(node = node_id, %addr, "serving the KV interface");
+                tmc::api::serve(listener, server::router(handle), shutdown).await?
+            }
+        }
         Ok::<_, BoxError>(())
     })
 }
 
-/// One HTTP/1.1 request with `Connection: close`; returns status and body.
+trait ReadWrite: std::io::Read + std::io::Write {}
+impl<T: std::io::Read + std::io::Write> ReadWrite for T {}
+
+fn load_peer_tls(dir: Option<PathBuf>) -> Result<Option<Arc<tmc::raft::tls::PeerTls>>, BoxError> {
+    Ok(match dir {
+        Some(d) => Some(tmc::raft::tls::PeerTls::load(&d)?),
+        None => None,
+    })
+}
+
+/// One HTTP/1.1 request with `Connection: close` (over mutual TLS when
+/// `tls` is set); returns status and body.
 fn http(
+    tls: Option<&tmc::raft::tls::PeerTls>,
     addr: &str,
     method: &str,
     path: &str,
     body: &[u8],
 ) -> Result<(u16, serde_json::Value), BoxError> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    let tcp = std::net::TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    let mut s: Box<dyn ReadWrite> = match tls {
+        Some(t) => {
+            let name = rustls::pki_types::ServerName::try_from(tmc::raft::tls::PEER_NAME)?;
+            let conn = rustls::ClientConnection::new(t.client_config(), name)?;
+            Box::new(rustls::StreamOwned::new(conn, tcp))
+        }
+        None => Box::new(tcp),
+    };
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
@@ -675,7 +733,8 @@ fn http(
     Ok((status, json))
 }
 
-fn kv(endpoint: String, op: KvOp) -> Result<(), BoxError> {
+fn kv(endpoint: String, tls_dir: Option<PathBuf>, op: KvOp) -> Result<(), BoxError> {
+    let tls = load_peer_tls(tls_dir)?;
     let (method, path, body) = match &op {
         KvOp::Put { path, value } => ("PUT", format!("/kv/{path}"), value.clone().into_bytes()),
         KvOp::Get { path, local } => (
@@ -692,7 +751,7 @@ fn kv(endpoint: String, op: KvOp) -> Result<(), BoxError> {
     };
     let mut addr = endpoint;
     for _ in 0..3 {
-        let (status, json) = http(&addr, method, &path, &body)?;
+        let (status, json) = http(tls.as_deref(), &addr, method, &path, &body)?;
         if status == 503 {
             if let Some(leader) = json.get("leader_addr").and_then(|a| a.as_str()) {
                 eprintln!("tmc: {}; retrying there", json["error"]);
@@ -781,13 +840,14 @@ fn rewrite_secrets(kubeconfig: PathBuf) -> Result<(), BoxError> {
     })
 }
 
-fn member(op: MemberOp) -> Result<(), BoxError> {
+fn member(op: MemberOp, tls_dir: Option<PathBuf>) -> Result<(), BoxError> {
+    let tls = load_peer_tls(tls_dir)?;
     let (method, path, server) = match op {
         MemberOp::Add { id, server } => ("POST", format!("/members/{id}"), server),
         MemberOp::Remove { id, server } => ("DELETE", format!("/members/{id}"), server),
         MemberOp::List { server } => ("GET", "/members".to_string(), server),
     };
-    let (status, json) = http(&server, method, &path, b"")?;
+    let (status, json) = http(tls.as_deref(), &server, method, &path, b"")?;
     println!("{json}");
     if (200..300).contains(&status) {
         Ok(())

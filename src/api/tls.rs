@@ -3,7 +3,8 @@
 //! configuration that serves HTTP/2 and HTTP/1.1 with them.
 //!
 //! Files in a TLS directory: `ca.crt`, `ca.key` (to sign more later),
-//! `server.crt`, `server.key`, `tokens.csv` (kube-apiserver's token file
+//! `server.crt`, `server.key`, `peer.crt`, `peer.key` (mutual TLS between
+//! replicas, see [`crate::raft::tls`]), `tokens.csv` (kube-apiserver's token file
 //! format; the admin token is in `system:masters`), `admin.kubeconfig`.
 //! Keys are written with mode 0600.
 
@@ -45,12 +46,22 @@ impl TlsFiles {
     pub fn admin_kubeconfig(&self) -> PathBuf {
         self.dir.join("admin.kubeconfig")
     }
+    /// `peer.crt`: the replicas' certificate for mutual TLS between them.
+    pub fn peer_cert(&self) -> PathBuf {
+        self.dir.join("peer.crt")
+    }
+    /// `peer.key`.
+    pub fn peer_key(&self) -> PathBuf {
+        self.dir.join("peer.key")
+    }
     /// True once the material exists.
     pub fn exist(&self) -> bool {
         [
             self.ca_cert(),
             self.server_cert(),
             self.server_key(),
+            self.peer_cert(),
+            self.peer_key(),
             self.tokens(),
         ]
         .iter()
@@ -113,7 +124,21 @@ pub fn ensure_material(dir: &Path, hosts: &[String]) -> Result<TlsFiles, BoxErro
     let key = rcgen::KeyPair::generate()?;
     let cert = params.signed_by(&key, &issuer)?;
 
+    // The replicas' certificate: server and client auth, the DNS name
+    // every replica verifies (see tmc::raft::tls).
+    let mut peer = rcgen::CertificateParams::new(vec![crate::raft::tls::PEER_NAME.to_string()])?;
+    peer.distinguished_name
+        .push(rcgen::DnType::CommonName, crate::raft::tls::PEER_NAME);
+    peer.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let peer_key = rcgen::KeyPair::generate()?;
+    let peer_cert = peer.signed_by(&peer_key, &issuer)?;
+
     std::fs::write(files.ca_cert(), ca_cert.pem())?;
+    std::fs::write(files.peer_cert(), peer_cert.pem())?;
+    write_private(&files.peer_key(), peer_key.serialize_pem().as_bytes())?;
     write_private(&dir.join("ca.key"), ca_key.serialize_pem().as_bytes())?;
     std::fs::write(files.server_cert(), cert.pem())?;
     write_private(&files.server_key(), key.serialize_pem().as_bytes())?;

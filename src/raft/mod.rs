@@ -189,6 +189,7 @@ pub mod server;
 pub mod sim;
 pub mod snapshot;
 pub mod storage;
+pub mod tls;
 pub mod wire;
 
 pub use node::{MembershipChange, Node, NodeConfig, Outcome, RequestId, Response, Status};

@@ -51,6 +51,9 @@ pub struct ServerConfig {
     pub kv_peers: BTreeMap<u64, String>,
     /// Wall-clock length of one logical tick.
     pub tick: Duration,
+    /// Mutual TLS between replicas (raft and internal HTTP); `None`: plain
+    /// TCP, for tests that inject faults into the byte stream.
+    pub tls: Option<Arc<super::tls::PeerTls>>,
 }
 
 /// A read the event loop answers from the store.
@@ -149,6 +152,7 @@ pub struct Handle {
     pub kv_peers: BTreeMap<u64, String>,
     reads: Arc<dyn LocalReads>,
     leader: Arc<AtomicBool>,
+    tls: Option<Arc<super::tls::PeerTls>>,
 }
 
 impl Handle {
@@ -184,14 +188,17 @@ pub async fn start<E: Engine>(
     let listener = tokio::net::TcpListener::bind(own)
         .await
         .map_err(|e| format!("cannot listen on {own}: {e}"))?;
-    tokio::spawn(accept_loop(listener, tx.clone()));
+    if let Some(tls) = &cfg.tls {
+        tls.watch();
+    }
+    tokio::spawn(accept_loop(listener, tx.clone(), cfg.tls.clone()));
     let mut outbound = HashMap::new();
     for (&peer, &addr) in &cfg.peers {
         if peer == cfg.id {
             continue;
         }
         let (ptx, prx) = mpsc::channel::<Vec<u8>>(PEER_QUEUE);
-        tokio::spawn(dial_loop(cfg.id, peer, addr, prx));
+        tokio::spawn(dial_loop(cfg.id, peer, addr, prx, cfg.tls.clone()));
         outbound.insert(peer, ptx);
     }
     let tick = cfg.tick;
@@ -204,16 +211,29 @@ pub async fn start<E: Engine>(
         kv_peers: cfg.kv_peers,
         reads,
         leader,
+        tls: cfg.tls,
     })
 }
 
-async fn accept_loop(listener: tokio::net::TcpListener, tx: std_mpsc::Sender<Input>) {
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    tx: std_mpsc::Sender<Input>,
+    tls: Option<Arc<super::tls::PeerTls>>,
+) {
     loop {
         match listener.accept().await {
             Ok((sock, from)) => {
                 let _ = sock.set_nodelay(true);
                 let tx = tx.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
+                    let sock = match super::tls::accept(tls.as_deref(), sock).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!(%from, error = %e, "refused a peer connection: TLS handshake failed");
+                            return;
+                        }
+                    };
                     if let Err(e) = read_frames(sock, tx).await {
                         tracing::debug!(%from, error = %e, "peer connection closed");
                     }
@@ -228,7 +248,7 @@ async fn accept_loop(listener: tokio::net::TcpListener, tx: std_mpsc::Sender<Inp
 }
 
 async fn read_frames(
-    sock: tokio::net::TcpStream,
+    sock: super::tls::PeerStream,
     tx: std_mpsc::Sender<Input>,
 ) -> std::io::Result<()> {
     let mut r = tokio::io::BufReader::new(sock);
@@ -266,13 +286,25 @@ async fn read_frames(
     }
 }
 
-async fn dial_loop(id: u64, peer: u64, addr: SocketAddr, mut rx: mpsc::Receiver<Vec<u8>>) {
+async fn dial_loop(
+    id: u64,
+    peer: u64,
+    addr: SocketAddr,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    tls: Option<Arc<super::tls::PeerTls>>,
+) {
     let mut backoff = Duration::from_millis(20);
     loop {
-        let mut sock = match tokio::net::TcpStream::connect(addr).await {
+        let dialled = match tokio::net::TcpStream::connect(addr).await {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                super::tls::connect(tls.as_deref(), s).await
+            }
+            Err(e) => Err(e),
+        };
+        let mut sock = match dialled {
             Ok(s) => {
                 backoff = Duration::from_millis(20);
-                let _ = s.set_nodelay(true);
                 tracing::debug!(node = id, peer, %addr, "connected to peer");
                 s
             }
@@ -702,14 +734,13 @@ impl Handle {
                 };
                 let body = serde_json::to_vec(to_forward.as_ref().expect("some"))
                     .map_err(|e| WireError::Internal(e.to_string()))?;
-                let (code, raw) =
-                    post_internal(addr, "/internal/txn", &body)
-                        .await
-                        .map_err(|e| {
-                            WireError::Forward(format!(
-                                "forwarding to the leader {l} at {addr} failed: {e}"
-                            ))
-                        })?;
+                let (code, raw) = post_internal(self.tls.as_deref(), addr, "/internal/txn", &body)
+                    .await
+                    .map_err(|e| {
+                        WireError::Forward(format!(
+                            "forwarding to the leader {l} at {addr} failed: {e}"
+                        ))
+                    })?;
                 let answer: Result<Committed, WireError> =
                     serde_json::from_slice(&raw).map_err(|e| {
                         WireError::Internal(format!(
@@ -795,26 +826,31 @@ impl Shard for Handle {
 
 /// POSTs `body` to `http://addr{path}`; see [`internal_request`].
 async fn post_internal(
+    tls: Option<&super::tls::PeerTls>,
     addr: &str,
     path: &str,
     body: &[u8],
 ) -> Result<(StatusCode, Vec<u8>), String> {
-    internal_request(addr, "POST", path, body).await
+    internal_request(tls, addr, "POST", path, body).await
 }
 
 /// One request to another replica's KV interface (HTTP/1.1, one request
 /// per connection, marked not to be forwarded again, 15 s bound); returns
 /// status and body.
 async fn internal_request(
+    tls: Option<&super::tls::PeerTls>,
     addr: &str,
     method: &str,
     path: &str,
     body: &[u8],
 ) -> Result<(StatusCode, Vec<u8>), String> {
     let exchange = async {
-        let mut s = tokio::net::TcpStream::connect(addr)
+        let s = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| e.to_string())?;
+        let mut s = super::tls::connect(tls, s)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
              Content-Type: application/json\r\n{NO_FORWARD}: 1\r\n\

@@ -20,8 +20,10 @@ pub const N: usize = 3;
 pub struct Shard {
     /// Holds data, logs, TLS material and kubeconfigs.
     pub dir: tempfile::TempDir,
-    raft: Vec<u16>,
-    kv: Vec<u16>,
+    /// Raft ports, by node.
+    pub raft: Vec<u16>,
+    /// Internal KV (HTTP) ports, by node.
+    pub kv: Vec<u16>,
     /// API ports, by node (index 0 is node 1).
     pub api: Vec<u16>,
     children: Vec<Option<Child>>,
@@ -111,6 +113,8 @@ impl Shard {
             .args(["--api-listen", &format!("127.0.0.1:{}", self.api[i])])
             .arg("--tls-dir")
             .arg(self.tls_dir())
+            .arg("--peer-tls-dir")
+            .arg(self.tls_dir())
             .args(&self.extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -195,6 +199,8 @@ impl Shard {
                 "kv",
                 "--endpoint",
                 &format!("127.0.0.1:{}", self.kv[(id - 1) as usize]),
+                "--peer-tls-dir",
+                self.tls_dir().to_str().unwrap(),
                 "status",
             ])
             .output()

@@ -66,7 +66,7 @@ async fn change(
             let Some(addr) = h.kv_peers.get(&l).cloned() else {
                 return raft_error(&h, Error::NotLeader { leader: Some(l) });
             };
-            match forward_member(&addr, method, id).await {
+            match forward_member(h.tls.as_deref(), &addr, method, id).await {
                 Ok((code, body)) => (
                     code,
                     [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -118,9 +118,10 @@ pub(super) async fn list(State(h): State<Handle>) -> HttpResponse {
 /// Sends the change to the leader's KV interface (marked not to be
 /// forwarded again); returns its answer.
 async fn forward_member(
+    tls: Option<&crate::raft::tls::PeerTls>,
     addr: &str,
     method: &str,
     id: u64,
 ) -> Result<(StatusCode, Vec<u8>), String> {
-    super::internal_request(addr, method, &format!("/members/{id}"), &[]).await
+    super::internal_request(tls, addr, method, &format!("/members/{id}"), &[]).await
 }

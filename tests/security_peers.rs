@@ -1,0 +1,204 @@
+//! Mutual TLS between the replicas of a shard (`tmc serve --peer-tls-dir`):
+//! the shard works over it (elections, forwarded writes), and a client
+//! without a certificate from the cluster CA — plain TCP, TLS without a
+//! certificate, a certificate from another CA — gets nothing from a raft
+//! or internal HTTP port. Material that changes on disk is reloaded; bad
+//! material keeps the old in force.
+
+mod common;
+
+use common::shard::{kubectl_at, Shard};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn tmc() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tmc"))
+}
+
+/// A separate CA and its material, as `tmc certs` writes it.
+fn foreign_material() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tmc()
+        .args(["certs", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    dir
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn roots(ca: &Path) -> Arc<rustls::RootCertStore> {
+    let mut r = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        r.add(c.unwrap()).unwrap();
+    }
+    Arc::new(r)
+}
+
+/// A client trusting `trust_ca`, presenting the peer certificate of
+/// `cert_dir` (or none).
+fn client(trust_ca: &Path, cert_dir: Option<&Path>) -> Arc<rustls::ClientConfig> {
+    let b = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots(trust_ca));
+    Arc::new(match cert_dir {
+        Some(d) => {
+            let chain: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_file_iter(d.join("peer.crt"))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+            let key = PrivateKeyDer::from_pem_file(d.join("peer.key")).unwrap();
+            b.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => b.with_no_client_auth(),
+    })
+}
+
+/// Connects to `port`, sends `GET /status` over TLS and returns what came
+/// back, or why nothing did.
+async fn exchange(port: u16, cfg: Arc<rustls::ClientConfig>) -> Result<String, String> {
+    let sock = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let connector = tokio_rustls::TlsConnector::from(cfg);
+    let mut s = tokio::time::timeout(
+        Duration::from_secs(10),
+        connector.connect(ServerName::try_from("tmc-peer").unwrap(), sock),
+    )
+    .await
+    .map_err(|_| "handshake timed out".to_string())?
+    .map_err(|e| format!("handshake: {e}"))?;
+    s.write_all(b"GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .map_err(|_| "read timed out".to_string())?
+        .map_err(|e| format!("read: {e}"))?;
+    if out.is_empty() {
+        return Err("closed without an answer".into());
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_talk_mutual_tls_and_refuse_strangers() {
+    let shard = tokio::task::spawn_blocking(Shard::start).await.unwrap();
+    let tls = shard.tls_dir();
+    let foreign = foreign_material();
+
+    // The shard works over mutual TLS: a write on a follower is forwarded
+    // to the leader over the internal interface.
+    let leader = shard.leader();
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    let kc = shard.kubeconfig(follower, "root");
+    let cm = shard.dir.path().join("cm.yaml");
+    std::fs::write(
+        &cm,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: over-mtls, namespace: default}\ndata: {a: b}\n",
+    )
+    .unwrap();
+    let (ok, _, err) = kubectl_at(&kc, &["apply", "-f", cm.to_str().unwrap()]);
+    assert!(ok, "a write through a follower: {err}");
+
+    let kv = shard.kv[0];
+    let raft = shard.raft[0];
+    // A replica's own certificate gets an answer from the KV interface ...
+    let answer = exchange(kv, client(&tls.join("ca.crt"), Some(&tls)))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // ... nobody else does. Attack: TLS without a client certificate.
+    let e = exchange(kv, client(&tls.join("ca.crt"), None))
+        .await
+        .unwrap_err();
+    assert!(!e.is_empty());
+    // Attack: a client certificate from another CA.
+    let e = exchange(kv, client(&tls.join("ca.crt"), Some(foreign.path())))
+        .await
+        .unwrap_err();
+    assert!(!e.is_empty());
+    // Attack: the same on the raft port (where frames would be read).
+    for cert in [None, Some(foreign.path())] {
+        let r = exchange(raft, client(&tls.join("ca.crt"), cert)).await;
+        assert!(r.is_err(), "raft port answered a stranger: {r:?}");
+    }
+    // Attack: plain TCP with bytes that look like a raft frame.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", raft))
+        .await
+        .unwrap();
+    s.write_all(&[0u8; 64]).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("the node closes a plain connection")
+        .unwrap_or(0);
+    // Nothing, or a TLS alert record (content type 21) before the close.
+    assert!(
+        n == 0 || buf[0] == 21,
+        "plain TCP got something other than a TLS alert: {:?}",
+        &buf[..n]
+    );
+    // The node logged the refusals, and the shard is unharmed.
+    let log = std::fs::read_to_string(shard.log_path(1)).unwrap();
+    assert!(
+        log.contains("refused a peer connection: TLS handshake failed"),
+        "the refusal is logged"
+    );
+    let (ok, out, err) = kubectl_at(
+        &shard.kubeconfig(1, "root"),
+        &["get", "configmap", "over-mtls", "-o", "jsonpath={.data.a}"],
+    );
+    assert!(ok && out == "b", "{out} {err}");
+
+    // The CLI: with the peer material it answers; without, or with a
+    // foreign one, it fails.
+    let kv_status = |dir: Option<&Path>| {
+        let mut c = tmc();
+        c.args(["kv", "--endpoint", &format!("127.0.0.1:{kv}")]);
+        if let Some(d) = dir {
+            c.arg("--peer-tls-dir").arg(d);
+        }
+        c.arg("status").output().unwrap()
+    };
+    assert!(kv_status(Some(&tls)).status.success());
+    assert!(!kv_status(None).status.success());
+    assert!(!kv_status(Some(foreign.path())).status.success());
+}
+
+#[test]
+fn peer_material_is_reloaded_when_it_changes_and_bad_material_is_refused() {
+    let a = foreign_material();
+    let b = foreign_material();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = |from: &Path| {
+        for f in ["ca.crt", "peer.crt", "peer.key"] {
+            std::fs::copy(from.join(f), dir.path().join(f)).unwrap();
+        }
+    };
+    copy(a.path());
+    let tls = tmc::raft::tls::PeerTls::load(dir.path()).unwrap();
+    assert_eq!(tls.reload_if_changed(), Ok(false));
+    copy(b.path());
+    assert_eq!(tls.reload_if_changed(), Ok(true));
+    // A key that does not parse: an error naming the file, old material
+    // stays in force.
+    std::fs::write(dir.path().join("peer.key"), "not a key").unwrap();
+    let e = tls.reload_if_changed().unwrap_err();
+    assert!(e.contains("peer.key"), "{e}");
+    // A missing CA at start: a clear error.
+    std::fs::remove_file(dir.path().join("ca.crt")).unwrap();
+    let e = tmc::raft::tls::PeerTls::load(dir.path()).unwrap_err();
+    assert!(e.contains("ca.crt"), "{e}");
+}
