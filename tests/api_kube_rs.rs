@@ -673,7 +673,6 @@ async fn secret_string_data_is_merged_into_data() {
 /// with a structural schema would: kube-apiserver answers an object that
 /// does not match with 422 Invalid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "server bug: tmc.kcp.io objects are stored without validation against src/api/types.rs (create, update, patch in src/api/handlers.rs)"]
 async fn tmc_kinds_are_validated() {
     let s = Shard::start();
     let client = s.client(1, "root").await;
@@ -709,11 +708,10 @@ async fn tmc_kinds_are_validated() {
 }
 
 /// kube-apiserver (NamespaceLifecycle admission) refuses to delete the
-/// `default` namespace: 403 Forbidden, "this namespace may not be deleted".
-/// tmc deletes it, and workspace `root` then has no `default` namespace
-/// until the next restart (new workspaces never get it back).
+/// `default` namespace: 403 Forbidden, "this namespace may not be deleted";
+/// so does tmc (it once deleted it, and workspace `root` then had no
+/// `default` namespace until the next restart).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "server bug: DELETE of namespace default succeeds (delete in src/api/handlers.rs)"]
 async fn default_namespace_cannot_be_deleted() {
     use k8s_openapi::api::core::v1::Namespace;
     let s = Shard::start();

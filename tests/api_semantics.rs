@@ -659,6 +659,23 @@ async fn kube_apiserver_semantics_table() {
     )
     .await;
     let wp = json!({"apiVersion": "tmc.kcp.io/v1alpha1", "kind": "WorkloadPlacement", "metadata": {"name": "p"}, "spec": {"a": 1}});
+    let v = api
+        .row(
+            "a WorkloadPlacement without spec.strategy: Invalid",
+            "POST",
+            "/apis/tmc.kcp.io/v1alpha1/workloadplacements",
+            J,
+            wp.clone(),
+            st(422, "Invalid"),
+        )
+        .await;
+    assert_eq!(v["details"]["causes"][0]["field"], "spec.strategy", "{v}");
+    assert_eq!(
+        v["details"]["causes"][0]["reason"], "FieldValueRequired",
+        "{v}"
+    );
+    let mut wp = wp;
+    wp["spec"]["strategy"] = json!({"type": "Single"});
     api.row(
         "create a WorkloadPlacement",
         "POST",

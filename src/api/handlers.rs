@@ -681,6 +681,7 @@ impl ObjectApi {
             let ns = default_namespace(&child);
             child_default_ns = Some((namespace_key(&child, "default")?, ns));
         }
+        super::validation::validate(info, &obj)?;
         if dry {
             return Ok((201, for_response(obj, 0, ws.as_str())));
         }
@@ -916,6 +917,7 @@ impl ObjectApi {
             let current = parse_value(&rec)?;
             let desired = compute(&current, rec.mod_revision)?;
             let new = merge_server_fields(info, req.status, &current, desired)?;
+            super::validation::validate(info, &new)?;
             // A stale record (stored under an old encryption key) is
             // rewritten even when nothing changed: that is how
             // `tmc encryption rewrite` re-encrypts.
@@ -974,6 +976,15 @@ impl ObjectApi {
             return Err(ApiError::bad_request("DeleteOptions must be a JSON object"));
         }
         let dry = delete_dry_run(p, &opts)?;
+        // NamespaceLifecycle: the system namespaces stay (a workspace's
+        // deletion removes them with everything else, not through here).
+        if (info.group, info.plural) == ("", "namespaces")
+            && ["default", "kube-system", "kube-public"].contains(&name.as_str())
+        {
+            return Err(ApiError::forbidden(format!(
+                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+            )));
+        }
         let pre_uid = opts
             .pointer("/preconditions/uid")
             .and_then(Value::as_str)

@@ -22,6 +22,7 @@ pub mod server;
 pub mod status;
 pub mod tls;
 pub mod types;
+pub mod validation;
 pub mod watch;
 
 use axum::{http::StatusCode, routing::get, Router};

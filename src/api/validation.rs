@@ -1,0 +1,132 @@
+//! Validation of tmc's own kinds against their Rust types.
+//!
+//! Built-in Kubernetes kinds are stored schemaless (kube-apiserver would
+//! validate them; tmc passes them to member clusters, which do). tmc's own
+//! kinds are read by its controllers, so a ClusterRegistration or a
+//! WorkloadPlacement whose `spec` (or `status`) does not decode into the
+//! types of [`super::types`] is refused with 422 Invalid, naming the field
+//! path serde stopped at, as kube-apiserver does for a CRD whose OpenAPI
+//! schema the object breaks. Unknown fields are kept (as a structural
+//! schema with `x-kubernetes-preserve-unknown-fields` would), not refused.
+
+use super::resources::ResourceInfo;
+use super::status::{ApiError, ApiResult};
+use super::types::{
+    ClusterRegistrationSpec, ClusterRegistrationStatus, WorkloadPlacementSpec,
+    WorkloadPlacementStatus,
+};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+fn check<T: DeserializeOwned>(
+    info: &ResourceInfo,
+    obj: &Value,
+    field: &str,
+    required: bool,
+) -> ApiResult<()> {
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let invalid = |path: String, msg: String, reason: &'static str| {
+        ApiError::invalid(info.kind, info.group, name, vec![(path, msg, reason)])
+    };
+    match obj.get(field) {
+        None | Some(Value::Null) if required => Err(invalid(
+            field.to_string(),
+            "Required value".to_string(),
+            "FieldValueRequired",
+        )),
+        None | Some(Value::Null) => Ok(()),
+        Some(v) => match serde_path_to_error::deserialize::<_, T>(v) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let mut path = match e.path().to_string() {
+                    p if p == "." => field.to_string(),
+                    p => format!("{field}.{p}"),
+                };
+                let msg = e.inner().to_string();
+                // serde names a missing field only in its message.
+                if let Some(missing) = msg
+                    .strip_prefix("missing field `")
+                    .and_then(|m| m.split('`').next())
+                {
+                    path.push('.');
+                    path.push_str(missing);
+                    return Err(invalid(path, "Required value".into(), "FieldValueRequired"));
+                }
+                Err(invalid(
+                    path,
+                    format!("Invalid value: {msg}"),
+                    "FieldValueInvalid",
+                ))
+            }
+        },
+    }
+}
+
+/// Checks a whole object about to be stored.
+pub fn validate(info: &ResourceInfo, obj: &Value) -> ApiResult<()> {
+    match (info.group, info.kind) {
+        ("tmc.kcp.io", "ClusterRegistration") => {
+            check::<ClusterRegistrationSpec>(info, obj, "spec", true)?;
+            check::<ClusterRegistrationStatus>(info, obj, "status", false)
+        }
+        ("tmc.kcp.io", "WorkloadPlacement") => {
+            check::<WorkloadPlacementSpec>(info, obj, "spec", true)?;
+            check::<WorkloadPlacementStatus>(info, obj, "status", false)
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn info(kind: &str) -> &'static ResourceInfo {
+        super::super::resources::RESOURCES
+            .iter()
+            .find(|r| r.group == "tmc.kcp.io" && r.kind == kind)
+            .expect("a tmc kind")
+    }
+
+    #[test]
+    fn tmc_kinds_are_checked_against_their_types() {
+        let creg = info("ClusterRegistration");
+        let ok = json!({"metadata": {"name": "c"}, "spec": {
+            "apiEndpoint": "https://10.0.0.1:6443",
+            "credentialsSecretRef": {"namespace": "tmc-system", "name": "x"}}});
+        assert!(validate(creg, &ok).is_ok());
+        let missing = json!({"metadata": {"name": "c"}});
+        let e = validate(creg, &missing).unwrap_err().to_status();
+        assert_eq!(
+            (e["code"].as_u64(), e["reason"].as_str()),
+            (Some(422), Some("Invalid"))
+        );
+        assert_eq!(e["details"]["causes"][0]["field"], "spec");
+        let wrong = json!({"metadata": {"name": "c"}, "spec": {
+            "apiEndpoint": 5,
+            "credentialsSecretRef": {"namespace": "tmc-system", "name": "x"}}});
+        let e = validate(creg, &wrong).unwrap_err().to_status();
+        assert_eq!(e["details"]["causes"][0]["field"], "spec.apiEndpoint");
+        let place = info("WorkloadPlacement");
+        let e = validate(place, &json!({"spec": {"strategy": {"type": "Nope"}}}))
+            .unwrap_err()
+            .to_status();
+        assert!(
+            e["details"]["causes"][0]["field"]
+                .as_str()
+                .unwrap()
+                .starts_with("spec.strategy"),
+            "{e}"
+        );
+        // Other kinds are not checked here.
+        let cm = super::super::resources::RESOURCES
+            .iter()
+            .find(|r| r.kind == "ConfigMap")
+            .unwrap();
+        assert!(validate(cm, &json!({"data": 5})).is_ok());
+    }
+}
