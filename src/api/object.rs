@@ -17,7 +17,8 @@ pub const CLUSTER_ANNOTATION: &str = "kcp.io/cluster";
 /// Largest request body accepted (kube-apiserver's limit is 3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
-/// Decodes a request body: JSON, or YAML when the content type says so.
+/// Decodes a request body: JSON, or YAML or Kubernetes protobuf when the
+/// content type says so.
 pub fn decode_body(content_type: Option<&str>, body: &[u8]) -> ApiResult<Value> {
     let ct = content_type
         .unwrap_or("application/json")
@@ -40,10 +41,12 @@ pub fn decode_body(content_type: Option<&str>, body: &[u8]) -> ApiResult<Value> 
         | "application/apply-patch+json"
         | "" => serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding JSON: {e}")))?,
+        super::protobuf::MEDIA_TYPE => super::protobuf::decode(body)?,
         other => {
             return Err(ApiError::unsupported_media_type(format!(
                 "the body of the request was in an unknown format - accepted media types \
-                 include: application/json, application/yaml (got {other})"
+                 include: application/json, application/yaml, \
+                 application/vnd.kubernetes.protobuf (got {other})"
             )))
         }
     };
