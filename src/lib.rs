@@ -3,11 +3,13 @@
 //! Layers, bottom up:
 //! - [`store`]: RocksDB engine, kcp's etcd key layout, revisions, change log.
 //! - [`raft`]: replication of the store across the three nodes of a shard.
-//! - [`api`]: the HTTP edge (health today; the Kubernetes API next).
+//! - [`api`]: the HTTP edge: the Kubernetes API per workspace.
+//! - [`auth`](mod@auth): users and RBAC, independent of HTTP and storage.
 //! - [`controllers`]: cluster registration, placement and sync.
 //! - [`bench`](mod@bench): the `tmc bench` load generators.
 
 pub mod api;
+pub mod auth;
 pub mod bench;
 pub mod controllers;
 pub mod raft;

@@ -101,6 +101,13 @@ enum Command {
         /// The API's address.
         #[arg(long, default_value = "https://127.0.0.1:6443")]
         server: String,
+        /// Authenticate as this user with a client certificate issued now
+        /// from the directory's CA (default: the admin token).
+        #[arg(long)]
+        user: Option<String>,
+        /// Groups of the certificate's user (with --user).
+        #[arg(long, value_delimiter = ',', requires = "user")]
+        group: Vec<String>,
     },
     /// Membership of a shard served by `tmc serve`: add or remove a voter
     /// (through the leader; a follower forwards the request).
@@ -338,7 +345,9 @@ fn main() {
             workspace,
             dir,
             server,
-        } => kubeconfig(workspace, dir, server),
+            user,
+            group,
+        } => kubeconfig(workspace, dir, server, user, group),
         Command::Kv { endpoint, op } => kv(endpoint, op),
         Command::Member { op } => member(op),
         Command::Bench { which } => bench(which),
@@ -418,6 +427,7 @@ async fn start_api(
     let server = Arc::new(ApiServer {
         objects,
         auth,
+        certs: Some(tls::cert_auth(&files)?),
         ready: Arc::new(|| Ok(())),
     });
     tracing::info!(addr = %listener.local_addr()?, "serving the Kubernetes API");
@@ -438,7 +448,13 @@ fn certs(dir: PathBuf, hosts: Vec<String>, server: String) -> Result<(), BoxErro
     Ok(())
 }
 
-fn kubeconfig(workspace: String, dir: PathBuf, server: String) -> Result<(), BoxError> {
+fn kubeconfig(
+    workspace: String,
+    dir: PathBuf,
+    server: String,
+    user: Option<String>,
+    groups: Vec<String>,
+) -> Result<(), BoxError> {
     store::Workspace::parse(&workspace)?;
     let files = tmc::api::tls::TlsFiles::new(&dir);
     if !files.exist() {
@@ -448,10 +464,14 @@ fn kubeconfig(workspace: String, dir: PathBuf, server: String) -> Result<(), Box
         )
         .into());
     }
-    print!(
-        "{}",
-        tmc::api::tls::kubeconfig(&files, &server, &workspace)?
-    );
+    let text = match user {
+        None => tmc::api::tls::kubeconfig(&files, &server, &workspace)?,
+        Some(user) => {
+            let cert = tmc::api::tls::issue_client_cert(&files, &user, &groups, None)?;
+            tmc::api::tls::cert_kubeconfig(&files, &server, &workspace, &cert, &user)?
+        }
+    };
+    print!("{text}");
     Ok(())
 }
 
