@@ -1374,7 +1374,8 @@ async fn workspace_isolation_attacks() {
             .await,
         ["workspace-admin"]
     );
-    // The control binding works, in its workspace only.
+    // control-binding-scope: the control binding works, in its workspace
+    // only.
     let (c, _) = api
         .call(&dave, "GET", &ws("root:a", CMS), Value::Null)
         .await;
@@ -1519,7 +1520,7 @@ async fn workspace_isolation_attacks() {
     }
 
     // ------------------------------------------------------------------
-    // kubectl auth can-i, real kubectl, per workspace.
+    // kubectl-auth-can-i: real kubectl, per workspace.
     let bin = common::shard::kubectl_bin();
     let can_i = |kc: &std::path::Path, args: &[&str]| {
         let mut a = vec!["auth", "can-i"];
