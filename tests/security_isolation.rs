@@ -15,7 +15,9 @@
 //!   writes Roles and RoleBindings (so she can try to escalate);
 //! - `dave`: authenticated, bound nowhere;
 //! - `erin`: a client certificate in group `team-a`, which may read
-//!   ConfigMaps in `root:a`/`default`.
+//!   ConfigMaps in `root:a`/`default`;
+//! - `frank`: in `root:a`/`default`, may create Roles and RoleBindings,
+//!   `escalate` Roles and `bind` the ClusterRole `cluster-admin` only.
 
 mod common;
 
@@ -31,6 +33,7 @@ const ALICE: &str = "alice-token-0123456789";
 const BOB: &str = "bob-token-0123456789";
 const CAROL: &str = "carol-token-0123456789";
 const DAVE: &str = "dave-token-0123456789";
+const FRANK: &str = "frank-token-0123456789";
 /// root:b's Secret value as stored (base64 of "b-secret-value").
 const B_SECRET_B64: &str = "Yi1zZWNyZXQtdmFsdWU";
 
@@ -300,7 +303,7 @@ async fn run(api: &Api, c: &Case) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workspace_isolation_attacks() {
     let tokens = format!(
-        "{ALICE},alice,u-alice\n{BOB},bob,u-bob\n{CAROL},carol,u-carol\n{DAVE},dave,u-dave,\"devs\"\n"
+        "{ALICE},alice,u-alice\n{BOB},bob,u-bob\n{CAROL},carol,u-carol\n{DAVE},dave,u-dave,\"devs\"\n{FRANK},frank,u-frank\n"
     );
     let s = Shard::start_with_tokens(&tokens);
     let api1 = Api::new(&s, 1);
@@ -310,6 +313,7 @@ async fn workspace_isolation_attacks() {
     let bob = Cred::Token(BOB);
     let carol = Cred::Token(CAROL);
     let dave = Cred::Token(DAVE);
+    let frank = Cred::Token(FRANK);
 
     // ------------------------------------------------------------------
     // Setup, through the admin and the creators themselves.
@@ -442,6 +446,28 @@ async fn workspace_isolation_attacks() {
                 "Role",
                 "rbac-writer",
                 user("carol"),
+            ),
+        ),
+        (
+            rbac_a("roles"),
+            role(
+                "Role",
+                "escalator",
+                json!([
+                    {"verbs": ["create"], "apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"]},
+                    {"verbs": ["escalate"], "apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"]},
+                    {"verbs": ["bind"], "apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "resourceNames": ["cluster-admin"]},
+                ]),
+            ),
+        ),
+        (
+            rbac_a("rolebindings"),
+            binding(
+                "RoleBinding",
+                "frank-escalator",
+                "Role",
+                "escalator",
+                user("frank"),
             ),
         ),
         (
@@ -1272,6 +1298,66 @@ async fn workspace_isolation_attacks() {
             "",
         ),
         case(
+            "control-escalate-verb",
+            "frank, who may escalate roles, creates a Role reading Secrets",
+            frank.clone(),
+            "POST",
+            rbac_a("roles"),
+            role(
+                "Role",
+                "frank-secrets",
+                json!([{"verbs": ["get"], "apiGroups": [""], "resources": ["secrets"]}]),
+            ),
+            201,
+            "",
+        ),
+        case(
+            "control-bind-verb",
+            "frank, who may bind cluster-admin, binds user nobody to it",
+            frank.clone(),
+            "POST",
+            rbac_a("rolebindings"),
+            binding(
+                "RoleBinding",
+                "nobody-admin",
+                "ClusterRole",
+                "cluster-admin",
+                user("nobody"),
+            ),
+            201,
+            "",
+        ),
+        case(
+            "bind-verb-is-per-name",
+            "frank binds to cm-reader, which his bind right does not name",
+            frank.clone(),
+            "POST",
+            rbac_a("rolebindings"),
+            binding(
+                "RoleBinding",
+                "frank-cm",
+                "Role",
+                "cm-reader",
+                user("frank"),
+            ),
+            403,
+            forb,
+        ),
+        case(
+            "escalate-verb-is-per-kind",
+            "frank (escalate on roles) creates a ClusterRole",
+            frank.clone(),
+            "POST",
+            ws("root:a", &format!("{RBAC}/clusterroles")),
+            role(
+                "ClusterRole",
+                "frank-cr",
+                json!([{"verbs": ["get"], "apiGroups": [""], "resources": ["secrets"]}]),
+            ),
+            403,
+            forb,
+        ),
+        case(
             "control-erin-reads",
             "erin (certificate, group team-a) reads ConfigMaps in root:a/default",
             erin.clone(),
@@ -1345,7 +1431,7 @@ async fn workspace_isolation_attacks() {
     assert_eq!(api.admin_names(&ws("root:a", CMS)).await, ["cm-a"]);
     assert_eq!(
         api.admin_names(&rbac_a("roles")).await,
-        ["cm-reader", "rbac-writer"]
+        ["cm-reader", "escalator", "frank-secrets", "rbac-writer"]
     );
     let reader = api
         .admin("GET", &rbac_a("roles/cm-reader"), Value::Null, 200)
@@ -1357,6 +1443,8 @@ async fn workspace_isolation_attacks() {
             "carol-reader",
             "carol-writer",
             "dave-reader",
+            "frank-escalator",
+            "nobody-admin",
             "team-a-reader"
         ]
     );
