@@ -1609,108 +1609,150 @@ async fn workspace_isolation_attacks() {
 
     // ------------------------------------------------------------------
     // kubectl-auth-can-i: real kubectl, per workspace.
-    let bin = common::shard::kubectl_bin();
-    let can_i = |kc: &std::path::Path, args: &[&str]| {
-        let mut a = vec!["auth", "can-i"];
-        a.extend_from_slice(args);
-        let (ok, out, err) = kubectl_with(&bin, kc, &a, None);
-        (ok, out.trim().to_string(), err)
+    // ssar-json: the review as raw JSON, per workspace (kubectl below may
+    // send protobuf).
+    let ssar = |verb: &str, resource: &str| {
+        json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+               "spec": {"resourceAttributes": {"namespace": "default", "verb": verb, "resource": resource}}})
     };
-    let admin_a = s.kubeconfig(2, "root:a");
-    let alice_a = s.kubeconfig_with_token(2, "root:a", ALICE);
-    let alice_b = s.kubeconfig_with_token(2, "root:b", ALICE);
-    let dave_a = s.kubeconfig_with_token(2, "root:a", DAVE);
-    let carol_a = s.kubeconfig_with_token(3, "root:a", CAROL);
-    let erin_a = s.kubeconfig_with_cert(1, "root:a", "erin", &["team-a"]);
-    let erin_b = s.kubeconfig_with_cert(1, "root:b", "erin", &["team-a"]);
-    for (who, kc, args, want) in [
-        (
-            "admin",
-            &admin_a,
-            vec!["delete", "secrets", "-n", "default"],
-            "yes",
-        ),
-        ("admin", &admin_a, vec!["*", "*"], "yes"),
-        (
-            "alice in root:a",
-            &alice_a,
-            vec!["get", "secrets", "-n", "default"],
-            "yes",
-        ),
-        (
-            "alice in root:a",
-            &alice_a,
-            vec!["create", "workspaces.tenancy.kcp.io"],
-            "yes",
-        ),
-        (
-            "alice in root:b",
-            &alice_b,
-            vec!["get", "secrets", "-n", "default"],
-            "no",
-        ),
-        (
-            "dave in root:a",
-            &dave_a,
-            vec!["get", "secrets", "-n", "default"],
-            "no",
-        ),
-        (
-            "carol in root:a",
-            &carol_a,
-            vec!["list", "configmaps", "-n", "default"],
-            "yes",
-        ),
-        (
-            "carol in root:a",
-            &carol_a,
-            vec!["list", "configmaps", "-n", "kube-system"],
-            "no",
-        ),
-        (
-            "carol in root:a",
-            &carol_a,
-            vec!["get", "secrets", "-n", "default"],
-            "no",
-        ),
-        (
-            "erin in root:a",
-            &erin_a,
-            vec!["watch", "configmaps", "-n", "default"],
-            "yes",
-        ),
-        (
-            "erin in root:b",
-            &erin_b,
-            vec!["watch", "configmaps", "-n", "default"],
-            "no",
-        ),
+    let reviews = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+    for (who, cred, w, verb, res, want) in [
+        ("alice", &alice, "root:a", "get", "secrets", true),
+        ("alice", &alice, "root:b", "get", "secrets", false),
+        ("dave", &dave, "root:b", "list", "configmaps", false),
+        ("erin", &erin, "root:a", "list", "configmaps", true),
+        ("erin", &erin, "root:ab", "list", "configmaps", false),
     ] {
-        let (ok, out, err) = can_i(kc, &args);
-        assert_eq!(out, want, "kubectl auth can-i {args:?} as {who}: {err}");
-        assert_eq!(ok, want == "yes", "exit status of can-i {args:?} as {who}");
+        let (c, v) = api
+            .call(cred, "POST", &ws(w, reviews), ssar(verb, res))
+            .await;
+        assert_eq!(c, 201, "ssar-json {who} in {w}: {v}");
+        assert_eq!(
+            v["status"]["allowed"], want,
+            "ssar-json {who} {verb} {res} in {w}: {v}"
+        );
     }
-    // `kubectl auth can-i --list` (SelfSubjectRulesReview) for carol.
-    let (ok, out, err) = kubectl_with(
-        &bin,
-        &carol_a,
-        &["auth", "can-i", "--list", "-n", "default"],
-        None,
+    let (c, _) = api
+        .call(&dave, "GET", &ws("root:a", reviews), Value::Null)
+        .await;
+    assert_eq!(
+        c, 403,
+        "ssar-json: reviews are create-only and not listable"
     );
-    assert!(ok, "can-i --list: {err}");
-    assert!(out.contains("configmaps"), "{out}");
-    assert!(!out.contains("secrets"), "{out}");
-    // kubectl itself, as carol: her reads work, Secrets are forbidden.
-    let (ok, out, _) = kubectl_with(
-        &bin,
-        &carol_a,
-        &["get", "configmaps", "-n", "default", "-o", "name"],
-        None,
-    );
-    assert!(ok && out.contains("configmap/cm-a"), "{out}");
-    let (ok, _, err) = kubectl_with(&bin, &carol_a, &["get", "secrets", "-n", "default"], None);
+
+    // The newest kubectl (v1.34) and the machine's older one.
+    let oldest = "/usr/bin/kubectl".to_string();
     assert!(
-        !ok && err.contains("forbidden") && err.contains("root:a"),
-        "{err}"
+        std::path::Path::new(&oldest).is_file(),
+        "the machine's kubectl is missing"
     );
+    for bin in [common::shard::kubectl_bin(), oldest] {
+        let can_i = |kc: &std::path::Path, args: &[&str]| {
+            let mut a = vec!["auth", "can-i"];
+            a.extend_from_slice(args);
+            let (ok, out, err) = kubectl_with(&bin, kc, &a, None);
+            (ok, out.trim().to_string(), err)
+        };
+        let admin_a = s.kubeconfig(2, "root:a");
+        let alice_a = s.kubeconfig_with_token(2, "root:a", ALICE);
+        let alice_b = s.kubeconfig_with_token(2, "root:b", ALICE);
+        let dave_a = s.kubeconfig_with_token(2, "root:a", DAVE);
+        let carol_a = s.kubeconfig_with_token(3, "root:a", CAROL);
+        let erin_a = s.kubeconfig_with_cert(1, "root:a", "erin", &["team-a"]);
+        let erin_b = s.kubeconfig_with_cert(1, "root:b", "erin", &["team-a"]);
+        for (who, kc, args, want) in [
+            (
+                "admin",
+                &admin_a,
+                vec!["delete", "secrets", "-n", "default"],
+                "yes",
+            ),
+            ("admin", &admin_a, vec!["*", "*"], "yes"),
+            (
+                "alice in root:a",
+                &alice_a,
+                vec!["get", "secrets", "-n", "default"],
+                "yes",
+            ),
+            (
+                "alice in root:a",
+                &alice_a,
+                vec!["create", "workspaces.tenancy.kcp.io"],
+                "yes",
+            ),
+            (
+                "alice in root:b",
+                &alice_b,
+                vec!["get", "secrets", "-n", "default"],
+                "no",
+            ),
+            (
+                "dave in root:a",
+                &dave_a,
+                vec!["get", "secrets", "-n", "default"],
+                "no",
+            ),
+            (
+                "carol in root:a",
+                &carol_a,
+                vec!["list", "configmaps", "-n", "default"],
+                "yes",
+            ),
+            (
+                "carol in root:a",
+                &carol_a,
+                vec!["list", "configmaps", "-n", "kube-system"],
+                "no",
+            ),
+            (
+                "carol in root:a",
+                &carol_a,
+                vec!["get", "secrets", "-n", "default"],
+                "no",
+            ),
+            (
+                "erin in root:a",
+                &erin_a,
+                vec!["watch", "configmaps", "-n", "default"],
+                "yes",
+            ),
+            (
+                "erin in root:b",
+                &erin_b,
+                vec!["watch", "configmaps", "-n", "default"],
+                "no",
+            ),
+        ] {
+            let (ok, out, err) = can_i(kc, &args);
+            assert_eq!(out, want, "{bin} auth can-i {args:?} as {who}: {err}");
+            assert_eq!(
+                ok,
+                want == "yes",
+                "exit status of {bin} can-i {args:?} as {who}"
+            );
+        }
+        // `kubectl auth can-i --list` (SelfSubjectRulesReview) for carol.
+        let (ok, out, err) = kubectl_with(
+            &bin,
+            &carol_a,
+            &["auth", "can-i", "--list", "-n", "default"],
+            None,
+        );
+        assert!(ok, "can-i --list: {err}");
+        assert!(out.contains("configmaps"), "{out}");
+        assert!(!out.contains("secrets"), "{out}");
+        // kubectl itself, as carol: her reads work, Secrets are forbidden.
+        let (ok, out, _) = kubectl_with(
+            &bin,
+            &carol_a,
+            &["get", "configmaps", "-n", "default", "-o", "name"],
+            None,
+        );
+        assert!(ok && out.contains("configmap/cm-a"), "{out}");
+        let (ok, _, err) = kubectl_with(&bin, &carol_a, &["get", "secrets", "-n", "default"], None);
+        assert!(
+            !ok && err.contains("forbidden") && err.contains("root:a"),
+            "{err}"
+        );
+    }
 }
