@@ -480,6 +480,87 @@ mod tests {
         out
     }
 
+    fn attrs(method: &str, path: &str) -> Attributes {
+        let r = match super::super::request::route(path).unwrap().target {
+            super::super::request::Target::Resource(r) => r,
+            t => panic!("{t:?}"),
+        };
+        let m: axum::http::Method = method.parse().unwrap();
+        let verb = super::super::request::verb(&m, &r, path.contains("watch=")).unwrap();
+        attributes(&r, verb)
+    }
+
+    #[test]
+    fn request_attributes_follow_kube_request_info() {
+        let a = attrs("GET", "/clusters/root:a/api/v1/namespaces/dev/configmaps/x");
+        assert_eq!(a, Attributes::resource("get", "", "configmaps", "dev", "x"));
+        let a = attrs(
+            "GET",
+            "/clusters/root:a/apis/apps/v1/namespaces/dev/deployments",
+        );
+        assert_eq!(
+            a,
+            Attributes::resource("list", "apps", "deployments", "dev", "")
+        );
+        let a = attrs(
+            "GET",
+            "/clusters/root:a/api/v1/watch/namespaces/dev/secrets",
+        );
+        assert_eq!(a.verb, "watch");
+        let a = attrs(
+            "PUT",
+            "/clusters/root:a/apis/apps/v1/namespaces/dev/deployments/w/status",
+        );
+        assert_eq!(
+            a,
+            Attributes::resource("update", "apps", "deployments", "dev", "w")
+                .with_subresource("status")
+        );
+        // A namespace is in itself.
+        let a = attrs("DELETE", "/clusters/root:a/api/v1/namespaces/dev");
+        assert_eq!(
+            a,
+            Attributes::resource("delete", "", "namespaces", "dev", "dev")
+        );
+        let a = attrs("POST", "/clusters/root:a/api/v1/namespaces");
+        assert_eq!(a, Attributes::resource("create", "", "namespaces", "", ""));
+        let a = attrs("DELETE", "/clusters/root:a/api/v1/namespaces/dev/secrets");
+        assert_eq!(a.verb, "deletecollection");
+        let a = attrs("GET", "/clusters/root:a/api/v1/secrets");
+        assert_eq!(a, Attributes::resource("list", "", "secrets", "", ""));
+    }
+
+    #[test]
+    fn forbidden_errors_name_the_object_and_the_workspace() {
+        let u = User::new("alice", "", &[]);
+        let ws = Workspace::parse("root:a").unwrap();
+        let e = forbidden(
+            &u,
+            &Attributes::resource("get", "apps", "deployments", "dev", "w"),
+            &ws,
+        );
+        assert_eq!((e.code, e.reason), (403, "Forbidden"));
+        assert_eq!(
+            e.message,
+            "deployments.apps \"w\" is forbidden: User \"alice\" cannot get resource \"deployments\" \
+             in API group \"apps\" in the namespace \"dev\" in workspace \"root:a\""
+        );
+        assert_eq!(
+            e.details,
+            Some(json!({"name": "w", "group": "apps", "kind": "deployments"}))
+        );
+        let e = forbidden(
+            &u,
+            &Attributes::resource("list", "", "namespaces", "", ""),
+            &ws,
+        );
+        assert_eq!(
+            e.message,
+            "namespaces is forbidden: User \"alice\" cannot list resource \"namespaces\" in API \
+             group \"\" at the cluster scope in workspace \"root:a\""
+        );
+    }
+
     #[test]
     fn protobuf_access_reviews_decode() {
         let mut attrs = field(1, b"default");
