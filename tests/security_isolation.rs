@@ -1632,6 +1632,27 @@ async fn workspace_isolation_attacks() {
             "ssar-json {who} {verb} {res} in {w}: {v}"
         );
     }
+    // discovery-hides-existence: discovery and reviews answer a stranger
+    // alike for a workspace that exists and one that does not.
+    let (c1, d1) = api
+        .call(&dave, "GET", &ws("root:b", "/apis"), Value::Null)
+        .await;
+    let (c2, d2) = api
+        .call(&dave, "GET", &ws("root:nope", "/apis"), Value::Null)
+        .await;
+    assert_eq!((c1, c2), (200, 200), "discovery-hides-existence: {d1} {d2}");
+    assert_eq!(d1, d2, "discovery-hides-existence");
+    let (c, v) = api
+        .call(
+            &dave,
+            "POST",
+            &ws("root:nope", reviews),
+            ssar("get", "secrets"),
+        )
+        .await;
+    assert_eq!((c, &v["status"]["allowed"]), (201, &json!(false)), "{v}");
+    api.admin("GET", &ws("root:nope", "/apis"), Value::Null, 404)
+        .await;
     let (c, _) = api
         .call(&dave, "GET", &ws("root:a", reviews), Value::Null)
         .await;

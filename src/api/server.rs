@@ -10,7 +10,8 @@
 //! lists and watches only (403/405); a resource request must be allowed
 //! by RBAC in its workspace (403, decided before the workspace's existence
 //! is looked at, so a stranger learns nothing from 404s); the workspace
-//! must exist (404); the tmc virtual workspace
+//! must exist (404; for masters and requests RBAC let through: discovery
+//! and the self reviews answer alike for every name); the tmc virtual workspace
 //! (`/services/tmc/clusters/...`) serves only the `tmc.kcp.io` group; the
 //! body is read with a 3 MiB bound (413); writes of RBAC objects pass the
 //! escalation check ([`super::authz::rbac_admission`]). Discovery,
@@ -147,7 +148,15 @@ async fn handle(s: &ApiServer, req: Request) -> ApiResult<Response> {
         )
         .await?;
     }
-    if let WorkspaceSel::One(ws) = &sel {
+    // Whether a workspace exists is no secret to whoever RBAC let through
+    // (nobody is bound in a workspace that does not exist) nor to masters.
+    // Discovery and the self reviews, open to everyone, answer the same
+    // for every name, so they tell a stranger nothing either.
+    let open_to_all = match &route.target {
+        Target::Resource(r) => r.info.group == AUTHORIZATION_GROUP,
+        _ => true,
+    };
+    if let (WorkspaceSel::One(ws), false) = (&sel, open_to_all && !user.is_master()) {
         let writes = !matches!(parts.method, Method::GET | Method::HEAD);
         s.objects
             .ensure_workspace(ws, writes && matches!(route.target, Target::Resource(_)))
