@@ -6,10 +6,12 @@
 //! - [`shard`]: the interface the API and the controllers reach data by;
 //!   [`encryption`] wraps it to keep Secrets encrypted at rest.
 //! - [`api`]: the Kubernetes API over HTTPS, per workspace.
+//! - [`auth`](mod@auth): users and RBAC, independent of HTTP and storage.
 //! - [`controllers`]: cluster registration, placement and sync.
 //! - [`bench`](mod@bench): the `tmc bench` load generators.
 
 pub mod api;
+pub mod auth;
 pub mod bench;
 pub mod controllers;
 pub mod encryption;

@@ -111,6 +111,13 @@ enum Command {
         /// The API's address.
         #[arg(long, default_value = "https://127.0.0.1:6443")]
         server: String,
+        /// Authenticate as this user with a client certificate issued now
+        /// from the directory's CA (default: the admin token).
+        #[arg(long)]
+        user: Option<String>,
+        /// Groups of the certificate's user (with --user).
+        #[arg(long, value_delimiter = ',', requires = "user")]
+        group: Vec<String>,
     },
     /// Encryption of Secrets at rest.
     Encryption {
@@ -375,7 +382,9 @@ fn main() {
             workspace,
             dir,
             server,
-        } => kubeconfig(workspace, dir, server),
+            user,
+            group,
+        } => kubeconfig(workspace, dir, server, user, group),
         Command::Kv {
             endpoint,
             peer_tls_dir,
@@ -525,6 +534,7 @@ async fn start_api(
     let server = Arc::new(ApiServer {
         objects,
         auth,
+        certs: Some(tls::cert_auth(&files)?),
         ready: Arc::new(|| Ok(())),
     });
     tracing::info!(addr = %listener.local_addr()?, "serving the Kubernetes API");
@@ -545,7 +555,13 @@ fn certs(dir: PathBuf, hosts: Vec<String>, server: String) -> Result<(), BoxErro
     Ok(())
 }
 
-fn kubeconfig(workspace: String, dir: PathBuf, server: String) -> Result<(), BoxError> {
+fn kubeconfig(
+    workspace: String,
+    dir: PathBuf,
+    server: String,
+    user: Option<String>,
+    groups: Vec<String>,
+) -> Result<(), BoxError> {
     store::Workspace::parse(&workspace)?;
     let files = tmc::api::tls::TlsFiles::new(&dir);
     if !files.exist() {
@@ -555,10 +571,14 @@ fn kubeconfig(workspace: String, dir: PathBuf, server: String) -> Result<(), Box
         )
         .into());
     }
-    print!(
-        "{}",
-        tmc::api::tls::kubeconfig(&files, &server, &workspace)?
-    );
+    let text = match user {
+        None => tmc::api::tls::kubeconfig(&files, &server, &workspace)?,
+        Some(user) => {
+            let cert = tmc::api::tls::issue_client_cert(&files, &user, &groups, None)?;
+            tmc::api::tls::cert_kubeconfig(&files, &server, &workspace, &cert, &user)?
+        }
+    };
+    print!("{text}");
     Ok(())
 }
 

@@ -362,6 +362,60 @@ fn round(s: &Shard, bin: &str, tag: &str) {
         .fails(&["get", "deployment", "web", "-n", "app"], None)
         .contains("NotFound"));
 
+    // The generators send protobuf bodies.
+    assert_eq!(
+        a.ok(&["create", "namespace", "gen"]).trim(),
+        "namespace/gen created"
+    );
+    a.ok(&[
+        "create",
+        "configmap",
+        "c",
+        "-n",
+        "gen",
+        "--from-literal=k=v",
+    ]);
+    a.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "s",
+        "-n",
+        "gen",
+        "--from-literal=password=hunter2",
+    ]);
+    a.ok(&[
+        "create",
+        "deployment",
+        "d",
+        "-n",
+        "gen",
+        "--image=nginx:1.25",
+        "--replicas=0",
+        "--port=8080",
+    ]);
+    assert_eq!(
+        a.jsonpath(&["configmap", "c", "-n", "gen"], "{.data.k}"),
+        "v"
+    );
+    assert_eq!(
+        a.jsonpath(&["secret", "s", "-n", "gen"], "{.data.password}"),
+        "aHVudGVyMg=="
+    );
+    assert_eq!(
+        a.jsonpath(
+            &["deployment", "d", "-n", "gen"],
+            "{.spec.replicas} {.spec.template.spec.containers[0].image} \
+             {.spec.template.spec.containers[0].ports[0].containerPort} {.spec.selector.matchLabels.app}"
+        ),
+        "0 nginx:1.25 8080 d"
+    );
+    // Empty Go fields did not become empty strings.
+    let meta = a.ok(&["get", "configmap", "c", "-n", "gen", "-o", "json"]);
+    let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
+    assert!(meta["metadata"].get("generateName").is_none(), "{meta}");
+    a.ok(&["delete", "namespace", "gen", "--wait=true"]);
+
     // Deleting the namespace takes its contents with it.
     a.ok_in(&["apply", "-f", "-"], cm);
     a.ok(&["delete", "namespace", "app", "--wait=true"]);

@@ -140,7 +140,10 @@ fn secrets_are_encrypted_at_rest_and_keys_rotate_without_loss() {
     let keys_dir = tempfile::tempdir().unwrap();
     let cfg = keys_dir.path().join("encryption.yaml");
     std::fs::write(&cfg, config(&[("key1", 1)])).unwrap();
-    let mut shard = Shard::start_with(&["--encryption-config".into(), cfg.display().to_string()]);
+    let mut shard = Shard::start_with(
+        &["--encryption-config".into(), cfg.display().to_string()],
+        "",
+    );
     let kc1 = shard.kubeconfig(1, "root");
     let kc2 = shard.kubeconfig(2, "root");
 

@@ -1,41 +1,32 @@
 //! Authentication: who is asking.
 //!
-//! Today: bearer tokens from a token file in kube-apiserver's
-//! `--token-auth-file` format (`token,user,uid,"group1,group2"` per line),
-//! with the same user-info shape as Kubernetes. A request without a valid
-//! token is refused with 401 and no detail beyond "Unauthorized"; only
-//! `/livez` and `/readyz` are open. Tokens are compared by their SHA-256
-//! digest, so lookups do not leak through timing which prefix of a token
-//! matched.
+//! Two ways in, with Kubernetes' user-info shape ([`User`]):
+//! - bearer tokens from a token file in kube-apiserver's
+//!   `--token-auth-file` format (`token,user,uid,"group1,group2"` per
+//!   line), compared by their SHA-256 digest, so lookups do not leak
+//!   through timing which prefix of a token matched;
+//! - client certificates signed by the cluster CA (`ca.crt`): the subject's
+//!   CommonName is the user, each Organization a group, as kube-apiserver's
+//!   x509 authenticator. The TLS layer asks for a certificate but does not
+//!   require one (token users connect too) and checks only that the client
+//!   holds the certificate's key; the chain and validity are checked here,
+//!   on every request, so a bad or expired certificate is a 401 like a bad
+//!   token rather than a broken handshake.
 //!
-//! Left out (the security issue builds them): client certificates,
-//! reloading the file on change, RBAC (today every authenticated user may
-//! do everything in every workspace it names, and only `system:masters`
-//! may use the `*` wildcard).
+//! A request that carries an `Authorization` header is decided by it (a
+//! bad token is 401 even with a good certificate); without one, by the
+//! client certificate. Every failure is 401 with a Status saying only
+//! "Unauthorized". Only `/livez` and `/readyz` are open.
+//!
+//! Left out: reloading the token file on change, revocation lists for
+//! certificates, service account tokens (ServiceAccount subjects work for
+//! users named `system:serviceaccount:{ns}:{name}`), OIDC, impersonation.
 
 use super::status::ApiError;
+pub use crate::auth::{User, MASTERS};
+use rustls::pki_types::{CertificateDer, UnixTime};
 use std::collections::HashMap;
-
-/// The group that may do anything.
-pub const MASTERS: &str = "system:masters";
-
-/// An authenticated user, as Kubernetes' `user.Info`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    /// User name.
-    pub name: String,
-    /// UID.
-    pub uid: String,
-    /// Groups, with `system:authenticated` added.
-    pub groups: Vec<String>,
-}
-
-impl User {
-    /// Member of `system:masters`.
-    pub fn is_master(&self) -> bool {
-        self.groups.iter().any(|g| g == MASTERS)
-    }
-}
+use std::sync::Arc;
 
 /// Bearer tokens and their users.
 #[derive(Default)]
@@ -90,7 +81,7 @@ impl TokenAuth {
                         .collect()
                 })
                 .unwrap_or_default();
-            groups.push("system:authenticated".into());
+            groups.push(crate::auth::AUTHENTICATED.into());
             auth.by_digest.insert(
                 digest(&f[0]),
                 User {
@@ -130,6 +121,137 @@ impl TokenAuth {
     }
 }
 
+/// The certificate chain a client presented in its TLS handshake (end
+/// entity first), attached to each of the connection's requests.
+#[derive(Clone, Debug, Default)]
+pub struct PeerCertificates(pub Arc<Vec<CertificateDer<'static>>>);
+
+/// Client certificates: verified against the cluster CA per request.
+pub struct CertAuth {
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+impl CertAuth {
+    /// Verifies chains against `verifier` (a WebPKI verifier over the CA).
+    pub fn new(verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>) -> CertAuth {
+        CertAuth { verifier }
+    }
+
+    /// The user of a verified chain: CN the name, each O a group.
+    pub fn authenticate(&self, chain: &[CertificateDer<'static>]) -> Result<User, ApiError> {
+        let (end, intermediates) = chain.split_first().ok_or_else(ApiError::unauthorized)?;
+        self.verifier
+            .verify_client_cert(end, intermediates, UnixTime::now())
+            .map_err(|_| ApiError::unauthorized())?;
+        let (cn, orgs) = subject_of(end).ok_or_else(ApiError::unauthorized)?;
+        if cn.is_empty() {
+            return Err(ApiError::unauthorized());
+        }
+        let mut groups = orgs;
+        groups.push(crate::auth::AUTHENTICATED.into());
+        Ok(User {
+            name: cn,
+            uid: String::new(),
+            groups,
+        })
+    }
+}
+
+/// Authenticates a request: its bearer token when it sends an
+/// `Authorization` header, else its client certificate (when `certs` is
+/// configured and the client presented one).
+pub fn authenticate(
+    tokens: &TokenAuth,
+    certs: Option<&CertAuth>,
+    authorization: Option<&[u8]>,
+    peer: Option<&PeerCertificates>,
+) -> Result<User, ApiError> {
+    if authorization.is_some() {
+        return tokens.authenticate(authorization);
+    }
+    match (certs, peer) {
+        (Some(c), Some(p)) if !p.0.is_empty() => c.authenticate(&p.0),
+        _ => Err(ApiError::unauthorized()),
+    }
+}
+
+/// One DER TLV: (tag, contents, rest).
+fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, mut rest) = rest.split_first()?;
+    let len = if first < 0x80 {
+        first as usize
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let mut l = 0usize;
+        for &b in &rest[..n] {
+            l = (l << 8) | b as usize;
+        }
+        rest = &rest[n..];
+        l
+    };
+    if rest.len() < len {
+        return None;
+    }
+    Some((tag, &rest[..len], &rest[len..]))
+}
+
+/// The subject's CommonName and Organizations of a DER certificate.
+pub fn subject_of(cert: &[u8]) -> Option<(String, Vec<String>)> {
+    const CN: &[u8] = &[0x55, 0x04, 0x03];
+    const O: &[u8] = &[0x55, 0x04, 0x0a];
+    let (0x30, certificate, _) = tlv(cert)? else {
+        return None;
+    };
+    let (0x30, tbs, _) = tlv(certificate)? else {
+        return None;
+    };
+    let mut rest = tbs;
+    // [0] version (optional), serial, signature, issuer, validity, subject.
+    let (tag, _, r) = tlv(rest)?;
+    if tag == 0xa0 {
+        rest = r;
+    }
+    for _ in 0..4 {
+        rest = tlv(rest)?.2;
+    }
+    let (0x30, mut name, _) = tlv(rest)? else {
+        return None;
+    };
+    let mut cn = String::new();
+    let mut orgs = Vec::new();
+    while !name.is_empty() {
+        let (0x31, mut set, r) = tlv(name)? else {
+            return None;
+        };
+        name = r;
+        while !set.is_empty() {
+            let (0x30, atv, r) = tlv(set)? else {
+                return None;
+            };
+            set = r;
+            let (0x06, oid, v) = tlv(atv)? else {
+                return None;
+            };
+            let (vtag, value, _) = tlv(v)?;
+            // UTF8String, PrintableString, IA5String.
+            if ![0x0c, 0x13, 0x16].contains(&vtag) {
+                continue;
+            }
+            let value = std::str::from_utf8(value).ok()?.to_string();
+            if oid == CN {
+                cn = value;
+            } else if oid == O {
+                orgs.push(value);
+            }
+        }
+    }
+    Some((cn, orgs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +278,80 @@ mod tests {
         let huge = format!("Bearer {}", "a".repeat(10_000));
         assert_eq!(a.authenticate(Some(huge.as_bytes())).unwrap_err().code, 401);
         assert!(TokenAuth::parse("onlytoken\n").is_err());
+    }
+
+    fn chain(c: &super::super::tls::ClientCert) -> PeerCertificates {
+        use rustls::pki_types::pem::PemObject;
+        PeerCertificates(Arc::new(vec![CertificateDer::from_pem_slice(
+            c.cert_pem.as_bytes(),
+        )
+        .unwrap()]))
+    }
+
+    #[test]
+    fn client_certificates_of_the_ca_authenticate_and_others_do_not() {
+        use super::super::tls;
+        let dir = tempfile::tempdir().unwrap();
+        let files = tls::ensure_material(&dir.path().join("a"), &[]).unwrap();
+        let foreign = tls::ensure_material(&dir.path().join("b"), &[]).unwrap();
+        let certs = tls::cert_auth(&files).unwrap();
+        let tokens = TokenAuth::parse("t1,tina,u1\n").unwrap();
+        let groups = vec!["dev".to_string(), "ops".to_string()];
+        let good = tls::issue_client_cert(&files, "carol", &groups, None).unwrap();
+        let user = authenticate(&tokens, Some(&certs), None, Some(&chain(&good))).unwrap();
+        assert_eq!(user.name, "carol");
+        assert_eq!(user.groups, vec!["dev", "ops", "system:authenticated"]);
+        // A token, when sent, decides: good or bad.
+        let t = authenticate(
+            &tokens,
+            Some(&certs),
+            Some(b"Bearer t1"),
+            Some(&chain(&good)),
+        );
+        assert_eq!(t.unwrap().name, "tina");
+        let bad = authenticate(
+            &tokens,
+            Some(&certs),
+            Some(b"Bearer no"),
+            Some(&chain(&good)),
+        );
+        assert_eq!(bad.unwrap_err().code, 401);
+        let expired =
+            tls::issue_client_cert(&files, "carol", &[], Some(((2020, 1, 1), (2021, 1, 1))))
+                .unwrap();
+        let not_yet =
+            tls::issue_client_cert(&files, "carol", &[], Some(((2090, 1, 1), (2091, 1, 1))))
+                .unwrap();
+        let stranger = tls::issue_client_cert(&foreign, "carol", &[], None).unwrap();
+        for c in [&expired, &not_yet, &stranger] {
+            let e = authenticate(&tokens, Some(&certs), None, Some(&chain(c))).unwrap_err();
+            assert_eq!((e.code, e.message.as_str()), (401, "Unauthorized"));
+        }
+        let garbage = PeerCertificates(Arc::new(vec![CertificateDer::from(vec![
+            0x30, 0x03, 1, 2, 3,
+        ])]));
+        assert_eq!(
+            authenticate(&tokens, Some(&certs), None, Some(&garbage))
+                .unwrap_err()
+                .code,
+            401
+        );
+        assert_eq!(
+            authenticate(&tokens, None, None, Some(&chain(&good)))
+                .unwrap_err()
+                .code,
+            401
+        );
+        assert_eq!(
+            authenticate(&tokens, Some(&certs), None, None)
+                .unwrap_err()
+                .code,
+            401
+        );
+        // The subject parser survives truncation anywhere.
+        let der = chain(&good).0[0].to_vec();
+        for n in 0..der.len() {
+            let _ = subject_of(&der[..n]);
+        }
     }
 }

@@ -58,12 +58,33 @@ pub struct ObjectApi {
 /// Query parameters (last value wins, as in Go's `url.Values.Get`).
 pub type Params = HashMap<String, String>;
 
-/// Who is asking, for field managers.
+/// A check of an object about to be written (after every other check,
+/// before the commit): the stored object (`None` on create) and the new
+/// one. RBAC's escalation prevention is one.
+pub type Admit = Arc<dyn Fn(&ResourceInfo, Option<&Value>, &Value) -> ApiResult<()> + Send + Sync>;
+
+/// Who is asking: for field managers, workspace URLs, the admin of a new
+/// workspace, and admission.
+#[derive(Default)]
 pub struct Caller {
     /// The `User-Agent` header.
     pub user_agent: String,
     /// The `Host` header, for workspace URLs.
     pub host: String,
+    /// The authenticated user's name (becomes admin of workspaces it
+    /// creates).
+    pub user: String,
+    /// Checks writes before they commit.
+    pub admit: Option<Admit>,
+}
+
+impl Caller {
+    fn admit(&self, info: &ResourceInfo, old: Option<&Value>, new: &Value) -> ApiResult<()> {
+        match &self.admit {
+            Some(a) => a(info, old, new),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A response: status code and JSON body.
@@ -668,7 +689,9 @@ impl ObjectApi {
             });
             ns_key = Some(k);
         }
+        caller.admit(info, None, &obj)?;
         let mut child_default_ns = None;
+        let mut child_rbac = Vec::new();
         if (info.group, info.kind) == (TENANCY_GROUP, "Workspace") {
             let child = ws
                 .join(&name)
@@ -680,6 +703,7 @@ impl ObjectApi {
             ));
             let ns = default_namespace(&child);
             child_default_ns = Some((namespace_key(&child, "default")?, ns));
+            child_rbac = workspace_admin_objects(&child, &caller.user)?;
         }
         super::validation::validate(info, &obj)?;
         if dry {
@@ -690,6 +714,10 @@ impl ObjectApi {
         if let Some((k, ns)) = child_default_ns {
             let v = serde_json::to_vec(&ns).map_err(|e| ApiError::internal(e.to_string()))?;
             ops.push(TxnOp::put_json(k, v, Expectation::Absent));
+        }
+        for (k, o) in child_rbac {
+            let v = serde_json::to_vec(&o).map_err(|e| ApiError::internal(e.to_string()))?;
+            ops.push(TxnOp::put_json(k, v, Expectation::Any));
         }
         match self.shard.write(Txn::new(ops)).await {
             Ok(c) => Ok((201, for_response(obj, c.revision, ws.as_str()))),
@@ -762,7 +790,7 @@ impl ObjectApi {
             _ => None,
         };
         let gk = Self::gk(info);
-        self.guaranteed_update(req, ws, client_rv, dry, |current, _rv| {
+        self.guaranteed_update(req, ws, client_rv, dry, caller, |current, _rv| {
             let now = object::now();
             Ok(apply::track_update(
                 &gk,
@@ -816,7 +844,7 @@ impl ObjectApi {
             }
             let ws_name = ws.as_str().to_string();
             let result = self
-                .guaranteed_update(req, ws, None, dry, |current, rv| {
+                .guaranteed_update(req, ws, None, dry, caller, |current, rv| {
                     let live = for_response(current.clone(), rv, &ws_name);
                     apply::server_side_apply(
                         &gk,
@@ -853,7 +881,7 @@ impl ObjectApi {
         }
         let manager = field_manager(p, caller, false)?;
         let ws_name = ws.as_str().to_string();
-        self.guaranteed_update(req, ws, None, dry, |current, rv| {
+        self.guaranteed_update(req, ws, None, dry, caller, |current, rv| {
             let live = for_response(current.clone(), rv, &ws_name);
             let patched = patch::apply_patch(&gk, &live, ty, body).map_err(|e| ApiError {
                 code: e.code(),
@@ -892,6 +920,7 @@ impl ObjectApi {
         ws: &Workspace,
         client_rv: Option<u64>,
         dry: bool,
+        caller: &Caller,
         compute: impl Fn(&Value, u64) -> ApiResult<Value>,
     ) -> ApiResult<Reply> {
         let info = req.info;
@@ -924,6 +953,7 @@ impl ObjectApi {
             if new == current && !rec.stale {
                 return Ok((200, for_response(current, rec.mod_revision, ws.as_str())));
             }
+            caller.admit(info, Some(&current), &new)?;
             if dry {
                 return Ok((200, for_response(new, rec.mod_revision, ws.as_str())));
             }
@@ -1254,6 +1284,18 @@ impl ObjectApi {
     /// with their Workspace object).
     pub async fn bootstrap(&self) -> Result<(), ShardError> {
         let root = Workspace::parse("root").expect("root is valid");
+        let (k, role) = cluster_admin_role(&root).map_err(|e| ShardError::Internal(e.message))?;
+        if self.shard.get(&k)?.is_none() {
+            let v = serde_json::to_vec(&role).map_err(|e| ShardError::Internal(e.to_string()))?;
+            match self
+                .shard
+                .write(Txn::new(vec![TxnOp::put_json(k, v, Expectation::Absent)]))
+                .await
+            {
+                Ok(_) | Err(ShardError::Store(crate::store::Error::Conflict { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let key = namespace_key(&root, "default").map_err(|e| ShardError::Internal(e.message))?;
         if self.shard.get(&key)?.is_some() {
             return Ok(());
@@ -1281,6 +1323,64 @@ fn apply_error(e: apply::ApplyError) -> ApiError {
         err.details = Some(json!({ "causes": causes }));
     }
     err
+}
+
+/// The name of the ClusterRole every workspace starts with: everything.
+pub const CLUSTER_ADMIN: &str = "cluster-admin";
+/// The name of the ClusterRoleBinding that makes a workspace's creator
+/// its admin.
+pub const WORKSPACE_ADMIN: &str = "workspace-admin";
+
+fn rbac_key(ws: &Workspace, plural: &str, name: &str) -> ApiResult<Key> {
+    let info = resources::lookup(crate::auth::rbac::RBAC_GROUP, "v1", plural)
+        .ok_or_else(|| ApiError::internal(format!("{plural} are not served")))?;
+    ObjectApi::object_key(info, ws, None, name).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// `cluster-admin` in `ws`: every verb on every resource and URL.
+fn cluster_admin_role(ws: &Workspace) -> ApiResult<(Key, Value)> {
+    let rules: Vec<Value> = crate::auth::rbac::admin_rules()
+        .iter()
+        .map(|r| r.to_value())
+        .collect();
+    Ok((
+        rbac_key(ws, "clusterroles", CLUSTER_ADMIN)?,
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {
+                "name": CLUSTER_ADMIN,
+                "uid": uuid::Uuid::new_v4().to_string(),
+                "creationTimestamp": object::now(),
+            },
+            "rules": rules,
+        }),
+    ))
+}
+
+/// What a new workspace starts with besides `default`: `cluster-admin`,
+/// and `workspace-admin` binding its creator (when there is one) to it.
+fn workspace_admin_objects(ws: &Workspace, creator: &str) -> ApiResult<Vec<(Key, Value)>> {
+    let mut out = vec![cluster_admin_role(ws)?];
+    if !creator.is_empty() {
+        out.push((
+            rbac_key(ws, "clusterrolebindings", WORKSPACE_ADMIN)?,
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {
+                    "name": WORKSPACE_ADMIN,
+                    "uid": uuid::Uuid::new_v4().to_string(),
+                    "creationTimestamp": object::now(),
+                },
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                            "name": CLUSTER_ADMIN},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                              "name": creator}],
+            }),
+        ));
+    }
+    Ok(out)
 }
 
 /// The `default` namespace every workspace starts with.

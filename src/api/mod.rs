@@ -8,6 +8,7 @@
 
 pub mod apply;
 pub mod auth;
+pub mod authz;
 pub mod discovery;
 pub mod fuzz;
 pub mod handlers;

@@ -251,11 +251,12 @@ mod tests {
             json!({"a": 1, "b": ["x"]})
         );
         assert_eq!(decode_body(None, b"{").unwrap_err().code, 400);
+        // Protobuf without the envelope: a bad request, not an unknown type.
         assert_eq!(
             decode_body(Some("application/vnd.kubernetes.protobuf"), b"x")
                 .unwrap_err()
                 .code,
-            415
+            400
         );
         let s = generate_suffix();
         assert_eq!(s.len(), 5);

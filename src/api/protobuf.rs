@@ -29,7 +29,7 @@
 
 use super::status::{ApiError, ApiResult};
 use base64::Engine as _;
-use prost_reflect::{DescriptorPool, DynamicMessage, MapKey, Value as PValue};
+use prost_reflect::{DescriptorPool, DynamicMessage, MapKey, ReflectMessage, Value as PValue};
 use serde_json::{Map, Value};
 use std::sync::OnceLock;
 
@@ -400,9 +400,13 @@ mod tests {
         assert!(e["message"].as_str().unwrap().contains("magic"));
         let e = decode(b"k8s\0\xff\xff\xff").unwrap_err().to_status();
         assert_eq!(e["code"], 400, "{e}");
-        let e = decode(&envelope("tmc.kcp.io/v1alpha1", "WorkloadPlacement", vec![]))
-            .unwrap_err()
-            .to_status();
+        let e = decode(&envelope(
+            "tmc.kcp.io/v1alpha1",
+            "WorkloadPlacement",
+            vec![],
+        ))
+        .unwrap_err()
+        .to_status();
         assert_eq!(e["code"], 415, "{e}");
         assert!(e["message"].as_str().unwrap().contains("WorkloadPlacement"));
         let e = decode(&envelope("v1", "ConfigMap", vec![0xff, 0xff]))

@@ -214,7 +214,9 @@ fn resource_path(group: &str, version: &str, tail: &[&str]) -> ApiResult<Resourc
         Some(x) => x,
         None => return Err(ApiError::path_not_found()),
     };
-    let info = resources::lookup(group, version, plural).ok_or_else(ApiError::path_not_found)?;
+    let info = resources::lookup(group, version, plural)
+        .or_else(|| resources::lookup_review(group, version, plural))
+        .ok_or_else(ApiError::path_not_found)?;
     if namespace.is_some() && !info.namespaced {
         return Err(ApiError::path_not_found());
     }

@@ -288,6 +288,49 @@ pub static RESOURCES: &[ResourceInfo] = &[
     },
 ];
 
+/// The authorization group (access reviews).
+pub const AUTHORIZATION_GROUP: &str = "authorization.k8s.io";
+
+/// Create-only resources that are answered, never stored:
+/// `SelfSubjectAccessReview` (`kubectl auth can-i`) and
+/// `SelfSubjectRulesReview` (`kubectl auth can-i --list`). Routed like the
+/// others, absent from discovery and OpenAPI (clients post them by path).
+pub static REVIEWS: &[ResourceInfo] = &[
+    ResourceInfo {
+        name_rule: NameRule::PathSegment,
+        ..r(
+            AUTHORIZATION_GROUP,
+            "v1",
+            "SelfSubjectAccessReview",
+            "selfsubjectaccessreviews",
+            "selfsubjectaccessreview",
+            false,
+            &[],
+            false,
+        )
+    },
+    ResourceInfo {
+        name_rule: NameRule::PathSegment,
+        ..r(
+            AUTHORIZATION_GROUP,
+            "v1",
+            "SelfSubjectRulesReview",
+            "selfsubjectrulesreviews",
+            "selfsubjectrulesreview",
+            false,
+            &[],
+            false,
+        )
+    },
+];
+
+/// The review resource at `group/version/plural`.
+pub fn lookup_review(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
+    REVIEWS
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
 /// The resource served at `group/version/plural`.
 pub fn lookup(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
     RESOURCES

@@ -5,18 +5,25 @@
 //! Order of checks for every request: the path is routed (400/404 for
 //! malformed or unknown paths, before anything else is looked at);
 //! `/livez` and `/readyz` answer without credentials; everything else
-//! needs an authenticated user (401); `*` (all workspaces) needs
-//! `system:masters` and serves lists and watches only (403/405); the
-//! workspace must exist (404); the tmc virtual workspace
+//! needs an authenticated user (401: a bearer token, else a client
+//! certificate); `*` (all workspaces) needs `system:masters` and serves
+//! lists and watches only (403/405); a resource request must be allowed
+//! by RBAC in its workspace (403, decided before the workspace's existence
+//! is looked at, so a stranger learns nothing from 404s); the workspace
+//! must exist (404; for masters and requests RBAC let through: discovery
+//! and the self reviews answer alike for every name); the tmc virtual workspace
 //! (`/services/tmc/clusters/...`) serves only the `tmc.kcp.io` group; the
-//! body is read with a 3 MiB bound (413).
+//! body is read with a 3 MiB bound (413); writes of RBAC objects pass the
+//! escalation check ([`super::authz::rbac_admission`]). Discovery,
+//! OpenAPI, version and the self reviews are open to every authenticated
+//! user (Kubernetes' `system:discovery` and `system:basic-user`).
 
-use super::auth::{TokenAuth, User};
+use super::auth::{CertAuth, PeerCertificates, TokenAuth, User};
 use super::handlers::{Caller, ObjectApi, Params, Reply};
 use super::request::{self, OpenApi, ResourceRequest, Route, Target, WorkspaceSel};
-use super::resources::TMC_GROUP;
+use super::resources::{AUTHORIZATION_GROUP, TMC_GROUP};
 use super::status::{ApiError, ApiResult};
-use super::{discovery, object, ReadyCheck};
+use super::{authz, discovery, object, ReadyCheck};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
@@ -31,6 +38,8 @@ pub struct ApiServer {
     pub objects: Arc<ObjectApi>,
     /// Bearer tokens.
     pub auth: TokenAuth,
+    /// Client certificates (`None`: tokens only).
+    pub certs: Option<CertAuth>,
     /// Readiness.
     pub ready: ReadyCheck,
 }
@@ -98,11 +107,14 @@ async fn handle(s: &ApiServer, req: Request) -> ApiResult<Response> {
         }
         _ => {}
     }
-    let user = s.auth.authenticate(
+    let user = super::auth::authenticate(
+        &s.auth,
+        s.certs.as_ref(),
         parts
             .headers
             .get(header::AUTHORIZATION)
             .map(|v| v.as_bytes()),
+        parts.extensions.get::<PeerCertificates>(),
     )?;
     let p = params(parts.uri.query());
     match &route.target {
@@ -122,7 +134,29 @@ async fn handle(s: &ApiServer, req: Request) -> ApiResult<Response> {
             user.name
         )));
     }
-    if let WorkspaceSel::One(ws) = &sel {
+    if let (WorkspaceSel::One(ws), Target::Resource(r)) = (&sel, &route.target) {
+        if route.virtual_tmc && r.info.group != TMC_GROUP {
+            return Err(ApiError::path_not_found());
+        }
+        let watch_param = matches!(p.get("watch").map(String::as_str), Some("true" | "1"));
+        let verb = request::verb(&parts.method, r, watch_param)?;
+        authz::authorize(
+            s.objects.shard.as_ref(),
+            &user,
+            ws,
+            &authz::attributes(r, verb),
+        )
+        .await?;
+    }
+    // Whether a workspace exists is no secret to whoever RBAC let through
+    // (nobody is bound in a workspace that does not exist) nor to masters.
+    // Discovery and the self reviews, open to everyone, answer the same
+    // for every name, so they tell a stranger nothing either.
+    let open_to_all = match &route.target {
+        Target::Resource(r) => r.info.group == AUTHORIZATION_GROUP,
+        _ => true,
+    };
+    if let (WorkspaceSel::One(ws), false) = (&sel, open_to_all && !user.is_master()) {
         let writes = !matches!(parts.method, Method::GET | Method::HEAD);
         s.objects
             .ensure_workspace(ws, writes && matches!(route.target, Target::Resource(_)))
@@ -228,6 +262,10 @@ async fn resource(
 ) -> ApiResult<Response> {
     let watch_param = matches!(p.get("watch").map(String::as_str), Some("true" | "1"));
     let verb = request::verb(&parts.method, r, watch_param)?;
+    let ws = match sel {
+        WorkspaceSel::One(ws) => Some(ws),
+        WorkspaceSel::All => None,
+    };
     let caller = Caller {
         user_agent: header_str(&parts.headers, header::USER_AGENT)
             .unwrap_or("")
@@ -235,12 +273,35 @@ async fn resource(
         host: header_str(&parts.headers, header::HOST)
             .unwrap_or("127.0.0.1:6443")
             .to_string(),
+        user: user.name.clone(),
+        admit: ws
+            .map(|ws| authz::rbac_admission(s.objects.shard.clone(), user.clone(), ws.clone())),
     };
-    let _ = user;
-    let ws = match sel {
-        WorkspaceSel::One(ws) => Some(ws),
-        WorkspaceSel::All => None,
-    };
+    if r.info.group == AUTHORIZATION_GROUP {
+        let ws = match (verb, ws) {
+            ("create", Some(ws)) => ws,
+            _ => {
+                return Err(ApiError::method_not_allowed(format!(
+                    "{} support create in one workspace only",
+                    r.info.plural
+                )))
+            }
+        };
+        let raw = read_body(body).await?;
+        let review =
+            super::object::decode_body(header_str(&parts.headers, header::CONTENT_TYPE), &raw)?;
+        let (code, v) =
+            authz::review(s.objects.shard.as_ref(), user, ws, r.info.kind, review).await?;
+        return Ok(json_response(code, &v));
+    }
+    if r.info.group == crate::auth::rbac::RBAC_GROUP
+        && !user.is_master()
+        && matches!(verb, "create" | "update" | "patch")
+    {
+        // The escalation check reads roles from local state: make it
+        // current first.
+        s.objects.shard.barrier().await?;
+    }
     if r.status && !matches!(verb, "get" | "update" | "patch") {
         return Err(ApiError::method_not_allowed(format!(
             "the status subresource does not support {verb}"
@@ -337,7 +398,7 @@ pub async fn serve_tls(
         };
         let _ = sock.set_nodelay(true);
         let acceptor = acceptor.clone();
-        let svc = TowerToHyperService::new(router.clone());
+        let router = router.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(
                 std::time::Duration::from_secs(10),
@@ -352,6 +413,21 @@ pub async fn serve_tls(
                 }
                 Err(_) => return,
             };
+            // The client's certificate chain, for authentication per request.
+            let chain = PeerCertificates(Arc::new(
+                tls.get_ref()
+                    .1
+                    .peer_certificates()
+                    .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                    .unwrap_or_default(),
+            ));
+            let svc = TowerToHyperService::new(tower::ServiceExt::map_request(
+                router,
+                move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(chain.clone());
+                    req
+                },
+            ));
             let mut builder = Builder::new(TokioExecutor::new());
             builder.http2().max_concurrent_streams(1000);
             if let Err(e) = builder

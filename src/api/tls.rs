@@ -6,7 +6,8 @@
 //! `server.crt`, `server.key`, `peer.crt`, `peer.key` (mutual TLS between
 //! replicas, see [`crate::raft::tls`]), `tokens.csv` (kube-apiserver's token file
 //! format; the admin token is in `system:masters`), `admin.kubeconfig`.
-//! Keys are written with mode 0600.
+//! Keys are written with mode 0600. Client certificates for more users are
+//! issued from `ca.key` ([`issue_client_cert`], `tmc kubeconfig --user`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -81,14 +82,9 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     f.write_all(data)
 }
 
-/// Generates a CA, a serving certificate for `hosts` (IP addresses or DNS
-/// names) and an admin token into `dir`, unless they already exist.
-pub fn ensure_material(dir: &Path, hosts: &[String]) -> Result<TlsFiles, BoxError> {
-    let files = TlsFiles::new(dir);
-    if files.exist() {
-        return Ok(files);
-    }
-    std::fs::create_dir_all(dir)?;
+/// The CA's parameters (the same every time, so that certificates can be
+/// issued later from `ca.key` alone).
+fn ca_params() -> Result<rcgen::CertificateParams, rcgen::Error> {
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     ca_params
@@ -99,6 +95,18 @@ pub fn ensure_material(dir: &Path, hosts: &[String]) -> Result<TlsFiles, BoxErro
         rcgen::KeyUsagePurpose::CrlSign,
         rcgen::KeyUsagePurpose::DigitalSignature,
     ];
+    Ok(ca_params)
+}
+
+/// Generates a CA, a serving certificate for `hosts` (IP addresses or DNS
+/// names) and an admin token into `dir`, unless they already exist.
+pub fn ensure_material(dir: &Path, hosts: &[String]) -> Result<TlsFiles, BoxError> {
+    let files = TlsFiles::new(dir);
+    if files.exist() {
+        return Ok(files);
+    }
+    std::fs::create_dir_all(dir)?;
+    let ca_params = ca_params()?;
     let ca_key = rcgen::KeyPair::generate()?;
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = rcgen::Issuer::new(ca_params, &ca_key);
@@ -176,6 +184,167 @@ pub fn kubeconfig(files: &TlsFiles, server: &str, workspace: &str) -> Result<Str
     ))
 }
 
+/// A date: (year, month, day).
+pub type Ymd = (i32, u8, u8);
+
+/// A client certificate and its key (PEM).
+pub struct ClientCert {
+    /// The certificate.
+    pub cert_pem: String,
+    /// The private key.
+    pub key_pem: String,
+}
+
+/// Issues a client certificate signed by the CA in `files` (its `ca.key`):
+/// CommonName `user`, one Organization per group (at most two), as
+/// kube-apiserver reads them. `validity` is (not before, not after) as (year, month, day);
+/// default: from today for one year.
+pub fn issue_client_cert(
+    files: &TlsFiles,
+    user: &str,
+    groups: &[String],
+    validity: Option<(Ymd, Ymd)>,
+) -> Result<ClientCert, BoxError> {
+    use chrono::Datelike;
+    if user.is_empty() {
+        return Err("a client certificate needs a user name".into());
+    }
+    let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(files.dir.join("ca.key"))?)?;
+    let issuer = rcgen::Issuer::new(ca_params()?, &ca_key);
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, user);
+    // rcgen keeps one value per attribute type: the second group goes in
+    // as the same OID (2.5.4.10) under a custom type; more cannot be had.
+    if groups.len() > 2 {
+        return Err("a client certificate holds at most two groups".into());
+    }
+    let types = [
+        rcgen::DnType::OrganizationName,
+        rcgen::DnType::CustomDnType(vec![2, 5, 4, 10]),
+    ];
+    for (ty, g) in types.into_iter().zip(groups) {
+        params.distinguished_name.push(ty, g.as_str());
+    }
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::DigitalSignature,
+        rcgen::KeyUsagePurpose::KeyEncipherment,
+    ];
+    let today = chrono::Utc::now().date_naive();
+    let ((y0, m0, d0), (y1, m1, d1)) = validity.unwrap_or((
+        (today.year(), today.month() as u8, today.day() as u8),
+        (
+            today.year() + 1,
+            today.month() as u8,
+            (today.day() as u8).min(28),
+        ),
+    ));
+    params.not_before = rcgen::date_time_ymd(y0, m0, d0);
+    params.not_after = rcgen::date_time_ymd(y1, m1, d1);
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok(ClientCert {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// A kubeconfig for `workspace` at `server` that authenticates with a
+/// client certificate (see [`issue_client_cert`]).
+pub fn cert_kubeconfig(
+    files: &TlsFiles,
+    server: &str,
+    workspace: &str,
+    cert: &ClientCert,
+    user: &str,
+) -> Result<String, BoxError> {
+    use base64::Engine as _;
+    let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+    let ca = b64(&std::fs::read(files.ca_cert())?);
+    let crt = b64(cert.cert_pem.as_bytes());
+    let key = b64(cert.key_pem.as_bytes());
+    let ctx = workspace.replace(':', "-");
+    Ok(format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {ctx}\n  cluster:\n    server: {server}/clusters/{workspace}\n    certificate-authority-data: {ca}\nusers:\n- name: {user}\n  user:\n    client-certificate-data: {crt}\n    client-key-data: {key}\ncontexts:\n- name: {ctx}\n  context:\n    cluster: {ctx}\n    user: {user}\ncurrent-context: {ctx}\n"
+    ))
+}
+
+/// Asks every client for a certificate without requiring one, and checks
+/// at the handshake only that the client holds the key of the certificate
+/// it sent; the chain is verified per request by
+/// [`super::auth::CertAuth`], so that a bad certificate is a 401 (as in
+/// kube-apiserver, which asks with Go's `RequestClientCert`).
+#[derive(Debug)]
+struct RequestClientCert {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for RequestClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The verifier of client certificates: WebPKI against `ca.crt`.
+fn client_verifier(
+    files: &TlsFiles,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, BoxError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(files.ca_cert())
+        .map_err(|e| format!("cannot read {}: {e}", files.ca_cert().display()))?
+    {
+        roots.add(c.map_err(|e| format!("bad CA certificate: {e}"))?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .allow_unauthenticated()
+            .build()?,
+    )
+}
+
+/// Client certificate authentication against the CA in `files`.
+pub fn cert_auth(files: &TlsFiles) -> Result<super::auth::CertAuth, BoxError> {
+    Ok(super::auth::CertAuth::new(client_verifier(files)?))
+}
+
 /// Writes `admin.kubeconfig` (for `root`).
 pub fn write_admin_kubeconfig(files: &TlsFiles, server: &str) -> Result<PathBuf, BoxError> {
     let path = files.admin_kubeconfig();
@@ -184,7 +353,8 @@ pub fn write_admin_kubeconfig(files: &TlsFiles, server: &str) -> Result<PathBuf,
 }
 
 /// A rustls server configuration from the serving certificate, offering
-/// HTTP/2 and HTTP/1.1 by ALPN.
+/// HTTP/2 and HTTP/1.1 by ALPN and asking for (not requiring) a client
+/// certificate.
 pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, BoxError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -197,7 +367,9 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, BoxE
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
+        .with_client_cert_verifier(Arc::new(RequestClientCert {
+            inner: client_verifier(files)?,
+        }))
         .with_single_cert(certs, key)?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))

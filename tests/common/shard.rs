@@ -38,11 +38,18 @@ fn tmc() -> Command {
 impl Shard {
     /// Starts three replicas and waits until the API answers on each.
     pub fn start() -> Shard {
-        Shard::start_with(&[])
+        Shard::start_with(&[], "")
     }
 
-    /// [`Shard::start`] with extra `tmc serve` arguments for every node.
-    pub fn start_with(extra: &[String]) -> Shard {
+    /// Starts three replicas whose token file also holds `extra_tokens`
+    /// (lines of `token,user,uid,"groups"`; the admin stays first).
+    pub fn start_with_tokens(extra_tokens: &str) -> Shard {
+        Shard::start_with(&[], extra_tokens)
+    }
+
+    /// [`Shard::start`] with extra `tmc serve` arguments for every node and
+    /// extra lines for the token file.
+    pub fn start_with(extra: &[String], extra_tokens: &str) -> Shard {
         let dir = tempfile::Builder::new()
             .prefix("tmc-shard")
             .tempdir()
@@ -57,6 +64,14 @@ impl Shard {
             "tmc certs: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if !extra_tokens.is_empty() {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(dir.path().join("tls").join("tokens.csv"))
+                .unwrap();
+            f.write_all(extra_tokens.as_bytes()).unwrap();
+        }
         let mut s = Shard {
             dir,
             raft: (0..N).map(|_| free_port()).collect(),
@@ -170,6 +185,55 @@ impl Shard {
             );
             std::fs::write(&path, out.stdout).unwrap();
         }
+        path
+    }
+
+    /// A kubeconfig for `workspace` on node `id` that authenticates with
+    /// `token` instead of the admin's.
+    pub fn kubeconfig_with_token(&self, id: u64, workspace: &str, token: &str) -> PathBuf {
+        let admin = std::fs::read_to_string(self.kubeconfig(id, workspace)).unwrap();
+        let path = self.dir.path().join(format!(
+            "{}-node{id}-{}.kubeconfig",
+            workspace.replace(':', "_"),
+            &token[..token.len().min(8)]
+        ));
+        std::fs::write(&path, admin.replace(&self.token(), token)).unwrap();
+        path
+    }
+
+    /// A kubeconfig for `workspace` on node `id` with a client certificate
+    /// for `user` in `groups` (`tmc kubeconfig --user`).
+    pub fn kubeconfig_with_cert(
+        &self,
+        id: u64,
+        workspace: &str,
+        user: &str,
+        groups: &[&str],
+    ) -> PathBuf {
+        let path = self.dir.path().join(format!(
+            "{}-node{id}-cert-{user}.kubeconfig",
+            workspace.replace(':', "_")
+        ));
+        let mut cmd = tmc();
+        cmd.args([
+            "kubeconfig",
+            "--workspace",
+            workspace,
+            "--server",
+            &self.server(id),
+            "--user",
+            user,
+        ]);
+        if !groups.is_empty() {
+            cmd.args(["--group", &groups.join(",")]);
+        }
+        let out = cmd.arg("--dir").arg(self.tls_dir()).output().unwrap();
+        assert!(
+            out.status.success(),
+            "tmc kubeconfig --user: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(&path, out.stdout).unwrap();
         path
     }
 

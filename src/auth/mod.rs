@@ -1,0 +1,55 @@
+//! Who may do what, independent of HTTP and of the store.
+//!
+//! - [`User`]: an authenticated user, Kubernetes' `user.Info` shape.
+//! - [`rbac`]: Kubernetes RBAC over the Role, ClusterRole, RoleBinding and
+//!   ClusterRoleBinding objects of one workspace: request attributes in,
+//!   allowed or not out; the escalation check for writes of roles and
+//!   bindings. It reads objects its caller already fetched, so it knows
+//!   nothing of where they live.
+//!
+//! The API edge ([`crate::api::server`]) authenticates (tokens, client
+//! certificates), fetches the RBAC objects of the request's workspace and
+//! asks [`rbac`] (see `docs/security.md`).
+
+pub mod rbac;
+
+/// The group that may do anything, in every workspace.
+pub const MASTERS: &str = "system:masters";
+/// The group every authenticated user is in.
+pub const AUTHENTICATED: &str = "system:authenticated";
+
+/// An authenticated user, as Kubernetes' `user.Info`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// User name.
+    pub name: String,
+    /// UID.
+    pub uid: String,
+    /// Groups, with `system:authenticated` added.
+    pub groups: Vec<String>,
+}
+
+impl User {
+    /// A user with `groups` plus `system:authenticated`.
+    pub fn new(name: &str, uid: &str, groups: &[&str]) -> User {
+        let mut g: Vec<String> = groups.iter().map(|s| s.to_string()).collect();
+        if !g.iter().any(|x| x == AUTHENTICATED) {
+            g.push(AUTHENTICATED.to_string());
+        }
+        User {
+            name: name.to_string(),
+            uid: uid.to_string(),
+            groups: g,
+        }
+    }
+
+    /// Member of `system:masters`.
+    pub fn is_master(&self) -> bool {
+        self.groups.iter().any(|g| g == MASTERS)
+    }
+
+    /// Member of `group`.
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g == group)
+    }
+}
