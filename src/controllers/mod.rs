@@ -22,16 +22,48 @@
 //! registrations and placements (deleting one drops its state at the next
 //! reconcile).
 
+pub mod cluster;
 pub mod committer;
 pub mod feed;
 pub mod keys;
 pub mod objects;
+pub mod placement;
 pub mod queue;
 pub mod reconciler;
 pub mod runtime;
 pub mod schedule;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Options of the controllers `tmc serve` and `tmc dev` run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// The ClusterRegistration controller's timing.
+    pub cluster: cluster::ClusterOptions,
+    /// The WorkloadPlacement controller's options.
+    pub placement: placement::PlacementOptions,
+}
+
+/// Starts the runtime with every controller on `shard` (they run while it
+/// leads); returns its metrics. Runs until the process ends.
+pub fn start(shard: Arc<dyn crate::shard::Shard>, opts: Options) -> Arc<runtime::Metrics> {
+    let metrics = Arc::new(runtime::Metrics::new());
+    let controllers: Vec<Arc<dyn runtime::Controller>> = vec![
+        Arc::new(cluster::ClusterController::new(shard.clone(), opts.cluster)),
+        Arc::new(placement::PlacementController::new(
+            shard.clone(),
+            opts.placement,
+        )),
+    ];
+    tokio::spawn(runtime::run(
+        shard,
+        controllers,
+        metrics.clone(),
+        std::future::pending(),
+    ));
+    metrics
+}
 
 /// Parses `500ms`, `10s`, `5m`, `1h` or plain seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -108,7 +108,8 @@ fn untolerated(spec: &WorkloadPlacementSpec, c: &ClusterInfo, effect: TaintEffec
         .any(|taint| !spec.tolerations.iter().any(|t| tolerates(t, taint)))
 }
 
-fn grace_secs(spec: &WorkloadPlacementSpec) -> i64 {
+/// Seconds an unhealthy chosen cluster is kept (see the module docs).
+pub fn grace_secs(spec: &WorkloadPlacementSpec) -> i64 {
     let unhealthy = Taint {
         key: UNHEALTHY_TAINT.into(),
         value: String::new(),
@@ -158,11 +159,11 @@ pub fn schedule(
         .filter(|c| keep(c))
         .map(|c| c.name.as_str())
         .collect();
-    let mut candidates: Vec<&ClusterInfo> = clusters
+    let mut candidates: Vec<(u64, &ClusterInfo)> = clusters
         .iter()
         .filter(|c| eligible(c) && !chosen.contains(c.name.as_str()))
+        .map(|c| (rendezvous(placement_id, &c.name), c))
         .collect();
-    candidates.sort_by_key(|c| (rendezvous(placement_id, &c.name), c.name.clone()));
     let want = match spec.strategy.type_ {
         StrategyType::Single => 1,
         StrategyType::Spread => spec.strategy.clusters.unwrap_or(1) as usize,
@@ -173,6 +174,22 @@ pub fn schedule(
         .topology_key
         .as_deref()
         .filter(|_| spec.strategy.type_ == StrategyType::Spread);
+    let order = |a: &(u64, &ClusterInfo), b: &(u64, &ClusterInfo)| {
+        (a.0, a.1.name.as_str()).cmp(&(b.0, b.1.name.as_str()))
+    };
+    // Without a topology only the first `need` in rendezvous order can be
+    // taken: select them in linear time instead of sorting thousands.
+    let need = want.saturating_sub(chosen.len());
+    if topology.is_none() && need < candidates.len() {
+        if need == 0 {
+            candidates.clear();
+        } else {
+            candidates.select_nth_unstable_by(need - 1, order);
+            candidates.truncate(need);
+        }
+    }
+    candidates.sort_by(order);
+    let candidates: Vec<&ClusterInfo> = candidates.into_iter().map(|(_, c)| c).collect();
     let mut used: BTreeSet<Option<&str>> = chosen
         .iter()
         .map(|n| topology.and_then(|k| by_name[n].labels.get(k).map(String::as_str)))
