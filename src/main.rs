@@ -353,6 +353,9 @@ enum Bench {
     /// A load generator for any Kubernetes API: creates, gets, lists and
     /// watch delivery, through kube-rs.
     Api(tmc::bench::api::ApiArgs),
+    /// WorkloadPlacement decisions through the placement controller over
+    /// a RocksDB store: decisions/s, latency per decision, peak RSS.
+    Placement(tmc::bench::placement::PlacementArgs),
 }
 
 #[derive(Subcommand)]
@@ -970,6 +973,18 @@ fn bench(which: Bench) -> Result<(), BoxError> {
                     .expect("template"),
             );
             let report = run_bench(tmc::bench::failover::run(&cfg, &|n| bar.set_position(n)))?;
+            bar.finish_and_clear();
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Bench::Placement(args) => {
+            let bar = spinner(args.json);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let report = rt.block_on(tmc::bench::placement::run(&args, &|m| {
+                bar.set_message(m.to_string())
+            }))?;
             bar.finish_and_clear();
             println!("{}", serde_json::to_string(&report)?);
             Ok(())

@@ -32,7 +32,7 @@ use super::keys::QueueKey;
 use super::objects::{self, set_condition, unix_now, Stored};
 use super::queue::WorkQueue;
 use super::runtime::Controller;
-use super::schedule::{self, ClusterInfo, Reason};
+use super::schedule::{self, ClusterInfo, Prepared, Reason};
 use crate::api::types::{
     ClusterRegistration, PlacementPhase, SelectedCluster, WorkloadPlacement,
     WorkloadPlacementStatus,
@@ -107,7 +107,7 @@ fn info_of(rec: &Record) -> Option<ClusterInfo> {
 }
 
 /// When a location's list was read, and the list.
-type CatalogEntry = (Instant, Arc<Vec<ClusterInfo>>);
+type CatalogEntry = (Instant, Arc<Prepared>);
 
 /// The clusters of location workspaces, cached (see the module docs).
 pub struct Catalog {
@@ -128,11 +128,7 @@ impl Catalog {
     }
 
     /// The clusters of `ws`.
-    pub fn get(
-        &self,
-        shard: &dyn Shard,
-        ws: &Workspace,
-    ) -> Result<Arc<Vec<ClusterInfo>>, ShardError> {
+    pub fn get(&self, shard: &dyn Shard, ws: &Workspace) -> Result<Arc<Prepared>, ShardError> {
         if let Some((at, c)) = self.entries.lock().expect("lock").get(ws) {
             if at.elapsed() < self.ttl {
                 return Ok(c.clone());
@@ -153,7 +149,7 @@ impl Catalog {
                 None => break,
             }
         }
-        let clusters = Arc::new(clusters);
+        let clusters = Arc::new(Prepared::new(clusters));
         let mut entries = self.entries.lock().expect("lock");
         if self.epoch.load(Ordering::SeqCst) == epoch {
             entries.insert(ws.clone(), (Instant::now(), clusters.clone()));
@@ -321,7 +317,7 @@ impl PlacementController {
             Some(s) if s.uid == uid && s.location == location.as_str() => &s.clusters,
             _ => &[],
         };
-        let decision = schedule::schedule(&key.to_string(), spec, &clusters, previous, now);
+        let decision = clusters.schedule(&key.to_string(), spec, previous, now);
         let state = PlacementState {
             uid,
             location: location.to_string(),
@@ -408,7 +404,7 @@ fn mirror(
     status: &mut WorkloadPlacementStatus,
     spec: &crate::api::types::WorkloadPlacementSpec,
     decision: &schedule::Decision,
-    clusters: &[ClusterInfo],
+    clusters: &Prepared,
     location: &Workspace,
     now: i64,
 ) -> Option<Duration> {
@@ -454,7 +450,7 @@ fn mirror(
             format!(
                 "none of the {} ClusterRegistration(s) in workspace {location} is Ready, \
                  schedulable, matching the clusterSelector and without untolerated taints",
-                clusters.len()
+                clusters.clusters().len()
             ),
             now,
         ),
@@ -463,7 +459,7 @@ fn mirror(
     let mut again: Option<i64> = None;
     let mut unhealthy = Vec::new();
     for name in &decision.clusters {
-        let Some(c) = clusters.iter().find(|c| &c.name == name) else {
+        let Some(c) = clusters.get(name) else {
             continue;
         };
         if c.ready {
