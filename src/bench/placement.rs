@@ -39,8 +39,9 @@ pub struct PlacementArgs {
     /// WorkloadPlacements (ten per tenant workspace).
     #[arg(long, default_value_t = 1_000_000)]
     pub placements: usize,
-    /// Concurrent workers.
-    #[arg(long, default_value_t = 4)]
+    /// Concurrent workers (default: one per core of a 2-core machine; more
+    /// only queue for the CPU and inflate the latency per decision).
+    #[arg(long, default_value_t = 2)]
     pub workers: usize,
     /// fsync every write.
     #[arg(long)]

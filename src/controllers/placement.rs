@@ -11,7 +11,7 @@
 //!   a TTL and dropped when a registration changes in a way that matters
 //!   to scheduling (labels, unschedulable, taints, readiness) — a
 //!   heartbeat alone does not. Such a change also requeues every placement
-//!   whose location it is (an index kept in memory per term);
+//!   whose location it is (a compact index kept in memory per term);
 //! - the **previous decision** is internal state in the store,
 //!   `/tmc/placements/<workspace>/<name>` (bincode: uid, location,
 //!   clusters); it survives failover, so a new leader resumes it (no
@@ -42,7 +42,7 @@ use crate::store::{
     Expectation, GroupResource, Key, ObjectKey, Prefix, Record, Txn, TxnOp, Workspace,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -189,33 +189,49 @@ impl Default for PlacementOptions {
     }
 }
 
-/// Placements by location workspace.
+/// The location of every placement, compactly: its queue key as one
+/// string and the location as an interned id (about 60 bytes a
+/// placement). A change that matters to scheduling walks the map, which
+/// is rare next to lookups; a reverse map per location would cost five
+/// times the memory at a million placements.
 #[derive(Default)]
 struct Index {
-    by_location: HashMap<Workspace, HashSet<QueueKey>>,
-    location_of: HashMap<QueueKey, Workspace>,
+    location_of: HashMap<Box<str>, u32>,
+    locations: Vec<Workspace>,
+    location_ids: HashMap<Workspace, u32>,
 }
 
 impl Index {
     fn set(&mut self, key: &QueueKey, location: Option<&Workspace>) {
-        if self.location_of.get(key) == location {
-            return;
-        }
-        if let Some(old) = self.location_of.remove(key) {
-            if let Some(set) = self.by_location.get_mut(&old) {
-                set.remove(key);
-                if set.is_empty() {
-                    self.by_location.remove(&old);
-                }
+        let k: Box<str> = key.to_string().into_boxed_str();
+        match location {
+            None => {
+                self.location_of.remove(&k);
+            }
+            Some(l) => {
+                let id = match self.location_ids.get(l) {
+                    Some(&id) => id,
+                    None => {
+                        let id = self.locations.len() as u32;
+                        self.locations.push(l.clone());
+                        self.location_ids.insert(l.clone(), id);
+                        id
+                    }
+                };
+                self.location_of.insert(k, id);
             }
         }
-        if let Some(l) = location {
-            self.location_of.insert(key.clone(), l.clone());
-            self.by_location
-                .entry(l.clone())
-                .or_default()
-                .insert(key.clone());
-        }
+    }
+
+    fn located_at(&self, location: &Workspace) -> Vec<QueueKey> {
+        let Some(&id) = self.location_ids.get(location) else {
+            return Vec::new();
+        };
+        self.location_of
+            .iter()
+            .filter(|(_, &l)| l == id)
+            .filter_map(|(k, _)| QueueKey::split(k).ok())
+            .collect()
     }
 }
 
@@ -389,11 +405,9 @@ impl PlacementController {
             return;
         }
         self.catalog.invalidate(&key.workspace);
-        let index = self.index.lock().expect("lock");
-        if let Some(set) = index.by_location.get(&key.workspace) {
-            for k in set {
-                queue.add(k.clone());
-            }
+        let keys = self.index.lock().expect("lock").located_at(&key.workspace);
+        for k in keys {
+            queue.add(k);
         }
     }
 }
@@ -552,6 +566,25 @@ impl Controller for PlacementController {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_index_finds_placements_by_location_and_follows_moves() {
+        let mut ix = Index::default();
+        let ws = |s: &str| Workspace::parse(s).unwrap();
+        let k1 = QueueKey::new(ws("root:a"), None, "p1");
+        let k2 = QueueKey::new(ws("root:b"), None, "p2");
+        ix.set(&k1, Some(&ws("root:compute")));
+        ix.set(&k2, Some(&ws("root:compute")));
+        let mut at = ix.located_at(&ws("root:compute"));
+        at.sort();
+        assert_eq!(at, vec![k1.clone(), k2.clone()]);
+        ix.set(&k1, Some(&ws("root:edge")));
+        assert_eq!(ix.located_at(&ws("root:compute")), vec![k2.clone()]);
+        assert_eq!(ix.located_at(&ws("root:edge")), vec![k1.clone()]);
+        ix.set(&k2, None);
+        assert!(ix.located_at(&ws("root:compute")).is_empty());
+        assert!(ix.located_at(&ws("root:nowhere")).is_empty());
+    }
 
     #[test]
     fn state_round_trips() {
