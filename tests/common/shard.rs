@@ -34,12 +34,15 @@ fn tmc() -> Command {
 }
 
 impl Shard {
-    /// Starts three replicas and waits until the API answers on each.
+    /// Starts three replicas without controllers (the API tests write
+    /// statuses themselves; a controller would race them) and waits until
+    /// the API answers on each.
     pub fn start() -> Shard {
-        Self::start_with(&[])
+        Self::start_with(&["--no-controllers"])
     }
 
-    /// Starts three replicas with extra `tmc serve` flags.
+    /// Starts three replicas with extra `tmc serve` flags (controllers
+    /// run unless they include `--no-controllers`).
     pub fn start_with(extra_args: &[&str]) -> Shard {
         let dir = tempfile::Builder::new()
             .prefix("tmc-shard")
