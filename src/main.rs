@@ -32,6 +32,8 @@ enum Command {
         /// Address of the HTTP endpoint.
         #[arg(long, default_value = "127.0.0.1:6443")]
         listen: String,
+        #[command(flatten)]
+        controllers: ControllerArgs,
     },
     /// Run one raft replica of a shard: raft peers over TCP on the address
     /// --peers gives this node, the internal KV interface (HTTP, JSON) on
@@ -86,6 +88,8 @@ enum Command {
         /// refused. Without it, replicas talk plain TCP.
         #[arg(long)]
         peer_tls_dir: Option<PathBuf>,
+        #[command(flatten)]
+        controllers: ControllerArgs,
     },
     /// Generates a CA, a serving certificate, an admin token and an admin
     /// kubeconfig into a directory (kept if they exist).
@@ -145,6 +149,11 @@ enum Command {
         #[command(subcommand)]
         op: KvOp,
     },
+    /// Physical clusters registered with tmc.
+    Cluster {
+        #[command(subcommand)]
+        op: ClusterOp,
+    },
     /// Benchmarks; each prints one JSON object.
     Bench {
         #[command(subcommand)]
@@ -155,6 +164,74 @@ enum Command {
     Debug {
         #[command(subcommand)]
         which: Debug,
+    },
+}
+
+/// The controllers of `tmc serve` and `tmc dev`.
+#[derive(clap::Args, Clone)]
+struct ControllerArgs {
+    /// Do not run the controllers.
+    #[arg(long)]
+    no_controllers: bool,
+    /// Time between probes of a registered cluster (e.g. 10s, 500ms).
+    #[arg(long, default_value = "10s", value_parser = tmc::controllers::parse_duration)]
+    probe_interval: std::time::Duration,
+    /// Time without a good probe before a cluster is unhealthy.
+    #[arg(long, default_value = "40s", value_parser = tmc::controllers::parse_duration)]
+    heartbeat_threshold: std::time::Duration,
+    /// Time one probe may take.
+    #[arg(long, default_value = "5s", value_parser = tmc::controllers::parse_duration)]
+    probe_timeout: std::time::Duration,
+    /// How long the placement controller caches a location's clusters.
+    #[arg(long, default_value = "30s", value_parser = tmc::controllers::parse_duration)]
+    catalog_ttl: std::time::Duration,
+}
+
+impl ControllerArgs {
+    fn options(&self) -> Option<tmc::controllers::Options> {
+        if self.no_controllers {
+            return None;
+        }
+        let mut o = tmc::controllers::Options::default();
+        o.cluster.probe_interval = self.probe_interval;
+        o.cluster.heartbeat_threshold = self.heartbeat_threshold;
+        o.cluster.probe_timeout = self.probe_timeout;
+        o.placement.catalog_ttl = self.catalog_ttl;
+        Some(o)
+    }
+}
+
+#[derive(Subcommand)]
+enum ClusterOp {
+    /// Registers a cluster: a Secret with its kubeconfig and a
+    /// ClusterRegistration, created (or updated) through tmc's API.
+    Register {
+        /// Name of the ClusterRegistration.
+        name: String,
+        /// The cluster's kubeconfig (its current context is used).
+        #[arg(long)]
+        kubeconfig: PathBuf,
+        /// The location workspace to register it in.
+        #[arg(long, default_value = "root")]
+        workspace: String,
+        /// tmc's API address (default: the admin kubeconfig's).
+        #[arg(long)]
+        server: Option<String>,
+        /// The kubeconfig for tmc's API.
+        #[arg(long, default_value = ".tmc/admin.kubeconfig")]
+        admin_kubeconfig: PathBuf,
+        /// The cluster's API endpoint (default: the kubeconfig's server).
+        #[arg(long)]
+        api_endpoint: Option<String>,
+        /// Namespace of the credentials Secret (created if missing).
+        #[arg(long, default_value = "tmc-system")]
+        secret_namespace: String,
+        /// Labels of the registration, `key=value` (repeatable).
+        #[arg(long = "label", value_delimiter = ',')]
+        labels: Vec<String>,
+        /// Free-form location.
+        #[arg(long, default_value = "")]
+        location: String,
     },
 }
 
@@ -316,6 +393,9 @@ enum Bench {
     /// A load generator for any Kubernetes API: creates, gets, lists and
     /// watch delivery, through kube-rs.
     Api(tmc::bench::api::ApiArgs),
+    /// WorkloadPlacement decisions through the placement controller over
+    /// a RocksDB store: decisions/s, latency per decision, peak RSS.
+    Placement(tmc::bench::placement::PlacementArgs),
 }
 
 #[derive(Subcommand)]
@@ -346,7 +426,11 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Dev { data_dir, listen } => dev(data_dir, listen),
+        Command::Dev {
+            data_dir,
+            listen,
+            controllers,
+        } => dev(data_dir, listen, controllers.options()),
         Command::Serve {
             node_id,
             peers,
@@ -361,6 +445,7 @@ fn main() {
             log_compact_threshold,
             encryption_config,
             peer_tls_dir,
+            controllers,
         } => serve(
             node_id,
             &peers,
@@ -375,6 +460,7 @@ fn main() {
                 log_compact_threshold,
                 encryption_config,
                 peer_tls_dir,
+                controllers: controllers.options(),
             },
         ),
         Command::Certs { dir, hosts, server } => certs(dir, hosts, server),
@@ -394,6 +480,7 @@ fn main() {
             op: EncryptionOp::Rewrite { kubeconfig },
         } => rewrite_secrets(kubeconfig),
         Command::Member { op, peer_tls_dir } => member(op, peer_tls_dir),
+        Command::Cluster { op } => cluster(op),
         Command::Bench { which } => bench(which),
         Command::Debug { which } => debug(which),
     };
@@ -405,7 +492,11 @@ fn main() {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-fn dev(data_dir: PathBuf, listen: String) -> Result<(), BoxError> {
+fn dev(
+    data_dir: PathBuf,
+    listen: String,
+    controllers: Option<tmc::controllers::Options>,
+) -> Result<(), BoxError> {
     use tmc::raft::server;
     std::fs::create_dir_all(&data_dir)?;
     let files = tmc::api::tls::ensure_material(&data_dir, &[])?;
@@ -435,7 +526,11 @@ fn dev(data_dir: PathBuf, listen: String) -> Result<(), BoxError> {
             tls: None,
         };
         let handle = server::start(engine, cfg, tmc::raft::NodeConfig::new(1, vec![1])).await?;
-        let api = start_api(handle, listener, &data_dir, Some(&encryption)).await?;
+        let shard = data_shard(handle, Some(&encryption))?;
+        if let Some(o) = controllers {
+            tmc::controllers::start(shard.clone(), o);
+        }
+        let api = start_api(shard, listener, &data_dir).await?;
         println!(
             "tmc dev is running on {server_url} (Ctrl-C stops it). Try:\n  kubectl --kubeconfig {} get namespaces",
             kubeconfig.display()
@@ -500,19 +595,17 @@ fn data_shard(
     Ok(shard)
 }
 
-/// Starts the Kubernetes API over `handle` on `listen` with the TLS
+/// Starts the Kubernetes API over `shard` on `listener` with the TLS
 /// material in `tls_dir`; the returned future serves until Ctrl-C.
 async fn start_api(
-    handle: tmc::raft::server::Handle,
+    shard: Arc<dyn tmc::shard::Shard>,
     listener: tokio::net::TcpListener,
     tls_dir: &std::path::Path,
-    encryption: Option<&std::path::Path>,
 ) -> Result<impl std::future::Future<Output = std::io::Result<()>>, BoxError> {
     use tmc::api::{handlers::ObjectApi, server::ApiServer, tls, watch::WatchHub};
     let files = tls::TlsFiles::new(tls_dir);
     let auth = tmc::api::auth::TokenAuth::load(&files.tokens())?;
     let tls_cfg = tls::server_config(&files)?;
-    let shard = data_shard(handle, encryption)?;
     let objects = Arc::new(ObjectApi {
         hub: WatchHub::start(shard.clone()),
         shard: shard.clone(),
@@ -591,6 +684,7 @@ struct ServeOptions {
     log_compact_threshold: u64,
     encryption_config: Option<PathBuf>,
     peer_tls_dir: Option<PathBuf>,
+    controllers: Option<tmc::controllers::Options>,
 }
 
 fn serve(
@@ -657,18 +751,14 @@ fn serve(
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let handle = server::start(engine, cfg, node_cfg).await?;
+        // What the API and the controllers see: Secrets decrypted.
+        let shard = data_shard(handle.clone(), membership.encryption_config.as_deref())?;
         if let Some((api_listen, tls_dir)) = membership.api {
             let tls_dir = tls_dir.ok_or("--api-listen needs --tls-dir")?;
             let listener = tokio::net::TcpListener::bind(&api_listen)
                 .await
                 .map_err(|e| format!("cannot listen on {api_listen}: {e}"))?;
-            let api = start_api(
-                handle.clone(),
-                listener,
-                &tls_dir,
-                membership.encryption_config.as_deref(),
-            )
-            .await?;
+            let api = start_api(shard.clone(), listener, &tls_dir).await?;
             tokio::spawn(async move {
                 if let Err(e) = api.await {
                     tracing::error!(error = %e, "the API server stopped");
@@ -679,23 +769,28 @@ fn serve(
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let addr = listener.local_addr()?;
+        let mut router = server::router(handle);
+        if let Some(o) = membership.controllers {
+            let metrics = tmc::controllers::start(shard, o);
+            router = router.route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let m = metrics.clone();
+                    async move { m.render() }
+                }),
+            );
+        }
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
         match peer_tls {
             Some(tls) => {
                 tracing::info!(node = node_id, %addr, "serving the KV interface (mutual TLS)");
-                tmc::api::server::serve_tls(
-                    listener,
-                    tls.server_config(),
-                    server::router(handle),
-                    shutdown,
-                )
-                .await?
+                tmc::api::server::serve_tls(listener, tls.server_config(), router, shutdown).await?
             }
             None => {
                 tracing::info!(node = node_id, %addr, "serving the KV interface");
-                tmc::api::serve(listener, server::router(handle), shutdown).await?
+                tmc::api::serve(listener, router, shutdown).await?
             }
         }
         Ok::<_, BoxError>(())
@@ -860,6 +955,136 @@ fn rewrite_secrets(kubeconfig: PathBuf) -> Result<(), BoxError> {
     })
 }
 
+/// `tmc cluster ...`: an API client of tmc (kube-rs).
+fn cluster(op: ClusterOp) -> Result<(), BoxError> {
+    let ClusterOp::Register {
+        name,
+        kubeconfig,
+        workspace,
+        server,
+        admin_kubeconfig,
+        api_endpoint,
+        secret_namespace,
+        labels,
+        location,
+    } = op;
+    store::Workspace::parse(&workspace)?;
+    let member_text = std::fs::read_to_string(&kubeconfig)
+        .map_err(|e| format!("reading {}: {e}", kubeconfig.display()))?;
+    let member = kube::config::Kubeconfig::from_yaml(&member_text)
+        .map_err(|e| format!("{} is not a kubeconfig: {e}", kubeconfig.display()))?;
+    let endpoint = match api_endpoint {
+        Some(e) => e,
+        None => {
+            let ctx_name = member
+                .current_context
+                .clone()
+                .ok_or("the kubeconfig has no current-context; pass --api-endpoint")?;
+            let ctx = member
+                .contexts
+                .iter()
+                .find(|c| c.name == ctx_name)
+                .and_then(|c| c.context.clone())
+                .ok_or(format!("context {ctx_name:?} not found in the kubeconfig"))?;
+            member
+                .clusters
+                .iter()
+                .find(|c| c.name == ctx.cluster)
+                .and_then(|c| c.cluster.as_ref()?.server.clone())
+                .ok_or(format!(
+                    "cluster {:?} of the current context has no server",
+                    ctx.cluster
+                ))?
+        }
+    };
+    let mut labels_map = serde_json::Map::new();
+    for l in labels.iter().filter(|l| !l.is_empty()) {
+        let (k, v) = l
+            .split_once('=')
+            .ok_or(format!("--label {l:?} is not key=value"))?;
+        labels_map.insert(k.to_string(), serde_json::Value::String(v.to_string()));
+    }
+    let mut tmc_cfg = kube::config::Kubeconfig::read_from(&admin_kubeconfig)
+        .map_err(|e| format!("reading {}: {e}", admin_kubeconfig.display()))?;
+    for c in tmc_cfg.clusters.iter_mut() {
+        if let Some(cl) = c.cluster.as_mut() {
+            let base = match (&server, &cl.server) {
+                (Some(s), _) => s.trim_end_matches('/').to_string(),
+                (None, Some(s)) => match s.find("/clusters/") {
+                    Some(i) => s[..i].to_string(),
+                    None => s.trim_end_matches('/').to_string(),
+                },
+                (None, None) => continue,
+            };
+            cl.server = Some(format!("{base}/clusters/{workspace}"));
+        }
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        use kube::api::{Api, DynamicObject, Patch, PatchParams};
+        use kube::discovery::ApiResource;
+        let cfg = kube::Config::from_custom_kubeconfig(tmc_cfg, &Default::default()).await?;
+        let client = kube::Client::try_from(cfg)?;
+        let pp = PatchParams::apply("tmc-cluster-register").force();
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+        namespaces
+            .patch(
+                &secret_namespace,
+                &pp,
+                &Patch::Apply(serde_json::json!({
+                    "apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": secret_namespace}
+                })),
+            )
+            .await
+            .map_err(|e| format!("namespace {secret_namespace}: {e}"))?;
+        let secret_name = format!("{name}-kubeconfig");
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+            Api::namespaced(client.clone(), &secret_namespace);
+        secrets
+            .patch(
+                &secret_name,
+                &pp,
+                &Patch::Apply(serde_json::json!({
+                    "apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": secret_name, "namespace": secret_namespace},
+                    "type": "Opaque",
+                    "stringData": {"kubeconfig": member_text}
+                })),
+            )
+            .await
+            .map_err(|e| format!("Secret {secret_namespace}/{secret_name}: {e}"))?;
+        let ar = ApiResource {
+            group: tmc::api::types::GROUP.into(),
+            version: tmc::api::types::VERSION.into(),
+            api_version: tmc::api::types::API_VERSION.into(),
+            kind: "ClusterRegistration".into(),
+            plural: "clusterregistrations".into(),
+        };
+        let regs: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        let mut spec = serde_json::json!({
+            "apiEndpoint": endpoint,
+            "credentialsSecretRef": {"namespace": secret_namespace, "name": secret_name},
+        });
+        if !location.is_empty() {
+            spec["location"] = serde_json::Value::String(location.clone());
+        }
+        regs.patch(
+            &name,
+            &pp,
+            &Patch::Apply(serde_json::json!({
+                "apiVersion": tmc::api::types::API_VERSION, "kind": "ClusterRegistration",
+                "metadata": {"name": name, "labels": labels_map},
+                "spec": spec
+            })),
+        )
+        .await
+        .map_err(|e| format!("ClusterRegistration {name}: {e}"))?;
+        println!("clusterregistration.tmc.kcp.io/{name} registered in {workspace} ({endpoint})");
+        Ok::<_, BoxError>(())
+    })
+}
+
 fn member(op: MemberOp, tls_dir: Option<PathBuf>) -> Result<(), BoxError> {
     let tls = load_peer_tls(tls_dir)?;
     let (method, path, server) = match op {
@@ -985,6 +1210,18 @@ fn bench(which: Bench) -> Result<(), BoxError> {
                     .expect("template"),
             );
             let report = run_bench(tmc::bench::failover::run(&cfg, &|n| bar.set_position(n)))?;
+            bar.finish_and_clear();
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Bench::Placement(args) => {
+            let bar = spinner(args.json);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let report = rt.block_on(tmc::bench::placement::run(&args, &|m| {
+                bar.set_message(m.to_string())
+            }))?;
             bar.finish_and_clear();
             println!("{}", serde_json::to_string(&report)?);
             Ok(())

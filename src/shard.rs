@@ -63,3 +63,52 @@ pub trait Shard: Send + Sync + 'static {
     /// True while this node leads the shard.
     fn is_leader(&self) -> bool;
 }
+
+/// A shard of one store with no replication: always the leader, writes
+/// commit directly. For unit tests and in-process benchmarks of code that
+/// runs over [`Shard`].
+pub struct LocalShard<E: crate::store::Engine> {
+    store: std::sync::Arc<crate::store::Store<E>>,
+}
+
+impl<E: crate::store::Engine> LocalShard<E> {
+    /// Wraps a store.
+    pub fn new(store: std::sync::Arc<crate::store::Store<E>>) -> Self {
+        LocalShard { store }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &crate::store::Store<E> {
+        &self.store
+    }
+}
+
+impl<E: crate::store::Engine + Send + Sync + 'static> Shard for LocalShard<E> {
+    fn write(&self, txn: Txn) -> BoxFuture<'_, Result<Committed, ShardError>> {
+        Box::pin(async move { Ok(self.store.commit(txn)?) })
+    }
+    fn barrier(&self) -> BoxFuture<'_, Result<u64, ShardError>> {
+        Box::pin(async move { Ok(self.store.revision()) })
+    }
+    fn get(&self, key: &Key) -> Result<Option<Record>, ShardError> {
+        Ok(self.store.get(key)?)
+    }
+    fn list(&self, prefix: &Prefix, opts: &ListOptions) -> Result<ListPage, ShardError> {
+        Ok(self.store.list(prefix, opts)?)
+    }
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>, ShardError> {
+        Ok(self.store.changes_since(after, limit)?)
+    }
+    fn revision(&self) -> u64 {
+        self.store.revision()
+    }
+    fn compacted_revision(&self) -> u64 {
+        self.store.compacted_revision()
+    }
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.store.subscribe()
+    }
+    fn is_leader(&self) -> bool {
+        true
+    }
+}

@@ -127,3 +127,21 @@ fn bench_api_runs_against_a_kube_apiserver_and_cleans_up() {
         Err(e) => assert!(e.contains("NotFound"), "namespace {ns}: {e}"),
     }
 }
+
+#[test]
+fn bench_placement_decides_every_placement_through_the_controller() {
+    let r = tmc(&[
+        "bench",
+        "placement",
+        "--clusters",
+        "50",
+        "--placements",
+        "300",
+        "--json",
+    ]);
+    assert_eq!(r["placements"], 300, "{r}");
+    assert_eq!(r["bound"], 300, "every placement has a decision: {r}");
+    assert_eq!(r["errors"], 0, "{r}");
+    assert_eq!(r["decision_samples"], 300, "{r}");
+    assert!(r["p99_us"].as_u64().is_some_and(|v| v > 0), "{r}");
+}

@@ -141,7 +141,11 @@ fn secrets_are_encrypted_at_rest_and_keys_rotate_without_loss() {
     let cfg = keys_dir.path().join("encryption.yaml");
     std::fs::write(&cfg, config(&[("key1", 1)])).unwrap();
     let mut shard = Shard::start_with(
-        &["--encryption-config".into(), cfg.display().to_string()],
+        &[
+            "--no-controllers",
+            "--encryption-config",
+            cfg.to_str().unwrap(),
+        ],
         "",
     );
     let kc1 = shard.kubeconfig(1, "root");

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod failover;
+pub mod placement;
 pub mod procs;
 pub mod raft;
 pub mod store;

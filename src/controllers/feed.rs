@@ -11,7 +11,8 @@
 
 use super::keys::QueueKey;
 use super::queue::WorkQueue;
-use crate::store::{self, Engine, GroupResource, Key, ListOptions, Prefix, Store};
+use crate::shard::{Shard, ShardError};
+use crate::store::{self, Change, GroupResource, Key, ListOptions, ObjectKey, Prefix};
 use std::sync::Arc;
 
 /// Page size of the start-up scan.
@@ -19,32 +20,36 @@ const SCAN_PAGE: usize = 1000;
 /// Changes read per step of the feed.
 const FEED_BATCH: usize = 1000;
 
-fn queue_key(gr: &GroupResource, raw: &[u8]) -> Option<QueueKey> {
+/// The object key of `raw` if it is an object of `gr`.
+pub fn object_key(gr: &GroupResource, raw: &[u8]) -> Option<ObjectKey> {
     match Key::decode(raw)? {
-        Key::Object(o) if &o.gr == gr => {
-            Some(QueueKey::new(o.workspace, o.namespace.as_deref(), &o.name))
-        }
+        Key::Object(o) if &o.gr == gr => Some(o),
         _ => None,
     }
 }
 
-/// Queues the key of every object of `gr` on the shard; returns the
-/// revision the scan was consistent at.
-pub fn scan<E: Engine>(
-    st: &Store<E>,
+/// The queue key of an object key.
+pub fn queue_key(o: &ObjectKey) -> QueueKey {
+    QueueKey::new(o.workspace.clone(), o.namespace.as_deref(), &o.name)
+}
+
+/// Calls `sink` with every object of `gr` on the shard (from local
+/// state); returns the revision the scan was consistent at.
+pub fn scan(
+    shard: &dyn Shard,
     gr: &GroupResource,
-    queue: &WorkQueue<QueueKey>,
-) -> store::Result<u64> {
+    sink: &mut dyn FnMut(ObjectKey),
+) -> Result<u64, ShardError> {
     let prefix = Prefix::resource(gr);
     let mut opts = ListOptions {
         limit: SCAN_PAGE,
         ..Default::default()
     };
     loop {
-        let page = st.list(&prefix, &opts)?;
+        let page = shard.list(&prefix, &opts)?;
         for r in &page.items {
-            if let Some(k) = queue_key(gr, &r.key) {
-                queue.add(k);
+            if let Some(k) = object_key(gr, &r.key) {
+                sink(k);
             }
         }
         match page.continue_token {
@@ -54,38 +59,48 @@ pub fn scan<E: Engine>(
     }
 }
 
-/// Scans, then follows the change log, queueing keys of `gr` until the
-/// queue shuts down. Returns an error only for a store failure.
-pub async fn run<E: Engine>(
-    st: Arc<Store<E>>,
+/// What a feed hands its consumer.
+pub enum Event<'a> {
+    /// Found by a scan (at start, or a resync after compaction).
+    Scanned(ObjectKey),
+    /// A change of the change log.
+    Changed(ObjectKey, &'a Change),
+}
+
+/// Scans, then follows the change log, calling `sink` for objects of
+/// `gr`, until `stopped` returns true. Returns an error only for a
+/// store failure.
+pub async fn follow(
+    shard: Arc<dyn Shard>,
     gr: GroupResource,
-    queue: WorkQueue<QueueKey>,
-) -> store::Result<()> {
-    let mut revisions = st.subscribe();
-    let mut at = scan(&st, &gr, &queue)?;
+    stopped: impl Fn() -> bool,
+    mut sink: impl FnMut(Event<'_>),
+) -> Result<(), ShardError> {
+    let mut revisions = shard.subscribe();
+    let mut at = scan(&*shard, &gr, &mut |k| sink(Event::Scanned(k)))?;
     loop {
-        if queue.shutting_down() {
+        if stopped() {
             return Ok(());
         }
-        match st.changes_since(at, FEED_BATCH) {
+        match shard.changes_since(at, FEED_BATCH) {
             Ok(changes) if !changes.is_empty() => {
                 for ch in &changes {
-                    if let Some(k) = queue_key(&gr, &ch.key) {
-                        queue.add(k);
+                    if let Some(k) = object_key(&gr, &ch.key) {
+                        sink(Event::Changed(k, ch));
                     }
                 }
                 at = changes.last().expect("not empty").revision;
                 continue;
             }
             Ok(_) => {}
-            Err(store::Error::Compacted { .. }) => {
+            Err(ShardError::Store(store::Error::Compacted { .. })) => {
                 tracing::warn!(resource = %gr, from = at, "change log compacted past the feed; rescanning");
-                at = scan(&st, &gr, &queue)?;
+                at = scan(&*shard, &gr, &mut |k| sink(Event::Scanned(k)))?;
                 continue;
             }
             Err(e) => return Err(e),
         }
-        // Caught up: wait for the next commit or for shutdown.
+        // Caught up: wait for the next commit (or look again for shutdown).
         tokio::select! {
             changed = revisions.changed() => {
                 if changed.is_err() {
@@ -97,10 +112,32 @@ pub async fn run<E: Engine>(
     }
 }
 
+/// Scans, then follows the change log, queueing keys of `gr` until the
+/// queue shuts down.
+pub async fn run(
+    shard: Arc<dyn Shard>,
+    gr: GroupResource,
+    queue: WorkQueue<QueueKey>,
+) -> Result<(), ShardError> {
+    let q = queue.clone();
+    follow(
+        shard,
+        gr,
+        move || q.shutting_down(),
+        |ev| match ev {
+            Event::Scanned(k) | Event::Changed(k, _) => queue.add(queue_key(&k)),
+        },
+    )
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Expectation, MemoryEngine, ObjectKey, StoreOptions, Txn, TxnOp, Workspace};
+    use crate::shard::LocalShard;
+    use crate::store::{
+        Expectation, MemoryEngine, ObjectKey, Store, StoreOptions, Txn, TxnOp, Workspace,
+    };
     use std::time::Duration;
 
     fn put(st: &Store<MemoryEngine>, gr: &GroupResource, ws: &str, name: &str) {
@@ -139,7 +176,8 @@ mod tests {
         put(&st, &placements, "root:a", "p1");
         put(&st, &other, "root:a", "c1");
         let q = WorkQueue::new();
-        let feed = tokio::spawn(run(st.clone(), placements.clone(), q.clone()));
+        let shard: Arc<dyn Shard> = Arc::new(LocalShard::new(st.clone()));
+        let feed = tokio::spawn(run(shard, placements.clone(), q.clone()));
         assert_eq!(next(&q).await, "root:a|p1", "the start-up scan");
         put(&st, &other, "root:b", "c2");
         put(&st, &placements, "root:b", "p2");

@@ -10,17 +10,77 @@
 //! store's change log, and [`schedule`]: the placement decision as a pure
 //! function (selector, taints, unschedulable, health grace, strategies).
 //!
-//! Not built yet (issue "Controllers in kcp's patterns"): the controller
-//! runtime (leader-only start, change-feed events, metrics), sending
-//! committed patches, and the cluster,
-//! placement and sync controllers. They will read local state through the
-//! shard interface and take events from the store's change log
-//! ([`crate::store::Store::subscribe`] and
-//! [`crate::store::Store::changes_since`]), not from per-workspace watches.
+//! The [`runtime`] runs controllers on the shard's leader only, fed from
+//! the change log; [`objects`] reads objects from local state and writes
+//! their status as a compare-and-swap of the committer's patch;
+//! [`cluster`] is the ClusterRegistration controller (probes, heartbeat,
+//! credentials) and [`placement`] the WorkloadPlacement controller
+//! (decisions kept in the store, a shared cluster catalog).
+//!
+//! Not built yet: the sync controller (issue 8), a leadership signal
+//! pushed by raft (leadership is polled every 100 ms), and finalizers on
+//! registrations and placements (deleting one drops its state at the next
+//! reconcile).
 
+pub mod cluster;
 pub mod committer;
 pub mod feed;
 pub mod keys;
+pub mod objects;
+pub mod placement;
 pub mod queue;
 pub mod reconciler;
+pub mod runtime;
 pub mod schedule;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Options of the controllers `tmc serve` and `tmc dev` run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// The ClusterRegistration controller's timing.
+    pub cluster: cluster::ClusterOptions,
+    /// The WorkloadPlacement controller's options.
+    pub placement: placement::PlacementOptions,
+}
+
+/// Starts the runtime with every controller on `shard` (they run while it
+/// leads); returns its metrics. Runs until the process ends.
+pub fn start(shard: Arc<dyn crate::shard::Shard>, opts: Options) -> Arc<runtime::Metrics> {
+    let metrics = Arc::new(runtime::Metrics::new());
+    let controllers: Vec<Arc<dyn runtime::Controller>> = vec![
+        Arc::new(cluster::ClusterController::new(shard.clone(), opts.cluster)),
+        Arc::new(placement::PlacementController::new(
+            shard.clone(),
+            opts.placement,
+        )),
+    ];
+    tokio::spawn(runtime::run(
+        shard,
+        controllers,
+        metrics.clone(),
+        std::future::pending(),
+    ));
+    metrics
+}
+
+/// Parses `500ms`, `10s`, `5m`, `1h` or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 10s, 5m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}

@@ -176,6 +176,10 @@ struct State<T> {
     dirty: HashSet<T>,
     processing: HashSet<T>,
     waiting: BinaryHeap<Reverse<(Instant, u64, T)>>,
+    /// The one deadline of each delayed item (client-go's
+    /// `waitingEntryByData`): a later `add_after` of an item already
+    /// waiting is merged into the earlier one.
+    deadlines: HashMap<T, Instant>,
     seq: u64,
     shutting_down: bool,
     stats: QueueStats,
@@ -221,6 +225,7 @@ impl<T: Eq + Hash + Clone + Ord + Send + 'static> WorkQueue<T> {
                 dirty: HashSet::new(),
                 processing: HashSet::new(),
                 waiting: BinaryHeap::new(),
+                deadlines: HashMap::new(),
                 seq: 0,
                 shutting_down: false,
                 stats: QueueStats::default(),
@@ -265,9 +270,14 @@ impl<T: Eq + Hash + Clone + Ord + Send + 'static> WorkQueue<T> {
         if s.shutting_down {
             return;
         }
+        let at = Instant::now() + delay;
+        if s.deadlines.get(&item).is_some_and(|&d| d <= at) {
+            return; // Already waiting, for no longer.
+        }
+        s.deadlines.insert(item.clone(), at);
         s.seq += 1;
         let seq = s.seq;
-        s.waiting.push(Reverse((Instant::now() + delay, seq, item)));
+        s.waiting.push(Reverse((at, seq, item)));
         drop(s);
         self.inner.timer.notify_one();
     }
@@ -343,6 +353,7 @@ impl<T: Eq + Hash + Clone + Ord + Send + 'static> WorkQueue<T> {
         let mut s = self.state();
         s.shutting_down = true;
         s.waiting.clear();
+        s.deadlines.clear();
         drop(s);
         self.inner.ready.notify_waiters();
         self.inner.timer.notify_one();
@@ -390,8 +401,12 @@ async fn timer<T: Eq + Hash + Clone + Ord + Send + 'static>(inner: Arc<Inner<T>>
                 .peek()
                 .is_some_and(|Reverse((at, _, _))| *at <= now)
             {
-                let Reverse((_, _, item)) = s.waiting.pop().expect("peeked");
-                due.push(item);
+                let Reverse((at, _, item)) = s.waiting.pop().expect("peeked");
+                // An entry superseded by an earlier deadline is dropped.
+                if s.deadlines.get(&item) == Some(&at) {
+                    s.deadlines.remove(&item);
+                    due.push(item);
+                }
             }
             let next = s.waiting.peek().map(|Reverse((at, _, _))| *at);
             drop(s);
@@ -455,6 +470,20 @@ mod tests {
         let t = Instant::now();
         assert_eq!(q.get().await, Some(1));
         assert!(t.elapsed() >= ms(49), "1 came at its time, not before");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_item_keeps_its_earliest_deadline_only() {
+        let q: WorkQueue<u32> = WorkQueue::new();
+        q.add_after(1, ms(100));
+        q.add_after(1, ms(300)); // later: merged into the first
+        q.add_after(1, ms(50)); // earlier: replaces it
+        tokio::time::sleep(ms(60)).await;
+        assert_eq!(q.get().await, Some(1));
+        q.done(&1);
+        tokio::time::sleep(ms(400)).await;
+        assert!(q.is_empty(), "the superseded deadlines added nothing");
+        assert_eq!(q.stats().adds, 1);
     }
 
     #[test]

@@ -21,8 +21,8 @@
 
 use crate::api::types::{StrategyType, Taint, TaintEffect, Toleration, WorkloadPlacementSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{Hash, Hasher};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 /// The taint key that stands for "cluster unhealthy".
 pub const UNHEALTHY_TAINT: &str = "tmc.kcp.io/unhealthy";
@@ -108,7 +108,8 @@ fn untolerated(spec: &WorkloadPlacementSpec, c: &ClusterInfo, effect: TaintEffec
         .any(|taint| !spec.tolerations.iter().any(|t| tolerates(t, taint)))
 }
 
-fn grace_secs(spec: &WorkloadPlacementSpec) -> i64 {
+/// Seconds an unhealthy chosen cluster is kept (see the module docs).
+pub fn grace_secs(spec: &WorkloadPlacementSpec) -> i64 {
     let unhealthy = Taint {
         key: UNHEALTHY_TAINT.into(),
         value: String::new(),
@@ -122,13 +123,27 @@ fn grace_secs(spec: &WorkloadPlacementSpec) -> i64 {
         .unwrap_or(DEFAULT_UNHEALTHY_GRACE_SECS)
 }
 
-fn rendezvous(placement: &str, cluster: &str) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (placement, cluster).hash(&mut h);
-    h.finish()
+/// FNV-1a: a stable hash (unlike std's, fixed across builds), cheap
+/// enough to run for every cluster of a location per decision.
+fn fnv1a(bytes: &[u8], seed: u64) -> u64 {
+    let mut h = seed;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// splitmix64's finalizer: every input bit moves every output bit.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Decides the clusters of placement `placement_id` (see the module docs).
+/// The reference form; the controller keeps a [`Prepared`] per location
+/// and calls [`Prepared::schedule`], the same code.
 pub fn schedule(
     placement_id: &str,
     spec: &WorkloadPlacementSpec,
@@ -136,72 +151,215 @@ pub fn schedule(
     previous: &[String],
     now: i64,
 ) -> Decision {
-    let matches = |c: &ClusterInfo| selector_matches(spec.cluster_selector.as_ref(), &c.labels);
-    let eligible = |c: &ClusterInfo| {
-        matches(c)
-            && !c.unschedulable
-            && c.ready
-            && !untolerated(spec, c, TaintEffect::NoSchedule)
-            && !untolerated(spec, c, TaintEffect::NoExecute)
-    };
-    let grace = grace_secs(spec);
-    let keep = |c: &ClusterInfo| {
-        matches(c)
-            && !untolerated(spec, c, TaintEffect::NoExecute)
-            && (c.ready || c.unhealthy_since.is_none_or(|since| now - since < grace))
-    };
-    let by_name: BTreeMap<&str, &ClusterInfo> =
-        clusters.iter().map(|c| (c.name.as_str(), c)).collect();
-    let mut chosen: BTreeSet<&str> = previous
-        .iter()
-        .filter_map(|n| by_name.get(n.as_str()).copied())
-        .filter(|c| keep(c))
-        .map(|c| c.name.as_str())
-        .collect();
-    let mut candidates: Vec<&ClusterInfo> = clusters
-        .iter()
-        .filter(|c| eligible(c) && !chosen.contains(c.name.as_str()))
-        .collect();
-    candidates.sort_by_key(|c| (rendezvous(placement_id, &c.name), c.name.clone()));
-    let want = match spec.strategy.type_ {
-        StrategyType::Single => 1,
-        StrategyType::Spread => spec.strategy.clusters.unwrap_or(1) as usize,
-        StrategyType::All => chosen.len() + candidates.len(),
-    };
-    let topology = spec
-        .strategy
-        .topology_key
-        .as_deref()
-        .filter(|_| spec.strategy.type_ == StrategyType::Spread);
-    let mut used: BTreeSet<Option<&str>> = chosen
-        .iter()
-        .map(|n| topology.and_then(|k| by_name[n].labels.get(k).map(String::as_str)))
-        .collect();
-    // First pass prefers unused topology values; the second fills up.
-    for pass in 0..2 {
-        for c in &candidates {
-            if chosen.len() >= want {
-                break;
-            }
-            let value = topology.and_then(|k| c.labels.get(k).map(String::as_str));
-            if pass == 0 && topology.is_some() && used.contains(&value) {
-                continue;
-            }
-            if chosen.insert(c.name.as_str()) {
-                used.insert(value);
-            }
+    Prepared::new(clusters.to_vec()).schedule(placement_id, spec, previous, now)
+}
+
+/// The clusters eligible for new placements under one set of scheduling
+/// inputs (cluster selector, tolerations, topology key).
+struct Eligible {
+    /// Indices into [`Prepared::clusters`].
+    idx: Vec<u32>,
+    /// Topology value id of each (same order as `idx`).
+    topo: Vec<u32>,
+    /// Topology value ids (a missing label is a value too: `None`).
+    values: HashMap<Option<String>, u32>,
+}
+
+/// The clusters of one location, indexed once for many decisions: names,
+/// name hashes, and the eligible clusters per distinct scheduling inputs
+/// (placements mostly share a few). A location of 10,000 clusters then
+/// costs a decision one pass over its eligible clusters' weights, with no
+/// label lookups.
+pub struct Prepared {
+    clusters: Vec<ClusterInfo>,
+    by_name: HashMap<String, u32>,
+    name_hash: Vec<u64>,
+    eligible: Mutex<HashMap<String, Arc<Eligible>>>,
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+impl Prepared {
+    /// Indexes `clusters`.
+    pub fn new(clusters: Vec<ClusterInfo>) -> Self {
+        let by_name = clusters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i as u32))
+            .collect();
+        let name_hash = clusters
+            .iter()
+            .map(|c| fnv1a(c.name.as_bytes(), FNV_OFFSET))
+            .collect();
+        Prepared {
+            clusters,
+            by_name,
+            name_hash,
+            eligible: Mutex::new(HashMap::new()),
         }
     }
-    let reason = if chosen.is_empty() {
-        Reason::NoMatchingCluster
-    } else if chosen.len() < want {
-        Reason::NotEnoughClusters
-    } else {
-        Reason::Scheduled
-    };
-    Decision {
-        clusters: chosen.into_iter().map(str::to_string).collect(),
-        reason,
+
+    /// The clusters.
+    pub fn clusters(&self) -> &[ClusterInfo] {
+        &self.clusters
+    }
+
+    /// The cluster named `name`.
+    pub fn get(&self, name: &str) -> Option<&ClusterInfo> {
+        self.by_name.get(name).map(|&i| &self.clusters[i as usize])
+    }
+
+    fn topology(spec: &WorkloadPlacementSpec) -> Option<&str> {
+        spec.strategy
+            .topology_key
+            .as_deref()
+            .filter(|_| spec.strategy.type_ == StrategyType::Spread)
+    }
+
+    fn eligible(&self, spec: &WorkloadPlacementSpec) -> Arc<Eligible> {
+        let topology = Self::topology(spec);
+        let key = serde_json::to_string(&(&spec.cluster_selector, &spec.tolerations, topology))
+            .expect("plain data serializes");
+        if let Some(e) = self.eligible.lock().expect("lock").get(&key) {
+            return e.clone();
+        }
+        let mut e = Eligible {
+            idx: Vec::new(),
+            topo: Vec::new(),
+            values: HashMap::new(),
+        };
+        for (i, c) in self.clusters.iter().enumerate() {
+            let ok = selector_matches(spec.cluster_selector.as_ref(), &c.labels)
+                && !c.unschedulable
+                && c.ready
+                && !untolerated(spec, c, TaintEffect::NoSchedule)
+                && !untolerated(spec, c, TaintEffect::NoExecute);
+            if ok {
+                let v = topology.and_then(|k| c.labels.get(k).cloned());
+                let n = e.values.len() as u32;
+                let id = *e.values.entry(v).or_insert(n);
+                e.idx.push(i as u32);
+                e.topo.push(id);
+            }
+        }
+        let e = Arc::new(e);
+        self.eligible.lock().expect("lock").insert(key, e.clone());
+        e
+    }
+
+    /// Decides the clusters of placement `placement_id` (see the module
+    /// docs).
+    pub fn schedule(
+        &self,
+        placement_id: &str,
+        spec: &WorkloadPlacementSpec,
+        previous: &[String],
+        now: i64,
+    ) -> Decision {
+        let grace = grace_secs(spec);
+        let ph = mix(fnv1a(placement_id.as_bytes(), FNV_OFFSET));
+        // Previous clusters that stay (no churn).
+        let mut chosen: Vec<u32> = previous
+            .iter()
+            .filter_map(|n| self.by_name.get(n.as_str()).copied())
+            .filter(|&i| {
+                let c = &self.clusters[i as usize];
+                selector_matches(spec.cluster_selector.as_ref(), &c.labels)
+                    && !untolerated(spec, c, TaintEffect::NoExecute)
+                    && (c.ready || c.unhealthy_since.is_none_or(|since| now - since < grace))
+            })
+            .collect();
+        chosen.sort_unstable();
+        chosen.dedup();
+        let el = self.eligible(spec);
+        let want = match spec.strategy.type_ {
+            StrategyType::Single => 1,
+            StrategyType::Spread => spec.strategy.clusters.unwrap_or(1) as usize,
+            StrategyType::All => {
+                chosen.len() + el.idx.iter().filter(|i| !chosen.contains(i)).count()
+            }
+        };
+        let mut need = want.saturating_sub(chosen.len());
+        let topology = Self::topology(spec);
+        // (weight, cluster index, topology value id); lower weight wins.
+        let order = |a: &(u64, u32, u32), b: &(u64, u32, u32)| {
+            (a.0, &self.clusters[a.1 as usize].name).cmp(&(b.0, &self.clusters[b.1 as usize].name))
+        };
+        let mut used = vec![false; el.values.len()];
+        if let Some(key) = topology {
+            for &i in &chosen {
+                let v = self.clusters[i as usize].labels.get(key).cloned();
+                if let Some(&id) = el.values.get(&v) {
+                    used[id as usize] = true;
+                }
+            }
+        }
+        // One pass: the best candidate of each unused topology value, and
+        // the `keep` lightest overall (all of them for All): enough for
+        // both rounds below, without sorting thousands.
+        let keep = if topology.is_some() {
+            need.saturating_mul(2)
+        } else {
+            need
+        };
+        let mut best: Vec<Option<(u64, u32, u32)>> = vec![None; el.values.len()];
+        let mut candidates: Vec<(u64, u32, u32)> = Vec::with_capacity(keep.min(el.idx.len()));
+        let bounded = keep < el.idx.len();
+        if need > 0 {
+            for (&i, &v) in el.idx.iter().zip(&el.topo) {
+                if chosen.contains(&i) {
+                    continue;
+                }
+                let cand = (mix(ph ^ self.name_hash[i as usize]), i, v);
+                if topology.is_some() && !used[v as usize] {
+                    let b = &mut best[v as usize];
+                    if b.is_none_or(|b| order(&cand, &b).is_lt()) {
+                        *b = Some(cand);
+                    }
+                }
+                if !bounded {
+                    candidates.push(cand);
+                } else if candidates.len() < keep {
+                    let at = candidates.partition_point(|c| order(c, &cand).is_lt());
+                    candidates.insert(at, cand);
+                } else if candidates.last().is_some_and(|l| order(&cand, l).is_lt()) {
+                    candidates.pop();
+                    let at = candidates.partition_point(|c| order(c, &cand).is_lt());
+                    candidates.insert(at, cand);
+                }
+            }
+        }
+        if !bounded {
+            candidates.sort_by(order);
+        }
+        if need > 0 && topology.is_some() {
+            // First the best cluster of each topology value not used yet,
+            // by weight; then the rest by weight.
+            let mut firsts: Vec<(u64, u32, u32)> = best.into_iter().flatten().collect();
+            firsts.sort_by(order);
+            firsts.truncate(need);
+            need -= firsts.len();
+            chosen.extend(firsts.iter().map(|f| f.1));
+            candidates.retain(|c| !firsts.iter().any(|f| f.1 == c.1));
+        }
+        candidates.truncate(need);
+        chosen.extend(candidates.iter().map(|c| c.1));
+        let mut names: Vec<String> = chosen
+            .iter()
+            .map(|&i| self.clusters[i as usize].name.clone())
+            .collect();
+        names.sort();
+        let reason = if names.is_empty() {
+            Reason::NoMatchingCluster
+        } else if names.len() < want {
+            Reason::NotEnoughClusters
+        } else {
+            Reason::Scheduled
+        };
+        Decision {
+            clusters: names,
+            reason,
+        }
     }
 }
 
@@ -210,6 +368,7 @@ mod tests {
     use super::*;
     use crate::api::types::{ConflictPolicy, Strategy};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+    use std::collections::BTreeSet;
 
     fn cluster(name: &str, region: &str) -> ClusterInfo {
         ClusterInfo {
@@ -234,6 +393,140 @@ mod tests {
                 topology_key: topology.map(str::to_string),
             },
             conflict_policy: ConflictPolicy::Abort,
+        }
+    }
+
+    /// The rules written the slow, obvious way: sort every eligible
+    /// cluster by weight, take unused topology values first, then fill.
+    fn naive(
+        id: &str,
+        spec: &WorkloadPlacementSpec,
+        cs: &[ClusterInfo],
+        prev: &[String],
+        now: i64,
+    ) -> Vec<String> {
+        let grace = grace_secs(spec);
+        let matches = |c: &ClusterInfo| selector_matches(spec.cluster_selector.as_ref(), &c.labels);
+        let mut chosen: Vec<&ClusterInfo> = cs
+            .iter()
+            .filter(|c| prev.contains(&c.name))
+            .filter(|c| matches(c) && !untolerated(spec, c, TaintEffect::NoExecute))
+            .filter(|c| c.ready || c.unhealthy_since.is_none_or(|s| now - s < grace))
+            .collect();
+        let ph = mix(fnv1a(id.as_bytes(), FNV_OFFSET));
+        let mut cands: Vec<&ClusterInfo> = cs
+            .iter()
+            .filter(|c| !chosen.iter().any(|x| x.name == c.name))
+            .filter(|c| matches(c) && !c.unschedulable && c.ready)
+            .filter(|c| {
+                !untolerated(spec, c, TaintEffect::NoSchedule)
+                    && !untolerated(spec, c, TaintEffect::NoExecute)
+            })
+            .collect();
+        cands.sort_by_key(|c| {
+            (
+                mix(ph ^ fnv1a(c.name.as_bytes(), FNV_OFFSET)),
+                c.name.clone(),
+            )
+        });
+        let want = match spec.strategy.type_ {
+            StrategyType::Single => 1,
+            StrategyType::Spread => spec.strategy.clusters.unwrap_or(1) as usize,
+            StrategyType::All => chosen.len() + cands.len(),
+        };
+        let topo = spec
+            .strategy
+            .topology_key
+            .as_deref()
+            .filter(|_| spec.strategy.type_ == StrategyType::Spread);
+        let val = |c: &ClusterInfo| topo.and_then(|k| c.labels.get(k).cloned());
+        let mut used: BTreeSet<Option<String>> = chosen.iter().map(|c| val(c)).collect();
+        for pass in 0..2 {
+            for c in &cands {
+                if chosen.len() >= want || chosen.iter().any(|x| x.name == c.name) {
+                    continue;
+                }
+                if pass == 0 && topo.is_some() && used.contains(&val(c)) {
+                    continue;
+                }
+                used.insert(val(c));
+                chosen.push(c);
+            }
+        }
+        let mut n: Vec<String> = chosen.iter().map(|c| c.name.clone()).collect();
+        n.sort();
+        n
+    }
+
+    #[test]
+    fn the_indexed_decision_equals_the_obvious_one() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for round in 0..300 {
+            let cs: Vec<ClusterInfo> = (0..rng.random_range(0..40))
+                .map(|i| {
+                    let mut c =
+                        cluster(&format!("c{i}"), ["eu", "us", "ap"][rng.random_range(0..3)]);
+                    if rng.random_bool(0.3) {
+                        c.labels
+                            .insert("zone".into(), format!("z{}", rng.random_range(0..4)));
+                    }
+                    c.unschedulable = rng.random_bool(0.1);
+                    c.ready = rng.random_bool(0.8);
+                    c.unhealthy_since =
+                        (!c.ready && rng.random_bool(0.7)).then(|| rng.random_range(0..600));
+                    if rng.random_bool(0.15) {
+                        c.taints.push(Taint {
+                            key: "k".into(),
+                            value: String::new(),
+                            effect: if rng.random_bool(0.5) {
+                                TaintEffect::NoSchedule
+                            } else {
+                                TaintEffect::NoExecute
+                            },
+                        });
+                    }
+                    c
+                })
+                .collect();
+            let t = [
+                StrategyType::Single,
+                StrategyType::Spread,
+                StrategyType::All,
+            ][rng.random_range(0..3)];
+            let topo = [None, Some("zone"), Some("region")][rng.random_range(0..3)];
+            let mut sp = spec(t, Some(rng.random_range(1..6)), topo);
+            if rng.random_bool(0.5) {
+                sp.cluster_selector = Some(LabelSelector {
+                    match_expressions: Some(vec![LabelSelectorRequirement {
+                        key: "region".into(),
+                        operator: "NotIn".into(),
+                        values: Some(vec!["ap".into()]),
+                    }]),
+                    match_labels: None,
+                });
+            }
+            if rng.random_bool(0.3) {
+                sp.tolerations.push(Toleration {
+                    key: "k".into(),
+                    operator: Some("Exists".into()),
+                    value: None,
+                    effect: None,
+                    toleration_seconds: None,
+                });
+            }
+            let prev: Vec<String> = cs
+                .iter()
+                .filter(|_| rng.random_bool(0.1))
+                .map(|c| c.name.clone())
+                .collect();
+            let now = rng.random_range(0..900);
+            let id = format!("ws|p{round}");
+            assert_eq!(
+                schedule(&id, &sp, &cs, &prev, now).clusters,
+                naive(&id, &sp, &cs, &prev, now),
+                "round {round}: {sp:?} prev {prev:?}"
+            );
         }
     }
 

@@ -27,8 +27,8 @@ pub struct Shard {
     /// API ports, by node (index 0 is node 1).
     pub api: Vec<u16>,
     children: Vec<Option<Child>>,
-    /// Extra `tmc serve` arguments for every node.
-    extra: Vec<String>,
+    /// Extra `tmc serve` flags of every node (e.g. controller timings).
+    extra_args: Vec<String>,
 }
 
 fn tmc() -> Command {
@@ -36,20 +36,24 @@ fn tmc() -> Command {
 }
 
 impl Shard {
-    /// Starts three replicas and waits until the API answers on each.
+    /// Starts three replicas without controllers (the API tests write
+    /// statuses themselves; a controller would race them) and waits until
+    /// the API answers on each.
     pub fn start() -> Shard {
-        Shard::start_with(&[], "")
+        Shard::start_with(&["--no-controllers"], "")
     }
 
-    /// Starts three replicas whose token file also holds `extra_tokens`
-    /// (lines of `token,user,uid,"groups"`; the admin stays first).
+    /// Starts three replicas (no controllers) whose token file also holds
+    /// `extra_tokens` (lines of `token,user,uid,"groups"`; the admin stays
+    /// first).
     pub fn start_with_tokens(extra_tokens: &str) -> Shard {
-        Shard::start_with(&[], extra_tokens)
+        Shard::start_with(&["--no-controllers"], extra_tokens)
     }
 
-    /// [`Shard::start`] with extra `tmc serve` arguments for every node and
-    /// extra lines for the token file.
-    pub fn start_with(extra: &[String], extra_tokens: &str) -> Shard {
+    /// Starts three replicas with extra `tmc serve` flags (controllers
+    /// run unless they include `--no-controllers`) and extra lines for the
+    /// token file.
+    pub fn start_with(extra_args: &[&str], extra_tokens: &str) -> Shard {
         let dir = tempfile::Builder::new()
             .prefix("tmc-shard")
             .tempdir()
@@ -78,7 +82,7 @@ impl Shard {
             kv: (0..N).map(|_| free_port()).collect(),
             api: (0..N).map(|_| free_port()).collect(),
             children: (0..N).map(|_| None).collect(),
-            extra: extra.to_vec(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         for id in 1..=N as u64 {
             s.spawn(id);
@@ -130,7 +134,7 @@ impl Shard {
             .arg(self.tls_dir())
             .arg("--peer-tls-dir")
             .arg(self.tls_dir())
-            .args(&self.extra)
+            .args(&self.extra_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -302,6 +306,57 @@ impl Shard {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The leader as seen by the running nodes `alive` (waits up to 30 s):
+    /// one of them reports role "leader" and all of them name it.
+    pub fn leader_among(&self, alive: &[u64]) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let seen: Vec<Option<serde_json::Value>> =
+                alive.iter().map(|&id| self.raft_status(id)).collect();
+            let leaders: Vec<Option<u64>> = seen
+                .iter()
+                .map(|s| s.as_ref().and_then(|s| s["leader"].as_u64()))
+                .collect();
+            if let Some(Some(l)) = leaders.first() {
+                let l = *l;
+                if let Some(i) = alive.iter().position(|&a| a == l) {
+                    if leaders.iter().all(|x| *x == Some(l))
+                        && seen[i].as_ref().is_some_and(|s| s["role"] == "leader")
+                    {
+                        return l;
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("no agreed leader among {alive:?}: {seen:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Node `id`'s controller metrics (Prometheus text from `GET /metrics`
+    /// on its KV listener); `None` when it does not answer.
+    pub fn metrics(&self, id: u64) -> Option<String> {
+        use std::io::{Read, Write};
+        let addr = format!("127.0.0.1:{}", self.kv[(id - 1) as usize]);
+        let tcp = std::net::TcpStream::connect(&addr).ok()?;
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        // The KV listener speaks mutual TLS: present the peer certificate.
+        let tls = tmc::raft::tls::PeerTls::load(&self.tls_dir()).ok()?;
+        let name = rustls::pki_types::ServerName::try_from(tmc::raft::tls::PEER_NAME).ok()?;
+        let conn = rustls::ClientConnection::new(tls.client_config(), name).ok()?;
+        let mut s = rustls::StreamOwned::new(conn, tcp);
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).ok()?;
+        let (head, body) = raw.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.1 200").then(|| body.to_string())
     }
 
     /// The two nodes that are not the leader (at the time of asking).

@@ -1,0 +1,611 @@
+//! The ClusterRegistration controller: TMC's SyncTarget heartbeat
+//! (`pkg/reconciler/workload/heartbeat` in kcp ≤ v0.11), with tmc probing
+//! the cluster itself instead of a syncer reporting in.
+//!
+//! Each registration is reconciled every probe interval (default 10 s):
+//! - **credentials**: the Secret named by `spec.credentialsSecretRef`, in
+//!   the registration's workspace, holds a `kubeconfig` (its server is
+//!   replaced by `spec.apiEndpoint`), or a `token` and a `ca.crt`. A
+//!   missing or unusable Secret, or a cluster answering 401/403, sets
+//!   `CredentialsValid` False with a reason and a message saying what to fix;
+//! - **probe**: `GET /version` and a list of nodes, with kube-rs, within a
+//!   timeout. Success sets `lastHeartbeatTime`, `kubernetesVersion`,
+//!   `capacity` and `allocatable` (summed over nodes) and
+//!   `HeartbeatHealthy` True. After the threshold (default 40 s) without a
+//!   good probe, `HeartbeatHealthy` goes False (`HeartbeatTimeout`), with
+//!   the last error in the message;
+//! - **Ready** is True when both are True, else False with the reason of
+//!   the first that is not. Its transition time is when the cluster became
+//!   unhealthy: the placement controller's grace period counts from it.
+//!
+//! Clients are cached per registration and rebuilt when the Secret or the
+//! endpoint changes. Status is written only when it changed (a heartbeat
+//! changes it every probe, as kcp's syncer heartbeat did).
+//!
+//! Left out: the syncer's own heartbeat (issue 8), per-resource API
+//! discovery of the cluster (kcp's APIResourceImports), and watching the
+//! Secret (a Secret change is picked up at the next probe).
+
+use super::keys::QueueKey;
+use super::objects::{self, is_true, set_condition, unix_now, Stored};
+use super::runtime::Controller;
+use crate::api::types::{ClusterRegistration, ClusterRegistrationStatus};
+use crate::shard::{BoxFuture, Shard};
+use crate::store::{GroupResource, ObjectKey, Txn};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The resource this controller reconciles.
+pub fn resource() -> GroupResource {
+    GroupResource::new(crate::api::types::GROUP, "clusterregistrations").expect("valid")
+}
+
+fn secrets() -> GroupResource {
+    GroupResource::new("", "secrets").expect("valid")
+}
+
+/// Condition types.
+pub const READY: &str = "Ready";
+/// The heartbeat condition.
+pub const HEARTBEAT_HEALTHY: &str = "HeartbeatHealthy";
+/// The credentials condition.
+pub const CREDENTIALS_VALID: &str = "CredentialsValid";
+
+/// Timing of the controller.
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterOptions {
+    /// Time between probes of one cluster.
+    pub probe_interval: Duration,
+    /// Time without a good probe before the cluster is unhealthy.
+    pub heartbeat_threshold: Duration,
+    /// Time one probe may take.
+    pub probe_timeout: Duration,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            probe_interval: Duration::from_secs(10),
+            heartbeat_threshold: Duration::from_secs(40),
+            probe_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The controller.
+pub struct ClusterController {
+    shard: Arc<dyn Shard>,
+    opts: ClusterOptions,
+    /// Client per registration, with what it was built from.
+    clients: Mutex<HashMap<QueueKey, (String, kube::Client)>>,
+    /// The revision of each registration's last status write by this
+    /// term, and when: the change it causes comes back through the feed,
+    /// and must not start a second probe loop.
+    written: Mutex<HashMap<QueueKey, (u64, std::time::Instant)>>,
+}
+
+impl ClusterController {
+    /// A controller over `shard`.
+    pub fn new(shard: Arc<dyn Shard>, opts: ClusterOptions) -> Self {
+        ClusterController {
+            shard,
+            opts,
+            clients: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// Why the credentials cannot be used.
+struct CredentialsError {
+    reason: &'static str,
+    message: String,
+}
+
+/// What one probe found.
+struct Probe {
+    version: String,
+    capacity: BTreeMap<String, String>,
+    allocatable: BTreeMap<String, String>,
+}
+
+enum ProbeError {
+    /// The cluster refused the credentials.
+    Unauthorized(String),
+    /// Anything else: unreachable, timeout, server error.
+    Failed(String),
+}
+
+impl ClusterController {
+    /// The client for `reg`, built from its Secret (or the cached one).
+    async fn client(
+        &self,
+        key: &QueueKey,
+        reg: &Stored<ClusterRegistration>,
+    ) -> Result<kube::Client, CredentialsError> {
+        let spec = &reg.obj.spec;
+        let r = &spec.credentials_secret_ref;
+        let missing = |what: String| CredentialsError {
+            reason: "SecretInvalid",
+            message: what,
+        };
+        let secret_key =
+            ObjectKey::namespaced(secrets(), key.cluster.clone(), &r.namespace, &r.name).map_err(
+                |e| {
+                    missing(format!(
+                        "spec.credentialsSecretRef is not a valid Secret reference: {e}"
+                    ))
+                },
+            )?;
+        let secret: Option<Stored<Value>> =
+            objects::read(&*self.shard, &secret_key).map_err(&missing)?;
+        let Some(secret) = secret else {
+            return Err(CredentialsError {
+                reason: "SecretNotFound",
+                message: format!(
+                    "Secret {}/{} not found in workspace {}; create it with the cluster's \
+                     kubeconfig under key \"kubeconfig\" (or \"token\" and \"ca.crt\"), \
+                     e.g. with `tmc cluster register`",
+                    r.namespace, r.name, key.cluster
+                ),
+            });
+        };
+        let fingerprint = format!("{}|{}", secret.revision, spec.api_endpoint);
+        if let Some((f, c)) = self.clients.lock().expect("lock").get(key) {
+            if *f == fingerprint {
+                return Ok(c.clone());
+            }
+        }
+        let data = |k: &str| -> Option<Vec<u8>> {
+            use base64::Engine;
+            let s = secret.raw.get("data")?.get(k)?.as_str()?;
+            base64::engine::general_purpose::STANDARD.decode(s).ok()
+        };
+        let kubeconfig_text = match (data("kubeconfig"), data("token"), data("ca.crt")) {
+            (Some(kc), _, _) => String::from_utf8(kc).map_err(|_| {
+                missing(format!(
+                    "key \"kubeconfig\" of Secret {}/{} is not UTF-8 text",
+                    r.namespace, r.name
+                ))
+            })?,
+            (None, Some(token), Some(ca)) => {
+                use base64::Engine;
+                let token = String::from_utf8(token).map_err(|_| {
+                    missing(format!(
+                        "key \"token\" of Secret {}/{} is not UTF-8 text",
+                        r.namespace, r.name
+                    ))
+                })?;
+                format!(
+                    "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: u\n  user:\n    token: {}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\n",
+                    spec.api_endpoint,
+                    base64::engine::general_purpose::STANDARD.encode(ca),
+                    token.trim()
+                )
+            }
+            _ => {
+                return Err(missing(format!(
+                "Secret {}/{} has neither a \"kubeconfig\" key nor \"token\" and \"ca.crt\" keys",
+                r.namespace, r.name
+            )))
+            }
+        };
+        let invalid = |e: String| CredentialsError {
+            reason: "InvalidKubeconfig",
+            message: format!(
+                "the kubeconfig in Secret {}/{} cannot be used: {e}",
+                r.namespace, r.name
+            ),
+        };
+        let kc = kube::config::Kubeconfig::from_yaml(&kubeconfig_text)
+            .map_err(|e| invalid(e.to_string()))?;
+        let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .map_err(|e| invalid(e.to_string()))?;
+        if !spec.api_endpoint.is_empty() {
+            cfg.cluster_url = spec
+                .api_endpoint
+                .parse()
+                .map_err(|e| invalid(format!("spec.apiEndpoint {:?}: {e}", spec.api_endpoint)))?;
+        }
+        cfg.connect_timeout = Some(self.opts.probe_timeout);
+        cfg.read_timeout = Some(self.opts.probe_timeout);
+        cfg.write_timeout = Some(self.opts.probe_timeout);
+        let client = kube::Client::try_from(cfg).map_err(|e| invalid(e.to_string()))?;
+        self.clients
+            .lock()
+            .expect("lock")
+            .insert(key.clone(), (fingerprint, client.clone()));
+        Ok(client)
+    }
+
+    async fn probe(&self, client: kube::Client) -> Result<Probe, ProbeError> {
+        let classify = |e: kube::Error| match &e {
+            kube::Error::Api(s) if s.code == 401 || s.code == 403 => {
+                ProbeError::Unauthorized(format!("{} {}: {}", s.code, s.reason, s.message))
+            }
+            _ => ProbeError::Failed(e.to_string()),
+        };
+        let work = async {
+            let version = client.apiserver_version().await.map_err(classify)?;
+            let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+            let mut capacity = Sums::default();
+            let mut allocatable = Sums::default();
+            let mut lp = kube::api::ListParams::default().limit(500);
+            loop {
+                let page = nodes.list(&lp).await.map_err(classify)?;
+                for n in &page.items {
+                    let Some(st) = &n.status else { continue };
+                    for (k, q) in st.capacity.iter().flatten() {
+                        capacity.add(k, &q.0);
+                    }
+                    for (k, q) in st.allocatable.iter().flatten() {
+                        allocatable.add(k, &q.0);
+                    }
+                }
+                match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                    Some(c) => lp = lp.continue_token(&c),
+                    None => break,
+                }
+            }
+            Ok(Probe {
+                version: version.git_version,
+                capacity: capacity.render(),
+                allocatable: allocatable.render(),
+            })
+        };
+        match tokio::time::timeout(self.opts.probe_timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(ProbeError::Failed(format!(
+                "no answer within {:?}",
+                self.opts.probe_timeout
+            ))),
+        }
+    }
+
+    async fn reconcile_key(&self, key: &QueueKey) -> Result<Option<Duration>, String> {
+        let okey = ObjectKey::cluster_scoped(resource(), key.cluster.clone(), &key.name)
+            .map_err(|e| e.to_string())?;
+        let Some(reg) = objects::read::<ClusterRegistration>(&*self.shard, &okey)? else {
+            self.clients.lock().expect("lock").remove(key);
+            self.written.lock().expect("lock").remove(key);
+            return Ok(None);
+        };
+        if let Some((rev, at)) = self.written.lock().expect("lock").get(key) {
+            let early = self.opts.probe_interval.mul_f64(0.9);
+            if *rev == reg.revision && at.elapsed() < early {
+                // The change of our own write: the next probe is already
+                // due at the end of the interval.
+                return Ok(Some(self.opts.probe_interval - at.elapsed().min(early)));
+            }
+        }
+        if reg.obj.metadata.deletion_timestamp.is_some() {
+            return Ok(None);
+        }
+        let now = unix_now();
+        let mut status = reg.obj.status.clone();
+        let endpoint = reg.obj.spec.api_endpoint.clone();
+        let probe_failed: Option<String> = match self.client(key, &reg).await {
+            Err(e) => {
+                set_condition(
+                    &mut status.conditions,
+                    CREDENTIALS_VALID,
+                    "False",
+                    e.reason,
+                    e.message.clone(),
+                    now,
+                );
+                Some(e.message)
+            }
+            Ok(client) => match self.probe(client).await {
+                Ok(p) => {
+                    set_condition(
+                        &mut status.conditions,
+                        CREDENTIALS_VALID,
+                        "True",
+                        "Accepted",
+                        "",
+                        now,
+                    );
+                    set_condition(
+                        &mut status.conditions,
+                        HEARTBEAT_HEALTHY,
+                        "True",
+                        "HeartbeatReceived",
+                        format!("{endpoint} answered the probe"),
+                        now,
+                    );
+                    status.last_heartbeat_time = Some(objects::time(now));
+                    status.kubernetes_version = p.version;
+                    status.capacity = p.capacity;
+                    status.allocatable = p.allocatable;
+                    None
+                }
+                Err(ProbeError::Unauthorized(m)) => {
+                    let r = &reg.obj.spec.credentials_secret_ref;
+                    let msg = format!(
+                        "{endpoint} refused the credentials in Secret {}/{} ({m}); update the \
+                         Secret with a kubeconfig or token that may get /version and list nodes",
+                        r.namespace, r.name
+                    );
+                    set_condition(
+                        &mut status.conditions,
+                        CREDENTIALS_VALID,
+                        "False",
+                        "Unauthorized",
+                        msg.clone(),
+                        now,
+                    );
+                    Some(msg)
+                }
+                Err(ProbeError::Failed(m)) => Some(format!("probing {endpoint} failed: {m}")),
+            },
+        };
+        if let Some(err) = probe_failed {
+            self.heartbeat_missed(&reg, &mut status, &err, now);
+        }
+        set_ready(&mut status, now);
+        for c in status.conditions.iter_mut() {
+            c.observed_generation = reg.obj.metadata.generation;
+        }
+        if let Some(op) = objects::status_write(&reg, &status)? {
+            match self.shard.write(Txn::new(vec![op])).await {
+                Ok(c) => {
+                    self.written
+                        .lock()
+                        .expect("lock")
+                        .insert(key.clone(), (c.revision, std::time::Instant::now()));
+                }
+                // Changed meanwhile: the feed brings the key back.
+                Err(crate::shard::ShardError::Store(crate::store::Error::Conflict { .. })) => {
+                    return Ok(None)
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(Some(self.opts.probe_interval))
+    }
+
+    fn heartbeat_missed(
+        &self,
+        reg: &Stored<ClusterRegistration>,
+        status: &mut ClusterRegistrationStatus,
+        err: &str,
+        now: i64,
+    ) {
+        let since = status
+            .last_heartbeat_time
+            .as_ref()
+            .or(reg.obj.metadata.creation_timestamp.as_ref())
+            .map(objects::secs)
+            .unwrap_or(now);
+        let threshold = self.opts.heartbeat_threshold.as_secs() as i64;
+        if now - since >= threshold {
+            let last = match &status.last_heartbeat_time {
+                Some(t) => format!("the last good probe was at {}", t.0),
+                None => "no probe has succeeded yet".to_string(),
+            };
+            set_condition(
+                &mut status.conditions,
+                HEARTBEAT_HEALTHY,
+                "False",
+                "HeartbeatTimeout",
+                format!(
+                    "{last}, more than {threshold}s ago; {err}. Check that the cluster's API \
+                     server is running and reachable from the tmc shard"
+                ),
+                now,
+            );
+        } else if objects::condition(&status.conditions, HEARTBEAT_HEALTHY).is_none() {
+            set_condition(
+                &mut status.conditions,
+                HEARTBEAT_HEALTHY,
+                "Unknown",
+                "Probing",
+                err.to_string(),
+                now,
+            );
+        }
+    }
+}
+
+fn set_ready(status: &mut ClusterRegistrationStatus, now: i64) {
+    let conds = &status.conditions;
+    // A condition that is False explains more than one not known yet.
+    let types = [CREDENTIALS_VALID, HEARTBEAT_HEALTHY];
+    let is_false = |t: &&&str| objects::condition(conds, t).is_some_and(|c| c.status == "False");
+    let not_true = types
+        .iter()
+        .find(is_false)
+        .or_else(|| types.iter().find(|t| !is_true(conds, t)))
+        .copied();
+    match not_true {
+        None => set_condition(
+            &mut status.conditions,
+            READY,
+            "True",
+            "Ready",
+            "credentials accepted and heartbeat healthy",
+            now,
+        ),
+        Some(t) => {
+            let (reason, message) = match objects::condition(conds, t) {
+                Some(c) => (c.reason.clone(), format!("{t}: {}", c.message)),
+                None => ("Probing".to_string(), format!("{t} not known yet")),
+            };
+            set_condition(
+                &mut status.conditions,
+                READY,
+                "False",
+                &reason,
+                message,
+                now,
+            )
+        }
+    }
+}
+
+impl Controller for ClusterController {
+    fn name(&self) -> &'static str {
+        "clusterregistration"
+    }
+    fn resource(&self) -> GroupResource {
+        resource()
+    }
+    fn workers(&self) -> usize {
+        8
+    }
+    fn start_term(
+        self: Arc<Self>,
+        _shard: Arc<dyn Shard>,
+        _queue: super::queue::WorkQueue<QueueKey>,
+    ) -> Vec<BoxFuture<'static, ()>> {
+        self.clients.lock().expect("lock").clear();
+        self.written.lock().expect("lock").clear();
+        Vec::new()
+    }
+    fn reconcile<'a>(
+        &'a self,
+        key: &'a QueueKey,
+    ) -> BoxFuture<'a, Result<Option<Duration>, String>> {
+        Box::pin(self.reconcile_key(key))
+    }
+}
+
+/// Sums of resource quantities, in base units (milli for fractions).
+#[derive(Default)]
+struct Sums(BTreeMap<String, Option<i128>>);
+
+impl Sums {
+    fn add(&mut self, resource: &str, q: &str) {
+        let e = self.0.entry(resource.to_string()).or_insert(Some(0));
+        *e = match (*e, parse_milli(q)) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+    }
+
+    fn render(&self) -> BTreeMap<String, String> {
+        self.0
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), format_milli((*v)?))))
+            .collect()
+    }
+}
+
+/// A Kubernetes quantity in thousandths of its unit.
+pub fn parse_milli(q: &str) -> Option<i128> {
+    let q = q.trim();
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(q.len());
+    let (num, suffix) = q.split_at(split);
+    let mult: i128 = match suffix {
+        "" => 1000,
+        "m" => 1,
+        "k" => 1000 * 1000,
+        "M" => 1000 * 1_000_000,
+        "G" => 1000 * 1_000_000_000,
+        "T" => 1000 * 1_000_000_000_000,
+        "Ki" => 1000 << 10,
+        "Mi" => 1000 << 20,
+        "Gi" => 1000 << 30,
+        "Ti" => 1000 << 40,
+        "Pi" => 1000 << 50,
+        _ => return None,
+    };
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    let int: i128 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let mut v = int * mult;
+    if !frac.is_empty() {
+        let digits = frac.len().min(12) as u32;
+        let f: i128 = frac[..digits as usize].parse().ok()?;
+        v += f * mult / 10i128.pow(digits);
+    }
+    Some(v)
+}
+
+/// Formats thousandths as a quantity: whole units, with a binary suffix
+/// when exact, else milli.
+pub fn format_milli(v: i128) -> String {
+    if v % 1000 != 0 {
+        return format!("{v}m");
+    }
+    let n = v / 1000;
+    for (shift, suffix) in [(40, "Ti"), (30, "Gi"), (20, "Mi"), (10, "Ki")] {
+        if n != 0 && n % (1i128 << shift) == 0 {
+            return format!("{}{suffix}", n >> shift);
+        }
+    }
+    n.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_sum_as_kubernetes_writes_them() {
+        let mut s = Sums::default();
+        for (r, q) in [
+            ("cpu", "4"),
+            ("cpu", "500m"),
+            ("memory", "8Gi"),
+            ("memory", "8192Mi"),
+            ("pods", "110"),
+            ("pods", "110"),
+            ("odd", "1x"),
+        ] {
+            s.add(r, q);
+        }
+        let out = s.render();
+        assert_eq!(out["cpu"], "4500m");
+        assert_eq!(out["memory"], "16Gi");
+        assert_eq!(out["pods"], "220");
+        assert!(!out.contains_key("odd"), "an unparsable sum is left out");
+        assert_eq!(parse_milli("1.5"), Some(1500));
+        assert_eq!(parse_milli("2k"), Some(2_000_000));
+    }
+
+    #[test]
+    fn ready_follows_credentials_and_heartbeat() {
+        let mut st = ClusterRegistrationStatus::default();
+        set_ready(&mut st, 10);
+        assert!(!is_true(&st.conditions, READY));
+        set_condition(
+            &mut st.conditions,
+            CREDENTIALS_VALID,
+            "True",
+            "Accepted",
+            "",
+            10,
+        );
+        set_condition(
+            &mut st.conditions,
+            HEARTBEAT_HEALTHY,
+            "True",
+            "HeartbeatReceived",
+            "",
+            10,
+        );
+        set_ready(&mut st, 11);
+        assert!(is_true(&st.conditions, READY));
+        set_condition(
+            &mut st.conditions,
+            HEARTBEAT_HEALTHY,
+            "False",
+            "HeartbeatTimeout",
+            "down",
+            20,
+        );
+        set_ready(&mut st, 20);
+        let r = objects::condition(&st.conditions, READY).unwrap();
+        assert_eq!(
+            (r.status.as_str(), r.reason.as_str()),
+            ("False", "HeartbeatTimeout")
+        );
+        assert_eq!(objects::secs(&r.last_transition_time), 20);
+    }
+}

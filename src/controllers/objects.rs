@@ -1,0 +1,212 @@
+//! Reading API objects from the shard's local state and writing their
+//! status back, as the API would store it.
+//!
+//! Objects are stored as JSON without `resourceVersion` (the record's mod
+//! revision is the resourceVersion; see [`crate::api::object`]). A
+//! controller reads the record, works on a typed copy, and the
+//! [`super::committer`] plans one merge patch of `status`; the patch is
+//! applied to the stored JSON and written as a compare-and-swap on the
+//! record's mod revision. Status writes touch `status` only: no
+//! `generation` bump, no `managedFields` entry (the API adds those for its
+//! clients; a controller is not one).
+
+use super::committer::{self, apply_merge_patch, Subresource};
+use crate::shard::Shard;
+use crate::store::{Expectation, ObjectKey, TxnOp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+/// An object as read from local state.
+#[derive(Debug, Clone)]
+pub struct Stored<T> {
+    /// Its key.
+    pub key: ObjectKey,
+    /// Its mod revision (resourceVersion).
+    pub revision: u64,
+    /// The stored JSON.
+    pub raw: Value,
+    /// The typed object, with `metadata.resourceVersion` set.
+    pub obj: T,
+}
+
+/// Reads and decodes one object; `None` if absent.
+pub fn read<T: DeserializeOwned>(
+    shard: &dyn Shard,
+    key: &ObjectKey,
+) -> Result<Option<Stored<T>>, String> {
+    let Some(rec) = shard.get(&key.clone().into()).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    let raw: Value = serde_json::from_slice(&rec.value)
+        .map_err(|e| format!("stored object {} is not JSON: {e}", key_str(key)))?;
+    let mut with_rv = raw.clone();
+    if let Some(m) = with_rv.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.insert(
+            "resourceVersion".into(),
+            Value::String(rec.mod_revision.to_string()),
+        );
+    }
+    let obj = serde_json::from_value(with_rv)
+        .map_err(|e| format!("stored object {} does not decode: {e}", key_str(key)))?;
+    Ok(Some(Stored {
+        key: key.clone(),
+        revision: rec.mod_revision,
+        raw,
+        obj,
+    }))
+}
+
+fn key_str(k: &ObjectKey) -> String {
+    crate::store::Key::Object(k.clone()).to_string()
+}
+
+/// The write that gives `stored` the status `status`, or `None` when the
+/// status is unchanged. A compare-and-swap on the record's revision.
+pub fn status_write<T, S: Serialize>(
+    stored: &Stored<T>,
+    status: &S,
+) -> Result<Option<TxnOp>, String> {
+    let mut old = stored.raw.clone();
+    if let Some(m) = old.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.insert(
+            "resourceVersion".into(),
+            Value::String(stored.revision.to_string()),
+        );
+    }
+    let mut new = old.clone();
+    new["status"] = serde_json::to_value(status).map_err(|e| e.to_string())?;
+    let Some(patch) = committer::plan(&old, &new).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    if patch.subresource != Subresource::Status {
+        return Err("a status write changed more than status".into());
+    }
+    let mut value = stored.raw.clone();
+    apply_merge_patch(
+        &mut value,
+        &serde_json::json!({"status": patch.body["status"].clone()}),
+    );
+    let bytes = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
+    Ok(Some(TxnOp::put_json(
+        stored.key.clone(),
+        bytes,
+        Expectation::ModRevision(stored.revision),
+    )))
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A Kubernetes time of whole seconds.
+pub fn time(secs: i64) -> Time {
+    Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap_or_default())
+}
+
+/// Unix seconds of a Kubernetes time.
+pub fn secs(t: &Time) -> i64 {
+    t.0.as_second()
+}
+
+/// The condition of `type_`, if set.
+pub fn condition<'a>(conds: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conds.iter().find(|c| c.type_ == type_)
+}
+
+/// True when the condition of `type_` is `True`.
+pub fn is_true(conds: &[Condition], type_: &str) -> bool {
+    condition(conds, type_).is_some_and(|c| c.status == "True")
+}
+
+/// Sets a condition; its transition time moves only when its status does
+/// (`meta.SetStatusCondition`).
+pub fn set_condition(
+    conds: &mut Vec<Condition>,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: impl Into<String>,
+    now: i64,
+) {
+    let message = message.into();
+    match conds.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) => {
+            if c.status != status {
+                c.status = status.into();
+                c.last_transition_time = time(now);
+            }
+            c.reason = reason.into();
+            c.message = message;
+        }
+        None => {
+            conds.push(Condition {
+                type_: type_.into(),
+                status: status.into(),
+                reason: reason.into(),
+                message,
+                last_transition_time: time(now),
+                observed_generation: None,
+            });
+            conds.sort_by(|a, b| a.type_.cmp(&b.type_));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::LocalShard;
+    use crate::store::{GroupResource, MemoryEngine, Store, StoreOptions, Txn, Workspace};
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn status_writes_change_status_only_and_are_compare_and_swap() {
+        let st = Arc::new(Store::open(MemoryEngine::new(), StoreOptions::default()).unwrap());
+        let shard = LocalShard::new(st);
+        let gr = GroupResource::new("tmc.kcp.io", "workloadplacements").unwrap();
+        let key = ObjectKey::cluster_scoped(gr, Workspace::parse("root").unwrap(), "p").unwrap();
+        let body = serde_json::json!({"apiVersion": "tmc.kcp.io/v1alpha1", "kind": "WorkloadPlacement",
+            "metadata": {"name": "p", "uid": "u", "generation": 1}, "spec": {"x": 1}});
+        shard
+            .write(Txn::new(vec![TxnOp::put_json(
+                key.clone(),
+                serde_json::to_vec(&body).unwrap(),
+                Expectation::Absent,
+            )]))
+            .await
+            .unwrap();
+        let s: Stored<Value> = read(&shard, &key).unwrap().unwrap();
+        assert_eq!(s.obj["metadata"]["resourceVersion"], s.revision.to_string());
+        assert!(status_write(&s, &s.raw.get("status")).unwrap().is_none());
+        let op = status_write(&s, &serde_json::json!({"phase": "Bound"}))
+            .unwrap()
+            .unwrap();
+        shard.write(Txn::new(vec![op.clone()])).await.unwrap();
+        let after: Stored<Value> = read(&shard, &key).unwrap().unwrap();
+        let mut want = body.clone();
+        want["status"] = serde_json::json!({"phase": "Bound"});
+        assert_eq!(
+            after.raw, want,
+            "only status changed, no resourceVersion stored"
+        );
+        // The same write again is a conflict: the revision moved.
+        assert!(shard.write(Txn::new(vec![op])).await.is_err());
+    }
+
+    #[test]
+    fn conditions_move_their_transition_time_only_on_a_status_change() {
+        let mut c = vec![];
+        set_condition(&mut c, "Ready", "True", "Healthy", "", 100);
+        set_condition(&mut c, "Ready", "True", "Healthy", "still", 200);
+        assert_eq!(secs(&c[0].last_transition_time), 100);
+        set_condition(&mut c, "Ready", "False", "Down", "gone", 300);
+        assert_eq!(secs(&c[0].last_transition_time), 300);
+        assert!(!is_true(&c, "Ready"));
+    }
+}

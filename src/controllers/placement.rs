@@ -1,0 +1,599 @@
+//! The WorkloadPlacement controller: TMC's placement scheduler
+//! (`pkg/reconciler/workload/placement` and the namespace scheduler of kcp
+//! ≤ v0.11), with the decision as the pure [`super::schedule::schedule`].
+//!
+//! For each WorkloadPlacement:
+//! - its **location workspace** is `spec.locationWorkspace` or its own;
+//!   a location that does not exist gives `Scheduled` False,
+//!   `LocationNotFound`;
+//! - the location's clusters come from the [`Catalog`]: its
+//!   ClusterRegistrations read from local state, cached per workspace with
+//!   a TTL and dropped when a registration changes in a way that matters
+//!   to scheduling (labels, unschedulable, taints, readiness) — a
+//!   heartbeat alone does not. Such a change also requeues every placement
+//!   whose location it is (a compact index kept in memory per term);
+//! - the **previous decision** is internal state in the store,
+//!   `/tmc/placements/<workspace>/<name>` (bincode: uid, location,
+//!   clusters); it survives failover, so a new leader resumes it (no
+//!   churn). A decision of an older object of the same name (other uid) or
+//!   another location is not reused;
+//! - the decision and the status mirroring it (`phase`, `selectedClusters`,
+//!   conditions `Scheduled` and `Ready`) are written in one transaction, a
+//!   compare-and-swap on both records;
+//! - while a chosen cluster is unhealthy the key is requeued for the end
+//!   of its grace period, when the decision replaces it.
+//!
+//! Left out: namespace and workload selection (issue 8's sync controller
+//! reads `namespaceSelector`/`workloadSelector`), and scores other than
+//! the rendezvous hash (capacity-aware spreading).
+
+use super::feed::{self, Event};
+use super::keys::QueueKey;
+use super::objects::{self, set_condition, unix_now, Stored};
+use super::queue::WorkQueue;
+use super::runtime::Controller;
+use super::schedule::{self, ClusterInfo, Prepared, Reason};
+use crate::api::types::{
+    ClusterRegistration, PlacementPhase, SelectedCluster, WorkloadPlacement,
+    WorkloadPlacementStatus,
+};
+use crate::shard::{BoxFuture, Shard, ShardError};
+use crate::store::{
+    Expectation, GroupResource, Key, ObjectKey, Prefix, Record, Txn, TxnOp, Workspace,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The resource this controller reconciles.
+pub fn resource() -> GroupResource {
+    GroupResource::new(crate::api::types::GROUP, "workloadplacements").expect("valid")
+}
+
+/// Condition types.
+pub const SCHEDULED: &str = "Scheduled";
+/// The readiness of the chosen clusters.
+pub const READY: &str = "Ready";
+
+/// A placement decision as kept in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementState {
+    /// uid of the WorkloadPlacement it belongs to.
+    pub uid: String,
+    /// The location workspace the clusters are in.
+    pub location: String,
+    /// Chosen ClusterRegistration names, sorted.
+    pub clusters: Vec<String>,
+}
+
+impl PlacementState {
+    /// Encodes as stored (bincode).
+    pub fn encode(&self) -> Vec<u8> {
+        bincode::serde::encode_to_vec(self, bincode::config::standard())
+            .expect("encoding a plain struct cannot fail")
+    }
+
+    /// Decodes a stored state.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+            .ok()
+            .map(|(s, _)| s)
+    }
+}
+
+/// What the scheduler knows of a registration.
+pub fn cluster_info(reg: &ClusterRegistration) -> ClusterInfo {
+    let ready = objects::condition(&reg.status.conditions, super::cluster::READY);
+    ClusterInfo {
+        name: reg.metadata.name.clone().unwrap_or_default(),
+        labels: reg.metadata.labels.clone().unwrap_or_default(),
+        unschedulable: reg.spec.unschedulable,
+        taints: reg.spec.taints.clone(),
+        ready: ready.is_some_and(|c| c.status == "True"),
+        unhealthy_since: ready
+            .filter(|c| c.status != "True")
+            .map(|c| objects::secs(&c.last_transition_time)),
+    }
+}
+
+fn info_of(rec: &Record) -> Option<ClusterInfo> {
+    let reg: ClusterRegistration = serde_json::from_slice(&rec.value).ok()?;
+    if reg.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    Some(cluster_info(&reg))
+}
+
+/// When a location's list was read, and the list.
+type CatalogEntry = (Instant, Arc<Prepared>);
+
+/// The clusters of location workspaces, cached (see the module docs).
+pub struct Catalog {
+    ttl: Duration,
+    entries: Mutex<HashMap<Workspace, CatalogEntry>>,
+    /// Moves on every invalidation; a load that raced one is not cached.
+    epoch: AtomicU64,
+}
+
+impl Catalog {
+    /// An empty catalog whose entries live `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        Catalog {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    /// The clusters of `ws`.
+    pub fn get(&self, shard: &dyn Shard, ws: &Workspace) -> Result<Arc<Prepared>, ShardError> {
+        if let Some((at, c)) = self.entries.lock().expect("lock").get(ws) {
+            if at.elapsed() < self.ttl {
+                return Ok(c.clone());
+            }
+        }
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let prefix = Prefix::workspace(&super::cluster::resource(), ws);
+        let mut opts = crate::store::ListOptions {
+            limit: 1000,
+            ..Default::default()
+        };
+        let mut clusters = Vec::new();
+        loop {
+            let page = shard.list(&prefix, &opts)?;
+            clusters.extend(page.items.iter().filter_map(info_of));
+            match page.continue_token {
+                Some(t) => opts.continue_token = Some(t),
+                None => break,
+            }
+        }
+        let clusters = Arc::new(Prepared::new(clusters));
+        let mut entries = self.entries.lock().expect("lock");
+        if self.epoch.load(Ordering::SeqCst) == epoch {
+            entries.insert(ws.clone(), (Instant::now(), clusters.clone()));
+        }
+        Ok(clusters)
+    }
+
+    /// Drops the entry of `ws`.
+    pub fn invalidate(&self, ws: &Workspace) {
+        let mut entries = self.entries.lock().expect("lock");
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        entries.remove(ws);
+    }
+
+    fn clear(&self) {
+        let mut entries = self.entries.lock().expect("lock");
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        entries.clear();
+    }
+}
+
+/// Options of the controller.
+#[derive(Debug, Clone, Copy)]
+pub struct PlacementOptions {
+    /// How long a location's cluster list is cached.
+    pub catalog_ttl: Duration,
+    /// Workers.
+    pub workers: usize,
+}
+
+impl Default for PlacementOptions {
+    fn default() -> Self {
+        PlacementOptions {
+            catalog_ttl: Duration::from_secs(30),
+            workers: 4,
+        }
+    }
+}
+
+/// The location of every placement, compactly: its queue key as one
+/// string and the location as an interned id (about 60 bytes a
+/// placement). A change that matters to scheduling walks the map, which
+/// is rare next to lookups; a reverse map per location would cost five
+/// times the memory at a million placements.
+#[derive(Default)]
+struct Index {
+    location_of: HashMap<Box<str>, u32>,
+    locations: Vec<Workspace>,
+    location_ids: HashMap<Workspace, u32>,
+}
+
+impl Index {
+    fn set(&mut self, key: &QueueKey, location: Option<&Workspace>) {
+        let k: Box<str> = key.to_string().into_boxed_str();
+        match location {
+            None => {
+                self.location_of.remove(&k);
+            }
+            Some(l) => {
+                let id = match self.location_ids.get(l) {
+                    Some(&id) => id,
+                    None => {
+                        let id = self.locations.len() as u32;
+                        self.locations.push(l.clone());
+                        self.location_ids.insert(l.clone(), id);
+                        id
+                    }
+                };
+                self.location_of.insert(k, id);
+            }
+        }
+    }
+
+    fn located_at(&self, location: &Workspace) -> Vec<QueueKey> {
+        let Some(&id) = self.location_ids.get(location) else {
+            return Vec::new();
+        };
+        self.location_of
+            .iter()
+            .filter(|(_, &l)| l == id)
+            .filter_map(|(k, _)| QueueKey::split(k).ok())
+            .collect()
+    }
+}
+
+/// The controller.
+pub struct PlacementController {
+    shard: Arc<dyn Shard>,
+    opts: PlacementOptions,
+    catalog: Catalog,
+    index: Mutex<Index>,
+}
+
+impl PlacementController {
+    /// A controller over `shard`.
+    pub fn new(shard: Arc<dyn Shard>, opts: PlacementOptions) -> Self {
+        PlacementController {
+            shard,
+            opts,
+            catalog: Catalog::new(opts.catalog_ttl),
+            index: Mutex::new(Index::default()),
+        }
+    }
+
+    fn location_exists(&self, ws: &Workspace, location: &Workspace) -> Result<bool, String> {
+        if location == ws {
+            return Ok(true);
+        }
+        match crate::api::handlers::workspace_object_key(location) {
+            None => Ok(true), // root
+            Some(k) => Ok(self.shard.get(&k).map_err(|e| e.to_string())?.is_some()),
+        }
+    }
+
+    /// One reconcile; public for the benchmark.
+    pub async fn reconcile_key(&self, key: &QueueKey) -> Result<Option<Duration>, String> {
+        let ws = key.cluster.clone();
+        let okey = ObjectKey::cluster_scoped(resource(), ws.clone(), &key.name)
+            .map_err(|e| e.to_string())?;
+        let skey = Key::placement(ws.clone(), &key.name).map_err(|e| e.to_string())?;
+        let state_rec = self.shard.get(&skey).map_err(|e| e.to_string())?;
+        let Some(wp) = objects::read::<WorkloadPlacement>(&*self.shard, &okey)? else {
+            self.index.lock().expect("lock").set(key, None);
+            if let Some(rec) = state_rec {
+                let txn = Txn::new(vec![TxnOp::delete(
+                    skey,
+                    Expectation::ModRevision(rec.mod_revision),
+                )]);
+                self.write(txn).await?;
+            }
+            return Ok(None);
+        };
+        if wp.obj.metadata.deletion_timestamp.is_some() {
+            return Ok(None);
+        }
+        let uid = wp.obj.metadata.uid.clone().unwrap_or_default();
+        let spec = &wp.obj.spec;
+        let location = match &spec.location_workspace {
+            None => Ok(ws.clone()),
+            Some(l) => Workspace::parse(l).map_err(|e| e.to_string()),
+        };
+        let now = unix_now();
+        let location = match location {
+            Ok(l) if self.location_exists(&ws, &l)? => l,
+            bad => {
+                let why = match bad {
+                    Ok(l) => format!("location workspace {l} does not exist"),
+                    Err(e) => format!("spec.locationWorkspace is not a workspace path: {e}"),
+                };
+                self.index.lock().expect("lock").set(key, None);
+                let mut status = wp.obj.status.clone();
+                status.phase = PlacementPhase::Pending;
+                set_condition(
+                    &mut status.conditions,
+                    SCHEDULED,
+                    "False",
+                    "LocationNotFound",
+                    why.clone(),
+                    now,
+                );
+                set_condition(
+                    &mut status.conditions,
+                    READY,
+                    "False",
+                    "LocationNotFound",
+                    why,
+                    now,
+                );
+                return self.commit(&wp, status, None, None).await;
+            }
+        };
+        self.index.lock().expect("lock").set(key, Some(&location));
+        let clusters = self
+            .catalog
+            .get(&*self.shard, &location)
+            .map_err(|e| e.to_string())?;
+        let old_state = state_rec
+            .as_ref()
+            .and_then(|r| PlacementState::decode(&r.value));
+        let previous: &[String] = match &old_state {
+            Some(s) if s.uid == uid && s.location == location.as_str() => &s.clusters,
+            _ => &[],
+        };
+        let decision = clusters.schedule(&key.to_string(), spec, previous, now);
+        let state = PlacementState {
+            uid,
+            location: location.to_string(),
+            clusters: decision.clusters.clone(),
+        };
+        let mut status = wp.obj.status.clone();
+        let again = mirror(&mut status, spec, &decision, &clusters, &location, now);
+        let state_write = (old_state.as_ref() != Some(&state)).then(|| {
+            TxnOp::put_bincode(
+                skey,
+                state.encode(),
+                match &state_rec {
+                    Some(r) => Expectation::ModRevision(r.mod_revision),
+                    None => Expectation::Absent,
+                },
+            )
+        });
+        let r = self.commit(&wp, status, state_write, again).await?;
+        Ok(r)
+    }
+
+    async fn commit(
+        &self,
+        wp: &Stored<WorkloadPlacement>,
+        mut status: WorkloadPlacementStatus,
+        state_write: Option<TxnOp>,
+        again: Option<Duration>,
+    ) -> Result<Option<Duration>, String> {
+        for c in status.conditions.iter_mut() {
+            c.observed_generation = wp.obj.metadata.generation;
+        }
+        let mut ops: Vec<TxnOp> = state_write.into_iter().collect();
+        if let Some(op) = objects::status_write(wp, &status)? {
+            ops.push(op);
+        } else if !ops.is_empty() {
+            // The decision changes alone: still only if the object is as read.
+            ops.push(TxnOp::Check {
+                key: wp.key.clone().into(),
+                expect: Expectation::ModRevision(wp.revision),
+            });
+        }
+        if !ops.is_empty() {
+            self.write(Txn::new(ops)).await?;
+        }
+        Ok(again)
+    }
+
+    async fn write(&self, txn: Txn) -> Result<(), String> {
+        match self.shard.write(txn).await {
+            Ok(_) => Ok(()),
+            Err(ShardError::Store(crate::store::Error::Conflict { .. })) => {
+                Err("changed while reconciling; retrying on fresh state".into())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Registration changes: drop the location's cached list and requeue
+    /// its placements when something that matters to scheduling changed.
+    fn registration_changed(
+        &self,
+        key: &ObjectKey,
+        ch: &crate::store::Change,
+        queue: &WorkQueue<QueueKey>,
+    ) {
+        let new = ch.value.as_ref().and_then(info_of);
+        let old = ch.prev.as_ref().and_then(info_of);
+        if new == old {
+            return;
+        }
+        self.catalog.invalidate(&key.workspace);
+        let keys = self.index.lock().expect("lock").located_at(&key.workspace);
+        for k in keys {
+            queue.add(k);
+        }
+    }
+}
+
+/// Mirrors `decision` into `status`; returns when to look again (the end
+/// of the earliest grace period of an unhealthy chosen cluster).
+fn mirror(
+    status: &mut WorkloadPlacementStatus,
+    spec: &crate::api::types::WorkloadPlacementSpec,
+    decision: &schedule::Decision,
+    clusters: &Prepared,
+    location: &Workspace,
+    now: i64,
+) -> Option<Duration> {
+    status.selected_clusters = decision
+        .clusters
+        .iter()
+        .map(|n| SelectedCluster {
+            workspace: location.to_string(),
+            name: n.clone(),
+        })
+        .collect();
+    status.phase = if decision.clusters.is_empty() {
+        PlacementPhase::Unschedulable
+    } else {
+        PlacementPhase::Bound
+    };
+    let n = decision.clusters.len();
+    match decision.reason {
+        Reason::Scheduled => set_condition(
+            &mut status.conditions,
+            SCHEDULED,
+            "True",
+            "Scheduled",
+            format!("placed on {n} cluster(s) of workspace {location}"),
+            now,
+        ),
+        Reason::NotEnoughClusters => set_condition(
+            &mut status.conditions,
+            SCHEDULED,
+            "False",
+            "NotEnoughClusters",
+            format!(
+                "placed on {n} cluster(s) of workspace {location}, fewer than the strategy wants: \
+                 register more Ready clusters matching the clusterSelector"
+            ),
+            now,
+        ),
+        Reason::NoMatchingCluster => set_condition(
+            &mut status.conditions,
+            SCHEDULED,
+            "False",
+            "NoMatchingCluster",
+            format!(
+                "none of the {} ClusterRegistration(s) in workspace {location} is Ready, \
+                 schedulable, matching the clusterSelector and without untolerated taints",
+                clusters.clusters().len()
+            ),
+            now,
+        ),
+    }
+    let grace = schedule::grace_secs(spec);
+    let mut again: Option<i64> = None;
+    let mut unhealthy = Vec::new();
+    for name in &decision.clusters {
+        let Some(c) = clusters.get(name) else {
+            continue;
+        };
+        if c.ready {
+            continue;
+        }
+        match c.unhealthy_since {
+            Some(since) => {
+                let left = (grace - (now - since)).max(0);
+                again = Some(again.map_or(left, |a| a.min(left)));
+                unhealthy.push(format!(
+                    "{name} (not Ready since {}, moved in {left}s unless it recovers)",
+                    objects::time(since).0
+                ));
+            }
+            None => unhealthy.push(format!("{name} (not probed yet)")),
+        }
+    }
+    if n == 0 {
+        let (reason, msg) = {
+            let c = objects::condition(&status.conditions, SCHEDULED).expect("just set");
+            (c.reason.clone(), c.message.clone())
+        };
+        set_condition(&mut status.conditions, READY, "False", &reason, msg, now);
+    } else if unhealthy.is_empty() {
+        set_condition(
+            &mut status.conditions,
+            READY,
+            "True",
+            "ClustersReady",
+            "every chosen cluster is Ready",
+            now,
+        );
+    } else {
+        set_condition(
+            &mut status.conditions,
+            READY,
+            "False",
+            "ClusterUnhealthy",
+            format!("chosen cluster(s) not Ready: {}", unhealthy.join(", ")),
+            now,
+        );
+    }
+    again.map(|s| Duration::from_secs(s as u64 + 1))
+}
+
+impl Controller for PlacementController {
+    fn name(&self) -> &'static str {
+        "workloadplacement"
+    }
+    fn resource(&self) -> GroupResource {
+        resource()
+    }
+    fn workers(&self) -> usize {
+        self.opts.workers
+    }
+    fn start_term(
+        self: Arc<Self>,
+        shard: Arc<dyn Shard>,
+        queue: WorkQueue<QueueKey>,
+    ) -> Vec<BoxFuture<'static, ()>> {
+        self.catalog.clear();
+        *self.index.lock().expect("lock") = Index::default();
+        let this = self.clone();
+        vec![Box::pin(async move {
+            let q = queue.clone();
+            let r = feed::follow(
+                shard,
+                super::cluster::resource(),
+                move || q.shutting_down(),
+                |ev| {
+                    if let Event::Changed(k, ch) = ev {
+                        this.registration_changed(&k, ch, &queue);
+                    }
+                },
+            )
+            .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, "the placement controller's registration feed stopped");
+            }
+        })]
+    }
+    fn reconcile<'a>(
+        &'a self,
+        key: &'a QueueKey,
+    ) -> BoxFuture<'a, Result<Option<Duration>, String>> {
+        Box::pin(self.reconcile_key(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_finds_placements_by_location_and_follows_moves() {
+        let mut ix = Index::default();
+        let ws = |s: &str| Workspace::parse(s).unwrap();
+        let k1 = QueueKey::new(ws("root:a"), None, "p1");
+        let k2 = QueueKey::new(ws("root:b"), None, "p2");
+        ix.set(&k1, Some(&ws("root:compute")));
+        ix.set(&k2, Some(&ws("root:compute")));
+        let mut at = ix.located_at(&ws("root:compute"));
+        at.sort();
+        assert_eq!(at, vec![k1.clone(), k2.clone()]);
+        ix.set(&k1, Some(&ws("root:edge")));
+        assert_eq!(ix.located_at(&ws("root:compute")), vec![k2.clone()]);
+        assert_eq!(ix.located_at(&ws("root:edge")), vec![k1.clone()]);
+        ix.set(&k2, None);
+        assert!(ix.located_at(&ws("root:compute")).is_empty());
+        assert!(ix.located_at(&ws("root:nowhere")).is_empty());
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let s = PlacementState {
+            uid: "u".into(),
+            location: "root:compute".into(),
+            clusters: vec!["a".into(), "b".into()],
+        };
+        assert_eq!(PlacementState::decode(&s.encode()), Some(s));
+        assert_eq!(PlacementState::decode(b"\xff"), None);
+    }
+}
