@@ -605,7 +605,9 @@ async fn start_api(
     use tmc::api::{handlers::ObjectApi, server::ApiServer, tls, watch::WatchHub};
     let files = tls::TlsFiles::new(tls_dir);
     let auth = tmc::api::auth::TokenAuth::load(&files.tokens())?;
-    let tls_cfg = tls::server_config(&files)?;
+    // The serving certificate and the client CA, re-read when they change.
+    let tls_cfg = tls::reloading_server_config(&files)?;
+    tls_cfg.watch(std::time::Duration::from_secs(5));
     let objects = Arc::new(ObjectApi {
         hub: WatchHub::start(shard.clone()),
         shard: shard.clone(),
@@ -633,7 +635,7 @@ async fn start_api(
     tracing::info!(addr = %listener.local_addr()?, "serving the Kubernetes API");
     Ok(tmc::api::server::serve_tls(
         listener,
-        tls_cfg,
+        move || tls_cfg.get(),
         tmc::api::server::router(server),
         async {
             let _ = tokio::signal::ctrl_c().await;
@@ -786,7 +788,8 @@ fn serve(
         match peer_tls {
             Some(tls) => {
                 tracing::info!(node = node_id, %addr, "serving the KV interface (mutual TLS)");
-                tmc::api::server::serve_tls(listener, tls.server_config(), router, shutdown).await?
+                tmc::api::server::serve_tls(listener, move || tls.server_config(), router, shutdown)
+                    .await?
             }
             None => {
                 tracing::info!(node = node_id, %addr, "serving the KV interface");

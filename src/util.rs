@@ -32,3 +32,77 @@ pub fn dir_size(dir: &Path) -> std::io::Result<u64> {
     }
     Ok(total)
 }
+
+/// A value built from files (certificates, keys), rebuilt when their
+/// contents change. New users get the new value; holders of the old one
+/// keep it. A rebuild that fails leaves the old value in force.
+pub struct Reloading<T> {
+    what: &'static str,
+    paths: Vec<std::path::PathBuf>,
+    build: Box<dyn Fn() -> Result<T, String> + Send + Sync>,
+    current: std::sync::RwLock<(Vec<u8>, std::sync::Arc<T>)>,
+}
+
+impl<T: Send + Sync + 'static> Reloading<T> {
+    /// Builds the first value; `what` names it in logs, `paths` are the
+    /// files whose contents decide when to rebuild.
+    pub fn new(
+        what: &'static str,
+        paths: Vec<std::path::PathBuf>,
+        build: impl Fn() -> Result<T, String> + Send + Sync + 'static,
+    ) -> Result<std::sync::Arc<Self>, String> {
+        let source = Self::read(&paths)?;
+        let value = build()?;
+        Ok(std::sync::Arc::new(Reloading {
+            what,
+            paths,
+            build: Box::new(build),
+            current: std::sync::RwLock::new((source, std::sync::Arc::new(value))),
+        }))
+    }
+
+    fn read(paths: &[std::path::PathBuf]) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        for p in paths {
+            out.extend(std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?);
+            out.push(0);
+        }
+        Ok(out)
+    }
+
+    /// The value in force.
+    pub fn get(&self) -> std::sync::Arc<T> {
+        self.current.read().expect("reload lock").1.clone()
+    }
+
+    /// Rebuilds if the files changed; `Ok(true)` when a new value is in
+    /// force.
+    pub fn reload_if_changed(&self) -> Result<bool, String> {
+        let source = Self::read(&self.paths)?;
+        if self.current.read().expect("reload lock").0 == source {
+            return Ok(false);
+        }
+        let value = (self.build)()?;
+        *self.current.write().expect("reload lock") = (source, std::sync::Arc::new(value));
+        Ok(true)
+    }
+
+    /// Checks the files every `every` while someone else holds `self`
+    /// (needs a tokio runtime).
+    pub fn watch(self: &std::sync::Arc<Self>, every: std::time::Duration) {
+        let weak = std::sync::Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(r) = weak.upgrade() else { return };
+                match r.reload_if_changed() {
+                    Ok(true) => tracing::info!(what = r.what, "reloaded from its files"),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(what = r.what, error = %e, "not reloaded; the old stays in force")
+                    }
+                }
+            }
+        });
+    }
+}

@@ -204,6 +204,14 @@ fn secrets_are_encrypted_at_rest_and_keys_rotate_without_loss() {
             "{needle} in clear"
         );
     }
+    // Nor do the logs hold a Secret value or the admin token.
+    let token = shard.token();
+    for id in 1..=3 {
+        let log = std::fs::read_to_string(shard.log_path(id)).unwrap();
+        for needle in [secret_clear, &b64(secret_clear), &token] {
+            assert!(!log.contains(needle), "node {id}'s log holds {needle}");
+        }
+    }
     let names = stored_key_names(&mut shard, 3);
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names.iter().all(|(_, n)| n == "key1"), "{names:?}");

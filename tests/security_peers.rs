@@ -202,3 +202,59 @@ fn peer_material_is_reloaded_when_it_changes_and_bad_material_is_refused() {
     let e = tmc::raft::tls::PeerTls::load(dir.path()).unwrap_err();
     assert!(e.contains("ca.crt"), "{e}");
 }
+
+/// The certificate a TLS server at `port` presents, trusting `cas`.
+async fn presented_cert(port: u16, cas: &[&Path]) -> Vec<u8> {
+    let mut r = rustls::RootCertStore::empty();
+    for ca in cas {
+        for c in CertificateDer::pem_file_iter(ca).unwrap() {
+            r.add(c.unwrap()).unwrap();
+        }
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(r)
+        .with_no_client_auth();
+    let sock = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let s = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), sock)
+        .await
+        .unwrap();
+    s.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_serving_certificate_is_reloaded_when_its_files_change() {
+    let shard = tokio::task::spawn_blocking(Shard::start).await.unwrap();
+    let tls = shard.tls_dir();
+    let other = foreign_material();
+    let cas = [tls.join("ca.crt"), other.path().join("ca.crt")];
+    let cas: Vec<&Path> = cas.iter().map(|p| p.as_path()).collect();
+    let pem_der = |p: &Path| CertificateDer::from_pem_file(p).unwrap().to_vec();
+    let port = shard.api[0];
+    assert_eq!(
+        presented_cert(port, &cas).await,
+        pem_der(&tls.join("server.crt"))
+    );
+    // Rotate: a new serving certificate and key appear in the directory
+    // (as a mounted Secret changes); new connections get it, no restart.
+    std::fs::copy(other.path().join("server.key"), tls.join("server.key")).unwrap();
+    std::fs::copy(other.path().join("server.crt"), tls.join("server.crt")).unwrap();
+    let want = pem_der(&tls.join("server.crt"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while presented_cert(port, &cas).await != want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new serving certificate was never presented"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // A half-written pair (a key that does not parse) keeps the new
+    // certificate in force; the API still answers.
+    std::fs::write(tls.join("server.key"), "garbage").unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(presented_cert(port, &cas).await, want);
+}

@@ -372,17 +372,17 @@ async fn resource(
 }
 
 /// Serves `router` over TLS on `listener` (HTTP/2 or HTTP/1.1, by ALPN)
-/// until `shutdown` resolves.
+/// until `shutdown` resolves; `tls` gives the configuration for each new
+/// connection.
 pub async fn serve_tls(
     listener: tokio::net::TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: impl Fn() -> Arc<rustls::ServerConfig> + Send + 'static,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use hyper_util::server::conn::auto::Builder;
     use hyper_util::service::TowerToHyperService;
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     tokio::pin!(shutdown);
     loop {
         let (sock, peer) = tokio::select! {
@@ -397,7 +397,9 @@ pub async fn serve_tls(
             },
         };
         let _ = sock.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        // The configuration in force now: certificates reloaded from their
+        // files apply to the next connection.
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls());
         let router = router.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(

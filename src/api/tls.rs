@@ -352,6 +352,24 @@ pub fn write_admin_kubeconfig(files: &TlsFiles, server: &str) -> Result<PathBuf,
     Ok(path)
 }
 
+/// [`server_config`], rebuilt whenever `server.crt`, `server.key` or
+/// `ca.crt` change (certificate rotation without a restart).
+pub fn reloading_server_config(
+    files: &TlsFiles,
+) -> Result<Arc<crate::util::Reloading<rustls::ServerConfig>>, BoxError> {
+    let f = TlsFiles::new(&files.dir);
+    let paths = vec![files.server_cert(), files.server_key(), files.ca_cert()];
+    Ok(crate::util::Reloading::new(
+        "API serving certificate",
+        paths,
+        move || {
+            server_config(&f)
+                .map(Arc::unwrap_or_clone)
+                .map_err(|e| e.to_string())
+        },
+    )?)
+}
+
 /// A rustls server configuration from the serving certificate, offering
 /// HTTP/2 and HTTP/1.1 by ALPN and asking for (not requiring) a client
 /// certificate.

@@ -25,7 +25,7 @@
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -43,14 +43,12 @@ pub type PeerStream = Box<dyn PeerIo>;
 struct Material {
     server: Arc<rustls::ServerConfig>,
     client: Arc<rustls::ClientConfig>,
-    /// The file contents it was built from, to notice changes.
-    source: Vec<u8>,
 }
 
 /// The peer TLS configuration of one replica.
 pub struct PeerTls {
     dir: PathBuf,
-    current: RwLock<Arc<Material>>,
+    current: Arc<crate::util::Reloading<Material>>,
 }
 
 fn files(dir: &Path) -> [PathBuf; 3] {
@@ -61,16 +59,7 @@ fn files(dir: &Path) -> [PathBuf; 3] {
     ]
 }
 
-fn read_all(dir: &Path) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    for f in files(dir) {
-        out.extend(std::fs::read(&f).map_err(|e| format!("cannot read {}: {e}", f.display()))?);
-        out.push(0);
-    }
-    Ok(out)
-}
-
-fn build(dir: &Path, source: Vec<u8>) -> Result<Material, String> {
+fn build(dir: &Path) -> Result<Material, String> {
     let [ca, cert, key] = files(dir);
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(&ca).map_err(|e| format!("{}: {e}", ca.display()))? {
@@ -112,7 +101,6 @@ fn build(dir: &Path, source: Vec<u8>) -> Result<Material, String> {
     Ok(Material {
         server: Arc::new(server),
         client: Arc::new(client),
-        source,
     })
 }
 
@@ -125,57 +113,37 @@ impl std::fmt::Debug for PeerTls {
 impl PeerTls {
     /// Loads `ca.crt`, `peer.crt` and `peer.key` from `dir`.
     pub fn load(dir: &Path) -> Result<Arc<PeerTls>, String> {
-        let m = build(dir, read_all(dir)?)?;
+        let d = dir.to_path_buf();
+        let current =
+            crate::util::Reloading::new("peer TLS material", files(dir).to_vec(), move || {
+                build(&d)
+            })?;
         Ok(Arc::new(PeerTls {
             dir: dir.to_path_buf(),
-            current: RwLock::new(Arc::new(m)),
+            current,
         }))
     }
 
-    fn material(&self) -> Arc<Material> {
-        self.current.read().expect("tls lock").clone()
-    }
-
-    /// The server side, for the internal HTTP listener.
+    /// The server side, for the internal HTTP listener (take it per
+    /// connection to follow reloads).
     pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
-        self.material().server.clone()
+        self.current.get().server.clone()
     }
 
     /// The client side, for requests to other replicas.
     pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
-        self.material().client.clone()
+        self.current.get().client.clone()
     }
 
     /// Re-reads the files if they changed; `Ok(true)` when new material
     /// is in force. On error the old material stays.
     pub fn reload_if_changed(&self) -> Result<bool, String> {
-        let source = read_all(&self.dir)?;
-        if self.material().source == source {
-            return Ok(false);
-        }
-        let m = build(&self.dir, source)?;
-        *self.current.write().expect("tls lock") = Arc::new(m);
-        Ok(true)
+        self.current.reload_if_changed()
     }
 
-    /// Re-reads the files every 5 s while `self` lives elsewhere.
-    pub fn watch(self: &Arc<Self>) {
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                let Some(tls) = weak.upgrade() else { return };
-                match tls.reload_if_changed() {
-                    Ok(true) => {
-                        tracing::info!(dir = %tls.dir.display(), "peer TLS material reloaded")
-                    }
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, "peer TLS material not reloaded; the old stays in force")
-                    }
-                }
-            }
-        });
+    /// Re-reads the files every 5 s.
+    pub fn watch(&self) {
+        self.current.watch(Duration::from_secs(5));
     }
 
     /// The server side of a handshake on an accepted connection.
