@@ -38,7 +38,7 @@
 //! controllers above see plain objects.
 //!
 //! **Rotation.** Put the new key first and restart (or let the file be
-//! reloaded: [`EncryptedShard::reload_if_changed`]); records whose stored
+//! reloaded: [`EncryptedShard::watch`]); records whose stored
 //! form is not under the current write key are marked
 //! [`Record::stale`], so an update that changes nothing still rewrites
 //! them. `tmc encryption rewrite` lists every Secret across workspaces and
@@ -56,8 +56,8 @@ use crate::store::{
 use base64::Engine as _;
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::path::Path;
+use std::sync::Arc;
 
 /// What a stored value encrypted with AES-GCM starts with.
 const AESGCM_PREFIX: &str = "k8s:enc:aesgcm:v1:";
@@ -355,62 +355,43 @@ fn encrypted_raw(key: &[u8]) -> bool {
 /// way out (see the module docs).
 pub struct EncryptedShard {
     inner: Arc<dyn Shard>,
-    keys: RwLock<Arc<Keys>>,
-    /// The file the keys came from and its last contents, for reloads.
-    source: Option<(PathBuf, RwLock<String>)>,
+    /// The keys, re-read from their file when it changes.
+    keys: Arc<crate::util::Reloading<Keys>>,
 }
 
 impl EncryptedShard {
-    /// Wraps `inner` with fixed keys.
-    pub fn new(inner: Arc<dyn Shard>, keys: Keys) -> EncryptedShard {
-        EncryptedShard {
-            inner,
-            keys: RwLock::new(Arc::new(keys)),
-            source: None,
-        }
-    }
-
     /// Wraps `inner` with the keys of a configuration file, which
-    /// [`EncryptedShard::reload_if_changed`] re-reads.
+    /// [`EncryptedShard::watch`] re-reads.
     pub fn from_file(
         inner: Arc<dyn Shard>,
         path: &Path,
     ) -> Result<EncryptedShard, EncryptionError> {
-        let text = std::fs::read_to_string(path).map_err(|e| EncryptionError::Config {
-            path: path.display().to_string(),
-            msg: e.to_string(),
-        })?;
-        let keys = Keys::parse(&path.display().to_string(), &text)?;
-        Ok(EncryptedShard {
-            inner,
-            keys: RwLock::new(Arc::new(keys)),
-            source: Some((path.to_path_buf(), RwLock::new(text))),
+        let p = path.to_path_buf();
+        let keys = crate::util::Reloading::new("encryption config", vec![p.clone()], move || {
+            Keys::load(&p).map_err(|e| e.to_string())
         })
+        .map_err(|msg| EncryptionError::Config {
+            path: path.display().to_string(),
+            msg,
+        })?;
+        Ok(EncryptedShard { inner, keys })
     }
 
     /// The keys in force.
     pub fn keys(&self) -> Arc<Keys> {
-        self.keys.read().expect("keys lock").clone()
+        self.keys.get()
     }
 
     /// Re-reads the configuration file if its contents changed. A file
     /// that no longer parses keeps the old keys in force and returns the
     /// error; `Ok(true)` when new keys were taken.
-    pub fn reload_if_changed(&self) -> Result<bool, EncryptionError> {
-        let Some((path, last)) = &self.source else {
-            return Ok(false);
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| EncryptionError::Config {
-            path: path.display().to_string(),
-            msg: e.to_string(),
-        })?;
-        if *last.read().expect("source lock") == text {
-            return Ok(false);
-        }
-        let keys = Keys::parse(&path.display().to_string(), &text)?;
-        *self.keys.write().expect("keys lock") = Arc::new(keys);
-        *last.write().expect("source lock") = text;
-        Ok(true)
+    pub fn reload_if_changed(&self) -> Result<bool, String> {
+        self.keys.reload_if_changed()
+    }
+
+    /// Re-reads the configuration file every 5 s (needs a tokio runtime).
+    pub fn watch(&self) {
+        self.keys.watch(std::time::Duration::from_secs(5));
     }
 
     /// Decrypts `rec` in place if it is encrypted.

@@ -572,26 +572,7 @@ fn data_shard(
         write_key = shard.keys().write_key_name().unwrap_or("(identity: clear text)"),
         "Secrets are encrypted at rest"
     );
-    let weak = Arc::downgrade(&shard);
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-            let Some(shard) = weak.upgrade() else { return };
-            match shard.reload_if_changed() {
-                Ok(true) => tracing::info!(
-                    write_key = shard
-                        .keys()
-                        .write_key_name()
-                        .unwrap_or("(identity: clear text)"),
-                    "encryption config reloaded"
-                ),
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "encryption config not reloaded; the old keys stay in force")
-                }
-            }
-        }
-    });
+    shard.watch();
     Ok(shard)
 }
 

@@ -59,7 +59,7 @@ fn raw_hits(shard: &Shard, needle: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Waits until every node logged "encryption config reloaded" `n` times.
+/// Waits until every node logged `n` reloads of the encryption config.
 fn wait_reloaded(shard: &Shard, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -67,7 +67,10 @@ fn wait_reloaded(shard: &Shard, n: usize) {
             .map(|id| {
                 std::fs::read_to_string(shard.log_path(id))
                     .unwrap_or_default()
-                    .matches("encryption config reloaded")
+                    .lines()
+                    .filter(|l| {
+                        l.contains("encryption config") && l.contains("reloaded from its files")
+                    })
                     .count()
             })
             .collect();
@@ -271,7 +274,8 @@ fn secrets_are_encrypted_at_rest_and_keys_rotate_without_loss() {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !std::fs::read_to_string(shard.log_path(1))
         .unwrap()
-        .contains("encryption config not reloaded")
+        .lines()
+        .any(|l| l.contains("encryption config") && l.contains("not reloaded"))
     {
         assert!(Instant::now() < deadline, "the bad config was not noticed");
         std::thread::sleep(Duration::from_millis(250));
