@@ -163,6 +163,30 @@ impl Shard {
         t.split(',').next().unwrap().to_string()
     }
 
+    /// Runs `tmc kubeconfig` for `workspace` on node `id` with `extra`
+    /// arguments and writes its output to `path`.
+    fn write_kubeconfig(&self, path: &Path, id: u64, workspace: &str, extra: &[&str]) {
+        let out = tmc()
+            .args([
+                "kubeconfig",
+                "--workspace",
+                workspace,
+                "--server",
+                &self.server(id),
+            ])
+            .args(extra)
+            .arg("--dir")
+            .arg(self.tls_dir())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tmc kubeconfig {extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(path, out.stdout).unwrap();
+    }
+
     /// Writes (once) and returns a kubeconfig for `workspace` on node `id`.
     pub fn kubeconfig(&self, id: u64, workspace: &str) -> PathBuf {
         let path = self.dir.path().join(format!(
@@ -170,24 +194,7 @@ impl Shard {
             workspace.replace(':', "_")
         ));
         if !path.exists() {
-            let out = tmc()
-                .args([
-                    "kubeconfig",
-                    "--workspace",
-                    workspace,
-                    "--server",
-                    &self.server(id),
-                    "--dir",
-                ])
-                .arg(self.tls_dir())
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "tmc kubeconfig: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            std::fs::write(&path, out.stdout).unwrap();
+            self.write_kubeconfig(&path, id, workspace, &[]);
         }
         path
     }
@@ -218,26 +225,12 @@ impl Shard {
             "{}-node{id}-cert-{user}.kubeconfig",
             workspace.replace(':', "_")
         ));
-        let mut cmd = tmc();
-        cmd.args([
-            "kubeconfig",
-            "--workspace",
-            workspace,
-            "--server",
-            &self.server(id),
-            "--user",
-            user,
-        ]);
+        let groups = groups.join(",");
+        let mut extra = vec!["--user", user];
         if !groups.is_empty() {
-            cmd.args(["--group", &groups.join(",")]);
+            extra.extend(["--group", groups.as_str()]);
         }
-        let out = cmd.arg("--dir").arg(self.tls_dir()).output().unwrap();
-        assert!(
-            out.status.success(),
-            "tmc kubeconfig --user: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::write(&path, out.stdout).unwrap();
+        self.write_kubeconfig(&path, id, workspace, &extra);
         path
     }
 
