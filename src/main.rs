@@ -185,6 +185,15 @@ struct ControllerArgs {
     /// How long the placement controller caches a location's clusters.
     #[arg(long, default_value = "30s", value_parser = tmc::controllers::parse_duration)]
     catalog_ttl: std::time::Duration,
+    /// Downstream writes per second to one member cluster.
+    #[arg(long, default_value_t = 50.0)]
+    sync_qps: f64,
+    /// Burst of downstream writes to one member cluster.
+    #[arg(long, default_value_t = 100)]
+    sync_burst: u32,
+    /// Concurrent downstream requests per member cluster.
+    #[arg(long, default_value_t = 4)]
+    sync_workers: usize,
 }
 
 impl ControllerArgs {
@@ -197,6 +206,9 @@ impl ControllerArgs {
         o.cluster.heartbeat_threshold = self.heartbeat_threshold;
         o.cluster.probe_timeout = self.probe_timeout;
         o.placement.catalog_ttl = self.catalog_ttl;
+        o.sync.qps = self.sync_qps;
+        o.sync.burst = self.sync_burst;
+        o.sync.workers_per_cluster = self.sync_workers;
         Some(o)
     }
 }

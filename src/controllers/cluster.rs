@@ -29,9 +29,9 @@
 use super::keys::QueueKey;
 use super::objects::{self, is_true, set_condition, unix_now, Stored};
 use super::runtime::Controller;
-use crate::api::types::{ClusterRegistration, ClusterRegistrationStatus};
+use crate::api::types::{ClusterRegistration, ClusterRegistrationSpec, ClusterRegistrationStatus};
 use crate::shard::{BoxFuture, Shard};
-use crate::store::{GroupResource, ObjectKey, Txn};
+use crate::store::{GroupResource, ObjectKey, Txn, Workspace};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -99,9 +99,11 @@ impl ClusterController {
 }
 
 /// Why the credentials cannot be used.
-struct CredentialsError {
-    reason: &'static str,
-    message: String,
+pub struct CredentialsError {
+    /// A CamelCase reason for a condition.
+    pub reason: &'static str,
+    /// What a person can act on.
+    pub message: String,
 }
 
 /// What one probe found.
@@ -125,95 +127,22 @@ impl ClusterController {
         key: &QueueKey,
         reg: &Stored<ClusterRegistration>,
     ) -> Result<kube::Client, CredentialsError> {
-        let spec = &reg.obj.spec;
-        let r = &spec.credentials_secret_ref;
-        let missing = |what: String| CredentialsError {
-            reason: "SecretInvalid",
-            message: what,
-        };
-        let secret_key =
-            ObjectKey::namespaced(secrets(), key.cluster.clone(), &r.namespace, &r.name).map_err(
-                |e| {
-                    missing(format!(
-                        "spec.credentialsSecretRef is not a valid Secret reference: {e}"
-                    ))
-                },
-            )?;
-        let secret: Option<Stored<Value>> =
-            objects::read(&*self.shard, &secret_key).map_err(&missing)?;
-        let Some(secret) = secret else {
-            return Err(CredentialsError {
-                reason: "SecretNotFound",
-                message: format!(
-                    "Secret {}/{} not found in workspace {}; create it with the cluster's \
-                     kubeconfig under key \"kubeconfig\" (or \"token\" and \"ca.crt\"), \
-                     e.g. with `tmc cluster register`",
-                    r.namespace, r.name, key.cluster
-                ),
-            });
-        };
-        let fingerprint = format!("{}|{}", secret.revision, spec.api_endpoint);
+        let (fingerprint, cfg) = client_config(
+            &*self.shard,
+            &key.cluster,
+            &reg.obj.spec,
+            self.opts.probe_timeout,
+        )
+        .await?;
         if let Some((f, c)) = self.clients.lock().expect("lock").get(key) {
             if *f == fingerprint {
                 return Ok(c.clone());
             }
         }
-        let data = |k: &str| -> Option<Vec<u8>> {
-            use base64::Engine;
-            let s = secret.raw.get("data")?.get(k)?.as_str()?;
-            base64::engine::general_purpose::STANDARD.decode(s).ok()
-        };
-        let kubeconfig_text = match (data("kubeconfig"), data("token"), data("ca.crt")) {
-            (Some(kc), _, _) => String::from_utf8(kc).map_err(|_| {
-                missing(format!(
-                    "key \"kubeconfig\" of Secret {}/{} is not UTF-8 text",
-                    r.namespace, r.name
-                ))
-            })?,
-            (None, Some(token), Some(ca)) => {
-                use base64::Engine;
-                let token = String::from_utf8(token).map_err(|_| {
-                    missing(format!(
-                        "key \"token\" of Secret {}/{} is not UTF-8 text",
-                        r.namespace, r.name
-                    ))
-                })?;
-                format!(
-                    "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: u\n  user:\n    token: {}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\n",
-                    spec.api_endpoint,
-                    base64::engine::general_purpose::STANDARD.encode(ca),
-                    token.trim()
-                )
-            }
-            _ => {
-                return Err(missing(format!(
-                "Secret {}/{} has neither a \"kubeconfig\" key nor \"token\" and \"ca.crt\" keys",
-                r.namespace, r.name
-            )))
-            }
-        };
-        let invalid = |e: String| CredentialsError {
+        let client = kube::Client::try_from(cfg).map_err(|e| CredentialsError {
             reason: "InvalidKubeconfig",
-            message: format!(
-                "the kubeconfig in Secret {}/{} cannot be used: {e}",
-                r.namespace, r.name
-            ),
-        };
-        let kc = kube::config::Kubeconfig::from_yaml(&kubeconfig_text)
-            .map_err(|e| invalid(e.to_string()))?;
-        let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-            .await
-            .map_err(|e| invalid(e.to_string()))?;
-        if !spec.api_endpoint.is_empty() {
-            cfg.cluster_url = spec
-                .api_endpoint
-                .parse()
-                .map_err(|e| invalid(format!("spec.apiEndpoint {:?}: {e}", spec.api_endpoint)))?;
-        }
-        cfg.connect_timeout = Some(self.opts.probe_timeout);
-        cfg.read_timeout = Some(self.opts.probe_timeout);
-        cfg.write_timeout = Some(self.opts.probe_timeout);
-        let client = kube::Client::try_from(cfg).map_err(|e| invalid(e.to_string()))?;
+            message: e.to_string(),
+        })?;
         self.clients
             .lock()
             .expect("lock")
@@ -540,6 +469,99 @@ pub fn format_milli(v: i128) -> String {
         }
     }
     n.to_string()
+}
+
+/// The kube-rs configuration for the cluster `spec` describes, from the
+/// credentials Secret it references in workspace `ws` (read from local
+/// state), with `timeout` on connect, read and write; and a fingerprint
+/// (the Secret's revision and the endpoint) that changes when either does.
+/// Shared by the prober and the sync controller.
+pub async fn client_config(
+    shard: &dyn Shard,
+    ws: &Workspace,
+    spec: &ClusterRegistrationSpec,
+    timeout: Duration,
+) -> Result<(String, kube::Config), CredentialsError> {
+    let r = &spec.credentials_secret_ref;
+    let missing = |what: String| CredentialsError {
+        reason: "SecretInvalid",
+        message: what,
+    };
+    let secret_key =
+        ObjectKey::namespaced(secrets(), ws.clone(), &r.namespace, &r.name).map_err(|e| {
+            missing(format!(
+                "spec.credentialsSecretRef is not a valid Secret reference: {e}"
+            ))
+        })?;
+    let secret: Option<Stored<Value>> = objects::read(shard, &secret_key).map_err(&missing)?;
+    let Some(secret) = secret else {
+        return Err(CredentialsError {
+            reason: "SecretNotFound",
+            message: format!(
+                "Secret {}/{} not found in workspace {ws}; create it with the cluster's \
+                 kubeconfig under key \"kubeconfig\" (or \"token\" and \"ca.crt\"), \
+                 e.g. with `tmc cluster register`",
+                r.namespace, r.name
+            ),
+        });
+    };
+    let fingerprint = format!("{}|{}", secret.revision, spec.api_endpoint);
+    let data = |k: &str| -> Option<Vec<u8>> {
+        use base64::Engine;
+        let s = secret.raw.get("data")?.get(k)?.as_str()?;
+        base64::engine::general_purpose::STANDARD.decode(s).ok()
+    };
+    let kubeconfig_text = match (data("kubeconfig"), data("token"), data("ca.crt")) {
+        (Some(kc), _, _) => String::from_utf8(kc).map_err(|_| {
+            missing(format!(
+                "key \"kubeconfig\" of Secret {}/{} is not UTF-8 text",
+                r.namespace, r.name
+            ))
+        })?,
+        (None, Some(token), Some(ca)) => {
+            use base64::Engine;
+            let token = String::from_utf8(token).map_err(|_| {
+                missing(format!(
+                    "key \"token\" of Secret {}/{} is not UTF-8 text",
+                    r.namespace, r.name
+                ))
+            })?;
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: u\n  user:\n    token: {}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\n",
+                spec.api_endpoint,
+                base64::engine::general_purpose::STANDARD.encode(ca),
+                token.trim()
+            )
+        }
+        _ => {
+            return Err(missing(format!(
+                "Secret {}/{} has neither a \"kubeconfig\" key nor \"token\" and \"ca.crt\" keys",
+                r.namespace, r.name
+            )))
+        }
+    };
+    let invalid = |e: String| CredentialsError {
+        reason: "InvalidKubeconfig",
+        message: format!(
+            "the kubeconfig in Secret {}/{} cannot be used: {e}",
+            r.namespace, r.name
+        ),
+    };
+    let kc = kube::config::Kubeconfig::from_yaml(&kubeconfig_text)
+        .map_err(|e| invalid(e.to_string()))?;
+    let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .map_err(|e| invalid(e.to_string()))?;
+    if !spec.api_endpoint.is_empty() {
+        cfg.cluster_url = spec
+            .api_endpoint
+            .parse()
+            .map_err(|e| invalid(format!("spec.apiEndpoint {:?}: {e}", spec.api_endpoint)))?;
+    }
+    cfg.connect_timeout = Some(timeout);
+    cfg.read_timeout = Some(timeout);
+    cfg.write_timeout = Some(timeout);
+    Ok((fingerprint, cfg))
 }
 
 #[cfg(test)]

@@ -59,6 +59,30 @@ pub fn scan(
     }
 }
 
+/// Calls `sink` with every object under `prefix` (from local state).
+pub fn scan_prefix(
+    shard: &dyn Shard,
+    prefix: &Prefix,
+    sink: &mut dyn FnMut(ObjectKey),
+) -> Result<u64, ShardError> {
+    let mut opts = ListOptions {
+        limit: SCAN_PAGE,
+        ..Default::default()
+    };
+    loop {
+        let page = shard.list(prefix, &opts)?;
+        for r in &page.items {
+            if let Some(Key::Object(k)) = Key::decode(&r.key) {
+                sink(k);
+            }
+        }
+        match page.continue_token {
+            Some(t) => opts.continue_token = Some(t),
+            None => return Ok(page.revision),
+        }
+    }
+}
+
 /// What a feed hands its consumer.
 pub enum Event<'a> {
     /// Found by a scan (at start, or a resync after compaction).

@@ -17,7 +17,10 @@
 //! credentials) and [`placement`] the WorkloadPlacement controller
 //! (decisions kept in the store, a shared cluster catalog).
 //!
-//! Not built yet: the sync controller (issue 8), a leadership signal
+//! [`sync`] pushes placed workloads to member clusters and brings their
+//! status back.
+//!
+//! Not built yet: a leadership signal
 //! pushed by raft (leadership is polled every 100 ms), and finalizers on
 //! registrations and placements (deleting one drops its state at the next
 //! reconcile).
@@ -32,6 +35,7 @@ pub mod queue;
 pub mod reconciler;
 pub mod runtime;
 pub mod schedule;
+pub mod sync;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,19 +47,22 @@ pub struct Options {
     pub cluster: cluster::ClusterOptions,
     /// The WorkloadPlacement controller's options.
     pub placement: placement::PlacementOptions,
+    /// The sync controller's options.
+    pub sync: sync::SyncOptions,
 }
 
 /// Starts the runtime with every controller on `shard` (they run while it
 /// leads); returns its metrics. Runs until the process ends.
 pub fn start(shard: Arc<dyn crate::shard::Shard>, opts: Options) -> Arc<runtime::Metrics> {
     let metrics = Arc::new(runtime::Metrics::new());
-    let controllers: Vec<Arc<dyn runtime::Controller>> = vec![
+    let mut controllers: Vec<Arc<dyn runtime::Controller>> = vec![
         Arc::new(cluster::ClusterController::new(shard.clone(), opts.cluster)),
         Arc::new(placement::PlacementController::new(
             shard.clone(),
             opts.placement,
         )),
     ];
+    controllers.extend(sync::SyncCore::new(shard.clone(), opts.sync).controllers());
     tokio::spawn(runtime::run(
         shard,
         controllers,

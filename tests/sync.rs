@@ -1,0 +1,500 @@
+//! Transparent sync end to end: a three-node tmc shard (real `tmc serve`
+//! processes), two real member kube-apiservers with kube-controller-manager
+//! (scripts/testenv.sh), kube-rs as the tenant's and the operator's client.
+//!
+//! Needs `scripts/testenv.sh build`; see docs/testing.md. Waits are polls
+//! with generous deadlines, never timing assertions.
+
+mod common;
+
+use common::shard::Shard;
+use common::testenv::{eventually, TestEnv};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::discovery::ApiResource;
+use serde_json::{json, Value};
+use std::process::Command;
+use std::time::Duration;
+use tmc::controllers::sync::mapping::downstream_namespace;
+use tmc::store::Workspace;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn ar(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    let api_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version,
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+fn deployments(c: &kube::Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        c.clone(),
+        ns,
+        &ar("apps", "v1", "Deployment", "deployments"),
+    )
+}
+
+fn configmaps(c: &kube::Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(c.clone(), ns, &ar("", "v1", "ConfigMap", "configmaps"))
+}
+
+fn obj(v: Value) -> DynamicObject {
+    serde_json::from_value(v).unwrap()
+}
+
+async fn get(api: &Api<DynamicObject>, name: &str) -> Result<Value, String> {
+    match api.get_opt(name).await {
+        Ok(Some(o)) => Ok(serde_json::to_value(o).unwrap()),
+        Ok(None) => Err(format!("{name} not found")),
+        Err(e) => Err(format!("get {name}: {e}")),
+    }
+}
+
+async fn gone(api: &Api<DynamicObject>, name: &str) -> Result<(), String> {
+    match api.get_opt(name).await {
+        Ok(None) => Ok(()),
+        Ok(Some(o)) => Err(format!(
+            "{name} still there: {}",
+            serde_json::to_value(o).unwrap()["metadata"]
+        )),
+        Err(e) => Err(format!("get {name}: {e}")),
+    }
+}
+
+fn deployment(name: &str, replicas: i64, config: &str) -> DynamicObject {
+    obj(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": "web"}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
+                    "envFrom": [{"configMapRef": {"name": config}}]}]}
+            }
+        }
+    }))
+}
+
+fn configmap(name: &str, value: &str, labels: Value) -> DynamicObject {
+    obj(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "labels": labels}, "data": {"greeting": value}}))
+}
+
+/// A Spread-2 placement of `app=web` workloads onto the `pool=stable`
+/// clusters registered in `root`.
+fn placement() -> DynamicObject {
+    obj(json!({
+        "apiVersion": "tmc.kcp.io/v1alpha1", "kind": "WorkloadPlacement",
+        "metadata": {"name": "web"},
+        "spec": {
+            "workloadSelector": {"matchLabels": {"app": "web"}},
+            "locationWorkspace": "root",
+            "clusterSelector": {"matchLabels": {"pool": "stable"}},
+            "strategy": {"type": "Spread", "clusters": 2}
+        }
+    }))
+}
+
+fn register(shard: &Shard, id: u64, name: &str, kubeconfig: &std::path::Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tmc"))
+        .args(["cluster", "register", name, "--workspace", "root"])
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--admin-kubeconfig")
+        .arg(shard.kubeconfig(id, "root"))
+        .args(["--label", "pool=stable"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tmc cluster register {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn ws(s: &str) -> Workspace {
+    Workspace::parse(s).unwrap()
+}
+
+/// The Deployment `name` of `workspace`/default on a member cluster.
+async fn downstream(member: &kube::Client, workspace: &str, name: &str) -> Result<Value, String> {
+    get(
+        &deployments(member, &downstream_namespace(&ws(workspace), "default")),
+        name,
+    )
+    .await
+}
+
+async fn wait_downstream_replicas(members: &[kube::Client], workspace: &str, name: &str, n: i64) {
+    for (i, m) in members.iter().enumerate() {
+        eventually(
+            &format!("{workspace} {name} with {n} replicas on member {i}"),
+            WAIT,
+            || async {
+                let d = downstream(m, workspace, name).await?;
+                if d["spec"]["replicas"] == n {
+                    Ok(())
+                } else {
+                    Err(format!("spec {}", d["spec"]))
+                }
+            },
+        )
+        .await;
+    }
+}
+
+async fn wait_status_replicas(api: &Api<DynamicObject>, name: &str, n: i64) -> Value {
+    eventually(&format!("{name}: status.replicas={n}"), WAIT, || async {
+        let o = get(api, name).await?;
+        if o["status"]["replicas"] == n && o["status"]["updatedReplicas"] == n {
+            Ok(o)
+        } else {
+            Err(format!(
+                "status {} annotations {}",
+                o["status"], o["metadata"]["annotations"]
+            ))
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workloads_sync_down_status_comes_up_drift_is_repaired_and_deletes_clean_up() {
+    let env = TestEnv::shared();
+    let members = env.clients().await;
+    let mut shard = Shard::start_with(&["--probe-interval", "1s", "--catalog-ttl", "1s"], "");
+    let (via, _) = shard.followers();
+    let root = shard.client(via, "root").await;
+    register(&shard, via, "east", env.kubeconfig(0));
+    register(&shard, via, "west", env.kubeconfig(1));
+    let workspaces: Api<DynamicObject> = Api::all_with(
+        root.clone(),
+        &ar("tenancy.kcp.io", "v1alpha1", "Workspace", "workspaces"),
+    );
+    for w in ["a", "b"] {
+        workspaces
+            .create(
+                &PostParams::default(),
+                &obj(
+                    json!({"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace",
+                            "metadata": {"name": w}, "spec": {}}),
+                ),
+            )
+            .await
+            .unwrap();
+    }
+    let a = shard.client(via, "root:a").await;
+    let b = shard.client(via, "root:b").await;
+    let wps = |c: &kube::Client| -> Api<DynamicObject> {
+        Api::all_with(
+            c.clone(),
+            &ar(
+                "tmc.kcp.io",
+                "v1alpha1",
+                "WorkloadPlacement",
+                "workloadplacements",
+            ),
+        )
+    };
+    let pp = PostParams::default();
+    for c in [&a, &b] {
+        wps(c).create(&pp, &placement()).await.unwrap();
+    }
+    let (deps_a, deps_b) = (deployments(&a, "default"), deployments(&b, "default"));
+    let (cms_a, cms_b) = (configmaps(&a, "default"), configmaps(&b, "default"));
+    // The ConfigMap is not labelled app=web: it follows the Deployment
+    // that references it (a dependency), not the placement's selector.
+    cms_a
+        .create(&pp, &configmap("web-config", "hello from a", json!({})))
+        .await
+        .unwrap();
+    deps_a
+        .create(&pp, &deployment("web", 2, "web-config"))
+        .await
+        .unwrap();
+    // Workspace b: the same namespace and names, other content.
+    cms_b
+        .create(&pp, &configmap("web-config", "hello from b", json!({})))
+        .await
+        .unwrap();
+    deps_b
+        .create(&pp, &deployment("web", 1, "web-config"))
+        .await
+        .unwrap();
+
+    // Down: both clusters get both objects of both workspaces, each
+    // workspace in its own namespace.
+    wait_downstream_replicas(&members, "root:a", "web", 2).await;
+    wait_downstream_replicas(&members, "root:b", "web", 1).await;
+    let (ns_a, ns_b) = (
+        downstream_namespace(&ws("root:a"), "default"),
+        downstream_namespace(&ws("root:b"), "default"),
+    );
+    assert_ne!(ns_a, ns_b);
+    for (i, m) in members.iter().enumerate() {
+        for (ns, want) in [(&ns_a, "hello from a"), (&ns_b, "hello from b")] {
+            let cm = eventually(
+                &format!("web-config in {ns} on member {i}"),
+                WAIT,
+                || async { get(&configmaps(m, ns), "web-config").await },
+            )
+            .await;
+            assert_eq!(cm["data"]["greeting"], want);
+            assert_eq!(cm["metadata"]["labels"]["tmc.kcp.io/owner"], "tmc");
+        }
+        let d = downstream(m, "root:a", "web").await.unwrap();
+        let meta = &d["metadata"];
+        assert_eq!(meta["annotations"]["tmc.kcp.io/workspace"], "root:a");
+        assert_eq!(meta["annotations"]["tmc.kcp.io/namespace"], "default");
+        assert!(meta["annotations"].get("tmc.kcp.io/clusters").is_none());
+        assert!(meta.get("ownerReferences").is_none());
+        let ns: Api<DynamicObject> =
+            Api::all_with(m.clone(), &ar("", "v1", "Namespace", "namespaces"));
+        let n = get(&ns, &ns_a).await.unwrap();
+        assert_eq!(
+            n["metadata"]["annotations"]["tmc.kcp.io/workspace"],
+            "root:a"
+        );
+    }
+
+    // Up: kube-controller-manager's replica counts, summed over clusters.
+    let web = wait_status_replicas(&deps_a, "web", 4).await;
+    assert!(
+        web["metadata"]["finalizers"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("tmc.kcp.io/sync")),
+        "{}",
+        web["metadata"]
+    );
+    let breakdown: Value = serde_json::from_str(
+        web["metadata"]["annotations"]["tmc.kcp.io/cluster-status"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    for c in ["root|east", "root|west"] {
+        assert_eq!(breakdown[c]["state"], "Synced", "{breakdown}");
+        assert_eq!(breakdown[c]["replicas"], 2, "{breakdown}");
+    }
+    wait_status_replicas(&deps_b, "web", 2).await;
+
+    // Edit and scale in the workspace: downstream follows, status follows.
+    let ssa = PatchParams::apply("tenant").force();
+    deps_a
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .unwrap();
+    wait_downstream_replicas(&members, "root:a", "web", 3).await;
+    wait_status_replicas(&deps_a, "web", 6).await;
+    // b was not touched.
+    assert_eq!(
+        downstream(&members[0], "root:b", "web").await.unwrap()["spec"]["replicas"],
+        1
+    );
+    cms_a
+        .patch(
+            "web-config",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"greeting": "edited"}})),
+        )
+        .await
+        .unwrap();
+    eventually("the edited ConfigMap downstream", WAIT, || async {
+        let cm = get(&configmaps(&members[1], &ns_a), "web-config").await?;
+        (cm["data"]["greeting"] == "edited")
+            .then_some(())
+            .ok_or(format!("{}", cm["data"]))
+    })
+    .await;
+
+    // Drift: deleted by hand comes back; changed by hand is put back.
+    let before = downstream(&members[0], "root:a", "web").await.unwrap();
+    deployments(&members[0], &ns_a)
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("web recreated on member 0", WAIT, || async {
+        let d = downstream(&members[0], "root:a", "web").await?;
+        (d["metadata"]["uid"] != before["metadata"]["uid"])
+            .then_some(())
+            .ok_or("still the old one".to_string())
+    })
+    .await;
+    deployments(&members[1], &ns_a)
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 7}})),
+        )
+        .await
+        .unwrap();
+    wait_downstream_replicas(&members, "root:a", "web", 3).await;
+
+    // Conflict: an object tmc did not create is left alone and reported.
+    let foreign = obj(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "taken", "namespace": ns_a},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "taken"}},
+                 "template": {"metadata": {"labels": {"app": "taken"}},
+                              "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}}
+    }));
+    deployments(&members[0], &ns_a)
+        .create(&pp, &foreign)
+        .await
+        .unwrap();
+    deps_a
+        .create(&pp, &deployment("taken", 5, "web-config"))
+        .await
+        .unwrap();
+    let taken = eventually("a Conflict condition on taken", WAIT, || async {
+        let o = get(&deps_a, "taken").await?;
+        let c = o["status"]["conditions"].as_array().and_then(|cs| {
+            cs.iter()
+                .find(|c| c["type"] == "tmc.kcp.io/Synced")
+                .cloned()
+        });
+        match c {
+            Some(c) if c["reason"] == "Conflict" => Ok(c),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(
+        taken["message"].as_str().unwrap().contains("root|east")
+            && taken["message"]
+                .as_str()
+                .unwrap()
+                .contains("conflictPolicy"),
+        "{taken}"
+    );
+    assert_eq!(
+        downstream(&members[0], "root:a", "taken").await.unwrap()["spec"]["replicas"],
+        1,
+        "the foreign object was not touched"
+    );
+    wait_downstream_replicas(&members[1..], "root:a", "taken", 5).await;
+
+    // Failover mid-sync: SIGKILL the leader right after a write; the new
+    // leader finishes the work without recreating what was there.
+    let uids: Vec<Value> = {
+        let mut v = Vec::new();
+        for m in &members {
+            v.push(downstream(m, "root:a", "web").await.unwrap()["metadata"]["uid"].clone());
+        }
+        v
+    };
+    let leader = shard.leader();
+    deps_b
+        .patch(
+            "web",
+            &ssa,
+            &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web"}, "spec": {"replicas": 2}})),
+        )
+        .await
+        .unwrap();
+    shard.kill(leader);
+    let alive: Vec<u64> = (1..=3).filter(|&i| i != leader).collect();
+    shard.leader_among(&alive);
+    wait_downstream_replicas(&members, "root:b", "web", 2).await;
+    wait_status_replicas(&deps_b, "web", 4).await;
+    for (i, m) in members.iter().enumerate() {
+        let d = downstream(m, "root:a", "web").await.unwrap();
+        assert_eq!(
+            d["metadata"]["uid"], uids[i],
+            "web on member {i} was recreated"
+        );
+    }
+
+    // Delete in the workspace: gone downstream, then the finalizer and the
+    // object; the namespace tmc made goes once empty.
+    deps_a
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    for (i, m) in members.iter().enumerate() {
+        eventually(&format!("web gone from member {i}"), WAIT, || async {
+            gone(&deployments(m, &ns_a), "web").await
+        })
+        .await;
+    }
+    eventually("web gone from the workspace", WAIT, || async {
+        gone(&deps_a, "web").await
+    })
+    .await;
+    // web-config is still used by `taken`; once that goes too, so does
+    // the ConfigMap downstream. b's ConfigMap is untouched.
+    deps_a
+        .delete("taken", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("taken gone from the workspace", WAIT, || async {
+        gone(&deps_a, "taken").await
+    })
+    .await;
+    eventually("web-config gone from member 1", WAIT, || async {
+        gone(&configmaps(&members[1], &ns_a), "web-config").await
+    })
+    .await;
+    let ns1: Api<DynamicObject> =
+        Api::all_with(members[1].clone(), &ar("", "v1", "Namespace", "namespaces"));
+    eventually("root:a's namespace removed from member 1", WAIT, || async {
+        match ns1.get_opt(&ns_a).await {
+            Ok(None) => Ok(()),
+            Ok(Some(n)) if n.metadata.deletion_timestamp.is_some() => Ok(()),
+            Ok(Some(_)) => Err("still active".to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+    // The foreign Deployment keeps its namespace on member 0.
+    assert!(get(&deployments(&members[0], &ns_a), "taken").await.is_ok());
+    assert_eq!(
+        downstream(&members[0], "root:b", "web").await.unwrap()["spec"]["replicas"],
+        2
+    );
+    assert_eq!(
+        get(&configmaps(&members[0], &ns_b), "web-config")
+            .await
+            .unwrap()["data"]["greeting"],
+        "hello from b"
+    );
+    // Clean up b, so the shared clusters hold nothing of this test.
+    deps_b
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    cms_b
+        .delete("web-config", &DeleteParams::default())
+        .await
+        .unwrap();
+    for (i, m) in members.iter().enumerate() {
+        eventually(
+            &format!("b's copies gone from member {i}"),
+            WAIT,
+            || async {
+                gone(&deployments(m, &ns_b), "web").await?;
+                gone(&configmaps(m, &ns_b), "web-config").await
+            },
+        )
+        .await;
+    }
+    let _ = deployments(&members[0], &ns_a)
+        .delete("taken", &DeleteParams::default())
+        .await;
+}
