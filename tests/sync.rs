@@ -250,7 +250,13 @@ async fn workloads_sync_down_status_comes_up_drift_is_repaired_and_deletes_clean
             )
             .await;
             assert_eq!(cm["data"]["greeting"], want);
-            assert_eq!(cm["metadata"]["labels"]["tmc.kcp.io/owner"], "tmc");
+            assert!(
+                cm["metadata"]["labels"]["tmc.kcp.io/owner"]
+                    .as_str()
+                    .is_some_and(|o| o.len() == 36),
+                "{}",
+                cm["metadata"]
+            );
         }
         let d = downstream(m, "root:a", "web").await.unwrap();
         let meta = &d["metadata"];
@@ -497,4 +503,116 @@ async fn workloads_sync_down_status_comes_up_drift_is_repaired_and_deletes_clean
     let _ = deployments(&members[0], &ns_a)
         .delete("taken", &DeleteParams::default())
         .await;
+}
+
+/// SIGSTOPs (or SIGCONTs) the kube-apiserver of `env`'s cluster 0: a hung
+/// cluster, as a dead machine looks from the network.
+fn signal_apiserver(env: &TestEnv, sig: libc::c_int) {
+    let pid_file = env.cluster(0).dir.join("kube-apiserver.pid");
+    let text = std::fs::read_to_string(&pid_file).unwrap();
+    let pid: i32 = text.split_whitespace().next().unwrap().parse().unwrap();
+    // SAFETY: signalling a process this test started.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_clusters_workloads_move_and_its_stale_copies_go_when_it_returns() {
+    let env = TestEnv::shared();
+    let mut doomed = TestEnv::start(1);
+    let shard = Shard::start_with(
+        &[
+            "--probe-interval",
+            "1s",
+            "--heartbeat-threshold",
+            "4s",
+            "--probe-timeout",
+            "2s",
+            "--catalog-ttl",
+            "1s",
+        ],
+        "",
+    );
+    let (via, _) = shard.followers();
+    let root = shard.client(via, "root").await;
+    // Only the doomed cluster at first, so the Single placement picks it.
+    register(&shard, via, "doomed", doomed.kubeconfig(0));
+    let wps: Api<DynamicObject> = Api::all_with(
+        root.clone(),
+        &ar(
+            "tmc.kcp.io",
+            "v1alpha1",
+            "WorkloadPlacement",
+            "workloadplacements",
+        ),
+    );
+    let mut wp = placement();
+    wp.data["spec"]["strategy"] = json!({"type": "Single"});
+    wp.data["spec"]["locationWorkspace"] = json!("root");
+    wp.data["spec"]["tolerations"] = json!([{"key": "tmc.kcp.io/unhealthy", "operator": "Exists",
+        "effect": "NoExecute", "tolerationSeconds": 5}]);
+    let pp = PostParams::default();
+    wps.create(&pp, &wp).await.unwrap();
+    let deps = deployments(&root, "default");
+    configmaps(&root, "default")
+        .create(&pp, &configmap("cfg", "x", json!({})))
+        .await
+        .unwrap();
+    deps.create(&pp, &deployment("mover", 1, "cfg"))
+        .await
+        .unwrap();
+    let dead = doomed.client(0).await;
+    wait_downstream_replicas(std::slice::from_ref(&dead), "root", "mover", 1).await;
+    register(&shard, via, "healthy", env.kubeconfig(0));
+    let healthy = env.client(0).await;
+
+    signal_apiserver(&doomed, libc::SIGSTOP);
+    // After the heartbeat threshold and the 5 s toleration, the placement
+    // moves, and the workload with its ConfigMap follows.
+    wait_downstream_replicas(std::slice::from_ref(&healthy), "root", "mover", 1).await;
+    let ns = downstream_namespace(&ws("root"), "default");
+    eventually("cfg on the healthy cluster", WAIT, || async {
+        get(&configmaps(&healthy, &ns), "cfg").await
+    })
+    .await;
+    let o = get(&deps, "mover").await.unwrap();
+    let listed = o["metadata"]["annotations"]["tmc.kcp.io/clusters"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        listed.contains("root|doomed") && listed.contains("root|healthy"),
+        "the dead cluster stays listed until its copy is removed: {listed}"
+    );
+
+    signal_apiserver(&doomed, libc::SIGCONT);
+    for (what, api) in [
+        ("mover", deployments(&dead, &ns)),
+        ("cfg", configmaps(&dead, &ns)),
+    ] {
+        eventually(
+            &format!("stale {what} removed from the returned cluster"),
+            WAIT,
+            || async { gone(&api, what).await },
+        )
+        .await;
+    }
+    eventually("only the healthy cluster listed", WAIT, || async {
+        let o = get(&deps, "mover").await?;
+        let l = o["metadata"]["annotations"]["tmc.kcp.io/clusters"].clone();
+        (l == "root|healthy").then_some(()).ok_or(format!("{l}"))
+    })
+    .await;
+    deps.delete("mover", &DeleteParams::default())
+        .await
+        .unwrap();
+    configmaps(&root, "default")
+        .delete("cfg", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("mover gone from the healthy cluster", WAIT, || async {
+        gone(&deployments(&healthy, &ns), "mover").await?;
+        gone(&configmaps(&healthy, &ns), "cfg").await
+    })
+    .await;
+    doomed.stop().unwrap();
 }

@@ -4,7 +4,7 @@
 use super::mapping;
 use super::{
     kind_of, listed_clusters, syncable, Kind, SyncCore, SyncOptions, SyncRecord, ANN_NAME,
-    ANN_NAMESPACE, ANN_WORKSPACE, LABEL_OWNER, OWNER,
+    ANN_NAMESPACE, ANN_WORKSPACE, LABEL_OWNER,
 };
 use crate::api::types::ClusterRegistration;
 use crate::controllers::keys::QueueKey;
@@ -39,6 +39,8 @@ pub struct ClusterSyncer {
     core: Arc<SyncCore>,
     cluster: ClusterRef,
     opts: SyncOptions,
+    /// The value of the owner label (the shard's identity).
+    owner: String,
     queue: WorkQueue<SyncItem>,
     bucket: TokenBucket,
     /// The client, with the fingerprint of what it was built from and
@@ -72,10 +74,10 @@ fn ns_resource() -> ApiResource {
     }
 }
 
-/// The workspace object a downstream copy came from.
-fn origin(v: &Value) -> Option<(Workspace, String, String)> {
+/// The workspace object a downstream copy of `owner` came from.
+fn origin(v: &Value, owner: &str) -> Option<(Workspace, String, String)> {
     let a = &v["metadata"]["annotations"];
-    if v["metadata"]["labels"][LABEL_OWNER] != OWNER {
+    if v["metadata"]["labels"][LABEL_OWNER] != owner {
         return None;
     }
     Some((
@@ -90,11 +92,17 @@ fn is_404(e: &kube::Error) -> bool {
 }
 
 impl ClusterSyncer {
-    pub(super) fn new(core: Arc<SyncCore>, cluster: ClusterRef, opts: SyncOptions) -> Arc<Self> {
+    pub(super) fn new(
+        core: Arc<SyncCore>,
+        cluster: ClusterRef,
+        opts: SyncOptions,
+        owner: String,
+    ) -> Arc<Self> {
         Arc::new(ClusterSyncer {
             core,
             cluster,
             opts,
+            owner,
             // Retries back off per item from 50 ms to 30 s: a dead
             // cluster's items wait, and resume soon after it returns.
             queue: WorkQueue::with_rate_limiter(Box::new(ExponentialBackoff::new(
@@ -308,7 +316,7 @@ impl ClusterSyncer {
             );
             return self.finish(item, &okey, rec, next).await;
         }
-        let want = mapping::downstream_object(&kind.gr, &okey.workspace, &obj.raw, OWNER);
+        let want = mapping::downstream_object(&kind.gr, &okey.workspace, &obj.raw, &self.owner);
         next.hash = mapping::content_hash(&want);
         let fresh = prev.as_ref().is_none_or(|r| r.conflict);
         let have = self.have(&api, &kind.gr, &dns, name, fresh).await?;
@@ -320,7 +328,8 @@ impl ClusterSyncer {
             have.expect("current implies present")
         } else {
             let ours = |h: &Value| {
-                origin(h).is_some_and(|(w, n, m)| w == okey.workspace && n == ns && m == name)
+                origin(h, &self.owner)
+                    .is_some_and(|(w, n, m)| w == okey.workspace && n == ns && m == name)
             };
             if let Some(h) = have.as_ref().filter(|h| !ours(h)) {
                 if !desired.adopt {
@@ -446,9 +455,14 @@ impl ClusterSyncer {
         let conflict = rec.as_ref().is_some_and(|(_, r)| r.conflict);
         if !conflict {
             let have = self.have(api, &item.gr, dns, name, false).await?;
-            let ours = have.as_ref().and_then(origin).is_some_and(|(w, n, m)| {
-                w == okey.workspace && Some(n.as_str()) == okey.namespace.as_deref() && m == name
-            });
+            let ours = have
+                .as_ref()
+                .and_then(|h| origin(h, &self.owner))
+                .is_some_and(|(w, n, m)| {
+                    w == okey.workspace
+                        && Some(n.as_str()) == okey.namespace.as_deref()
+                        && m == name
+                });
             if ours {
                 self.take_token().await;
                 match api.delete(name, &DeleteParams::background()).await {
@@ -500,7 +514,7 @@ impl ClusterSyncer {
         }
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &ns_resource());
         match api.get_opt(dns).await {
-            Ok(Some(n)) if n.labels().get(LABEL_OWNER).map(String::as_str) == Some(OWNER) => {
+            Ok(Some(n)) if n.labels().get(LABEL_OWNER) == Some(&self.owner) => {
                 self.namespaces.lock().expect("lock").remove(dns);
                 self.take_token().await;
                 if let Err(e) = api.delete(dns, &DeleteParams::background()).await {
@@ -528,7 +542,7 @@ impl ClusterSyncer {
         }
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &ns_resource());
         self.take_token().await;
-        let obj = mapping::namespace_object(ws, ns, OWNER);
+        let obj = mapping::namespace_object(ws, ns, &self.owner);
         api.patch(
             &dns,
             &PatchParams::apply("tmc").force(),
@@ -543,7 +557,7 @@ impl ClusterSyncer {
     /// Records a downstream object; returns the work item of its origin
     /// if it changed.
     fn observe(&self, gr: &GroupResource, v: Value) -> Option<SyncItem> {
-        let (ws, ns, name) = origin(&v)?;
+        let (ws, ns, name) = origin(&v, &self.owner)?;
         let dns = v["metadata"]["namespace"].as_str()?.to_string();
         let dname = v["metadata"]["name"].as_str()?.to_string();
         let rv = v["metadata"]["resourceVersion"].clone();
@@ -560,7 +574,7 @@ impl ClusterSyncer {
     }
 
     fn forget_downstream(&self, gr: &GroupResource, v: &Value) -> Option<SyncItem> {
-        let (ws, ns, name) = origin(v)?;
+        let (ws, ns, name) = origin(v, &self.owner)?;
         let k = (
             gr.clone(),
             v["metadata"]["namespace"].as_str()?.to_string(),
@@ -594,7 +608,7 @@ impl ClusterSyncer {
     async fn watch(self: Arc<Self>, client: kube::Client, kind: Kind) {
         use kube::runtime::WatchStreamExt;
         let api: Api<DynamicObject> = Api::all_with(client, &api_resource(&kind));
-        let cfg = watcher::Config::default().labels(&format!("{LABEL_OWNER}={OWNER}"));
+        let cfg = watcher::Config::default().labels(&format!("{LABEL_OWNER}={}", self.owner));
         let mut stream = watcher(api, cfg).default_backoff().boxed();
         let mut seen: HashSet<(String, String)> = HashSet::new();
         while let Some(ev) = stream.next().await {

@@ -85,10 +85,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Label on every downstream object and namespace tmc made; the watches
-/// select on it.
+/// select on it. Its value names the shard: the uid of `root`'s `default`
+/// namespace (made once at bootstrap and replicated, like Kubernetes'
+/// convention of the `kube-system` uid as a cluster's identity), so two
+/// shards sharing a member cluster never touch each other's copies.
 pub const LABEL_OWNER: &str = "tmc.kcp.io/owner";
-/// The value of [`LABEL_OWNER`].
-pub const OWNER: &str = "tmc";
 /// Origin annotations on downstream objects.
 pub const ANN_WORKSPACE: &str = "tmc.kcp.io/workspace";
 /// The origin namespace.
@@ -260,6 +261,7 @@ pub struct SyncCore {
     shard: Arc<dyn Shard>,
     opts: SyncOptions,
     term: Mutex<TermState>,
+    owner: Mutex<Option<String>>,
 }
 
 #[derive(Default)]
@@ -276,7 +278,24 @@ impl SyncCore {
             shard,
             opts,
             term: Mutex::new(TermState::default()),
+            owner: Mutex::new(None),
         })
+    }
+
+    /// The shard's identity, the value of [`LABEL_OWNER`].
+    pub fn owner(&self) -> Result<String, String> {
+        let mut o = self.owner.lock().expect("lock");
+        if let Some(id) = o.as_ref() {
+            return Ok(id.clone());
+        }
+        let root = Workspace::parse("root").expect("valid");
+        let key = ObjectKey::cluster_scoped(namespaces(), root, "default").expect("valid");
+        let ns = objects::read::<Value>(&*self.shard, &key)?;
+        let id = ns
+            .and_then(|n| n.raw["metadata"]["uid"].as_str().map(str::to_string))
+            .ok_or("the shard's identity (the uid of root's default namespace) is not there yet")?;
+        *o = Some(id.clone());
+        Ok(id)
     }
 
     /// The shard.
@@ -308,21 +327,27 @@ impl SyncCore {
     }
 
     /// Queues work for `cluster`, starting its syncer if needed.
-    fn enqueue_cluster(self: &Arc<Self>, cluster: &ClusterRef, item: SyncItem) {
+    fn enqueue_cluster(
+        self: &Arc<Self>,
+        cluster: &ClusterRef,
+        item: SyncItem,
+    ) -> Result<(), String> {
+        let owner = self.owner()?;
         let mut t = self.term.lock().expect("lock");
         if let Some(s) = t.clusters.get(cluster) {
             s.queue().add(item);
-            return;
+            return Ok(());
         }
         let Some(spawn) = t.spawn.clone() else {
-            return; // between terms
+            return Ok(()); // between terms
         };
-        let syncer = ClusterSyncer::new(self.clone(), cluster.clone(), self.opts);
+        let syncer = ClusterSyncer::new(self.clone(), cluster.clone(), self.opts, owner);
         syncer.queue().add(item);
         for task in syncer.clone().tasks() {
             let _ = spawn.send(task);
         }
         t.clusters.insert(cluster.clone(), syncer);
+        Ok(())
     }
 
     /// The syncer of `cluster` in this term, if started.
@@ -526,7 +551,7 @@ impl SyncCore {
             key: key.clone(),
         };
         for c in listed.union(&desired.clusters) {
-            self.enqueue_cluster(c, item.clone());
+            self.enqueue_cluster(c, item.clone())?;
         }
         Ok(None)
     }
