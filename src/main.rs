@@ -192,7 +192,7 @@ struct ControllerArgs {
     #[arg(long, default_value_t = 100)]
     sync_burst: u32,
     /// Concurrent downstream requests per member cluster.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 16)]
     sync_workers: usize,
 }
 
@@ -408,6 +408,10 @@ enum Bench {
     /// WorkloadPlacement decisions through the placement controller over
     /// a RocksDB store: decisions/s, latency per decision, peak RSS.
     Placement(tmc::bench::placement::PlacementArgs),
+    /// Sync: workloads placed onto real member clusters (started with
+    /// scripts/testenv.sh), workspace write → downstream copy and downstream
+    /// status → workspace status latencies.
+    Sync(tmc::bench::sync::SyncArgs),
 }
 
 #[derive(Subcommand)]
@@ -1206,6 +1210,17 @@ fn bench(which: Bench) -> Result<(), BoxError> {
                     .expect("template"),
             );
             let report = run_bench(tmc::bench::failover::run(&cfg, &|n| bar.set_position(n)))?;
+            bar.finish_and_clear();
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Bench::Sync(args) => {
+            let bar = spinner(args.json);
+            bar.set_message("syncing workloads to member clusters");
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let report = rt.block_on(tmc::bench::sync::run(&args))?;
             bar.finish_and_clear();
             println!("{}", serde_json::to_string(&report)?);
             Ok(())

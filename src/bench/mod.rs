@@ -8,3 +8,4 @@ pub mod placement;
 pub mod procs;
 pub mod raft;
 pub mod store;
+pub mod sync;

@@ -31,6 +31,18 @@ pub struct SyncItem {
     pub key: QueueKey,
 }
 
+/// A client and what it was built from.
+struct CachedClient {
+    fingerprint: String,
+    client: kube::Client,
+    tls: bool,
+    checked: std::time::Instant,
+}
+
+/// How long a client is used before its registration and Secret are
+/// looked at again.
+const CLIENT_RECHECK: Duration = Duration::from_secs(5);
+
 /// What is downstream, by (resource, namespace, name).
 type Observed = HashMap<(GroupResource, String, String), Arc<Value>>;
 
@@ -43,9 +55,9 @@ pub struct ClusterSyncer {
     owner: String,
     queue: WorkQueue<SyncItem>,
     bucket: TokenBucket,
-    /// The client, with the fingerprint of what it was built from and
-    /// whether it speaks TLS.
-    client: tokio::sync::Mutex<Option<(String, kube::Client, bool)>>,
+    /// The client: what it was built from, whether it speaks TLS, and
+    /// when that was last checked.
+    client: tokio::sync::Mutex<Option<CachedClient>>,
     observed: Mutex<Observed>,
     /// Resources whose watch has listed everything once.
     listed: Mutex<HashSet<GroupResource>>,
@@ -145,8 +157,14 @@ impl ClusterSyncer {
         }
     }
 
-    /// The client, rebuilt when the registration or its Secret changed.
+    /// The client, rebuilt when the registration or its Secret changed
+    /// (looked at every few seconds, not on every item).
     async fn client(&self) -> Result<(kube::Client, bool), String> {
+        if let Some(c) = self.client.lock().await.as_ref() {
+            if c.checked.elapsed() < CLIENT_RECHECK {
+                return Ok((c.client.clone(), c.tls));
+            }
+        }
         let shard = self.core.shard();
         let key = ObjectKey::cluster_scoped(
             crate::controllers::cluster::resource(),
@@ -169,14 +187,18 @@ impl ClusterSyncer {
         .await
         .map_err(|e| format!("credentials of cluster {}: {}", self.cluster, e.message))?;
         let mut c = self.client.lock().await;
-        if let Some((f, client, tls)) = c.as_ref() {
-            if *f == fingerprint {
-                return Ok((client.clone(), *tls));
-            }
+        if let Some(cached) = c.as_mut().filter(|c| c.fingerprint == fingerprint) {
+            cached.checked = std::time::Instant::now();
+            return Ok((cached.client.clone(), cached.tls));
         }
         let tls = cfg.cluster_url.scheme_str() == Some("https");
         let client = kube::Client::try_from(cfg).map_err(|e| e.to_string())?;
-        *c = Some((fingerprint, client.clone(), tls));
+        *c = Some(CachedClient {
+            fingerprint,
+            client: client.clone(),
+            tls,
+            checked: std::time::Instant::now(),
+        });
         Ok((client, tls))
     }
 

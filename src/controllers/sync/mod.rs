@@ -116,6 +116,8 @@ pub struct SyncOptions {
     pub burst: u32,
     /// Concurrent downstream requests per cluster.
     pub workers_per_cluster: usize,
+    /// Workers of each object queue.
+    pub object_workers: usize,
     /// Timeout of one downstream request.
     pub request_timeout: Duration,
 }
@@ -125,7 +127,8 @@ impl Default for SyncOptions {
         SyncOptions {
             qps: 50.0,
             burst: 100,
-            workers_per_cluster: 4,
+            workers_per_cluster: 16,
+            object_workers: 8,
             request_timeout: Duration::from_secs(10),
         }
     }
@@ -539,12 +542,10 @@ impl SyncCore {
                 let bytes = serde_json::to_vec(&new).map_err(|e| e.to_string())?;
                 TxnOp::put_json(okey.clone(), bytes, Expectation::ModRevision(obj.revision))
             };
+            // Work for a newly listed cluster goes out only once the list is
+            // written (write-ahead): the write has applied locally when it
+            // returns, so the cluster's worker reads the new list.
             self.write(Txn::new(vec![op])).await?;
-            // Work for a newly listed cluster goes out once the list is
-            // written (write-ahead): the write comes back through the feed.
-            if !listed.is_superset(&desired.clusters) {
-                return Ok(None);
-            }
         }
         let item = SyncItem {
             gr: gr.clone(),
@@ -745,7 +746,7 @@ impl Controller for SyncController {
     }
 
     fn workers(&self) -> usize {
-        2
+        self.core.opts.object_workers
     }
 
     fn start_term(

@@ -1,0 +1,450 @@
+//! `tmc bench sync`: how fast placed workloads reach member clusters and
+//! how fast their status comes back.
+//!
+//! Set-up: `--members` member clusters from `scripts/testenv.sh start`
+//! (kube-apiserver, kube-controller-manager, etcd; or `--member-kubeconfig`
+//! for clusters that already run), a `tmc dev` node (one raft replica, fsync
+//! on, every controller), the members registered with `tmc cluster
+//! register`, and a WorkloadPlacement `All` in `root`.
+//!
+//! 1. **Down**: `--clients` tasks create `--workloads` Deployments in
+//!    `root`/`default` as fast as tmc takes them. A watch per member on
+//!    tmc's owner label notes when each copy first appears. Latency of a
+//!    copy = its arrival at the member's watch minus the arrival of the
+//!    create's response at the writer (one monotonic clock); throughput =
+//!    copies / (last arrival - first create).
+//! 2. **Up**: for each Deployment, a condition `BenchMarker` with a fresh
+//!    message is patched into the status of its copy on member 0 (the
+//!    status subresource; kube-controller-manager keeps conditions of
+//!    types it does not own). Latency = its arrival in the workspace
+//!    object's status, seen by a watch on tmc, minus the patch's response.
+//!
+//! Everything is removed at the end (the `tmc dev` data dir and member
+//! clusters it started are temporary).
+
+use super::procs::{free_port, loadavg, log_tail, BoxError, ChildGuard};
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::discovery::ApiResource;
+use kube::runtime::watcher;
+use serde::Serialize;
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Per Deployment: the marker patched downstream, and when it came back.
+type Marks = HashMap<String, (String, Option<Instant>)>;
+
+/// Command-line arguments of `tmc bench sync`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SyncArgs {
+    /// Member clusters to start with scripts/testenv.sh.
+    #[arg(long, default_value_t = 2)]
+    pub members: usize,
+    /// Use these member clusters instead of starting any (repeat the flag).
+    #[arg(long)]
+    pub member_kubeconfig: Vec<PathBuf>,
+    /// The test-environment script.
+    #[arg(long, default_value = "scripts/testenv.sh")]
+    pub testenv: PathBuf,
+    /// Deployments to create.
+    #[arg(long, default_value_t = 200)]
+    pub workloads: usize,
+    /// Concurrent writers.
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// Downstream writes per second per cluster (tmc's --sync-qps).
+    #[arg(long, default_value_t = 200.0)]
+    pub sync_qps: f64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Latency figures in milliseconds.
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Maximum.
+    pub max_ms: f64,
+}
+
+fn latency(h: &Histogram<u64>) -> Latency {
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    Latency {
+        count: h.len(),
+        p50_ms: ms(0.5),
+        p90_ms: ms(0.9),
+        p99_ms: ms(0.99),
+        max_ms: h.max() as f64 / 1000.0,
+    }
+}
+
+/// The result.
+#[derive(Debug, Serialize)]
+pub struct SyncReport {
+    /// Member clusters.
+    pub members: usize,
+    /// Deployments created.
+    pub workloads: usize,
+    /// Concurrent writers.
+    pub clients: usize,
+    /// Copies that appeared downstream per second.
+    pub applied_per_s: f64,
+    /// Workspace write → copy on a member.
+    pub down: Latency,
+    /// Downstream status change → workspace status.
+    pub up: Latency,
+    /// /proc/loadavg before and after.
+    pub loadavg: [String; 2],
+}
+
+fn ar(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: if group.is_empty() {
+            version.into()
+        } else {
+            format!("{group}/{version}")
+        },
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+fn deployments() -> ApiResource {
+    ar("apps", "v1", "Deployment", "deployments")
+}
+
+async fn client(kubeconfig: &Path) -> Result<kube::Client, BoxError> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+    Ok(kube::Client::try_from(cfg)?)
+}
+
+/// Member clusters started for the run, stopped on drop.
+struct Members {
+    dir: Option<tempfile::TempDir>,
+    script: PathBuf,
+}
+
+impl Drop for Members {
+    fn drop(&mut self) {
+        if let Some(d) = &self.dir {
+            let _ = Command::new("bash")
+                .arg(&self.script)
+                .arg("stop")
+                .env("TESTENV_DIR", d.path())
+                .output();
+        }
+    }
+}
+
+fn start_members(args: &SyncArgs) -> Result<(Members, Vec<PathBuf>), BoxError> {
+    if !args.member_kubeconfig.is_empty() {
+        let m = Members {
+            dir: None,
+            script: args.testenv.clone(),
+        };
+        return Ok((m, args.member_kubeconfig.clone()));
+    }
+    let dir = tempfile::tempdir()?;
+    let out = Command::new("bash")
+        .arg(&args.testenv)
+        .args(["start", &args.members.to_string()])
+        .env("TESTENV_DIR", dir.path())
+        .env("TESTENV_OWNER_PID", std::process::id().to_string())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", args.testenv.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{} start {}` failed (run `scripts/testenv.sh build` first?): {}",
+            args.testenv.display(),
+            args.members,
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    let kubeconfigs = (1..=args.members)
+        .map(|i| dir.path().join(format!("member-{i}")).join("kubeconfig"))
+        .collect();
+    let m = Members {
+        dir: Some(dir),
+        script: args.testenv.clone(),
+    };
+    Ok((m, kubeconfigs))
+}
+
+/// Runs the benchmark.
+pub async fn run(args: &SyncArgs) -> Result<SyncReport, BoxError> {
+    let load_before = loadavg();
+    let (_members, kubeconfigs) = start_members(args)?;
+    let tmc_bin = std::env::current_exe()?;
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let log = dir.path().join("tmc-dev.log");
+    let _tmc = ChildGuard::spawn(
+        "tmc dev",
+        Command::new(&tmc_bin)
+            .arg("dev")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--probe-interval", "2s", "--sync-qps"])
+            .arg(args.sync_qps.to_string())
+            .args(["--sync-burst", &(args.sync_qps as u32).max(1).to_string()]),
+        &log,
+    )?;
+    let admin = dir.path().join("data").join("admin.kubeconfig");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let tmc = loop {
+        if admin.exists() {
+            if let Ok(c) = client(&admin).await {
+                if c.apiserver_version().await.is_ok() {
+                    break c;
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("tmc dev did not come up:\n{}", log_tail(&log, 30)).into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut members = Vec::new();
+    for (i, kc) in kubeconfigs.iter().enumerate() {
+        let out = Command::new(&tmc_bin)
+            .args([
+                "cluster",
+                "register",
+                &format!("member-{i}"),
+                "--workspace",
+                "root",
+            ])
+            .arg("--kubeconfig")
+            .arg(kc)
+            .arg("--admin-kubeconfig")
+            .arg(&admin)
+            .output()?;
+        if !out.status.success() {
+            return Err(format!(
+                "tmc cluster register: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .into());
+        }
+        members.push(client(kc).await?);
+    }
+    let placements: Api<DynamicObject> = Api::all_with(
+        tmc.clone(),
+        &ar(
+            "tmc.kcp.io",
+            "v1alpha1",
+            "WorkloadPlacement",
+            "workloadplacements",
+        ),
+    );
+    let wp: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "tmc.kcp.io/v1alpha1", "kind": "WorkloadPlacement",
+        "metadata": {"name": "bench"},
+        "spec": {"workloadSelector": {"matchLabels": {"bench": "sync"}},
+                 "strategy": {"type": "All"}}
+    }))?;
+    placements.create(&PostParams::default(), &wp).await?;
+    // Wait until the placement has chosen every member.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let p = serde_json::to_value(placements.get("bench").await?)?;
+        let n = p["status"]["selectedClusters"]
+            .as_array()
+            .map_or(0, Vec::len);
+        if n == members.len() {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the placement chose {n} clusters: {}", p["status"]).into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Down.
+    let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let arrived: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let mut watches = Vec::new();
+    for m in &members {
+        let api: Api<DynamicObject> = Api::all_with(m.clone(), &deployments());
+        let arrived = arrived.clone();
+        watches.push(tokio::spawn(async move {
+            let cfg = watcher::Config::default().labels("tmc.kcp.io/owner,bench=sync");
+            let mut seen = std::collections::HashSet::new();
+            let mut s = watcher(api, cfg).boxed();
+            while let Some(ev) = s.next().await {
+                if let Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) = ev {
+                    let name = o.metadata.name.clone().unwrap_or_default();
+                    if seen.insert(name.clone()) {
+                        arrived.lock().expect("lock").push((name, Instant::now()));
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await; // watches listed
+    let deps: Api<DynamicObject> = Api::namespaced_with(tmc.clone(), "default", &deployments());
+    let t0 = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut writers = Vec::new();
+    for _ in 0..args.clients.max(1) {
+        let (deps, next, created, total) =
+            (deps.clone(), next.clone(), created.clone(), args.workloads);
+        writers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= total {
+                    return Ok::<(), kube::Error>(());
+                }
+                let name = format!("w-{i}");
+                let d: DynamicObject = serde_json::from_value(json!({
+                    "apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": {"name": name, "labels": {"bench": "sync"}},
+                    "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                             "template": {"metadata": {"labels": {"app": name}},
+                                          "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}}
+                }))
+                .expect("valid");
+                deps.create(&PostParams::default(), &d).await?;
+                created.lock().expect("lock").insert(name, Instant::now());
+            }
+        }));
+    }
+    for w in writers {
+        w.await??;
+    }
+    let want = args.workloads * members.len();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while arrived.lock().expect("lock").len() < want {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "only {} of {want} copies arrived:\n{}",
+                arrived.lock().expect("lock").len(),
+                log_tail(&log, 30)
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut down = Histogram::<u64>::new(3)?;
+    let last = {
+        let created = created.lock().expect("lock");
+        let arrived = arrived.lock().expect("lock");
+        for (name, at) in arrived.iter() {
+            let c = created[name];
+            down.record(at.saturating_duration_since(c).as_micros() as u64)?;
+        }
+        arrived.iter().map(|(_, t)| *t).max().unwrap_or(t0)
+    };
+    let applied_per_s = want as f64 / last.duration_since(t0).as_secs_f64();
+    for w in watches {
+        w.abort();
+    }
+
+    // Up.
+    let marks: Arc<Mutex<Marks>> = Arc::default();
+    let seen_up: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let up_watch = {
+        let (marks, seen_up) = (marks.clone(), seen_up.clone());
+        let api: Api<DynamicObject> = Api::namespaced_with(tmc.clone(), "default", &deployments());
+        tokio::spawn(async move {
+            let mut s = watcher(api, watcher::Config::default()).boxed();
+            while let Some(ev) = s.next().await {
+                let Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) = ev else {
+                    continue;
+                };
+                let v = serde_json::to_value(&o).expect("serializes");
+                let name = o.metadata.name.clone().unwrap_or_default();
+                let msg = v["status"]["conditions"].as_array().and_then(|cs| {
+                    cs.iter()
+                        .find(|c| c["type"] == "BenchMarker")
+                        .and_then(|c| c["message"].as_str().map(str::to_string))
+                });
+                let mut m = marks.lock().expect("lock");
+                if let (Some(msg), Some((want, None))) = (msg, m.get(&name).cloned()) {
+                    if msg == want {
+                        m.insert(name.clone(), (want, Some(Instant::now())));
+                        seen_up.lock().expect("lock").push((name, Instant::now()));
+                    }
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ns = crate::controllers::sync::mapping::downstream_namespace(
+        &crate::store::Workspace::parse("root").expect("valid"),
+        "default",
+    );
+    let member0: Api<DynamicObject> = Api::namespaced_with(members[0].clone(), &ns, &deployments());
+    let mut patched: HashMap<String, Instant> = HashMap::new();
+    for i in 0..args.workloads {
+        let name = format!("w-{i}");
+        let cur = serde_json::to_value(member0.get_status(&name).await?)?;
+        let mut conds = cur["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        conds.retain(|c| c["type"] != "BenchMarker");
+        let mark = format!("mark-{i}-{}", uuid::Uuid::new_v4());
+        conds.push(
+            json!({"type": "BenchMarker", "status": "True", "reason": "Bench",
+            "message": mark, "lastUpdateTime": crate::api::object::now(),
+            "lastTransitionTime": crate::api::object::now()}),
+        );
+        marks
+            .lock()
+            .expect("lock")
+            .insert(name.clone(), (mark, None));
+        member0
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"conditions": conds}})),
+            )
+            .await?;
+        patched.insert(name, Instant::now());
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while seen_up.lock().expect("lock").len() < args.workloads {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "only {} of {} status changes came back",
+                seen_up.lock().expect("lock").len(),
+                args.workloads
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    up_watch.abort();
+    let mut up = Histogram::<u64>::new(3)?;
+    for (name, at) in seen_up.lock().expect("lock").iter() {
+        up.record(at.saturating_duration_since(patched[name]).as_micros() as u64)?;
+    }
+    Ok(SyncReport {
+        members: members.len(),
+        workloads: args.workloads,
+        clients: args.clients,
+        applied_per_s,
+        down: latency(&down),
+        up: latency(&up),
+        loadavg: [load_before, loadavg()],
+    })
+}
