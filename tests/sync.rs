@@ -79,7 +79,9 @@ fn deployment(name: &str, replicas: i64, config: &str) -> DynamicObject {
             "template": {
                 "metadata": {"labels": {"app": name}},
                 "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
-                    "envFrom": [{"configMapRef": {"name": config}}]}]}
+                    "envFrom": [{"configMapRef": {"name": config}}],
+                    "env": [{"name": "PASSWORD", "valueFrom":
+                        {"secretKeyRef": {"name": "web-secret", "key": "password"}}}]}]}
             }
         }
     }))
@@ -172,7 +174,21 @@ async fn wait_status_replicas(api: &Api<DynamicObject>, name: &str, n: i64) -> V
 async fn workloads_sync_down_status_comes_up_drift_is_repaired_and_deletes_clean_up() {
     let env = TestEnv::shared();
     let members = env.clients().await;
-    let mut shard = Shard::start_with(&["--probe-interval", "1s", "--catalog-ttl", "1s"], "");
+    // Secrets encrypted at rest: they must arrive downstream in clear.
+    let keys = tempfile::tempdir().unwrap();
+    let enc = keys.path().join("encryption.yaml");
+    std::fs::write(&enc, tmc::encryption::Keys::generate_config()).unwrap();
+    let mut shard = Shard::start_with(
+        &[
+            "--probe-interval",
+            "1s",
+            "--catalog-ttl",
+            "1s",
+            "--encryption-config",
+            enc.to_str().unwrap(),
+        ],
+        "",
+    );
     let (via, _) = shard.followers();
     let root = shard.client(via, "root").await;
     register(&shard, via, "east", env.kubeconfig(0));
@@ -218,6 +234,19 @@ async fn workloads_sync_down_status_comes_up_drift_is_repaired_and_deletes_clean
         .create(&pp, &configmap("web-config", "hello from a", json!({})))
         .await
         .unwrap();
+    let secret = |v: &str| {
+        obj(
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "web-secret"},
+                   "stringData": {"password": v}}),
+        )
+    };
+    let secrets = |c: &kube::Client, ns: &str| -> Api<DynamicObject> {
+        Api::namespaced_with(c.clone(), ns, &ar("", "v1", "Secret", "secrets"))
+    };
+    secrets(&a, "default")
+        .create(&pp, &secret("s3cret-a"))
+        .await
+        .unwrap();
     deps_a
         .create(&pp, &deployment("web", 2, "web-config"))
         .await
@@ -258,6 +287,19 @@ async fn workloads_sync_down_status_comes_up_drift_is_repaired_and_deletes_clean
                 cm["metadata"]
             );
         }
+        let s = eventually(&format!("web-secret on member {i}"), WAIT, || async {
+            get(&secrets(m, &ns_a), "web-secret").await
+        })
+        .await;
+        assert_eq!(
+            s["data"]["password"], "czNjcmV0LWE=",
+            "decrypted: {}",
+            s["data"]
+        );
+        assert!(
+            gone(&secrets(m, &ns_b), "web-secret").await.is_ok(),
+            "b has no such Secret"
+        );
         let d = downstream(m, "root:a", "web").await.unwrap();
         let meta = &d["metadata"];
         assert_eq!(meta["annotations"]["tmc.kcp.io/workspace"], "root:a");
@@ -394,6 +436,24 @@ async fn workloads_sync_down_status_comes_up_drift_is_repaired_and_deletes_clean
         "the foreign object was not touched"
     );
     wait_downstream_replicas(&members[1..], "root:a", "taken", 5).await;
+    // Adopt: the placement may take the foreign object over.
+    wps(&a)
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"conflictPolicy": "Adopt"}})),
+        )
+        .await
+        .unwrap();
+    wait_downstream_replicas(&members, "root:a", "taken", 5).await;
+    eventually("the Conflict condition cleared", WAIT, || async {
+        let o = get(&deps_a, "taken").await?;
+        let has = o["status"]["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "tmc.kcp.io/Synced"));
+        (!has).then_some(()).ok_or(format!("{}", o["status"]))
+    })
+    .await;
 
     // Failover mid-sync: SIGKILL the leader right after a write; the new
     // leader finishes the work without recreating what was there.
@@ -457,19 +517,37 @@ async fn workloads_sync_down_status_comes_up_drift_is_repaired_and_deletes_clean
         gone(&configmaps(&members[1], &ns_a), "web-config").await
     })
     .await;
-    let ns1: Api<DynamicObject> =
-        Api::all_with(members[1].clone(), &ar("", "v1", "Namespace", "namespaces"));
-    eventually("root:a's namespace removed from member 1", WAIT, || async {
-        match ns1.get_opt(&ns_a).await {
-            Ok(None) => Ok(()),
-            Ok(Some(n)) if n.metadata.deletion_timestamp.is_some() => Ok(()),
-            Ok(Some(_)) => Err("still active".to_string()),
-            Err(e) => Err(e.to_string()),
-        }
-    })
-    .await;
-    // The foreign Deployment keeps its namespace on member 0.
-    assert!(get(&deployments(&members[0], &ns_a), "taken").await.is_ok());
+    secrets(&a, "default")
+        .delete("web-secret", &DeleteParams::default())
+        .await
+        .unwrap();
+    for (i, m) in members.iter().enumerate() {
+        // The adopted Deployment went with its workspace object.
+        eventually(
+            &format!("taken and web-secret gone from member {i}"),
+            WAIT,
+            || async {
+                gone(&deployments(m, &ns_a), "taken").await?;
+                gone(&secrets(m, &ns_a), "web-secret").await
+            },
+        )
+        .await;
+        let ns: Api<DynamicObject> =
+            Api::all_with(m.clone(), &ar("", "v1", "Namespace", "namespaces"));
+        eventually(
+            &format!("root:a's namespace removed from member {i}"),
+            WAIT,
+            || async {
+                match ns.get_opt(&ns_a).await {
+                    Ok(None) => Ok(()),
+                    Ok(Some(n)) if n.metadata.deletion_timestamp.is_some() => Ok(()),
+                    Ok(Some(_)) => Err("still active".to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            },
+        )
+        .await;
+    }
     assert_eq!(
         downstream(&members[0], "root:b", "web").await.unwrap()["spec"]["replicas"],
         2
@@ -500,9 +578,6 @@ async fn workloads_sync_down_status_comes_up_drift_is_repaired_and_deletes_clean
         )
         .await;
     }
-    let _ = deployments(&members[0], &ns_a)
-        .delete("taken", &DeleteParams::default())
-        .await;
 }
 
 /// SIGSTOPs (or SIGCONTs) the kube-apiserver of `env`'s cluster 0: a hung
