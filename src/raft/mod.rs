@@ -192,7 +192,9 @@ pub mod storage;
 pub mod tls;
 pub mod wire;
 
-pub use node::{MembershipChange, Node, NodeConfig, Outcome, RequestId, Response, Status};
+pub use node::{
+    EarlySink, MembershipChange, Node, NodeConfig, Outcome, RequestId, Response, Status,
+};
 pub use raft::StateRole;
 pub use snapshot::SnapshotData;
 pub use storage::LogStore;

@@ -21,6 +21,10 @@ use std::sync::Arc;
 /// Identifies a client request on the node that accepted it.
 pub type RequestId = u64;
 
+/// Takes the messages a leader sends before persisting (see
+/// [`Node::send_early`]).
+pub type EarlySink = Box<dyn FnMut(Vec<Message>) + Send>;
+
 /// Settings of one replica.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -257,6 +261,10 @@ pub struct Node<E: Engine> {
     incoming_snapshot: Option<(u64, u64, SnapshotData)>,
     /// Messages to send.
     messages: Vec<Message>,
+    /// Where the messages raft-rs lets a leader send before persisting go
+    /// at once, so the followers' fsyncs overlap the leader's (see
+    /// [`Node::send_early`]); without one they wait in `messages`.
+    early: Option<EarlySink>,
     /// Answers to requests.
     responses: Vec<Response>,
     /// Why the node stopped, once it has.
@@ -346,6 +354,7 @@ impl<E: Engine> Node<E> {
             known_leader: INVALID_ID,
             incoming_snapshot: None,
             messages: Vec::new(),
+            early: None,
             responses: Vec::new(),
             stopped: None,
             awaiting_snapshot,
@@ -663,6 +672,18 @@ impl<E: Engine> Node<E> {
         }
     }
 
+    /// Hands the messages that raft-rs lets a leader send before persisting
+    /// (its appends and heartbeats; never a snapshot) to `sink` during
+    /// [`Node::poll`], before the leader's own fsync, instead of holding
+    /// them until `poll` returns. The leader's fsync and its followers' then
+    /// overlap, as raft's paper (section 10.2.1) and raft-rs's Ready order
+    /// allow: these messages promise nothing about the leader's disk.
+    /// Messages that do ([`raft::Ready::persisted_messages`]) still wait
+    /// for the fsync and come out of [`Node::take_messages`].
+    pub fn send_early(&mut self, sink: EarlySink) {
+        self.early = Some(sink);
+    }
+
     /// Messages to send to peers (each names its recipient in `to`).
     pub fn take_messages(&mut self) -> Vec<Message> {
         std::mem::take(&mut self.messages)
@@ -832,8 +853,22 @@ impl<E: Engine> Node<E> {
     fn handle_ready(&mut self) -> Result<(), Error> {
         let mut rd = self.raw.ready();
 
-        // 1. Messages a leader may send before persisting.
-        self.messages.extend(rd.take_messages());
+        // 1. Messages a leader may send before persisting: out now, so the
+        //    followers persist while the leader does.
+        let early = rd.take_messages();
+        match &mut self.early {
+            Some(sink) => {
+                let (snapshots, rest): (Vec<_>, Vec<_>) = early
+                    .into_iter()
+                    .partition(|m| m.get_msg_type() == MessageType::MsgSnapshot);
+                if !rest.is_empty() {
+                    sink(rest);
+                }
+                // A snapshot's fate is reported back to raft by the driver.
+                self.messages.extend(snapshots);
+            }
+            None => self.messages.extend(early),
+        }
 
         // 2. A snapshot from the leader.
         if !rd.snapshot().is_empty() {

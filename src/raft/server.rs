@@ -391,6 +391,26 @@ fn status_report<E: Engine>(node: &Node<E>) -> StatusReport {
     }
 }
 
+/// Queues `msg` on its peer's connection (in chunks when large); false
+/// when it could not be queued.
+fn send_message(
+    outbound: &HashMap<u64, mpsc::Sender<Vec<u8>>>,
+    msg: raft::eraftpb::Message,
+) -> bool {
+    let to = msg.to;
+    let Some(ptx) = outbound.get(&to) else {
+        tracing::warn!(to, "message for an unknown peer");
+        return false;
+    };
+    match wire::encode_chunked(&msg, wire::CHUNK_SIZE) {
+        Ok(frames) => frames.into_iter().all(|f| ptx.try_send(f).is_ok()),
+        Err(e) => {
+            tracing::warn!(to, error = %e, "cannot encode a raft message");
+            false
+        }
+    }
+}
+
 fn event_loop<E: Engine>(
     mut node: Node<E>,
     rx: std_mpsc::Receiver<Input>,
@@ -399,6 +419,24 @@ fn event_loop<E: Engine>(
     is_leader: Arc<AtomicBool>,
 ) {
     let mut pending: HashMap<RequestId, Pending> = HashMap::new();
+    // The leader's appends leave before its fsync (Node::send_early); the
+    // peers they could not be queued for are reported after the poll.
+    let unreachable: Arc<std::sync::Mutex<Vec<u64>>> = Arc::default();
+    {
+        let outbound = outbound.clone();
+        let unreachable = unreachable.clone();
+        node.send_early(Box::new(move |msgs| {
+            for msg in msgs {
+                let to = msg.to;
+                if !send_message(&outbound, msg) {
+                    unreachable
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(to);
+                }
+            }
+        }));
+    }
     let mut next_tick = Instant::now() + tick;
     let mut failed = false;
     loop {
@@ -477,20 +515,15 @@ fn event_loop<E: Engine>(
             }
         }
         is_leader.store(!failed && node.is_leader(), AtomicOrdering::Relaxed);
+        let early_lost =
+            std::mem::take(&mut *unreachable.lock().unwrap_or_else(|p| p.into_inner()));
+        for to in early_lost {
+            node.report_unreachable(to);
+        }
         for msg in node.take_messages() {
             let to = msg.to;
-            let Some(ptx) = outbound.get(&to) else {
-                tracing::warn!(to, "message for an unknown peer");
-                continue;
-            };
             let is_snapshot = msg.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot;
-            let delivered = match wire::encode_chunked(&msg, wire::CHUNK_SIZE) {
-                Ok(frames) => frames.into_iter().all(|f| ptx.try_send(f).is_ok()),
-                Err(e) => {
-                    tracing::warn!(to, error = %e, "cannot encode a raft message");
-                    false
-                }
-            };
+            let delivered = send_message(&outbound, msg);
             if !delivered {
                 node.report_unreachable(to);
             }
