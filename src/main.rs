@@ -720,6 +720,7 @@ fn serve(
     };
     let mut node_cfg = tmc::raft::NodeConfig::new(node_id, voters);
     node_cfg.log_compact_threshold = membership.log_compact_threshold;
+    node_cfg.snapshot_dir = Some(data_dir.join("snapshots"));
     let cfg = server::ServerConfig {
         id: node_id,
         peers: raft_peers,

@@ -196,8 +196,8 @@ pub use node::{
     EarlySink, MembershipChange, Node, NodeConfig, Outcome, RequestId, Response, Status,
 };
 pub use raft::StateRole;
-pub use snapshot::SnapshotData;
-pub use storage::LogStore;
+pub use snapshot::{Checkpoint, Manifest, Staged};
+pub use storage::{LogStore, SnapshotDir};
 
 use std::fmt::Write as _;
 
