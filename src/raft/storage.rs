@@ -190,8 +190,9 @@ struct LogState {
     /// The state machine's applied index, as reported by the node.
     applied: u64,
     /// Checkpoints produced for peers and not yet taken by the transport,
-    /// by transfer id (see [`LogStore::take_checkpoint`]).
-    outgoing: HashMap<u64, Arc<Checkpoint>>,
+    /// by transfer id, with when they were taken (see
+    /// [`LogStore::take_checkpoint`]).
+    outgoing: HashMap<u64, (std::time::Instant, Arc<Checkpoint>)>,
 }
 
 impl LogState {
@@ -326,7 +327,7 @@ impl<E: Engine> LogStore<E> {
     /// produced, for the transport to stream; each is taken once.
     pub fn take_checkpoint(&self, snapshot: &Snapshot) -> Option<Arc<Checkpoint>> {
         let id = snapshot::Manifest::decode(&snapshot.data).ok()?.id;
-        self.lock().outgoing.remove(&id)
+        self.lock().outgoing.remove(&id).map(|(_, cp)| cp)
     }
 
     fn lock(&self) -> MutexGuard<'_, LogState> {
@@ -546,8 +547,11 @@ impl<E: Engine> LogStore<E> {
         let term = st
             .term(index)
             .map_err(|e| crate::store::Error::engine(format!("term of {index}: {e}")))?;
-        // A checkpoint raft asked for but never sent is not needed any more.
-        st.outgoing.clear();
+        // A checkpoint raft asked for but that no transfer took within a
+        // minute never will be (several may wait at once: one per lagging
+        // peer).
+        st.outgoing
+            .retain(|_, (at, _)| at.elapsed() < std::time::Duration::from_secs(60));
         let cp = Checkpoint::take(&self.engine, self.snapshots.path(), index)?;
         let mut snap = Snapshot {
             data: cp.manifest().encode().into(),
@@ -557,7 +561,8 @@ impl<E: Engine> LogStore<E> {
         m.index = index;
         m.term = term;
         m.set_conf_state(st.conf_state.clone());
-        st.outgoing.insert(cp.manifest().id, Arc::new(cp));
+        st.outgoing
+            .insert(cp.manifest().id, (std::time::Instant::now(), Arc::new(cp)));
         Ok(snap)
     }
 }
@@ -739,6 +744,7 @@ mod tests {
         fn crash_after_marker(&self, s: &Snapshot, d: Staged, hs: &HardState);
         /// A `LogStore` reopened over the same engine and snapshot directory.
         fn reopen(&self) -> Box<dyn LogHandle>;
+        fn take(&self, s: &Snapshot) -> Option<Arc<Checkpoint>>;
         fn data_engine_put(&self, key: &[u8], value: &[u8]);
         fn data(&self) -> Vec<(Vec<u8>, Vec<u8>)>;
         fn bootstrap(&self, voters: &[u64]);
@@ -816,6 +822,9 @@ mod tests {
             wb.put(Cf::Meta, KEY_HARD_STATE, encode_proto(hs).unwrap());
             self.engine.write(wb, true).unwrap();
             let _ = d.keep();
+        }
+        fn take(&self, s: &Snapshot) -> Option<Arc<Checkpoint>> {
+            self.take_checkpoint(s)
         }
         fn reopen(&self) -> Box<dyn LogHandle> {
             let dir = SnapshotDir::Path(self.snapshot_dir().to_path_buf());
@@ -1064,6 +1073,16 @@ mod tests {
             let manifest = snapshot::Manifest::decode(&snap.data).unwrap();
             assert_eq!(manifest.index, 3);
             assert!(!manifest.files.is_empty());
+            // Two lagging peers: two checkpoints, each taken once by the
+            // transport, each directory gone with its last holder.
+            let snap2 = log.s().snapshot(2).unwrap();
+            let (a, b) = (log.take(&snap).unwrap(), log.take(&snap2).unwrap());
+            assert!(log.take(&snap).is_none(), "a checkpoint is taken once");
+            assert_ne!(a.manifest().id, b.manifest().id);
+            let (da, db) = (a.dir().to_path_buf(), b.dir().to_path_buf());
+            assert!(da.join(&manifest.files[0].name).is_file() && db.is_dir());
+            drop((a, b));
+            assert!(!da.exists() && !db.exists());
             // The applied index reported must match the store's own record,
             // or the checkpoint would not be consistent.
             log.set_applied(4);

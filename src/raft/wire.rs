@@ -30,7 +30,17 @@
 //! fails its checksum, or arrives out of order, abandons the transfer (the
 //! later chunks of it are dropped too) and nothing of it reaches raft; the
 //! leader sends a new snapshot when the follower still needs one. The
-//! reassembled frame is an ordinary frame, checked again as a whole. The simulated network uses the same frames, so tests cover
+//! reassembled frame is an ordinary frame, checked again as a whole.
+//!
+//! **Snapshot transfers** use a second flag, [`FILE_FLAG`] (bit 30 of the
+//! length field): on an ordinary frame it marks the `MsgSnapshot` that
+//! announces a transfer ([`encode_announce`], [`decode_announce`]; neither
+//! decoder takes the other's frames, so a flipped flag is caught); on a
+//! chunk frame, a piece of the checkpoint's files ([`chunk_frame`],
+//! [`parse_chunk`]), in the chunk layout above. [`super::snapshot`]
+//! streams and receives them.
+//!
+//! The simulated network uses the same frames, so tests cover
 //! the decoding path; the TCP transport reads the 8-byte header first, then
 //! the body.
 
