@@ -258,3 +258,65 @@ async fn the_api_serving_certificate_is_reloaded_when_its_files_change() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(presented_cert(port, &cas).await, want);
 }
+
+/// Replicas authenticate each other by default: `tmc serve` with neither
+/// `--peer-tls-dir` nor `--insecure-peers` refuses to start (clear message,
+/// nothing created); with `--insecure-peers` it runs plain TCP and warns.
+#[test]
+fn serve_refuses_plaintext_peers_unless_asked_and_then_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node1");
+    let (raft, kv) = (common::free_port(), common::free_port());
+    let serve = |extra: &[&str]| {
+        let mut c = tmc();
+        c.args(["serve", "--node-id", "1"])
+            .args(["--peers", &format!("1=127.0.0.1:{raft}")])
+            .args(["--listen", &format!("127.0.0.1:{kv}")])
+            .arg("--data-dir")
+            .arg(&data)
+            .args(extra)
+            .env("RUST_LOG", "info");
+        c
+    };
+    let out = serve(&[]).output().unwrap();
+    assert!(!out.status.success(), "started without peer security");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--peer-tls-dir") && err.contains("--insecure-peers"),
+        "the refusal names both ways out: {err}"
+    );
+    assert!(!data.exists(), "nothing is created before the refusal");
+    // Both at once make no sense.
+    let out = serve(&["--insecure-peers", "--peer-tls-dir", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+
+    let log_path = dir.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = serve(&["--insecure-peers"])
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut text = String::new();
+    while std::time::Instant::now() < deadline {
+        text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if text.contains("WARN") && text.contains("plain TCP") {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "it exited: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Still running after the warning.
+    let running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(running, "tmc serve --insecure-peers stopped: {text}");
+    assert!(
+        text.contains("WARN") && text.contains("--insecure-peers"),
+        "no warning about plaintext peers: {text}"
+    );
+    assert!(data.exists());
+}
