@@ -728,7 +728,7 @@ impl<E: Engine> Node<E> {
     /// (its appends and heartbeats; never a snapshot) to `sink` during
     /// [`Node::poll`], before the leader's own fsync, instead of holding
     /// them until `poll` returns. The leader's fsync and its followers' then
-    /// overlap, as raft's paper (section 10.2.1) and raft-rs's Ready order
+    /// overlap, as Ongaro's thesis (section 10.2.1) and raft-rs's Ready order
     /// allow: these messages promise nothing about the leader's disk.
     /// Messages that do ([`raft::Ready::persisted_messages`]) still wait
     /// for the fsync and come out of [`Node::take_messages`].

@@ -21,8 +21,12 @@
 //!
 //! Two raft-rs pitfalls are handled here: the term of `first_index() - 1`
 //! stays known after compaction (the `raft_truncated` record), and installing
-//! a snapshot moves first and last index to the snapshot (and clears the log)
-//! in the same atomic write that replaces the state machine's data.
+//! a snapshot moves first and last index to the snapshot (and clears the log).
+//! The state machine's data is replaced from the staged checkpoint in
+//! batches before that final write; the `raft_installing` marker, written
+//! durably first, makes the whole install one step across a crash: an open
+//! that finds it finishes the install before reading anything else
+//! ([`LogStore::open_in`]).
 //!
 //! raft-rs treats most storage errors as fatal (it panics); an I/O error of
 //! the engine is such a case, and the node must stop anyway. A snapshot that
