@@ -85,9 +85,14 @@ enum Command {
         encryption_config: Option<PathBuf>,
         /// Mutual TLS between replicas: `ca.crt`, `peer.crt`, `peer.key`
         /// (see `tmc certs`). A peer without a certificate from this CA is
-        /// refused. Without it, replicas talk plain TCP.
+        /// refused. Required, unless --insecure-peers.
         #[arg(long)]
         peer_tls_dir: Option<PathBuf>,
+        /// Talk plain TCP between replicas, without authentication or
+        /// encryption (anyone who reaches the raft port can read the log
+        /// and disrupt the shard). For tests and benchmarks on loopback.
+        #[arg(long, conflicts_with = "peer_tls_dir")]
+        insecure_peers: bool,
         #[command(flatten)]
         controllers: ControllerArgs,
     },
@@ -461,24 +466,27 @@ fn main() {
             log_compact_threshold,
             encryption_config,
             peer_tls_dir,
+            insecure_peers,
             controllers,
-        } => serve(
-            node_id,
-            &peers,
-            &kv_peers,
-            data_dir,
-            listen,
-            tick_ms,
-            ServeOptions {
-                api: api_listen.map(|a| (a, tls_dir)),
-                voters,
-                join,
-                log_compact_threshold,
-                encryption_config,
-                peer_tls_dir,
-                controllers: controllers.options(),
-            },
-        ),
+        } => peer_security(peer_tls_dir.is_some(), insecure_peers).and_then(|()| {
+            serve(
+                node_id,
+                &peers,
+                &kv_peers,
+                data_dir,
+                listen,
+                tick_ms,
+                ServeOptions {
+                    api: api_listen.map(|a| (a, tls_dir)),
+                    voters,
+                    join,
+                    log_compact_threshold,
+                    encryption_config,
+                    peer_tls_dir,
+                    controllers: controllers.options(),
+                },
+            )
+        }),
         Command::Certs { dir, hosts, server } => certs(dir, hosts, server),
         Command::Kubeconfig {
             workspace,
@@ -674,6 +682,28 @@ fn kubeconfig(
     Ok(())
 }
 
+/// Replicas authenticate each other with mutual TLS unless the operator
+/// says otherwise: `tmc serve` refuses to start with neither
+/// `--peer-tls-dir` nor `--insecure-peers`, and warns with the latter.
+fn peer_security(tls: bool, insecure: bool) -> Result<(), BoxError> {
+    match (tls, insecure) {
+        (true, _) => Ok(()),
+        (false, true) => {
+            tracing::warn!(
+                "--insecure-peers: replicas talk plain TCP, unauthenticated and unencrypted; \
+                 anyone who can reach the raft port can read every write and disrupt the shard"
+            );
+            Ok(())
+        }
+        (false, false) => Err(
+            "tmc serve needs --peer-tls-dir DIR (mutual TLS between replicas; \
+             `tmc certs` writes ca.crt, peer.crt and peer.key), or --insecure-peers to talk \
+             plain TCP between replicas (tests and benchmarks only)"
+                .into(),
+        ),
+    }
+}
+
 /// How `tmc serve` founds or joins a shard and compacts its log, and
 /// where it serves the Kubernetes API (address, TLS directory).
 struct ServeOptions {
@@ -736,6 +766,7 @@ fn serve(
     };
     let mut node_cfg = tmc::raft::NodeConfig::new(node_id, voters);
     node_cfg.log_compact_threshold = membership.log_compact_threshold;
+    node_cfg.snapshot_dir = Some(data_dir.join("snapshots"));
     let cfg = server::ServerConfig {
         id: node_id,
         peers: raft_peers,

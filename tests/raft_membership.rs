@@ -1,5 +1,6 @@
 //! Membership changes of a running shard from the CLI (`tmc member
-//! add|remove`), on real `tmc serve` processes: bad requests change nothing,
+//! add|remove`), and snapshot transfer, on real `tmc serve` processes: bad
+//! requests change nothing,
 //! a follower is removed, a fresh node with an empty disk joins
 //! (`tmc serve --join`), catches up by snapshot (the log is compacted after
 //! 20 entries) and then counts in the quorum. The snapshot (a few MiB)
@@ -147,7 +148,7 @@ async fn remove_a_voter_then_a_fresh_node_joins_by_snapshot_and_has_every_key() 
         assert!(Instant::now() < deadline, "node 4 installed no snapshot");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(log4(&shard).contains("received a message in chunks"));
+    assert!(log4(&shard).contains("received a snapshot in chunks"));
     for (k, v) in &keys {
         assert_eq!(
             shard.read_lin(4, k, WAIT).await.as_deref(),
@@ -170,4 +171,173 @@ async fn remove_a_voter_then_a_fresh_node_joins_by_snapshot_and_has_every_key() 
             .as_deref(),
         Some("x")
     );
+}
+
+/// Pseudo-random text of `len` characters over 64 symbols: neither LZ4 nor
+/// zstd shrinks it much, so the checkpoint is as large as the data.
+fn noise(seed: u64, len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ALPHABET[(x & 63) as usize] as char
+        })
+        .collect()
+}
+
+/// `line` without ANSI colour sequences (the log may be coloured).
+fn plain(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The `chunks=N` of the last "received a snapshot in chunks" line.
+fn chunks_received(log: &str) -> Option<u64> {
+    let line = plain(
+        log.lines()
+            .rev()
+            .find(|l| l.contains("received a snapshot in chunks"))?,
+    );
+    let at = line.find("chunks=")? + "chunks=".len();
+    line[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .ok()
+}
+
+fn dir_entries(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A follower that was down while the leader took more than 8 MiB of
+/// incompressible writes (and compacted its log) catches up by a snapshot:
+/// a RocksDB checkpoint streamed in many 1 MiB chunks. While the proxy
+/// damages the chunks, every transfer is refused and nothing is installed;
+/// once the link is clean the leader's next transfer installs. Afterwards
+/// no checkpoint or staging directory is left on either side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_catches_up_by_a_many_chunk_checkpoint_after_refusing_damaged_ones() {
+    let mut shard = Shard::start(ShardOptions {
+        voters: 3,
+        book: 3,
+        faults: true,
+        seed: 9,
+        extra: vec!["--log-compact-threshold".into(), "20".into()],
+        ..Default::default()
+    })
+    .await;
+    let leader = shard.wait_leader(&[1, 2, 3], WAIT).await;
+    let behind = if leader == 1 { 2 } else { 1 };
+    let other = 6 - leader - behind;
+    shard
+        .put_acked(&[leader], "root:s/default/early", "before", WAIT)
+        .await;
+    shard.kill(behind);
+    // 48 values of 256 KiB: 12 MiB of text that compresses little.
+    let big = |i: u64| noise(i, 256 << 10);
+    for i in 0..48 {
+        let k = format!("root:s/default/big{i}");
+        shard.put_acked(&[leader], &k, &big(i), WAIT).await;
+    }
+
+    // The follower comes back; the leader's log no longer reaches it.
+    shard.net().corrupt_chunks(leader, behind, true);
+    shard.spawn(behind);
+    let log = |s: &Shard| std::fs::read_to_string(s.log_path(behind)).unwrap_or_default();
+    let deadline = Instant::now() + WAIT;
+    while !log(&shard).contains("dropping a damaged chunk") {
+        assert!(
+            Instant::now() < deadline,
+            "no damaged chunk reached node {behind}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(shard.net().stats(leader, behind).corrupted > 0);
+    assert!(
+        !log(&shard).contains("installed a raft snapshot"),
+        "a snapshot was installed from damaged chunks"
+    );
+    let (code, _) = shard
+        .get(behind, "root:s/default/big0", "local")
+        .await
+        .unwrap();
+    assert_eq!(code, 404, "node {behind} has data before any good snapshot");
+
+    // A clean link: the next transfer installs.
+    shard.net().corrupt_chunks(leader, behind, false);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !log(&shard).contains("installed a raft snapshot") {
+        assert!(
+            Instant::now() < deadline,
+            "node {behind} installed no snapshot"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let chunks = chunks_received(&log(&shard)).expect("the transfer's chunk count is logged");
+    assert!(
+        chunks >= 8,
+        "a snapshot of more than 8 MiB came in {chunks} chunks"
+    );
+    for i in 0..48 {
+        let k = format!("root:s/default/big{i}");
+        let (code, v) = shard.get(behind, &k, "local").await.unwrap();
+        assert_eq!(code, 200, "node {behind} lacks {k}");
+        // Not assert_eq!: a 256 KiB value in a failure message helps no one.
+        assert!(
+            v["record"]["value"].as_str() == Some(big(i).as_str()),
+            "{k} differs on node {behind}"
+        );
+    }
+    assert_eq!(
+        shard
+            .read_lin(behind, "root:s/default/early", WAIT)
+            .await
+            .as_deref(),
+        Some("before")
+    );
+    // It counts in the quorum: with the other follower gone, it commits.
+    shard.kill(other);
+    shard
+        .put_acked(&[leader], "root:s/default/after", "x", WAIT)
+        .await;
+    // Checkpoints and staging directories are gone on both sides.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left: Vec<String> = [leader, behind]
+            .iter()
+            .flat_map(|&id| dir_entries(&shard.data_dir(id).join("snapshots")))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "snapshot directories left: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -67,6 +67,7 @@ impl Cluster {
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_tmc"))
             .arg("serve")
+            .arg("--insecure-peers")
             .args(["--node-id", &id.to_string()])
             .args(["--peers", &Self::peers(&self.raft)])
             .args(["--kv-peers", &Self::peers(&self.kv)])

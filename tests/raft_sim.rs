@@ -775,3 +775,63 @@ fn a_joining_node_starts_from_a_snapshot_even_when_the_log_is_whole() {
     sim.put(leader, "after", b"v", T).unwrap();
     assert_sound(&sim);
 }
+
+/// The single-client latency fix of docs/benchmarks.md: a leader's appends
+/// leave through [`tmc::raft::Node::send_early`] before the leader has
+/// written the entries to its own log, so the followers' fsyncs overlap
+/// the leader's. The followers' acknowledgements still commit the write.
+#[test]
+fn a_leaders_appends_leave_before_its_own_log_write() {
+    use raft::eraftpb::{Message, MessageType};
+    use std::sync::{Arc, Mutex};
+    use tmc::raft::storage::log_key;
+    use tmc::store::Cf;
+
+    let mut sim = cluster(3, 11);
+    let leader = sim.wait_for_leader(T).expect("a leader");
+    sim.put(leader, "warm-up", b"x", T).expect("warm-up write");
+    let engine = sim.node(leader).unwrap().store().engine().clone();
+    // (last index carried, was it in the leader's log when sent?)
+    let seen: Arc<Mutex<Vec<(u64, bool)>>> = Arc::default();
+    let sent: Arc<Mutex<Vec<Message>>> = Arc::default();
+    {
+        let (seen, sent) = (seen.clone(), sent.clone());
+        sim.node_mut(leader)
+            .unwrap()
+            .send_early(Box::new(move |msgs: Vec<Message>| {
+                for m in msgs {
+                    if m.get_msg_type() == MessageType::MsgAppend && !m.entries.is_empty() {
+                        let last = m.entries.last().unwrap().index;
+                        let on_disk = engine.get(Cf::Log, &log_key(last)).unwrap().is_some();
+                        seen.lock().unwrap().push((last, on_disk));
+                    }
+                    sent.lock().unwrap().push(m);
+                }
+            }));
+    }
+    let id = sim.propose(leader, sim::put("k", b"v")).expect("proposed");
+    sim.node_mut(leader).unwrap().poll().expect("poll");
+    let appends = seen.lock().unwrap().clone();
+    assert_eq!(appends.len(), 2, "one append per follower: {appends:?}");
+    for (index, on_disk) in &appends {
+        assert!(
+            !on_disk,
+            "the append of {index} left after the leader's log write"
+        );
+        let engine = sim.node(leader).unwrap().store().engine();
+        assert!(
+            engine.get(Cf::Log, &log_key(*index)).unwrap().is_some(),
+            "the leader persisted {index} in the same poll"
+        );
+    }
+    // Deliver what the sink took; the followers answer through the network.
+    for m in std::mem::take(&mut *sent.lock().unwrap()) {
+        let to = m.to;
+        sim.node_mut(to).unwrap().step(m).expect("step");
+    }
+    match sim.wait(leader, id, T) {
+        Some(Outcome::Write(Ok(_))) => {}
+        other => panic!("the write did not commit: {other:?}"),
+    }
+    assert_sound(&sim);
+}

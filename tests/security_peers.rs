@@ -258,3 +258,168 @@ async fn the_api_serving_certificate_is_reloaded_when_its_files_change() {
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(presented_cert(port, &cas).await, want);
 }
+
+/// Replicas authenticate each other by default: `tmc serve` with neither
+/// `--peer-tls-dir` nor `--insecure-peers` refuses to start (clear message,
+/// nothing created); with `--insecure-peers` it runs plain TCP and warns.
+#[test]
+fn serve_refuses_plaintext_peers_unless_asked_and_then_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node1");
+    let (raft, kv) = (common::free_port(), common::free_port());
+    let serve = |extra: &[&str]| {
+        let mut c = tmc();
+        c.args(["serve", "--node-id", "1"])
+            .args(["--peers", &format!("1=127.0.0.1:{raft}")])
+            .args(["--listen", &format!("127.0.0.1:{kv}")])
+            .arg("--data-dir")
+            .arg(&data)
+            .args(extra)
+            .env("RUST_LOG", "info");
+        c
+    };
+    let out = serve(&[]).output().unwrap();
+    assert!(!out.status.success(), "started without peer security");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--peer-tls-dir") && err.contains("--insecure-peers"),
+        "the refusal names both ways out: {err}"
+    );
+    assert!(!data.exists(), "nothing is created before the refusal");
+    // Both at once make no sense.
+    let out = serve(&["--insecure-peers", "--peer-tls-dir", "/nonexistent"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+
+    let log_path = dir.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = serve(&["--insecure-peers"])
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut text = String::new();
+    while std::time::Instant::now() < deadline {
+        text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if text.contains("WARN") && text.contains("plain TCP") {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "it exited: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Still running after the warning.
+    let running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(running, "tmc serve --insecure-peers stopped: {text}");
+    assert!(
+        text.contains("WARN") && text.contains("--insecure-peers"),
+        "no warning about plaintext peers: {text}"
+    );
+    assert!(data.exists());
+}
+
+/// The `chunks=N` of the last "received a snapshot in chunks" line of a
+/// (possibly coloured) log.
+fn snapshot_chunks(log: &str) -> Option<u64> {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("received a snapshot in chunks"))?;
+    let mut plain = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    let at = plain.find("chunks=")? + "chunks=".len();
+    plain[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .ok()
+}
+
+/// A snapshot streams over the mutual-TLS peer connection like any frame:
+/// a follower that was down while the log compacted past it catches up
+/// from a checkpoint sent in several chunks, and serves every value.
+#[test]
+fn a_follower_catches_up_by_snapshot_over_mutual_tls() {
+    let mut shard = Shard::start_with(&["--no-controllers", "--log-compact-threshold", "20"], "");
+    let (behind, _) = shard.followers();
+    let leader = shard.leader();
+    shard.kill(behind);
+    let tls = shard.tls_dir();
+    let ports = shard.kv.clone();
+    let kv = |id: u64, args: &[&str]| {
+        tmc()
+            .arg("kv")
+            .arg("--peer-tls-dir")
+            .arg(&tls)
+            .args([
+                "--endpoint",
+                &format!("127.0.0.1:{}", ports[(id - 1) as usize]),
+            ])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    // 40 values of 100 KiB: about 4 MiB (under 2 MiB compressed), several
+    // chunks.
+    // Pseudo-random digits (xorshift), which compress little.
+    let value = |i: u64| {
+        let mut x = (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let digits: String = (0..100 << 10)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'0' + (x % 10) as u8)
+            })
+            .collect();
+        format!("\"{digits}\"")
+    };
+    for i in 0..40 {
+        let out = kv(leader, &["put", &format!("root:t/default/k{i}"), &value(i)]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    shard.spawn(behind);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let log_path = shard.log_path(behind);
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    while !log().contains("installed a raft snapshot") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node {behind} installed no snapshot"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let chunks = snapshot_chunks(&log()).expect("the chunk count is logged");
+    assert!(chunks >= 2, "a 4 MiB snapshot in {chunks} chunk(s)");
+    for i in [0, 17, 39] {
+        let out = kv(behind, &["get", "--local", &format!("root:t/default/k{i}")]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "k{i} on node {behind}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let inner = &value(i)[1..value(i).len() - 1];
+        assert!(text.contains(inner), "k{i} differs on node {behind}");
+    }
+}

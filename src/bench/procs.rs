@@ -192,6 +192,7 @@ impl TmcShard {
         }
         let mut cmd = Command::new(&self.bin);
         cmd.arg("serve")
+            .arg("--insecure-peers")
             .args(["--node-id", &id.to_string()])
             .args(["--peers", &peers(&self.raft)])
             .args(["--kv-peers", &peers(&self.kv)])

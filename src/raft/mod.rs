@@ -3,9 +3,11 @@
 //! Layers, bottom up:
 //! - [`storage`]: [`LogStore`], raft-rs's `Storage` over an [`Engine`](crate::store::Engine): the
 //!   `log` column family and the raft records of `meta`.
-//! - [`snapshot`]: [`SnapshotData`], the replicated state at an applied index.
-//! - [`wire`]: the checksummed frame a raft message travels in, and the
-//!   chunks a large one (a snapshot) is split into.
+//! - [`snapshot`]: a snapshot is a [`Checkpoint`] of the engine at an
+//!   applied index; its files stream in chunks into a [`Staged`] copy on
+//!   the follower.
+//! - [`wire`]: the checksummed frame a raft message travels in, the chunks
+//!   a large one is split into, and the frames of a snapshot transfer.
 //! - [`node`]: [`Node`], the consensus core: raft-rs's `RawNode`, the Ready
 //!   loop, group commit, reads and membership changes. No sockets, no clock.
 //! - [`sim`]: a deterministic in-process cluster on a simulated network, for
@@ -83,8 +85,13 @@
 //! (RocksDB), so compaction needs no separate snapshot file: when the log
 //! holds more than `log_compact_threshold` applied entries, the older half
 //! is removed, keeping the index and term of the last removed entry. A
-//! follower that needs a removed entry gets a snapshot, produced on demand
-//! at the applied index ([`SnapshotData`]), and installs it atomically.
+//! follower that needs a removed entry gets a snapshot: a checkpoint of the
+//! engine taken on demand at the applied index ([`Checkpoint`]). The raft
+//! message carries only its [`Manifest`]; the files follow on the same
+//! peer connection in crc-checked 1 MiB chunks, read lazily on the leader
+//! and written to a staging directory on the follower, which verifies the
+//! whole transfer before raft sees the message and installs it without
+//! loading it into memory (see [`snapshot`]).
 //!
 //! **Membership.** [`Node::change_membership`] adds or removes one voter
 //! with a `ConfChangeV2` (a simple change, no joint state); one change at a
@@ -114,8 +121,8 @@
 //! 2. tick when the tick is due (a late loop does not tick in a burst);
 //! 3. [`Node::poll`], then hand each of [`Node::take_messages`] to the
 //!    peer's outbound queue (a full queue or a dead link is reported with
-//!    [`Node::report_unreachable`], and [`Node::report_snapshot`] for
-//!    snapshots), then answer [`Node::take_responses`] to the waiting
+//!    [`Node::report_unreachable`]; a snapshot is reported with
+//!    [`Node::report_snapshot`] when its stream is over), then answer [`Node::take_responses`] to the waiting
 //!    clients through their oneshot channels. A linearizable read's answer
 //!    is read from the store right there, at or after its read index.
 //!
@@ -123,9 +130,11 @@
 //! with exponential backoff (20 ms doubling to 1 s) and redialled when a
 //! write fails; frames queued while a peer is unreachable are dropped (raft
 //! retransmits). Queued frames are coalesced into one socket write. A
-//! message larger than 1 MiB (a snapshot) is sent as crc-checked chunk
-//! frames and reassembled per connection; a damaged or missing chunk drops
-//! the whole transfer ([`wire`]). Inbound
+//! message larger than 1 MiB is sent as crc-checked chunk frames and
+//! reassembled per connection; a damaged or missing chunk drops the whole
+//! transfer ([`wire`]). A snapshot goes as an announce frame followed by
+//! its checkpoint's files in chunk frames, streamed from disk; the leader's
+//! appends leave before its own fsync ([`Node::send_early`]). Inbound
 //! connections are read frame by frame: the 8-byte header, then the body;
 //! a header announcing more than [`wire::MAX_FRAME`] closes the connection
 //! (the stream is out of step), and a frame that fails its checksum or does
@@ -159,12 +168,17 @@
 //!   can only be added if every replica's `--peers` names it (replicas are
 //!   restarted with a longer list first). Addresses do not travel in the
 //!   configuration.
-//! - A snapshot is the whole state in one raft message, built and
-//!   reassembled in memory ([`SnapshotData`]); on the wire it travels in
-//!   crc-checked 1 MiB chunks. Exporting a RocksDB checkpoint and streaming
-//!   its files would bound memory too. Compaction does not wait for slow
-//!   followers: one that falls behind the compacted log gets a full
-//!   snapshot.
+//! - A snapshot is a full checkpoint (the raft log's column family
+//!   included, though the follower reads only the replicated ones);
+//!   there is no incremental transfer and no resume of a broken one: the
+//!   leader starts over with a new checkpoint. Compaction does not wait for
+//!   slow followers: one that falls behind the compacted log gets a full
+//!   snapshot. A transfer into a link that swallows bytes without closing
+//!   holds that peer in raft's snapshot state until the connection breaks.
+//! - The leader reads each 1 MiB chunk from disk inside the async writer
+//!   task, and the follower verifies a received checkpoint (opening it) on
+//!   the event-loop thread: short blocking I/O outside the fsync thread's
+//!   usual work.
 //! - The configuration record and the applied index of a membership change
 //!   are two writes (the store's batch cannot carry raft records yet); a
 //!   crash between them re-applies the change on restart, which raft-rs
@@ -192,10 +206,12 @@ pub mod storage;
 pub mod tls;
 pub mod wire;
 
-pub use node::{MembershipChange, Node, NodeConfig, Outcome, RequestId, Response, Status};
+pub use node::{
+    EarlySink, MembershipChange, Node, NodeConfig, Outcome, RequestId, Response, Status,
+};
 pub use raft::StateRole;
-pub use snapshot::SnapshotData;
-pub use storage::LogStore;
+pub use snapshot::{Checkpoint, Manifest, Staged};
+pub use storage::{LogStore, SnapshotDir};
 
 use std::fmt::Write as _;
 

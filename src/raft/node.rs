@@ -3,8 +3,9 @@
 //! membership changes. See the module documentation of [`crate::raft`] for
 //! the protocol.
 
-use super::snapshot::SnapshotData;
+use super::snapshot::{self, Checkpoint, Staged};
 use super::storage::LogStore;
+use super::storage::SnapshotDir;
 use super::{raft_logger, wire, Error};
 use crate::store::{Committed, Engine, Store, StoreOptions, Txn, TxnOp};
 use protobuf::Message as _;
@@ -20,6 +21,10 @@ use std::sync::Arc;
 
 /// Identifies a client request on the node that accepted it.
 pub type RequestId = u64;
+
+/// Takes the messages a leader sends before persisting (see
+/// [`Node::send_early`]).
+pub type EarlySink = Box<dyn FnMut(Vec<Message>) + Send>;
 
 /// Settings of one replica.
 #[derive(Debug, Clone)]
@@ -48,6 +53,9 @@ pub struct NodeConfig {
     pub request_timeout_ticks: u64,
     /// Seed of the election-timeout RNG; `None` leaves it to raft-rs.
     pub seed: Option<u64>,
+    /// Directory of snapshot checkpoints and incoming transfers (its
+    /// contents are removed on open); `None`: a temporary directory.
+    pub snapshot_dir: Option<std::path::PathBuf>,
 }
 
 impl NodeConfig {
@@ -66,6 +74,7 @@ impl NodeConfig {
             log_compact_threshold: 10_000,
             request_timeout_ticks: 50,
             seed: None,
+            snapshot_dir: None,
         }
     }
 }
@@ -253,10 +262,15 @@ pub struct Node<E: Engine> {
     leader_term: Option<u64>,
     /// The leader this node knew at the last check.
     known_leader: u64,
-    /// A validated snapshot received from the leader: (index, term, data).
-    incoming_snapshot: Option<(u64, u64, SnapshotData)>,
+    /// A verified snapshot received from the leader: (index, term, its
+    /// staged checkpoint).
+    incoming_snapshot: Option<(u64, u64, Staged)>,
     /// Messages to send.
     messages: Vec<Message>,
+    /// Where the messages raft-rs lets a leader send before persisting go
+    /// at once, so the followers' fsyncs overlap the leader's (see
+    /// [`Node::send_early`]); without one they wait in `messages`.
+    early: Option<EarlySink>,
     /// Answers to requests.
     responses: Vec<Response>,
     /// Why the node stopped, once it has.
@@ -272,7 +286,10 @@ impl<E: Engine> Node<E> {
     /// the store's applied index as raft's `Config.applied`.
     pub fn open(engine: E, config: NodeConfig, store_opts: StoreOptions) -> Result<Self, Error> {
         let engine = Arc::new(engine);
-        let log = LogStore::open(engine.clone())?;
+        let log = match &config.snapshot_dir {
+            Some(dir) => LogStore::open_in(engine.clone(), SnapshotDir::Path(dir.clone()))?,
+            None => LogStore::open(engine.clone())?,
+        };
         if log.is_empty() && !config.voters.is_empty() {
             log.bootstrap(&config.voters)?;
         }
@@ -346,6 +363,7 @@ impl<E: Engine> Node<E> {
             known_leader: INVALID_ID,
             incoming_snapshot: None,
             messages: Vec::new(),
+            early: None,
             responses: Vec::new(),
             stopped: None,
             awaiting_snapshot,
@@ -598,29 +616,72 @@ impl<E: Engine> Node<E> {
             self.raw.raft.pending_request_snapshot = 1;
         }
         if msg.get_msg_type() == MessageType::MsgSnapshot {
-            let snap = msg.get_snapshot();
-            let (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
-            match SnapshotData::decode(&snap.data) {
-                Ok(data) if data.index == index => {
-                    self.incoming_snapshot = Some((index, term, data))
-                }
-                Ok(data) => {
-                    tracing::warn!(
-                        node = self.id,
-                        from = msg.from,
-                        index,
-                        data_index = data.index,
-                        "dropping a snapshot whose data is at another index"
-                    );
-                    return Ok(());
-                }
-                Err(e) => {
-                    let from = msg.from;
-                    tracing::warn!(node = self.id, from, error = %e, "dropping a damaged snapshot");
-                    return Ok(());
-                }
-            }
+            // Its data travels apart from it: see [`Node::step_snapshot`].
+            tracing::warn!(
+                node = self.id,
+                from = msg.from,
+                "dropping a snapshot message without its checkpoint"
+            );
+            return Ok(());
         }
+        self.step_raw(msg)
+    }
+
+    /// Hands raft a `MsgSnapshot` whose checkpoint the transport received
+    /// into `staged` ([`snapshot::Incoming`]). The checkpoint must match the
+    /// message's manifest, open, and hold the store at the snapshot's
+    /// index; otherwise the message is logged and dropped and nothing
+    /// changes (the leader sends another).
+    pub fn step_snapshot(&mut self, msg: Message, staged: Staged) -> Result<(), Error> {
+        self.check_running()?;
+        if msg.to != self.id || msg.get_msg_type() != MessageType::MsgSnapshot {
+            tracing::warn!(
+                node = self.id,
+                to = msg.to,
+                "dropping a misdirected snapshot"
+            );
+            return Ok(());
+        }
+        let from = msg.from;
+        let snap = msg.get_snapshot();
+        let (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
+        let checked = snapshot::Manifest::decode(&snap.data)
+            .and_then(|m| {
+                if &m == staged.manifest() && m.index == index {
+                    Ok(())
+                } else {
+                    Err(crate::store::Error::engine(format!(
+                        "the checkpoint received (index {}, transfer {:x}) is not the one announced (index {index})",
+                        staged.manifest().index,
+                        staged.manifest().id
+                    )))
+                }
+            })
+            .and_then(|()| snapshot::verify(self.store.engine(), &staged));
+        if let Err(e) = checked {
+            tracing::warn!(node = self.id, from, index, error = %e, "dropping a damaged snapshot");
+            return Ok(());
+        }
+        if self.awaiting_snapshot && self.raw.raft.pending_request_snapshot == INVALID_INDEX {
+            self.raw.raft.pending_request_snapshot = 1;
+        }
+        self.incoming_snapshot = Some((index, term, staged));
+        self.step_raw(msg)
+    }
+
+    /// The checkpoint to stream with a `MsgSnapshot` this node sends (each
+    /// is handed out once; its directory goes when the last holder drops
+    /// it).
+    pub fn take_checkpoint(&self, msg: &Message) -> Option<Arc<Checkpoint>> {
+        self.raw.store().take_checkpoint(msg.get_snapshot())
+    }
+
+    /// Where this node keeps snapshot checkpoints and incoming transfers.
+    pub fn snapshot_dir(&self) -> &std::path::Path {
+        self.raw.store().snapshot_dir()
+    }
+
+    fn step_raw(&mut self, msg: Message) -> Result<(), Error> {
         if let Err(e) = self.raw.step(msg) {
             tracing::debug!(node = self.id, error = %e, "raft refused a message");
         }
@@ -661,6 +722,18 @@ impl<E: Engine> Node<E> {
             };
             self.raw.report_snapshot(peer, status);
         }
+    }
+
+    /// Hands the messages that raft-rs lets a leader send before persisting
+    /// (its appends and heartbeats; never a snapshot) to `sink` during
+    /// [`Node::poll`], before the leader's own fsync, instead of holding
+    /// them until `poll` returns. The leader's fsync and its followers' then
+    /// overlap, as Ongaro's thesis (section 10.2.1) and raft-rs's Ready order
+    /// allow: these messages promise nothing about the leader's disk.
+    /// Messages that do ([`raft::Ready::persisted_messages`]) still wait
+    /// for the fsync and come out of [`Node::take_messages`].
+    pub fn send_early(&mut self, sink: EarlySink) {
+        self.early = Some(sink);
     }
 
     /// Messages to send to peers (each names its recipient in `to`).
@@ -832,8 +905,22 @@ impl<E: Engine> Node<E> {
     fn handle_ready(&mut self) -> Result<(), Error> {
         let mut rd = self.raw.ready();
 
-        // 1. Messages a leader may send before persisting.
-        self.messages.extend(rd.take_messages());
+        // 1. Messages a leader may send before persisting: out now, so the
+        //    followers persist while the leader does.
+        let early = rd.take_messages();
+        match &mut self.early {
+            Some(sink) => {
+                let (snapshots, rest): (Vec<_>, Vec<_>) = early
+                    .into_iter()
+                    .partition(|m| m.get_msg_type() == MessageType::MsgSnapshot);
+                if !rest.is_empty() {
+                    sink(rest);
+                }
+                // A snapshot's fate is reported back to raft by the driver.
+                self.messages.extend(snapshots);
+            }
+            None => self.messages.extend(early),
+        }
 
         // 2. A snapshot from the leader.
         if !rd.snapshot().is_empty() {
@@ -887,12 +974,19 @@ impl<E: Engine> Node<E> {
 
     fn install_snapshot(&mut self, snap: &Snapshot) -> Result<(), Error> {
         let (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
-        let data = match self.incoming_snapshot.take() {
-            Some((i, t, data)) if i == index && t == term => data,
-            _ => SnapshotData::decode(&snap.data)?,
+        let staged = match self.incoming_snapshot.take() {
+            Some((i, t, staged)) if i == index && t == term => staged,
+            _ => {
+                return Err(Error::Corrupt {
+                    what: "raft snapshot",
+                    reason: format!(
+                        "raft took a snapshot at {index} (term {term}) that was not received"
+                    ),
+                })
+            }
         };
         let hs = self.raw.raft.hard_state();
-        self.raw.store().install_snapshot(snap, &data, &hs)?;
+        self.raw.store().install_snapshot(snap, staged, &hs)?;
         // The store caches its revision bookkeeping: reload it from the new
         // contents (watchers keep their subscriptions).
         self.store.reload()?;

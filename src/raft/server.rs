@@ -14,6 +14,7 @@
 //! - The KV interface (axum, JSON) stores values as configmap-like objects
 //!   `/kv/{workspace}/{namespace}/{name}`; see [`router`].
 
+use super::snapshot::{self, Checkpoint, Staged};
 use super::{wire, Error, MembershipChange, Node, NodeConfig, Outcome, RequestId, StateRole};
 use crate::shard::{BoxFuture, Shard, ShardError};
 use crate::store::{Change, ListPage, Store};
@@ -111,6 +112,21 @@ pub enum Input {
     Status(oneshot::Sender<StatusReport>),
     /// A membership change; the answer is the voters after it.
     Member(MembershipChange, Reply<Vec<u64>>),
+    /// A `MsgSnapshot` whose checkpoint arrived whole into a staging
+    /// directory.
+    Snapshot(Box<raft::eraftpb::Message>, Staged),
+    /// The transport streamed (`true`) or failed to stream a snapshot to a
+    /// peer.
+    SnapshotSent(u64, bool),
+}
+
+/// What the event loop queues for a peer's connection.
+pub enum Outbound {
+    /// One frame (or chunk frame) as it goes on the wire.
+    Frame(Vec<u8>),
+    /// A `MsgSnapshot` (announce frame), then its checkpoint streamed in
+    /// chunk frames read from disk as the connection takes them.
+    Snapshot(Vec<u8>, Arc<Checkpoint>),
 }
 
 /// Local reads of the shared store, without its engine type.
@@ -191,14 +207,21 @@ pub async fn start<E: Engine>(
     if let Some(tls) = &cfg.tls {
         tls.watch();
     }
-    tokio::spawn(accept_loop(listener, tx.clone(), cfg.tls.clone()));
+    let inbox = Arc::new(node.snapshot_dir().to_path_buf());
+    tokio::spawn(accept_loop(listener, tx.clone(), cfg.tls.clone(), inbox));
     let mut outbound = HashMap::new();
     for (&peer, &addr) in &cfg.peers {
         if peer == cfg.id {
             continue;
         }
-        let (ptx, prx) = mpsc::channel::<Vec<u8>>(PEER_QUEUE);
-        tokio::spawn(dial_loop(cfg.id, peer, addr, prx, cfg.tls.clone()));
+        let (ptx, prx) = mpsc::channel::<Outbound>(PEER_QUEUE);
+        tokio::spawn(dial_loop(
+            (cfg.id, peer),
+            addr,
+            prx,
+            cfg.tls.clone(),
+            tx.clone(),
+        ));
         outbound.insert(peer, ptx);
     }
     let tick = cfg.tick;
@@ -219,6 +242,7 @@ async fn accept_loop(
     listener: tokio::net::TcpListener,
     tx: std_mpsc::Sender<Input>,
     tls: Option<Arc<super::tls::PeerTls>>,
+    inbox: Arc<std::path::PathBuf>,
 ) {
     loop {
         match listener.accept().await {
@@ -226,6 +250,7 @@ async fn accept_loop(
                 let _ = sock.set_nodelay(true);
                 let tx = tx.clone();
                 let tls = tls.clone();
+                let inbox = inbox.clone();
                 tokio::spawn(async move {
                     let sock = match super::tls::accept(tls.as_deref(), sock).await {
                         Ok(s) => s,
@@ -234,7 +259,7 @@ async fn accept_loop(
                             return;
                         }
                     };
-                    if let Err(e) = read_frames(sock, tx).await {
+                    if let Err(e) = read_frames(sock, tx, &inbox).await {
                         tracing::debug!(%from, error = %e, "peer connection closed");
                     }
                 });
@@ -247,12 +272,22 @@ async fn accept_loop(
     }
 }
 
+/// A snapshot transfer being received on a connection.
+enum Receiving {
+    /// The announced message and its staging directory.
+    Active(Box<raft::eraftpb::Message>, snapshot::Incoming, u64),
+    /// A refused transfer: its remaining chunks are dropped quietly.
+    Abandoned(u64),
+}
+
 async fn read_frames(
     sock: super::tls::PeerStream,
     tx: std_mpsc::Sender<Input>,
+    inbox: &std::path::Path,
 ) -> std::io::Result<()> {
     let mut r = tokio::io::BufReader::new(sock);
     let mut chunks = wire::Reassembler::default();
+    let mut receiving: Option<Receiving> = None;
     loop {
         let mut header = [0u8; wire::HEADER_LEN];
         r.read_exact(&mut header).await?;
@@ -267,6 +302,14 @@ async fn read_frames(
         let mut frame = vec![0u8; wire::HEADER_LEN + len];
         frame[..wire::HEADER_LEN].copy_from_slice(&header);
         r.read_exact(&mut frame[wire::HEADER_LEN..]).await?;
+        if wire::is_file(&frame) {
+            if let Some(input) = receive_snapshot(&mut receiving, &frame, inbox) {
+                if tx.send(input).is_err() {
+                    return Ok(());
+                }
+            }
+            continue;
+        }
         let frame = match chunks.push(frame) {
             Ok(wire::Assembled::Frame { frame, chunks }) => {
                 if chunks > 1 {
@@ -286,13 +329,105 @@ async fn read_frames(
     }
 }
 
+/// Takes one frame of a snapshot transfer: the announcing `MsgSnapshot`
+/// starts one (writing to a staging directory under `inbox`), each chunk
+/// is written as it comes; the last one yields the message and its staged
+/// checkpoint. A damaged or misplaced frame refuses the whole transfer:
+/// the staging directory is removed and raft never sees the message.
+fn receive_snapshot(
+    receiving: &mut Option<Receiving>,
+    frame: &[u8],
+    inbox: &std::path::Path,
+) -> Option<Input> {
+    if !wire::is_chunk(frame) {
+        // A new transfer; one in progress is given up.
+        *receiving = None;
+        let started = wire::decode_announce(frame)
+            .map_err(|e| e.to_string())
+            .and_then(|msg| {
+                let manifest = snapshot::Manifest::decode(&msg.get_snapshot().data)
+                    .map_err(|e| e.to_string())?;
+                let (id, chunks, bytes) = (
+                    manifest.id,
+                    manifest.chunk_count(wire::CHUNK_SIZE),
+                    manifest.total_bytes(),
+                );
+                let inc = snapshot::Incoming::begin(inbox, manifest).map_err(|e| e.to_string())?;
+                tracing::info!(
+                    transfer = format!("{id:x}"),
+                    chunks,
+                    bytes,
+                    "receiving a snapshot"
+                );
+                Ok((Box::new(msg), inc, chunks))
+            });
+        match started {
+            Ok((msg, inc, 0)) => return finish_snapshot(msg, inc, 0),
+            Ok((msg, inc, chunks)) => *receiving = Some(Receiving::Active(msg, inc, chunks)),
+            Err(e) => {
+                tracing::warn!(error = %e, "dropping a damaged chunk and its transfer: a bad snapshot announce")
+            }
+        }
+        return None;
+    }
+    match receiving.take() {
+        Some(Receiving::Active(msg, mut inc, chunks)) => match inc.push(frame) {
+            Ok(true) => finish_snapshot(msg, inc, chunks),
+            Ok(false) => {
+                *receiving = Some(Receiving::Active(msg, inc, chunks));
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, transfer = format!("{:x}", inc.id()), "dropping a damaged chunk and its transfer");
+                *receiving = Some(Receiving::Abandoned(inc.id()));
+                None
+            }
+        },
+        Some(Receiving::Abandoned(id)) => {
+            *receiving = Some(Receiving::Abandoned(id));
+            None
+        }
+        None => {
+            tracing::warn!("dropping a snapshot chunk outside any transfer");
+            None
+        }
+    }
+}
+
+fn finish_snapshot(
+    msg: Box<raft::eraftpb::Message>,
+    inc: snapshot::Incoming,
+    chunks: u64,
+) -> Option<Input> {
+    match inc.finish() {
+        Ok(staged) => {
+            tracing::info!(
+                chunks,
+                bytes = staged.manifest().total_bytes(),
+                index = staged.manifest().index,
+                "received a snapshot in chunks"
+            );
+            Some(Input::Snapshot(msg, staged))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "dropping a damaged chunk and its transfer");
+            None
+        }
+    }
+}
+
 async fn dial_loop(
-    id: u64,
-    peer: u64,
+    (id, peer): (u64, u64),
     addr: SocketAddr,
-    mut rx: mpsc::Receiver<Vec<u8>>,
+    mut rx: mpsc::Receiver<Outbound>,
     tls: Option<Arc<super::tls::PeerTls>>,
+    events: std_mpsc::Sender<Input>,
 ) {
+    // Every snapshot handed to this task is reported back, streamed or not:
+    // raft holds the peer in snapshot state until it hears.
+    let report = |ok: bool| {
+        let _ = events.send(Input::SnapshotSent(peer, ok));
+    };
     let mut backoff = Duration::from_millis(20);
     loop {
         let dialled = match tokio::net::TcpStream::connect(addr).await {
@@ -311,7 +446,11 @@ async fn dial_loop(
             Err(e) => {
                 tracing::debug!(node = id, peer, %addr, error = %e, "cannot reach peer");
                 // Frames queued meanwhile are stale; raft retransmits.
-                while rx.try_recv().is_ok() {}
+                while let Ok(item) = rx.try_recv() {
+                    if let Outbound::Snapshot(..) = item {
+                        report(false);
+                    }
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
@@ -324,27 +463,74 @@ async fn dial_loop(
             // election, would vanish into a dead connection and cost a whole
             // election round (seen in `tmc bench failover`).
             let mut probe = [0u8; 1];
-            let frame = tokio::select! {
+            let item = tokio::select! {
                 f = rx.recv() => match f { Some(f) => f, None => return },
                 _ = sock.read(&mut probe) => {
                     tracing::debug!(node = id, peer, "peer closed the connection");
                     break;
                 }
             };
-            let mut buf = frame;
-            // Batch what is queued into one write.
-            while buf.len() < (1 << 20) {
+            let (mut buf, mut next) = match item {
+                Outbound::Frame(f) => (f, None),
+                snap => (Vec::new(), Some(snap)),
+            };
+            // Batch the queued frames into one write; a snapshot goes after
+            // them, on its own.
+            while next.is_none() && buf.len() < (1 << 20) {
                 match rx.try_recv() {
-                    Ok(f) => buf.extend_from_slice(&f),
+                    Ok(Outbound::Frame(f)) => buf.extend_from_slice(&f),
+                    Ok(snap) => next = Some(snap),
                     Err(_) => break,
                 }
             }
-            if let Err(e) = sock.write_all(&buf).await {
-                tracing::debug!(node = id, peer, error = %e, "peer connection lost");
-                break;
+            if !buf.is_empty() {
+                if let Err(e) = sock.write_all(&buf).await {
+                    tracing::debug!(node = id, peer, error = %e, "peer connection lost");
+                    if next.is_some() {
+                        report(false);
+                    }
+                    break;
+                }
+            }
+            if let Some(Outbound::Snapshot(announce, cp)) = next {
+                let streamed = stream_snapshot(&mut sock, &announce, &cp).await;
+                report(streamed.is_ok());
+                match streamed {
+                    Ok(chunks) => tracing::info!(
+                        node = id,
+                        peer,
+                        chunks,
+                        bytes = cp.manifest().total_bytes(),
+                        index = cp.manifest().index,
+                        "streamed a snapshot"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(node = id, peer, error = %e, "streaming a snapshot failed");
+                        break;
+                    }
+                }
             }
         }
     }
+}
+
+/// Writes a snapshot's announce frame, then its checkpoint's chunk frames,
+/// each read from disk only when the connection has taken the previous
+/// one; returns the number of chunks.
+async fn stream_snapshot(
+    sock: &mut super::tls::PeerStream,
+    announce: &[u8],
+    cp: &Checkpoint,
+) -> std::io::Result<u64> {
+    sock.write_all(announce).await?;
+    let frames = cp.frames(wire::CHUNK_SIZE);
+    let count = frames.chunks();
+    // One chunk read (1 MiB) between writes: a short blocking read.
+    for frame in frames {
+        sock.write_all(&frame?).await?;
+    }
+    sock.flush().await?;
+    Ok(count)
 }
 
 enum Pending {
@@ -391,14 +577,79 @@ fn status_report<E: Engine>(node: &Node<E>) -> StatusReport {
     }
 }
 
+/// Queues `msg` on its peer's connection (in chunks when large); false
+/// when it could not be queued.
+fn send_message(
+    outbound: &HashMap<u64, mpsc::Sender<Outbound>>,
+    msg: raft::eraftpb::Message,
+) -> bool {
+    let to = msg.to;
+    let Some(ptx) = outbound.get(&to) else {
+        tracing::warn!(to, "message for an unknown peer");
+        return false;
+    };
+    match wire::encode_chunked(&msg, wire::CHUNK_SIZE) {
+        Ok(frames) => frames
+            .into_iter()
+            .all(|f| ptx.try_send(Outbound::Frame(f)).is_ok()),
+        Err(e) => {
+            tracing::warn!(to, error = %e, "cannot encode a raft message");
+            false
+        }
+    }
+}
+
+/// Queues a `MsgSnapshot` and its checkpoint for streaming; false when
+/// it could not be queued.
+fn send_snapshot<E: Engine>(
+    node: &Node<E>,
+    outbound: &HashMap<u64, mpsc::Sender<Outbound>>,
+    msg: &raft::eraftpb::Message,
+) -> bool {
+    let to = msg.to;
+    let Some(ptx) = outbound.get(&to) else {
+        tracing::warn!(to, "snapshot for an unknown peer");
+        return false;
+    };
+    let Some(cp) = node.take_checkpoint(msg) else {
+        tracing::warn!(to, "a snapshot message without its checkpoint");
+        return false;
+    };
+    match wire::encode_announce(msg) {
+        Ok(announce) => ptx.try_send(Outbound::Snapshot(announce, cp)).is_ok(),
+        Err(e) => {
+            tracing::warn!(to, error = %e, "cannot encode a snapshot message");
+            false
+        }
+    }
+}
+
 fn event_loop<E: Engine>(
     mut node: Node<E>,
     rx: std_mpsc::Receiver<Input>,
-    outbound: HashMap<u64, mpsc::Sender<Vec<u8>>>,
+    outbound: HashMap<u64, mpsc::Sender<Outbound>>,
     tick: Duration,
     is_leader: Arc<AtomicBool>,
 ) {
     let mut pending: HashMap<RequestId, Pending> = HashMap::new();
+    // The leader's appends leave before its fsync (Node::send_early); the
+    // peers they could not be queued for are reported after the poll.
+    let unreachable: Arc<std::sync::Mutex<Vec<u64>>> = Arc::default();
+    {
+        let outbound = outbound.clone();
+        let unreachable = unreachable.clone();
+        node.send_early(Box::new(move |msgs| {
+            for msg in msgs {
+                let to = msg.to;
+                if !send_message(&outbound, msg) {
+                    unreachable
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(to);
+                }
+            }
+        }));
+    }
     let mut next_tick = Instant::now() + tick;
     let mut failed = false;
     loop {
@@ -444,6 +695,17 @@ fn event_loop<E: Engine>(
                         }
                     }
                 }
+                Input::Snapshot(msg, staged) => {
+                    if let Err(e) = node.step_snapshot(*msg, staged) {
+                        tracing::debug!(error = %e, "step failed");
+                    }
+                }
+                Input::SnapshotSent(to, ok) => {
+                    if !ok {
+                        node.report_unreachable(to);
+                    }
+                    node.report_snapshot(to, ok);
+                }
                 Input::Status(reply) => {
                     let _ = reply.send(status_report(&node));
                 }
@@ -477,25 +739,23 @@ fn event_loop<E: Engine>(
             }
         }
         is_leader.store(!failed && node.is_leader(), AtomicOrdering::Relaxed);
+        let early_lost =
+            std::mem::take(&mut *unreachable.lock().unwrap_or_else(|p| p.into_inner()));
+        for to in early_lost {
+            node.report_unreachable(to);
+        }
         for msg in node.take_messages() {
             let to = msg.to;
-            let Some(ptx) = outbound.get(&to) else {
-                tracing::warn!(to, "message for an unknown peer");
-                continue;
-            };
-            let is_snapshot = msg.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot;
-            let delivered = match wire::encode_chunked(&msg, wire::CHUNK_SIZE) {
-                Ok(frames) => frames.into_iter().all(|f| ptx.try_send(f).is_ok()),
-                Err(e) => {
-                    tracing::warn!(to, error = %e, "cannot encode a raft message");
-                    false
+            if msg.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot {
+                // Reported when the stream is over (Input::SnapshotSent).
+                if !send_snapshot(&node, &outbound, &msg) {
+                    node.report_unreachable(to);
+                    node.report_snapshot(to, false);
                 }
-            };
-            if !delivered {
-                node.report_unreachable(to);
+                continue;
             }
-            if is_snapshot {
-                node.report_snapshot(to, delivered);
+            if !send_message(&outbound, msg) {
+                node.report_unreachable(to);
             }
         }
         for r in node.take_responses() {

@@ -80,6 +80,24 @@ impl EngineFactory<RocksEngine> for RocksEngines {
     }
 }
 
+/// Receives a snapshot as the TCP transport does: the announce frame, then
+/// every chunk into a staging directory under `root`.
+fn receive_snapshot(
+    root: &std::path::Path,
+    announce: &[u8],
+    chunks: &[Vec<u8>],
+) -> Result<(raft::eraftpb::Message, super::snapshot::Staged), String> {
+    let msg = wire::decode_announce(announce).map_err(|e| e.to_string())?;
+    let manifest =
+        super::snapshot::Manifest::decode(&msg.get_snapshot().data).map_err(|e| e.to_string())?;
+    let mut inc = super::snapshot::Incoming::begin(root, manifest).map_err(|e| e.to_string())?;
+    for c in chunks {
+        inc.push(c).map_err(|e| e.to_string())?;
+    }
+    let staged = inc.finish().map_err(|e| e.to_string())?;
+    Ok((msg, staged))
+}
+
 /// Settings of a simulation.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -108,6 +126,9 @@ struct Packet {
     to: u64,
     frame: Vec<u8>,
     snapshot: bool,
+    /// A snapshot's checkpoint, as the chunk frames that follow its
+    /// announce frame on a connection.
+    chunks: Vec<Vec<u8>>,
 }
 
 /// The simulated network.
@@ -437,17 +458,30 @@ impl<E: Engine> Sim<E> {
             for msg in node.take_messages() {
                 let snapshot = msg.get_msg_type() == MessageType::MsgSnapshot;
                 let to = msg.to;
-                let sent = match wire::encode(&msg) {
-                    Ok(frame) => Self::send(
+                // A snapshot travels as its announce frame and the chunk
+                // frames of its checkpoint, as over TCP.
+                let encoded = if snapshot {
+                    node.take_checkpoint(&msg).ok_or(()).and_then(|cp| {
+                        let chunks = cp
+                            .frames(wire::CHUNK_SIZE)
+                            .collect::<std::io::Result<Vec<_>>>()
+                            .map_err(|_| ())?;
+                        let announce = wire::encode_announce(&msg).map_err(|_| ())?;
+                        Ok((announce, chunks))
+                    })
+                } else {
+                    wire::encode(&msg).map(|f| (f, Vec::new())).map_err(|_| ())
+                };
+                let sent = match encoded {
+                    Ok((frame, chunks)) => Self::send(
                         &mut self.net,
                         &mut self.rng,
                         self.now,
-                        id,
-                        to,
+                        (id, to),
                         frame,
-                        snapshot,
+                        chunks,
                     ),
-                    Err(_) => Sent::Lost,
+                    Err(()) => Sent::Lost,
                 };
                 match sent {
                     Sent::Queued => {}
@@ -471,11 +505,11 @@ impl<E: Engine> Sim<E> {
         net: &mut Network,
         rng: &mut StdRng,
         now: u64,
-        from: u64,
-        to: u64,
+        (from, to): (u64, u64),
         mut frame: Vec<u8>,
-        snapshot: bool,
+        mut chunks: Vec<Vec<u8>>,
     ) -> Sent {
+        let snapshot = wire::is_file(&frame);
         if net.link_down(from, to) {
             return Sent::LinkDown;
         }
@@ -485,6 +519,12 @@ impl<E: Engine> Sim<E> {
         if net.corrupt_rate > 0.0 && rng.random_bool(net.corrupt_rate) && !frame.is_empty() {
             let i = rng.random_range(0..frame.len());
             frame[i] ^= 1 << rng.random_range(0..8);
+        }
+        for chunk in chunks.iter_mut() {
+            if net.corrupt_rate > 0.0 && rng.random_bool(net.corrupt_rate) {
+                let i = rng.random_range(0..chunk.len());
+                chunk[i] ^= 1 << rng.random_range(0..8);
+            }
         }
         let delay = if net.delay.1 > net.delay.0 {
             rng.random_range(net.delay.0..=net.delay.1)
@@ -499,6 +539,7 @@ impl<E: Engine> Sim<E> {
                 to,
                 frame,
                 snapshot,
+                chunks,
             },
         );
         Sent::Queued
@@ -510,8 +551,19 @@ impl<E: Engine> Sim<E> {
         let mut accepted = false;
         if arrived {
             if let Some(node) = self.node_mut(p.to) {
-                accepted = p.snapshot && wire::decode(&p.frame).is_ok();
-                let _ = node.step_frame(&p.frame);
+                if p.snapshot {
+                    match receive_snapshot(node.snapshot_dir(), &p.frame, &p.chunks) {
+                        Ok((msg, staged)) => {
+                            accepted = true;
+                            let _ = node.step_snapshot(msg, staged);
+                        }
+                        Err(e) => {
+                            tracing::debug!(to = p.to, error = %e, "simulated snapshot refused");
+                        }
+                    }
+                } else {
+                    let _ = node.step_frame(&p.frame);
+                }
             }
         }
         if p.snapshot {

@@ -9,6 +9,8 @@
 //! meta raft_truncated           envelope(index u64 BE, term u64 BE) of the last entry
 //!                               dropped by compaction or covered by a snapshot
 //! meta raft_incarnation         envelope(u64 BE), bumped on every open of a node
+//! meta raft_installing          envelope(protobuf Snapshot: metadata, data = the
+//!                               staging directory) while a snapshot installs
 //! ```
 //!
 //! Every value is wrapped in the store's checksummed envelope
@@ -19,20 +21,26 @@
 //!
 //! Two raft-rs pitfalls are handled here: the term of `first_index() - 1`
 //! stays known after compaction (the `raft_truncated` record), and installing
-//! a snapshot moves first and last index to the snapshot (and clears the log)
-//! in the same atomic write that replaces the state machine's data.
+//! a snapshot moves first and last index to the snapshot (and clears the log).
+//! The state machine's data is replaced from the staged checkpoint in
+//! batches before that final write; the `raft_installing` marker, written
+//! durably first, makes the whole install one step across a crash: an open
+//! that finds it finishes the install before reading anything else
+//! ([`LogStore::open_in`]).
 //!
 //! raft-rs treats most storage errors as fatal (it panics); an I/O error of
 //! the engine is such a case, and the node must stop anyway. A snapshot that
 //! cannot be produced is reported as temporarily unavailable instead, which
 //! raft-rs retries.
 
-use super::snapshot::SnapshotData;
+use super::snapshot::{self, Checkpoint, Staged};
 use crate::store::{codec, Cf, Encoding, Engine, WriteBatch};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
-use std::sync::{Mutex, MutexGuard};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Meta keys of the raft layer all start with this prefix; the snapshot
 /// leaves them out (they are per replica).
@@ -41,6 +49,7 @@ const KEY_HARD_STATE: &[u8] = b"raft_hard_state";
 const KEY_CONF_STATE: &[u8] = b"raft_conf_state";
 const KEY_TRUNCATED: &[u8] = b"raft_truncated";
 const KEY_INCARNATION: &[u8] = b"raft_incarnation";
+const KEY_INSTALLING: &[u8] = b"raft_installing";
 
 /// The key of the log entry at `index`.
 pub fn log_key(index: u64) -> [u8; 8] {
@@ -184,8 +193,10 @@ struct LogState {
     terms: TermRuns,
     /// The state machine's applied index, as reported by the node.
     applied: u64,
-    /// The last snapshot produced, reused while the applied index stays.
-    snapshot: Option<Snapshot>,
+    /// Checkpoints produced for peers and not yet taken by the transport,
+    /// by transfer id, with when they were taken (see
+    /// [`LogStore::take_checkpoint`]).
+    outgoing: HashMap<u64, (std::time::Instant, Arc<Checkpoint>)>,
 }
 
 impl LogState {
@@ -202,10 +213,32 @@ impl LogState {
     }
 }
 
+/// Where a replica keeps its snapshot checkpoints: a directory of the
+/// operator's choice, or a temporary one removed with the store.
+#[derive(Debug)]
+pub enum SnapshotDir {
+    /// A directory that outlives the process (next to the data).
+    Path(PathBuf),
+    /// A temporary directory (tests, the simulation).
+    Temp(tempfile::TempDir),
+}
+
+impl SnapshotDir {
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        match self {
+            SnapshotDir::Path(p) => p,
+            SnapshotDir::Temp(t) => t.path(),
+        }
+    }
+}
+
 /// The raft log and raft state of one replica, stored in an [`Engine`].
 pub struct LogStore<E: Engine> {
     engine: E,
     state: Mutex<LogState>,
+    /// Outgoing checkpoints and incoming staging directories.
+    snapshots: SnapshotDir,
 }
 
 fn other(e: crate::store::Error) -> raft::Error {
@@ -217,6 +250,36 @@ impl<E: Engine> LogStore<E> {
     /// truncation record, and scans the log once for its last index and
     /// terms (the log is kept short by compaction).
     pub fn open(engine: E) -> Result<Self, crate::store::Error> {
+        let temp = tempfile::Builder::new()
+            .prefix("tmc-snapshots-")
+            .tempdir()
+            .map_err(|e| crate::store::Error::engine(format!("snapshot directory: {e}")))?;
+        Self::open_in(engine, SnapshotDir::Temp(temp))
+    }
+
+    /// [`LogStore::open`] with snapshots kept under `snapshots`. An install
+    /// that a crash interrupted is finished first; then whatever else is in
+    /// the directory (checkpoints and transfers of an earlier run) is
+    /// removed.
+    pub fn open_in(engine: E, snapshots: SnapshotDir) -> Result<Self, crate::store::Error> {
+        if let Some(marker) = read_proto::<Snapshot>(&engine, KEY_INSTALLING)? {
+            let m = marker.get_metadata();
+            tracing::warn!(
+                index = m.index,
+                term = m.term,
+                "finishing a snapshot install that was interrupted"
+            );
+            complete_install(&engine, &marker)?;
+        }
+        let root = snapshots.path();
+        std::fs::create_dir_all(root).map_err(|e| {
+            crate::store::Error::engine(format!("creating {}: {e}", root.display()))
+        })?;
+        let leftovers = std::fs::read_dir(root)
+            .map_err(|e| crate::store::Error::engine(format!("listing {}: {e}", root.display())))?;
+        for item in leftovers.flatten() {
+            let _ = std::fs::remove_dir_all(item.path());
+        }
         let hard_state = read_proto::<HardState>(&engine, KEY_HARD_STATE)?.unwrap_or_default();
         let conf_state = read_proto::<ConfState>(&engine, KEY_CONF_STATE)?.unwrap_or_default();
         let truncated = read_u64s::<2>(&engine, KEY_TRUNCATED)?.map_or((0, 0), |[i, t]| (i, t));
@@ -253,9 +316,22 @@ impl<E: Engine> LogStore<E> {
                 last_index,
                 terms,
                 applied: 0,
-                snapshot: None,
+                outgoing: HashMap::new(),
             }),
+            snapshots,
         })
+    }
+
+    /// The directory of snapshot checkpoints and transfers.
+    pub fn snapshot_dir(&self) -> &Path {
+        self.snapshots.path()
+    }
+
+    /// The checkpoint behind a `Snapshot` that [`raft::Storage::snapshot`]
+    /// produced, for the transport to stream; each is taken once.
+    pub fn take_checkpoint(&self, snapshot: &Snapshot) -> Option<Arc<Checkpoint>> {
+        let id = snapshot::Manifest::decode(&snapshot.data).ok()?.id;
+        self.lock().outgoing.remove(&id).map(|(_, cp)| cp)
     }
 
     fn lock(&self) -> MutexGuard<'_, LogState> {
@@ -422,55 +498,105 @@ impl<E: Engine> LogStore<E> {
         Ok(())
     }
 
-    /// Installs a snapshot: replaces the state machine's data with `data`,
-    /// clears the log, sets first and last index to the snapshot's, its
-    /// configuration, and `hard_state` — all in one durable write.
+    /// Installs a received snapshot: replaces the state machine's data by
+    /// the staged checkpoint's, clears the log, sets first and last index
+    /// to the snapshot's, its configuration, and `hard_state`. Crash-safe
+    /// without holding the data in memory: the staged files are synced, a
+    /// durable marker (with the hard state) names the install in progress,
+    /// the data is copied in batches, and one final durable batch moves the
+    /// log position and clears the marker; [`LogStore::open_in`] finishes
+    /// an install a crash interrupted.
     pub fn install_snapshot(
         &self,
         snapshot: &Snapshot,
-        data: &SnapshotData,
+        staged: Staged,
         hard_state: &HardState,
     ) -> Result<(), crate::store::Error> {
         let meta = snapshot.get_metadata();
         let (index, term) = (meta.index, meta.term);
+        if staged.manifest().index != index {
+            return Err(crate::store::Error::engine(format!(
+                "snapshot at index {index} with a checkpoint at {}",
+                staged.manifest().index
+            )));
+        }
         let mut st = self.lock();
+        staged.sync()?;
+        let mut marker = Snapshot::default();
+        marker.set_metadata(meta.clone());
+        marker.data = staged
+            .dir()
+            .to_string_lossy()
+            .into_owned()
+            .into_bytes()
+            .into();
         let mut wb = WriteBatch::new();
-        data.stage_install(&self.engine, &mut wb)?;
-        wb.delete_range(Cf::Log, log_key(0), log_key(u64::MAX));
-        wb.put(Cf::Meta, KEY_TRUNCATED, encode_u64s(&[index, term]));
-        wb.put(
-            Cf::Meta,
-            KEY_CONF_STATE,
-            encode_proto(meta.get_conf_state())?,
-        );
+        wb.put(Cf::Meta, KEY_INSTALLING, encode_proto(&marker)?);
         wb.put(Cf::Meta, KEY_HARD_STATE, encode_proto(hard_state)?);
         self.engine.write(wb, true)?;
+        // The marker owns the staging directory now.
+        let _dir = staged.keep();
+        complete_install(&self.engine, &marker)?;
         st.truncated = (index, term);
         st.last_index = index;
         st.terms = TermRuns::new((index, term));
         st.conf_state = meta.get_conf_state().clone();
         st.hard_state = hard_state.clone();
         st.applied = index;
-        st.snapshot = None;
         Ok(())
     }
 
-    fn make_snapshot(&self, st: &LogState) -> Result<Snapshot, crate::store::Error> {
+    fn make_snapshot(&self, st: &mut LogState) -> Result<Snapshot, crate::store::Error> {
         let index = st.applied;
         let term = st
             .term(index)
             .map_err(|e| crate::store::Error::engine(format!("term of {index}: {e}")))?;
-        let data = SnapshotData::export(&self.engine, index)?;
+        // A checkpoint raft asked for but that no transfer took within a
+        // minute never will be (several may wait at once: one per lagging
+        // peer).
+        st.outgoing
+            .retain(|_, (at, _)| at.elapsed() < std::time::Duration::from_secs(60));
+        let cp = Checkpoint::take(&self.engine, self.snapshots.path(), index)?;
         let mut snap = Snapshot {
-            data: data.encode().into(),
+            data: cp.manifest().encode().into(),
             ..Default::default()
         };
         let m = snap.mut_metadata();
         m.index = index;
         m.term = term;
         m.set_conf_state(st.conf_state.clone());
+        st.outgoing
+            .insert(cp.manifest().id, (std::time::Instant::now(), Arc::new(cp)));
         Ok(snap)
     }
+}
+
+/// Finishes the install that `marker` records: copies the staged
+/// checkpoint's data, then in one durable batch clears the log, records
+/// the snapshot's index and term as truncated, its configuration, and
+/// removes the marker; then removes the staging directory.
+fn complete_install<E: Engine>(engine: &E, marker: &Snapshot) -> Result<(), crate::store::Error> {
+    let meta = marker.get_metadata();
+    let dir = PathBuf::from(String::from_utf8_lossy(&marker.data).into_owned());
+    snapshot::copy_from(engine, &dir)?;
+    let mut wb = WriteBatch::new();
+    wb.delete_range(Cf::Log, log_key(0), log_key(u64::MAX));
+    wb.put(
+        Cf::Meta,
+        KEY_TRUNCATED,
+        encode_u64s(&[meta.index, meta.term]),
+    );
+    wb.put(
+        Cf::Meta,
+        KEY_CONF_STATE,
+        encode_proto(meta.get_conf_state())?,
+    );
+    wb.delete(Cf::Meta, KEY_INSTALLING);
+    engine.write(wb, true)?;
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot remove an installed snapshot's staging directory");
+    }
+    Ok(())
 }
 
 impl<E: Engine> raft::Storage for LogStore<E> {
@@ -543,20 +669,13 @@ impl<E: Engine> raft::Storage for LogStore<E> {
         if st.applied == 0 || st.applied < request_index {
             return unavailable;
         }
-        if let Some(s) = &st.snapshot {
-            if s.get_metadata().index == st.applied {
-                return Ok(s.clone());
-            }
-        }
-        match self.make_snapshot(&st) {
+        match self.make_snapshot(&mut st) {
             Ok(snap) => {
                 tracing::info!(
                     index = snap.get_metadata().index,
-                    bytes = snap.data.len(),
                     to,
-                    "raft snapshot produced"
+                    "raft snapshot produced (a checkpoint)"
                 );
-                st.snapshot = Some(snap.clone());
                 Ok(snap)
             }
             Err(e) => {
@@ -619,9 +738,17 @@ mod tests {
         fn install(
             &self,
             s: &Snapshot,
-            d: &SnapshotData,
+            d: Staged,
             hs: &HardState,
         ) -> Result<(), crate::store::Error>;
+        /// Checkpoints this store at `index` and receives it, as a peer would.
+        fn stage_own(&self, index: u64) -> Staged;
+        /// Writes the install marker of `s` as a crash right after it would
+        /// leave it.
+        fn crash_after_marker(&self, s: &Snapshot, d: Staged, hs: &HardState);
+        /// A `LogStore` reopened over the same engine and snapshot directory.
+        fn reopen(&self) -> Box<dyn LogHandle>;
+        fn take(&self, s: &Snapshot) -> Option<Arc<Checkpoint>>;
         fn data_engine_put(&self, key: &[u8], value: &[u8]);
         fn data(&self) -> Vec<(Vec<u8>, Vec<u8>)>;
         fn bootstrap(&self, voters: &[u64]);
@@ -675,10 +802,37 @@ mod tests {
         fn install(
             &self,
             s: &Snapshot,
-            d: &SnapshotData,
+            d: Staged,
             hs: &HardState,
         ) -> Result<(), crate::store::Error> {
             self.install_snapshot(s, d, hs)
+        }
+        fn stage_own(&self, index: u64) -> Staged {
+            let cp = Checkpoint::take(&self.engine, self.snapshot_dir(), index).unwrap();
+            let mut inc =
+                snapshot::Incoming::begin(self.snapshot_dir(), cp.manifest().clone()).unwrap();
+            for f in cp.frames(crate::raft::wire::CHUNK_SIZE) {
+                inc.push(&f.unwrap()).unwrap();
+            }
+            inc.finish().unwrap()
+        }
+        fn crash_after_marker(&self, s: &Snapshot, d: Staged, hs: &HardState) {
+            d.sync().unwrap();
+            let mut marker = Snapshot::default();
+            marker.set_metadata(s.get_metadata().clone());
+            marker.data = d.dir().to_string_lossy().into_owned().into_bytes().into();
+            let mut wb = WriteBatch::new();
+            wb.put(Cf::Meta, KEY_INSTALLING, encode_proto(&marker).unwrap());
+            wb.put(Cf::Meta, KEY_HARD_STATE, encode_proto(hs).unwrap());
+            self.engine.write(wb, true).unwrap();
+            let _ = d.keep();
+        }
+        fn take(&self, s: &Snapshot) -> Option<Arc<Checkpoint>> {
+            self.take_checkpoint(s)
+        }
+        fn reopen(&self) -> Box<dyn LogHandle> {
+            let dir = SnapshotDir::Path(self.snapshot_dir().to_path_buf());
+            Box::new(LogStore::open_in(self.engine.clone(), dir).unwrap())
         }
         fn data_engine_put(&self, key: &[u8], value: &[u8]) {
             let mut wb = WriteBatch::new();
@@ -829,28 +983,35 @@ mod tests {
         });
     }
 
+    fn snapshot_at(index: u64, term: u64) -> (Snapshot, HardState) {
+        let mut snap = Snapshot::default();
+        snap.mut_metadata().index = index;
+        snap.mut_metadata().term = term;
+        snap.mut_metadata().mut_conf_state().voters = vec![1, 2, 3];
+        let hs = HardState {
+            term,
+            commit: index,
+            ..Default::default()
+        };
+        (snap, hs)
+    }
+
     #[test]
     fn snapshot_install_moves_first_and_last_index() {
         with_engines(|open| {
             let log = open();
+            // The checkpoint a leader would send: /a at index 50.
+            log.data_engine_put(b"/a", b"1");
+            log.store_apply_noop(50);
+            let staged = log.stage_own(50);
+            let dir = staged.dir().to_path_buf();
+            // The follower's own state, replaced by the install.
+            let log = open();
             log.persist(&entries(1..=10, 1), None).unwrap();
             log.data_engine_put(b"/old", b"gone after the snapshot");
-            let mut snap = Snapshot::default();
-            snap.mut_metadata().index = 50;
-            snap.mut_metadata().term = 4;
-            snap.mut_metadata().mut_conf_state().voters = vec![1, 2, 3];
-            let data = SnapshotData {
-                index: 50,
-                data: vec![(b"/a".to_vec(), b"1".to_vec())],
-                changes: vec![],
-                meta: vec![],
-            };
-            let hs = HardState {
-                term: 4,
-                commit: 50,
-                ..Default::default()
-            };
-            log.install(&snap, &data, &hs).unwrap();
+            let (snap, hs) = snapshot_at(50, 4);
+            log.install(&snap, staged, &hs).unwrap();
+            assert!(!dir.exists(), "the staging directory is removed");
             for log in [log, open()] {
                 let s = log.s();
                 assert_eq!(s.first_index().unwrap(), 51);
@@ -865,6 +1026,30 @@ mod tests {
             let log = open();
             log.persist(&entries(51..=52, 4), None).unwrap();
             assert_eq!(log.s().entries(51, 53, None).unwrap(), entries(51..=52, 4));
+        });
+    }
+
+    #[test]
+    fn an_install_interrupted_by_a_crash_is_finished_on_open() {
+        with_engines(|open| {
+            let log = open();
+            log.data_engine_put(b"/a", b"1");
+            log.store_apply_noop(30);
+            let staged = log.stage_own(30);
+            log.persist(&entries(1..=5, 1), None).unwrap();
+            log.data_engine_put(b"/old", b"gone after the snapshot");
+            let (snap, hs) = snapshot_at(30, 3);
+            log.crash_after_marker(&snap, staged, &hs);
+            let log = log.reopen();
+            let s = log.s();
+            assert_eq!(s.first_index().unwrap(), 31);
+            assert_eq!(s.last_index().unwrap(), 30);
+            assert_eq!(s.term(30).unwrap(), 3);
+            assert_eq!(s.initial_state().unwrap().hard_state, hs);
+            assert_eq!(log.data(), vec![(b"/a".to_vec(), b"1".to_vec())]);
+            // Nothing is left in the snapshot directory.
+            let log = log.reopen();
+            assert_eq!(log.s().last_index().unwrap(), 30);
         });
     }
 
@@ -889,15 +1074,21 @@ mod tests {
             assert_eq!(snap.get_metadata().index, 3);
             assert_eq!(snap.get_metadata().term, 2);
             assert_eq!(snap.get_metadata().get_conf_state().voters, vec![1, 2, 3]);
-            let data = SnapshotData::decode(&snap.data).unwrap();
-            assert_eq!(data.index, 3);
-            assert_eq!(data.data, vec![(b"/k".to_vec(), b"v".to_vec())]);
-            assert!(data
-                .meta
-                .iter()
-                .all(|(k, _)| !k.starts_with(RAFT_META_PREFIX)));
+            let manifest = snapshot::Manifest::decode(&snap.data).unwrap();
+            assert_eq!(manifest.index, 3);
+            assert!(!manifest.files.is_empty());
+            // Two lagging peers: two checkpoints, each taken once by the
+            // transport, each directory gone with its last holder.
+            let snap2 = log.s().snapshot(2).unwrap();
+            let (a, b) = (log.take(&snap).unwrap(), log.take(&snap2).unwrap());
+            assert!(log.take(&snap).is_none(), "a checkpoint is taken once");
+            assert_ne!(a.manifest().id, b.manifest().id);
+            let (da, db) = (a.dir().to_path_buf(), b.dir().to_path_buf());
+            assert!(da.join(&manifest.files[0].name).is_file() && db.is_dir());
+            drop((a, b));
+            assert!(!da.exists() && !db.exists());
             // The applied index reported must match the store's own record,
-            // or the export would not be consistent.
+            // or the checkpoint would not be consistent.
             log.set_applied(4);
             assert!(matches!(
                 log.s().snapshot(0),

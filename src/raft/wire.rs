@@ -30,7 +30,17 @@
 //! fails its checksum, or arrives out of order, abandons the transfer (the
 //! later chunks of it are dropped too) and nothing of it reaches raft; the
 //! leader sends a new snapshot when the follower still needs one. The
-//! reassembled frame is an ordinary frame, checked again as a whole. The simulated network uses the same frames, so tests cover
+//! reassembled frame is an ordinary frame, checked again as a whole.
+//!
+//! **Snapshot transfers** use a second flag, [`FILE_FLAG`] (bit 30 of the
+//! length field): on an ordinary frame it marks the `MsgSnapshot` that
+//! announces a transfer ([`encode_announce`], [`decode_announce`]; neither
+//! decoder takes the other's frames, so a flipped flag is caught); on a
+//! chunk frame, a piece of the checkpoint's files ([`chunk_frame`],
+//! [`parse_chunk`]), in the chunk layout above. [`super::snapshot`]
+//! streams and receives them.
+//!
+//! The simulated network uses the same frames, so tests cover
 //! the decoding path; the TCP transport reads the 8-byte header first, then
 //! the body.
 
@@ -45,6 +55,12 @@ pub const MAX_FRAME: usize = 1 << 30;
 
 /// Marks a chunk frame in the length field.
 pub const CHUNK_FLAG: u32 = 1 << 31;
+
+/// Marks a snapshot transfer in the length field: on an ordinary frame, a
+/// `MsgSnapshot` whose checkpoint files follow as chunk frames; on a chunk
+/// frame (with [`CHUNK_FLAG`]), a piece of those files (see
+/// [`super::snapshot`]).
+pub const FILE_FLAG: u32 = 1 << 30;
 
 /// Messages whose frame is larger than this travel in chunks of this size.
 pub const CHUNK_SIZE: usize = 1 << 20;
@@ -107,7 +123,7 @@ pub fn encode(msg: &Message) -> Result<Vec<u8>, WireError> {
 /// chunk's).
 pub fn body_len(header: &[u8; HEADER_LEN]) -> Result<usize, WireError> {
     let raw = u32::from_be_bytes(header[..4].try_into().expect("4 bytes"));
-    let len = (raw & !CHUNK_FLAG) as usize;
+    let len = (raw & !(CHUNK_FLAG | FILE_FLAG)) as usize;
     let limit = if is_chunk(header) {
         MAX_CHUNK
     } else {
@@ -122,6 +138,76 @@ pub fn body_len(header: &[u8; HEADER_LEN]) -> Result<usize, WireError> {
 /// True when the frame (or its header) is a chunk of a larger message.
 pub fn is_chunk(frame: &[u8]) -> bool {
     frame.first().is_some_and(|b| b & 0x80 != 0)
+}
+
+/// True when the frame (or its header) belongs to a snapshot transfer: the
+/// announcing `MsgSnapshot` or a chunk of its files.
+pub fn is_file(frame: &[u8]) -> bool {
+    frame.first().is_some_and(|b| b & 0x40 != 0)
+}
+
+/// Encodes a `MsgSnapshot` as the frame that announces a snapshot transfer:
+/// an ordinary frame with [`FILE_FLAG`]; the checkpoint's file chunks follow.
+pub fn encode_announce(msg: &Message) -> Result<Vec<u8>, WireError> {
+    let mut frame = encode(msg)?;
+    frame[0] |= 0x40;
+    Ok(frame)
+}
+
+/// Builds one chunk frame: `flags` (| [`CHUNK_FLAG`]) in the length field,
+/// crc32 of the body, then transfer id, chunk number, chunk count, piece.
+pub fn chunk_frame(flags: u32, id: u64, seq: u32, count: u32, piece: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(CHUNK_HEADER + piece.len());
+    body.extend_from_slice(&id.to_be_bytes());
+    body.extend_from_slice(&seq.to_be_bytes());
+    body.extend_from_slice(&count.to_be_bytes());
+    body.extend_from_slice(piece);
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.extend_from_slice(&(body.len() as u32 | CHUNK_FLAG | flags).to_be_bytes());
+    out.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// A chunk frame that passed its checks.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Chunk<'a> {
+    /// Transfer id.
+    pub id: u64,
+    /// Chunk number, from 0.
+    pub seq: u32,
+    /// Number of chunks of the transfer.
+    pub count: u32,
+    /// The piece it carries.
+    pub piece: &'a [u8],
+}
+
+/// Checks a chunk frame (announced length, crc32 of the body, header) and
+/// splits it.
+pub fn parse_chunk(frame: &[u8]) -> Result<Chunk<'_>, WireError> {
+    let body = &frame[HEADER_LEN.min(frame.len())..];
+    let stored = frame
+        .get(4..8)
+        .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
+        .unwrap_or(0);
+    let computed = crc32fast::hash(body);
+    let announced = frame
+        .get(..HEADER_LEN)
+        .and_then(|h| <[u8; HEADER_LEN]>::try_from(h).ok())
+        .and_then(|h| body_len(&h).ok());
+    if !is_chunk(frame)
+        || body.len() < CHUNK_HEADER
+        || stored != computed
+        || announced != Some(body.len())
+    {
+        return Err(WireError::Checksum { stored, computed });
+    }
+    Ok(Chunk {
+        id: u64::from_be_bytes(body[..8].try_into().expect("8 bytes")),
+        seq: u32::from_be_bytes(body[8..12].try_into().expect("4 bytes")),
+        count: u32::from_be_bytes(body[12..16].try_into().expect("4 bytes")),
+        piece: &body[CHUNK_HEADER..],
+    })
 }
 
 /// Encodes a message as one frame, or, when that frame is larger than
@@ -142,18 +228,7 @@ pub fn encode_chunked(msg: &Message, chunk_size: usize) -> Result<Vec<Vec<u8>>, 
     Ok(pieces
         .into_iter()
         .enumerate()
-        .map(|(i, piece)| {
-            let mut body = Vec::with_capacity(CHUNK_HEADER + piece.len());
-            body.extend_from_slice(&id.to_be_bytes());
-            body.extend_from_slice(&(i as u32).to_be_bytes());
-            body.extend_from_slice(&count.to_be_bytes());
-            body.extend_from_slice(piece);
-            let mut out = Vec::with_capacity(HEADER_LEN + body.len());
-            out.extend_from_slice(&(body.len() as u32 | CHUNK_FLAG).to_be_bytes());
-            out.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
-            out.extend_from_slice(&body);
-            out
-        })
+        .map(|(i, piece)| chunk_frame(0, id, i as u32, count, piece))
         .collect())
 }
 
@@ -198,28 +273,22 @@ impl Reassembler {
         if !is_chunk(&frame) {
             return Ok(Assembled::Frame { frame, chunks: 1 });
         }
-        let body = &frame[HEADER_LEN.min(frame.len())..];
-        let stored = frame
-            .get(4..8)
-            .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
-            .unwrap_or(0);
-        let computed = crc32fast::hash(body);
-        let announced = frame
-            .get(..HEADER_LEN)
-            .and_then(|h| <[u8; HEADER_LEN]>::try_from(h).ok())
-            .and_then(|h| body_len(&h).ok());
-        if body.len() < CHUNK_HEADER || stored != computed || announced != Some(body.len()) {
-            // The transfer id itself may be damaged: give up whatever is in
-            // progress.
-            if let Some(t) = self.transfer.take() {
-                self.abandoned = Some(t.id);
+        let Chunk {
+            id,
+            seq,
+            count,
+            piece,
+        } = match parse_chunk(&frame) {
+            Ok(c) => c,
+            Err(e) => {
+                // The transfer id itself may be damaged: give up whatever is
+                // in progress.
+                if let Some(t) = self.transfer.take() {
+                    self.abandoned = Some(t.id);
+                }
+                return Err(e);
             }
-            return Err(WireError::Checksum { stored, computed });
-        }
-        let id = u64::from_be_bytes(body[..8].try_into().expect("8 bytes"));
-        let seq = u32::from_be_bytes(body[8..12].try_into().expect("4 bytes"));
-        let count = u32::from_be_bytes(body[12..16].try_into().expect("4 bytes"));
-        let piece = &body[CHUNK_HEADER..];
+        };
         if self.abandoned == Some(id) {
             return Ok(Assembled::Dropped);
         }
@@ -260,8 +329,34 @@ impl Reassembler {
     }
 }
 
-/// Decodes one whole frame.
+/// Decodes one whole frame. A frame with [`FILE_FLAG`] is refused: only
+/// [`decode_announce`] takes those.
 pub fn decode(frame: &[u8]) -> Result<Message, WireError> {
+    if is_file(frame) {
+        return Err(WireError::Decode(
+            "a snapshot announce where an ordinary frame belongs".into(),
+        ));
+    }
+    decode_any(frame)
+}
+
+/// Decodes the frame that announces a snapshot transfer
+/// ([`encode_announce`]): it must carry [`FILE_FLAG`] and a `MsgSnapshot`.
+pub fn decode_announce(frame: &[u8]) -> Result<Message, WireError> {
+    if !is_file(frame) {
+        return Err(WireError::Decode("not a snapshot announce".into()));
+    }
+    let msg = decode_any(frame)?;
+    if msg.get_msg_type() != raft::eraftpb::MessageType::MsgSnapshot {
+        return Err(WireError::Decode(format!(
+            "a snapshot announce carrying {:?}",
+            msg.get_msg_type()
+        )));
+    }
+    Ok(msg)
+}
+
+fn decode_any(frame: &[u8]) -> Result<Message, WireError> {
     let header: &[u8; HEADER_LEN] = frame
         .get(..HEADER_LEN)
         .and_then(|h| h.try_into().ok())
@@ -334,6 +429,30 @@ mod tests {
     fn reassemble(frames: Vec<Vec<u8>>) -> Vec<Result<Assembled, WireError>> {
         let mut r = Reassembler::default();
         frames.into_iter().map(|f| r.push(f)).collect()
+    }
+
+    #[test]
+    fn a_snapshot_announce_is_told_apart_from_an_ordinary_frame() {
+        let m = snapshot_message(100);
+        let announce = encode_announce(&m).unwrap();
+        assert!(is_file(&announce) && !is_chunk(&announce));
+        assert_eq!(decode_announce(&announce).unwrap(), m);
+        // Neither decoder takes the other's frame, so a flipped flag bit is
+        // caught either way.
+        assert!(decode(&announce).is_err());
+        assert!(decode_announce(&encode(&m).unwrap()).is_err());
+        let mut append = Message::default();
+        append.set_msg_type(MessageType::MsgAppend);
+        let mut flagged = encode(&append).unwrap();
+        flagged[0] |= 0x40;
+        assert!(
+            decode_announce(&flagged).is_err(),
+            "only a MsgSnapshot announces"
+        );
+        let chunk = chunk_frame(FILE_FLAG, 7, 0, 1, b"piece");
+        assert!(is_file(&chunk) && is_chunk(&chunk));
+        let c = parse_chunk(&chunk).unwrap();
+        assert_eq!((c.id, c.seq, c.count, c.piece), (7, 0, 1, &b"piece"[..]));
     }
 
     #[test]

@@ -145,6 +145,13 @@ pub trait Engine: Send + Sync + 'static {
     /// must not exist yet.
     fn checkpoint(&self, dir: &Path) -> Result<()>;
 
+    /// Opens a checkpoint that [`Engine::checkpoint`] of this engine type
+    /// wrote into `dir` (a raft snapshot received from a peer), to read it.
+    /// Fails if `dir` holds no such checkpoint.
+    fn open_checkpoint(&self, dir: &Path) -> Result<Self>
+    where
+        Self: Sized;
+
     /// Flushes buffered writes to durable files.
     fn flush(&self) -> Result<()>;
 }
@@ -251,6 +258,10 @@ impl Engine for MemoryEngine {
         Ok(())
     }
 
+    fn open_checkpoint(&self, dir: &Path) -> Result<Self> {
+        MemoryEngine::load_checkpoint(dir)
+    }
+
     fn flush(&self) -> Result<()> {
         Ok(())
     }
@@ -307,6 +318,10 @@ impl<E: Engine> Engine for Arc<E> {
 
     fn checkpoint(&self, dir: &Path) -> Result<()> {
         (**self).checkpoint(dir)
+    }
+
+    fn open_checkpoint(&self, dir: &Path) -> Result<Self> {
+        Ok(Arc::new((**self).open_checkpoint(dir)?))
     }
 
     fn flush(&self) -> Result<()> {

@@ -46,6 +46,10 @@ pub struct RocksEngine {
 impl RocksEngine {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path, opts: &RocksOptions) -> Result<Self> {
+        Self::open_with(path, opts, true)
+    }
+
+    fn open_with(path: &Path, opts: &RocksOptions, create: bool) -> Result<Self> {
         // The write buffer manager charges memtables to the cache, so the
         // cache holds both budgets: memtables can never squeeze blocks out
         // below `block_cache_bytes`, and the total stays bounded.
@@ -56,8 +60,8 @@ impl RocksEngine {
             cache.clone(),
         );
         let mut db_opts = Options::default();
-        db_opts.create_if_missing(true);
-        db_opts.create_missing_column_families(true);
+        db_opts.create_if_missing(create);
+        db_opts.create_missing_column_families(create);
         db_opts.set_write_buffer_manager(&wbm);
         db_opts.set_max_background_jobs(2);
         db_opts.set_bytes_per_sync(1 << 20);
@@ -186,6 +190,16 @@ impl Engine for RocksEngine {
         let cp = rocksdb::checkpoint::Checkpoint::new(&self.db).map_err(Error::engine)?;
         cp.create_checkpoint(dir)
             .map_err(|e| Error::engine(format!("checkpoint into {}: {e}", dir.display())))
+    }
+
+    fn open_checkpoint(&self, dir: &Path) -> Result<Self> {
+        // A reader of a snapshot: small caches, never a new database.
+        let opts = RocksOptions {
+            block_cache_bytes: 8 << 20,
+            write_buffer_bytes: 8 << 20,
+            memtable_bytes: 4 << 20,
+        };
+        RocksEngine::open_with(dir, &opts, false)
     }
 
     fn flush(&self) -> Result<()> {

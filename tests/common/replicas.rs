@@ -144,6 +144,7 @@ impl Shard {
             .join(",");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tmc"));
         cmd.arg("serve")
+            .arg("--insecure-peers")
             .args(["--node-id", &id.to_string()])
             .args(["--peers", &self.peers_arg(id)])
             .args(["--kv-peers", &self.kv_peers_arg()])

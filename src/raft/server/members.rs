@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 /// then proposes the change on `node`. Runs on the event loop.
 pub(super) fn propose<E: Engine>(
     node: &mut Node<E>,
-    outbound: &HashMap<u64, mpsc::Sender<Vec<u8>>>,
+    outbound: &HashMap<u64, mpsc::Sender<super::Outbound>>,
     change: MembershipChange,
 ) -> Result<RequestId, Error> {
     if let MembershipChange::AddVoter(id) = change {
