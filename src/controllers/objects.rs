@@ -96,6 +96,20 @@ pub fn status_write<T, S: Serialize>(
     )))
 }
 
+/// Encodes controller state kept in the store (`/tmc/...`, bincode).
+pub fn encode_state<T: Serialize>(state: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(state, bincode::config::standard())
+        .expect("encoding a plain struct cannot fail")
+}
+
+/// Decodes controller state; `None` if it does not decode (a record of an
+/// older shape is recomputed, not trusted).
+pub fn decode_state<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .ok()
+        .map(|(s, _)| s)
+}
+
 /// Unix seconds now.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()

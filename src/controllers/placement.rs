@@ -71,15 +71,12 @@ pub struct PlacementState {
 impl PlacementState {
     /// Encodes as stored (bincode).
     pub fn encode(&self) -> Vec<u8> {
-        bincode::serde::encode_to_vec(self, bincode::config::standard())
-            .expect("encoding a plain struct cannot fail")
+        objects::encode_state(self)
     }
 
     /// Decodes a stored state.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-            .ok()
-            .map(|(s, _)| s)
+        objects::decode_state(bytes)
     }
 }
 
