@@ -7,6 +7,10 @@
 //! on, every controller), the members registered with `tmc cluster
 //! register`, and a WorkloadPlacement `All` in `root`.
 //!
+//! 0. **Anchor**, in the same run: the same load straight into member 0
+//!    (Deployments labelled `bench=direct` in a namespace of their own), from
+//!    the create's response to member 0's own watch: what one of the
+//!    member clusters costs by itself on this machine at this moment.
 //! 1. **Down**: `--clients` tasks create `--workloads` Deployments in
 //!    `root`/`default` as fast as tmc takes them. A watch per member on
 //!    tmc's owner label notes when each copy first appears. Latency of a
@@ -104,6 +108,11 @@ pub struct SyncReport {
     pub applied_per_s: f64,
     /// Workspace write → copy on a member.
     pub down: Latency,
+    /// The anchor: Deployments created straight on member 0 per second
+    /// (create → its own watch), same clients, same run.
+    pub direct_per_s: f64,
+    /// The anchor's latency: create on member 0 → its watch.
+    pub direct: Latency,
     /// Downstream status change → workspace status.
     pub up: Latency,
     /// /proc/loadavg before and after.
@@ -278,86 +287,41 @@ pub async fn run(args: &SyncArgs) -> Result<SyncReport, BoxError> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // Down.
-    let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let arrived: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
-    let mut watches = Vec::new();
-    for m in &members {
-        let api: Api<DynamicObject> = Api::all_with(m.clone(), &deployments());
-        let arrived = arrived.clone();
-        watches.push(tokio::spawn(async move {
-            let cfg = watcher::Config::default().labels("tmc.kcp.io/owner,bench=sync");
-            let mut seen = std::collections::HashSet::new();
-            let mut s = watcher(api, cfg).boxed();
-            while let Some(ev) = s.next().await {
-                if let Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) = ev {
-                    let name = o.metadata.name.clone().unwrap_or_default();
-                    if seen.insert(name.clone()) {
-                        arrived.lock().expect("lock").push((name, Instant::now()));
-                    }
-                }
-            }
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await; // watches listed
-    let deps: Api<DynamicObject> = Api::namespaced_with(tmc.clone(), "default", &deployments());
-    let t0 = Instant::now();
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut writers = Vec::new();
-    for _ in 0..args.clients.max(1) {
-        let (deps, next, created, total) =
-            (deps.clone(), next.clone(), created.clone(), args.workloads);
-        writers.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                if i >= total {
-                    return Ok::<(), kube::Error>(());
-                }
-                let name = format!("w-{i}");
-                let d: DynamicObject = serde_json::from_value(json!({
-                    "apiVersion": "apps/v1", "kind": "Deployment",
-                    "metadata": {"name": name, "labels": {"bench": "sync"}},
-                    "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
-                             "template": {"metadata": {"labels": {"app": name}},
-                                          "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}}
-                }))
-                .expect("valid");
-                deps.create(&PostParams::default(), &d).await?;
-                created.lock().expect("lock").insert(name, Instant::now());
-            }
-        }));
-    }
-    for w in writers {
-        w.await??;
-    }
-    let want = args.workloads * members.len();
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while arrived.lock().expect("lock").len() < want {
-        if Instant::now() > deadline {
-            return Err(format!(
-                "only {} of {want} copies arrived:\n{}",
-                arrived.lock().expect("lock").len(),
-                log_tail(&log, 30)
-            )
-            .into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut down = Histogram::<u64>::new(3)?;
-    let last = {
-        let created = created.lock().expect("lock");
-        let arrived = arrived.lock().expect("lock");
-        for (name, at) in arrived.iter() {
-            let c = created[name];
-            down.record(at.saturating_duration_since(c).as_micros() as u64)?;
-        }
-        arrived.iter().map(|(_, t)| *t).max().unwrap_or(t0)
-    };
-    let applied_per_s = want as f64 / last.duration_since(t0).as_secs_f64();
-    for w in watches {
-        w.abort();
-    }
+    // The anchor: the same load straight into member 0 (its own API
+    // server, controller manager and watch), in this run.
+    let direct_ns = "tmc-bench-direct";
+    let nss: Api<DynamicObject> =
+        Api::all_with(members[0].clone(), &ar("", "v1", "Namespace", "namespaces"));
+    let ns_obj: DynamicObject = serde_json::from_value(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": direct_ns}}),
+    )?;
+    nss.patch(
+        direct_ns,
+        &PatchParams::apply("tmc-bench").force(),
+        &Patch::Apply(&ns_obj),
+    )
+    .await?;
+    let (direct, direct_per_s) = create_and_wait(
+        Api::namespaced_with(members[0].clone(), direct_ns, &deployments()),
+        vec![Api::all_with(members[0].clone(), &deployments())],
+        "bench=direct",
+        args,
+    )
+    .await?;
+    let _ = nss.delete(direct_ns, &Default::default()).await;
 
+    // Down through tmc.
+    let (down, applied_per_s) = create_and_wait(
+        Api::namespaced_with(tmc.clone(), "default", &deployments()),
+        members
+            .iter()
+            .map(|m| Api::all_with(m.clone(), &deployments()))
+            .collect(),
+        "tmc.kcp.io/owner,bench=sync",
+        args,
+    )
+    .await
+    .map_err(|e| format!("{e}\n{}", log_tail(&log, 30)))?;
     // Up.
     let marks: Arc<Mutex<Marks>> = Arc::default();
     let seen_up: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
@@ -444,7 +408,104 @@ pub async fn run(args: &SyncArgs) -> Result<SyncReport, BoxError> {
         clients: args.clients,
         applied_per_s,
         down: latency(&down),
+        direct_per_s,
+        direct: latency(&direct),
         up: latency(&up),
         loadavg: [load_before, loadavg()],
     })
+}
+
+/// `args.clients` writers create `args.workloads` Deployments through
+/// `create` (labelled `bench` with the value after `bench=` in
+/// `selector`); the watches on `watch` (label `selector`) note each
+/// object's first arrival. Returns the latency from a create's response to
+/// each arrival, and arrivals per second from the first create.
+async fn create_and_wait(
+    create: Api<DynamicObject>,
+    watch: Vec<Api<DynamicObject>>,
+    selector: &str,
+    args: &SyncArgs,
+) -> Result<(Histogram<u64>, f64), BoxError> {
+    let label = selector
+        .rsplit("bench=")
+        .next()
+        .unwrap_or("sync")
+        .to_string();
+    let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let arrived: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let mut watches = Vec::new();
+    let want = args.workloads * watch.len();
+    for api in watch {
+        let (arrived, selector) = (arrived.clone(), selector.to_string());
+        watches.push(tokio::spawn(async move {
+            let cfg = watcher::Config::default().labels(&selector);
+            let mut seen = std::collections::HashSet::new();
+            let mut s = watcher(api, cfg).boxed();
+            while let Some(ev) = s.next().await {
+                if let Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) = ev {
+                    let name = o.metadata.name.clone().unwrap_or_default();
+                    if seen.insert(name.clone()) {
+                        arrived.lock().expect("lock").push((name, Instant::now()));
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await; // watches listed
+    let t0 = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut writers = Vec::new();
+    for _ in 0..args.clients.max(1) {
+        let (api, next, created, total, label) = (
+            create.clone(),
+            next.clone(),
+            created.clone(),
+            args.workloads,
+            label.clone(),
+        );
+        writers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= total {
+                    return Ok::<(), kube::Error>(());
+                }
+                let name = format!("w-{i}");
+                let d: DynamicObject = serde_json::from_value(json!({
+                    "apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": {"name": name, "labels": {"bench": label}},
+                    "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                             "template": {"metadata": {"labels": {"app": name}},
+                                          "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}}
+                }))
+                .expect("valid");
+                api.create(&PostParams::default(), &d).await?;
+                created.lock().expect("lock").insert(name, Instant::now());
+            }
+        }));
+    }
+    for w in writers {
+        w.await??;
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while arrived.lock().expect("lock").len() < want {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "only {} of {want} objects arrived",
+                arrived.lock().expect("lock").len()
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for w in watches {
+        w.abort();
+    }
+    let mut h = Histogram::<u64>::new(3)?;
+    let created = created.lock().expect("lock");
+    let arrived = arrived.lock().expect("lock");
+    for (name, at) in arrived.iter() {
+        h.record(at.saturating_duration_since(created[name]).as_micros() as u64)?;
+    }
+    let last = arrived.iter().map(|(_, t)| *t).max().unwrap_or(t0);
+    Ok((h, want as f64 / last.duration_since(t0).as_secs_f64()))
 }
