@@ -208,7 +208,10 @@ pub fn read_whole_revisions(
         loop {
             let more = shard.changes_since(after, limit)?;
             if more.len() < limit || more.last().map(|c| c.revision) != Some(last) {
-                return Ok(more.into_iter().take_while(|c| c.revision == last).collect());
+                return Ok(more
+                    .into_iter()
+                    .take_while(|c| c.revision == last)
+                    .collect());
             }
             limit *= 2;
         }
