@@ -11,7 +11,10 @@
 //!   a TTL and dropped when a registration changes in a way that matters
 //!   to scheduling (labels, unschedulable, taints, readiness) — a
 //!   heartbeat alone does not. Such a change also requeues every placement
-//!   whose location it is (a compact index kept in memory per term);
+//!   whose location it is, found through the index
+//!   `/tmc/placements-by-location/<location>/<workspace>/<name>` kept in
+//!   the store beside each decision (nothing per placement in memory:
+//!   tests/controllers_memory.rs);
 //! - the **previous decision** is internal state in the store,
 //!   `/tmc/placements/<workspace>/<name>` (bincode: uid, location,
 //!   clusters); it survives failover, so a new leader resumes it (no
@@ -189,58 +192,11 @@ impl Default for PlacementOptions {
     }
 }
 
-/// The location of every placement, compactly: its queue key as one
-/// string and the location as an interned id (about 60 bytes a
-/// placement). A change that matters to scheduling walks the map, which
-/// is rare next to lookups; a reverse map per location would cost five
-/// times the memory at a million placements.
-#[derive(Default)]
-struct Index {
-    location_of: HashMap<Box<str>, u32>,
-    locations: Vec<Workspace>,
-    location_ids: HashMap<Workspace, u32>,
-}
-
-impl Index {
-    fn set(&mut self, key: &QueueKey, location: Option<&Workspace>) {
-        let k: Box<str> = key.to_string().into_boxed_str();
-        match location {
-            None => {
-                self.location_of.remove(&k);
-            }
-            Some(l) => {
-                let id = match self.location_ids.get(l) {
-                    Some(&id) => id,
-                    None => {
-                        let id = self.locations.len() as u32;
-                        self.locations.push(l.clone());
-                        self.location_ids.insert(l.clone(), id);
-                        id
-                    }
-                };
-                self.location_of.insert(k, id);
-            }
-        }
-    }
-
-    fn located_at(&self, location: &Workspace) -> Vec<QueueKey> {
-        let Some(&id) = self.location_ids.get(location) else {
-            return Vec::new();
-        };
-        self.location_of
-            .iter()
-            .filter(|(_, &l)| l == id)
-            .filter_map(|(k, _)| QueueKey::split(k).ok())
-            .collect()
-    }
-}
-
 /// The controller.
 pub struct PlacementController {
     shard: Arc<dyn Shard>,
     opts: PlacementOptions,
     catalog: Catalog,
-    index: Mutex<Index>,
 }
 
 impl PlacementController {
@@ -250,7 +206,6 @@ impl PlacementController {
             shard,
             opts,
             catalog: Catalog::new(opts.catalog_ttl),
-            index: Mutex::new(Index::default()),
         }
     }
 
@@ -272,13 +227,16 @@ impl PlacementController {
         let skey = Key::placement(ws.clone(), &key.name).map_err(|e| e.to_string())?;
         let state_rec = self.shard.get(&skey).map_err(|e| e.to_string())?;
         let Some(wp) = objects::read::<WorkloadPlacement>(&*self.shard, &okey)? else {
-            self.index.lock().expect("lock").set(key, None);
             if let Some(rec) = state_rec {
-                let txn = Txn::new(vec![TxnOp::delete(
+                let mut ops = vec![TxnOp::delete(
                     skey,
                     Expectation::ModRevision(rec.mod_revision),
-                )]);
-                self.write(txn).await?;
+                )];
+                ops.extend(index_delete(
+                    key,
+                    PlacementState::decode(&rec.value).as_ref(),
+                ));
+                self.write(Txn::new(ops)).await?;
             }
             return Ok(None);
         };
@@ -299,7 +257,6 @@ impl PlacementController {
                     Ok(l) => format!("location workspace {l} does not exist"),
                     Err(e) => format!("spec.locationWorkspace is not a workspace path: {e}"),
                 };
-                self.index.lock().expect("lock").set(key, None);
                 let mut status = wp.obj.status.clone();
                 status.phase = PlacementPhase::Pending;
                 set_condition(
@@ -318,10 +275,9 @@ impl PlacementController {
                     why,
                     now,
                 );
-                return self.commit(&wp, status, None, None).await;
+                return self.commit(&wp, status, Vec::new(), None).await;
             }
         };
-        self.index.lock().expect("lock").set(key, Some(&location));
         let clusters = self
             .catalog
             .get(&*self.shard, &location)
@@ -341,17 +297,27 @@ impl PlacementController {
         };
         let mut status = wp.obj.status.clone();
         let again = mirror(&mut status, spec, &decision, &clusters, &location, now);
-        let state_write = (old_state.as_ref() != Some(&state)).then(|| {
-            TxnOp::put_bincode(
+        let mut state_writes = Vec::new();
+        if old_state.as_ref() != Some(&state) {
+            state_writes.push(TxnOp::put_bincode(
                 skey,
                 state.encode(),
                 match &state_rec {
                     Some(r) => Expectation::ModRevision(r.mod_revision),
                     None => Expectation::Absent,
                 },
-            )
-        });
-        let r = self.commit(&wp, status, state_write, again).await?;
+            ));
+            if old_state.as_ref().map(|s| s.location.as_str()) != Some(location.as_str()) {
+                state_writes.extend(index_delete(key, old_state.as_ref()));
+                state_writes.push(TxnOp::put_bincode(
+                    Key::placement_at(location.clone(), ws.clone(), &key.name)
+                        .map_err(|e| e.to_string())?,
+                    Vec::new(),
+                    Expectation::Any,
+                ));
+            }
+        }
+        let r = self.commit(&wp, status, state_writes, again).await?;
         Ok(r)
     }
 
@@ -359,13 +325,13 @@ impl PlacementController {
         &self,
         wp: &Stored<WorkloadPlacement>,
         mut status: WorkloadPlacementStatus,
-        state_write: Option<TxnOp>,
+        state_writes: Vec<TxnOp>,
         again: Option<Duration>,
     ) -> Result<Option<Duration>, String> {
         for c in status.conditions.iter_mut() {
             c.observed_generation = wp.obj.metadata.generation;
         }
-        let mut ops: Vec<TxnOp> = state_write.into_iter().collect();
+        let mut ops = state_writes;
         if let Some(op) = objects::status_write(wp, &status)? {
             ops.push(op);
         } else if !ops.is_empty() {
@@ -405,11 +371,47 @@ impl PlacementController {
             return;
         }
         self.catalog.invalidate(&key.workspace);
-        let keys = self.index.lock().expect("lock").located_at(&key.workspace);
-        for k in keys {
-            queue.add(k);
+        if let Err(e) = self.requeue_located_at(&key.workspace, queue) {
+            tracing::warn!(location = %key.workspace, error = %e,
+                "reading the placements of a location failed; they see the change at their next reconcile");
         }
     }
+
+    /// Queues every placement located at `location` (read from the
+    /// `/tmc/placements-by-location` index, a page at a time).
+    fn requeue_located_at(
+        &self,
+        location: &Workspace,
+        queue: &WorkQueue<QueueKey>,
+    ) -> Result<(), ShardError> {
+        let prefix = Prefix::placements_at(location);
+        let mut opts = crate::store::ListOptions {
+            limit: 1000,
+            ..Default::default()
+        };
+        loop {
+            let page = self.shard.list(&prefix, &opts)?;
+            for r in &page.items {
+                if let Some(Key::PlacementAt {
+                    workspace, name, ..
+                }) = Key::decode(&r.key)
+                {
+                    queue.add(QueueKey::new(workspace, None, &name));
+                }
+            }
+            match page.continue_token {
+                Some(t) => opts.continue_token = Some(t),
+                None => return Ok(()),
+            }
+        }
+    }
+}
+
+/// Deletes the index entry of the placement `key` whose state was `old`.
+fn index_delete(key: &QueueKey, old: Option<&PlacementState>) -> Option<TxnOp> {
+    let location = Workspace::parse(&old?.location).ok()?;
+    let k = Key::placement_at(location, key.cluster.clone(), &key.name).ok()?;
+    Some(TxnOp::delete(k, Expectation::Any))
 }
 
 /// Mirrors `decision` into `status`; returns when to look again (the end
@@ -535,7 +537,6 @@ impl Controller for PlacementController {
         queue: WorkQueue<QueueKey>,
     ) -> Vec<BoxFuture<'static, ()>> {
         self.catalog.clear();
-        *self.index.lock().expect("lock") = Index::default();
         let this = self.clone();
         vec![Box::pin(async move {
             let q = queue.clone();
@@ -566,24 +567,95 @@ impl Controller for PlacementController {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shard::LocalShard;
+    use crate::store::{MemoryEngine, Store, StoreOptions};
+    use serde_json::json;
 
-    #[test]
-    fn the_index_finds_placements_by_location_and_follows_moves() {
-        let mut ix = Index::default();
-        let ws = |s: &str| Workspace::parse(s).unwrap();
-        let k1 = QueueKey::new(ws("root:a"), None, "p1");
-        let k2 = QueueKey::new(ws("root:b"), None, "p2");
-        ix.set(&k1, Some(&ws("root:compute")));
-        ix.set(&k2, Some(&ws("root:compute")));
-        let mut at = ix.located_at(&ws("root:compute"));
-        at.sort();
-        assert_eq!(at, vec![k1.clone(), k2.clone()]);
-        ix.set(&k1, Some(&ws("root:edge")));
-        assert_eq!(ix.located_at(&ws("root:compute")), vec![k2.clone()]);
-        assert_eq!(ix.located_at(&ws("root:edge")), vec![k1.clone()]);
-        ix.set(&k2, None);
-        assert!(ix.located_at(&ws("root:compute")).is_empty());
-        assert!(ix.located_at(&ws("root:nowhere")).is_empty());
+    fn ws(s: &str) -> Workspace {
+        Workspace::parse(s).unwrap()
+    }
+
+    async fn put(shard: &dyn Shard, key: ObjectKey, v: serde_json::Value) {
+        let op = TxnOp::put_json(key, serde_json::to_vec(&v).unwrap(), Expectation::Any);
+        shard.write(Txn::new(vec![op])).await.unwrap();
+    }
+
+    async fn placement(shard: &dyn Shard, tenant: &str, location: &str) {
+        let key = ObjectKey::cluster_scoped(resource(), ws(tenant), "web").unwrap();
+        put(
+            shard,
+            key,
+            json!({"apiVersion": "tmc.kcp.io/v1alpha1", "kind": "WorkloadPlacement",
+            "metadata": {"name": "web", "uid": "u1", "generation": 1},
+            "spec": {"locationWorkspace": location, "strategy": {"type": "Single"}}}),
+        )
+        .await;
+    }
+
+    fn located_at(shard: &dyn Shard, location: &str) -> Vec<String> {
+        let page = shard
+            .list(&Prefix::placements_at(&ws(location)), &Default::default())
+            .unwrap();
+        page.items
+            .iter()
+            .map(|r| String::from_utf8(r.key.clone()).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_location_index_lives_in_the_store_and_follows_moves_and_deletes() {
+        let st = Arc::new(Store::open(MemoryEngine::new(), StoreOptions::default()).unwrap());
+        let shard: Arc<dyn Shard> = Arc::new(LocalShard::new(st));
+        for (parent, name) in [("root", "east"), ("root", "west")] {
+            let k = crate::api::handlers::workspace_object_key(&ws(&format!("{parent}:{name}")))
+                .unwrap();
+            let Key::Object(k) = k else { unreachable!() };
+            put(&*shard, k, json!({"metadata": {"name": name}})).await;
+        }
+        placement(&*shard, "root:a", "root:east").await;
+        placement(&*shard, "root:b", "root:east").await;
+        let c = PlacementController::new(shard.clone(), PlacementOptions::default());
+        let (a, b) = (
+            QueueKey::new(ws("root:a"), None, "web"),
+            QueueKey::new(ws("root:b"), None, "web"),
+        );
+        c.reconcile_key(&a).await.unwrap();
+        c.reconcile_key(&b).await.unwrap();
+        assert_eq!(
+            located_at(&*shard, "root:east"),
+            [
+                "/tmc/placements-by-location/root:east/root:a/web",
+                "/tmc/placements-by-location/root:east/root:b/web"
+            ]
+        );
+        let q = WorkQueue::new();
+        c.requeue_located_at(&ws("root:east"), &q).unwrap();
+        assert_eq!(
+            q.len(),
+            2,
+            "both placements located at root:east are queued"
+        );
+        // A move: the entry follows, in the same transaction as the state.
+        placement(&*shard, "root:a", "root:west").await;
+        c.reconcile_key(&a).await.unwrap();
+        assert_eq!(
+            located_at(&*shard, "root:east"),
+            ["/tmc/placements-by-location/root:east/root:b/web"]
+        );
+        assert_eq!(
+            located_at(&*shard, "root:west"),
+            ["/tmc/placements-by-location/root:west/root:a/web"]
+        );
+        // A deleted placement loses its state and its entry.
+        let bkey = ObjectKey::cluster_scoped(resource(), ws("root:b"), "web").unwrap();
+        let del = TxnOp::delete(bkey, Expectation::Any);
+        shard.write(Txn::new(vec![del])).await.unwrap();
+        c.reconcile_key(&b).await.unwrap();
+        assert!(located_at(&*shard, "root:east").is_empty());
+        assert!(shard
+            .get(&Key::placement(ws("root:b"), "web").unwrap())
+            .unwrap()
+            .is_none());
     }
 
     #[test]
