@@ -17,8 +17,7 @@
 //! credentials) and [`placement`] the WorkloadPlacement controller
 //! (decisions kept in the store, a shared cluster catalog).
 //!
-//! Not built yet: the sync controller (issue 8), a leadership signal
-//! pushed by raft (leadership is polled every 100 ms), and finalizers on
+//! Not built yet: the sync controller (issue 8), and finalizers on
 //! registrations and placements (deleting one drops its state at the next
 //! reconcile).
 

@@ -28,7 +28,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -151,7 +150,8 @@ pub struct Handle {
     /// KV addresses of the voters.
     pub kv_peers: BTreeMap<u64, String>,
     reads: Arc<dyn LocalReads>,
-    leader: Arc<AtomicBool>,
+    /// Set by the event loop when the node's role changes.
+    leader: tokio::sync::watch::Receiver<bool>,
     tls: Option<Arc<super::tls::PeerTls>>,
 }
 
@@ -179,7 +179,7 @@ pub async fn start<E: Engine>(
 ) -> Result<Handle, Box<dyn std::error::Error + Send + Sync>> {
     let node = Node::open(engine, node_cfg, StoreOptions::default())?;
     let reads: Arc<dyn LocalReads> = node.shared_store();
-    let leader = Arc::new(AtomicBool::new(false));
+    let (leader_tx, leader) = tokio::sync::watch::channel(false);
     let (tx, rx) = std_mpsc::channel::<Input>();
     let own = *cfg
         .peers
@@ -202,10 +202,9 @@ pub async fn start<E: Engine>(
         outbound.insert(peer, ptx);
     }
     let tick = cfg.tick;
-    let is_leader = leader.clone();
     std::thread::Builder::new()
         .name(format!("raft-{}", cfg.id))
-        .spawn(move || event_loop(node, rx, outbound, tick, is_leader))?;
+        .spawn(move || event_loop(node, rx, outbound, tick, leader_tx))?;
     Ok(Handle {
         tx,
         kv_peers: cfg.kv_peers,
@@ -396,7 +395,7 @@ fn event_loop<E: Engine>(
     rx: std_mpsc::Receiver<Input>,
     outbound: HashMap<u64, mpsc::Sender<Vec<u8>>>,
     tick: Duration,
-    is_leader: Arc<AtomicBool>,
+    leadership: tokio::sync::watch::Sender<bool>,
 ) {
     let mut pending: HashMap<RequestId, Pending> = HashMap::new();
     let mut next_tick = Instant::now() + tick;
@@ -476,7 +475,9 @@ fn event_loop<E: Engine>(
                 failed = true;
             }
         }
-        is_leader.store(!failed && node.is_leader(), AtomicOrdering::Relaxed);
+        // Pushed to the controllers' runtime only when the role changes.
+        let leads = !failed && node.is_leader();
+        leadership.send_if_modified(|l| std::mem::replace(l, leads) != leads);
         for msg in node.take_messages() {
             let to = msg.to;
             let Some(ptx) = outbound.get(&to) else {
@@ -820,7 +821,11 @@ impl Shard for Handle {
     }
 
     fn is_leader(&self) -> bool {
-        self.leader.load(AtomicOrdering::Relaxed)
+        *self.leader.borrow()
+    }
+
+    fn leadership(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.leader.clone()
     }
 }
 
