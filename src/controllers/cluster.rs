@@ -31,7 +31,7 @@ use super::objects::{self, is_true, set_condition, unix_now, Stored};
 use super::runtime::Controller;
 use crate::api::types::{ClusterRegistration, ClusterRegistrationStatus};
 use crate::shard::{BoxFuture, Shard};
-use crate::store::{GroupResource, ObjectKey, Txn};
+use crate::store::{GroupResource, Key, ListOptions, ObjectKey, Prefix, Txn, Workspace};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -45,6 +45,14 @@ pub fn resource() -> GroupResource {
 fn secrets() -> GroupResource {
     GroupResource::new("", "secrets").expect("valid")
 }
+
+/// The finalizer the controller keeps on every ClusterRegistration: the
+/// registration goes only when no placement decision names it.
+pub const FINALIZER: &str = "tmc.kcp.io/cluster";
+
+/// How often a deleting registration looks again for placements that
+/// still name it.
+const DELETION_RECHECK: Duration = Duration::from_secs(1);
 
 /// Condition types.
 pub const READY: &str = "Ready";
@@ -273,6 +281,20 @@ impl ClusterController {
             self.written.lock().expect("lock").remove(key);
             return Ok(None);
         };
+        if reg.obj.metadata.deletion_timestamp.is_some() {
+            return self.finalize(key, &reg).await;
+        }
+        if let Some(op) = objects::finalizer_write(&reg, FINALIZER, true)? {
+            // The finalizer first (one write at a time); its change comes
+            // back through the feed and the probe follows.
+            return match self.shard.write(Txn::new(vec![op])).await {
+                Ok(_)
+                | Err(crate::shard::ShardError::Store(crate::store::Error::Conflict { .. })) => {
+                    Ok(None)
+                }
+                Err(e) => Err(e.to_string()),
+            };
+        }
         if let Some((rev, at)) = self.written.lock().expect("lock").get(key) {
             let early = self.opts.probe_interval.mul_f64(0.9);
             if *rev == reg.revision && at.elapsed() < early {
@@ -280,9 +302,6 @@ impl ClusterController {
                 // due at the end of the interval.
                 return Ok(Some(self.opts.probe_interval - at.elapsed().min(early)));
             }
-        }
-        if reg.obj.metadata.deletion_timestamp.is_some() {
-            return Ok(None);
         }
         let now = unix_now();
         let mut status = reg.obj.status.clone();
@@ -368,6 +387,32 @@ impl ClusterController {
         Ok(Some(self.opts.probe_interval))
     }
 
+    /// A registration being deleted: no more probes; the placement
+    /// controller's registration feed has seen the deletion (a deleting
+    /// registration is no cluster to schedule on) and requeued the
+    /// placements of its location, which choose again. The finalizer is
+    /// removed once no placement decision names the cluster.
+    async fn finalize(
+        &self,
+        key: &QueueKey,
+        reg: &Stored<ClusterRegistration>,
+    ) -> Result<Option<Duration>, String> {
+        self.clients.lock().expect("lock").remove(key);
+        self.written.lock().expect("lock").remove(key);
+        if let Some(p) = placement_naming(&*self.shard, &key.cluster, &key.name)? {
+            tracing::debug!(cluster = %key, placement = %p, "deleting cluster still chosen; waiting");
+            return Ok(Some(DELETION_RECHECK));
+        }
+        if let Some(op) = objects::finalizer_write(reg, FINALIZER, false)? {
+            match self.shard.write(Txn::new(vec![op])).await {
+                Ok(_) => {}
+                Err(crate::shard::ShardError::Store(crate::store::Error::Conflict { .. })) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(None)
+    }
+
     fn heartbeat_missed(
         &self,
         reg: &Stored<ClusterRegistration>,
@@ -407,6 +452,45 @@ impl ClusterController {
                 err.to_string(),
                 now,
             );
+        }
+    }
+}
+
+/// The first placement whose decision names cluster `name` of `location`
+/// (through the `/tmc/placements-by-location` index; stops at the first).
+pub fn placement_naming(
+    shard: &dyn Shard,
+    location: &Workspace,
+    name: &str,
+) -> Result<Option<QueueKey>, String> {
+    let prefix = Prefix::placements_at(location);
+    let mut opts = ListOptions {
+        limit: 1000,
+        ..Default::default()
+    };
+    loop {
+        let page = shard.list(&prefix, &opts).map_err(|e| e.to_string())?;
+        for r in &page.items {
+            let Some(Key::PlacementAt {
+                workspace, name: p, ..
+            }) = Key::decode(&r.key)
+            else {
+                continue;
+            };
+            let skey = Key::placement(workspace.clone(), &p).map_err(|e| e.to_string())?;
+            let Some(rec) = shard.get(&skey).map_err(|e| e.to_string())? else {
+                continue;
+            };
+            let Some(state) = super::placement::PlacementState::decode(&rec.value) else {
+                continue;
+            };
+            if state.location == location.as_str() && state.clusters.iter().any(|c| c == name) {
+                return Ok(Some(QueueKey::new(workspace, None, &p)));
+            }
+        }
+        match page.continue_token {
+            Some(t) => opts.continue_token = Some(t),
+            None => return Ok(None),
         }
     }
 }

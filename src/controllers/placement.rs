@@ -55,6 +55,10 @@ pub fn resource() -> GroupResource {
     GroupResource::new(crate::api::types::GROUP, "workloadplacements").expect("valid")
 }
 
+/// The finalizer the controller keeps on every WorkloadPlacement: its
+/// decision is deleted before the object is.
+pub const FINALIZER: &str = "tmc.kcp.io/placement";
+
 /// Condition types.
 pub const SCHEDULED: &str = "Scheduled";
 /// The readiness of the chosen clusters.
@@ -241,6 +245,30 @@ impl PlacementController {
             return Ok(None);
         };
         if wp.obj.metadata.deletion_timestamp.is_some() {
+            // Deleting: the decision, its index entry and the finalizer go
+            // in one transaction (CAS on the state and the object); the
+            // last finalizer's removal deletes the object.
+            let mut ops = Vec::new();
+            if let Some(rec) = &state_rec {
+                ops.push(TxnOp::delete(
+                    skey,
+                    Expectation::ModRevision(rec.mod_revision),
+                ));
+                ops.extend(index_delete(
+                    key,
+                    PlacementState::decode(&rec.value).as_ref(),
+                ));
+            }
+            ops.extend(objects::finalizer_write(&wp, FINALIZER, false)?);
+            if !ops.is_empty() {
+                self.write(Txn::new(ops)).await?;
+            }
+            return Ok(None);
+        }
+        if let Some(op) = objects::finalizer_write(&wp, FINALIZER, true)? {
+            // One write at a time (kcp's committer): the finalizer first;
+            // its change comes back through the feed for the decision.
+            self.write(Txn::new(vec![op])).await?;
             return Ok(None);
         }
         let uid = wp.obj.metadata.uid.clone().unwrap_or_default();
@@ -257,6 +285,19 @@ impl PlacementController {
                     Ok(l) => format!("location workspace {l} does not exist"),
                     Err(e) => format!("spec.locationWorkspace is not a workspace path: {e}"),
                 };
+                // No location, no decision: drop a previous one (and its
+                // index entry), so no deleted cluster waits on it.
+                let mut drop_state = Vec::new();
+                if let Some(rec) = &state_rec {
+                    drop_state.push(TxnOp::delete(
+                        skey.clone(),
+                        Expectation::ModRevision(rec.mod_revision),
+                    ));
+                    drop_state.extend(index_delete(
+                        key,
+                        PlacementState::decode(&rec.value).as_ref(),
+                    ));
+                }
                 let mut status = wp.obj.status.clone();
                 status.phase = PlacementPhase::Pending;
                 set_condition(
@@ -275,7 +316,7 @@ impl PlacementController {
                     why,
                     now,
                 );
-                return self.commit(&wp, status, Vec::new(), None).await;
+                return self.commit(&wp, status, drop_state, None).await;
             }
         };
         let clusters = self
@@ -619,6 +660,16 @@ mod tests {
             QueueKey::new(ws("root:a"), None, "web"),
             QueueKey::new(ws("root:b"), None, "web"),
         );
+        for k in [&a, &b] {
+            c.reconcile_key(k).await.unwrap();
+            assert!(
+                located_at(&*shard, "root:east").is_empty(),
+                "first the finalizer"
+            );
+        }
+        let akey = ObjectKey::cluster_scoped(resource(), ws("root:a"), "web").unwrap();
+        let stored: Stored<serde_json::Value> = objects::read(&*shard, &akey).unwrap().unwrap();
+        assert_eq!(stored.raw["metadata"]["finalizers"], json!([FINALIZER]));
         c.reconcile_key(&a).await.unwrap();
         c.reconcile_key(&b).await.unwrap();
         assert_eq!(
@@ -637,6 +688,7 @@ mod tests {
         );
         // A move: the entry follows, in the same transaction as the state.
         placement(&*shard, "root:a", "root:west").await;
+        c.reconcile_key(&a).await.unwrap(); // (the put dropped the finalizer)
         c.reconcile_key(&a).await.unwrap();
         assert_eq!(
             located_at(&*shard, "root:east"),
@@ -646,7 +698,22 @@ mod tests {
             located_at(&*shard, "root:west"),
             ["/tmc/placements-by-location/root:west/root:a/web"]
         );
-        // A deleted placement loses its state and its entry.
+        // Deleted through the API (deletionTimestamp, kept by the
+        // finalizer): decision, entry and finalizer go, then the object.
+        let mut marked = objects::read::<serde_json::Value>(&*shard, &akey)
+            .unwrap()
+            .unwrap()
+            .raw;
+        marked["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        put(&*shard, akey.clone(), marked).await;
+        c.reconcile_key(&a).await.unwrap();
+        assert!(located_at(&*shard, "root:west").is_empty());
+        assert!(shard
+            .get(&Key::placement(ws("root:a"), "web").unwrap())
+            .unwrap()
+            .is_none());
+        assert!(shard.get(&akey.clone().into()).unwrap().is_none(), "gone");
+        // Removed without a finalizer (older objects): cleaned up too.
         let bkey = ObjectKey::cluster_scoped(resource(), ws("root:b"), "web").unwrap();
         let del = TxnOp::delete(bkey, Expectation::Any);
         shard.write(Txn::new(vec![del])).await.unwrap();
