@@ -17,9 +17,11 @@
 //! credentials) and [`placement`] the WorkloadPlacement controller
 //! (decisions kept in the store, a shared cluster catalog).
 //!
-//! Not built yet: the sync controller (issue 8), and finalizers on
-//! registrations and placements (deleting one drops its state at the next
-//! reconcile).
+//! Both controllers keep a finalizer on their objects
+//! ([`objects::finalizer_write`]): a placement's decision goes before the
+//! placement, and a registration goes only when no decision names it.
+//!
+//! Not built yet: the sync controller (issue 8).
 
 pub mod cluster;
 pub mod committer;

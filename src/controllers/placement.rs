@@ -24,7 +24,10 @@
 //!   conditions `Scheduled` and `Ready`) are written in one transaction, a
 //!   compare-and-swap on both records;
 //! - while a chosen cluster is unhealthy the key is requeued for the end
-//!   of its grace period, when the decision replaces it.
+//!   of its grace period, when the decision replaces it;
+//! - the finalizer `tmc.kcp.io/placement` holds a deleted placement until
+//!   its decision and index entry are deleted (one transaction with the
+//!   finalizer's removal).
 //!
 //! Left out: namespace and workload selection (issue 8's sync controller
 //! reads `namespaceSelector`/`workloadSelector`), and scores other than
