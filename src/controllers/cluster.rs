@@ -676,6 +676,57 @@ mod tests {
     use serde_json::json;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    #[tokio::test]
+    async fn a_deleted_registration_stays_while_a_decision_names_it() {
+        let st = Arc::new(Store::open(MemoryEngine::new(), StoreOptions::default()).unwrap());
+        let shard: Arc<dyn Shard> = Arc::new(LocalShard::new(st));
+        let loc = Workspace::parse("root:compute").unwrap();
+        let tenant = Workspace::parse("root:t").unwrap();
+        let rkey = ObjectKey::cluster_scoped(resource(), loc.clone(), "east").unwrap();
+        let reg = json!({"apiVersion": "tmc.kcp.io/v1alpha1", "kind": "ClusterRegistration",
+            "metadata": {"name": "east", "uid": "u", "generation": 1,
+                         "finalizers": [FINALIZER], "deletionTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"apiEndpoint": "https://127.0.0.1:1",
+                     "credentialsSecretRef": {"namespace": "tmc-system", "name": "x"}}});
+        let state = super::super::placement::PlacementState {
+            uid: "p".into(),
+            location: loc.to_string(),
+            clusters: vec!["east".into()],
+        };
+        let skey = Key::placement(tenant.clone(), "web").unwrap();
+        let ops = vec![
+            TxnOp::put_json(
+                rkey.clone(),
+                serde_json::to_vec(&reg).unwrap(),
+                Expectation::Any,
+            ),
+            TxnOp::put_bincode(skey.clone(), state.encode(), Expectation::Any),
+            TxnOp::put_bincode(
+                Key::placement_at(loc.clone(), tenant, "web").unwrap(),
+                vec![],
+                Expectation::Any,
+            ),
+        ];
+        shard.write(Txn::new(ops)).await.unwrap();
+        let c = ClusterController::new(shard.clone(), ClusterOptions::default());
+        let key = QueueKey::new(loc, None, "east");
+        assert_eq!(
+            c.reconcile_key(&key).await.unwrap(),
+            Some(DELETION_RECHECK),
+            "root:t|web still names it: wait"
+        );
+        assert!(shard.get(&rkey.clone().into()).unwrap().is_some());
+        // The placement chose again (elsewhere): the registration goes.
+        let moved = super::super::placement::PlacementState {
+            clusters: vec!["west".into()],
+            ..state
+        };
+        let op = TxnOp::put_bincode(skey, moved.encode(), Expectation::Any);
+        shard.write(Txn::new(vec![op])).await.unwrap();
+        assert_eq!(c.reconcile_key(&key).await.unwrap(), None);
+        assert!(shard.get(&rkey.into()).unwrap().is_none(), "finalized");
+    }
+
     #[test]
     fn first_probes_of_a_term_spread_evenly_over_the_interval() {
         let interval = Duration::from_secs(10);
