@@ -484,6 +484,10 @@ impl Shard for EncryptedShard {
     fn is_leader(&self) -> bool {
         self.inner.is_leader()
     }
+
+    fn leadership(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.leadership()
+    }
 }
 
 #[cfg(test)]

@@ -187,6 +187,10 @@ struct ControllerArgs {
     /// Time one probe may take.
     #[arg(long, default_value = "5s", value_parser = tmc::controllers::parse_duration)]
     probe_timeout: std::time::Duration,
+    /// Clusters probed at once, at most (each probe may take up to
+    /// --probe-timeout).
+    #[arg(long, default_value_t = 64)]
+    probe_concurrency: usize,
     /// How long the placement controller caches a location's clusters.
     #[arg(long, default_value = "30s", value_parser = tmc::controllers::parse_duration)]
     catalog_ttl: std::time::Duration,
@@ -210,6 +214,7 @@ impl ControllerArgs {
         o.cluster.probe_interval = self.probe_interval;
         o.cluster.heartbeat_threshold = self.heartbeat_threshold;
         o.cluster.probe_timeout = self.probe_timeout;
+        o.cluster.probe_concurrency = self.probe_concurrency.max(1);
         o.placement.catalog_ttl = self.catalog_ttl;
         o.sync.qps = self.sync_qps;
         o.sync.burst = self.sync_burst;

@@ -61,7 +61,12 @@ pub trait Shard: Send + Sync + 'static {
     /// A signal that moves whenever the local revision does.
     fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
     /// True while this node leads the shard.
-    fn is_leader(&self) -> bool;
+    fn is_leader(&self) -> bool {
+        *self.leadership().borrow()
+    }
+    /// Whether this node leads the shard, pushed on every change (by the
+    /// raft event loop when the node's role changes).
+    fn leadership(&self) -> tokio::sync::watch::Receiver<bool>;
 }
 
 /// A shard of one store with no replication: always the leader, writes
@@ -69,12 +74,17 @@ pub trait Shard: Send + Sync + 'static {
 /// runs over [`Shard`].
 pub struct LocalShard<E: crate::store::Engine> {
     store: std::sync::Arc<crate::store::Store<E>>,
+    /// Always `true`.
+    leadership: tokio::sync::watch::Sender<bool>,
 }
 
 impl<E: crate::store::Engine> LocalShard<E> {
     /// Wraps a store.
     pub fn new(store: std::sync::Arc<crate::store::Store<E>>) -> Self {
-        LocalShard { store }
+        LocalShard {
+            store,
+            leadership: tokio::sync::watch::Sender::new(true),
+        }
     }
 
     /// The store.
@@ -108,7 +118,7 @@ impl<E: crate::store::Engine + Send + Sync + 'static> Shard for LocalShard<E> {
     fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.store.subscribe()
     }
-    fn is_leader(&self) -> bool {
-        true
+    fn leadership(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.leadership.subscribe()
     }
 }

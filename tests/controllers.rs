@@ -10,7 +10,7 @@ mod common;
 
 use common::shard::Shard;
 use common::testenv::{eventually, TestEnv};
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -347,7 +347,8 @@ async fn registrations_heartbeats_and_placements_across_failover_and_cluster_dea
     eventually("heartbeats from the new leader", WAIT, || async {
         let hb = get(&regs, "east").await?["status"]["lastHeartbeatTime"].clone();
         let m = shard.metrics(new_leader).unwrap_or_default();
-        if hb != old_hb && m.contains("tmc_controller_leader 1") {
+        // (Whole lines: the gauge's HELP text starts with "1 while".)
+        if hb != old_hb && m.lines().any(|l| l == "tmc_controller_leader 1") {
             Ok(())
         } else {
             Err(format!("heartbeat {hb}, metrics leader line missing"))
@@ -416,4 +417,41 @@ async fn registrations_heartbeats_and_placements_across_failover_and_cluster_dea
         selected(&get(&wps, "spread").await.unwrap()),
         vec!["east", "west"]
     );
+
+    // Finalizers: the controllers keep one on each of their objects.
+    let o = get(&wps, "spread").await.unwrap();
+    assert_eq!(o["metadata"]["finalizers"], json!(["tmc.kcp.io/placement"]));
+    let o = get(&regs, "west").await.unwrap();
+    assert_eq!(o["metadata"]["finalizers"], json!(["tmc.kcp.io/cluster"]));
+    // Deleting a registration: the placements that chose it choose again
+    // before it goes. Its decision and status are written together, so
+    // once west is gone, spread must already have left it.
+    regs.delete("west", &DeleteParams::default()).await.unwrap();
+    eventually("west deleted", WAIT, || async {
+        match regs.get_opt("west").await.map_err(|e| e.to_string())? {
+            None => Ok(()),
+            Some(o) => Err(format!(
+                "still there, deletionTimestamp {:?}",
+                o.metadata.deletion_timestamp
+            )),
+        }
+    })
+    .await;
+    let o = get(&wps, "spread").await.unwrap();
+    assert_eq!(selected(&o), vec!["east"], "spread left west first");
+    assert_eq!(
+        condition(&o, "Scheduled").unwrap()["reason"],
+        "NotEnoughClusters"
+    );
+    // Deleting a placement: its decision goes, then its finalizer, then it.
+    wps.delete("spread", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("spread deleted", WAIT, || async {
+        match wps.get_opt("spread").await.map_err(|e| e.to_string())? {
+            None => Ok(()),
+            Some(_) => Err("still there".to_string()),
+        }
+    })
+    .await;
 }

@@ -202,12 +202,19 @@ pub fn read_whole_revisions(
     }
     let last = changes.last().map(|c| c.revision).unwrap_or(after);
     if changes.first().map(|c| c.revision) == Some(last) {
-        // One transaction larger than a batch: take it whole.
-        return Ok(shard
-            .changes_since(after, 0)?
-            .into_iter()
-            .take_while(|c| c.revision == last)
-            .collect());
+        // One transaction larger than a batch: take it whole, reading
+        // more until a later revision shows (never the whole backlog).
+        let mut limit = 2 * BATCH;
+        loop {
+            let more = shard.changes_since(after, limit)?;
+            if more.len() < limit || more.last().map(|c| c.revision) != Some(last) {
+                return Ok(more
+                    .into_iter()
+                    .take_while(|c| c.revision == last)
+                    .collect());
+            }
+            limit *= 2;
+        }
     }
     changes.retain(|c| c.revision < last);
     Ok(changes)

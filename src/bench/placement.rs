@@ -4,7 +4,9 @@
 //! Loads `clusters` Ready ClusterRegistrations into one location workspace
 //! (`root:compute`, labels `tier` prod/dev and `zone` z0..z9) and
 //! `placements` WorkloadPlacements, ten per tenant workspace, half Single
-//! and half Spread-3 over `zone`, all selecting `tier=prod`. Then the
+//! and half Spread-3 over `zone`, all selecting `tier=prod`, each already
+//! carrying the controller's finalizer (as after its first pass), so that
+//! every reconcile timed is a decision. Then the
 //! controller's start-up path runs as on a new leader: the feed's scan
 //! queues every placement key into a [`WorkQueue`], and `workers` workers
 //! take keys and run [`PlacementController::reconcile_key`]: read the
@@ -162,7 +164,8 @@ fn load(
             ObjectKey::cluster_scoped(wps.clone(), ws, &name).expect("key"),
             json!({"apiVersion": "tmc.kcp.io/v1alpha1", "kind": "WorkloadPlacement",
                    "metadata": {"name": name, "uid": uuid::Uuid::new_v4().to_string(),
-                                "creationTimestamp": now, "generation": 1},
+                                "creationTimestamp": now, "generation": 1,
+                                "finalizers": [crate::controllers::placement::FINALIZER]},
                    "spec": {"locationWorkspace": LOCATION,
                             "clusterSelector": {"matchLabels": {"tier": "prod"}},
                             "strategy": strategy}}),

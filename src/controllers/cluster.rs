@@ -18,6 +18,12 @@
 //!   the first that is not. Its transition time is when the cluster became
 //!   unhealthy: the placement controller's grace period counts from it.
 //!
+//! At most `probe_concurrency` clusters are probed at once (a semaphore);
+//! the first probe of a term of a cluster probed before falls at a point
+//! of the interval given by a hash of its key, so a new leader does not
+//! probe 10,000 clusters in one burst. The finalizer `tmc.kcp.io/cluster`
+//! holds a deleted registration until no placement decision names it.
+//!
 //! Clients are cached per registration and rebuilt when the Secret or the
 //! endpoint changes. Status is written only when it changed (a heartbeat
 //! changes it every probe, as kcp's syncer heartbeat did).
@@ -31,9 +37,9 @@ use super::objects::{self, is_true, set_condition, unix_now, Stored};
 use super::runtime::Controller;
 use crate::api::types::{ClusterRegistration, ClusterRegistrationSpec, ClusterRegistrationStatus};
 use crate::shard::{BoxFuture, Shard};
-use crate::store::{GroupResource, ObjectKey, Txn, Workspace};
+use crate::store::{GroupResource, Key, ListOptions, ObjectKey, Prefix, Txn, Workspace};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,6 +51,14 @@ pub fn resource() -> GroupResource {
 fn secrets() -> GroupResource {
     GroupResource::new("", "secrets").expect("valid")
 }
+
+/// The finalizer the controller keeps on every ClusterRegistration: the
+/// registration goes only when no placement decision names it.
+pub const FINALIZER: &str = "tmc.kcp.io/cluster";
+
+/// How often a deleting registration looks again for placements that
+/// still name it.
+const DELETION_RECHECK: Duration = Duration::from_secs(1);
 
 /// Condition types.
 pub const READY: &str = "Ready";
@@ -62,6 +76,8 @@ pub struct ClusterOptions {
     pub heartbeat_threshold: Duration,
     /// Time one probe may take.
     pub probe_timeout: Duration,
+    /// Clusters probed at once, at most.
+    pub probe_concurrency: usize,
 }
 
 impl Default for ClusterOptions {
@@ -70,6 +86,7 @@ impl Default for ClusterOptions {
             probe_interval: Duration::from_secs(10),
             heartbeat_threshold: Duration::from_secs(40),
             probe_timeout: Duration::from_secs(5),
+            probe_concurrency: 64,
         }
     }
 }
@@ -84,6 +101,10 @@ pub struct ClusterController {
     /// term, and when: the change it causes comes back through the feed,
     /// and must not start a second probe loop.
     written: Mutex<HashMap<QueueKey, (u64, std::time::Instant)>>,
+    /// Registrations seen this term (their first probe is placed).
+    seen: Mutex<HashSet<QueueKey>>,
+    /// Permits for probes: `probe_concurrency` at once.
+    probes: tokio::sync::Semaphore,
 }
 
 impl ClusterController {
@@ -94,6 +115,8 @@ impl ClusterController {
             opts,
             clients: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashSet::new()),
+            probes: tokio::sync::Semaphore::new(opts.probe_concurrency.max(1)),
         }
     }
 }
@@ -200,8 +223,23 @@ impl ClusterController {
         let Some(reg) = objects::read::<ClusterRegistration>(&*self.shard, &okey)? else {
             self.clients.lock().expect("lock").remove(key);
             self.written.lock().expect("lock").remove(key);
+            self.seen.lock().expect("lock").remove(key);
             return Ok(None);
         };
+        if reg.obj.metadata.deletion_timestamp.is_some() {
+            return self.finalize(key, &reg).await;
+        }
+        if let Some(op) = objects::finalizer_write(&reg, FINALIZER, true)? {
+            // The finalizer first (one write at a time); its change comes
+            // back through the feed and the probe follows.
+            return match self.shard.write(Txn::new(vec![op])).await {
+                Ok(_)
+                | Err(crate::shard::ShardError::Store(crate::store::Error::Conflict { .. })) => {
+                    Ok(None)
+                }
+                Err(e) => Err(e.to_string()),
+            };
+        }
         if let Some((rev, at)) = self.written.lock().expect("lock").get(key) {
             let early = self.opts.probe_interval.mul_f64(0.9);
             if *rev == reg.revision && at.elapsed() < early {
@@ -210,12 +248,20 @@ impl ClusterController {
                 return Ok(Some(self.opts.probe_interval - at.elapsed().min(early)));
             }
         }
-        if reg.obj.metadata.deletion_timestamp.is_some() {
-            return Ok(None);
-        }
         let now = unix_now();
+        let first = self.seen.lock().expect("lock").insert(key.clone());
+        if first && reg.obj.status.last_heartbeat_time.is_some() {
+            // A new term (failover, restart) finds every cluster at once:
+            // spread their first probes over the interval. A cluster
+            // never probed yet goes first, at once.
+            let delay = first_probe_delay(key, self.opts.probe_interval);
+            if !delay.is_zero() {
+                return Ok(Some(delay));
+            }
+        }
         let mut status = reg.obj.status.clone();
         let endpoint = reg.obj.spec.api_endpoint.clone();
+        let permit = self.probes.acquire().await.map_err(|e| e.to_string())?;
         let probe_failed: Option<String> = match self.client(key, &reg).await {
             Err(e) => {
                 set_condition(
@@ -275,6 +321,7 @@ impl ClusterController {
         if let Some(err) = probe_failed {
             self.heartbeat_missed(&reg, &mut status, &err, now);
         }
+        drop(permit);
         set_ready(&mut status, now);
         for c in status.conditions.iter_mut() {
             c.observed_generation = reg.obj.metadata.generation;
@@ -295,6 +342,33 @@ impl ClusterController {
             }
         }
         Ok(Some(self.opts.probe_interval))
+    }
+
+    /// A registration being deleted: no more probes; the placement
+    /// controller's registration feed has seen the deletion (a deleting
+    /// registration is no cluster to schedule on) and requeued the
+    /// placements of its location, which choose again. The finalizer is
+    /// removed once no placement decision names the cluster.
+    async fn finalize(
+        &self,
+        key: &QueueKey,
+        reg: &Stored<ClusterRegistration>,
+    ) -> Result<Option<Duration>, String> {
+        self.clients.lock().expect("lock").remove(key);
+        self.written.lock().expect("lock").remove(key);
+        self.seen.lock().expect("lock").remove(key);
+        if let Some(p) = placement_naming(&*self.shard, &key.cluster, &key.name)? {
+            tracing::debug!(cluster = %key, placement = %p, "deleting cluster still chosen; waiting");
+            return Ok(Some(DELETION_RECHECK));
+        }
+        if let Some(op) = objects::finalizer_write(reg, FINALIZER, false)? {
+            match self.shard.write(Txn::new(vec![op])).await {
+                Ok(_) => {}
+                Err(crate::shard::ShardError::Store(crate::store::Error::Conflict { .. })) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(None)
     }
 
     fn heartbeat_missed(
@@ -336,6 +410,55 @@ impl ClusterController {
                 err.to_string(),
                 now,
             );
+        }
+    }
+}
+
+/// Where in the probe interval the first probe of `key` in a term falls:
+/// spread evenly by a hash of the key, the same on every node.
+fn first_probe_delay(key: &QueueKey, interval: Duration) -> Duration {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    let ms = interval.as_millis().max(1) as u64;
+    Duration::from_millis(h.finish() % ms)
+}
+
+/// The first placement whose decision names cluster `name` of `location`
+/// (through the `/tmc/placements-by-location` index; stops at the first).
+pub fn placement_naming(
+    shard: &dyn Shard,
+    location: &Workspace,
+    name: &str,
+) -> Result<Option<QueueKey>, String> {
+    let prefix = Prefix::placements_at(location);
+    let mut opts = ListOptions {
+        limit: 1000,
+        ..Default::default()
+    };
+    loop {
+        let page = shard.list(&prefix, &opts).map_err(|e| e.to_string())?;
+        for r in &page.items {
+            let Some(Key::PlacementAt {
+                workspace, name: p, ..
+            }) = Key::decode(&r.key)
+            else {
+                continue;
+            };
+            let skey = Key::placement(workspace.clone(), &p).map_err(|e| e.to_string())?;
+            let Some(rec) = shard.get(&skey).map_err(|e| e.to_string())? else {
+                continue;
+            };
+            let Some(state) = super::placement::PlacementState::decode(&rec.value) else {
+                continue;
+            };
+            if state.location == location.as_str() && state.clusters.iter().any(|c| c == name) {
+                return Ok(Some(QueueKey::new(workspace, None, &p)));
+            }
+        }
+        match page.continue_token {
+            Some(t) => opts.continue_token = Some(t),
+            None => return Ok(None),
         }
     }
 }
@@ -384,7 +507,9 @@ impl Controller for ClusterController {
         resource()
     }
     fn workers(&self) -> usize {
-        8
+        // More workers than probe permits: a registration waiting for a
+        // permit does not hold up deletions or Secret errors.
+        self.opts.probe_concurrency.max(1) + 4
     }
     fn start_term(
         self: Arc<Self>,
@@ -393,6 +518,7 @@ impl Controller for ClusterController {
     ) -> Vec<BoxFuture<'static, ()>> {
         self.clients.lock().expect("lock").clear();
         self.written.lock().expect("lock").clear();
+        self.seen.lock().expect("lock").clear();
         Vec::new()
     }
     fn reconcile<'a>(
@@ -567,6 +693,199 @@ pub async fn client_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shard::LocalShard;
+    use crate::store::{Expectation, MemoryEngine, Store, StoreOptions, TxnOp};
+    use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn a_deleted_registration_stays_while_a_decision_names_it() {
+        let st = Arc::new(Store::open(MemoryEngine::new(), StoreOptions::default()).unwrap());
+        let shard: Arc<dyn Shard> = Arc::new(LocalShard::new(st));
+        let loc = Workspace::parse("root:compute").unwrap();
+        let tenant = Workspace::parse("root:t").unwrap();
+        let rkey = ObjectKey::cluster_scoped(resource(), loc.clone(), "east").unwrap();
+        let reg = json!({"apiVersion": "tmc.kcp.io/v1alpha1", "kind": "ClusterRegistration",
+            "metadata": {"name": "east", "uid": "u", "generation": 1,
+                         "finalizers": [FINALIZER], "deletionTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"apiEndpoint": "https://127.0.0.1:1",
+                     "credentialsSecretRef": {"namespace": "tmc-system", "name": "x"}}});
+        let state = super::super::placement::PlacementState {
+            uid: "p".into(),
+            location: loc.to_string(),
+            clusters: vec!["east".into()],
+        };
+        let skey = Key::placement(tenant.clone(), "web").unwrap();
+        let ops = vec![
+            TxnOp::put_json(
+                rkey.clone(),
+                serde_json::to_vec(&reg).unwrap(),
+                Expectation::Any,
+            ),
+            TxnOp::put_bincode(skey.clone(), state.encode(), Expectation::Any),
+            TxnOp::put_bincode(
+                Key::placement_at(loc.clone(), tenant, "web").unwrap(),
+                vec![],
+                Expectation::Any,
+            ),
+        ];
+        shard.write(Txn::new(ops)).await.unwrap();
+        let c = ClusterController::new(shard.clone(), ClusterOptions::default());
+        let key = QueueKey::new(loc, None, "east");
+        assert_eq!(
+            c.reconcile_key(&key).await.unwrap(),
+            Some(DELETION_RECHECK),
+            "root:t|web still names it: wait"
+        );
+        assert!(shard.get(&rkey.clone().into()).unwrap().is_some());
+        // The placement chose again (elsewhere): the registration goes.
+        let moved = super::super::placement::PlacementState {
+            clusters: vec!["west".into()],
+            ..state
+        };
+        let op = TxnOp::put_bincode(skey, moved.encode(), Expectation::Any);
+        shard.write(Txn::new(vec![op])).await.unwrap();
+        assert_eq!(c.reconcile_key(&key).await.unwrap(), None);
+        assert!(shard.get(&rkey.into()).unwrap().is_none(), "finalized");
+    }
+
+    #[test]
+    fn first_probes_of_a_term_spread_evenly_over_the_interval() {
+        let interval = Duration::from_secs(10);
+        let mut per_second = [0usize; 10];
+        for i in 0..10_000 {
+            let key = QueueKey::new(
+                Workspace::parse("root:compute").unwrap(),
+                None,
+                &format!("c{i}"),
+            );
+            let d = first_probe_delay(&key, interval);
+            assert!(d < interval);
+            assert_eq!(d, first_probe_delay(&key, interval), "stable");
+            per_second[d.as_secs() as usize] += 1;
+        }
+        assert!(
+            per_second.iter().all(|&n| (850..1150).contains(&n)),
+            "about 1,000 first probes a second: {per_second:?}"
+        );
+    }
+
+    /// A cluster whose API server takes 300 ms to fail every request:
+    /// the probes of registrations pointing at it overlap unless limited.
+    /// Counts requests in flight and their peak.
+    async fn slow_cluster() -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (open, peak, total) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let (o, p, t) = (open.clone(), peak.clone(), total.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let (o, p, t) = (o.clone(), p.clone(), t.clone());
+                tokio::spawn(async move {
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let now = o.fetch_add(1, Ordering::SeqCst) + 1;
+                    p.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let _ = sock
+                        .write_all(
+                            b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n\
+                              Content-Length: 2\r\nConnection: close\r\n\r\n{}",
+                        )
+                        .await;
+                    o.fetch_sub(1, Ordering::SeqCst);
+                    t.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        (url, peak, total)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_most_probe_concurrency_clusters_are_probed_at_once() {
+        let (url, peak, total) = slow_cluster().await;
+        let st = Arc::new(Store::open(MemoryEngine::new(), StoreOptions::default()).unwrap());
+        let shard: Arc<dyn Shard> = Arc::new(LocalShard::new(st));
+        let ws = Workspace::parse("root:compute").unwrap();
+        let kubeconfig = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {url}\n\
+             users:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: c\n  context:\n    \
+             cluster: c\n    user: u\ncurrent-context: c\n"
+        );
+        let secret = {
+            use base64::Engine;
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "creds", "namespace": "tmc-system", "uid": "s"},
+                   "data": {"kubeconfig": base64::engine::general_purpose::STANDARD.encode(&kubeconfig)}})
+        };
+        let mut ops = vec![TxnOp::put_json(
+            ObjectKey::namespaced(secrets(), ws.clone(), "tmc-system", "creds").unwrap(),
+            serde_json::to_vec(&secret).unwrap(),
+            Expectation::Any,
+        )];
+        const CLUSTERS: usize = 24;
+        for i in 0..CLUSTERS {
+            let name = format!("c{i}");
+            let reg = json!({"apiVersion": "tmc.kcp.io/v1alpha1", "kind": "ClusterRegistration",
+                "metadata": {"name": name, "uid": format!("u{i}"), "generation": 1,
+                             "creationTimestamp": "2026-01-01T00:00:00Z"},
+                "spec": {"apiEndpoint": url,
+                         "credentialsSecretRef": {"namespace": "tmc-system", "name": "creds"}}});
+            ops.push(TxnOp::put_json(
+                ObjectKey::cluster_scoped(resource(), ws.clone(), &name).unwrap(),
+                serde_json::to_vec(&reg).unwrap(),
+                Expectation::Any,
+            ));
+        }
+        shard.write(Txn::new(ops)).await.unwrap();
+        let ctrl = Arc::new(ClusterController::new(
+            shard.clone(),
+            ClusterOptions {
+                probe_interval: Duration::from_secs(600),
+                heartbeat_threshold: Duration::from_secs(600),
+                probe_timeout: Duration::from_secs(5),
+                probe_concurrency: 4,
+            },
+        ));
+        assert!(ctrl.workers() > 4, "more workers than permits");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(super::super::runtime::run(
+            shard.clone(),
+            vec![ctrl as Arc<dyn super::super::runtime::Controller>],
+            Arc::new(super::super::runtime::Metrics::new()),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while total.load(Ordering::SeqCst) < CLUSTERS {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {} of {CLUSTERS} probes answered",
+                total.load(Ordering::SeqCst)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop_tx.send(()).unwrap();
+        run.await.unwrap();
+        assert_eq!(
+            peak.load(Ordering::SeqCst),
+            4,
+            "probes in flight at once: the limit, and reached (8 workers without it)"
+        );
+    }
 
     #[test]
     fn quantities_sum_as_kubernetes_writes_them() {

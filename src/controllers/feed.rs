@@ -4,7 +4,9 @@
 //! resource first scans that resource across all workspaces of the shard
 //! (one contiguous key range, paged), queueing every key, then follows the
 //! store's change log from the scan's revision, queueing the key of every
-//! change to that resource. If the log was compacted past where the feed
+//! change to that resource. The log is read in batches of whole
+//! revisions ([`crate::api::watch::read_whole_revisions`]): a transaction
+//! larger than a batch is read whole, never cut. If the log was compacted past where the feed
 //! stood (the controller fell far behind), it scans again: a resync, the
 //! only time it reads everything. Memory is the queue, whatever the number
 //! of workspaces.
@@ -17,8 +19,6 @@ use std::sync::Arc;
 
 /// Page size of the start-up scan.
 const SCAN_PAGE: usize = 1000;
-/// Changes read per step of the feed.
-const FEED_BATCH: usize = 1000;
 
 /// The object key of `raw` if it is an object of `gr`.
 pub fn object_key(gr: &GroupResource, raw: &[u8]) -> Option<ObjectKey> {
@@ -106,7 +106,7 @@ pub async fn follow(
         if stopped() {
             return Ok(());
         }
-        match shard.changes_since(at, FEED_BATCH) {
+        match crate::api::watch::read_whole_revisions(&*shard, at) {
             Ok(changes) if !changes.is_empty() => {
                 for ch in &changes {
                     if let Some(k) = object_key(&gr, &ch.key) {
@@ -181,6 +181,44 @@ mod tests {
             .unwrap();
         q.done(&k);
         k.to_string()
+    }
+
+    /// Regression: the feed read the log 1,000 changes at a time and
+    /// moved past the revision of the last one, losing the rest of a
+    /// larger transaction (found by tests/controllers_memory.rs).
+    #[tokio::test]
+    async fn a_transaction_larger_than_a_batch_reaches_the_queue_whole() {
+        let st = Arc::new(Store::open(MemoryEngine::new(), StoreOptions::default()).unwrap());
+        let placements = GroupResource::new("tmc.kcp.io", "workloadplacements").unwrap();
+        let q = WorkQueue::new();
+        let shard: Arc<dyn Shard> = Arc::new(LocalShard::new(st.clone()));
+        let feed = tokio::spawn(run(shard, placements.clone(), q.clone()));
+        put(&st, &placements, "root:a", "first");
+        assert_eq!(next(&q).await, "root:a|first");
+        let ops = (0..2500)
+            .map(|i| {
+                let k = ObjectKey::cluster_scoped(
+                    placements.clone(),
+                    Workspace::parse("root:big").unwrap(),
+                    &format!("p{i}"),
+                )
+                .unwrap();
+                TxnOp::put_json(k, b"{}".to_vec(), Expectation::Any)
+            })
+            .collect();
+        st.commit(Txn::new(ops)).unwrap();
+        put(&st, &placements, "root:a", "after");
+        let mut seen = std::collections::HashSet::new();
+        while seen.len() < 2501 {
+            seen.insert(next(&q).await);
+        }
+        assert!(seen.contains("root:big|p2499") && seen.contains("root:a|after"));
+        q.shut_down();
+        tokio::time::timeout(Duration::from_secs(10), feed)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
     }
 
     #[tokio::test]

@@ -20,10 +20,9 @@
 //! [`sync`] pushes placed workloads to member clusters and brings their
 //! status back.
 //!
-//! Not built yet: a leadership signal
-//! pushed by raft (leadership is polled every 100 ms), and finalizers on
-//! registrations and placements (deleting one drops its state at the next
-//! reconcile).
+//! The cluster and placement controllers keep a finalizer on their objects
+//! ([`objects::finalizer_write`]): a placement's decision goes before the
+//! placement, and a registration goes only when no decision names it.
 
 pub mod cluster;
 pub mod committer;

@@ -110,6 +110,66 @@ pub fn decode_state<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
         .map(|(s, _)| s)
 }
 
+/// The write that adds (`present`) or removes `finalizer` from `stored`'s
+/// `metadata.finalizers`, or `None` when it already is as asked. Planned
+/// by the [`super::committer`] (a metadata-only patch) and written as a
+/// compare-and-swap on the record's revision. Removing the last
+/// finalizer of an object being deleted deletes it, as the API does; a
+/// finalizer is never added to an object being deleted (the API forbids
+/// it too).
+pub fn finalizer_write<T>(
+    stored: &Stored<T>,
+    finalizer: &str,
+    present: bool,
+) -> Result<Option<TxnOp>, String> {
+    let mut finalizers = crate::api::object::finalizers(&stored.raw);
+    if finalizers.iter().any(|f| f == finalizer) == present {
+        return Ok(None);
+    }
+    let deleting = stored
+        .raw
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|t| !t.is_null());
+    if present {
+        if deleting {
+            return Ok(None);
+        }
+        finalizers.push(finalizer.to_string());
+    } else {
+        finalizers.retain(|f| f != finalizer);
+    }
+    let mut old = stored.raw.clone();
+    if let Some(m) = old.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.insert(
+            "resourceVersion".into(),
+            Value::String(stored.revision.to_string()),
+        );
+    }
+    let mut new = old.clone();
+    if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+        if finalizers.is_empty() {
+            m.remove("finalizers");
+        } else {
+            m.insert("finalizers".into(), serde_json::json!(finalizers));
+        }
+    }
+    let Some(patch) = committer::plan(&old, &new).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    if patch.subresource != Subresource::Main {
+        return Err("a finalizer write changed status".into());
+    }
+    let expect = Expectation::ModRevision(stored.revision);
+    if deleting && finalizers.is_empty() {
+        return Ok(Some(TxnOp::delete(stored.key.clone(), expect)));
+    }
+    if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    let bytes = serde_json::to_vec(&new).map_err(|e| e.to_string())?;
+    Ok(Some(TxnOp::put_json(stored.key.clone(), bytes, expect)))
+}
+
 /// Unix seconds now.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
@@ -211,6 +271,66 @@ mod tests {
         );
         // The same write again is a conflict: the revision moved.
         assert!(shard.write(Txn::new(vec![op])).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn finalizers_are_added_removed_and_the_last_removal_deletes() {
+        let st = Arc::new(Store::open(MemoryEngine::new(), StoreOptions::default()).unwrap());
+        let shard = LocalShard::new(st);
+        let gr = GroupResource::new("tmc.kcp.io", "workloadplacements").unwrap();
+        let key = ObjectKey::cluster_scoped(gr, Workspace::parse("root").unwrap(), "p").unwrap();
+        let body = serde_json::json!({"metadata": {"name": "p", "uid": "u", "generation": 1,
+            "finalizers": ["other"]}, "spec": {"x": 1}, "status": {"phase": "Bound"}});
+        let put = TxnOp::put_json(
+            key.clone(),
+            serde_json::to_vec(&body).unwrap(),
+            Expectation::Absent,
+        );
+        shard.write(Txn::new(vec![put])).await.unwrap();
+        let read = || read::<Value>(&shard, &key).unwrap();
+        let s = read().unwrap();
+        assert!(finalizer_write(&s, "other", true).unwrap().is_none());
+        let op = finalizer_write(&s, "mine", true).unwrap().unwrap();
+        shard.write(Txn::new(vec![op.clone()])).await.unwrap();
+        let s = read().unwrap();
+        assert_eq!(
+            s.raw["metadata"]["finalizers"],
+            serde_json::json!(["other", "mine"])
+        );
+        assert_eq!(s.raw["metadata"]["generation"], 1, "no generation bump");
+        assert!(s.raw["metadata"].get("resourceVersion").is_none());
+        assert_eq!(s.raw["status"], body["status"]);
+        assert!(
+            shard.write(Txn::new(vec![op])).await.is_err(),
+            "compare-and-swap on the revision read"
+        );
+        // Being deleted: removing one of two keeps it; the last deletes it.
+        let mut deleting = s.raw.clone();
+        deleting["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z".into();
+        let put = TxnOp::put_json(
+            key.clone(),
+            serde_json::to_vec(&deleting).unwrap(),
+            Expectation::Any,
+        );
+        shard.write(Txn::new(vec![put])).await.unwrap();
+        let s = read().unwrap();
+        assert!(
+            finalizer_write(&s, "new", true).unwrap().is_none(),
+            "none added while deleting"
+        );
+        let op = finalizer_write(&s, "mine", false).unwrap().unwrap();
+        shard.write(Txn::new(vec![op])).await.unwrap();
+        let s = read().unwrap();
+        assert_eq!(
+            s.raw["metadata"]["finalizers"],
+            serde_json::json!(["other"])
+        );
+        let op = finalizer_write(&s, "other", false).unwrap().unwrap();
+        shard.write(Txn::new(vec![op])).await.unwrap();
+        assert!(
+            read().is_none(),
+            "the last finalizer gone: the object is gone"
+        );
     }
 
     #[test]

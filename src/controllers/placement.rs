@@ -11,7 +11,10 @@
 //!   a TTL and dropped when a registration changes in a way that matters
 //!   to scheduling (labels, unschedulable, taints, readiness) — a
 //!   heartbeat alone does not. Such a change also requeues every placement
-//!   whose location it is (a compact index kept in memory per term);
+//!   whose location it is, found through the index
+//!   `/tmc/placements-by-location/<location>/<workspace>/<name>` kept in
+//!   the store beside each decision (nothing per placement in memory:
+//!   tests/controllers_memory.rs);
 //! - the **previous decision** is internal state in the store,
 //!   `/tmc/placements/<workspace>/<name>` (bincode: uid, location,
 //!   clusters); it survives failover, so a new leader resumes it (no
@@ -21,7 +24,10 @@
 //!   conditions `Scheduled` and `Ready`) are written in one transaction, a
 //!   compare-and-swap on both records;
 //! - while a chosen cluster is unhealthy the key is requeued for the end
-//!   of its grace period, when the decision replaces it.
+//!   of its grace period, when the decision replaces it;
+//! - the finalizer `tmc.kcp.io/placement` holds a deleted placement until
+//!   its decision and index entry are deleted (one transaction with the
+//!   finalizer's removal).
 //!
 //! Left out: namespace and workload selection (issue 8's sync controller
 //! reads `namespaceSelector`/`workloadSelector`), and scores other than
@@ -51,6 +57,10 @@ use std::time::{Duration, Instant};
 pub fn resource() -> GroupResource {
     GroupResource::new(crate::api::types::GROUP, "workloadplacements").expect("valid")
 }
+
+/// The finalizer the controller keeps on every WorkloadPlacement: its
+/// decision is deleted before the object is.
+pub const FINALIZER: &str = "tmc.kcp.io/placement";
 
 /// Condition types.
 pub const SCHEDULED: &str = "Scheduled";
@@ -186,58 +196,11 @@ impl Default for PlacementOptions {
     }
 }
 
-/// The location of every placement, compactly: its queue key as one
-/// string and the location as an interned id (about 60 bytes a
-/// placement). A change that matters to scheduling walks the map, which
-/// is rare next to lookups; a reverse map per location would cost five
-/// times the memory at a million placements.
-#[derive(Default)]
-struct Index {
-    location_of: HashMap<Box<str>, u32>,
-    locations: Vec<Workspace>,
-    location_ids: HashMap<Workspace, u32>,
-}
-
-impl Index {
-    fn set(&mut self, key: &QueueKey, location: Option<&Workspace>) {
-        let k: Box<str> = key.to_string().into_boxed_str();
-        match location {
-            None => {
-                self.location_of.remove(&k);
-            }
-            Some(l) => {
-                let id = match self.location_ids.get(l) {
-                    Some(&id) => id,
-                    None => {
-                        let id = self.locations.len() as u32;
-                        self.locations.push(l.clone());
-                        self.location_ids.insert(l.clone(), id);
-                        id
-                    }
-                };
-                self.location_of.insert(k, id);
-            }
-        }
-    }
-
-    fn located_at(&self, location: &Workspace) -> Vec<QueueKey> {
-        let Some(&id) = self.location_ids.get(location) else {
-            return Vec::new();
-        };
-        self.location_of
-            .iter()
-            .filter(|(_, &l)| l == id)
-            .filter_map(|(k, _)| QueueKey::split(k).ok())
-            .collect()
-    }
-}
-
 /// The controller.
 pub struct PlacementController {
     shard: Arc<dyn Shard>,
     opts: PlacementOptions,
     catalog: Catalog,
-    index: Mutex<Index>,
 }
 
 impl PlacementController {
@@ -247,7 +210,6 @@ impl PlacementController {
             shard,
             opts,
             catalog: Catalog::new(opts.catalog_ttl),
-            index: Mutex::new(Index::default()),
         }
     }
 
@@ -269,17 +231,44 @@ impl PlacementController {
         let skey = Key::placement(ws.clone(), &key.name).map_err(|e| e.to_string())?;
         let state_rec = self.shard.get(&skey).map_err(|e| e.to_string())?;
         let Some(wp) = objects::read::<WorkloadPlacement>(&*self.shard, &okey)? else {
-            self.index.lock().expect("lock").set(key, None);
             if let Some(rec) = state_rec {
-                let txn = Txn::new(vec![TxnOp::delete(
+                let mut ops = vec![TxnOp::delete(
                     skey,
                     Expectation::ModRevision(rec.mod_revision),
-                )]);
-                self.write(txn).await?;
+                )];
+                ops.extend(index_delete(
+                    key,
+                    PlacementState::decode(&rec.value).as_ref(),
+                ));
+                self.write(Txn::new(ops)).await?;
             }
             return Ok(None);
         };
         if wp.obj.metadata.deletion_timestamp.is_some() {
+            // Deleting: the decision, its index entry and the finalizer go
+            // in one transaction (CAS on the state and the object); the
+            // last finalizer's removal deletes the object.
+            let mut ops = Vec::new();
+            if let Some(rec) = &state_rec {
+                ops.push(TxnOp::delete(
+                    skey,
+                    Expectation::ModRevision(rec.mod_revision),
+                ));
+                ops.extend(index_delete(
+                    key,
+                    PlacementState::decode(&rec.value).as_ref(),
+                ));
+            }
+            ops.extend(objects::finalizer_write(&wp, FINALIZER, false)?);
+            if !ops.is_empty() {
+                self.write(Txn::new(ops)).await?;
+            }
+            return Ok(None);
+        }
+        if let Some(op) = objects::finalizer_write(&wp, FINALIZER, true)? {
+            // One write at a time (kcp's committer): the finalizer first;
+            // its change comes back through the feed for the decision.
+            self.write(Txn::new(vec![op])).await?;
             return Ok(None);
         }
         let uid = wp.obj.metadata.uid.clone().unwrap_or_default();
@@ -296,7 +285,19 @@ impl PlacementController {
                     Ok(l) => format!("location workspace {l} does not exist"),
                     Err(e) => format!("spec.locationWorkspace is not a workspace path: {e}"),
                 };
-                self.index.lock().expect("lock").set(key, None);
+                // No location, no decision: drop a previous one (and its
+                // index entry), so no deleted cluster waits on it.
+                let mut drop_state = Vec::new();
+                if let Some(rec) = &state_rec {
+                    drop_state.push(TxnOp::delete(
+                        skey.clone(),
+                        Expectation::ModRevision(rec.mod_revision),
+                    ));
+                    drop_state.extend(index_delete(
+                        key,
+                        PlacementState::decode(&rec.value).as_ref(),
+                    ));
+                }
                 let mut status = wp.obj.status.clone();
                 status.phase = PlacementPhase::Pending;
                 set_condition(
@@ -315,10 +316,9 @@ impl PlacementController {
                     why,
                     now,
                 );
-                return self.commit(&wp, status, None, None).await;
+                return self.commit(&wp, status, drop_state, None).await;
             }
         };
-        self.index.lock().expect("lock").set(key, Some(&location));
         let clusters = self
             .catalog
             .get(&*self.shard, &location)
@@ -338,17 +338,27 @@ impl PlacementController {
         };
         let mut status = wp.obj.status.clone();
         let again = mirror(&mut status, spec, &decision, &clusters, &location, now);
-        let state_write = (old_state.as_ref() != Some(&state)).then(|| {
-            TxnOp::put_bincode(
+        let mut state_writes = Vec::new();
+        if old_state.as_ref() != Some(&state) {
+            state_writes.push(TxnOp::put_bincode(
                 skey,
                 state.encode(),
                 match &state_rec {
                     Some(r) => Expectation::ModRevision(r.mod_revision),
                     None => Expectation::Absent,
                 },
-            )
-        });
-        let r = self.commit(&wp, status, state_write, again).await?;
+            ));
+            if old_state.as_ref().map(|s| s.location.as_str()) != Some(location.as_str()) {
+                state_writes.extend(index_delete(key, old_state.as_ref()));
+                state_writes.push(TxnOp::put_bincode(
+                    Key::placement_at(location.clone(), ws.clone(), &key.name)
+                        .map_err(|e| e.to_string())?,
+                    Vec::new(),
+                    Expectation::Any,
+                ));
+            }
+        }
+        let r = self.commit(&wp, status, state_writes, again).await?;
         Ok(r)
     }
 
@@ -356,13 +366,13 @@ impl PlacementController {
         &self,
         wp: &Stored<WorkloadPlacement>,
         mut status: WorkloadPlacementStatus,
-        state_write: Option<TxnOp>,
+        state_writes: Vec<TxnOp>,
         again: Option<Duration>,
     ) -> Result<Option<Duration>, String> {
         for c in status.conditions.iter_mut() {
             c.observed_generation = wp.obj.metadata.generation;
         }
-        let mut ops: Vec<TxnOp> = state_write.into_iter().collect();
+        let mut ops = state_writes;
         if let Some(op) = objects::status_write(wp, &status)? {
             ops.push(op);
         } else if !ops.is_empty() {
@@ -402,11 +412,47 @@ impl PlacementController {
             return;
         }
         self.catalog.invalidate(&key.workspace);
-        let keys = self.index.lock().expect("lock").located_at(&key.workspace);
-        for k in keys {
-            queue.add(k);
+        if let Err(e) = self.requeue_located_at(&key.workspace, queue) {
+            tracing::warn!(location = %key.workspace, error = %e,
+                "reading the placements of a location failed; they see the change at their next reconcile");
         }
     }
+
+    /// Queues every placement located at `location` (read from the
+    /// `/tmc/placements-by-location` index, a page at a time).
+    fn requeue_located_at(
+        &self,
+        location: &Workspace,
+        queue: &WorkQueue<QueueKey>,
+    ) -> Result<(), ShardError> {
+        let prefix = Prefix::placements_at(location);
+        let mut opts = crate::store::ListOptions {
+            limit: 1000,
+            ..Default::default()
+        };
+        loop {
+            let page = self.shard.list(&prefix, &opts)?;
+            for r in &page.items {
+                if let Some(Key::PlacementAt {
+                    workspace, name, ..
+                }) = Key::decode(&r.key)
+                {
+                    queue.add(QueueKey::new(workspace, None, &name));
+                }
+            }
+            match page.continue_token {
+                Some(t) => opts.continue_token = Some(t),
+                None => return Ok(()),
+            }
+        }
+    }
+}
+
+/// Deletes the index entry of the placement `key` whose state was `old`.
+fn index_delete(key: &QueueKey, old: Option<&PlacementState>) -> Option<TxnOp> {
+    let location = Workspace::parse(&old?.location).ok()?;
+    let k = Key::placement_at(location, key.cluster.clone(), &key.name).ok()?;
+    Some(TxnOp::delete(k, Expectation::Any))
 }
 
 /// Mirrors `decision` into `status`; returns when to look again (the end
@@ -532,7 +578,6 @@ impl Controller for PlacementController {
         queue: WorkQueue<QueueKey>,
     ) -> Vec<BoxFuture<'static, ()>> {
         self.catalog.clear();
-        *self.index.lock().expect("lock") = Index::default();
         let this = self.clone();
         vec![Box::pin(async move {
             let q = queue.clone();
@@ -563,24 +608,121 @@ impl Controller for PlacementController {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shard::LocalShard;
+    use crate::store::{MemoryEngine, Store, StoreOptions};
+    use serde_json::json;
 
-    #[test]
-    fn the_index_finds_placements_by_location_and_follows_moves() {
-        let mut ix = Index::default();
-        let ws = |s: &str| Workspace::parse(s).unwrap();
-        let k1 = QueueKey::new(ws("root:a"), None, "p1");
-        let k2 = QueueKey::new(ws("root:b"), None, "p2");
-        ix.set(&k1, Some(&ws("root:compute")));
-        ix.set(&k2, Some(&ws("root:compute")));
-        let mut at = ix.located_at(&ws("root:compute"));
-        at.sort();
-        assert_eq!(at, vec![k1.clone(), k2.clone()]);
-        ix.set(&k1, Some(&ws("root:edge")));
-        assert_eq!(ix.located_at(&ws("root:compute")), vec![k2.clone()]);
-        assert_eq!(ix.located_at(&ws("root:edge")), vec![k1.clone()]);
-        ix.set(&k2, None);
-        assert!(ix.located_at(&ws("root:compute")).is_empty());
-        assert!(ix.located_at(&ws("root:nowhere")).is_empty());
+    fn ws(s: &str) -> Workspace {
+        Workspace::parse(s).unwrap()
+    }
+
+    async fn put(shard: &dyn Shard, key: ObjectKey, v: serde_json::Value) {
+        let op = TxnOp::put_json(key, serde_json::to_vec(&v).unwrap(), Expectation::Any);
+        shard.write(Txn::new(vec![op])).await.unwrap();
+    }
+
+    async fn placement(shard: &dyn Shard, tenant: &str, location: &str) {
+        let key = ObjectKey::cluster_scoped(resource(), ws(tenant), "web").unwrap();
+        put(
+            shard,
+            key,
+            json!({"apiVersion": "tmc.kcp.io/v1alpha1", "kind": "WorkloadPlacement",
+            "metadata": {"name": "web", "uid": "u1", "generation": 1},
+            "spec": {"locationWorkspace": location, "strategy": {"type": "Single"}}}),
+        )
+        .await;
+    }
+
+    fn located_at(shard: &dyn Shard, location: &str) -> Vec<String> {
+        let page = shard
+            .list(&Prefix::placements_at(&ws(location)), &Default::default())
+            .unwrap();
+        page.items
+            .iter()
+            .map(|r| String::from_utf8(r.key.clone()).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_location_index_lives_in_the_store_and_follows_moves_and_deletes() {
+        let st = Arc::new(Store::open(MemoryEngine::new(), StoreOptions::default()).unwrap());
+        let shard: Arc<dyn Shard> = Arc::new(LocalShard::new(st));
+        for (parent, name) in [("root", "east"), ("root", "west")] {
+            let k = crate::api::handlers::workspace_object_key(&ws(&format!("{parent}:{name}")))
+                .unwrap();
+            let Key::Object(k) = k else { unreachable!() };
+            put(&*shard, k, json!({"metadata": {"name": name}})).await;
+        }
+        placement(&*shard, "root:a", "root:east").await;
+        placement(&*shard, "root:b", "root:east").await;
+        let c = PlacementController::new(shard.clone(), PlacementOptions::default());
+        let (a, b) = (
+            QueueKey::new(ws("root:a"), None, "web"),
+            QueueKey::new(ws("root:b"), None, "web"),
+        );
+        for k in [&a, &b] {
+            c.reconcile_key(k).await.unwrap();
+            assert!(
+                located_at(&*shard, "root:east").is_empty(),
+                "first the finalizer"
+            );
+        }
+        let akey = ObjectKey::cluster_scoped(resource(), ws("root:a"), "web").unwrap();
+        let stored: Stored<serde_json::Value> = objects::read(&*shard, &akey).unwrap().unwrap();
+        assert_eq!(stored.raw["metadata"]["finalizers"], json!([FINALIZER]));
+        c.reconcile_key(&a).await.unwrap();
+        c.reconcile_key(&b).await.unwrap();
+        assert_eq!(
+            located_at(&*shard, "root:east"),
+            [
+                "/tmc/placements-by-location/root:east/root:a/web",
+                "/tmc/placements-by-location/root:east/root:b/web"
+            ]
+        );
+        let q = WorkQueue::new();
+        c.requeue_located_at(&ws("root:east"), &q).unwrap();
+        assert_eq!(
+            q.len(),
+            2,
+            "both placements located at root:east are queued"
+        );
+        // A move: the entry follows, in the same transaction as the state.
+        placement(&*shard, "root:a", "root:west").await;
+        c.reconcile_key(&a).await.unwrap(); // (the put dropped the finalizer)
+        c.reconcile_key(&a).await.unwrap();
+        assert_eq!(
+            located_at(&*shard, "root:east"),
+            ["/tmc/placements-by-location/root:east/root:b/web"]
+        );
+        assert_eq!(
+            located_at(&*shard, "root:west"),
+            ["/tmc/placements-by-location/root:west/root:a/web"]
+        );
+        // Deleted through the API (deletionTimestamp, kept by the
+        // finalizer): decision, entry and finalizer go, then the object.
+        let mut marked = objects::read::<serde_json::Value>(&*shard, &akey)
+            .unwrap()
+            .unwrap()
+            .raw;
+        marked["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        put(&*shard, akey.clone(), marked).await;
+        c.reconcile_key(&a).await.unwrap();
+        assert!(located_at(&*shard, "root:west").is_empty());
+        assert!(shard
+            .get(&Key::placement(ws("root:a"), "web").unwrap())
+            .unwrap()
+            .is_none());
+        assert!(shard.get(&akey.clone().into()).unwrap().is_none(), "gone");
+        // Removed without a finalizer (older objects): cleaned up too.
+        let bkey = ObjectKey::cluster_scoped(resource(), ws("root:b"), "web").unwrap();
+        let del = TxnOp::delete(bkey, Expectation::Any);
+        shard.write(Txn::new(vec![del])).await.unwrap();
+        c.reconcile_key(&b).await.unwrap();
+        assert!(located_at(&*shard, "root:east").is_empty());
+        assert!(shard
+            .get(&Key::placement(ws("root:b"), "web").unwrap())
+            .unwrap()
+            .is_none());
     }
 
     #[test]

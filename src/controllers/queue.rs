@@ -185,6 +185,24 @@ struct State<T> {
     stats: QueueStats,
 }
 
+/// Capacity a drained queue keeps; above it, the memory of a burst (a
+/// start-up scan queues every key of the shard) is given back once the
+/// queue is empty, so the queue's memory follows what is queued now, not
+/// the largest burst it ever held (tests/controllers_memory.rs).
+const KEEP_CAPACITY: usize = 1024;
+
+impl<T: Eq + Hash> State<T> {
+    fn release_burst_capacity(&mut self) {
+        if self.queue.capacity() > KEEP_CAPACITY {
+            self.queue.shrink_to(KEEP_CAPACITY);
+        }
+        if self.dirty.capacity() > KEEP_CAPACITY {
+            let keep = self.dirty.len().max(KEEP_CAPACITY);
+            self.dirty.shrink_to(keep);
+        }
+    }
+}
+
 struct Inner<T> {
     state: Mutex<State<T>>,
     /// Wakes workers blocked in `get`.
@@ -309,6 +327,9 @@ impl<T: Eq + Hash + Clone + Ord + Send + 'static> WorkQueue<T> {
                 if let Some(item) = s.queue.pop_front() {
                     s.dirty.remove(&item);
                     s.processing.insert(item.clone());
+                    if s.queue.is_empty() {
+                        s.release_burst_capacity();
+                    }
                     return Some(item);
                 }
                 if s.shutting_down {
@@ -409,6 +430,11 @@ async fn timer<T: Eq + Hash + Clone + Ord + Send + 'static>(inner: Arc<Inner<T>>
                 }
             }
             let next = s.waiting.peek().map(|Reverse((at, _, _))| *at);
+            if s.waiting.is_empty() && s.waiting.capacity() > KEEP_CAPACITY {
+                s.waiting.shrink_to(KEEP_CAPACITY);
+                let keep = s.deadlines.len().max(KEEP_CAPACITY);
+                s.deadlines.shrink_to(keep);
+            }
             drop(s);
             for item in due {
                 queue.add(item);
@@ -538,6 +564,30 @@ mod tests {
         q.forget(&7);
         assert_eq!(q.num_requeues(&7), 0);
         assert_eq!(q.stats().retries, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drained_queue_gives_back_the_memory_of_a_burst() {
+        let q: WorkQueue<u32> = WorkQueue::new();
+        for i in 0..100_000 {
+            q.add(i);
+        }
+        assert!(q.state().dirty.capacity() >= 100_000);
+        for _ in 0..100_000 {
+            let i = q.get().await.unwrap();
+            q.done(&i);
+        }
+        let s = q.state();
+        assert!(
+            s.queue.capacity() <= KEEP_CAPACITY,
+            "{}",
+            s.queue.capacity()
+        );
+        assert!(
+            s.dirty.capacity() <= 2 * KEEP_CAPACITY,
+            "{}",
+            s.dirty.capacity()
+        );
     }
 
     #[tokio::test(start_paused = true)]

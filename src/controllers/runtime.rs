@@ -1,15 +1,16 @@
 //! The controller runtime: controllers run on the shard's raft leader only.
 //!
-//! [`run`] watches [`Shard::is_leader`] (polled every 100 ms). When this
+//! [`run`] follows [`Shard::leadership`], a signal the raft event loop
+//! pushes whenever the node's role changes (no polling). When this
 //! node becomes leader it waits for a [`Shard::barrier`] — local state then
 //! holds every committed write — and starts a *term*: per controller a
 //! fresh [`WorkQueue`], the [`feed`] of its resource (a scan of local
 //! state, then the change log), any extra tasks the controller starts
 //! (e.g. a feed of a related resource), and its workers. When leadership
-//! is lost the term stops: queues shut down and every task is aborted. A
-//! write cut off mid-flight is harmless: every write is a compare-and-swap
-//! on the revision that was read, and the next leader starts from the
-//! replicated state with a scan.
+//! is lost the term stops at once: queues shut down and every task is
+//! aborted. A write cut off mid-flight is harmless: every write is a
+//! compare-and-swap on the revision that was read, and the next leader
+//! starts from the replicated state with a scan.
 //!
 //! Workers follow client-go's loop (`processNextWorkItem`): `get`,
 //! reconcile, then `forget` and optionally `add_after` on success, or
@@ -264,24 +265,33 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
-    let poll = Duration::from_millis(100);
+    let mut leadership = shard.leadership();
     loop {
-        // Follower: wait for leadership.
-        while !shard.is_leader() {
+        // Follower: wait until raft says this node leads.
+        while !*leadership.borrow_and_update() {
             tokio::select! {
                 _ = &mut stop => return,
-                _ = tokio::time::sleep(poll) => {}
+                changed = leadership.changed() => {
+                    if changed.is_err() {
+                        // The raft loop is gone: this node leads no more.
+                        stop.await;
+                        return;
+                    }
+                }
             }
         }
         // Local state must hold every committed write before the scan.
-        match shard.barrier().await {
-            Ok(_) if shard.is_leader() => {}
-            Ok(_) => continue,
-            Err(e) => {
-                tracing::debug!(error = %e, "barrier before starting controllers failed; retrying");
-                tokio::time::sleep(poll).await;
-                continue;
-            }
+        let barrier = tokio::select! {
+            _ = &mut stop => return,
+            b = shard.barrier() => b,
+        };
+        if let Err(e) = barrier {
+            tracing::debug!(error = %e, "barrier before starting controllers failed; retrying");
+            tokio::time::sleep(BARRIER_RETRY).await;
+            continue;
+        }
+        if leadership.has_changed().unwrap_or(true) {
+            continue; // The role moved during the barrier: look again.
         }
         tracing::info!(
             controllers = controllers.len(),
@@ -292,10 +302,11 @@ pub async fn run(
         let stopping = loop {
             tokio::select! {
                 _ = &mut stop => break true,
-                _ = tokio::time::sleep(poll) => {}
-            }
-            if !shard.is_leader() {
-                break false;
+                changed = leadership.changed() => {
+                    if changed.is_err() || !*leadership.borrow_and_update() {
+                        break false;
+                    }
+                }
             }
         };
         term.stop();
@@ -307,12 +318,15 @@ pub async fn run(
     }
 }
 
+/// Pause before retrying a failed barrier.
+const BARRIER_RETRY: Duration = Duration::from_millis(100);
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shard::LocalShard;
+    use crate::shard::{LocalShard, ShardError};
     use crate::store::{
-        Expectation, MemoryEngine, ObjectKey, Store, StoreOptions, Txn, TxnOp, Workspace,
+        Expectation, Key, MemoryEngine, ObjectKey, Store, StoreOptions, Txn, TxnOp, Workspace,
     };
     use std::sync::Mutex;
 
@@ -340,6 +354,106 @@ mod tests {
                 Ok(None)
             })
         }
+    }
+
+    /// A local shard whose leadership the test moves, as raft's event
+    /// loop would.
+    struct Led {
+        inner: LocalShard<MemoryEngine>,
+        leader: tokio::sync::watch::Sender<bool>,
+    }
+
+    impl Shard for Led {
+        fn write(&self, txn: Txn) -> BoxFuture<'_, Result<crate::store::Committed, ShardError>> {
+            self.inner.write(txn)
+        }
+        fn barrier(&self) -> BoxFuture<'_, Result<u64, ShardError>> {
+            self.inner.barrier()
+        }
+        fn get(&self, key: &Key) -> Result<Option<crate::store::Record>, ShardError> {
+            self.inner.get(key)
+        }
+        fn list(
+            &self,
+            prefix: &crate::store::Prefix,
+            opts: &crate::store::ListOptions,
+        ) -> Result<crate::store::ListPage, ShardError> {
+            self.inner.list(prefix, opts)
+        }
+        fn changes_since(
+            &self,
+            after: u64,
+            limit: usize,
+        ) -> Result<Vec<crate::store::Change>, ShardError> {
+            self.inner.changes_since(after, limit)
+        }
+        fn revision(&self) -> u64 {
+            self.inner.revision()
+        }
+        fn compacted_revision(&self) -> u64 {
+            self.inner.compacted_revision()
+        }
+        fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+            self.inner.subscribe()
+        }
+        fn leadership(&self) -> tokio::sync::watch::Receiver<bool> {
+            self.leader.subscribe()
+        }
+    }
+
+    /// Runs the tasks that are ready, without letting (paused) time move.
+    async fn settle() {
+        for _ in 0..200 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn terms_start_and_stop_on_the_pushed_leadership_signal_with_no_delay() {
+        let st = Arc::new(Store::open(MemoryEngine::new(), StoreOptions::default()).unwrap());
+        let shard = Arc::new(Led {
+            inner: LocalShard::new(st),
+            leader: tokio::sync::watch::Sender::new(false),
+        });
+        let rec = Arc::new(Recorder {
+            seen: Mutex::new(vec![]),
+        });
+        let k = ObjectKey::cluster_scoped(rec.resource(), Workspace::parse("root:a").unwrap(), "x")
+            .unwrap();
+        let put = Txn::new(vec![TxnOp::put_json(k, b"{}".to_vec(), Expectation::Any)]);
+        shard.write(put).await.unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let leader_gauge = |m: &Metrics| m.render().lines().any(|l| l == "tmc_controller_leader 1");
+        tokio::spawn(run(
+            shard.clone() as Arc<dyn Shard>,
+            vec![rec.clone() as Arc<dyn Controller>],
+            metrics.clone(),
+            std::future::pending(),
+        ));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(
+            rec.seen.lock().unwrap().is_empty(),
+            "a follower runs nothing"
+        );
+        assert!(!leader_gauge(&metrics));
+        let t0 = tokio::time::Instant::now();
+        shard.leader.send_replace(true);
+        settle().await;
+        assert_eq!(*rec.seen.lock().unwrap(), ["root:a|x"], "the term's scan");
+        assert!(leader_gauge(&metrics));
+        shard.leader.send_replace(false);
+        settle().await;
+        assert!(!leader_gauge(&metrics), "the term stopped");
+        assert_eq!(
+            tokio::time::Instant::now(),
+            t0,
+            "both moves took effect with no time passing: pushed, not polled"
+        );
+        // Leading again: a new term scans again.
+        shard.leader.send_replace(true);
+        settle().await;
+        assert_eq!(rec.seen.lock().unwrap().len(), 2);
+        assert!(leader_gauge(&metrics));
     }
 
     #[tokio::test]
@@ -386,9 +500,16 @@ mod tests {
             text.contains("tmc_controller_errors_total{controller=\"recorder\"} 2"),
             "{text}"
         );
-        assert!(text.contains("tmc_controller_leader 1"), "{text}");
+        // (Whole lines: the HELP text of the gauge starts with "1 while".)
+        assert!(
+            text.lines().any(|l| l == "tmc_controller_leader 1"),
+            "{text}"
+        );
         tx.send(()).unwrap();
         run.await.unwrap();
-        assert!(metrics.render().contains("tmc_controller_leader 0"));
+        assert!(metrics
+            .render()
+            .lines()
+            .any(|l| l == "tmc_controller_leader 0"));
     }
 }

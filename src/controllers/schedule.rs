@@ -306,8 +306,10 @@ impl Prepared {
         let mut candidates: Vec<(u64, u32, u32)> = Vec::with_capacity(keep.min(el.idx.len()));
         let bounded = keep < el.idx.len();
         if need > 0 {
+            // (Most decisions keep nothing: skip the search then.)
+            let keeps = !chosen.is_empty();
             for (&i, &v) in el.idx.iter().zip(&el.topo) {
-                if chosen.contains(&i) {
+                if keeps && chosen.contains(&i) {
                     continue;
                 }
                 let cand = (mix(ph ^ self.name_hash[i as usize]), i, v);

@@ -29,7 +29,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -167,7 +166,8 @@ pub struct Handle {
     /// KV addresses of the voters.
     pub kv_peers: BTreeMap<u64, String>,
     reads: Arc<dyn LocalReads>,
-    leader: Arc<AtomicBool>,
+    /// Set by the event loop when the node's role changes.
+    leader: tokio::sync::watch::Receiver<bool>,
     tls: Option<Arc<super::tls::PeerTls>>,
 }
 
@@ -195,7 +195,7 @@ pub async fn start<E: Engine>(
 ) -> Result<Handle, Box<dyn std::error::Error + Send + Sync>> {
     let node = Node::open(engine, node_cfg, StoreOptions::default())?;
     let reads: Arc<dyn LocalReads> = node.shared_store();
-    let leader = Arc::new(AtomicBool::new(false));
+    let (leader_tx, leader) = tokio::sync::watch::channel(false);
     let (tx, rx) = std_mpsc::channel::<Input>();
     let own = *cfg
         .peers
@@ -225,10 +225,9 @@ pub async fn start<E: Engine>(
         outbound.insert(peer, ptx);
     }
     let tick = cfg.tick;
-    let is_leader = leader.clone();
     std::thread::Builder::new()
         .name(format!("raft-{}", cfg.id))
-        .spawn(move || event_loop(node, rx, outbound, tick, is_leader))?;
+        .spawn(move || event_loop(node, rx, outbound, tick, leader_tx))?;
     Ok(Handle {
         tx,
         kv_peers: cfg.kv_peers,
@@ -629,7 +628,7 @@ fn event_loop<E: Engine>(
     rx: std_mpsc::Receiver<Input>,
     outbound: HashMap<u64, mpsc::Sender<Outbound>>,
     tick: Duration,
-    is_leader: Arc<AtomicBool>,
+    leadership: tokio::sync::watch::Sender<bool>,
 ) {
     let mut pending: HashMap<RequestId, Pending> = HashMap::new();
     // The leader's appends leave before its fsync (Node::send_early); the
@@ -738,12 +737,14 @@ fn event_loop<E: Engine>(
                 failed = true;
             }
         }
-        is_leader.store(!failed && node.is_leader(), AtomicOrdering::Relaxed);
         let early_lost =
             std::mem::take(&mut *unreachable.lock().unwrap_or_else(|p| p.into_inner()));
         for to in early_lost {
             node.report_unreachable(to);
         }
+        // Pushed to the controllers' runtime only when the role changes.
+        let leads = !failed && node.is_leader();
+        leadership.send_if_modified(|l| std::mem::replace(l, leads) != leads);
         for msg in node.take_messages() {
             let to = msg.to;
             if msg.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot {
@@ -1080,7 +1081,11 @@ impl Shard for Handle {
     }
 
     fn is_leader(&self) -> bool {
-        self.leader.load(AtomicOrdering::Relaxed)
+        *self.leader.borrow()
+    }
+
+    fn leadership(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.leader.clone()
     }
 }
 

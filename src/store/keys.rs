@@ -7,6 +7,7 @@
 //! /registry/{group}/{resource}/{workspace}/{namespace}/{name}   namespaced object
 //! /registry/{group}/{resource}/{workspace}/{name}               cluster-scoped object
 //! /tmc/placements/{workspace}/{placement}                       placement decision
+//! /tmc/placements-by-location/{location}/{workspace}/{placement}  placements of a location
 //! /tmc/sync/{location}|{cluster}/{workspace}/{group}/{resource}/[{namespace}/]{name}
 //! ```
 //!
@@ -25,6 +26,7 @@ use std::fmt;
 
 const REGISTRY: &str = "/registry/";
 const PLACEMENTS: &str = "/tmc/placements/";
+const PLACEMENTS_BY_LOCATION: &str = "/tmc/placements-by-location/";
 const SYNC: &str = "/tmc/sync/";
 
 /// The key segment used for the legacy (empty) API group.
@@ -189,6 +191,16 @@ pub enum Key {
         /// Name of the WorkloadPlacement.
         name: String,
     },
+    /// Index entry: the WorkloadPlacement `workspace`/`name` takes its
+    /// clusters from `location` (empty value).
+    PlacementAt {
+        /// The location workspace.
+        location: Workspace,
+        /// Workspace of the WorkloadPlacement.
+        workspace: Workspace,
+        /// Name of the WorkloadPlacement.
+        name: String,
+    },
     /// Sync state of one object on one physical cluster.
     Sync {
         /// The physical cluster.
@@ -209,6 +221,18 @@ impl Key {
             }
             Key::Placement { workspace, name } => {
                 s.push_str(PLACEMENTS);
+                s.push_str(workspace.as_str());
+                s.push('/');
+                s.push_str(name);
+            }
+            Key::PlacementAt {
+                location,
+                workspace,
+                name,
+            } => {
+                s.push_str(PLACEMENTS_BY_LOCATION);
+                s.push_str(location.as_str());
+                s.push('/');
                 s.push_str(workspace.as_str());
                 s.push('/');
                 s.push_str(name);
@@ -238,6 +262,16 @@ impl Key {
                 name: name.to_string(),
             });
         }
+        if let Some(rest) = s.strip_prefix(PLACEMENTS_BY_LOCATION) {
+            let (location, rest) = rest.split_once('/')?;
+            let (ws, name) = rest.split_once('/')?;
+            names::validate_path_segment("placement name", name).ok()?;
+            return Some(Key::PlacementAt {
+                location: Workspace::parse_any(location).ok()?,
+                workspace: Workspace::parse_any(ws).ok()?,
+                name: name.to_string(),
+            });
+        }
         if let Some(rest) = s.strip_prefix(SYNC) {
             let segments: Vec<&str> = rest.split('/').collect();
             let (cluster, tail) = segments.split_first()?;
@@ -258,6 +292,20 @@ impl Key {
     pub fn placement(workspace: Workspace, name: &str) -> Result<Key, NameError> {
         names::validate_dns_subdomain("placement name", name)?;
         Ok(Key::Placement {
+            workspace,
+            name: name.to_string(),
+        })
+    }
+
+    /// The index entry of a placement taking its clusters from `location`.
+    pub fn placement_at(
+        location: Workspace,
+        workspace: Workspace,
+        name: &str,
+    ) -> Result<Key, NameError> {
+        names::validate_dns_subdomain("placement name", name)?;
+        Ok(Key::PlacementAt {
+            location,
             workspace,
             name: name.to_string(),
         })
@@ -328,6 +376,11 @@ impl Prefix {
         Prefix(format!("{PLACEMENTS}{ws}/").into_bytes())
     }
 
+    /// The index entries of every placement located at `location`.
+    pub fn placements_at(location: &Workspace) -> Prefix {
+        Prefix(format!("{PLACEMENTS_BY_LOCATION}{location}/").into_bytes())
+    }
+
     /// All sync records of one physical cluster.
     pub fn sync_cluster(cluster: &ClusterRef) -> Prefix {
         Prefix(format!("{SYNC}{cluster}/").into_bytes())
@@ -393,6 +446,14 @@ mod tests {
         );
         let p = Key::placement(ws("root:acme"), "web-eu").unwrap();
         assert_eq!(p.encode(), b"/tmc/placements/root:acme/web-eu");
+        let at = Key::placement_at(ws("root:compute"), ws("root:acme"), "web-eu").unwrap();
+        assert_eq!(
+            at.encode(),
+            b"/tmc/placements-by-location/root:compute/root:acme/web-eu"
+        );
+        assert!(Prefix::placements_at(&ws("root:compute")).contains(&at.encode()));
+        assert!(!Prefix::placements_at(&ws("root:comp")).contains(&at.encode()));
+        assert!(!Prefix::placements(&ws("root:acme")).contains(&at.encode()));
         let s = Key::sync(
             ClusterRef {
                 workspace: ws("root:compute"),
@@ -458,6 +519,16 @@ mod tests {
                 workspace: Workspace::parse_any(&w.join(":")).unwrap(),
                 name: n,
             }),
+            (
+                prop::collection::vec(seg(), 1..3),
+                prop::collection::vec(seg(), 1..3),
+                seg()
+            )
+                .prop_map(|(l, w, n)| Key::PlacementAt {
+                    location: Workspace::parse_any(&l.join(":")).unwrap(),
+                    workspace: Workspace::parse_any(&w.join(":")).unwrap(),
+                    name: n,
+                }),
             (seg(), seg(), obj).prop_map(|(cw, cn, o)| Key::Sync {
                 cluster: ClusterRef {
                     workspace: Workspace::parse_any(&cw).unwrap(),

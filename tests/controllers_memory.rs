@@ -1,0 +1,284 @@
+//! The controllers hold no per-workspace watch or cache: the placement
+//! controller's memory stays flat while 100,000 workspaces, each with a
+//! WorkloadPlacement, are added and decided (issue 7).
+//!
+//! The controller runs through `controllers::runtime::run` (feed, queue,
+//! workers, catalog) over a `LocalShard` on a real RocksDB store in a
+//! temporary directory. A counting global allocator measures the live
+//! bytes of the Rust heap: controllers, queues, feeds, caches, the store's
+//! Rust side. RocksDB's own C++ allocations (block cache, memtables) do
+//! not go through it, so they do not blur the figure.
+//!
+//! Workspaces are added in batches of 5,000 (large store transactions);
+//! after each batch the test waits until the controller has decided every
+//! new placement (its `/tmc/placements` state exists and names a cluster)
+//! and its queue is quiet, then samples live bytes. Growth from 10,000 to
+//! 100,000 workspaces must stay under [`BOUND`]; a cache of even 100 bytes
+//! per workspace would add 9 MB. Two controls show the test can fail: the
+//! data written over the same span is many times the bound, and a
+//! 100-bytes-per-workspace map built in the test moves the counter by more
+//! than the bound.
+
+use serde_json::json;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tmc::controllers::placement::{PlacementController, PlacementOptions, PlacementState};
+use tmc::controllers::runtime::{self, Controller, Metrics};
+use tmc::shard::{LocalShard, Shard};
+use tmc::store::{
+    Expectation, GroupResource, Key, ObjectKey, RocksEngine, RocksOptions, Store, StoreOptions,
+    Txn, TxnOp, Workspace,
+};
+
+/// Live bytes allocated through the Rust allocator.
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+/// The system allocator, counting live bytes.
+struct Counting;
+
+// SAFETY: every call is forwarded unchanged to `System`; the counter is
+// only bookkeeping.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            LIVE.fetch_add(
+                new_size as isize - layout.size() as isize,
+                Ordering::Relaxed,
+            );
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn live() -> isize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// Allowed growth of live bytes from 10,000 to 100,000 workspaces.
+const BOUND: isize = 1 << 20;
+const TOTAL: usize = 100_000;
+const BATCH: usize = 5_000;
+/// Workspaces per store transaction (two objects each).
+const PER_TXN: usize = 2_500;
+const SAMPLES: [usize; 4] = [10_000, 25_000, 50_000, 100_000];
+const LOCATION: &str = "root:compute";
+
+fn gr(group: &str, resource: &str) -> GroupResource {
+    GroupResource::new(group, resource).unwrap()
+}
+
+fn put(key: ObjectKey, v: serde_json::Value, written: &mut usize) -> TxnOp {
+    let bytes = serde_json::to_vec(&v).unwrap();
+    *written += bytes.len();
+    TxnOp::put_json(key, bytes, Expectation::Absent)
+}
+
+fn workspace(name: &str, written: &mut usize) -> TxnOp {
+    let root = Workspace::parse("root").unwrap();
+    put(
+        ObjectKey::cluster_scoped(gr("tenancy.kcp.io", "workspaces"), root, name).unwrap(),
+        json!({"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace",
+               "metadata": {"name": name, "uid": uuid::Uuid::new_v4().to_string(),
+                            "creationTimestamp": "2026-01-01T00:00:00Z", "generation": 1},
+               "spec": {}, "status": {"phase": "Ready"}}),
+        written,
+    )
+}
+
+fn tenant(i: usize) -> Workspace {
+    Workspace::parse(&format!("root:t{i}")).unwrap()
+}
+
+/// The reconciles counted so far, from the controller's metrics.
+fn reconciles(m: &Metrics) -> u64 {
+    m.render()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("tmc_controller_reconciles_total{controller=\"workloadplacement\"} ")
+        })
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_controller_memory_stays_flat_over_100000_workspaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = RocksEngine::open(&dir.path().join("db"), &RocksOptions::default()).unwrap();
+    let st = Arc::new(
+        Store::open(
+            engine,
+            StoreOptions {
+                sync: false,
+                changes_retention: 10_000,
+            },
+        )
+        .unwrap(),
+    );
+    let shard: Arc<dyn Shard> = Arc::new(LocalShard::new(st.clone()));
+    let mut written = 0usize;
+
+    // The location workspace with three Ready clusters.
+    let location = Workspace::parse(LOCATION).unwrap();
+    let mut ops = vec![workspace("compute", &mut written)];
+    for i in 0..3 {
+        let name = format!("cluster-{i}");
+        ops.push(put(
+            ObjectKey::cluster_scoped(
+                tmc::controllers::cluster::resource(),
+                location.clone(),
+                &name,
+            )
+            .unwrap(),
+            json!({"apiVersion": "tmc.kcp.io/v1alpha1", "kind": "ClusterRegistration",
+                   "metadata": {"name": name, "uid": uuid::Uuid::new_v4().to_string(),
+                                "creationTimestamp": "2026-01-01T00:00:00Z", "generation": 1,
+                                "labels": {"zone": format!("z{i}")}},
+                   "spec": {"apiEndpoint": format!("https://10.0.0.{i}:6443"),
+                            "credentialsSecretRef": {"namespace": "tmc-system", "name": name}},
+                   "status": {"conditions": [
+                       {"type": "Ready", "status": "True", "reason": "Ready", "message": "",
+                        "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}),
+            &mut written,
+        ));
+    }
+    shard.write(Txn::new(ops)).await.unwrap();
+
+    let ctrl: Arc<dyn Controller> = Arc::new(PlacementController::new(
+        shard.clone(),
+        PlacementOptions {
+            catalog_ttl: Duration::from_secs(3600),
+            workers: 2,
+        },
+    ));
+    let metrics = Arc::new(Metrics::new());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(runtime::run(
+        shard.clone(),
+        vec![ctrl],
+        metrics.clone(),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+
+    let placements = tmc::controllers::placement::resource();
+    let started = Instant::now();
+    let mut decided = 0usize;
+    let mut samples: Vec<(usize, isize, usize)> = Vec::new();
+    while decided < TOTAL {
+        let from = decided;
+        for chunk in (from..from + BATCH).step_by(PER_TXN) {
+            let mut ops = Vec::with_capacity(2 * PER_TXN);
+            for i in chunk..chunk + PER_TXN {
+                ops.push(workspace(&format!("t{i}"), &mut written));
+                let strategy = if i % 2 == 0 {
+                    json!({"type": "Single"})
+                } else {
+                    json!({"type": "Spread", "clusters": 2, "topologyKey": "zone"})
+                };
+                ops.push(put(
+                    ObjectKey::cluster_scoped(placements.clone(), tenant(i), "web").unwrap(),
+                    json!({"apiVersion": "tmc.kcp.io/v1alpha1", "kind": "WorkloadPlacement",
+                           "metadata": {"name": "web", "uid": uuid::Uuid::new_v4().to_string(),
+                                        "creationTimestamp": "2026-01-01T00:00:00Z",
+                                        "generation": 1},
+                           "spec": {"locationWorkspace": LOCATION, "strategy": strategy}}),
+                    &mut written,
+                ));
+            }
+            shard.write(Txn::new(ops)).await.unwrap();
+        }
+        // Wait until the controller decided every new placement.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while decided < from + BATCH {
+            let key = Key::placement(tenant(decided), "web").unwrap();
+            match shard.get(&key).unwrap() {
+                Some(rec) => {
+                    let s = PlacementState::decode(&rec.value).expect("a placement state");
+                    assert!(!s.clusters.is_empty(), "t{decided} is bound: {s:?}");
+                    decided += 1;
+                }
+                None => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "placement of t{decided} not decided within 120 s"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        // ...and its queue is quiet (its own status writes come back
+        // through the feed once more).
+        let mut last = reconciles(&metrics);
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = reconciles(&metrics);
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        if SAMPLES.contains(&decided) {
+            let bytes = live();
+            eprintln!(
+                "{decided} workspaces decided after {:.1} s: {bytes} live bytes, {written} bytes written",
+                started.elapsed().as_secs_f64()
+            );
+            samples.push((decided, bytes, written));
+        }
+    }
+    stop_tx.send(()).unwrap();
+    run.await.unwrap();
+
+    let (_, at_10k, written_10k) = samples[0];
+    let (_, at_100k, written_100k) = *samples.last().unwrap();
+    let growth = at_100k - at_10k;
+    let data = (written_100k - written_10k) as isize;
+    eprintln!("growth 10k -> 100k: {growth} bytes (bound {BOUND}); data written meanwhile: {data} bytes; samples {samples:?}");
+
+    // Control 1: the data the controller read, decided and wrote over the
+    // span is many times the bound: keeping any of it per workspace fails.
+    assert!(
+        data > 20 * BOUND,
+        "data written {data} is not large next to the bound"
+    );
+    // Control 2: the counter sees a per-workspace cache of 100 bytes.
+    let before = live();
+    let cache: HashMap<usize, [u8; 84]> = (0..90_000).map(|i| (i, [0u8; 84])).collect();
+    let cache_bytes = live() - before;
+    drop(cache);
+    assert!(
+        cache_bytes > BOUND,
+        "a 100-byte-per-workspace cache counts {cache_bytes} bytes, under the bound"
+    );
+
+    assert!(
+        growth < BOUND,
+        "controller memory grew by {growth} bytes from 10,000 to 100,000 workspaces \
+         (bound {BOUND}; samples {samples:?})"
+    );
+}
