@@ -266,6 +266,8 @@ pub struct SyncCore {
 
 #[derive(Default)]
 struct TermState {
+    /// Counts terms, so that a late clean-up of one term leaves the next alone.
+    id: u64,
     queues: HashMap<GroupResource, WorkQueue<QueueKey>>,
     clusters: HashMap<ClusterRef, Arc<ClusterSyncer>>,
     spawn: Option<tokio::sync::mpsc::UnboundedSender<BoxFuture<'static, ()>>>,
@@ -518,6 +520,9 @@ impl SyncCore {
         };
         let desired = self.desired(&okey, &obj.raw)?;
         let listed = listed_clusters(&obj.raw);
+        if listed.is_empty() && desired.clusters.is_empty() {
+            return Ok(None); // not placed, never was: not a write to make
+        }
         let mut keep: BTreeSet<ClusterRef> = listed.union(&desired.clusters).cloned().collect();
         let mut records = BTreeMap::new();
         for c in &listed {
@@ -759,17 +764,20 @@ impl Controller for SyncController {
             for s in old.clusters.values() {
                 s.queue().shut_down();
             }
+            t.id = old.id + 1;
             t.spawn = Some(tx);
+            let id = t.id;
             // Runs the cluster syncers of this term; aborting it (the term
             // ends) drops the set, which aborts them.
             let core = self.core.clone();
             tasks.push(Box::pin(async move {
-                let _guard = ShutDownOnDrop(core);
+                let _guard = ShutDownOnDrop(core, id);
                 let mut set = tokio::task::JoinSet::new();
                 loop {
                     tokio::select! {
                         Some(f) = rx.recv() => { set.spawn(f); }
                         Some(_) = set.join_next(), if !set.is_empty() => {}
+                        else => return,
                     }
                 }
             }));
@@ -788,12 +796,16 @@ impl Controller for SyncController {
     }
 }
 
-/// Shuts the cluster queues of a term down when its supervisor is aborted.
-struct ShutDownOnDrop(Arc<SyncCore>);
+/// Shuts the cluster queues of term `.1` down when its supervisor is
+/// aborted (unless a new term has already replaced it).
+struct ShutDownOnDrop(Arc<SyncCore>, u64);
 
 impl Drop for ShutDownOnDrop {
     fn drop(&mut self) {
         let mut t = self.0.term.lock().expect("lock");
+        if t.id != self.1 {
+            return;
+        }
         for s in t.clusters.values() {
             s.queue().shut_down();
         }
