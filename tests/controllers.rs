@@ -160,19 +160,7 @@ async fn registrations_heartbeats_and_placements_across_failover_and_cluster_dea
     let members = TestEnv::shared();
     // Its own cluster, to stop without disturbing the shared ones.
     let mut doomed_env = TestEnv::start(1);
-    let mut shard = Shard::start_with(
-        &[
-            "--probe-interval",
-            "1s",
-            "--heartbeat-threshold",
-            "4s",
-            "--probe-timeout",
-            "2s",
-            "--catalog-ttl",
-            "2s",
-        ],
-        "",
-    );
+    let mut shard = Shard::start_with(common::shard::FAST_CONTROLLERS, "");
     for (i, c) in members.clients().await.into_iter().enumerate() {
         add_node(c, &format!("node-{i}")).await;
     }

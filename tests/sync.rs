@@ -594,19 +594,7 @@ fn signal_apiserver(env: &TestEnv, sig: libc::c_int) {
 async fn a_dead_clusters_workloads_move_and_its_stale_copies_go_when_it_returns() {
     let env = TestEnv::shared();
     let mut doomed = TestEnv::start(1);
-    let shard = Shard::start_with(
-        &[
-            "--probe-interval",
-            "1s",
-            "--heartbeat-threshold",
-            "4s",
-            "--probe-timeout",
-            "2s",
-            "--catalog-ttl",
-            "1s",
-        ],
-        "",
-    );
+    let shard = Shard::start_with(common::shard::FAST_CONTROLLERS, "");
     let (via, _) = shard.followers();
     let root = shard.client(via, "root").await;
     // Only the doomed cluster at first, so the Single placement picks it.

@@ -40,23 +40,11 @@ pub fn scan(
     gr: &GroupResource,
     sink: &mut dyn FnMut(ObjectKey),
 ) -> Result<u64, ShardError> {
-    let prefix = Prefix::resource(gr);
-    let mut opts = ListOptions {
-        limit: SCAN_PAGE,
-        ..Default::default()
-    };
-    loop {
-        let page = shard.list(&prefix, &opts)?;
-        for r in &page.items {
-            if let Some(k) = object_key(gr, &r.key) {
-                sink(k);
-            }
+    scan_prefix(shard, &Prefix::resource(gr), &mut |k| {
+        if &k.gr == gr {
+            sink(k)
         }
-        match page.continue_token {
-            Some(t) => opts.continue_token = Some(t),
-            None => return Ok(page.revision),
-        }
-    }
+    })
 }
 
 /// Calls `sink` with every object under `prefix` (from local state).

@@ -31,6 +31,20 @@ pub struct Shard {
     extra_args: Vec<String>,
 }
 
+/// Controller timings that let tests see a dead member cluster in
+/// seconds: probes every second, unhealthy after 4 s, a probe may take
+/// 2 s, the placement catalog cached for 1 s.
+pub const FAST_CONTROLLERS: &[&str] = &[
+    "--probe-interval",
+    "1s",
+    "--heartbeat-threshold",
+    "4s",
+    "--probe-timeout",
+    "2s",
+    "--catalog-ttl",
+    "1s",
+];
+
 fn tmc() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tmc"))
 }
