@@ -13,8 +13,6 @@ use common::testenv::{eventually, TestEnv};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::{json, Value};
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -38,24 +36,6 @@ fn registrations(c: &kube::Client) -> Api<DynamicObject> {
 
 fn placements(c: &kube::Client) -> Api<DynamicObject> {
     Api::all_with(c.clone(), &ar("WorkloadPlacement", "workloadplacements"))
-}
-
-/// `tmc cluster register` against node `id` of the shard.
-fn register(shard: &Shard, id: u64, name: &str, kubeconfig: &Path, labels: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tmc"))
-        .args(["cluster", "register", name, "--workspace", "root"])
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .arg("--admin-kubeconfig")
-        .arg(shard.kubeconfig(id, "root"))
-        .args(["--label", labels])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "tmc cluster register {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A Node with capacity in a member cluster (the test clusters have no
@@ -172,27 +152,9 @@ async fn registrations_heartbeats_and_placements_across_failover_and_cluster_dea
     let regs = registrations(&client);
     let wps = placements(&client);
 
-    register(
-        &shard,
-        via,
-        "east",
-        members.kubeconfig(0),
-        "pool=stable,zone=a",
-    );
-    register(
-        &shard,
-        via,
-        "west",
-        members.kubeconfig(1),
-        "pool=stable,zone=b",
-    );
-    register(
-        &shard,
-        via,
-        "doomed",
-        doomed_env.kubeconfig(0),
-        "pool=flaky,zone=c",
-    );
+    shard.register_cluster(via, "east", members.kubeconfig(0), "pool=stable,zone=a");
+    shard.register_cluster(via, "west", members.kubeconfig(1), "pool=stable,zone=b");
+    shard.register_cluster(via, "doomed", doomed_env.kubeconfig(0), "pool=flaky,zone=c");
     // A kubeconfig with a token the cluster does not know.
     let bad = shard.dir.path().join("bad.kubeconfig");
     let text = std::fs::read_to_string(members.kubeconfig(0)).unwrap();
@@ -208,7 +170,7 @@ async fn registrations_heartbeats_and_placements_across_failover_and_cluster_dea
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(&bad, bad_text).unwrap();
-    register(&shard, via, "badcreds", &bad, "pool=none");
+    shard.register_cluster(via, "badcreds", &bad, "pool=none");
 
     for name in ["east", "west", "doomed"] {
         let o = wait_condition(&regs, name, "Ready", "True", Some("Ready")).await;

@@ -12,7 +12,6 @@ use common::testenv::{eventually, TestEnv};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::{json, Value};
-use std::process::Command;
 use std::time::Duration;
 use tmc::controllers::sync::mapping::downstream_namespace;
 use tmc::store::Workspace;
@@ -107,23 +106,6 @@ fn placement() -> DynamicObject {
     }))
 }
 
-fn register(shard: &Shard, id: u64, name: &str, kubeconfig: &std::path::Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tmc"))
-        .args(["cluster", "register", name, "--workspace", "root"])
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .arg("--admin-kubeconfig")
-        .arg(shard.kubeconfig(id, "root"))
-        .args(["--label", "pool=stable"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "tmc cluster register {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn ws(s: &str) -> Workspace {
     Workspace::parse(s).unwrap()
 }
@@ -191,8 +173,8 @@ async fn workloads_sync_down_status_comes_up_drift_is_repaired_and_deletes_clean
     );
     let (via, _) = shard.followers();
     let root = shard.client(via, "root").await;
-    register(&shard, via, "east", env.kubeconfig(0));
-    register(&shard, via, "west", env.kubeconfig(1));
+    shard.register_cluster(via, "east", env.kubeconfig(0), "pool=stable");
+    shard.register_cluster(via, "west", env.kubeconfig(1), "pool=stable");
     let workspaces: Api<DynamicObject> = Api::all_with(
         root.clone(),
         &ar("tenancy.kcp.io", "v1alpha1", "Workspace", "workspaces"),
@@ -598,7 +580,7 @@ async fn a_dead_clusters_workloads_move_and_its_stale_copies_go_when_it_returns(
     let (via, _) = shard.followers();
     let root = shard.client(via, "root").await;
     // Only the doomed cluster at first, so the Single placement picks it.
-    register(&shard, via, "doomed", doomed.kubeconfig(0));
+    shard.register_cluster(via, "doomed", doomed.kubeconfig(0), "pool=stable");
     let wps: Api<DynamicObject> = Api::all_with(
         root.clone(),
         &ar(
@@ -625,7 +607,7 @@ async fn a_dead_clusters_workloads_move_and_its_stale_copies_go_when_it_returns(
         .unwrap();
     let dead = doomed.client(0).await;
     wait_downstream_replicas(std::slice::from_ref(&dead), "root", "mover", 1).await;
-    register(&shard, via, "healthy", env.kubeconfig(0));
+    shard.register_cluster(via, "healthy", env.kubeconfig(0), "pool=stable");
     let healthy = env.client(0).await;
 
     signal_apiserver(&doomed, libc::SIGSTOP);

@@ -41,14 +41,7 @@ pub fn read<T: DeserializeOwned>(
     };
     let raw: Value = serde_json::from_slice(&rec.value)
         .map_err(|e| format!("stored object {} is not JSON: {e}", key_str(key)))?;
-    let mut with_rv = raw.clone();
-    if let Some(m) = with_rv.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.insert(
-            "resourceVersion".into(),
-            Value::String(rec.mod_revision.to_string()),
-        );
-    }
-    let obj = serde_json::from_value(with_rv)
+    let obj = serde_json::from_value(with_resource_version(&raw, rec.mod_revision))
         .map_err(|e| format!("stored object {} does not decode: {e}", key_str(key)))?;
     Ok(Some(Stored {
         key: key.clone(),
@@ -56,6 +49,18 @@ pub fn read<T: DeserializeOwned>(
         raw,
         obj,
     }))
+}
+
+/// The stored JSON as the API shows it: with `metadata.resourceVersion`.
+fn with_resource_version(raw: &Value, revision: u64) -> Value {
+    let mut v = raw.clone();
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.insert(
+            "resourceVersion".into(),
+            Value::String(revision.to_string()),
+        );
+    }
+    v
 }
 
 fn key_str(k: &ObjectKey) -> String {
@@ -68,13 +73,7 @@ pub fn status_write<T, S: Serialize>(
     stored: &Stored<T>,
     status: &S,
 ) -> Result<Option<TxnOp>, String> {
-    let mut old = stored.raw.clone();
-    if let Some(m) = old.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.insert(
-            "resourceVersion".into(),
-            Value::String(stored.revision.to_string()),
-        );
-    }
+    let old = with_resource_version(&stored.raw, stored.revision);
     let mut new = old.clone();
     new["status"] = serde_json::to_value(status).map_err(|e| e.to_string())?;
     let Some(patch) = committer::plan(&old, &new).map_err(|e| e.to_string())? else {
@@ -138,13 +137,7 @@ pub fn finalizer_write<T>(
     } else {
         finalizers.retain(|f| f != finalizer);
     }
-    let mut old = stored.raw.clone();
-    if let Some(m) = old.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.insert(
-            "resourceVersion".into(),
-            Value::String(stored.revision.to_string()),
-        );
-    }
+    let old = with_resource_version(&stored.raw, stored.revision);
     let mut new = old.clone();
     if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
         if finalizers.is_empty() {

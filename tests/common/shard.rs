@@ -166,6 +166,25 @@ impl Shard {
         }
     }
 
+    /// `tmc cluster register NAME --workspace root --label LABELS` with
+    /// `kubeconfig`, through node `id`.
+    pub fn register_cluster(&self, id: u64, name: &str, kubeconfig: &Path, labels: &str) {
+        let out = tmc()
+            .args(["cluster", "register", name, "--workspace", "root"])
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg("--admin-kubeconfig")
+            .arg(self.kubeconfig(id, "root"))
+            .args(["--label", labels])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tmc cluster register {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// `https://127.0.0.1:PORT` of node `id`.
     pub fn server(&self, id: u64) -> String {
         format!("https://127.0.0.1:{}", self.api[(id - 1) as usize])

@@ -538,7 +538,7 @@ impl SyncCore {
         }
         let new = self.next_object(gr, &obj, &keep, &desired, &records);
         if new != obj.raw {
-            let op = if deleting(&new) && objects_finalizers(&new).is_empty() {
+            let op = if deleting(&new) && crate::api::object::finalizers(&new).is_empty() {
                 TxnOp::delete(okey.clone(), Expectation::ModRevision(obj.revision))
             } else {
                 let bytes = serde_json::to_vec(&new).map_err(|e| e.to_string())?;
@@ -714,15 +714,6 @@ impl SyncCore {
         new["status"] = status;
         new
     }
-}
-
-fn objects_finalizers(obj: &Value) -> Vec<String> {
-    obj["metadata"]["finalizers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|f| f.as_str().map(str::to_string))
-        .collect()
 }
 
 fn namespaces() -> GroupResource {
