@@ -3,7 +3,10 @@
 //! `resourceVersion=0`, served from the follower's own state) shows the
 //! state before the install or the state after it, never a half-copied
 //! one; every watch open on the follower across the install either goes
-//! on without a gap or ends with 410 Expired, never silently.
+//! on without a gap or ends with 410 Expired, never silently. Two rounds:
+//! one where the leader's change log no longer covers the follower's
+//! revision (every watch gets 410), one where it does (every watch goes
+//! on, and its events turn the old state into the new one).
 
 mod common;
 #[path = "common/watch_client.rs"]
@@ -44,12 +47,6 @@ fn state_of(list: &Value) -> State {
     (rv_of(list), items)
 }
 
-fn log_has(s: &Shard, id: u64, what: &str) -> bool {
-    std::fs::read_to_string(s.log_path(id))
-        .unwrap_or_default()
-        .contains(what)
-}
-
 /// What one watcher on the follower saw.
 #[derive(Debug, Default)]
 struct Watched {
@@ -63,39 +60,23 @@ struct Watched {
     silent_end: bool,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_follower_installing_a_snapshot_is_never_torn_for_readers() {
-    // A short raft log and a short change log: the follower that misses
-    // more than 20 entries catches up by snapshot, and the leader's change
-    // log no longer reaches back to the follower's revision.
-    let mut s = Shard::start_with(
-        &[
-            "--no-controllers",
-            "--log-compact-threshold",
-            "20",
-            "--changes-retention",
-            "100",
-        ],
-        "",
-    );
-    let (behind, _) = s.followers();
-    let leader = s.leader();
-    let l = Client::new(&s, leader);
-    for ns in ["a-bulk", "z-probe"] {
-        l.must(
-            "POST",
-            "/clusters/root/api/v1/namespaces",
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-            201,
-        )
-        .await;
-    }
-    for i in 0..5 {
-        l.must("POST", PROBES, cm(&format!("p{i}"), "old"), 201)
-            .await;
-    }
+/// The follower's state is `old`; while it is down the probes move to
+/// `tag`, `bulk` values of 256 KiB land in a namespace whose keys sort
+/// before the probes' (a long install, copied first), then `small` small
+/// writes. It comes back and catches up by snapshot while clients list it
+/// at resourceVersion=0 and watch it from its old revision. Returns what
+/// the watchers saw and the state after.
+async fn round(
+    s: &mut Shard,
+    leader: u64,
+    behind: u64,
+    tag: &str,
+    bulk: u64,
+    small: u64,
+) -> (Vec<Watched>, State) {
+    let l = Client::new(s, leader);
+    let f = Client::new(s, behind);
     // The follower has everything (a linearizable list there), then stops.
-    let f = Client::new(&s, behind);
     f.must("GET", PROBES, Value::Null, 200).await;
     let old = state_of(
         &f.must(
@@ -106,39 +87,42 @@ async fn a_follower_installing_a_snapshot_is_never_torn_for_readers() {
         )
         .await,
     );
-    assert_eq!(old.1.len(), 5);
     s.kill(behind);
 
-    // Meanwhile: the probes change, and 32 MiB land in a namespace whose
-    // keys sort before the probes' (a long install, copied first), and
-    // more than the change log's window of small writes follows.
-    for i in 0..4 {
+    let names: Vec<String> = old.1.keys().cloned().collect();
+    for n in &names[1..] {
         l.must(
             "PATCH",
-            &format!("{PROBES}/p{i}"),
-            json!({"data": {"k": "new"}}),
+            &format!("{PROBES}/{n}"),
+            json!({"data": {"k": tag}}),
             200,
         )
         .await;
     }
-    l.must("DELETE", &format!("{PROBES}/p4"), Value::Null, 200)
+    l.must(
+        "DELETE",
+        &format!("{PROBES}/{}", names[0]),
+        Value::Null,
+        200,
+    )
+    .await;
+    l.must("POST", PROBES, cm(&format!("p-{tag}"), tag), 201)
         .await;
-    l.must("POST", PROBES, cm("p5", "new"), 201).await;
     let mut tasks = Vec::new();
     for t in 0..4u64 {
-        let l = l.clone();
+        let (l, tag) = (l.clone(), tag.to_string());
         tasks.push(tokio::spawn(async move {
-            for i in (t..128).step_by(4) {
+            for i in (t..bulk).step_by(4) {
                 l.must(
                     "POST",
                     BULK,
-                    cm(&format!("b{i:03}"), &noise(i, 256 << 10)),
+                    cm(&format!("{tag}-b{i:03}"), &noise(i, 256 << 10)),
                     201,
                 )
                 .await;
             }
-            for i in 0..40 {
-                l.must("POST", BULK, cm(&format!("small-{t}-{i}"), "x"), 201)
+            for i in (t..small).step_by(4) {
+                l.must("POST", BULK, cm(&format!("{tag}-s{i}"), "x"), 201)
                     .await;
             }
         }));
@@ -151,6 +135,10 @@ async fn a_follower_installing_a_snapshot_is_never_torn_for_readers() {
 
     // Readers on the follower from the moment it starts: lists at
     // resourceVersion=0 in a loop, and watches from the old revision.
+    let installs = std::fs::read_to_string(s.log_path(behind))
+        .unwrap_or_default()
+        .matches("installed a raft snapshot")
+        .count();
     s.spawn(behind);
     let stop = Arc::new(AtomicBool::new(false));
     let mut listers = Vec::new();
@@ -183,7 +171,7 @@ async fn a_follower_installing_a_snapshot_is_never_torn_for_readers() {
     }
     let mut watchers = Vec::new();
     for _ in 0..3 {
-        let (f, old) = (f.clone(), old.clone());
+        let (f, old, tag) = (f.clone(), old.clone(), tag.to_string());
         watchers.push(tokio::spawn(async move {
             let deadline = Instant::now() + WAIT;
             let mut w = loop {
@@ -205,6 +193,7 @@ async fn a_follower_installing_a_snapshot_is_never_torn_for_readers() {
                 state: old.1.clone(),
                 ..Default::default()
             };
+            let end = format!("end-{tag}");
             loop {
                 let Some(ev) = w.next(WAIT).await else {
                     seen.silent_end = true;
@@ -217,7 +206,7 @@ async fn a_follower_installing_a_snapshot_is_never_torn_for_readers() {
                     .to_string();
                 let data = ev["object"]["data"]["k"].as_str().unwrap_or("").to_string();
                 match kind.as_str() {
-                    "ADDED" | "MODIFIED" if name == "end" => {
+                    "ADDED" | "MODIFIED" if name == end => {
                         seen.reached_end = true;
                         return seen;
                     }
@@ -239,7 +228,12 @@ async fn a_follower_installing_a_snapshot_is_never_torn_for_readers() {
 
     // The follower installs the leader's snapshot and catches up.
     let deadline = Instant::now() + WAIT;
-    while !log_has(&s, behind, "installed a raft snapshot") {
+    while std::fs::read_to_string(s.log_path(behind))
+        .unwrap_or_default()
+        .matches("installed a raft snapshot")
+        .count()
+        == installs
+    {
         assert!(
             Instant::now() < deadline,
             "node {behind} installed no snapshot"
@@ -261,7 +255,9 @@ async fn a_follower_installing_a_snapshot_is_never_torn_for_readers() {
         "the lists did not span the install ({saw_old} old, {saw_new} new)"
     );
     // A last probe change: a watcher that went on sees it.
-    l.must("POST", PROBES, cm("end", "x"), 201).await;
+    l.must("POST", PROBES, cm(&format!("end-{tag}"), "x"), 201)
+        .await;
+    let mut seen = Vec::new();
     for t in watchers {
         let w = t.await.unwrap();
         eprintln!(
@@ -286,5 +282,57 @@ async fn a_follower_installing_a_snapshot_is_never_torn_for_readers() {
                 );
             }
         }
+        seen.push(w);
     }
+    let after = state_of(&l.must("GET", PROBES, Value::Null, 200).await);
+    (seen, after)
+}
+
+/// Round 1: the leader's change log no longer reaches back to the
+/// follower's revision, so every watch across the install ends with 410.
+/// Round 2: it still does, so every watch goes on without a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_installing_a_snapshot_is_never_torn_for_readers() {
+    // A short raft log and a short change log: a follower that misses
+    // more than 20 entries catches up by snapshot; one that misses more
+    // than about 100 revisions is also behind the change log.
+    let mut s = Shard::start_with(
+        &[
+            "--no-controllers",
+            "--log-compact-threshold",
+            "20",
+            "--changes-retention",
+            "100",
+        ],
+        "",
+    );
+    let (behind, _) = s.followers();
+    let leader = s.leader();
+    let l = Client::new(&s, leader);
+    for ns in ["a-bulk", "z-probe"] {
+        l.must(
+            "POST",
+            "/clusters/root/api/v1/namespaces",
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            201,
+        )
+        .await;
+    }
+    for i in 0..5 {
+        l.must("POST", PROBES, cm(&format!("p{i}"), "old"), 201)
+            .await;
+    }
+    // 32 MiB and 160 more revisions: past the change log's window.
+    let (watched, _) = round(&mut s, leader, behind, "one", 128, 160).await;
+    assert!(
+        watched.iter().all(|w| w.expired.is_some()),
+        "a watch from a compacted revision went on: {watched:?}"
+    );
+    // 8 MiB and 40 more revisions: more than the raft log keeps, inside
+    // the change log's window.
+    let (watched, _) = round(&mut s, leader, behind, "two", 32, 40).await;
+    assert!(
+        watched.iter().all(|w| w.reached_end),
+        "a watch inside the change log's window did not go on: {watched:?}"
+    );
 }
