@@ -37,6 +37,15 @@
 //! snapshots and backups only ever hold ciphertext, while the API and the
 //! controllers above see plain objects.
 //!
+//! **A value that cannot be decrypted** (its key was removed from the
+//! config, or the ciphertext is damaged) fails only the requests that read
+//! it: a get or list that returns it answers 500 with an error naming the
+//! store key and the encryption key (`encrypted with key "key1", which the
+//! encryption config does not hold`). In the change feed it is one change
+//! marked [`Change::unreadable`], so a watch whose range holds that Secret
+//! ends with an ERROR event saying the same, while every other watch (of
+//! other Secrets, other kinds, other tenants) goes on.
+//!
 //! **Rotation.** Put the new key first and restart (or let the file be
 //! reloaded: [`EncryptedShard::watch`]); records whose stored
 //! form is not under the current write key are marked
@@ -456,17 +465,24 @@ impl Shard for EncryptedShard {
         Ok(page)
     }
 
+    /// One change that cannot be decrypted does not fail the others: it
+    /// comes with [`Change::unreadable`] set (naming the store key and the
+    /// encryption key) and the unreadable value left out, so that only the
+    /// readers it concerns (a watch of that Secret) fail, not every watch
+    /// and controller that reads the change log.
     fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>, ShardError> {
         let keys = self.keys();
-        self.inner
-            .changes_since(after, limit)?
-            .into_iter()
-            .map(|mut c| {
-                Self::open_opt(&keys, &mut c.value)?;
-                Self::open_opt(&keys, &mut c.prev)?;
-                Ok(c)
-            })
-            .collect()
+        let mut changes = self.inner.changes_since(after, limit)?;
+        for c in &mut changes {
+            for rec in [&mut c.value, &mut c.prev] {
+                if let Err(e) = Self::open_opt(&keys, rec) {
+                    // Never pass the ciphertext on as if it were the value.
+                    *rec = None;
+                    c.unreadable.get_or_insert(e.to_string());
+                }
+            }
+        }
+        Ok(changes)
     }
 
     fn revision(&self) -> u64 {
@@ -602,5 +618,86 @@ mod tests {
         let g = Keys::parse("gen", &Keys::generate_config()).unwrap();
         assert_eq!(g.write_key_name(), Some("key1"));
         assert!(!format!("{g:?}").contains("secret"));
+    }
+
+    /// A Secret whose key is gone from the config fails only the readers
+    /// of that Secret: its change comes out of the feed marked unreadable
+    /// (naming the key, without the ciphertext), the other changes come
+    /// out as usual, and the watch hub hands the error to the watches of
+    /// that Secret only; a get of it names the key.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_undecryptable_secret_fails_only_its_readers() {
+        use crate::api::watch::WatchHub;
+        use crate::shard::LocalShard;
+        use crate::store::{Expectation, GroupResource, MemoryEngine, ObjectKey, Store, Workspace};
+        let dir = tempfile::tempdir().unwrap();
+        let with_a = dir.path().join("a.yaml");
+        let without_a = dir.path().join("b.yaml");
+        std::fs::write(&with_a, config(&[("keyA", 1)], false)).unwrap();
+        std::fs::write(&without_a, config(&[("keyB", 2)], false)).unwrap();
+        let store = Arc::new(Store::open(MemoryEngine::new(), Default::default()).unwrap());
+        let inner: Arc<dyn Shard> = Arc::new(LocalShard::new(store));
+        // One replica's view still holds key A; this one does not.
+        let writer = EncryptedShard::from_file(inner.clone(), &with_a).unwrap();
+        let reader: Arc<dyn Shard> =
+            Arc::new(EncryptedShard::from_file(inner, &without_a).unwrap());
+        let obj = |gr: &str, ws: &str, name: &str| -> Key {
+            ObjectKey::namespaced(
+                GroupResource::new("", gr).unwrap(),
+                Workspace::parse(ws).unwrap(),
+                "default",
+                name,
+            )
+            .unwrap()
+            .into()
+        };
+        let prefix = |gr: &str, ws: &str| {
+            Prefix::namespace(
+                &GroupResource::new("", gr).unwrap(),
+                &Workspace::parse(ws).unwrap(),
+                "default",
+            )
+            .unwrap()
+        };
+        let hub = WatchHub::start(reader.clone());
+        let mut secrets = hub.subscribe(prefix("secrets", "root:t1"));
+        let mut other = hub.subscribe(prefix("configmaps", "root:t2"));
+        let put = |k: Key| {
+            Txn::new(vec![TxnOp::put_json(
+                k,
+                br#"{"data":{"password":"aHVudGVyMg=="}}"#.to_vec(),
+                Expectation::Any,
+            )])
+        };
+        let secret = obj("secrets", "root:t1", "s");
+        let s_rev = writer.write(put(secret.clone())).await.unwrap().revision;
+        let c_rev = writer
+            .write(put(obj("configmaps", "root:t2", "c")))
+            .await
+            .unwrap()
+            .revision;
+
+        let changes = reader.changes_since(0, 0).unwrap();
+        assert_eq!(changes.len(), 2);
+        let why = changes[0].unreadable.as_deref().unwrap();
+        assert!(
+            why.contains("\"keyA\"") && why.contains("root:t1"),
+            "the error names the key and the Secret: {why}"
+        );
+        assert!(
+            changes[0].value.is_none(),
+            "ciphertext passed on as a value"
+        );
+        assert_eq!(changes[1].unreadable, None);
+        let e = reader.get(&secret).unwrap_err().to_string();
+        assert!(e.contains("\"keyA\"") && e.contains("does not hold"), "{e}");
+
+        let d = secrets.rx.recv().await.unwrap();
+        assert_eq!(d.change.revision, s_rev);
+        assert!(d.error.as_deref().is_some_and(|e| e.contains("\"keyA\"")));
+        let d = other.rx.recv().await.unwrap();
+        assert_eq!((d.change.revision, d.error.as_deref()), (c_rev, None));
+        assert_eq!(hub.watchers(), 2, "a watch was dropped");
+        assert_eq!((secrets.ended(), other.ended()), (None, None));
     }
 }

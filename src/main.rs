@@ -78,6 +78,10 @@ enum Command {
         /// followers behind the compacted log catch up by snapshot.
         #[arg(long, default_value_t = 10_000)]
         log_compact_threshold: u64,
+        /// Revisions of history the change log keeps for watches and
+        /// lists at an older resourceVersion; older ones get 410 Gone.
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+        changes_retention: u64,
         /// kube-apiserver's EncryptionConfiguration file: Secrets are stored
         /// encrypted with its AES-GCM keys (re-read when it changes).
         /// Without it Secrets are stored in clear.
@@ -469,6 +473,7 @@ fn main() {
             voters,
             join,
             log_compact_threshold,
+            changes_retention,
             encryption_config,
             peer_tls_dir,
             insecure_peers,
@@ -486,6 +491,7 @@ fn main() {
                     voters,
                     join,
                     log_compact_threshold,
+                    changes_retention,
                     encryption_config,
                     peer_tls_dir,
                     controllers: controllers.options(),
@@ -716,6 +722,7 @@ struct ServeOptions {
     voters: Option<String>,
     join: bool,
     log_compact_threshold: u64,
+    changes_retention: u64,
     encryption_config: Option<PathBuf>,
     peer_tls_dir: Option<PathBuf>,
     controllers: Option<tmc::controllers::Options>,
@@ -771,6 +778,7 @@ fn serve(
     };
     let mut node_cfg = tmc::raft::NodeConfig::new(node_id, voters);
     node_cfg.log_compact_threshold = membership.log_compact_threshold;
+    node_cfg.changes_retention = Some(membership.changes_retention);
     node_cfg.snapshot_dir = Some(data_dir.join("snapshots"));
     let cfg = server::ServerConfig {
         id: node_id,

@@ -1367,6 +1367,40 @@ async fn workspace_isolation_attacks() {
             200,
             "",
         ),
+        // --- read consistency: watch parameters, future resourceVersions (issue 13) ---
+        case(
+            "watch-negative-timeout",
+            "alice watches root:a with a negative timeoutSeconds",
+            alice.clone(),
+            "GET",
+            get("root:a", &format!("{CMS}?watch=true&timeoutSeconds=-1")),
+            Value::Null,
+            400,
+            "BadRequest",
+        ),
+        case(
+            "watch-timeout-beyond-int64",
+            "alice watches root:a with a timeoutSeconds no integer holds",
+            alice.clone(),
+            "GET",
+            get(
+                "root:a",
+                &format!("{CMS}?watch=true&timeoutSeconds=99999999999999999999999"),
+            ),
+            Value::Null,
+            400,
+            "BadRequest",
+        ),
+        case(
+            "list-future-resource-version",
+            "alice lists root:a at a resourceVersion far in the future",
+            alice.clone(),
+            "GET",
+            get("root:a", &format!("{CMS}?resourceVersion=99999999999")),
+            Value::Null,
+            504,
+            "Timeout",
+        ),
     ];
     assert!(cases.len() >= 40, "{} cases", cases.len());
     let mut seen = std::collections::HashSet::new();

@@ -1500,9 +1500,61 @@ pub struct WatchStream {
     pub rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
 }
 
+/// The watch timeout when the client gives none, or 0 (kube-apiserver
+/// picks 30-60 minutes).
+const WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// The longest watch: a larger `timeoutSeconds` is clamped to it (the
+/// client re-watches, as after any timeout).
+const MAX_WATCH_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// The watch's duration from `timeoutSeconds`: any integer is safe
+/// (clamped to [`MAX_WATCH_TIMEOUT`]); 0 or none is the default; a
+/// negative or non-numeric value is refused.
+fn watch_timeout(p: &Params) -> ApiResult<Duration> {
+    match p.get("timeoutSeconds").map(String::as_str) {
+        None | Some("") => Ok(WATCH_TIMEOUT),
+        Some(t) => {
+            let n: u64 = t.trim().parse().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "invalid timeoutSeconds {t:?}: a non-negative number of seconds"
+                ))
+            })?;
+            Ok(match n {
+                0 => WATCH_TIMEOUT,
+                n => Duration::from_secs(n).min(MAX_WATCH_TIMEOUT),
+            })
+        }
+    }
+}
+
+/// A stream of one ERROR event (kube-apiserver's answer to a watch that
+/// fails after its parameters were accepted).
+fn error_stream(e: ApiError) -> WatchStream {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
+    let _ = tx.try_send(line(event("ERROR", e.to_status())));
+    WatchStream { rx }
+}
+
+/// What the watch loop does after handling one change.
+enum Step {
+    Go,
+    /// The client went away, or an ERROR event ended the stream.
+    Stop,
+}
+
 impl ObjectApi {
     /// Starts a watch; events flow on the returned stream until the
     /// timeout, an error event, or the client going away.
+    ///
+    /// resourceVersion semantics, as kube-apiserver's watch cache: none is
+    /// "from now" (after a linearizable read point), `0` is "from any
+    /// state" (this replica's), `N` is "every change after N". N in this
+    /// replica's future is accepted without waiting and changes up to N
+    /// are not sent (they are the ones the client saw where it got N), as
+    /// the cacher does; with `sendInitialEvents=true` the state must be at
+    /// least N: the watch waits up to 3 s for it, then ends with an ERROR
+    /// event, 504 Timeout with cause ResourceVersionTooLarge.
     pub async fn watch(
         self: &Arc<Self>,
         req: &ResourceRequest,
@@ -1515,13 +1567,7 @@ impl ObjectApi {
             None | Some("") => None,
             Some(_) => Some(bool_param(p, "sendInitialEvents")?),
         };
-        let timeout = match p.get("timeoutSeconds").map(String::as_str) {
-            None | Some("") => Duration::from_secs(1800),
-            Some(t) => Duration::from_secs(
-                t.parse::<u64>()
-                    .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {t:?}")))?,
-            ),
-        };
+        let timeout = watch_timeout(p)?;
         let rv = p.get("resourceVersion").filter(|s| !s.is_empty()).cloned();
         if initial == Some(true)
             && p.get("resourceVersionMatch").map(String::as_str) != Some("NotOlderThan")
@@ -1542,7 +1588,10 @@ impl ObjectApi {
                 initial != Some(false),
             ),
             (Some("0"), _) => (self.shard.revision(), initial != Some(false)),
-            (Some(n), Some(true)) => (self.wait_for(parse_rv(n)?).await?, true),
+            (Some(n), Some(true)) => match self.wait_for(parse_rv(n)?).await {
+                Ok(at) => (at, true),
+                Err(e) => return Ok(error_stream(e)),
+            },
             (Some(n), _) => (parse_rv(n)?, false),
         };
         let sub = self.hub.subscribe(prefix.clone());
@@ -1556,135 +1605,256 @@ impl ObjectApi {
                 && labels.matches_object(obj)
                 && fields.matches(obj)
         };
+        let deadline = tokio::time::Instant::now() + timeout;
         tokio::spawn(async move {
-            let send = |v: Value| {
-                let mut line = serde_json::to_vec(&v).unwrap_or_default();
-                line.push(b'\n');
-                line
-            };
-            let deadline = tokio::time::Instant::now() + timeout;
-            let mut last = start;
-            let mut sub = sub;
-            // 1. The state, when asked for.
-            if send_state {
-                let mut token = None;
-                loop {
-                    let page = match api.shard.list(
-                        &prefix,
-                        &ListOptions {
-                            limit: 500,
-                            continue_token: token.clone(),
-                            revision: Some(start),
-                        },
-                    ) {
-                        Ok(p) => p,
-                        Err(e) => {
-                            let _ = tx
-                                .send(send(event("ERROR", ApiError::from(e).to_status())))
-                                .await;
-                            return;
-                        }
-                    };
-                    for rec in &page.items {
-                        if let Some((w, ns)) = placement_of(rec) {
-                            let Ok(obj) = serde_json::from_slice::<Value>(&rec.value) else {
-                                continue;
-                            };
-                            if matches(&obj, &ns) {
-                                let obj = for_response(obj, rec.mod_revision, &w);
-                                if tx.send(send(event("ADDED", obj))).await.is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                    }
-                    token = page.continue_token;
-                    if token.is_none() {
-                        break;
-                    }
-                }
-                if initial == Some(true) {
-                    let b = bookmark(info, start, true);
-                    if tx.send(send(event("BOOKMARK", b))).await.is_err() {
+            let run = api.run_watch(
+                WatchRun {
+                    info,
+                    prefix,
+                    start,
+                    send_state,
+                    initial,
+                    bookmarks,
+                    tx,
+                },
+                sub,
+                &matches,
+            );
+            // The deadline ends the stream wherever it is waiting (a
+            // client that does not read blocks sends too).
+            let _ = tokio::time::timeout_at(deadline, run).await;
+        });
+        Ok(WatchStream { rx })
+    }
+
+    /// The body of one watch: the state if asked for, the changes from the
+    /// log up to the hub's position, then the hub's changes and bookmarks
+    /// (see [`super::watch`] for why bookmarks never pass a change).
+    async fn run_watch(
+        &self,
+        w: WatchRun,
+        mut sub: super::watch::Subscription,
+        matches: &(impl Fn(&Value, &Option<String>) -> bool + Sync),
+    ) {
+        let tx = &w.tx;
+        // The watch's position: changes up to the start are not sent.
+        let mut pos = Position::at(w.start);
+        // 1. The state, when asked for.
+        if w.send_state {
+            let mut token = None;
+            loop {
+                let page = match self.shard.list(
+                    &w.prefix,
+                    &ListOptions {
+                        limit: 500,
+                        continue_token: token.clone(),
+                        revision: Some(w.start),
+                    },
+                ) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = tx
+                            .send(line(event("ERROR", ApiError::from(e).to_status())))
+                            .await;
                         return;
                     }
-                }
-            }
-            // 2. Changes up to the hub's position, from the log.
-            let mut pending: std::collections::VecDeque<super::watch::Decoded> = Default::default();
-            if last < sub.from {
-                let mut after = last;
-                while after < sub.from {
-                    match super::watch::read_whole_revisions(api.shard.as_ref(), after) {
-                        Ok(chs) if chs.is_empty() => break,
-                        Ok(chs) => {
-                            for c in chs {
-                                after = c.revision;
-                                if c.revision <= sub.from && prefix.contains(&c.key) {
-                                    pending.extend(super::watch::Decoded::new(c));
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            let _ = tx
-                                .send(send(event("ERROR", ApiError::from(e).to_status())))
-                                .await;
-                            return;
-                        }
-                    }
-                    // Send as we go, so a long replay does not pile up.
-                    while let Some(c) = pending.pop_front() {
-                        if c.change.revision > last {
-                            if let Some(ev) = change_event(&c, &matches) {
-                                if tx.send(send(ev)).await.is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                    }
-                }
-                last = last.max(sub.from);
-            } else if api.shard.compacted_revision() > last {
-                let e = ApiError::expired(format!(
-                    "too old resource version: {last} ({})",
-                    api.shard.compacted_revision()
-                ));
-                let _ = tx.send(send(event("ERROR", e.to_status()))).await;
-                return;
-            }
-            // 3. Live changes from the hub, with bookmarks.
-            let mut tick = tokio::time::interval(api.bookmark_interval);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(deadline) => return,
-                    _ = tx.closed() => return,
-                    c = sub.rx.recv() => {
-                        let Some(c) = c else {
-                            // Dropped by the hub (too slow, or it lost its
-                            // place): end the stream; the client re-watches.
-                            return;
-                        };
-                        if c.change.revision <= last {
+                };
+                for rec in &page.items {
+                    if let Some((ws, ns)) = placement_of(rec) {
+                        let Ok(obj) = serde_json::from_slice::<Value>(&rec.value) else {
                             continue;
-                        }
-                        if let Some(ev) = change_event(&c, &matches) {
-                            if tx.send(send(ev)).await.is_err() {
+                        };
+                        if matches(&obj, &ns) {
+                            let obj = for_response(obj, rec.mod_revision, &ws);
+                            if tx.send(line(event("ADDED", obj))).await.is_err() {
                                 return;
                             }
                         }
                     }
-                    _ = tick.tick(), if bookmarks => {
-                        let b = bookmark(info, api.hub.delivered().max(last), false);
-                        if tx.send(send(event("BOOKMARK", b))).await.is_err() {
+                }
+                token = page.continue_token;
+                if token.is_none() {
+                    break;
+                }
+            }
+            if w.initial == Some(true) {
+                let b = bookmark(w.info, w.start, true);
+                if tx.send(line(event("BOOKMARK", b))).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let mut tick = tokio::time::interval(self.bookmark_interval);
+        tick.tick().await;
+        loop {
+            // 2. Changes up to the hub's position, from the log.
+            if pos.done < sub.from {
+                let mut after = pos.done;
+                while after < sub.from {
+                    let chs = match super::watch::read_whole_revisions(self.shard.as_ref(), after) {
+                        Ok(chs) if chs.is_empty() => break,
+                        Ok(chs) => chs,
+                        Err(e) => {
+                            let _ = tx
+                                .send(line(event("ERROR", ApiError::from(e).to_status())))
+                                .await;
+                            return;
+                        }
+                    };
+                    // Sent as read, so a long replay does not pile up.
+                    for c in chs {
+                        after = c.revision;
+                        if c.revision > sub.from || !w.prefix.contains(&c.key) {
+                            continue;
+                        }
+                        if let Some(d) = super::watch::Decoded::new(c) {
+                            if let Step::Stop = send_change(tx, &d, &mut pos, matches).await {
+                                return;
+                            }
+                        }
+                    }
+                }
+                pos.complete(sub.from);
+            } else if self.shard.compacted_revision() > pos.done {
+                let e = ApiError::expired(format!(
+                    "too old resource version: {} ({})",
+                    pos.done,
+                    self.shard.compacted_revision()
+                ));
+                let _ = tx.send(line(event("ERROR", e.to_status()))).await;
+                return;
+            }
+            // 3. Live changes from the hub, with bookmarks.
+            loop {
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    c = sub.rx.recv() => {
+                        let Some(c) = c else { break };
+                        if let Step::Stop = send_change(tx, &c, &mut pos, matches).await {
+                            return;
+                        }
+                    }
+                    _ = tick.tick(), if w.bookmarks => {
+                        // A bookmark never passes a change not yet sent;
+                        // a watch the hub dropped gets none.
+                        let Some((through, queued)) = sub.progress() else { continue };
+                        for c in queued {
+                            if let Step::Stop = send_change(tx, &c, &mut pos, matches).await {
+                                return;
+                            }
+                        }
+                        pos.complete(through);
+                        let b = bookmark(w.info, pos.done, false);
+                        if tx.send(line(event("BOOKMARK", b))).await.is_err() {
                             return;
                         }
                     }
                 }
             }
-        });
-        Ok(WatchStream { rx })
+            // The hub stopped feeding this watch, and its channel is
+            // drained: it handed over whole revisions, so the last one sent
+            // is complete.
+            pos.complete(pos.sent);
+            match sub.ended() {
+                Some(super::watch::Ended::Expired { oldest, .. })
+                    if oldest <= pos.done && self.shard.compacted_revision() <= pos.done =>
+                {
+                    // The hub fell out of the change log, but this watch
+                    // is still inside it: subscribe again and replay.
+                    sub = self.hub.subscribe(w.prefix.clone());
+                    continue;
+                }
+                Some(super::watch::Ended::Expired { oldest, .. }) => {
+                    let e = ApiError::expired(format!(
+                        "too old resource version: {} ({})",
+                        pos.done,
+                        oldest.max(self.shard.compacted_revision())
+                    ));
+                    let _ = tx.send(line(event("ERROR", e.to_status()))).await;
+                    return;
+                }
+                Some(super::watch::Ended::Failed(msg)) => {
+                    let e = ApiError::internal(msg);
+                    let _ = tx.send(line(event("ERROR", e.to_status()))).await;
+                    return;
+                }
+                // Too slow (or the hub stopped): the stream ends; the
+                // client re-watches from the last resourceVersion it saw.
+                Some(super::watch::Ended::TooSlow) | None => return,
+            }
+        }
     }
+}
+
+/// What [`ObjectApi::run_watch`] needs besides the subscription.
+struct WatchRun {
+    info: &'static ResourceInfo,
+    prefix: Prefix,
+    start: u64,
+    send_state: bool,
+    initial: Option<bool>,
+    bookmarks: bool,
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+}
+
+/// One event as a line of JSON.
+fn line(v: Value) -> Vec<u8> {
+    let mut line = serde_json::to_vec(&v).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+/// Where a watch is: every change under its prefix up to `done` was sent
+/// (or did not match); changes of `sent`, the latest revision sent, may
+/// still follow (one revision's changes come one by one, always whole).
+struct Position {
+    done: u64,
+    sent: u64,
+}
+
+impl Position {
+    fn at(rev: u64) -> Position {
+        Position {
+            done: rev,
+            sent: rev,
+        }
+    }
+
+    /// Every change up to `rev` was handled.
+    fn complete(&mut self, rev: u64) {
+        self.done = self.done.max(rev);
+        self.sent = self.sent.max(self.done);
+    }
+}
+
+/// Sends the event of one change after the position (if it matches) and
+/// moves the position; a change that cannot be read ends the stream with
+/// an ERROR event naming why.
+async fn send_change(
+    tx: &tokio::sync::mpsc::Sender<Vec<u8>>,
+    d: &super::watch::Decoded,
+    pos: &mut Position,
+    matches: &impl Fn(&Value, &Option<String>) -> bool,
+) -> Step {
+    let rev = d.change.revision;
+    if rev <= pos.done {
+        return Step::Go;
+    }
+    // Changes arrive in revision order: the revisions before this one are
+    // complete.
+    pos.complete(rev - 1);
+    if let Some(why) = &d.error {
+        let e = ApiError::internal(why.clone());
+        let _ = tx.send(line(event("ERROR", e.to_status()))).await;
+        return Step::Stop;
+    }
+    if let Some(ev) = change_event(d, matches) {
+        if tx.send(line(ev)).await.is_err() {
+            return Step::Stop;
+        }
+    }
+    pos.sent = rev;
+    Step::Go
 }
 
 fn bookmark(info: &ResourceInfo, revision: u64, initial_end: bool) -> Value {

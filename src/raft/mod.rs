@@ -193,9 +193,13 @@
 //!   ([`sim`]); a simulated crash keeps every write (the memory engine has
 //!   no unsynced state). `tests/raft_process.rs` runs three `tmc serve`
 //!   processes on loopback on RocksDB and SIGKILLs them.
-//! - The store caches its revision bookkeeping, so installing a snapshot
-//!   reopens the [`crate::store::Store`] on the new contents; subscribers of
-//!   the old one ([`crate::store::Store::subscribe`]) are not carried over.
+//! - Installing a snapshot on a follower keeps its readers consistent: once
+//!   the install's marker is durable, the [`crate::store::Store`] serves
+//!   every read from the staged checkpoint (the new state, complete) while
+//!   the live engine is rewritten, then from the live engine again
+//!   ([`crate::store::Store::begin_replace`]). Subscribers keep their
+//!   receivers; a watch whose revision the new change log no longer covers
+//!   gets `Compacted` (410 at the API), never a gap.
 
 pub mod linearize;
 pub mod node;

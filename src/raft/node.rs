@@ -56,6 +56,10 @@ pub struct NodeConfig {
     /// Directory of snapshot checkpoints and incoming transfers (its
     /// contents are removed on open); `None`: a temporary directory.
     pub snapshot_dir: Option<std::path::PathBuf>,
+    /// Revisions of history the store's change log keeps, overriding the
+    /// [`StoreOptions`] given to [`Node::open`] (`tmc serve
+    /// --changes-retention`).
+    pub changes_retention: Option<u64>,
 }
 
 impl NodeConfig {
@@ -75,6 +79,7 @@ impl NodeConfig {
             request_timeout_ticks: 50,
             seed: None,
             snapshot_dir: None,
+            changes_retention: None,
         }
     }
 }
@@ -297,7 +302,9 @@ impl<E: Engine> Node<E> {
         // Under raft the log is the durable record; applies are replayed.
         let store_opts = StoreOptions {
             sync: false,
-            ..store_opts
+            changes_retention: config
+                .changes_retention
+                .unwrap_or(store_opts.changes_retention),
         };
         let store = Arc::new(Store::open(engine, store_opts)?);
         let applied = store.applied_index();
@@ -986,10 +993,28 @@ impl<E: Engine> Node<E> {
             }
         };
         let hs = self.raw.raft.hard_state();
-        self.raw.store().install_snapshot(snap, staged, &hs)?;
-        // The store caches its revision bookkeeping: reload it from the new
-        // contents (watchers keep their subscriptions).
-        self.store.reload()?;
+        let log = self.raw.store();
+        // 1. The durable marker: from here on the install happens, now or
+        //    when the replica opens again after a crash.
+        let installing = log.begin_install(snap, staged, &hs)?;
+        // 2. Readers read the new state from the staged checkpoint while
+        //    the live engine is rewritten: never a half-copied state. The
+        //    checkpoint's directory goes once the last read on it ends.
+        let cp = log.engine().open_checkpoint(installing.dir())?;
+        let dir = installing.dir().to_path_buf();
+        self.store.begin_replace(
+            cp.clone(),
+            Box::new(move || {
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot remove an installed snapshot's staging directory");
+                }
+            }),
+        )?;
+        // 3. The copy and the final durable batch; then readers go back to
+        //    the live engine, which holds the same state.
+        log.finish_install(&installing, &cp)?;
+        drop(cp);
+        self.store.finish_replace()?;
         self.awaiting_snapshot = false;
         tracing::info!(
             node = self.id,

@@ -31,14 +31,22 @@
 //! reads). The leader sends a new snapshot when the follower still needs
 //! one.
 //!
-//! **Installing** ([`super::LogStore::install_snapshot`]) never holds the
-//! state in memory either: the staged files are fsynced, a durable marker
-//! records the install in progress, the replicated column families are
-//! replaced from the opened checkpoint in batches of [`INSTALL_BATCH`]
-//! bytes ([`copy_from`]), and one final durable batch moves the log
-//! position and configuration and clears the marker. A replica that crashes
-//! in between finishes the install from the staged checkpoint when it opens
-//! again, before serving anything.
+//! **Installing** ([`super::LogStore::begin_install`] and
+//! [`super::LogStore::finish_install`]) never holds the state in memory
+//! either: the staged files are fsynced, a durable marker records the
+//! install in progress, the replicated column families are replaced from
+//! the opened checkpoint in batches of [`INSTALL_BATCH`] bytes
+//! ([`copy_from`]), and one final durable batch moves the log position and
+//! configuration and clears the marker. A replica that crashes in between
+//! finishes the install from the staged checkpoint when it opens again,
+//! before serving anything.
+//!
+//! **Readers during an install** never see the half-copied state: once
+//! the marker is durable, the node hands the opened checkpoint to the
+//! store ([`crate::store::Store::begin_replace`]), which serves every read
+//! from it (the new state, complete) until the copy and the final batch
+//! are done ([`crate::store::Store::finish_replace`]). The staging
+//! directory is removed when the last read on the checkpoint ends.
 //!
 //! [`wire::encode_announce`]: super::wire::encode_announce
 //! [`wire::CHUNK_SIZE`]: super::wire::CHUNK_SIZE
@@ -547,11 +555,12 @@ pub fn verify<E: Engine>(engine: &E, staged: &Staged) -> crate::store::Result<()
 
 /// Replaces the replicated state of `engine` (every pair of `data` and
 /// `changes`, every store `meta` record; never the raft layer's) by that of
-/// the checkpoint in `dir`, in batches of [`INSTALL_BATCH`] bytes written
-/// without fsync (the caller's final batch syncs). Idempotent: run again
-/// after a crash, it gives the same result.
-pub fn copy_from<E: Engine>(engine: &E, dir: &Path) -> crate::store::Result<()> {
-    let cp = engine.open_checkpoint(dir)?;
+/// `cp`, a staged checkpoint opened ([`Engine::open_checkpoint`]), in
+/// batches of [`INSTALL_BATCH`] bytes written without fsync (the caller's
+/// final batch syncs). Idempotent: run again after a crash, it gives the
+/// same result. Readers must not read `engine` meanwhile: the store serves
+/// them from `cp` ([`crate::store::Store::begin_replace`]).
+pub fn copy_from<E: Engine>(engine: &E, cp: &E) -> crate::store::Result<()> {
     let mut wb = WriteBatch::new();
     for cf in [Cf::Data, Cf::Changes] {
         if let Some(last) = engine.scan_rev(cf, &[], &[])?.next() {
@@ -734,7 +743,9 @@ mod tests {
         verify(&dst, &staged).unwrap();
         // Opening it let RocksDB rewrite files; syncing still works.
         staged.sync().unwrap();
-        copy_from(&dst, staged.dir()).unwrap();
+        let cp_engine = dst.open_checkpoint(staged.dir()).unwrap();
+        copy_from(&dst, &cp_engine).unwrap();
+        drop(cp_engine);
         assert_eq!(scan(&*dst, Cf::Data), scan(engine, Cf::Data));
         assert_eq!(store_applied(&dst).unwrap(), 5);
         let metas = scan(&*dst, Cf::Meta);
@@ -762,7 +773,143 @@ mod tests {
         let staged = transfer(&cp, &tmp.path().join("in"), None).unwrap();
         let dst = MemoryEngine::new();
         verify(&dst, &staged).unwrap();
-        copy_from(&dst, staged.dir()).unwrap();
+        copy_from(&dst, &dst.open_checkpoint(staged.dir()).unwrap()).unwrap();
         assert_eq!(scan(&dst, Cf::Data), vec![(b"/a".to_vec(), b"1".to_vec())]);
+    }
+
+    /// Readers of a follower's store while it installs a snapshot see its
+    /// old state or the new one, never the half-copied one in between:
+    /// the store serves them from the opened checkpoint until the live
+    /// engine holds the same state.
+    #[test]
+    fn readers_during_an_install_see_the_old_state_or_the_new_one() {
+        use crate::store::{
+            Expectation, GroupResource, Key, ListOptions, ObjectKey, Prefix, Txn, TxnOp, Workspace,
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let gr = GroupResource::new("", "configmaps").unwrap();
+        let root = Workspace::parse("root").unwrap();
+        let key = |ns: &str, name: &str| -> Key {
+            ObjectKey::namespaced(gr.clone(), root.clone(), ns, name)
+                .unwrap()
+                .into()
+        };
+        let open = |name: &str| {
+            let e = std::sync::Arc::new(
+                RocksEngine::open(&tmp.path().join(name), &RocksOptions::default()).unwrap(),
+            );
+            let s = Store::open(
+                e.clone(),
+                crate::store::StoreOptions {
+                    sync: false,
+                    changes_retention: 1_000,
+                },
+            )
+            .unwrap();
+            (e, s)
+        };
+        let put = |s: &Store<std::sync::Arc<RocksEngine>>, k: Key, v: Vec<u8>| {
+            s.commit(Txn::new(vec![TxnOp::put_json(k, v, Expectation::Any)]))
+                .unwrap();
+        };
+        // The follower: five probes holding "old".
+        let (live, follower) = open("follower");
+        for i in 0..5 {
+            put(
+                &follower,
+                key("z-probe", &format!("p{i}")),
+                b"\"old\"".to_vec(),
+            );
+        }
+        // The leader: 16 MiB in a namespace that sorts before the probes
+        // (copied first), the probes holding "new".
+        let (leader_engine, leader) = open("leader");
+        for i in 0..64u64 {
+            let v = serde_json::to_vec(&noise_text(i, 256 << 10)).unwrap();
+            put(&leader, key("a-bulk", &format!("b{i:03}")), v);
+        }
+        for i in 0..5 {
+            put(
+                &leader,
+                key("z-probe", &format!("p{i}")),
+                b"\"new\"".to_vec(),
+            );
+        }
+        let index = leader.applied_index();
+        let cp = Checkpoint::take(&leader_engine, &tmp.path().join("out"), index).unwrap();
+        let staged = transfer(&cp, &tmp.path().join("in"), None).unwrap();
+        let follower = std::sync::Arc::new(follower);
+        let probe = Prefix::namespace(&gr, &root, "z-probe").unwrap();
+        let states = |s: &Store<std::sync::Arc<RocksEngine>>| {
+            let page = s.list(&probe, &ListOptions::default()).unwrap();
+            let values: Vec<Vec<u8>> = page.items.into_iter().map(|r| r.value).collect();
+            (page.revision, values)
+        };
+        let old = states(&follower);
+        let new = states(&leader);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (f, stop, probe) = (follower.clone(), stop.clone(), probe.clone());
+            let (old, new) = (old.clone(), new.clone());
+            std::thread::spawn(move || {
+                let mut seen = (0usize, 0usize);
+                while !stop.load(Ordering::SeqCst) {
+                    let page = f.list(&probe, &ListOptions::default()).unwrap();
+                    let got = (
+                        page.revision,
+                        page.items.into_iter().map(|r| r.value).collect::<Vec<_>>(),
+                    );
+                    if got == old {
+                        seen.0 += 1;
+                    } else if got == new {
+                        seen.1 += 1;
+                    } else {
+                        panic!(
+                            "a list saw neither state: revision {}, {} items",
+                            got.0,
+                            got.1.len()
+                        );
+                    }
+                }
+                seen
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        // The node's install: open the checkpoint, serve reads from it,
+        // copy, switch back.
+        let cp_engine = live.open_checkpoint(staged.dir()).unwrap();
+        let dir = staged.keep();
+        let gone = dir.clone();
+        follower
+            .begin_replace(
+                cp_engine.clone(),
+                Box::new(move || {
+                    let _ = std::fs::remove_dir_all(&gone);
+                }),
+            )
+            .unwrap();
+        copy_from(&live, &cp_engine).unwrap();
+        drop(cp_engine);
+        follower.finish_replace().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        stop.store(true, Ordering::SeqCst);
+        let (saw_old, saw_new) = reader.join().unwrap();
+        assert!(saw_old > 0 && saw_new > 0, "{saw_old} old, {saw_new} new");
+        assert_eq!(states(&follower), new);
+        // The staging directory went with the last reader.
+        assert!(!dir.exists());
+    }
+
+    fn noise_text(seed: u64, len: usize) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ALPHABET[(x & 63) as usize] as char
+            })
+            .collect()
     }
 }

@@ -26,7 +26,10 @@
 //! batches before that final write; the `raft_installing` marker, written
 //! durably first, makes the whole install one step across a crash: an open
 //! that finds it finishes the install before reading anything else
-//! ([`LogStore::open_in`]).
+//! ([`LogStore::open_in`]). The install comes in two steps
+//! ([`LogStore::begin_install`], [`LogStore::finish_install`]) so that the
+//! node can point the store's readers at the staged checkpoint in between
+//! (see [`super::snapshot`]).
 //!
 //! raft-rs treats most storage errors as fatal (it panics); an I/O error of
 //! the engine is such a case, and the node must stop anyway. A snapshot that
@@ -505,15 +508,36 @@ impl<E: Engine> LogStore<E> {
     /// durable marker (with the hard state) names the install in progress,
     /// the data is copied in batches, and one final durable batch moves the
     /// log position and clears the marker; [`LogStore::open_in`] finishes
-    /// an install a crash interrupted.
+    /// an install a crash interrupted. [`LogStore::begin_install`] and
+    /// [`LogStore::finish_install`] in one step, the staging directory
+    /// removed at the end (for callers without readers of the store).
     pub fn install_snapshot(
         &self,
         snapshot: &Snapshot,
         staged: Staged,
         hard_state: &HardState,
     ) -> Result<(), crate::store::Error> {
+        let installing = self.begin_install(snapshot, staged, hard_state)?;
+        let cp = self.engine.open_checkpoint(installing.dir())?;
+        self.finish_install(&installing, &cp)?;
+        drop(cp);
+        installing.remove_dir();
+        Ok(())
+    }
+
+    /// The first, durable step of an install: syncs the staged checkpoint
+    /// and records the marker with `hard_state`. From here on the install
+    /// happens, now or after a crash; the checkpoint's directory belongs to
+    /// the returned [`Installing`] (remove it only after
+    /// [`LogStore::finish_install`]).
+    pub fn begin_install(
+        &self,
+        snapshot: &Snapshot,
+        staged: Staged,
+        hard_state: &HardState,
+    ) -> Result<Installing, crate::store::Error> {
         let meta = snapshot.get_metadata();
-        let (index, term) = (meta.index, meta.term);
+        let index = meta.index;
         if staged.manifest().index != index {
             return Err(crate::store::Error::engine(format!(
                 "snapshot at index {index} with a checkpoint at {}",
@@ -534,14 +558,29 @@ impl<E: Engine> LogStore<E> {
         wb.put(Cf::Meta, KEY_INSTALLING, encode_proto(&marker)?);
         wb.put(Cf::Meta, KEY_HARD_STATE, encode_proto(hard_state)?);
         self.engine.write(wb, true)?;
+        st.hard_state = hard_state.clone();
         // The marker owns the staging directory now.
-        let _dir = staged.keep();
-        complete_install(&self.engine, &marker)?;
+        let dir = staged.keep();
+        Ok(Installing { marker, dir })
+    }
+
+    /// The rest of the install [`LogStore::begin_install`] started: copies
+    /// the state from `cp` (its checkpoint, opened) and, in one durable
+    /// batch, clears the log, records the snapshot's index and term and its
+    /// configuration and removes the marker.
+    pub fn finish_install(
+        &self,
+        installing: &Installing,
+        cp: &E,
+    ) -> Result<(), crate::store::Error> {
+        let mut st = self.lock();
+        complete_install_from(&self.engine, &installing.marker, cp)?;
+        let meta = installing.marker.get_metadata();
+        let (index, term) = (meta.index, meta.term);
         st.truncated = (index, term);
         st.last_index = index;
         st.terms = TermRuns::new((index, term));
         st.conf_state = meta.get_conf_state().clone();
-        st.hard_state = hard_state.clone();
         st.applied = index;
         Ok(())
     }
@@ -571,14 +610,54 @@ impl<E: Engine> LogStore<E> {
     }
 }
 
-/// Finishes the install that `marker` records: copies the staged
-/// checkpoint's data, then in one durable batch clears the log, records
-/// the snapshot's index and term as truncated, its configuration, and
-/// removes the marker; then removes the staging directory.
+/// An install past its durable marker ([`LogStore::begin_install`]).
+#[derive(Debug)]
+pub struct Installing {
+    marker: Snapshot,
+    dir: PathBuf,
+}
+
+impl Installing {
+    /// The staged checkpoint's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Removes the staged checkpoint (once the install is finished and
+    /// nothing reads it any more).
+    pub fn remove_dir(&self) {
+        remove_staging(&self.dir);
+    }
+}
+
+fn remove_staging(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot remove an installed snapshot's staging directory");
+    }
+}
+
+/// Finishes the install that `marker` records after a crash: opens the
+/// staged checkpoint, completes the install from it, then removes the
+/// staging directory.
 fn complete_install<E: Engine>(engine: &E, marker: &Snapshot) -> Result<(), crate::store::Error> {
-    let meta = marker.get_metadata();
     let dir = PathBuf::from(String::from_utf8_lossy(&marker.data).into_owned());
-    snapshot::copy_from(engine, &dir)?;
+    let cp = engine.open_checkpoint(&dir)?;
+    complete_install_from(engine, marker, &cp)?;
+    drop(cp);
+    remove_staging(&dir);
+    Ok(())
+}
+
+/// Copies the state of `cp` (the staged checkpoint of `marker`, opened)
+/// and, in one durable batch, clears the log, records the snapshot's index
+/// and term as truncated, its configuration, and removes the marker.
+fn complete_install_from<E: Engine>(
+    engine: &E,
+    marker: &Snapshot,
+    cp: &E,
+) -> Result<(), crate::store::Error> {
+    let meta = marker.get_metadata();
+    snapshot::copy_from(engine, cp)?;
     let mut wb = WriteBatch::new();
     wb.delete_range(Cf::Log, log_key(0), log_key(u64::MAX));
     wb.put(
@@ -592,11 +671,7 @@ fn complete_install<E: Engine>(engine: &E, marker: &Snapshot) -> Result<(), crat
         encode_proto(meta.get_conf_state())?,
     );
     wb.delete(Cf::Meta, KEY_INSTALLING);
-    engine.write(wb, true)?;
-    if let Err(e) = std::fs::remove_dir_all(&dir) {
-        tracing::warn!(dir = %dir.display(), error = %e, "cannot remove an installed snapshot's staging directory");
-    }
-    Ok(())
+    engine.write(wb, true)
 }
 
 impl<E: Engine> raft::Storage for LogStore<E> {

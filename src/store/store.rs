@@ -23,6 +23,18 @@
 //!   taken from the first change after R in the log (its `prev`). The
 //!   continue token carries R and the next key, so all pages of one list
 //!   show the same revision, as with etcd.
+//! - **Replacing the whole state** (a raft snapshot installed on a
+//!   follower) never shows readers a mix of the old state and the new
+//!   one. The installer opens the new state on its own engine (the
+//!   snapshot's checkpoint) and hands it to [`Store::begin_replace`]: from
+//!   then on every read (gets, lists, the change log, the revision) is
+//!   served from it, while the live engine is rewritten underneath. A read
+//!   already running on the live engine finishes first (readers of the
+//!   live engine hold a read lock for the length of one call, the switch
+//!   takes it for writing). [`Store::finish_replace`] switches readers back
+//!   to the live engine once it holds the same state. So a reader sees the
+//!   old state, then the new one, never a half-copied one; a watcher
+//!   behind the new change log's window gets [`Error::Compacted`].
 //!
 //! # Implementation caveats
 //!
@@ -40,7 +52,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 const META_REVISION: &[u8] = b"revision";
 const META_APPLIED: &[u8] = b"applied_index";
@@ -285,6 +297,12 @@ pub struct Change {
     pub value: Option<Record>,
     /// The record before the change, if any.
     pub prev: Option<Record>,
+    /// Set by a value transformer above the store (encryption at rest)
+    /// when `value` or `prev` cannot be turned back into what was written
+    /// (its key is missing): why, naming the key. The value that could not
+    /// be read is then `None`. The store itself always says `None`; it is
+    /// never persisted.
+    pub unreadable: Option<String>,
 }
 
 /// Options of a list.
@@ -353,14 +371,78 @@ pub struct Store<E: Engine> {
     opts: StoreOptions,
     /// Writers hold this lock; readers use the atomics below.
     meta: Mutex<Meta>,
-    /// Mirror of `meta.revision`, updated after each write lands.
+    /// The revision readers see: `meta.revision` (updated after each
+    /// write lands), or the replacement's while one is served.
     revision: AtomicU64,
     /// Mirror of `meta.applied_index`.
     applied: AtomicU64,
-    /// Mirror of `meta.compacted`.
+    /// The compacted revision readers see (as `revision`).
     compacted: AtomicU64,
     /// Wakes watchers with the latest revision.
     notify: tokio::sync::watch::Sender<u64>,
+    /// While the state is being replaced, the new state on its own engine,
+    /// which serves every read ([`Store::begin_replace`]). Readers of the
+    /// live engine hold the read lock for the length of one call.
+    replacing: RwLock<Option<Arc<Replacement<E>>>>,
+}
+
+/// The new state while it is copied into the live engine.
+struct Replacement<E: Engine> {
+    /// Dropped before `done` (declaration order), so the engine is closed
+    /// when `done` runs its clean-up.
+    engine: E,
+    meta: Meta,
+    done: OnClose,
+}
+
+/// Runs a clean-up once the replacement engine is closed, if the live
+/// engine took its state over ([`Store::finish_replace`]); an install that
+/// did not finish keeps its files for the restart that finishes it.
+struct OnClose {
+    finished: std::sync::atomic::AtomicBool,
+    run: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl Drop for OnClose {
+    fn drop(&mut self) {
+        if self.finished.load(Ordering::Acquire) {
+            let run = self.run.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(run) = run {
+                run();
+            }
+        }
+    }
+}
+
+/// What one read call reads: the live engine (holding the read lock, so
+/// that a replacement waits for it) or the replacement.
+struct Reader<'a, E: Engine> {
+    store: &'a Store<E>,
+    replacement: Option<Arc<Replacement<E>>>,
+    _live: Option<RwLockReadGuard<'a, Option<Arc<Replacement<E>>>>>,
+}
+
+impl<E: Engine> Reader<'_, E> {
+    fn engine(&self) -> &E {
+        match &self.replacement {
+            Some(r) => &r.engine,
+            None => &self.store.engine,
+        }
+    }
+
+    fn revision(&self) -> u64 {
+        match &self.replacement {
+            Some(r) => r.meta.revision,
+            None => self.store.revision.load(Ordering::Acquire),
+        }
+    }
+
+    fn compacted(&self) -> u64 {
+        match &self.replacement {
+            Some(r) => r.meta.compacted,
+            None => self.store.compacted.load(Ordering::Acquire),
+        }
+    }
 }
 
 fn bincode_config() -> bincode::config::Configuration {
@@ -391,21 +473,87 @@ impl<E: Engine> Store<E> {
             compacted: AtomicU64::new(meta.compacted),
             meta: Mutex::new(meta),
             notify,
+            replacing: RwLock::new(None),
         })
     }
 
     /// Re-reads the revision bookkeeping after the engine's contents were
-    /// replaced underneath the store (a raft snapshot was installed).
-    /// Subscribers keep their receivers and are told the new revision.
+    /// replaced underneath the store (a raft snapshot was installed), and
+    /// serves reads from the live engine again: [`Store::finish_replace`].
     pub fn reload(&self) -> Result<()> {
+        self.finish_replace()
+    }
+
+    /// Serves every read from `replacement` from now on: an engine that
+    /// holds, complete, the state the live engine is about to be rewritten
+    /// to (a raft snapshot's checkpoint, opened). Waits for the reads of
+    /// the live engine under way. Subscribers are told its revision.
+    /// `on_close` runs once the replacement engine is closed after
+    /// [`Store::finish_replace`] (never if the replacement is dropped
+    /// unfinished: a crash recovery may still need its files).
+    ///
+    /// Nothing may be applied until [`Store::finish_replace`].
+    pub fn begin_replace(&self, replacement: E, on_close: Box<dyn FnOnce() + Send>) -> Result<()> {
+        let meta = read_meta(&replacement)?;
+        let r = Arc::new(Replacement {
+            engine: replacement,
+            meta,
+            done: OnClose {
+                finished: std::sync::atomic::AtomicBool::new(false),
+                run: Mutex::new(Some(on_close)),
+            },
+        });
+        let mut slot = self.replacing.write().unwrap_or_else(|p| p.into_inner());
+        *slot = Some(r);
+        self.revision.store(meta.revision, Ordering::Release);
+        self.compacted.store(meta.compacted, Ordering::Release);
+        drop(slot);
+        self.notify.send_replace(meta.revision);
+        Ok(())
+    }
+
+    /// The live engine now holds the state: re-reads its revision
+    /// bookkeeping and serves reads from it again. The replacement (if
+    /// any) closes when the last read on it ends. Subscribers keep their
+    /// receivers and are told the revision.
+    pub fn finish_replace(&self) -> Result<()> {
         let mut meta = self.lock();
         let fresh = read_meta(&self.engine)?;
         *meta = fresh;
+        let mut slot = self.replacing.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = slot.take() {
+            r.done.finished.store(true, Ordering::Release);
+        }
         self.revision.store(fresh.revision, Ordering::Release);
         self.applied.store(fresh.applied_index, Ordering::Release);
         self.compacted.store(fresh.compacted, Ordering::Release);
+        drop(slot);
         self.notify.send_replace(fresh.revision);
         Ok(())
+    }
+
+    /// True while a replacement serves the reads.
+    pub fn replacing(&self) -> bool {
+        self.replacing
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    fn reader(&self) -> Reader<'_, E> {
+        let guard = self.replacing.read().unwrap_or_else(|p| p.into_inner());
+        match guard.clone() {
+            Some(r) => Reader {
+                store: self,
+                replacement: Some(r),
+                _live: None,
+            },
+            None => Reader {
+                store: self,
+                replacement: None,
+                _live: Some(guard),
+            },
+        }
     }
 
     /// The engine underneath (for raft log storage and checkpoints).
@@ -447,10 +595,7 @@ impl<E: Engine> Store<E> {
 
     /// Reads one encoded key.
     pub fn get_raw(&self, key: &[u8]) -> Result<Option<Record>> {
-        match self.engine.get(Cf::Data, key)? {
-            None => Ok(None),
-            Some(raw) => Record::decode(Cf::Data, key.to_vec(), &raw).map(Some),
-        }
+        get_in(self.reader().engine(), key)
     }
 
     /// Commits one transaction (standalone use): the next applied index,
@@ -494,6 +639,11 @@ impl<E: Engine> Store<E> {
         index: u64,
         txns: Vec<Txn>,
     ) -> Result<Vec<Result<Committed>>> {
+        if self.replacing() {
+            return Err(Error::engine(format!(
+                "cannot apply index {index} while the state is being replaced"
+            )));
+        }
         if index <= meta.applied_index {
             return Err(Error::StaleRevision {
                 given: index,
@@ -562,7 +712,7 @@ impl<E: Engine> Store<E> {
             if !current.contains_key(&k) {
                 let rec = match pending.get(&k) {
                     Some(r) => r.clone(),
-                    None => self.get_raw(&k)?,
+                    None => get_in(&self.engine, &k)?,
                 };
                 current.insert(k.clone(), rec);
             }
@@ -692,6 +842,7 @@ impl<E: Engine> Store<E> {
             key: entry.key.clone(),
             value: rec(entry.value)?,
             prev: rec(entry.prev)?,
+            unreadable: None,
         })
     }
 
@@ -699,17 +850,21 @@ impl<E: Engine> Store<E> {
     /// `limit` of them (0: no limit). `after` older than the compacted
     /// revision gives [`Error::Compacted`].
     pub fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
+        self.changes_in(&self.reader(), after, limit)
+    }
+
+    fn changes_in(&self, r: &Reader<'_, E>, after: u64, limit: usize) -> Result<Vec<Change>> {
         let compacted_error = |oldest| Error::Compacted {
             requested: after,
             oldest,
         };
-        let compacted = self.compacted_revision();
+        let compacted = r.compacted();
         if after < compacted {
             return Err(compacted_error(compacted));
         }
-        let start = change_key(after + 1, 0);
+        let start = change_key(after.saturating_add(1), 0);
         let mut out = Vec::new();
-        for item in self.engine.scan(Cf::Changes, &start, &[])? {
+        for item in r.engine().scan(Cf::Changes, &start, &[])? {
             let (k, v) = item?;
             out.push(self.decode_change(&k, &v)?);
             if limit > 0 && out.len() >= limit {
@@ -718,7 +873,7 @@ impl<E: Engine> Store<E> {
         }
         // A compaction that raced with the scan may have removed records we
         // needed: say so rather than return a gap.
-        let compacted = self.compacted_revision();
+        let compacted = r.compacted();
         if after < compacted {
             return Err(compacted_error(compacted));
         }
@@ -727,6 +882,9 @@ impl<E: Engine> Store<E> {
 
     /// Lists a key range, one page at a time, consistent at one revision.
     pub fn list(&self, prefix: &Prefix, opts: &ListOptions) -> Result<ListPage> {
+        // One view for the whole call: the live engine, or a replacement
+        // (see the module docs), never both.
+        let reader = self.reader();
         let (revision, start) = match &opts.continue_token {
             Some(token) => {
                 let t = decode_continue(token)?;
@@ -738,7 +896,7 @@ impl<E: Engine> Store<E> {
                 (t.0, t.1)
             }
             None => {
-                let current = self.revision();
+                let current = reader.revision();
                 let rev = match opts.revision {
                     Some(r) if r > current => {
                         return Err(Error::FutureRevision {
@@ -752,7 +910,7 @@ impl<E: Engine> Store<E> {
                 (rev, prefix.start().to_vec())
             }
         };
-        let compacted = self.compacted_revision();
+        let compacted = reader.compacted();
         if revision < compacted {
             return Err(Error::Compacted {
                 requested: revision,
@@ -771,7 +929,7 @@ impl<E: Engine> Store<E> {
         let mut kept = 0usize;
         let mut exhausted = true;
         let mut window_end: Vec<u8> = end.clone();
-        for item in self.engine.scan(Cf::Data, &start, &end)? {
+        for item in reader.engine().scan(Cf::Data, &start, &end)? {
             let (k, v) = item?;
             let rec = Record::decode(Cf::Data, k.clone(), &v)?;
             if rec.mod_revision <= revision {
@@ -789,7 +947,7 @@ impl<E: Engine> Store<E> {
         // batch, so every newer value the scan saw has its change record.
         {
             let mut first_change: BTreeMap<Vec<u8>, Option<Record>> = BTreeMap::new();
-            for ch in self.changes_since(revision, 0)? {
+            for ch in self.changes_in(&reader, revision, 0)? {
                 let in_window = ch.key.as_slice() >= start.as_slice()
                     && if exhausted {
                         end.is_empty() || ch.key.as_slice() < end.as_slice()
@@ -833,6 +991,14 @@ impl<E: Engine> Store<E> {
     }
 }
 
+/// Reads one encoded key of `engine`'s data.
+fn get_in<E: Engine>(engine: &E, key: &[u8]) -> Result<Option<Record>> {
+    match engine.get(Cf::Data, key)? {
+        None => Ok(None),
+        Some(raw) => Record::decode(Cf::Data, key.to_vec(), &raw).map(Some),
+    }
+}
+
 fn encode_continue(rv: u64, start: &[u8]) -> String {
     let t = ContinueToken {
         rv,
@@ -856,4 +1022,142 @@ fn decode_continue(token: &str) -> Result<(u64, Vec<u8>)> {
         return Err(bad("revision 0"));
     }
     Ok((t.rv, start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::engine::MemoryEngine;
+    use crate::store::keys::{GroupResource, ObjectKey};
+    use crate::store::names::Workspace;
+
+    fn key(name: &str) -> Key {
+        let gr = GroupResource::new("", "configmaps").unwrap();
+        ObjectKey::namespaced(gr, Workspace::parse("root").unwrap(), "ns", name)
+            .unwrap()
+            .into()
+    }
+
+    fn put(store: &Store<MemoryEngine>, name: &str, v: &str) -> u64 {
+        store
+            .commit(Txn::new(vec![TxnOp::put_json(
+                key(name),
+                format!("{{\"v\":\"{v}\"}}").into_bytes(),
+                Expectation::Any,
+            )]))
+            .unwrap()
+            .revision
+    }
+
+    fn opts(retention: u64) -> StoreOptions {
+        StoreOptions {
+            sync: false,
+            changes_retention: retention,
+        }
+    }
+
+    fn prefix() -> Prefix {
+        Prefix::namespace(
+            &GroupResource::new("", "configmaps").unwrap(),
+            &Workspace::parse("root").unwrap(),
+            "ns",
+        )
+        .unwrap()
+    }
+
+    fn names(store: &Store<MemoryEngine>) -> Vec<String> {
+        store
+            .list(&prefix(), &ListOptions::default())
+            .unwrap()
+            .items
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+            .collect()
+    }
+
+    /// While a replacement serves reads, the live engine can be in any
+    /// state: readers see the replacement whole, then the live engine
+    /// again; the clean-up runs once, only after a finished replacement.
+    #[test]
+    fn a_replacement_serves_every_read_until_finished() {
+        let live = MemoryEngine::new();
+        let store = Store::open(live.clone(), opts(1_000)).unwrap();
+        put(&store, "a", "old");
+        let old_rev = store.revision();
+        // The new state: further along, its change log compacted past the
+        // old revision.
+        let next = MemoryEngine::new();
+        let other = Store::open(next.clone(), opts(4)).unwrap();
+        for i in 0..20 {
+            put(&other, "a", &format!("new{i}"));
+        }
+        put(&other, "b", "new");
+        let (new_rev, new_compacted) = (other.revision(), other.compacted_revision());
+        assert!(new_compacted > old_rev);
+        let mut rx = store.subscribe();
+        let closed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = closed.clone();
+        store
+            .begin_replace(
+                next.clone(),
+                Box::new(move || {
+                    c.fetch_add(1, Ordering::SeqCst);
+                }),
+            )
+            .unwrap();
+        assert!(store.replacing());
+        assert_eq!(*rx.borrow_and_update(), new_rev);
+        // The live engine half rewritten: readers do not see it.
+        let mut wb = WriteBatch::new();
+        wb.delete_range(Cf::Data, Vec::new(), vec![0xff]);
+        live.write(wb, false).unwrap();
+        assert_eq!(store.revision(), new_rev);
+        assert_eq!(store.compacted_revision(), new_compacted);
+        assert_eq!(names(&store), vec!["{\"v\":\"new19\"}", "{\"v\":\"new\"}"]);
+        assert!(store.get(&key("b")).unwrap().is_some());
+        // A watcher at the old revision is behind the new change log.
+        assert!(matches!(
+            store.changes_since(old_rev, 0),
+            Err(Error::Compacted { .. })
+        ));
+        assert!(!store.changes_since(new_compacted, 0).unwrap().is_empty());
+        // Nothing applies meanwhile.
+        assert!(store.apply_noop(store.applied_index() + 1).is_err());
+        // The live engine takes the state over; reads go back to it.
+        for cf in [Cf::Data, Cf::Changes, Cf::Meta] {
+            let mut wb = WriteBatch::new();
+            for item in next.scan(cf, &[], &[]).unwrap() {
+                let (k, v) = item.unwrap();
+                wb.put(cf, k, v);
+            }
+            live.write(wb, false).unwrap();
+        }
+        let reading = store.reader();
+        store.finish_replace().unwrap();
+        assert!(!store.replacing());
+        // A read that began on the replacement keeps it open...
+        assert_eq!(closed.load(Ordering::SeqCst), 0);
+        assert_eq!(reading.revision(), new_rev);
+        drop(reading);
+        // ...and it closes with the last one.
+        assert_eq!(closed.load(Ordering::SeqCst), 1);
+        assert_eq!(store.revision(), new_rev);
+        assert_eq!(names(&store), vec!["{\"v\":\"new19\"}", "{\"v\":\"new\"}"]);
+        assert_eq!(put(&store, "c", "after"), new_rev + 1);
+
+        // A replacement that never finished keeps its files (a restart
+        // finishes the install from them).
+        let store = Store::open(MemoryEngine::new(), opts(1_000)).unwrap();
+        let c = closed.clone();
+        store
+            .begin_replace(
+                MemoryEngine::new(),
+                Box::new(move || {
+                    c.fetch_add(1, Ordering::SeqCst);
+                }),
+            )
+            .unwrap();
+        drop(store);
+        assert_eq!(closed.load(Ordering::SeqCst), 1);
+    }
 }

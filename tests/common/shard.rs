@@ -128,6 +128,13 @@ impl Shard {
 
     /// Starts node `id`.
     pub fn spawn(&mut self, id: u64) {
+        let extra = self.extra_args.clone();
+        self.spawn_with_args(id, &extra);
+    }
+
+    /// Starts node `id` with these extra `tmc serve` flags instead of the
+    /// shard's (e.g. another encryption config on one replica).
+    pub fn spawn_with_args(&mut self, id: u64, extra_args: &[String]) {
         let i = (id - 1) as usize;
         assert!(self.children[i].is_none(), "node {id} already runs");
         let log = std::fs::OpenOptions::new()
@@ -148,7 +155,7 @@ impl Shard {
             .arg(self.tls_dir())
             .arg("--peer-tls-dir")
             .arg(self.tls_dir())
-            .args(&self.extra_args)
+            .args(extra_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
