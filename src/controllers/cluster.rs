@@ -850,6 +850,95 @@ mod tests {
         );
     }
 
+    /// Issue 13: without `--allow-private-member-endpoints` a registration
+    /// pointing at loopback (by address, or by a name that resolves there)
+    /// or at the cloud metadata address is refused, and the shard never
+    /// connects.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn loopback_and_metadata_endpoints_are_refused_by_address_and_by_name() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let a = accepted.clone();
+        tokio::spawn(async move {
+            while listener.accept().await.is_ok() {
+                a.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let st = Arc::new(Store::open(MemoryEngine::new(), StoreOptions::default()).unwrap());
+        let shard: Arc<dyn Shard> = Arc::new(LocalShard::new(st));
+        let ws = Workspace::parse("root:compute").unwrap();
+        let kubeconfig = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\n\
+             users:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: c\n  context:\n    \
+             cluster: c\n    user: u\ncurrent-context: c\n"
+        );
+        let secret = {
+            use base64::Engine;
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "creds", "namespace": "tmc-system", "uid": "s"},
+                   "data": {"kubeconfig": base64::engine::general_purpose::STANDARD.encode(&kubeconfig)}})
+        };
+        let mut ops = vec![TxnOp::put_json(
+            ObjectKey::namespaced(
+                GroupResource::new("", "secrets").unwrap(),
+                ws.clone(),
+                "tmc-system",
+                "creds",
+            )
+            .unwrap(),
+            serde_json::to_vec(&secret).unwrap(),
+            Expectation::Any,
+        )];
+        let endpoints = [
+            ("by-address", format!("http://127.0.0.1:{port}")),
+            ("by-name", format!("http://localhost:{port}")),
+            ("metadata", "http://169.254.169.254".to_string()),
+        ];
+        for (name, url) in &endpoints {
+            let reg = json!({"apiVersion": "tmc.kcp.io/v1alpha1", "kind": "ClusterRegistration",
+                "metadata": {"name": name, "uid": format!("u-{name}"), "generation": 1},
+                "spec": {"apiEndpoint": url,
+                         "credentialsSecretRef": {"namespace": "tmc-system", "name": "creds"}}});
+            ops.push(TxnOp::put_json(
+                ObjectKey::cluster_scoped(resource(), ws.clone(), name).unwrap(),
+                serde_json::to_vec(&reg).unwrap(),
+                Expectation::Any,
+            ));
+        }
+        shard.write(Txn::new(ops)).await.unwrap();
+        let c = ClusterController::new(
+            shard.clone(),
+            ClusterOptions {
+                probe_timeout: Duration::from_secs(2),
+                ..Default::default()
+            },
+        );
+        for (name, _) in &endpoints {
+            let key = QueueKey::new(ws.clone(), None, name);
+            c.reconcile_key(&key).await.unwrap(); // the finalizer
+            c.reconcile_key(&key).await.unwrap(); // the probe
+            let okey = ObjectKey::cluster_scoped(resource(), ws.clone(), name).unwrap();
+            let reg = objects::read::<ClusterRegistration>(&*shard, &okey)
+                .unwrap()
+                .unwrap();
+            let cond = objects::condition(&reg.obj.status.conditions, CREDENTIALS_VALID)
+                .unwrap_or_else(|| panic!("{name}: {:?}", reg.obj.status));
+            assert_eq!(
+                (cond.status.as_str(), cond.reason.as_str()),
+                ("False", member::ENDPOINT_NOT_ALLOWED),
+                "{name}: {}",
+                cond.message
+            );
+            assert!(
+                cond.message.contains("--allow-private-member-endpoints"),
+                "{}",
+                cond.message
+            );
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 0, "the shard connected");
+    }
+
     #[test]
     fn quantities_sum_as_kubernetes_writes_them() {
         let mut s = Sums::default();
