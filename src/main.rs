@@ -207,6 +207,13 @@ struct ControllerArgs {
     /// Concurrent downstream requests per member cluster.
     #[arg(long, default_value_t = 16)]
     sync_workers: usize,
+    /// Let member clusters be registered at loopback, link-local
+    /// (169.254.0.0/16, cloud metadata) and this host's own addresses.
+    /// Without it such endpoints are refused (a tenant could otherwise
+    /// point the shard at its own or the cloud's internal services); for
+    /// test environments whose member clusters run on 127.0.0.1.
+    #[arg(long)]
+    allow_private_member_endpoints: bool,
 }
 
 impl ControllerArgs {
@@ -223,6 +230,11 @@ impl ControllerArgs {
         o.sync.qps = self.sync_qps;
         o.sync.burst = self.sync_burst;
         o.sync.workers_per_cluster = self.sync_workers;
+        let endpoints = tmc::controllers::member::EndpointPolicy {
+            allow_private: self.allow_private_member_endpoints,
+        };
+        o.cluster.endpoints = endpoints;
+        o.sync.endpoints = endpoints;
         Some(o)
     }
 }

@@ -405,3 +405,373 @@ async fn registrations_heartbeats_and_placements_across_failover_and_cluster_dea
     })
     .await;
 }
+
+// --- security review (issue 13) ---
+
+fn core(kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: String::new(),
+        version: "v1".into(),
+        api_version: "v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+fn rbac(kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: "rbac.authorization.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "rbac.authorization.k8s.io/v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+fn dynamic(v: Value) -> DynamicObject {
+    serde_json::from_value(v).unwrap()
+}
+
+/// A TCP listener that records every byte sent to it and every
+/// connection, answering nothing: where a tenant would point the shard to
+/// see what it sends.
+struct Recorder {
+    url: String,
+    seen: std::sync::Arc<std::sync::Mutex<(usize, Vec<u8>)>>,
+}
+
+async fn recorder() -> Recorder {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new((0usize, Vec::new())));
+    let s = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            s.lock().unwrap().0 += 1;
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = sock.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    s.lock().unwrap().1.extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+    });
+    Recorder { url, seen }
+}
+
+/// A kubeconfig for `server` whose user is `user` (YAML lines under
+/// `user:`, indented four spaces).
+fn kubeconfig_with_user(server: &str, user: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\ncontexts:\n- name: c\n  context:\n    \
+         cluster: c\n    user: u\nclusters:\n- name: c\n  cluster:\n    server: {server}\n\
+         users:\n- name: u\n  user:\n{user}"
+    )
+}
+
+/// The Secret `name` in root's tmc-system holding `kubeconfig`, and a
+/// registration `name` pointing at `endpoint` with it.
+async fn register_with(root: &kube::Client, name: &str, endpoint: &str, kubeconfig: &str) {
+    use base64::Engine;
+    let pp = PostParams::default();
+    let secrets: Api<DynamicObject> =
+        Api::namespaced_with(root.clone(), "tmc-system", &core("Secret", "secrets"));
+    secrets
+        .create(
+            &pp,
+            &dynamic(json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": name, "namespace": "tmc-system"},
+                "data": {"kubeconfig": base64::engine::general_purpose::STANDARD.encode(kubeconfig)}})),
+        )
+        .await
+        .unwrap();
+    registrations(root)
+        .create(
+            &pp,
+            &dynamic(
+                json!({"apiVersion": "tmc.kcp.io/v1alpha1", "kind": "ClusterRegistration",
+                "metadata": {"name": name},
+                "spec": {"apiEndpoint": endpoint,
+                         "credentialsSecretRef": {"namespace": "tmc-system", "name": name}}}),
+            ),
+        )
+        .await
+        .unwrap();
+}
+
+/// Issue 13, critical: a workspace admin's kubeconfig can neither run a
+/// program on the shard leader (`exec`) nor make it read and send its
+/// files (`tokenFile`, `client-key`, ...): such registrations get
+/// `CredentialsValid` False, `UnsupportedCredential`, nothing runs and no
+/// request leaves the shard. The shard allows loopback endpoints (the
+/// recorder listens on 127.0.0.1), so only the credential check stands in
+/// the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_kubeconfigs_run_no_program_and_send_no_file() {
+    let shard = Shard::start_with(common::shard::FAST_CONTROLLERS, "");
+    let (via, _) = shard.followers();
+    let root = shard.client(via, "root").await;
+    let rec = recorder().await;
+    let marker = shard.dir.path().join("exec-ran");
+    // A secret of the leader's host, on one line (a header could carry it).
+    let secret_file = shard.dir.path().join("host-secret");
+    std::fs::write(&secret_file, "host-secret-0123456789").unwrap();
+    let ca_key = shard.tls_dir().join("ca.key");
+    let namespaces: Api<DynamicObject> =
+        Api::all_with(root.clone(), &core("Namespace", "namespaces"));
+    namespaces
+        .create(
+            &PostParams::default(),
+            &dynamic(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tmc-system"}})),
+        )
+        .await
+        .unwrap();
+    let exec = format!(
+        "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: /bin/sh\n      \
+         args: [\"-c\", \"touch {}; echo '{{\\\"apiVersion\\\":\\\"client.authentication.k8s.io/v1\\\",\
+         \\\"kind\\\":\\\"ExecCredential\\\",\\\"status\\\":{{\\\"token\\\":\\\"t\\\"}}}}'\"]\n      \
+         interactiveMode: Never\n",
+        marker.display()
+    );
+    let cases = [
+        ("exec", exec),
+        (
+            "token-file-ca-key",
+            format!("    tokenFile: {}\n", ca_key.display()),
+        ),
+        (
+            "token-file-secret",
+            format!("    tokenFile: {}\n", secret_file.display()),
+        ),
+        (
+            "client-key-file",
+            format!(
+                "    client-certificate: {}\n    client-key: {}\n",
+                shard.tls_dir().join("ca.crt").display(),
+                ca_key.display()
+            ),
+        ),
+    ];
+    for (name, user) in &cases {
+        let kc = kubeconfig_with_user(&rec.url, user);
+        register_with(&root, name, &rec.url, &kc).await;
+    }
+    let regs = registrations(&root);
+    // Nothing may run or leave at any time while the conditions settle.
+    let harmless = || {
+        assert!(
+            !marker.exists(),
+            "the exec plugin ran on the shard: {}",
+            marker.display()
+        );
+        let (connections, bytes) = rec.seen.lock().unwrap().clone();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains("host-secret-0123456789") && !text.contains("PRIVATE KEY"),
+            "a file of the shard's host was sent out: {text}"
+        );
+        assert_eq!(
+            connections, 0,
+            "no request leaves the shard with such credentials: {text}"
+        );
+    };
+    for (name, _) in &cases {
+        let o = eventually(&format!("{name}: UnsupportedCredential"), WAIT, || async {
+            harmless();
+            let o = get(&regs, name).await?;
+            match condition(&o, "CredentialsValid") {
+                Some(c) if c["status"] == "False" && c["reason"] == "UnsupportedCredential" => {
+                    Ok(o)
+                }
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+        let msg = condition(&o, "CredentialsValid").unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(msg.contains("inline credentials"), "{name}: {msg}");
+        let ready = condition(&o, "Ready").unwrap();
+        assert_eq!(ready["status"], "False", "{name}: {o}");
+    }
+    harmless();
+}
+
+/// Issue 13, high: a placement uses another workspace's clusters only if
+/// its author may `use` ClusterRegistrations there. The API refuses the
+/// write (a location that does not exist gets the same answer), the
+/// server records the author (a client cannot forge it), and the
+/// controller drops the decision when the grant is revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placements_use_another_workspaces_clusters_only_with_the_use_verb() {
+    const ALICE: &str = "alice-token-controllers-0123";
+    let members = TestEnv::shared();
+    let shard = Shard::start_with(
+        common::shard::FAST_CONTROLLERS,
+        &format!("{ALICE},alice,u-alice\n"),
+    );
+    let (via, _) = shard.followers();
+    let root = shard.client(via, "root").await;
+    let pp = PostParams::default();
+    let workspaces: Api<DynamicObject> = Api::all_with(
+        root.clone(),
+        &ApiResource {
+            group: "tenancy.kcp.io".into(),
+            version: "v1alpha1".into(),
+            api_version: "tenancy.kcp.io/v1alpha1".into(),
+            kind: "Workspace".into(),
+            plural: "workspaces".into(),
+        },
+    );
+    for w in ["loc", "a"] {
+        workspaces
+            .create(
+                &pp,
+                &dynamic(
+                    json!({"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace",
+                    "metadata": {"name": w}, "spec": {}}),
+                ),
+            )
+            .await
+            .unwrap();
+    }
+    let admin_loc = shard.client(via, "root:loc").await;
+    let admin_a = shard.client(via, "root:a").await;
+    // alice administers root:a.
+    Api::<DynamicObject>::all_with(admin_a.clone(), &rbac("ClusterRoleBinding", "clusterrolebindings"))
+        .create(
+            &pp,
+            &dynamic(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": "alice-admin"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}]})),
+        )
+        .await
+        .unwrap();
+    // A cluster in root:loc.
+    Api::<DynamicObject>::all_with(admin_loc.clone(), &core("Namespace", "namespaces"))
+        .create(
+            &pp,
+            &dynamic(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tmc-system"}})),
+        )
+        .await
+        .unwrap();
+    let kc = std::fs::read_to_string(members.kubeconfig(0)).unwrap();
+    let endpoint = kube::config::Kubeconfig::from_yaml(&kc).unwrap().clusters[0]
+        .cluster
+        .as_ref()
+        .unwrap()
+        .server
+        .clone()
+        .unwrap();
+    register_with(&admin_loc, "east", &endpoint, &kc).await;
+    wait_condition(&registrations(&admin_loc), "east", "Ready", "True", None).await;
+
+    let alice = {
+        let kc =
+            kube::config::Kubeconfig::read_from(shard.kubeconfig_with_token(via, "root:a", ALICE))
+                .unwrap();
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
+        kube::Client::try_from(cfg).unwrap()
+    };
+    let wps = placements(&alice);
+    let at = |name: &str, location: &str| {
+        let mut p = placement(name, json!({}), json!({"type": "Single"}));
+        p.data["spec"]["locationWorkspace"] = json!(location);
+        p
+    };
+    let refused = |r: Result<DynamicObject, kube::Error>| match r {
+        Err(kube::Error::Api(s)) => (s.code, s.reason.clone(), s.message.clone()),
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    // Not granted, and absent: the same answer.
+    let (code, reason, forbidden) = refused(wps.create(&pp, &at("web", "root:loc")).await);
+    assert_eq!((code, reason.as_str()), (403, "Forbidden"), "{forbidden}");
+    let (code, reason, absent) = refused(wps.create(&pp, &at("web", "root:nope")).await);
+    assert_eq!((code, reason.as_str()), (403, "Forbidden"), "{absent}");
+    assert_eq!(
+        forbidden.replace("root:loc", "W"),
+        absent.replace("root:nope", "W")
+    );
+    assert!(
+        forbidden.contains("cannot use resource \"clusterregistrations\""),
+        "{forbidden}"
+    );
+
+    // Granted: `use` on clusterregistrations in root:loc.
+    let crs =
+        Api::<DynamicObject>::all_with(admin_loc.clone(), &rbac("ClusterRole", "clusterroles"));
+    crs.create(
+        &pp,
+        &dynamic(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "use-clusters"},
+            "rules": [{"verbs": ["use"], "apiGroups": ["tmc.kcp.io"], "resources": ["clusterregistrations"]}]})),
+    )
+    .await
+    .unwrap();
+    let crbs = Api::<DynamicObject>::all_with(
+        admin_loc.clone(),
+        &rbac("ClusterRoleBinding", "clusterrolebindings"),
+    );
+    crbs.create(
+        &pp,
+        &dynamic(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "alice-uses"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "use-clusters"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}]})),
+    )
+    .await
+    .unwrap();
+    // A forged author is not kept: the server records alice.
+    let mut forged = at("web", "root:loc");
+    forged.metadata.annotations = Some(
+        [(
+            "tmc.kcp.io/author".to_string(),
+            json!({"username": "admin", "groups": ["system:masters"]}).to_string(),
+        )]
+        .into(),
+    );
+    wps.create(&pp, &forged).await.unwrap();
+    let o = wait_selected(&wps, "web", &["east"]).await;
+    let author: Value = serde_json::from_str(
+        o["metadata"]["annotations"]["tmc.kcp.io/author"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(author["username"], "alice", "{author}");
+    assert!(!author.to_string().contains("system:masters"), "{author}");
+    // A metadata-only patch keeps the author and cannot set it.
+    let patch = json!({"metadata": {"labels": {"x": "y"}, "annotations": {"tmc.kcp.io/author":
+        json!({"username": "admin", "groups": ["system:masters"]}).to_string()}}});
+    let o = wps
+        .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let author = o.metadata.annotations.unwrap_or_default()["tmc.kcp.io/author"].clone();
+    assert!(
+        author.contains("\"alice\"") && !author.contains("masters"),
+        "{author}"
+    );
+
+    // Revoked: the controller sees the location's RBAC change and drops
+    // the decision; its status says the same as for a missing location.
+    crbs.delete("alice-uses", &DeleteParams::default())
+        .await
+        .unwrap();
+    let o = wait_condition(&wps, "web", "Scheduled", "False", Some("LocationNotFound")).await;
+    assert!(selected(&o).is_empty(), "{o}");
+    let msg = condition(&o, "Scheduled").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("does not exist, or the author"), "{msg}");
+}

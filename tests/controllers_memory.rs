@@ -205,7 +205,10 @@ async fn placement_controller_memory_stays_flat_over_100000_workspaces() {
                     json!({"apiVersion": "tmc.kcp.io/v1alpha1", "kind": "WorkloadPlacement",
                            "metadata": {"name": "web", "uid": uuid::Uuid::new_v4().to_string(),
                                         "creationTimestamp": "2026-01-01T00:00:00Z",
-                                        "generation": 1},
+                                        "generation": 1,
+                                        // As the API records it: the admin wrote the spec.
+                                        "annotations": {"tmc.kcp.io/author":
+                                            "{\"username\":\"admin\",\"groups\":[\"system:masters\"]}"}},
                            "spec": {"locationWorkspace": LOCATION, "strategy": strategy}}),
                     &mut written,
                 ));

@@ -162,6 +162,7 @@ async fn workloads_sync_down_status_comes_up_drift_is_repaired_and_deletes_clean
     std::fs::write(&enc, tmc::encryption::Keys::generate_config()).unwrap();
     let mut shard = Shard::start_with(
         &[
+            "--allow-private-member-endpoints",
             "--probe-interval",
             "1s",
             "--catalog-ttl",
@@ -660,4 +661,296 @@ async fn a_dead_clusters_workloads_move_and_its_stale_copies_go_when_it_returns(
     })
     .await;
     doomed.stop().unwrap();
+}
+
+// --- hostile object shapes (issue 13) ---
+
+/// A raw request through `client`; `(code, reason, message)` of the answer
+/// (`(201|200, "", "")` on success).
+async fn raw(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &Value,
+) -> (u16, String, String) {
+    let req = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", content_type)
+        .body(serde_json::to_vec(body).unwrap())
+        .unwrap();
+    match client.request::<Value>(req).await {
+        Ok(_) => (200, String::new(), String::new()),
+        Err(kube::Error::Api(s)) => (s.code, s.reason.clone(), s.message.clone()),
+        Err(e) => panic!("{method} {path}: {e}"),
+    }
+}
+
+/// Issue 13, medium: ObjectMeta and the top level of built-in objects are
+/// checked as kube-apiserver's decoder checks them (the same status code
+/// and reason as a real kube-apiserver for each shape, and the field
+/// named); and objects stored before the check (planted through the
+/// operator's KV interface) no longer stop sync for everyone: nine
+/// ConfigMaps with string annotations (more than the eight object
+/// workers) sit beside another tenant's ConfigMap that still syncs, and
+/// nothing panics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_object_shapes_are_refused_like_kube_and_stored_ones_stop_nothing() {
+    let env = TestEnv::shared();
+    let member = env.client(0).await;
+    let shard = Shard::start_with(common::shard::FAST_CONTROLLERS, "");
+    let (via, _) = shard.followers();
+    let root = shard.client(via, "root").await;
+    let pp = PostParams::default();
+
+    // The same hostile bodies to tmc and to a real kube-apiserver.
+    let cm = |meta: Value, rest: Value| {
+        let mut v = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta});
+        if let (Some(o), Value::Object(r)) = (v.as_object_mut(), rest) {
+            o.extend(r);
+        }
+        v
+    };
+    let shapes = [
+        (
+            "metadata.annotations",
+            cm(json!({"name": "h1", "annotations": "x"}), json!({})),
+        ),
+        (
+            "metadata.annotations",
+            cm(json!({"name": "h2", "annotations": ["x"]}), json!({})),
+        ),
+        (
+            "metadata.labels",
+            cm(json!({"name": "h3", "labels": {"a": 1}}), json!({})),
+        ),
+        (
+            "metadata.finalizers",
+            cm(json!({"name": "h4", "finalizers": "f"}), json!({})),
+        ),
+        (
+            "metadata.generation",
+            cm(json!({"name": "h5", "generation": "1"}), json!({})),
+        ),
+        (
+            "metadata.ownerReferences",
+            cm(
+                json!({"name": "h6", "ownerReferences": [{"apiVersion": "v1", "kind": "X", "name": "n", "uid": 5}]}),
+                json!({}),
+            ),
+        ),
+        ("metadata", cm(json!("x"), json!({}))),
+        ("data", cm(json!({"name": "h8"}), json!({"data": {"k": 1}}))),
+        ("data", cm(json!({"name": "h9"}), json!({"data": "x"}))),
+    ];
+    // (The tmc client's server URL ends in /clusters/root.)
+    let (ours, theirs) = (
+        "/api/v1/namespaces/default/configmaps",
+        "/api/v1/namespaces/default/configmaps",
+    );
+    for (field, body) in &shapes {
+        let t = raw(&root, "POST", ours, "application/json", body).await;
+        let k = raw(&member, "POST", theirs, "application/json", body).await;
+        assert_eq!(
+            (t.0, &t.1),
+            (k.0, &k.1),
+            "{body}: tmc {t:?}, kube-apiserver {k:?}"
+        );
+        assert_eq!(t.0, 400, "{body}: {t:?}");
+        assert_eq!(t.2, k.2, "{body}: the same message as kube-apiserver's");
+        assert!(
+            t.2.contains(field),
+            "{body}: the field {field} is named: {}",
+            t.2
+        );
+        assert!(
+            t.2.starts_with("ConfigMap in version \"v1\" cannot be handled as a ConfigMap: "),
+            "{}",
+            t.2
+        );
+    }
+    let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "h"}, "spec": "x"});
+    let t = raw(
+        &root,
+        "POST",
+        "/apis/apps/v1/namespaces/default/deployments",
+        "application/json",
+        &deploy,
+    )
+    .await;
+    let k = raw(
+        &member,
+        "POST",
+        "/apis/apps/v1/namespaces/default/deployments",
+        "application/json",
+        &deploy,
+    )
+    .await;
+    assert_eq!((t.0, &t.1), (k.0, &k.1), "tmc {t:?}, kube-apiserver {k:?}");
+    // A merge patch that makes annotations a string: refused too.
+    let good = cm(json!({"name": "shape-ok"}), json!({"data": {"k": "v"}}));
+    for (c, path) in [(&root, ours), (&member, theirs)] {
+        let _ = raw(
+            c,
+            "DELETE",
+            &format!("{path}/shape-ok"),
+            "application/json",
+            &json!({}),
+        )
+        .await;
+        assert_eq!(raw(c, "POST", path, "application/json", &good).await.0, 200);
+    }
+    let patch = json!({"metadata": {"annotations": "x"}});
+    let t = raw(
+        &root,
+        "PATCH",
+        &format!("{ours}/shape-ok"),
+        "application/merge-patch+json",
+        &patch,
+    )
+    .await;
+    let k = raw(
+        &member,
+        "PATCH",
+        &format!("{theirs}/shape-ok"),
+        "application/merge-patch+json",
+        &patch,
+    )
+    .await;
+    assert_eq!((t.0, &t.1), (k.0, &k.1), "tmc {t:?}, kube-apiserver {k:?}");
+    assert!(t.2.contains("metadata.annotations"), "{}", t.2);
+    // kube-apiserver quotes the whole patched object before the decoder's
+    // message; tmc names the decoder's message only.
+    let decoder = t.2.rsplit("the patched object: ").next().unwrap();
+    assert!(k.2.ends_with(decoder), "tmc {t:?}, kube-apiserver {k:?}");
+
+    // Stored hostile objects do not stop sync.
+    shard.register_cluster(via, "east", env.kubeconfig(0), "pool=stable");
+    let workspaces: Api<DynamicObject> = Api::all_with(
+        root.clone(),
+        &ar("tenancy.kcp.io", "v1alpha1", "Workspace", "workspaces"),
+    );
+    for w in ["t1", "t2"] {
+        workspaces
+            .create(
+                &pp,
+                &obj(
+                    json!({"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace",
+                            "metadata": {"name": w}, "spec": {}}),
+                ),
+            )
+            .await
+            .unwrap();
+    }
+    let wp_ar = ar(
+        "tmc.kcp.io",
+        "v1alpha1",
+        "WorkloadPlacement",
+        "workloadplacements",
+    );
+    let mut single = placement();
+    single.data["spec"]["strategy"] = json!({"type": "Single"});
+    let (t1, t2) = (
+        shard.client(via, "root:t1").await,
+        shard.client(via, "root:t2").await,
+    );
+    for c in [&t1, &t2] {
+        let wps: Api<DynamicObject> = Api::all_with(c.clone(), &wp_ar);
+        wps.create(&pp, &single).await.unwrap();
+        eventually("the placement is bound", WAIT, || async {
+            let o = get(&wps, "web").await?;
+            (o["status"]["phase"] == "Bound")
+                .then_some(())
+                .ok_or(format!("{}", o["status"]))
+        })
+        .await;
+    }
+    for (i, anns) in [
+        json!("x"),
+        json!(5),
+        json!(["a"]),
+        json!(true),
+        json!("y"),
+        json!(6),
+        json!([]),
+        json!(false),
+        json!("z"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("bad-{i}"), "namespace": "default", "uid": format!("u-bad-{i}"),
+                         "labels": {"app": "web"}, "annotations": anns},
+            "data": {"k": "v"}});
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tmc"))
+            .args([
+                "kv",
+                "--endpoint",
+                &format!("127.0.0.1:{}", shard.kv[0]),
+                "--peer-tls-dir",
+            ])
+            .arg(shard.tls_dir())
+            .args([
+                "put",
+                &format!("root:t1/default/bad-{i}"),
+                &body.to_string(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tmc kv put: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    configmaps(&t1, "default")
+        .create(&pp, &configmap("fine-1", "t1", json!({"app": "web"})))
+        .await
+        .unwrap();
+    configmaps(&t2, "default")
+        .create(&pp, &configmap("fine-2", "t2", json!({"app": "web"})))
+        .await
+        .unwrap();
+    for (w, name) in [("root:t1", "fine-1"), ("root:t2", "fine-2")] {
+        let ns = downstream_namespace(&ws(w), "default");
+        eventually(&format!("{w} {name} downstream"), WAIT, || async {
+            get(&configmaps(&member, &ns), name).await
+        })
+        .await;
+    }
+    // The hostile ones were tried (errors, retried with backoff) and
+    // nothing panicked.
+    let leader = shard.leader();
+    eventually(
+        "the stored hostile objects were reconciled as errors",
+        WAIT,
+        || async {
+            let m = shard.metrics(leader).ok_or("no metrics")?;
+            let errors: f64 = m
+                .lines()
+                .find(|l| {
+                    l.starts_with("tmc_controller_errors_total{controller=\"sync-configmaps\"}")
+                })
+                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+                .unwrap_or(0.0);
+            (errors >= 9.0)
+                .then_some(m)
+                .ok_or(format!("{errors} errors"))
+        },
+    )
+    .await;
+    let m = shard.metrics(leader).unwrap();
+    assert!(
+        !m.lines()
+            .any(|l| l.starts_with("tmc_controller_panics_total{") && !l.ends_with(" 0")),
+        "{m}"
+    );
+    let bad = get(
+        &configmaps(&member, &downstream_namespace(&ws("root:t1"), "default")),
+        "bad-0",
+    )
+    .await;
+    assert!(bad.is_err(), "a hostile object is not sent down: {bad:?}");
 }

@@ -60,8 +60,10 @@ pub type Params = HashMap<String, String>;
 
 /// A check of an object about to be written (after every other check,
 /// before the commit): the stored object (`None` on create) and the new
-/// one. RBAC's escalation prevention is one.
-pub type Admit = Arc<dyn Fn(&ResourceInfo, Option<&Value>, &Value) -> ApiResult<()> + Send + Sync>;
+/// one, which it may amend with server-owned fields. RBAC's escalation
+/// prevention is one; see [`super::admission`].
+pub type Admit =
+    Arc<dyn Fn(&ResourceInfo, Option<&Value>, &mut Value) -> ApiResult<()> + Send + Sync>;
 
 /// Who is asking: for field managers, workspace URLs, the admin of a new
 /// workspace, and admission.
@@ -79,7 +81,7 @@ pub struct Caller {
 }
 
 impl Caller {
-    fn admit(&self, info: &ResourceInfo, old: Option<&Value>, new: &Value) -> ApiResult<()> {
+    fn admit(&self, info: &ResourceInfo, old: Option<&Value>, new: &mut Value) -> ApiResult<()> {
         match &self.admit {
             Some(a) => a(info, old, new),
             None => Ok(()),
@@ -689,7 +691,7 @@ impl ObjectApi {
             });
             ns_key = Some(k);
         }
-        caller.admit(info, None, &obj)?;
+        caller.admit(info, None, &mut obj)?;
         let mut child_default_ns = None;
         let mut child_rbac = Vec::new();
         if (info.group, info.kind) == (TENANCY_GROUP, "Workspace") {
@@ -945,7 +947,7 @@ impl ObjectApi {
             }
             let current = parse_value(&rec)?;
             let desired = compute(&current, rec.mod_revision)?;
-            let new = merge_server_fields(info, req.status, &current, desired)?;
+            let mut new = merge_server_fields(info, req.status, &current, desired)?;
             super::validation::validate(info, &new)?;
             // A stale record (stored under an old encryption key) is
             // rewritten even when nothing changed: that is how
@@ -953,7 +955,7 @@ impl ObjectApi {
             if new == current && !rec.stale {
                 return Ok((200, for_response(current, rec.mod_revision, ws.as_str())));
             }
-            caller.admit(info, Some(&current), &new)?;
+            caller.admit(info, Some(&current), &mut new)?;
             if dry {
                 return Ok((200, for_response(new, rec.mod_revision, ws.as_str())));
             }

@@ -6,6 +6,7 @@
 //! module knows nothing of RocksDB and reaches data through the callbacks it
 //! is given.
 
+pub mod admission;
 pub mod apply;
 pub mod auth;
 pub mod authz;

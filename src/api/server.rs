@@ -275,7 +275,7 @@ async fn resource(
             .to_string(),
         user: user.name.clone(),
         admit: ws
-            .map(|ws| authz::rbac_admission(s.objects.shard.clone(), user.clone(), ws.clone())),
+            .map(|ws| super::admission::admit(s.objects.shard.clone(), user.clone(), ws.clone())),
     };
     if r.info.group == AUTHORIZATION_GROUP {
         let ws = match (verb, ws) {
@@ -302,6 +302,7 @@ async fn resource(
         // current first.
         s.objects.shard.barrier().await?;
     }
+    super::admission::prepare(s.objects.shard.as_ref(), r.info, verb, user).await?;
     if r.status && !matches!(verb, "get" | "update" | "patch") {
         return Err(ApiError::method_not_allowed(format!(
             "the status subresource does not support {verb}"

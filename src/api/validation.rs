@@ -65,8 +65,12 @@ fn check<T: DeserializeOwned>(
     }
 }
 
-/// Checks a whole object about to be stored.
+/// Checks a whole object about to be stored. Its shape (ObjectMeta and
+/// top-level fields, [`super::object::check_shape`]) was checked when
+/// the body was decoded; a patch's result is checked here, and refused
+/// as kube-apiserver refuses a patch that does not decode.
 pub fn validate(info: &ResourceInfo, obj: &Value) -> ApiResult<()> {
+    super::object::check_shape(info, obj).map_err(|e| super::object::patch_error(&e))?;
     match (info.group, info.kind) {
         ("tmc.kcp.io", "ClusterRegistration") => {
             check::<ClusterRegistrationSpec>(info, obj, "spec", true)?;
@@ -122,11 +126,18 @@ mod tests {
                 .starts_with("spec.strategy"),
             "{e}"
         );
-        // Other kinds are not checked here.
+        // Other kinds: only their shape (the Go types of ObjectMeta and
+        // the top level), as a patch's result.
         let cm = super::super::resources::RESOURCES
             .iter()
             .find(|r| r.kind == "ConfigMap")
             .unwrap();
-        assert!(validate(cm, &json!({"data": 5})).is_ok());
+        assert!(validate(cm, &json!({"data": {"a": "b"}, "spec": 5})).is_ok());
+        let e = validate(cm, &json!({"data": 5})).unwrap_err().to_status();
+        assert_eq!(
+            (e["code"].as_u64(), e["reason"].as_str()),
+            (Some(422), Some("Invalid"))
+        );
+        assert_eq!(e["details"]["causes"][0]["field"], "patch");
     }
 }

@@ -152,6 +152,11 @@ fn load(
     progress(&format!("{} clusters loaded", args.clusters));
     let wps = crate::controllers::placement::resource();
     let mut ops = Vec::with_capacity(1000);
+    let author = crate::api::admission::author_value(&crate::auth::User::new(
+        "admin",
+        "",
+        &[crate::auth::MASTERS],
+    ));
     for i in 0..args.placements {
         let ws = Workspace::parse(&format!("root:t{}", i / PER_WORKSPACE)).expect("path");
         let name = format!("p{}", i % PER_WORKSPACE);
@@ -165,7 +170,9 @@ fn load(
             json!({"apiVersion": "tmc.kcp.io/v1alpha1", "kind": "WorkloadPlacement",
                    "metadata": {"name": name, "uid": uuid::Uuid::new_v4().to_string(),
                                 "creationTimestamp": now, "generation": 1,
-                                "finalizers": [crate::controllers::placement::FINALIZER]},
+                                "finalizers": [crate::controllers::placement::FINALIZER],
+                                // As the API records it: the admin wrote the spec.
+                                "annotations": {crate::api::admission::AUTHOR_ANNOTATION: &author}},
                    "spec": {"locationWorkspace": LOCATION,
                             "clusterSelector": {"matchLabels": {"tier": "prod"}},
                             "strategy": strategy}}),

@@ -211,6 +211,8 @@ pub async fn run(args: &SyncArgs) -> Result<SyncReport, BoxError> {
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            // The member clusters run on 127.0.0.1.
+            .arg("--allow-private-member-endpoints")
             .args(["--probe-interval", "2s", "--sync-qps"])
             .arg(args.sync_qps.to_string())
             .args(["--sync-burst", &(args.sync_qps as u32).max(1).to_string()]),

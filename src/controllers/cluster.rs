@@ -24,8 +24,13 @@
 //! probe 10,000 clusters in one burst. The finalizer `tmc.kcp.io/cluster`
 //! holds a deleted registration until no placement decision names it.
 //!
-//! Clients are cached per registration and rebuilt when the Secret or the
-//! endpoint changes. Status is written only when it changed (a heartbeat
+//! Credentials and endpoints are checked by [`super::member`]: inline
+//! credentials only (an `exec` plugin, a `tokenFile` or any other file
+//! path gives `CredentialsValid` False, `UnsupportedCredential`, and
+//! nothing is run or read); no loopback, link-local or own address
+//! unless the shard runs with `--allow-private-member-endpoints`
+//! (`EndpointNotAllowed`). Clients are cached per registration and
+//! rebuilt when the Secret or the endpoint changes. Status is written only when it changed (a heartbeat
 //! changes it every probe, as kcp's syncer heartbeat did).
 //!
 //! Left out: the syncer's own heartbeat (issue 8), per-resource API
@@ -33,23 +38,19 @@
 //! Secret (a Secret change is picked up at the next probe).
 
 use super::keys::QueueKey;
+use super::member::{self, EndpointPolicy, EndpointRefused};
 use super::objects::{self, is_true, set_condition, unix_now, Stored};
 use super::runtime::Controller;
-use crate::api::types::{ClusterRegistration, ClusterRegistrationSpec, ClusterRegistrationStatus};
+use crate::api::types::{ClusterRegistration, ClusterRegistrationStatus};
 use crate::shard::{BoxFuture, Shard};
 use crate::store::{GroupResource, Key, ListOptions, ObjectKey, Prefix, Txn, Workspace};
-use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// The resource this controller reconciles.
 pub fn resource() -> GroupResource {
     GroupResource::new(crate::api::types::GROUP, "clusterregistrations").expect("valid")
-}
-
-fn secrets() -> GroupResource {
-    GroupResource::new("", "secrets").expect("valid")
 }
 
 /// The finalizer the controller keeps on every ClusterRegistration: the
@@ -78,6 +79,8 @@ pub struct ClusterOptions {
     pub probe_timeout: Duration,
     /// Clusters probed at once, at most.
     pub probe_concurrency: usize,
+    /// Which member endpoints may be connected to.
+    pub endpoints: EndpointPolicy,
 }
 
 impl Default for ClusterOptions {
@@ -87,6 +90,7 @@ impl Default for ClusterOptions {
             heartbeat_threshold: Duration::from_secs(40),
             probe_timeout: Duration::from_secs(5),
             probe_concurrency: 64,
+            endpoints: EndpointPolicy::default(),
         }
     }
 }
@@ -121,13 +125,7 @@ impl ClusterController {
     }
 }
 
-/// Why the credentials cannot be used.
-pub struct CredentialsError {
-    /// A CamelCase reason for a condition.
-    pub reason: &'static str,
-    /// What a person can act on.
-    pub message: String,
-}
+pub use super::member::CredentialsError;
 
 /// What one probe found.
 struct Probe {
@@ -139,33 +137,31 @@ struct Probe {
 enum ProbeError {
     /// The cluster refused the credentials.
     Unauthorized(String),
+    /// The endpoint resolves to an address the shard may not connect to.
+    Refused(String),
     /// Anything else: unreachable, timeout, server error.
     Failed(String),
 }
 
 impl ClusterController {
     /// The client for `reg`, built from its Secret (or the cached one).
-    async fn client(
+    fn client(
         &self,
         key: &QueueKey,
         reg: &Stored<ClusterRegistration>,
     ) -> Result<kube::Client, CredentialsError> {
-        let (fingerprint, cfg) = client_config(
-            &*self.shard,
-            &key.cluster,
-            &reg.obj.spec,
-            self.opts.probe_timeout,
-        )
-        .await?;
-        if let Some((f, c)) = self.clients.lock().expect("lock").get(key) {
+        let (fingerprint, creds) = member::load(&*self.shard, &key.cluster, &reg.obj.spec)?;
+        if let Some((f, c)) = self
+            .clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+        {
             if *f == fingerprint {
                 return Ok(c.clone());
             }
         }
-        let client = kube::Client::try_from(cfg).map_err(|e| CredentialsError {
-            reason: "InvalidKubeconfig",
-            message: e.to_string(),
-        })?;
+        let client = creds.client(self.opts.probe_timeout, self.opts.endpoints)?;
         self.clients
             .lock()
             .expect("lock")
@@ -178,7 +174,10 @@ impl ClusterController {
             kube::Error::Api(s) if s.code == 401 || s.code == 403 => {
                 ProbeError::Unauthorized(format!("{} {}: {}", s.code, s.reason, s.message))
             }
-            _ => ProbeError::Failed(e.to_string()),
+            _ => match EndpointRefused::find(&e) {
+                Some(r) => ProbeError::Refused(r.to_string()),
+                None => ProbeError::Failed(e.to_string()),
+            },
         };
         let work = async {
             let version = client.apiserver_version().await.map_err(classify)?;
@@ -221,9 +220,18 @@ impl ClusterController {
         let okey = ObjectKey::cluster_scoped(resource(), key.cluster.clone(), &key.name)
             .map_err(|e| e.to_string())?;
         let Some(reg) = objects::read::<ClusterRegistration>(&*self.shard, &okey)? else {
-            self.clients.lock().expect("lock").remove(key);
-            self.written.lock().expect("lock").remove(key);
-            self.seen.lock().expect("lock").remove(key);
+            self.clients
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(key);
+            self.written
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(key);
+            self.seen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(key);
             return Ok(None);
         };
         if reg.obj.metadata.deletion_timestamp.is_some() {
@@ -240,7 +248,12 @@ impl ClusterController {
                 Err(e) => Err(e.to_string()),
             };
         }
-        if let Some((rev, at)) = self.written.lock().expect("lock").get(key) {
+        if let Some((rev, at)) = self
+            .written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+        {
             let early = self.opts.probe_interval.mul_f64(0.9);
             if *rev == reg.revision && at.elapsed() < early {
                 // The change of our own write: the next probe is already
@@ -249,7 +262,11 @@ impl ClusterController {
             }
         }
         let now = unix_now();
-        let first = self.seen.lock().expect("lock").insert(key.clone());
+        let first = self
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.clone());
         if first && reg.obj.status.last_heartbeat_time.is_some() {
             // A new term (failover, restart) finds every cluster at once:
             // spread their first probes over the interval. A cluster
@@ -262,7 +279,7 @@ impl ClusterController {
         let mut status = reg.obj.status.clone();
         let endpoint = reg.obj.spec.api_endpoint.clone();
         let permit = self.probes.acquire().await.map_err(|e| e.to_string())?;
-        let probe_failed: Option<String> = match self.client(key, &reg).await {
+        let probe_failed: Option<String> = match self.client(key, &reg) {
             Err(e) => {
                 set_condition(
                     &mut status.conditions,
@@ -315,6 +332,17 @@ impl ClusterController {
                     );
                     Some(msg)
                 }
+                Err(ProbeError::Refused(m)) => {
+                    set_condition(
+                        &mut status.conditions,
+                        CREDENTIALS_VALID,
+                        "False",
+                        member::ENDPOINT_NOT_ALLOWED,
+                        m.clone(),
+                        now,
+                    );
+                    Some(m)
+                }
                 Err(ProbeError::Failed(m)) => Some(format!("probing {endpoint} failed: {m}")),
             },
         };
@@ -354,9 +382,18 @@ impl ClusterController {
         key: &QueueKey,
         reg: &Stored<ClusterRegistration>,
     ) -> Result<Option<Duration>, String> {
-        self.clients.lock().expect("lock").remove(key);
-        self.written.lock().expect("lock").remove(key);
-        self.seen.lock().expect("lock").remove(key);
+        self.clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+        self.written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
         if let Some(p) = placement_naming(&*self.shard, &key.cluster, &key.name)? {
             tracing::debug!(cluster = %key, placement = %p, "deleting cluster still chosen; waiting");
             return Ok(Some(DELETION_RECHECK));
@@ -516,9 +553,18 @@ impl Controller for ClusterController {
         _shard: Arc<dyn Shard>,
         _queue: super::queue::WorkQueue<QueueKey>,
     ) -> Vec<BoxFuture<'static, ()>> {
-        self.clients.lock().expect("lock").clear();
-        self.written.lock().expect("lock").clear();
-        self.seen.lock().expect("lock").clear();
+        self.clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         Vec::new()
     }
     fn reconcile<'a>(
@@ -595,99 +641,6 @@ pub fn format_milli(v: i128) -> String {
         }
     }
     n.to_string()
-}
-
-/// The kube-rs configuration for the cluster `spec` describes, from the
-/// credentials Secret it references in workspace `ws` (read from local
-/// state), with `timeout` on connect, read and write; and a fingerprint
-/// (the Secret's revision and the endpoint) that changes when either does.
-/// Shared by the prober and the sync controller.
-pub async fn client_config(
-    shard: &dyn Shard,
-    ws: &Workspace,
-    spec: &ClusterRegistrationSpec,
-    timeout: Duration,
-) -> Result<(String, kube::Config), CredentialsError> {
-    let r = &spec.credentials_secret_ref;
-    let missing = |what: String| CredentialsError {
-        reason: "SecretInvalid",
-        message: what,
-    };
-    let secret_key =
-        ObjectKey::namespaced(secrets(), ws.clone(), &r.namespace, &r.name).map_err(|e| {
-            missing(format!(
-                "spec.credentialsSecretRef is not a valid Secret reference: {e}"
-            ))
-        })?;
-    let secret: Option<Stored<Value>> = objects::read(shard, &secret_key).map_err(&missing)?;
-    let Some(secret) = secret else {
-        return Err(CredentialsError {
-            reason: "SecretNotFound",
-            message: format!(
-                "Secret {}/{} not found in workspace {ws}; create it with the cluster's \
-                 kubeconfig under key \"kubeconfig\" (or \"token\" and \"ca.crt\"), \
-                 e.g. with `tmc cluster register`",
-                r.namespace, r.name
-            ),
-        });
-    };
-    let fingerprint = format!("{}|{}", secret.revision, spec.api_endpoint);
-    let data = |k: &str| -> Option<Vec<u8>> {
-        use base64::Engine;
-        let s = secret.raw.get("data")?.get(k)?.as_str()?;
-        base64::engine::general_purpose::STANDARD.decode(s).ok()
-    };
-    let kubeconfig_text = match (data("kubeconfig"), data("token"), data("ca.crt")) {
-        (Some(kc), _, _) => String::from_utf8(kc).map_err(|_| {
-            missing(format!(
-                "key \"kubeconfig\" of Secret {}/{} is not UTF-8 text",
-                r.namespace, r.name
-            ))
-        })?,
-        (None, Some(token), Some(ca)) => {
-            use base64::Engine;
-            let token = String::from_utf8(token).map_err(|_| {
-                missing(format!(
-                    "key \"token\" of Secret {}/{} is not UTF-8 text",
-                    r.namespace, r.name
-                ))
-            })?;
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: u\n  user:\n    token: {}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\n",
-                spec.api_endpoint,
-                base64::engine::general_purpose::STANDARD.encode(ca),
-                token.trim()
-            )
-        }
-        _ => {
-            return Err(missing(format!(
-                "Secret {}/{} has neither a \"kubeconfig\" key nor \"token\" and \"ca.crt\" keys",
-                r.namespace, r.name
-            )))
-        }
-    };
-    let invalid = |e: String| CredentialsError {
-        reason: "InvalidKubeconfig",
-        message: format!(
-            "the kubeconfig in Secret {}/{} cannot be used: {e}",
-            r.namespace, r.name
-        ),
-    };
-    let kc = kube::config::Kubeconfig::from_yaml(&kubeconfig_text)
-        .map_err(|e| invalid(e.to_string()))?;
-    let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .map_err(|e| invalid(e.to_string()))?;
-    if !spec.api_endpoint.is_empty() {
-        cfg.cluster_url = spec
-            .api_endpoint
-            .parse()
-            .map_err(|e| invalid(format!("spec.apiEndpoint {:?}: {e}", spec.api_endpoint)))?;
-    }
-    cfg.connect_timeout = Some(timeout);
-    cfg.read_timeout = Some(timeout);
-    cfg.write_timeout = Some(timeout);
-    Ok((fingerprint, cfg))
 }
 
 #[cfg(test)]
@@ -831,7 +784,13 @@ mod tests {
                    "data": {"kubeconfig": base64::engine::general_purpose::STANDARD.encode(&kubeconfig)}})
         };
         let mut ops = vec![TxnOp::put_json(
-            ObjectKey::namespaced(secrets(), ws.clone(), "tmc-system", "creds").unwrap(),
+            ObjectKey::namespaced(
+                GroupResource::new("", "secrets").unwrap(),
+                ws.clone(),
+                "tmc-system",
+                "creds",
+            )
+            .unwrap(),
             serde_json::to_vec(&secret).unwrap(),
             Expectation::Any,
         )];
@@ -857,6 +816,10 @@ mod tests {
                 heartbeat_threshold: Duration::from_secs(600),
                 probe_timeout: Duration::from_secs(5),
                 probe_concurrency: 4,
+                // The slow cluster listens on 127.0.0.1.
+                endpoints: EndpointPolicy {
+                    allow_private: true,
+                },
             },
         ));
         assert!(ctrl.workers() > 4, "more workers than permits");
@@ -885,6 +848,95 @@ mod tests {
             4,
             "probes in flight at once: the limit, and reached (8 workers without it)"
         );
+    }
+
+    /// Issue 13: without `--allow-private-member-endpoints` a registration
+    /// pointing at loopback (by address, or by a name that resolves there)
+    /// or at the cloud metadata address is refused, and the shard never
+    /// connects.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn loopback_and_metadata_endpoints_are_refused_by_address_and_by_name() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let a = accepted.clone();
+        tokio::spawn(async move {
+            while listener.accept().await.is_ok() {
+                a.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let st = Arc::new(Store::open(MemoryEngine::new(), StoreOptions::default()).unwrap());
+        let shard: Arc<dyn Shard> = Arc::new(LocalShard::new(st));
+        let ws = Workspace::parse("root:compute").unwrap();
+        let kubeconfig = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\n\
+             users:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: c\n  context:\n    \
+             cluster: c\n    user: u\ncurrent-context: c\n"
+        );
+        let secret = {
+            use base64::Engine;
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "creds", "namespace": "tmc-system", "uid": "s"},
+                   "data": {"kubeconfig": base64::engine::general_purpose::STANDARD.encode(&kubeconfig)}})
+        };
+        let mut ops = vec![TxnOp::put_json(
+            ObjectKey::namespaced(
+                GroupResource::new("", "secrets").unwrap(),
+                ws.clone(),
+                "tmc-system",
+                "creds",
+            )
+            .unwrap(),
+            serde_json::to_vec(&secret).unwrap(),
+            Expectation::Any,
+        )];
+        let endpoints = [
+            ("by-address", format!("http://127.0.0.1:{port}")),
+            ("by-name", format!("http://localhost:{port}")),
+            ("metadata", "http://169.254.169.254".to_string()),
+        ];
+        for (name, url) in &endpoints {
+            let reg = json!({"apiVersion": "tmc.kcp.io/v1alpha1", "kind": "ClusterRegistration",
+                "metadata": {"name": name, "uid": format!("u-{name}"), "generation": 1},
+                "spec": {"apiEndpoint": url,
+                         "credentialsSecretRef": {"namespace": "tmc-system", "name": "creds"}}});
+            ops.push(TxnOp::put_json(
+                ObjectKey::cluster_scoped(resource(), ws.clone(), name).unwrap(),
+                serde_json::to_vec(&reg).unwrap(),
+                Expectation::Any,
+            ));
+        }
+        shard.write(Txn::new(ops)).await.unwrap();
+        let c = ClusterController::new(
+            shard.clone(),
+            ClusterOptions {
+                probe_timeout: Duration::from_secs(2),
+                ..Default::default()
+            },
+        );
+        for (name, _) in &endpoints {
+            let key = QueueKey::new(ws.clone(), None, name);
+            c.reconcile_key(&key).await.unwrap(); // the finalizer
+            c.reconcile_key(&key).await.unwrap(); // the probe
+            let okey = ObjectKey::cluster_scoped(resource(), ws.clone(), name).unwrap();
+            let reg = objects::read::<ClusterRegistration>(&*shard, &okey)
+                .unwrap()
+                .unwrap();
+            let cond = objects::condition(&reg.obj.status.conditions, CREDENTIALS_VALID)
+                .unwrap_or_else(|| panic!("{name}: {:?}", reg.obj.status));
+            assert_eq!(
+                (cond.status.as_str(), cond.reason.as_str()),
+                ("False", member::ENDPOINT_NOT_ALLOWED),
+                "{name}: {}",
+                cond.message
+            );
+            assert!(
+                cond.message.contains("--allow-private-member-endpoints"),
+                "{}",
+                cond.message
+            );
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 0, "the shard connected");
     }
 
     #[test]

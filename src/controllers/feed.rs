@@ -124,6 +124,52 @@ pub async fn follow(
     }
 }
 
+/// Follows the change log from the current revision, without a scan,
+/// calling `sink` for changes of objects of any of `grs`, until `stopped`
+/// returns true. For consumers that react to changes of a related
+/// resource only; if the log was compacted past the follower it goes on
+/// from the current revision (the main feed of the same log rescans
+/// then, which requeues everything anyway).
+pub async fn follow_changes(
+    shard: Arc<dyn Shard>,
+    grs: Vec<GroupResource>,
+    stopped: impl Fn() -> bool,
+    mut sink: impl FnMut(&ObjectKey, &Change),
+) -> Result<(), ShardError> {
+    let mut revisions = shard.subscribe();
+    let mut at = shard.revision();
+    loop {
+        if stopped() {
+            return Ok(());
+        }
+        match crate::api::watch::read_whole_revisions(&*shard, at) {
+            Ok(changes) if !changes.is_empty() => {
+                for ch in &changes {
+                    if let Some(k) = grs.iter().find_map(|gr| object_key(gr, &ch.key)) {
+                        sink(&k, ch);
+                    }
+                    at = ch.revision;
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(ShardError::Store(store::Error::Compacted { .. })) => {
+                at = shard.revision();
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        tokio::select! {
+            changed = revisions.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+            }
+            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+        }
+    }
+}
+
 /// Scans, then follows the change log, queueing keys of `gr` until the
 /// queue shuts down.
 pub async fn run(

@@ -18,7 +18,9 @@
 //! (decisions kept in the store, a shared cluster catalog).
 //!
 //! [`sync`] pushes placed workloads to member clusters and brings their
-//! status back.
+//! status back. Both reach member clusters only through [`member`]:
+//! inline credentials from the tenant's Secret, connections only to
+//! endpoints the operator allows.
 //!
 //! The cluster and placement controllers keep a finalizer on their objects
 //! ([`objects::finalizer_write`]): a placement's decision goes before the
@@ -28,6 +30,7 @@ pub mod cluster;
 pub mod committer;
 pub mod feed;
 pub mod keys;
+pub mod member;
 pub mod objects;
 pub mod placement;
 pub mod queue;
@@ -61,7 +64,9 @@ pub fn start(shard: Arc<dyn crate::shard::Shard>, opts: Options) -> Arc<runtime:
             opts.placement,
         )),
     ];
-    controllers.extend(sync::SyncCore::new(shard.clone(), opts.sync).controllers());
+    let sync = sync::SyncCore::new(shard.clone(), opts.sync);
+    sync.set_metrics(metrics.clone());
+    controllers.extend(sync.controllers());
     tokio::spawn(runtime::run(
         shard,
         controllers,

@@ -3,9 +3,19 @@
 //! ≤ v0.11), with the decision as the pure [`super::schedule::schedule`].
 //!
 //! For each WorkloadPlacement:
-//! - its **location workspace** is `spec.locationWorkspace` or its own;
-//!   a location that does not exist gives `Scheduled` False,
-//!   `LocationNotFound`;
+//! - its **location workspace** is `spec.locationWorkspace` or its own.
+//!   Another workspace's clusters are used only if the author of the
+//!   placement's spec (recorded by the API server in the annotation
+//!   [`crate::api::admission::AUTHOR_ANNOTATION`], which clients cannot
+//!   set) may `use` `clusterregistrations.tmc.kcp.io` there, decided by
+//!   the location's RBAC with the same code as the API
+//!   ([`crate::api::authz::allowed`], through the shard). A location
+//!   that may not be used and one that does not exist give the same
+//!   `Scheduled` False, `LocationNotFound`, with the same message, and
+//!   no decision (an empty one is kept, so that the location's index
+//!   entry requeues the placement). A change of the ClusterRoles or
+//!   ClusterRoleBindings of a location requeues its placements (a
+//!   revoked grant drops the decision at once);
 //! - the location's clusters come from the [`Catalog`]: its
 //!   ClusterRegistrations read from local state, cached per workspace with
 //!   a TTL and dropped when a registration changes in a way that matters
@@ -50,7 +60,7 @@ use crate::store::{
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The resource this controller reconciles.
@@ -136,7 +146,12 @@ impl Catalog {
 
     /// The clusters of `ws`.
     pub fn get(&self, shard: &dyn Shard, ws: &Workspace) -> Result<Arc<Prepared>, ShardError> {
-        if let Some((at, c)) = self.entries.lock().expect("lock").get(ws) {
+        if let Some((at, c)) = self
+            .entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(ws)
+        {
             if at.elapsed() < self.ttl {
                 return Ok(c.clone());
             }
@@ -157,7 +172,7 @@ impl Catalog {
             }
         }
         let clusters = Arc::new(Prepared::new(clusters));
-        let mut entries = self.entries.lock().expect("lock");
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if self.epoch.load(Ordering::SeqCst) == epoch {
             entries.insert(ws.clone(), (Instant::now(), clusters.clone()));
         }
@@ -166,13 +181,13 @@ impl Catalog {
 
     /// Drops the entry of `ws`.
     pub fn invalidate(&self, ws: &Workspace) {
-        let mut entries = self.entries.lock().expect("lock");
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         self.epoch.fetch_add(1, Ordering::SeqCst);
         entries.remove(ws);
     }
 
     fn clear(&self) {
-        let mut entries = self.entries.lock().expect("lock");
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         self.epoch.fetch_add(1, Ordering::SeqCst);
         entries.clear();
     }
@@ -211,6 +226,32 @@ impl PlacementController {
             opts,
             catalog: Catalog::new(opts.catalog_ttl),
         }
+    }
+
+    /// May the placement `raw` of `ws` use the clusters of `location`?
+    /// Its own workspace: yes. Another: if its recorded author may `use`
+    /// ClusterRegistrations there and the workspace exists.
+    async fn location_usable(
+        &self,
+        raw: &serde_json::Value,
+        ws: &Workspace,
+        location: &Workspace,
+    ) -> Result<bool, String> {
+        if location == ws {
+            return Ok(true);
+        }
+        let Some(author) = crate::api::admission::author_of(raw) else {
+            return Ok(false);
+        };
+        let allowed = crate::api::authz::allowed(
+            &*self.shard,
+            &author,
+            location,
+            &crate::api::admission::use_attributes(),
+        )
+        .await
+        .map_err(|e| e.message)?;
+        Ok(allowed && self.location_exists(ws, location)?)
     }
 
     fn location_exists(&self, ws: &Workspace, location: &Workspace) -> Result<bool, String> {
@@ -278,28 +319,64 @@ impl PlacementController {
             Some(l) => Workspace::parse(l).map_err(|e| e.to_string()),
         };
         let now = unix_now();
+        let usable = match &location {
+            Ok(l) => self.location_usable(&wp.raw, &ws, l).await?,
+            Err(_) => false,
+        };
+        let old_state = state_rec
+            .as_ref()
+            .and_then(|r| PlacementState::decode(&r.value));
         let location = match location {
-            Ok(l) if self.location_exists(&ws, &l)? => l,
-            bad => {
-                let why = match bad {
-                    Ok(l) => format!("location workspace {l} does not exist"),
-                    Err(e) => format!("spec.locationWorkspace is not a workspace path: {e}"),
+            Ok(l) if usable => l,
+            other => {
+                let (why, writes) = match other {
+                    Ok(l) => {
+                        let who = crate::api::admission::author_of(&wp.raw)
+                            .map(|u| format!("user {:?}", u.name))
+                            .unwrap_or_else(|| "nobody recorded".to_string());
+                        let why = format!(
+                            "location workspace {l} does not exist, or the author of the \
+                             placement's spec ({who}) may not use its ClusterRegistrations \
+                             (verb \"use\" on clusterregistrations.tmc.kcp.io there)"
+                        );
+                        // No decision; an empty one stays at the location,
+                        // whose index entry requeues this placement when the
+                        // location's registrations or RBAC change.
+                        let empty = PlacementState {
+                            uid: uid.clone(),
+                            location: l.to_string(),
+                            clusters: Vec::new(),
+                        };
+                        let writes = state_writes(
+                            key,
+                            skey.clone(),
+                            &state_rec,
+                            old_state.as_ref(),
+                            &empty,
+                            &l,
+                        )?;
+                        (why, writes)
+                    }
+                    Err(e) => {
+                        // No location, no decision: drop a previous one (and
+                        // its index entry), so no deleted cluster waits on it.
+                        let mut drop_state = Vec::new();
+                        if let Some(rec) = &state_rec {
+                            drop_state.push(TxnOp::delete(
+                                skey.clone(),
+                                Expectation::ModRevision(rec.mod_revision),
+                            ));
+                            drop_state.extend(index_delete(key, old_state.as_ref()));
+                        }
+                        (
+                            format!("spec.locationWorkspace is not a workspace path: {e}"),
+                            drop_state,
+                        )
+                    }
                 };
-                // No location, no decision: drop a previous one (and its
-                // index entry), so no deleted cluster waits on it.
-                let mut drop_state = Vec::new();
-                if let Some(rec) = &state_rec {
-                    drop_state.push(TxnOp::delete(
-                        skey.clone(),
-                        Expectation::ModRevision(rec.mod_revision),
-                    ));
-                    drop_state.extend(index_delete(
-                        key,
-                        PlacementState::decode(&rec.value).as_ref(),
-                    ));
-                }
                 let mut status = wp.obj.status.clone();
                 status.phase = PlacementPhase::Pending;
+                status.selected_clusters.clear();
                 set_condition(
                     &mut status.conditions,
                     SCHEDULED,
@@ -316,16 +393,13 @@ impl PlacementController {
                     why,
                     now,
                 );
-                return self.commit(&wp, status, drop_state, None).await;
+                return self.commit(&wp, status, writes, None).await;
             }
         };
         let clusters = self
             .catalog
             .get(&*self.shard, &location)
             .map_err(|e| e.to_string())?;
-        let old_state = state_rec
-            .as_ref()
-            .and_then(|r| PlacementState::decode(&r.value));
         let previous: &[String] = match &old_state {
             Some(s) if s.uid == uid && s.location == location.as_str() => &s.clusters,
             _ => &[],
@@ -338,28 +412,8 @@ impl PlacementController {
         };
         let mut status = wp.obj.status.clone();
         let again = mirror(&mut status, spec, &decision, &clusters, &location, now);
-        let mut state_writes = Vec::new();
-        if old_state.as_ref() != Some(&state) {
-            state_writes.push(TxnOp::put_bincode(
-                skey,
-                state.encode(),
-                match &state_rec {
-                    Some(r) => Expectation::ModRevision(r.mod_revision),
-                    None => Expectation::Absent,
-                },
-            ));
-            if old_state.as_ref().map(|s| s.location.as_str()) != Some(location.as_str()) {
-                state_writes.extend(index_delete(key, old_state.as_ref()));
-                state_writes.push(TxnOp::put_bincode(
-                    Key::placement_at(location.clone(), ws.clone(), &key.name)
-                        .map_err(|e| e.to_string())?,
-                    Vec::new(),
-                    Expectation::Any,
-                ));
-            }
-        }
-        let r = self.commit(&wp, status, state_writes, again).await?;
-        Ok(r)
+        let writes = state_writes(key, skey, &state_rec, old_state.as_ref(), &state, &location)?;
+        self.commit(&wp, status, writes, again).await
     }
 
     async fn commit(
@@ -446,6 +500,41 @@ impl PlacementController {
             }
         }
     }
+}
+
+/// The writes that replace the stored decision `old` (record `rec`) of
+/// the placement `key` by `state` at `location`: the state (CAS) and, when
+/// the location moved, its index entry. None when nothing changed.
+fn state_writes(
+    key: &QueueKey,
+    skey: Key,
+    rec: &Option<Record>,
+    old: Option<&PlacementState>,
+    state: &PlacementState,
+    location: &Workspace,
+) -> Result<Vec<TxnOp>, String> {
+    let mut writes = Vec::new();
+    if old == Some(state) {
+        return Ok(writes);
+    }
+    writes.push(TxnOp::put_bincode(
+        skey,
+        state.encode(),
+        match rec {
+            Some(r) => Expectation::ModRevision(r.mod_revision),
+            None => Expectation::Absent,
+        },
+    ));
+    if old.map(|s| s.location.as_str()) != Some(location.as_str()) {
+        writes.extend(index_delete(key, old));
+        writes.push(TxnOp::put_bincode(
+            Key::placement_at(location.clone(), key.cluster.clone(), &key.name)
+                .map_err(|e| e.to_string())?,
+            Vec::new(),
+            Expectation::Any,
+        ));
+    }
+    Ok(writes)
 }
 
 /// Deletes the index entry of the placement `key` whose state was `old`.
@@ -578,24 +667,48 @@ impl Controller for PlacementController {
         queue: WorkQueue<QueueKey>,
     ) -> Vec<BoxFuture<'static, ()>> {
         self.catalog.clear();
-        let this = self.clone();
-        vec![Box::pin(async move {
-            let q = queue.clone();
-            let r = feed::follow(
-                shard,
-                super::cluster::resource(),
-                move || q.shutting_down(),
-                |ev| {
-                    if let Event::Changed(k, ch) = ev {
-                        this.registration_changed(&k, ch, &queue);
-                    }
-                },
-            )
+        let (this, q, sh) = (self.clone(), queue.clone(), shard.clone());
+        // Who may use a location is decided by its cluster-wide RBAC: a
+        // change there requeues the placements located at it.
+        let rbac_feed: BoxFuture<'static, ()> = Box::pin(async move {
+            let stop = q.clone();
+            let rbac = |plural| GroupResource::new(crate::auth::rbac::RBAC_GROUP, plural);
+            let grs = match (rbac("clusterroles"), rbac("clusterrolebindings")) {
+                (Ok(a), Ok(b)) => vec![a, b],
+                _ => return,
+            };
+            let r = feed::follow_changes(sh, grs, move || stop.shutting_down(), |k, _| {
+                if let Err(e) = this.requeue_located_at(&k.workspace, &q) {
+                    tracing::warn!(location = %k.workspace, error = %e,
+                        "reading the placements of a location failed; they see the change at their next reconcile");
+                }
+            })
             .await;
             if let Err(e) = r {
-                tracing::error!(error = %e, "the placement controller's registration feed stopped");
+                tracing::error!(error = %e, "the placement controller's RBAC feed stopped");
             }
-        })]
+        });
+        let this = self.clone();
+        vec![
+            rbac_feed,
+            Box::pin(async move {
+                let q = queue.clone();
+                let r = feed::follow(
+                    shard,
+                    super::cluster::resource(),
+                    move || q.shutting_down(),
+                    |ev| {
+                        if let Event::Changed(k, ch) = ev {
+                            this.registration_changed(&k, ch, &queue);
+                        }
+                    },
+                )
+                .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "the placement controller's registration feed stopped");
+                }
+            }),
+        ]
     }
     fn reconcile<'a>(
         &'a self,
@@ -622,15 +735,159 @@ mod tests {
     }
 
     async fn placement(shard: &dyn Shard, tenant: &str, location: &str) {
+        let admin = crate::auth::User::new("admin", "", &["system:masters"]);
+        placement_by(shard, tenant, location, &admin).await;
+    }
+
+    /// The placement `web` of `tenant` at `location`, its spec written by
+    /// `author` (as the API server records it).
+    async fn placement_by(
+        shard: &dyn Shard,
+        tenant: &str,
+        location: &str,
+        author: &crate::auth::User,
+    ) {
         let key = ObjectKey::cluster_scoped(resource(), ws(tenant), "web").unwrap();
         put(
             shard,
             key,
             json!({"apiVersion": "tmc.kcp.io/v1alpha1", "kind": "WorkloadPlacement",
-            "metadata": {"name": "web", "uid": "u1", "generation": 1},
+            "metadata": {"name": "web", "uid": "u1", "generation": 1,
+                         "annotations": {crate::api::admission::AUTHOR_ANNOTATION:
+                                         crate::api::admission::author_value(author)}},
             "spec": {"locationWorkspace": location, "strategy": {"type": "Single"}}}),
         )
         .await;
+    }
+
+    fn status_of(shard: &dyn Shard, tenant: &str) -> serde_json::Value {
+        let k = ObjectKey::cluster_scoped(resource(), ws(tenant), "web").unwrap();
+        objects::read::<serde_json::Value>(shard, &k)
+            .unwrap()
+            .unwrap()
+            .raw["status"]
+            .clone()
+    }
+
+    #[tokio::test]
+    async fn another_workspaces_clusters_need_the_authors_use_right_there() {
+        let st = Arc::new(Store::open(MemoryEngine::new(), StoreOptions::default()).unwrap());
+        let shard: Arc<dyn Shard> = Arc::new(LocalShard::new(st));
+        for name in ["loc", "t", "u"] {
+            let k =
+                crate::api::handlers::workspace_object_key(&ws(&format!("root:{name}"))).unwrap();
+            let Key::Object(k) = k else { unreachable!() };
+            put(&*shard, k, json!({"metadata": {"name": name}})).await;
+        }
+        let reg =
+            ObjectKey::cluster_scoped(super::super::cluster::resource(), ws("root:loc"), "east")
+                .unwrap();
+        put(&*shard, reg, json!({"apiVersion": "tmc.kcp.io/v1alpha1", "kind": "ClusterRegistration",
+            "metadata": {"name": "east", "uid": "r1"},
+            "spec": {"apiEndpoint": "https://10.0.0.1", "credentialsSecretRef": {"namespace": "s", "name": "s"}},
+            "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "",
+                                       "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}))
+        .await;
+        let alice = crate::auth::User::new("alice", "u-a", &[]);
+        // Stored straight into the shard: the controller checks again,
+        // whatever the API let through.
+        placement_by(&*shard, "root:t", "root:loc", &alice).await;
+        placement_by(&*shard, "root:u", "root:nope", &alice).await;
+        let c = PlacementController::new(shard.clone(), PlacementOptions::default());
+        let (t, u) = (
+            QueueKey::new(ws("root:t"), None, "web"),
+            QueueKey::new(ws("root:u"), None, "web"),
+        );
+        for k in [&t, &u, &t, &u] {
+            c.reconcile_key(k).await.unwrap(); // the finalizer, then the decision
+        }
+        let not_found = |tenant: &str| {
+            let s = status_of(&*shard, tenant);
+            let cond = s["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == SCHEDULED)
+                .unwrap()
+                .clone();
+            assert_eq!(cond["reason"], "LocationNotFound", "{s}");
+            assert!(s.get("selectedClusters").is_none(), "{s}");
+            cond["message"].as_str().unwrap().to_string()
+        };
+        let forbidden = not_found("root:t");
+        let absent = not_found("root:u");
+        assert_eq!(
+            forbidden.replace("root:loc", "W"),
+            absent.replace("root:nope", "W")
+        );
+        let decision = |tenant: &str| {
+            let rec = shard
+                .get(&Key::placement(ws(tenant), "web").unwrap())
+                .unwrap()
+                .unwrap();
+            PlacementState::decode(&rec.value).unwrap().clusters
+        };
+        assert!(
+            decision("root:t").is_empty(),
+            "no decision without the right"
+        );
+        assert_eq!(
+            located_at(&*shard, "root:loc"),
+            ["/tmc/placements-by-location/root:loc/root:t/web"],
+            "but an index entry, so that a grant requeues it"
+        );
+
+        // A grant in root:loc: the RBAC feed requeues root:t's placement,
+        // which is then placed.
+        let q = WorkQueue::new();
+        let tasks = Arc::new(PlacementController::new(
+            shard.clone(),
+            PlacementOptions::default(),
+        ))
+        .start_term(shard.clone(), q.clone());
+        let feeds: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
+        for _ in 0..100 {
+            tokio::task::yield_now().await; // the feeds start (at this revision)
+        }
+        let rbac = |plural: &str, name: &str| {
+            ObjectKey::cluster_scoped(
+                GroupResource::new(crate::auth::rbac::RBAC_GROUP, plural).unwrap(),
+                ws("root:loc"),
+                name,
+            )
+            .unwrap()
+        };
+        put(&*shard, rbac("clusterroles", "use"), json!({"kind": "ClusterRole", "metadata": {"name": "use"}, "rules": [
+            {"verbs": ["use"], "apiGroups": ["tmc.kcp.io"], "resources": ["clusterregistrations"]}]}))
+        .await;
+        put(&*shard, rbac("clusterrolebindings", "alice"), json!({"kind": "ClusterRoleBinding", "metadata": {"name": "alice"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "use"},
+            "subjects": [{"kind": "User", "name": "alice"}]}))
+        .await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while q.is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the RBAC change requeued nothing"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        q.shut_down();
+        for f in feeds {
+            f.abort();
+        }
+        c.reconcile_key(&t).await.unwrap();
+        assert_eq!(decision("root:t"), ["east"]);
+        assert_eq!(
+            status_of(&*shard, "root:t")["selectedClusters"][0]["name"],
+            "east"
+        );
+        // Revoked: the decision goes.
+        let del = TxnOp::delete(rbac("clusterrolebindings", "alice"), Expectation::Any);
+        shard.write(Txn::new(vec![del])).await.unwrap();
+        c.reconcile_key(&t).await.unwrap();
+        assert!(decision("root:t").is_empty());
+        assert_eq!(not_found("root:t"), forbidden);
     }
 
     fn located_at(shard: &dyn Shard, location: &str) -> Vec<String> {

@@ -14,14 +14,20 @@
 //!
 //! Workers follow client-go's loop (`processNextWorkItem`): `get`,
 //! reconcile, then `forget` and optionally `add_after` on success, or
-//! `add_rate_limited` on error, and `done`.
+//! `add_rate_limited` on error, and `done`. A reconcile that panics is
+//! caught where it runs ([`guard`]): the worker goes on with its next item
+//! as a restarted one would, the key is re-queued like an error (with
+//! backoff) and `done`, so it is neither lost nor stuck as "processing",
+//! and `tmc_controller_panics_total` counts it. Controller code must not
+//! panic on stored data; this is the net under that rule.
 //!
 //! Metrics per controller (labels `controller`), in Prometheus text
 //! format from [`Metrics::render`] (served on `/metrics` of `tmc serve`'s
 //! KV listener): `tmc_controller_queue_depth`, `tmc_controller_adds_total`,
 //! `tmc_controller_retries_total`, `tmc_controller_reconciles_total`,
-//! `tmc_controller_errors_total`, `tmc_controller_reconcile_duration_seconds`
-//! (histogram), and `tmc_controller_leader` (1 while a term runs).
+//! `tmc_controller_errors_total`, `tmc_controller_panics_total`,
+//! `tmc_controller_reconcile_duration_seconds` (histogram), and
+//! `tmc_controller_leader` (1 while a term runs).
 
 use super::feed;
 use super::keys::QueueKey;
@@ -78,6 +84,7 @@ pub struct Metrics {
     retries: Family<Labels, Counter>,
     reconciles: Family<Labels, Counter>,
     errors: Family<Labels, Counter>,
+    panics: Family<Labels, Counter>,
     duration: HistogramFamily,
     leader: Gauge,
 }
@@ -97,6 +104,7 @@ impl Metrics {
         let retries = Family::<Labels, Counter>::default();
         let reconciles = Family::<Labels, Counter>::default();
         let errors = Family::<Labels, Counter>::default();
+        let panics = Family::<Labels, Counter>::default();
         let duration: HistogramFamily =
             Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 20)));
         let leader = Gauge::default();
@@ -126,6 +134,11 @@ impl Metrics {
             errors.clone(),
         );
         registry.register(
+            "tmc_controller_panics",
+            "Reconciles (or sync work items) that panicked; their keys were re-queued",
+            panics.clone(),
+        );
+        registry.register(
             "tmc_controller_reconcile_duration_seconds",
             "Time per reconcile",
             duration.clone(),
@@ -142,6 +155,7 @@ impl Metrics {
             retries,
             reconciles,
             errors,
+            panics,
             duration,
             leader,
         }
@@ -153,6 +167,11 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut s, &self.registry)
             .expect("writing to a String cannot fail");
         s
+    }
+
+    /// Counts a panic of `controller`'s work.
+    pub fn record_panic(&self, controller: &str) {
+        self.panics.get_or_create(&Self::labels(controller)).inc();
     }
 
     fn labels(name: &str) -> Labels {
@@ -233,7 +252,15 @@ async fn worker(c: Arc<dyn Controller>, queue: WorkQueue<QueueKey>, metrics: Arc
     let labels = Metrics::labels(c.name());
     while let Some(key) = queue.get().await {
         let t0 = Instant::now();
-        let result = c.reconcile(&key).await;
+        let result = match guard(c.reconcile(&key)).await {
+            Ok(r) => r,
+            Err(panic) => {
+                metrics.record_panic(c.name());
+                tracing::error!(controller = c.name(), key = %key, panic = %panic,
+                    "reconcile panicked; the key is re-queued");
+                Err(format!("reconcile panicked: {panic}"))
+            }
+        };
         metrics
             .duration
             .get_or_create(&labels)
@@ -254,6 +281,21 @@ async fn worker(c: Arc<dyn Controller>, queue: WorkQueue<QueueKey>, metrics: Arc
         }
         queue.done(&key);
     }
+}
+
+/// Runs `fut`, catching a panic in it: `Err` with the panic's message.
+/// A worker loop that guards each item survives a panicking one.
+pub async fn guard<T>(fut: impl std::future::Future<Output = T>) -> Result<T, String> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(fut)
+        .catch_unwind()
+        .await
+        .map_err(|p| {
+            p.downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_string())
+        })
 }
 
 /// Runs `controllers` whenever this node leads the shard, until `stop`
@@ -454,6 +496,88 @@ mod tests {
         settle().await;
         assert_eq!(rec.seen.lock().unwrap().len(), 2);
         assert!(leader_gauge(&metrics));
+    }
+
+    /// Panics on its first two reconciles of `boom`.
+    struct Boom {
+        seen: Mutex<Vec<String>>,
+    }
+
+    impl Controller for Boom {
+        fn name(&self) -> &'static str {
+            "boom"
+        }
+        fn resource(&self) -> GroupResource {
+            GroupResource::new("tmc.kcp.io", "workloadplacements").unwrap()
+        }
+        fn workers(&self) -> usize {
+            1 // a dead worker would be the whole controller
+        }
+        fn reconcile<'a>(
+            &'a self,
+            key: &'a QueueKey,
+        ) -> BoxFuture<'a, Result<Option<Duration>, String>> {
+            Box::pin(async move {
+                let n = {
+                    let mut seen = self.seen.lock().unwrap();
+                    seen.push(key.name.clone());
+                    seen.iter().filter(|k| **k == key.name).count()
+                };
+                if key.name == "boom" && n <= 2 {
+                    panic!("deliberate panic number {n}");
+                }
+                Ok(None)
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_reconcile_is_requeued_counted_and_its_worker_goes_on() {
+        let st = Arc::new(Store::open(MemoryEngine::new(), StoreOptions::default()).unwrap());
+        let shard: Arc<dyn Shard> = Arc::new(LocalShard::new(st));
+        let boom = Arc::new(Boom {
+            seen: Mutex::new(vec![]),
+        });
+        for name in ["boom", "fine"] {
+            let k = ObjectKey::cluster_scoped(
+                boom.resource(),
+                Workspace::parse("root:a").unwrap(),
+                name,
+            )
+            .unwrap();
+            let put = Txn::new(vec![TxnOp::put_json(k, b"{}".to_vec(), Expectation::Any)]);
+            shard.write(put).await.unwrap();
+        }
+        let metrics = Arc::new(Metrics::new());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(run(
+            shard.clone(),
+            vec![boom.clone() as Arc<dyn Controller>],
+            metrics.clone(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let seen = boom.seen.lock().unwrap().clone();
+            let booms = seen.iter().filter(|k| *k == "boom").count();
+            if booms >= 3 && seen.iter().any(|k| k == "fine") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the panicking key must come back and the one worker must go on: seen only {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let text = metrics.render();
+        assert!(
+            text.contains("tmc_controller_panics_total{controller=\"boom\"} 2"),
+            "{text}"
+        );
+        tx.send(()).unwrap();
+        run.await.unwrap();
     }
 
     #[tokio::test]

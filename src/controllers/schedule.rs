@@ -22,7 +22,7 @@
 use crate::api::types::{StrategyType, Taint, TaintEffect, Toleration, WorkloadPlacementSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// The taint key that stands for "cluster unhealthy".
 pub const UNHEALTHY_TAINT: &str = "tmc.kcp.io/unhealthy";
@@ -220,7 +220,12 @@ impl Prepared {
         let topology = Self::topology(spec);
         let key = serde_json::to_string(&(&spec.cluster_selector, &spec.tolerations, topology))
             .expect("plain data serializes");
-        if let Some(e) = self.eligible.lock().expect("lock").get(&key) {
+        if let Some(e) = self
+            .eligible
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
             return e.clone();
         }
         let mut e = Eligible {
@@ -243,7 +248,10 @@ impl Prepared {
             }
         }
         let e = Arc::new(e);
-        self.eligible.lock().expect("lock").insert(key, e.clone());
+        self.eligible
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, e.clone());
         e
     }
 

@@ -33,8 +33,10 @@ pub struct Shard {
 
 /// Controller timings that let tests see a dead member cluster in
 /// seconds: probes every second, unhealthy after 4 s, a probe may take
-/// 2 s, the placement catalog cached for 1 s.
+/// 2 s, the placement catalog cached for 1 s; and member clusters on
+/// 127.0.0.1 allowed (the test environment's).
 pub const FAST_CONTROLLERS: &[&str] = &[
+    "--allow-private-member-endpoints",
     "--probe-interval",
     "1s",
     "--heartbeat-threshold",

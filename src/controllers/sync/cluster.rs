@@ -19,7 +19,7 @@ use kube::runtime::watcher;
 use kube::ResourceExt;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// One unit of a cluster's work: an object of a resource.
@@ -136,7 +136,10 @@ impl ClusterSyncer {
 
     /// Copies seen downstream (for tests and metrics).
     pub fn observed_len(&self) -> usize {
-        self.observed.lock().expect("lock").len()
+        self.observed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Its workers and watches, run by the term's supervisor.
@@ -178,21 +181,18 @@ impl ClusterSyncer {
                 self.cluster.name, self.cluster.workspace
             )
         })?;
-        let (fingerprint, cfg) = crate::controllers::cluster::client_config(
-            &**shard,
-            &self.cluster.workspace,
-            &reg.obj.spec,
-            self.opts.request_timeout,
-        )
-        .await
-        .map_err(|e| format!("credentials of cluster {}: {}", self.cluster, e.message))?;
+        let (fingerprint, creds) =
+            crate::controllers::member::load(&**shard, &self.cluster.workspace, &reg.obj.spec)
+                .map_err(|e| format!("credentials of cluster {}: {}", self.cluster, e.message))?;
         let mut c = self.client.lock().await;
         if let Some(cached) = c.as_mut().filter(|c| c.fingerprint == fingerprint) {
             cached.checked = std::time::Instant::now();
             return Ok((cached.client.clone(), cached.tls));
         }
-        let tls = cfg.cluster_url.scheme_str() == Some("https");
-        let client = kube::Client::try_from(cfg).map_err(|e| e.to_string())?;
+        let tls = creds.tls();
+        let client = creds
+            .client(self.opts.request_timeout, self.opts.endpoints)
+            .map_err(|e| format!("credentials of cluster {}: {}", self.cluster, e.message))?;
         *c = Some(CachedClient {
             fingerprint,
             client: client.clone(),
@@ -204,7 +204,18 @@ impl ClusterSyncer {
 
     async fn worker(self: Arc<Self>) {
         while let Some(item) = self.queue.get().await {
-            match self.process(&item).await {
+            // A panic is caught here: the item is retried like an error
+            // and counted (see the runtime's docs), the worker goes on.
+            let result = match crate::controllers::runtime::guard(self.process(&item)).await {
+                Ok(r) => r,
+                Err(panic) => {
+                    self.core.record_panic();
+                    tracing::error!(cluster = %self.cluster, resource = %item.gr, key = %item.key,
+                        panic = %panic, "sync panicked; the item is re-queued");
+                    Err(format!("sync panicked: {panic}"))
+                }
+            };
+            match result {
                 Ok(()) => self.queue.forget(&item),
                 Err(e) => {
                     tracing::debug!(cluster = %self.cluster, resource = %item.gr, key = %item.key, error = %e, "sync failed; retrying");
@@ -273,7 +284,13 @@ impl ClusterSyncer {
         name: &str,
         fresh: bool,
     ) -> Result<Option<Value>, String> {
-        if !fresh && self.listed.lock().expect("lock").contains(gr) {
+        if !fresh
+            && self
+                .listed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(gr)
+        {
             let k = (gr.clone(), ns.to_string(), name.to_string());
             return Ok(self
                 .observed
@@ -283,7 +300,10 @@ impl ClusterSyncer {
                 .map(|v| (**v).clone()));
         }
         match api.get_opt(name).await {
-            Ok(o) => Ok(o.map(|o| serde_json::to_value(o).expect("objects serialize"))),
+            Ok(o) => o
+                .map(serde_json::to_value)
+                .transpose()
+                .map_err(|e| e.to_string()),
             Err(e) => Err(format!("reading {gr} {ns}/{name} on {}: {e}", self.cluster)),
         }
     }
@@ -312,7 +332,9 @@ impl ClusterSyncer {
         if !here {
             return self.remove(item, &okey, &api, &client, &dns, rec).await;
         }
-        let obj = obj.expect("a desired object exists");
+        let Some(obj) = obj else {
+            return Ok(()); // (desired implies present)
+        };
         if !listed_clusters(&obj.raw).contains(&self.cluster) {
             return Ok(()); // the object reconcile lists the cluster first
         }
@@ -338,7 +360,14 @@ impl ClusterSyncer {
             );
             return self.finish(item, &okey, rec, next).await;
         }
-        let want = mapping::downstream_object(&kind.gr, &okey.workspace, &obj.raw, &self.owner);
+        let want =
+            match mapping::downstream_object(&kind.gr, &okey.workspace, &obj.raw, &self.owner) {
+                Ok(w) => w,
+                Err(e) => {
+                    next.error = format!("{e}; fix the object in the workspace");
+                    return self.finish(item, &okey, rec, next).await;
+                }
+            };
         next.hash = mapping::content_hash(&want);
         let fresh = prev.as_ref().is_none_or(|r| r.conflict);
         let have = self.have(&api, &kind.gr, &dns, name, fresh).await?;
@@ -346,8 +375,8 @@ impl ClusterSyncer {
             .as_ref()
             .is_some_and(|r| r.hash == next.hash && r.uid == uid && !r.conflict)
             && have.as_ref().is_some_and(|h| mapping::contains(h, &want));
-        let downstream = if current {
-            have.expect("current implies present")
+        let downstream = if let (true, Some(h)) = (current, &have) {
+            h.clone()
         } else {
             let ours = |h: &Value| {
                 origin(h, &self.owner)
@@ -380,7 +409,7 @@ impl ClusterSyncer {
                         kind.kind, self.cluster
                     )
                 })?;
-            let v = serde_json::to_value(applied).expect("objects serialize");
+            let v = serde_json::to_value(applied).map_err(|e| e.to_string())?;
             self.observe(&kind.gr, v.clone());
             v
         };
@@ -452,14 +481,18 @@ impl ClusterSyncer {
     /// Whether a copy may exist downstream without a record (a copy the
     /// watch saw, or a resource the watch has not listed yet).
     fn maybe_downstream(&self, gr: &GroupResource, ns: &str, name: &str) -> bool {
-        if !self.listed.lock().expect("lock").contains(gr) {
+        if !self
+            .listed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(gr)
+        {
             return true;
         }
-        self.observed.lock().expect("lock").contains_key(&(
-            gr.clone(),
-            ns.to_string(),
-            name.to_string(),
-        ))
+        self.observed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&(gr.clone(), ns.to_string(), name.to_string()))
     }
 
     /// Removes the copy of an object that is no longer wanted here, its
@@ -497,11 +530,10 @@ impl ClusterSyncer {
                         ))
                     }
                 }
-                self.observed.lock().expect("lock").remove(&(
-                    item.gr.clone(),
-                    dns.to_string(),
-                    name.to_string(),
-                ));
+                self.observed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&(item.gr.clone(), dns.to_string(), name.to_string()));
             }
         }
         if let Some((rev, r)) = rec {
@@ -522,7 +554,13 @@ impl ClusterSyncer {
     /// Deletes `dns` downstream if tmc made it and no copy is left in it
     /// (known once every watch has listed).
     async fn cleanup_namespace(&self, client: &kube::Client, dns: &str) {
-        if self.listed.lock().expect("lock").len() < syncable().len() {
+        if self
+            .listed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+            < syncable().len()
+        {
             return;
         }
         let empty = !self
@@ -537,7 +575,10 @@ impl ClusterSyncer {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &ns_resource());
         match api.get_opt(dns).await {
             Ok(Some(n)) if n.labels().get(LABEL_OWNER) == Some(&self.owner) => {
-                self.namespaces.lock().expect("lock").remove(dns);
+                self.namespaces
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(dns);
                 self.take_token().await;
                 if let Err(e) = api.delete(dns, &DeleteParams::background()).await {
                     if !is_404(&e) {
@@ -559,7 +600,12 @@ impl ClusterSyncer {
         ns: &str,
     ) -> Result<(), String> {
         let dns = mapping::downstream_namespace(ws, ns);
-        if self.namespaces.lock().expect("lock").contains(&dns) {
+        if self
+            .namespaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&dns)
+        {
             return Ok(());
         }
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &ns_resource());
@@ -572,7 +618,10 @@ impl ClusterSyncer {
         )
         .await
         .map_err(|e| format!("creating namespace {dns} on {}: {e}", self.cluster))?;
-        self.namespaces.lock().expect("lock").insert(dns);
+        self.namespaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(dns);
         Ok(())
     }
 
@@ -583,7 +632,7 @@ impl ClusterSyncer {
         let dns = v["metadata"]["namespace"].as_str()?.to_string();
         let dname = v["metadata"]["name"].as_str()?.to_string();
         let rv = v["metadata"]["resourceVersion"].clone();
-        let mut obs = self.observed.lock().expect("lock");
+        let mut obs = self.observed.lock().unwrap_or_else(PoisonError::into_inner);
         let k = (gr.clone(), dns, dname);
         let same = obs
             .get(&k)
@@ -602,7 +651,10 @@ impl ClusterSyncer {
             v["metadata"]["namespace"].as_str()?.to_string(),
             v["metadata"]["name"].as_str()?.to_string(),
         );
-        self.observed.lock().expect("lock").remove(&k);
+        self.observed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&k);
         Some(SyncItem {
             gr: gr.clone(),
             key: QueueKey::new(ws, Some(&ns), &name),
@@ -641,7 +693,7 @@ impl ClusterSyncer {
                     continue;
                 }
             };
-            let to_value = |o: DynamicObject| serde_json::to_value(o).expect("objects serialize");
+            let to_value = |o: DynamicObject| serde_json::to_value(o).unwrap_or(Value::Null);
             match ev {
                 watcher::Event::Init => seen.clear(),
                 watcher::Event::InitApply(o) => {
@@ -659,7 +711,7 @@ impl ClusterSyncer {
                 }
                 watcher::Event::InitDone => {
                     let gone: Vec<Arc<Value>> = {
-                        let obs = self.observed.lock().expect("lock");
+                        let obs = self.observed.lock().unwrap_or_else(PoisonError::into_inner);
                         obs.iter()
                             .filter(|((g, ns, n), _)| {
                                 *g == kind.gr && !seen.contains(&(ns.clone(), n.clone()))
@@ -672,7 +724,10 @@ impl ClusterSyncer {
                             self.queue.add(item);
                         }
                     }
-                    self.listed.lock().expect("lock").insert(kind.gr.clone());
+                    self.listed
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(kind.gr.clone());
                 }
                 watcher::Event::Apply(o) => {
                     if let Some(item) = self.observe(&kind.gr, to_value(o)) {

@@ -51,21 +51,44 @@ const SERVER_META: &[&str] = &[
     "generateName",
 ];
 
+/// `map[key]` as an object, created if absent or null; an error naming
+/// `what` if it holds anything else.
+pub fn object_field<'a>(
+    map: &'a mut Map<String, Value>,
+    key: &str,
+    what: &str,
+) -> Result<&'a mut Map<String, Value>, String> {
+    let v = map.entry(key).or_insert_with(|| Value::Object(Map::new()));
+    if v.is_null() {
+        *v = Value::Object(Map::new());
+    }
+    v.as_object_mut()
+        .ok_or_else(|| format!("{what} of the stored object is not an object"))
+}
+
 /// The copy of `obj` (a workspace object of `gr` in `ws`) to apply on a
 /// member cluster: server-owned fields and status stripped, tmc's own
 /// annotations dropped, the namespace mapped, the owner label and origin
 /// annotations added. Services lose their allocated cluster IPs (each
-/// cluster allocates its own).
-pub fn downstream_object(gr: &GroupResource, ws: &Workspace, obj: &Value, owner: &str) -> Value {
-    let mut out = obj.clone();
-    let o = out.as_object_mut().expect("objects are JSON objects");
+/// cluster allocates its own). An object whose JSON is not shaped as an
+/// object with object metadata, labels and annotations (the API refuses
+/// such objects; older stored data may hold them) is an error, never a
+/// panic.
+pub fn downstream_object(
+    gr: &GroupResource,
+    ws: &Workspace,
+    obj: &Value,
+    owner: &str,
+) -> Result<Value, String> {
+    let mut o = obj
+        .as_object()
+        .cloned()
+        .ok_or("the stored object is not a JSON object")?;
     o.remove("status");
     let namespace = obj["metadata"]["namespace"].as_str().unwrap_or_default();
-    let meta = o
-        .entry("metadata")
-        .or_insert_with(|| Value::Object(Map::new()))
-        .as_object_mut()
-        .expect("metadata is an object");
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    let uid = obj["metadata"]["uid"].as_str().unwrap_or_default();
+    let meta = object_field(&mut o, "metadata", "metadata")?;
     for f in SERVER_META {
         meta.remove(*f);
     }
@@ -75,35 +98,21 @@ pub fn downstream_object(gr: &GroupResource, ws: &Workspace, obj: &Value, owner:
             Value::String(downstream_namespace(ws, namespace)),
         );
     }
-    let labels = meta
-        .entry("labels")
-        .or_insert_with(|| Value::Object(Map::new()))
-        .as_object_mut()
-        .expect("labels are an object");
+    let labels = object_field(meta, "labels", "metadata.labels")?;
     labels.insert(LABEL_OWNER.into(), Value::String(owner.into()));
-    let anns = meta
-        .entry("annotations")
-        .or_insert_with(|| Value::Object(Map::new()))
-        .as_object_mut()
-        .expect("annotations are an object");
+    let anns = object_field(meta, "annotations", "metadata.annotations")?;
     anns.retain(|k, _| !k.starts_with("tmc.kcp.io/") && k != LAST_APPLIED);
     anns.insert(ANN_WORKSPACE.into(), Value::String(ws.to_string()));
     anns.insert(ANN_NAMESPACE.into(), Value::String(namespace.into()));
-    anns.insert(
-        ANN_NAME.into(),
-        obj["metadata"]["name"].as_str().unwrap_or_default().into(),
-    );
-    anns.insert(
-        ANN_UID.into(),
-        obj["metadata"]["uid"].as_str().unwrap_or_default().into(),
-    );
+    anns.insert(ANN_NAME.into(), name.into());
+    anns.insert(ANN_UID.into(), uid.into());
     if gr.key_group() == "core" && gr.resource() == "services" {
         if let Some(spec) = o.get_mut("spec").and_then(Value::as_object_mut) {
             spec.remove("clusterIP");
             spec.remove("clusterIPs");
         }
     }
-    out
+    Ok(Value::Object(o))
 }
 
 /// kubectl's client-side apply record: meaningless downstream.
@@ -241,9 +250,13 @@ fn rank(status: &str) -> u8 {
 /// several: counters summed, and per condition type the worst one (its
 /// message prefixed with the cluster), so `Available` is True only when
 /// it is True everywhere. `observedGeneration` is set by the caller.
+/// Always an object, whatever the statuses hold.
 pub fn aggregate(statuses: &[(String, Value)]) -> Value {
     if let [(_, one)] = statuses {
-        let mut s = one.clone();
+        let mut s = match one {
+            Value::Object(_) => one.clone(),
+            _ => Value::Object(Map::new()),
+        };
         if let Some(o) = s.as_object_mut() {
             o.remove("observedGeneration");
         }
@@ -254,11 +267,18 @@ pub fn aggregate(statuses: &[(String, Value)]) -> Value {
     for (cluster, st) in statuses {
         for f in SUMMED {
             if let Some(n) = st[*f].as_i64() {
-                let sum = out.get(*f).and_then(Value::as_i64).unwrap_or(0) + n;
+                let sum = out
+                    .get(*f)
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)
+                    .saturating_add(n);
                 out.insert((*f).into(), sum.into());
             }
         }
         for c in st["conditions"].as_array().into_iter().flatten() {
+            if !c.is_object() {
+                continue; // a member cluster's status is data, not trusted
+            }
             let ty = c["type"].as_str().unwrap_or_default().to_string();
             let mut c = c.clone();
             if rank(c["status"].as_str().unwrap_or("")) > 0 {
@@ -324,7 +344,7 @@ mod tests {
             "status": {"replicas": 2}
         });
         let gr = GroupResource::new("apps", "deployments").unwrap();
-        let d = downstream_object(&gr, &ws("root:a"), &obj, "tmc");
+        let d = downstream_object(&gr, &ws("root:a"), &obj, "tmc").unwrap();
         let m = &d["metadata"];
         for f in [
             "uid",
@@ -358,7 +378,8 @@ mod tests {
             &ws("root:a"),
             &svc,
             "tmc",
-        );
+        )
+        .unwrap();
         assert!(d["spec"].get("clusterIP").is_none());
         assert_eq!(d["spec"]["ports"][0]["port"], 80);
     }

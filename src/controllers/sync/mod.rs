@@ -67,7 +67,7 @@ pub mod mapping;
 
 use super::feed::{self, Event};
 use super::keys::QueueKey;
-use super::objects::{self, Stored};
+use super::objects;
 use super::queue::WorkQueue;
 use super::runtime::Controller;
 use super::schedule::selector_matches;
@@ -81,7 +81,7 @@ use cluster::{ClusterSyncer, SyncItem};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// Label on every downstream object and namespace tmc made; the watches
@@ -120,6 +120,8 @@ pub struct SyncOptions {
     pub object_workers: usize,
     /// Timeout of one downstream request.
     pub request_timeout: Duration,
+    /// Which member endpoints may be connected to.
+    pub endpoints: super::member::EndpointPolicy,
 }
 
 impl Default for SyncOptions {
@@ -130,6 +132,7 @@ impl Default for SyncOptions {
             workers_per_cluster: 16,
             object_workers: 8,
             request_timeout: Duration::from_secs(10),
+            endpoints: super::member::EndpointPolicy::default(),
         }
     }
 }
@@ -262,6 +265,8 @@ pub struct SyncCore {
     opts: SyncOptions,
     term: Mutex<TermState>,
     owner: Mutex<Option<String>>,
+    /// Where the cluster workers count panics.
+    metrics: std::sync::OnceLock<Arc<super::runtime::Metrics>>,
 }
 
 #[derive(Default)]
@@ -281,12 +286,25 @@ impl SyncCore {
             opts,
             term: Mutex::new(TermState::default()),
             owner: Mutex::new(None),
+            metrics: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The metrics the cluster workers count panics in
+    /// (`tmc_controller_panics_total{controller="sync-cluster"}`).
+    pub fn set_metrics(&self, metrics: Arc<super::runtime::Metrics>) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    fn record_panic(&self) {
+        if let Some(m) = self.metrics.get() {
+            m.record_panic("sync-cluster");
+        }
     }
 
     /// The shard's identity, the value of [`LABEL_OWNER`].
     pub fn owner(&self) -> Result<String, String> {
-        let mut o = self.owner.lock().expect("lock");
+        let mut o = self.owner.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(id) = o.as_ref() {
             return Ok(id.clone());
         }
@@ -323,7 +341,13 @@ impl SyncCore {
 
     /// Queues a workspace object for its object reconcile.
     pub fn enqueue_object(&self, gr: &GroupResource, key: QueueKey) {
-        if let Some(q) = self.term.lock().expect("lock").queues.get(gr) {
+        if let Some(q) = self
+            .term
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .queues
+            .get(gr)
+        {
             q.add(key);
         }
     }
@@ -335,7 +359,7 @@ impl SyncCore {
         item: SyncItem,
     ) -> Result<(), String> {
         let owner = self.owner()?;
-        let mut t = self.term.lock().expect("lock");
+        let mut t = self.term.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(s) = t.clusters.get(cluster) {
             s.queue().add(item);
             return Ok(());
@@ -536,7 +560,7 @@ impl SyncCore {
                 None => {}
             }
         }
-        let new = self.next_object(gr, &obj, &keep, &desired, &records);
+        let new = next_object(gr, &obj.raw, &keep, &desired, &records)?;
         if new != obj.raw {
             let op = if deleting(&new) && crate::api::object::finalizers(&new).is_empty() {
                 TxnOp::delete(okey.clone(), Expectation::ModRevision(obj.revision))
@@ -558,26 +582,27 @@ impl SyncCore {
         }
         Ok(None)
     }
+}
 
-    /// The workspace object as it should be: cluster list, finalizer and
-    /// (for kinds with status) the folded status and its breakdown.
-    fn next_object(
-        &self,
-        gr: &GroupResource,
-        obj: &Stored<Value>,
-        keep: &BTreeSet<ClusterRef>,
-        desired: &Desired,
-        records: &BTreeMap<ClusterRef, SyncRecord>,
-    ) -> Value {
-        let mut new = obj.raw.clone();
-        let meta = new["metadata"]
-            .as_object_mut()
-            .expect("objects have metadata");
-        let anns = meta
-            .entry("annotations")
-            .or_insert_with(|| Value::Object(Map::new()))
-            .as_object_mut()
-            .expect("annotations are an object");
+/// The workspace object as it should be: cluster list, finalizer and
+/// (for kinds with status) the folded status and its breakdown. Total:
+/// stored objects and downstream statuses are data; a shape it cannot
+/// work with is an error (metadata, its annotations and finalizers), or
+/// replaced (the status, which sync owns for kinds with status).
+pub fn next_object(
+    gr: &GroupResource,
+    raw: &Value,
+    keep: &BTreeSet<ClusterRef>,
+    desired: &Desired,
+    records: &BTreeMap<ClusterRef, SyncRecord>,
+) -> Result<Value, String> {
+    let mut new = raw
+        .as_object()
+        .cloned()
+        .ok_or("the stored object is not a JSON object")?;
+    let meta = mapping::object_field(&mut new, "metadata", "metadata")?;
+    {
+        let anns = mapping::object_field(meta, "annotations", "metadata.annotations")?;
         if keep.is_empty() {
             anns.remove(ANN_CLUSTERS);
             anns.remove(ANN_CLUSTER_STATUS);
@@ -585,20 +610,29 @@ impl SyncCore {
             let list: Vec<String> = keep.iter().map(ToString::to_string).collect();
             anns.insert(ANN_CLUSTERS.into(), Value::String(list.join(",")));
         }
-        let mut fins: Vec<Value> = meta
-            .get("finalizers")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        fins.retain(|f| f.as_str() != Some(FINALIZER));
-        if !keep.is_empty() {
-            fins.push(Value::String(FINALIZER.into()));
-        }
-        if fins.is_empty() {
-            meta.remove("finalizers");
-        } else {
-            meta.insert("finalizers".into(), Value::Array(fins));
-        }
+    }
+    let mut fins: Vec<Value> = match meta.get("finalizers") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a.clone(),
+        Some(_) => return Err("metadata.finalizers of the stored object is not a list".into()),
+    };
+    fins.retain(|f| f.as_str() != Some(FINALIZER));
+    if !keep.is_empty() {
+        fins.push(Value::String(FINALIZER.into()));
+    }
+    if fins.is_empty() {
+        meta.remove("finalizers");
+    } else {
+        meta.insert("finalizers".into(), Value::Array(fins));
+    }
+    let uid = raw["metadata"]["uid"].as_str().unwrap_or_default();
+    let current: Vec<(&ClusterRef, &SyncRecord)> = desired
+        .clusters
+        .iter()
+        .filter_map(|c| records.get(c).map(|r| (c, r)))
+        .filter(|(_, r)| r.uid == uid)
+        .collect();
+    if deleting(raw) || keep.is_empty() {
         if meta
             .get("annotations")
             .and_then(Value::as_object)
@@ -606,114 +640,111 @@ impl SyncCore {
         {
             meta.remove("annotations");
         }
-        let uid = obj.raw["metadata"]["uid"].as_str().unwrap_or_default();
-        let current: Vec<(&ClusterRef, &SyncRecord)> = desired
-            .clusters
-            .iter()
-            .filter_map(|c| records.get(c).map(|r| (c, r)))
-            .filter(|(_, r)| r.uid == uid)
-            .collect();
-        if deleting(&obj.raw) || keep.is_empty() {
-            return new;
-        }
-        // The per-cluster breakdown.
-        let mut breakdown = Map::new();
-        for c in &desired.clusters {
-            let entry = match records.get(c).filter(|r| r.uid == uid) {
-                None => serde_json::json!({"state": "Pending"}),
-                Some(r) if r.conflict || !r.error.is_empty() => {
-                    serde_json::json!({"state": if r.conflict {"Conflict"} else {"Error"}, "error": r.error})
-                }
-                Some(r) => {
-                    let st: Value = serde_json::from_str(&r.status).unwrap_or(Value::Null);
-                    let mut e = serde_json::json!({"state": "Synced"});
-                    for f in [
-                        "replicas",
-                        "readyReplicas",
-                        "availableReplicas",
-                        "updatedReplicas",
-                    ] {
-                        if let Some(n) = st.get(f) {
-                            e[f] = n.clone();
-                        }
-                    }
-                    e
-                }
-            };
-            breakdown.insert(c.to_string(), entry);
-        }
-        new["metadata"]["annotations"][ANN_CLUSTER_STATUS] =
-            Value::String(Value::Object(breakdown).to_string());
-        if !kind_of(gr).is_some_and(|k| k.has_status) {
-            return new;
-        }
-        let statuses: Vec<(String, Value)> = current
-            .iter()
-            .filter(|(_, r)| !r.status.is_empty())
-            .filter_map(|(c, r)| Some((c.to_string(), serde_json::from_str(&r.status).ok()?)))
-            .collect();
-        let mut status = if statuses.is_empty() {
-            obj.raw
-                .get("status")
-                .cloned()
-                .unwrap_or(Value::Object(Map::new()))
-        } else {
-            mapping::aggregate(&statuses)
-        };
-        let generation = obj.raw["metadata"]["generation"].as_i64().unwrap_or(0);
-        let all_seen = current.len() == desired.clusters.len()
-            && current
-                .iter()
-                .all(|(_, r)| r.generation == generation && r.observed);
-        let observed = if all_seen {
-            Some(Value::from(generation))
-        } else {
-            obj.raw["status"].get("observedGeneration").cloned()
-        };
-        let st = status.as_object_mut().expect("status is an object");
-        match observed {
-            Some(g) => st.insert("observedGeneration".into(), g),
-            None => st.remove("observedGeneration"),
-        };
-        // Conflicts and errors as a condition.
-        let problems: Vec<String> = desired
-            .clusters
-            .iter()
-            .filter_map(|c| {
-                let r = records.get(c).filter(|r| r.uid == uid)?;
-                (r.conflict || !r.error.is_empty()).then(|| format!("{c}: {}", r.error))
-            })
-            .collect();
-        let conds = st
-            .entry("conditions")
-            .or_insert_with(|| Value::Array(vec![]))
-            .as_array_mut()
-            .expect("conditions are a list");
-        let old = obj.raw["status"]["conditions"]
-            .as_array()
-            .and_then(|cs| cs.iter().find(|c| c["type"] == SYNCED).cloned());
-        conds.retain(|c| c["type"] != SYNCED);
-        if !problems.is_empty() {
-            let conflict = current.iter().any(|(_, r)| r.conflict);
-            let reason = if conflict { "Conflict" } else { "SyncError" };
-            let message = problems.join("; ");
-            let since = match &old {
-                Some(o) if o["reason"] == reason && o["message"] == message.as_str() => {
-                    o["lastTransitionTime"].clone()
-                }
-                _ => Value::String(crate::api::object::now()),
-            };
-            conds.push(serde_json::json!({
-                "type": SYNCED, "status": "False", "reason": reason,
-                "message": message, "lastTransitionTime": since, "lastUpdateTime": since,
-            }));
-        }
-        if conds.is_empty() {
-            st.remove("conditions");
-        }
-        new["status"] = status;
-        new
+        return Ok(Value::Object(new));
     }
+    // The per-cluster breakdown.
+    let mut breakdown = Map::new();
+    for c in &desired.clusters {
+        let entry = match records.get(c).filter(|r| r.uid == uid) {
+            None => serde_json::json!({"state": "Pending"}),
+            Some(r) if r.conflict || !r.error.is_empty() => {
+                serde_json::json!({"state": if r.conflict {"Conflict"} else {"Error"}, "error": r.error})
+            }
+            Some(r) => {
+                let st: Value = serde_json::from_str(&r.status).unwrap_or(Value::Null);
+                let mut e = Map::new();
+                e.insert("state".into(), "Synced".into());
+                for f in [
+                    "replicas",
+                    "readyReplicas",
+                    "availableReplicas",
+                    "updatedReplicas",
+                ] {
+                    if let Some(n) = st.get(f) {
+                        e.insert(f.into(), n.clone());
+                    }
+                }
+                Value::Object(e)
+            }
+        };
+        breakdown.insert(c.to_string(), entry);
+    }
+    mapping::object_field(meta, "annotations", "metadata.annotations")?.insert(
+        ANN_CLUSTER_STATUS.into(),
+        Value::String(Value::Object(breakdown).to_string()),
+    );
+    if !kind_of(gr).is_some_and(|k| k.has_status) {
+        return Ok(Value::Object(new));
+    }
+    let statuses: Vec<(String, Value)> = current
+        .iter()
+        .filter(|(_, r)| !r.status.is_empty())
+        .filter_map(|(c, r)| Some((c.to_string(), serde_json::from_str(&r.status).ok()?)))
+        .collect();
+    let mut status = if statuses.is_empty() {
+        match raw.get("status") {
+            Some(Value::Object(m)) => m.clone(),
+            _ => Map::new(),
+        }
+    } else {
+        match mapping::aggregate(&statuses) {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    };
+    let generation = raw["metadata"]["generation"].as_i64().unwrap_or(0);
+    let all_seen = current.len() == desired.clusters.len()
+        && current
+            .iter()
+            .all(|(_, r)| r.generation == generation && r.observed);
+    let observed = if all_seen {
+        Some(Value::from(generation))
+    } else {
+        raw["status"].get("observedGeneration").cloned()
+    };
+    match observed {
+        Some(g) => status.insert("observedGeneration".into(), g),
+        None => status.remove("observedGeneration"),
+    };
+    // Conflicts and errors as a condition.
+    let problems: Vec<String> = desired
+        .clusters
+        .iter()
+        .filter_map(|c| {
+            let r = records.get(c).filter(|r| r.uid == uid)?;
+            (r.conflict || !r.error.is_empty()).then(|| format!("{c}: {}", r.error))
+        })
+        .collect();
+    let mut conds: Vec<Value> = match status.get("conditions") {
+        Some(Value::Array(a)) => a.clone(),
+        _ => Vec::new(),
+    };
+    let old = raw["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == SYNCED).cloned());
+    conds.retain(|c| c["type"] != SYNCED);
+    if !problems.is_empty() {
+        let conflict = current.iter().any(|(_, r)| r.conflict);
+        let reason = if conflict { "Conflict" } else { "SyncError" };
+        let message = problems.join("; ");
+        let since = match &old {
+            Some(o) if o["reason"] == reason && o["message"] == message.as_str() => {
+                o["lastTransitionTime"].clone()
+            }
+            _ => Value::String(crate::api::object::now()),
+        };
+        conds.push(serde_json::json!({
+            "type": SYNCED, "status": "False", "reason": reason,
+            "message": message, "lastTransitionTime": since, "lastUpdateTime": since,
+        }));
+    }
+    if conds.is_empty() {
+        status.remove("conditions");
+    } else {
+        status.insert("conditions".into(), Value::Array(conds));
+    }
+    new.insert("status".into(), Value::Object(status));
+    Ok(Value::Object(new))
 }
 
 fn namespaces() -> GroupResource {
@@ -748,7 +779,11 @@ impl Controller for SyncController {
         queue: WorkQueue<QueueKey>,
     ) -> Vec<BoxFuture<'static, ()>> {
         let mut tasks: Vec<BoxFuture<'static, ()>> = Vec::new();
-        let mut t = self.core.term.lock().expect("lock");
+        let mut t = self
+            .core
+            .term
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if self.primary {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<BoxFuture<'static, ()>>();
             let old = std::mem::take(&mut *t);
@@ -793,7 +828,7 @@ struct ShutDownOnDrop(Arc<SyncCore>, u64);
 
 impl Drop for ShutDownOnDrop {
     fn drop(&mut self) {
-        let mut t = self.0.term.lock().expect("lock");
+        let mut t = self.0.term.lock().unwrap_or_else(PoisonError::into_inner);
         if t.id != self.1 {
             return;
         }
@@ -864,6 +899,139 @@ async fn follow_placements_and_namespaces(core: Arc<SyncCore>, shard: Arc<dyn Sh
     for r in [ra, rb] {
         if let Err(e) = r {
             tracing::error!(error = %e, "the sync controller's placement feed stopped");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Keys that steer arbitrary JSON into the places sync reads.
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => prop::sample::select(vec![
+                "metadata", "annotations", "labels", "finalizers", "name", "namespace", "uid",
+                "generation", "deletionTimestamp", "status", "conditions", "type", "status",
+                "message", "reason", "lastTransitionTime", "observedGeneration", "replicas",
+                "readyReplicas", "spec", "template", "jobTemplate", "containers", "volumes",
+                "env", "envFrom", "valueFrom", "configMap", "secret", "secretName",
+                "configMapRef", "secretRef", "configMapKeyRef", "secretKeyRef", "projected",
+                "sources", "imagePullSecrets", "serviceAccountName", "clusterIP",
+                ANN_CLUSTERS, ANN_CLUSTER_STATUS, LABEL_OWNER,
+            ])
+            .prop_map(String::from),
+            1 => "[a-z]{1,3}",
+        ]
+    }
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            (-1e9f64..1e9).prop_map(Value::from),
+            prop::sample::select(vec![
+                "",
+                "True",
+                "False",
+                "Unknown",
+                "root|east",
+                "x",
+                "{}",
+                "5"
+            ])
+            .prop_map(Value::from),
+            "[a-z|,:]{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(6, 96, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(key(), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// An object whose top level is usually an object with metadata, so
+    /// that the deeper paths are reached.
+    fn object() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            1 => json(),
+            4 => (json(), json(), json(), json()).prop_map(|(meta, spec, status, rest)| {
+                let mut o = match rest {
+                    Value::Object(m) => m,
+                    _ => Map::new(),
+                };
+                o.insert("metadata".into(), meta);
+                o.insert("spec".into(), spec);
+                o.insert("status".into(), status);
+                Value::Object(o)
+            }),
+        ]
+    }
+
+    fn cluster(i: usize) -> ClusterRef {
+        ClusterRef {
+            workspace: Workspace::parse("root").unwrap(),
+            name: format!("c{i}"),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Stored objects and downstream statuses are data: nothing in the
+        /// mapping or the status folding panics on any JSON, and what they
+        /// return keeps its promises.
+        #[test]
+        fn sync_mapping_and_status_folding_take_any_json(
+            obj in object(),
+            statuses in prop::collection::vec((json(), "[a-z ]{0,5}", any::<bool>(), any::<bool>()), 0..4),
+            kind in 0usize..8,
+            uid_matches in any::<bool>(),
+        ) {
+            let kinds = syncable();
+            let gr = &kinds[kind % kinds.len()].gr;
+            let ws = Workspace::parse("root:a").unwrap();
+            if let Ok(d) = mapping::downstream_object(gr, &ws, &obj, "owner") {
+                prop_assert_eq!(&d["metadata"]["labels"][LABEL_OWNER], "owner");
+                prop_assert!(d.get("status").is_none());
+            }
+            let _ = mapping::dependencies(&obj);
+            let _ = listed_clusters(&obj);
+            let _ = labels_of(&obj);
+            prop_assert!(mapping::contains(&obj, &obj));
+            let _ = mapping::content_hash(&obj);
+            let folded: Vec<(String, Value)> =
+                statuses.iter().enumerate().map(|(i, (s, ..))| (format!("c{i}"), s.clone())).collect();
+            prop_assert!(mapping::aggregate(&folded).is_object());
+            let uid = obj["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+            let mut desired = Desired::default();
+            let mut records = BTreeMap::new();
+            for (i, (status, error, conflict, observed)) in statuses.iter().enumerate() {
+                desired.clusters.insert(cluster(i));
+                records.insert(cluster(i), SyncRecord {
+                    uid: if uid_matches { uid.clone() } else { "other".into() },
+                    status: status.to_string(),
+                    error: error.clone(),
+                    conflict: *conflict,
+                    observed: *observed,
+                    generation: obj["metadata"]["generation"].as_i64().unwrap_or(0),
+                    ..Default::default()
+                });
+            }
+            let keep: BTreeSet<ClusterRef> = desired.clusters.clone();
+            if let Ok(new) = next_object(gr, &obj, &keep, &desired, &records) {
+                prop_assert!(new.is_object());
+                if !keep.is_empty() {
+                    let fins = crate::api::object::finalizers(&new);
+                    prop_assert!(fins.iter().any(|f| f == FINALIZER));
+                    prop_assert_eq!(listed_clusters(&new), keep.clone());
+                }
+            }
+            let _ = next_object(gr, &obj, &BTreeSet::new(), &Desired::default(), &records);
         }
     }
 }

@@ -1,0 +1,315 @@
+//! Admission of writes, after RBAC allowed the request: RBAC's escalation
+//! check ([`super::authz::rbac_admission`]) and the location check of
+//! WorkloadPlacements.
+//!
+//! ## Who may use a location
+//!
+//! A WorkloadPlacement's `spec.locationWorkspace` names the workspace
+//! whose ClusterRegistrations it places workloads on. Those clusters
+//! belong to that workspace, so using them is a right granted there, in
+//! the spirit of kcp's `bind` verb on APIExports: the verb **`use`** on
+//! `clusterregistrations.tmc.kcp.io`, at the cluster scope of the
+//! location workspace (a ClusterRole rule `{verbs: [use], apiGroups:
+//! [tmc.kcp.io], resources: [clusterregistrations]}` bound there with a
+//! ClusterRoleBinding; a workspace's admins hold it through `*`). A
+//! location equal to the placement's own workspace (or none) needs no
+//! extra right.
+//!
+//! - **The API** checks it on every write that sets or changes a
+//!   placement's `spec` (create, update, every patch, apply), with the
+//!   location workspace's RBAC as of a linearizable read point (the
+//!   server puts a barrier before such writes, [`prepare`]). A location
+//!   the writer may not use and one that does not exist give the same
+//!   403, so the answer tells nothing of other workspaces.
+//! - **The author** of the spec is recorded by the server in the
+//!   annotation [`AUTHOR_ANNOTATION`] (`{"username", "uid", "groups"}`,
+//!   the shape of kcp's workspace owner annotation): written on every
+//!   write that changes `spec`, kept from the stored object on any other
+//!   write (metadata, status), never taken from the client — a value a
+//!   client sends is overwritten or restored.
+//! - **The controller** checks again, as the recorded author, with the
+//!   same RBAC code over the shard ([`super::authz::allowed`]): on every
+//!   reconcile, and when the ClusterRoles or ClusterRoleBindings of a
+//!   location change. A revoked grant drops the decision.
+//!
+//! Left out: per-cluster grants (`resourceNames` on `use`: a named rule
+//! never allows the unnamed check), and admission of other kinds.
+
+use super::authz;
+use super::handlers::Admit;
+use super::object;
+use super::resources::{ResourceInfo, TMC_GROUP};
+use super::status::{qualified, ApiError, ApiResult};
+use crate::auth::rbac::{self, Attributes};
+use crate::auth::User;
+use crate::shard::Shard;
+use crate::store::Workspace;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+/// The annotation in which the server records who wrote a placement's
+/// spec.
+pub const AUTHOR_ANNOTATION: &str = "tmc.kcp.io/author";
+
+/// The verb that allows using a location's ClusterRegistrations.
+pub const USE_VERB: &str = "use";
+
+/// The RBAC attributes of using a location's clusters.
+pub fn use_attributes() -> Attributes {
+    Attributes::resource(USE_VERB, TMC_GROUP, "clusterregistrations", "", "")
+}
+
+fn is_placement(info: &ResourceInfo) -> bool {
+    (info.group, info.kind) == (TMC_GROUP, "WorkloadPlacement")
+}
+
+/// The admission of writes by `user` in `ws`: RBAC escalation, then the
+/// placement location check and author record.
+pub fn admit(shard: Arc<dyn Shard>, user: User, ws: Workspace) -> Admit {
+    let rbac = authz::rbac_admission(shard.clone(), user.clone(), ws.clone());
+    Arc::new(move |info, old, new| {
+        rbac(info, old, new)?;
+        placement(shard.as_ref(), &user, &ws, info, old, new)
+    })
+}
+
+/// Before a write of `info` with `verb` by `user`: a linearizable read
+/// point when admission will read another workspace's RBAC from local
+/// state (a grant acknowledged before the request is then seen).
+pub async fn prepare(
+    shard: &dyn Shard,
+    info: &ResourceInfo,
+    verb: &str,
+    user: &User,
+) -> ApiResult<()> {
+    if is_placement(info) && !user.is_master() && matches!(verb, "create" | "update" | "patch") {
+        shard.barrier().await?;
+    }
+    Ok(())
+}
+
+/// The author record of `user`.
+pub fn author_value(user: &User) -> String {
+    json!({"username": user.name, "uid": user.uid, "groups": user.groups}).to_string()
+}
+
+fn author_text(obj: &Value) -> Option<&str> {
+    obj.get("metadata")?
+        .get("annotations")?
+        .get(AUTHOR_ANNOTATION)?
+        .as_str()
+}
+
+/// The recorded author of a stored placement, if any.
+pub fn author_of(obj: &Value) -> Option<User> {
+    let v: Value = serde_json::from_str(author_text(obj)?).ok()?;
+    let name = v.get("username")?.as_str().filter(|n| !n.is_empty())?;
+    let uid = v.get("uid").and_then(Value::as_str).unwrap_or("");
+    let groups: Vec<&str> = v
+        .get("groups")
+        .and_then(Value::as_array)
+        .map(|g| g.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    Some(User::new(name, uid, &groups))
+}
+
+fn set_author(obj: &mut Value, author: Option<String>) {
+    let meta = object::meta_mut(obj);
+    match author {
+        Some(a) => {
+            let anns = meta
+                .entry("annotations")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !anns.is_object() {
+                *anns = Value::Object(Map::new());
+            }
+            if let Some(m) = anns.as_object_mut() {
+                m.insert(AUTHOR_ANNOTATION.into(), Value::String(a));
+            }
+        }
+        None => {
+            let empty = match meta.get_mut("annotations") {
+                Some(Value::Object(m)) => {
+                    m.remove(AUTHOR_ANNOTATION);
+                    m.is_empty()
+                }
+                _ => false,
+            };
+            if empty {
+                meta.remove("annotations");
+            }
+        }
+    }
+}
+
+/// May `user` use the clusters of `location`? From this replica's local
+/// state (the caller made it current).
+pub fn may_use(shard: &dyn Shard, user: &User, location: &Workspace) -> ApiResult<bool> {
+    if user.is_master() {
+        return Ok(true);
+    }
+    let policy = authz::load_policy(shard, location, "")?;
+    Ok(rbac::authorize(&policy, user, &use_attributes()))
+}
+
+fn placement(
+    shard: &dyn Shard,
+    user: &User,
+    ws: &Workspace,
+    info: &ResourceInfo,
+    old: Option<&Value>,
+    new: &mut Value,
+) -> ApiResult<()> {
+    if !is_placement(info) {
+        return Ok(());
+    }
+    let spec_changed = old.is_none_or(|o| o.get("spec") != new.get("spec"));
+    let author = if spec_changed {
+        Some(author_value(user))
+    } else {
+        old.and_then(author_text).map(str::to_string)
+    };
+    set_author(new, author);
+    if !spec_changed {
+        return Ok(());
+    }
+    let name = object::meta_str(new, "name").unwrap_or("").to_string();
+    let Some(Value::String(location)) = new.pointer("/spec/locationWorkspace") else {
+        // None: its own workspace; another type is refused by validation.
+        return Ok(());
+    };
+    let location = match Workspace::parse(location) {
+        Ok(l) => l,
+        Err(e) => {
+            return Err(ApiError::invalid(
+                info.kind,
+                info.group,
+                &name,
+                vec![(
+                    "spec.locationWorkspace".into(),
+                    format!("Invalid value: {location:?}: {e}"),
+                    "FieldValueInvalid",
+                )],
+            ))
+        }
+    };
+    if location == *ws || may_use(shard, user, &location)? {
+        return Ok(());
+    }
+    let reason = rbac::forbidden_reason(user, &use_attributes(), location.as_str());
+    Err(ApiError {
+        details: Some(json!({"name": name, "group": info.group, "kind": info.plural})),
+        ..ApiError::forbidden(format!(
+            "{} {name:?} is forbidden: {reason}: spec.locationWorkspace must name a workspace \
+             whose ClusterRegistrations the writer may use (or it does not exist)",
+            qualified(info.group, info.plural)
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::LocalShard;
+    use crate::store::{Expectation, GroupResource, MemoryEngine, ObjectKey, Store, StoreOptions};
+    use crate::store::{Txn, TxnOp};
+
+    fn wp_info() -> &'static ResourceInfo {
+        super::super::resources::RESOURCES
+            .iter()
+            .find(|r| r.kind == "WorkloadPlacement")
+            .unwrap()
+    }
+
+    fn at(location: &str) -> Value {
+        json!({"apiVersion": "tmc.kcp.io/v1alpha1", "kind": "WorkloadPlacement",
+               "metadata": {"name": "p"}, "spec": {"locationWorkspace": location}})
+    }
+
+    #[tokio::test]
+    async fn a_foreign_location_needs_use_there_and_absent_ones_answer_alike() {
+        let st = Arc::new(Store::open(MemoryEngine::new(), StoreOptions::default()).unwrap());
+        let shard = LocalShard::new(st);
+        let loc = Workspace::parse("root:loc").unwrap();
+        let rbac = |plural: &str| GroupResource::new(rbac::RBAC_GROUP, plural).unwrap();
+        let put = |plural: &str, name: &str, v: Value| {
+            TxnOp::put_json(
+                ObjectKey::cluster_scoped(rbac(plural), loc.clone(), name).unwrap(),
+                serde_json::to_vec(&v).unwrap(),
+                Expectation::Any,
+            )
+        };
+        let ops = vec![
+            put(
+                "clusterroles",
+                "use",
+                json!({"kind": "ClusterRole", "metadata": {"name": "use"}, "rules": [
+                {"verbs": ["use"], "apiGroups": ["tmc.kcp.io"], "resources": ["clusterregistrations"]}]}),
+            ),
+            put(
+                "clusterrolebindings",
+                "alice",
+                json!({"kind": "ClusterRoleBinding", "metadata": {"name": "alice"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "use"},
+                "subjects": [{"kind": "User", "name": "alice"}]}),
+            ),
+        ];
+        shard.write(Txn::new(ops)).await.unwrap();
+        let ws = Workspace::parse("root:a").unwrap();
+        let alice = User::new("alice", "u-a", &[]);
+        let bob = User::new("bob", "u-b", &[]);
+        let info = wp_info();
+
+        let mut new = at("root:loc");
+        placement(&shard, &alice, &ws, info, None, &mut new).unwrap();
+        assert_eq!(author_of(&new), Some(alice.clone()));
+        let err = |user: &User, location: &str| {
+            let mut new = at(location);
+            let e = placement(&shard, user, &ws, info, None, &mut new).unwrap_err();
+            assert_eq!((e.code, e.reason), (403, "Forbidden"), "{}", e.message);
+            e.message
+        };
+        let forbidden = err(&bob, "root:loc");
+        let absent = err(&bob, "root:nope");
+        assert_eq!(
+            forbidden.replace("root:loc", "W"),
+            absent.replace("root:nope", "W"),
+            "a forbidden and an absent location answer alike"
+        );
+        // Its own workspace needs nothing; neither does the admin.
+        placement(&shard, &bob, &ws, info, None, &mut at("root:a")).unwrap();
+        let admin = User::new("admin", "", &["system:masters"]);
+        placement(&shard, &admin, &ws, info, None, &mut at("root:nope")).unwrap();
+        // A metadata write by bob keeps alice as the author, whatever he sends.
+        let stored = new;
+        let mut forged = stored.clone();
+        forged["metadata"]["labels"] = json!({"x": "y"});
+        forged["metadata"]["annotations"][AUTHOR_ANNOTATION] = Value::String(author_value(&admin));
+        placement(&shard, &bob, &ws, info, Some(&stored), &mut forged).unwrap();
+        assert_eq!(author_of(&forged), Some(alice));
+        // A spec write makes bob the author, and needs his right.
+        let mut moved = forged.clone();
+        moved["spec"]["strategy"] = json!({"type": "All"});
+        assert_eq!(
+            placement(&shard, &bob, &ws, info, Some(&forged), &mut moved)
+                .unwrap_err()
+                .code,
+            403
+        );
+    }
+
+    #[test]
+    fn the_author_round_trips_and_clients_cannot_set_it() {
+        let alice = User::new("alice", "u-a", &["team"]);
+        let mut obj = json!({"metadata": {"name": "p", "annotations": {AUTHOR_ANNOTATION:
+            author_value(&User::new("admin", "", &["system:masters"]))}}, "spec": {}});
+        set_author(&mut obj, Some(author_value(&alice)));
+        assert_eq!(author_of(&obj), Some(alice));
+        set_author(&mut obj, None);
+        assert_eq!(obj["metadata"].get("annotations"), None);
+        assert_eq!(
+            author_of(&json!({"metadata": {"annotations": {AUTHOR_ANNOTATION: "x"}}})),
+            None
+        );
+    }
+}
