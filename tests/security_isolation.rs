@@ -1482,6 +1482,19 @@ async fn workspace_isolation_attacks() {
             422,
             "Invalid",
         ),
+        // --- server-owned annotations (issue 13) ---
+        case(
+            "forged-sync-clusters",
+            "alice names another location's cluster in the annotation that tells sync where copies are",
+            alice.clone(),
+            "POST",
+            ws("root:a", CMS),
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "forged-clusters",
+                                "annotations": {"tmc.kcp.io/clusters": "root:b/member-1"}}}),
+            201,
+            "",
+        ),
     ];
     assert!(cases.len() >= 40, "{} cases", cases.len());
     let mut seen = std::collections::HashSet::new();
@@ -1502,6 +1515,30 @@ async fn workspace_isolation_attacks() {
             assert!(v["details"]["kind"].is_string(), "{}: {v}", c.name);
         }
     }
+
+    // forged-sync-clusters: the object was stored, the annotation that
+    // would send sync to another location's cluster was not.
+    let forged = api
+        .admin(
+            "GET",
+            &ws("root:a", &format!("{CMS}/forged-clusters")),
+            Value::Null,
+            200,
+        )
+        .await;
+    assert!(
+        forged["metadata"]["annotations"]
+            .get("tmc.kcp.io/clusters")
+            .is_none(),
+        "forged-sync-clusters: a client set the sync controller's annotation: {forged}"
+    );
+    api.admin(
+        "DELETE",
+        &ws("root:a", &format!("{CMS}/forged-clusters")),
+        Value::Null,
+        200,
+    )
+    .await;
 
     // The exact message of one denial.
     let (_, v) = api

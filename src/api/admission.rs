@@ -69,6 +69,7 @@ pub fn admit(shard: Arc<dyn Shard>, user: User, ws: Workspace) -> Admit {
     let rbac = authz::rbac_admission(shard.clone(), user.clone(), ws.clone());
     Arc::new(move |info, old, new| {
         rbac(info, old, new)?;
+        keep_server_owned(old, new);
         placement(shard.as_ref(), &user, &ws, info, old, new)
     })
 }
@@ -114,9 +115,15 @@ pub fn author_of(obj: &Value) -> Option<User> {
 }
 
 fn set_author(obj: &mut Value, author: Option<String>) {
+    set_annotation(obj, AUTHOR_ANNOTATION, author.map(Value::String));
+}
+
+/// Sets annotation `key` of `obj` to `value`, or removes it (and an
+/// annotation map it leaves empty).
+fn set_annotation(obj: &mut Value, key: &str, value: Option<Value>) {
     let meta = object::meta_mut(obj);
-    match author {
-        Some(a) => {
+    match value {
+        Some(v) => {
             let anns = meta
                 .entry("annotations")
                 .or_insert_with(|| Value::Object(Map::new()));
@@ -124,13 +131,13 @@ fn set_author(obj: &mut Value, author: Option<String>) {
                 *anns = Value::Object(Map::new());
             }
             if let Some(m) = anns.as_object_mut() {
-                m.insert(AUTHOR_ANNOTATION.into(), Value::String(a));
+                m.insert(key.into(), v);
             }
         }
         None => {
             let empty = match meta.get_mut("annotations") {
                 Some(Value::Object(m)) => {
-                    m.remove(AUTHOR_ANNOTATION);
+                    m.remove(key);
                     m.is_empty()
                 }
                 _ => false,
@@ -138,6 +145,32 @@ fn set_author(obj: &mut Value, author: Option<String>) {
             if empty {
                 meta.remove("annotations");
             }
+        }
+    }
+}
+
+/// Annotations only the sync controller writes (through the shard, never
+/// through the API): the clusters that may hold a copy of a workspace
+/// object, and each copy's status. The sync controller connects to, and
+/// cleans up on, every cluster the first one names, so a client that could
+/// write it could make tmc reach clusters its placements were never given.
+pub const SERVER_OWNED_ANNOTATIONS: [&str; 2] =
+    ["tmc.kcp.io/clusters", "tmc.kcp.io/cluster-status"];
+
+/// Keeps the [`SERVER_OWNED_ANNOTATIONS`] of every written object as
+/// stored: what a client sends for them is replaced by the stored value,
+/// or removed when there is none (a create).
+fn keep_server_owned(old: Option<&Value>, new: &mut Value) {
+    for key in SERVER_OWNED_ANNOTATIONS {
+        let stored = old
+            .and_then(|o| o.get("metadata")?.get("annotations")?.get(key))
+            .cloned();
+        let sent = new
+            .get("metadata")
+            .and_then(|m| m.get("annotations"))
+            .and_then(|a| a.get(key));
+        if sent != stored.as_ref() {
+            set_annotation(new, key, stored);
         }
     }
 }
@@ -310,6 +343,33 @@ mod tests {
         assert_eq!(
             author_of(&json!({"metadata": {"annotations": {AUTHOR_ANNOTATION: "x"}}})),
             None
+        );
+    }
+
+    #[test]
+    fn clients_cannot_write_the_sync_controllers_annotations() {
+        let stored = json!({"metadata": {"name": "web", "annotations": {
+            "tmc.kcp.io/clusters": "root:loc/east", "keep": "me"}}});
+        // An update that names another cluster and forges a status.
+        let mut sent = json!({"metadata": {"name": "web", "annotations": {
+            "tmc.kcp.io/clusters": "root:other/west",
+            "tmc.kcp.io/cluster-status": "{}", "keep": "you"}}});
+        keep_server_owned(Some(&stored), &mut sent);
+        assert_eq!(
+            sent["metadata"]["annotations"],
+            json!({"tmc.kcp.io/clusters": "root:loc/east", "keep": "you"})
+        );
+        // A create keeps none of them, and no empty map is left.
+        let mut created = json!({"metadata": {"name": "web", "annotations": {
+            "tmc.kcp.io/clusters": "root:other/west"}}});
+        keep_server_owned(None, &mut created);
+        assert_eq!(created["metadata"].get("annotations"), None);
+        // What the server stored survives a client that drops it.
+        let mut dropped = json!({"metadata": {"name": "web"}});
+        keep_server_owned(Some(&stored), &mut dropped);
+        assert_eq!(
+            dropped["metadata"]["annotations"]["tmc.kcp.io/clusters"],
+            "root:loc/east"
         );
     }
 }

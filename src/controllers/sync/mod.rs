@@ -99,9 +99,11 @@ pub const ANN_NAME: &str = "tmc.kcp.io/name";
 /// The origin uid.
 pub const ANN_UID: &str = "tmc.kcp.io/uid";
 /// On workspace objects: the clusters that may hold a copy.
-pub const ANN_CLUSTERS: &str = "tmc.kcp.io/clusters";
+/// Kept by the API as stored whatever a client sends
+/// ([`crate::api::admission::SERVER_OWNED_ANNOTATIONS`]).
+pub const ANN_CLUSTERS: &str = crate::api::admission::SERVER_OWNED_ANNOTATIONS[0];
 /// On workspace objects: the status of each copy.
-pub const ANN_CLUSTER_STATUS: &str = "tmc.kcp.io/cluster-status";
+pub const ANN_CLUSTER_STATUS: &str = crate::api::admission::SERVER_OWNED_ANNOTATIONS[1];
 /// The finalizer that keeps a workspace object until its copies are gone.
 pub const FINALIZER: &str = "tmc.kcp.io/sync";
 /// The condition that reports conflicts and sync errors.
