@@ -135,8 +135,9 @@ fn files(dir: &Path) -> [PathBuf; 3] {
     ]
 }
 
-fn build(dir: &Path) -> Result<Material, String> {
-    let [ca, cert, key] = files(dir);
+/// A directory of the old layout: one CA for users and replicas alike.
+fn check_layout(dir: &Path) -> Result<(), String> {
+    let [ca, cert, _] = files(dir);
     if !ca.exists() && dir.join("ca.crt").exists() && cert.exists() {
         return Err(format!(
             "{} is missing: {} holds the old layout, where one CA signed users and replicas \
@@ -146,6 +147,12 @@ fn build(dir: &Path) -> Result<Material, String> {
             dir.display()
         ));
     }
+    Ok(())
+}
+
+fn build(dir: &Path) -> Result<Material, String> {
+    let [ca, cert, key] = files(dir);
+    check_layout(dir)?;
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(&ca).map_err(|e| format!("{}: {e}", ca.display()))? {
         let c = c.map_err(|e| format!("bad certificate in {}: {e}", ca.display()))?;
@@ -212,6 +219,7 @@ fn client_identity(conn: &rustls::ServerConnection) -> Option<PeerId> {
 impl PeerTls {
     /// Loads `peer-ca.crt`, `peer.crt` and `peer.key` from `dir`.
     pub fn load(dir: &Path) -> Result<Arc<PeerTls>, String> {
+        check_layout(dir)?;
         let d = dir.to_path_buf();
         let current =
             crate::util::Reloading::new("peer TLS material", files(dir).to_vec(), move || {

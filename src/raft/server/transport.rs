@@ -6,8 +6,9 @@
 //! **Inbound.** At most [`MAX_INBOUND`] connections at once (more are
 //! closed at accept). With mutual TLS each connection is one peer's
 //! ([`PeerId`]); the operator's certificate may not send frames, and a
-//! node's newer connection replaces its older one, so a peer holds one
-//! reassembly buffer at most. Each frame: the 8-byte header (a length over
+//! node holds at most [`PER_NODE`] connections (a newer one closes its
+//! oldest: a peer that restarted does not wait for its dead connection to
+//! time out), so a peer holds that many reassembly buffers at most. Each frame: the 8-byte header (a length over
 //! [`wire::MAX_FRAME`] closes the connection before anything is
 //! allocated), then the body; chunks are reassembled up to
 //! [`wire::MAX_MESSAGE`]; the message is decoded here and its `from`
@@ -36,6 +37,9 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Inbound peer connections open at once, handshakes included.
 pub const MAX_INBOUND: usize = 64;
+
+/// Inbound connections of one node at once.
+pub const PER_NODE: usize = 2;
 
 /// Bytes of frames queued for one peer before it counts as unreachable.
 pub const OUT_QUEUE_BYTES: usize = 64 << 20;
@@ -133,11 +137,12 @@ pub fn out_queue() -> (OutQueue, OutRx) {
     )
 }
 
-/// The inbound connection of each node: a newer one closes the older.
+/// The inbound connections of each node, oldest first: one more than
+/// [`PER_NODE`] closes the oldest.
 #[derive(Default)]
 struct Current {
     next: u64,
-    by_node: HashMap<u64, (u64, oneshot::Sender<()>)>,
+    by_node: HashMap<u64, std::collections::VecDeque<(u64, oneshot::Sender<()>)>>,
 }
 
 /// Accepts peer connections on `listener` and reads their frames into
@@ -203,8 +208,12 @@ pub async fn accept_loop(
                     let mut c = current.lock().unwrap_or_else(|p| p.into_inner());
                     c.next += 1;
                     let me = c.next;
-                    if let Some((_, old)) = c.by_node.insert(n, (me, closed_tx)) {
-                        let _ = old.send(());
+                    let open = c.by_node.entry(n).or_default();
+                    open.push_back((me, closed_tx));
+                    if open.len() > PER_NODE {
+                        if let Some((_, oldest)) = open.pop_front() {
+                            let _ = oldest.send(());
+                        }
                     }
                     Some((n, me))
                 }
@@ -216,8 +225,11 @@ pub async fn accept_loop(
             let r = read_frames(sock, node, &inbox, &snapshots, closed).await;
             if let Some((n, me)) = me {
                 let mut c = current.lock().unwrap_or_else(|p| p.into_inner());
-                if c.by_node.get(&n).is_some_and(|(id, _)| *id == me) {
-                    c.by_node.remove(&n);
+                if let Some(open) = c.by_node.get_mut(&n) {
+                    open.retain(|(id, _)| *id != me);
+                    if open.is_empty() {
+                        c.by_node.remove(&n);
+                    }
                 }
             }
             match r {
@@ -256,7 +268,7 @@ pub async fn read_frames<S: tokio::io::AsyncRead + Unpin>(
             biased;
             f = read_frame(&mut r) => f?,
             _ = &mut closed => {
-                tracing::info!(node, "a newer connection of the same peer replaces this one");
+                tracing::info!(node, "newer connections of the same peer replace this one");
                 return Ok(());
             }
         };
