@@ -705,18 +705,22 @@ async fn attacks_on_the_peer_ports_are_refused_logged_and_change_nothing() {
         ] {
             let deadline = Instant::now() + Duration::from_secs(10);
             while occurrences(&shard, id, needle) == 0 {
-                assert!(Instant::now() < deadline, "node {id} did not log {needle:?}");
+                assert!(
+                    Instant::now() < deadline,
+                    "node {id} did not log {needle:?}"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }
 
-    // 2. Replica `stolen`'s certificate claiming to be replica `claimed`:
-    // refused on the raft ports of the others, the connection closed ...
+    // 2. Replica `stolen`'s certificate claiming to be replica `claimed`,
+    // leader of a new term: refused on the raft ports of the others, the
+    // connection closed ...
     let cert = Pem::peer(&shard.node_tls_dir(stolen));
     let term = before[0].0;
     for to in [leader, claimed] {
-        let mut hb = message(MsgHeartbeat, (claimed, to), term);
+        let mut hb = message(MsgHeartbeat, (claimed, to), term + 1);
         hb.commit = 0;
         let needle =
             format!("claiming to be from node {claimed} on the connection of node {stolen}");

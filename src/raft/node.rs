@@ -1234,4 +1234,41 @@ mod tests {
         long.push(0);
         assert!(decode_batch(&long).is_err());
     }
+
+    /// A shard of one voter (`tmc dev`) leads as soon as it opens, without
+    /// an election timeout: zero ticks; and again after a restart.
+    #[test]
+    fn a_sole_voter_leads_at_once_without_ticks() {
+        let engine = crate::store::MemoryEngine::default();
+        for _ in 0..2 {
+            let mut node = Node::open(
+                engine.clone(),
+                NodeConfig::new(1, vec![1]),
+                StoreOptions::default(),
+            )
+            .unwrap();
+            node.poll().unwrap();
+            assert!(node.is_leader(), "{:?}", node.status());
+            let id = node.propose(Txn::default()).unwrap();
+            let mut answered = Vec::new();
+            for _ in 0..10 {
+                node.poll().unwrap();
+                answered.extend(node.take_responses());
+            }
+            assert!(
+                answered
+                    .iter()
+                    .any(|r| r.id == id && matches!(r.outcome, Outcome::Write(Ok(_)))),
+                "{answered:?}"
+            );
+        }
+        // With peers it waits for an election, as before.
+        let node = Node::open(
+            crate::store::MemoryEngine::default(),
+            NodeConfig::new(1, vec![1, 2, 3]),
+            StoreOptions::default(),
+        )
+        .unwrap();
+        assert!(!node.is_leader());
+    }
 }

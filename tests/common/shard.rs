@@ -162,7 +162,10 @@ impl Shard {
             .arg("--peer-tls-dir")
             .arg(self.node_tls_dir(id))
             .args(&self.extra_args)
-            .env("RUST_LOG", std::env::var("TMC_NODE_LOG").unwrap_or("info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("TMC_NODE_LOG").unwrap_or("info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
