@@ -796,10 +796,11 @@ async fn attacks_on_the_peer_ports_are_refused_logged_and_change_nothing() {
         gap.index = commit;
         gap.log_term = term;
         gap.commit = past;
-        let mut e = raft::eraftpb::Entry::default();
-        e.index = commit + 5;
-        e.term = term;
-        gap.mut_entries().push(e);
+        gap.mut_entries().push(raft::eraftpb::Entry {
+            index: commit + 5,
+            term,
+            ..Default::default()
+        });
         let mut empty_read = message(MsgReadIndex, (stolen, to), 0);
         empty_read.commit = 1;
         let mut vote = message(MsgRequestVote, (stolen, to), 0);

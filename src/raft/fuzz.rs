@@ -73,16 +73,20 @@ fn value(rng: &mut StdRng, v: &validate::View) -> u64 {
 }
 
 fn entry(rng: &mut StdRng, v: &validate::View, index: u64, term: u64) -> Entry {
-    let mut e = Entry::default();
-    e.index = if rng.random_bool(0.8) {
+    let index = if rng.random_bool(0.8) {
         index
     } else {
         value(rng, v)
     };
-    e.term = if rng.random_bool(0.8) {
+    let term = if rng.random_bool(0.8) {
         term
     } else {
         value(rng, v)
+    };
+    let mut e = Entry {
+        index,
+        term,
+        ..Default::default()
     };
     e.set_entry_type(match rng.random_range(0..3) {
         0 => EntryType::EntryConfChange,
@@ -134,13 +138,13 @@ fn mutate_field(rng: &mut StdRng, m: &mut Message, v: &validate::View, ids: u64)
             let meta = snap.mut_metadata();
             meta.index = value(rng, v);
             meta.term = value(rng, v);
-            let mut cs = ConfState::default();
-            cs.voters = (0..rng.random_range(0..4))
+            let voters: Vec<u64> = (0..rng.random_range(0..4))
                 .map(|_| rng.random_range(0..=ids + 1))
                 .collect();
-            cs.learners = (0..rng.random_range(0..2))
+            let learners: Vec<u64> = (0..rng.random_range(0..2))
                 .map(|_| rng.random_range(0..=ids + 1))
                 .collect();
+            let mut cs = ConfState::from((voters, learners));
             if rng.random_bool(0.2) {
                 cs.voters_outgoing = vec![1];
             }
@@ -220,9 +224,12 @@ fn input(
     }
 }
 
+/// Frames a node received: (recipient, frame).
+type Tapped = Vec<(u64, Vec<u8>)>;
+
 /// A cluster of three with a leader and some history; the frames it
 /// exchanged meanwhile.
-fn cluster(seed: u64) -> Result<(Sim<crate::store::MemoryEngine>, Vec<(u64, Vec<u8>)>), String> {
+fn cluster(seed: u64) -> Result<(Sim<crate::store::MemoryEngine>, Tapped), String> {
     let mut sim = Sim::memory(3, SimConfig::new(seed)).map_err(|e| e.to_string())?;
     sim.tap(true);
     let leader = sim.wait_for_leader(500).ok_or("no leader")?;

@@ -246,10 +246,11 @@ mod tests {
     }
 
     fn entry(index: u64, term: u64) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e
+        Entry {
+            index,
+            term,
+            ..Default::default()
+        }
     }
 
     /// Well-formed messages that raft-rs 0.7 panics on (or acts on as if
@@ -389,8 +390,10 @@ mod tests {
 
     #[test]
     fn a_message_on_another_node_s_connection_is_refused() {
-        let mut m = Message::default();
-        m.from = 3;
+        let m = Message {
+            from: 3,
+            ..Default::default()
+        };
         assert!(check_sender(&m, Some(2)).is_err());
         assert!(check_sender(&m, Some(3)).is_ok());
         assert!(check_sender(&m, None).is_ok());
