@@ -11,7 +11,8 @@
 //! with flipped bytes (its checksum fixed or not), a message of a random
 //! kind built from such values, or random bytes. Then the cluster runs on
 //! (polls, deliveries, ticks), so what a replica accepted is carried
-//! through raft's Ready loop too.
+//! through raft's Ready loop too. Every 2,000 inputs a fresh cluster
+//! starts (accepted lies can leave one far from any real state).
 //!
 //! Run it with `RUST_LOG=off tmc debug fuzz-raft --seconds 600 [--seed N]`;
 //! it stops at the first input that panics or breaks the invariant, prints
@@ -251,6 +252,9 @@ fn panicked(e: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "a panic".into())
 }
 
+/// Inputs into one cluster before a fresh one is built.
+const FRESH: u64 = 2000;
+
 /// Runs inputs for `seconds` or `iterations`, whichever ends first;
 /// returns how many ran, or the first failure.
 pub fn run(seed: u64, seconds: u64, iterations: u64) -> Result<u64, String> {
@@ -302,7 +306,7 @@ pub fn run(seed: u64, seconds: u64, iterations: u64) -> Result<u64, String> {
         // On with the cluster: raft's Ready loop, the answers, a tick now
         // and then.
         let ran = catch_unwind(AssertUnwindSafe(|| {
-            if n % 20 == 0 {
+            if n % 3 == 0 {
                 sim.tick();
             } else {
                 sim.settle();
@@ -320,6 +324,12 @@ pub fn run(seed: u64, seconds: u64, iterations: u64) -> Result<u64, String> {
             if let Some(l) = sim.leader() {
                 let _ = sim.propose(l, sim::put("fuzz", &n.to_be_bytes()));
             }
+        }
+        if n % FRESH == FRESH - 1 {
+            // What was accepted may have led the cluster far from any
+            // real state (a term near the limit, no leader any more): start
+            // again from a fresh one now and then.
+            sim = cluster(seed ^ n.wrapping_mul(0x9e37_79b9))?.0;
         }
         n += 1;
     }

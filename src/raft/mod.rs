@@ -159,7 +159,7 @@
 //! `GET /kv/{workspace}` (list), `POST /txn` (a JSON [`crate::store::Txn`]),
 //! `GET /status`, and membership: `POST /members/{id}` (add a voter),
 //! `DELETE /members/{id}` (remove one), `GET /members`. A write on a follower is forwarded once (HTTP, to the
-//! leader's `POST /txn` at its `--kv-peers` address) and the leader's
+//! leader's `POST /internal/txn` at its `--kv-peers` address, naming itself in `x-tmc-from`) and the leader's
 //! answer passed back. A forwarded request carries the
 //! `x-tmc-no-forward` header, so a stale view of the leader costs a 503,
 //! never a loop: `not leader; leader is N at ADDR`, whose JSON names

@@ -1246,14 +1246,19 @@ async fn status(State(h): State<Handle>) -> HttpResponse {
 ///   `DELETE`;
 /// - `GET /kv/{workspace}` lists the workspace's values (`?limit=`);
 /// - `POST /txn` takes a JSON [`Txn`];
-/// - `GET /status`: id, role, leader, term, commit, applied, revision;
+/// - `GET /status`: id, role, leader, term, commit, applied, revision,
+///   ready;
 /// - `POST /members/{id}`, `DELETE /members/{id}`: add or remove a voter
 ///   (forwarded to the leader like writes; see the `members` submodule),
-///   `GET /members`: the voters.
+///   `GET /members`: the voters;
+/// - `POST /internal/txn`: a write forwarded by a replica (which names
+///   itself in [`internal::FROM`]; see [`internal::check_claims`]).
 ///
-/// Writes on a follower are forwarded once to the leader's `POST /txn`
-/// (its address from `kv_peers`) and its answer passed back; 502 if that
-/// fails. With the [`NO_FORWARD`] header (set on forwarded requests), or
+/// Serve it with [`internal::serve`], which tells each request who sent
+/// it. Writes on a follower are forwarded once to the leader's `POST
+/// /internal/txn` (its address from `kv_peers`) and its answer passed
+/// back; 502 if that fails. A replica with [`CLIENT_INFLIGHT`] requests
+/// in flight answers 503 `the replica is busy` at once. With the [`NO_FORWARD`] header (set on forwarded requests), or
 /// when the leader's address is unknown, a follower answers 503 `not
 /// leader; leader is N at ADDR` with `leader` and `leader_addr` in the JSON
 /// body instead. With no leader, 503 `no
