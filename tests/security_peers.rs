@@ -240,6 +240,22 @@ async fn replicas_talk_mutual_tls_and_refuse_strangers() {
         c.arg("status").output().unwrap()
     };
     assert!(kv_status(Some(&tls)).status.success());
+    // A membership change sent to a follower is forwarded to the leader
+    // over mutual TLS as the follower, and judged there (node 9 has no
+    // raft address: 400, not a 403 for the forward).
+    let out = tmc()
+        .args(["member", "--peer-tls-dir"])
+        .arg(&tls)
+        .args(["add", "--id", "9", "--server"])
+        .arg(format!("127.0.0.1:{}", shard.kv[(follower - 1) as usize]))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && text.contains("no raft address"),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!kv_status(None).status.success());
     assert!(!kv_status(Some(foreign.path())).status.success());
     assert!(!kv_status(Some(&foreign.path().join("nodes").join("1")))
