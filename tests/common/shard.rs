@@ -7,7 +7,8 @@
 //! `tls/nodes/<id>` (no CA key), as an operator deploys them. Kubeconfigs
 //! come from `tmc kubeconfig`, so the tests use the same paths users do.
 //! Children are killed when the shard is dropped; their logs are printed
-//! if the test panicked.
+//! if the test panicked. `TMC_NODE_LOG` sets the nodes' `RUST_LOG`
+//! (default `info`).
 
 #![allow(dead_code)]
 
