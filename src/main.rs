@@ -87,9 +87,10 @@ enum Command {
         /// Without it Secrets are stored in clear.
         #[arg(long)]
         encryption_config: Option<PathBuf>,
-        /// Mutual TLS between replicas: `ca.crt`, `peer.crt`, `peer.key`
-        /// (see `tmc certs`). A peer without a certificate from this CA is
-        /// refused. Required, unless --insecure-peers.
+        /// Mutual TLS between replicas: `peer-ca.crt`, and this replica's
+        /// `peer.crt` and `peer.key` naming --node-id (`tmc certs --nodes`
+        /// writes them into D/nodes/ID). A peer without a certificate of
+        /// the peer CA is refused. Required, unless --insecure-peers.
         #[arg(long)]
         peer_tls_dir: Option<PathBuf>,
         /// Talk plain TCP between replicas, without authentication or
@@ -100,12 +101,17 @@ enum Command {
         #[command(flatten)]
         controllers: ControllerArgs,
     },
-    /// Generates a CA, a serving certificate, an admin token and an admin
-    /// kubeconfig into a directory (kept if they exist).
+    /// Generates the users' CA, a serving certificate, an admin token and
+    /// an admin kubeconfig, the peer CA and the operator's peer
+    /// certificate into a directory, and a directory per replica to copy
+    /// to it (D/nodes/ID, without any CA key); what exists is kept.
     Certs {
         /// Where to write them.
         #[arg(long)]
         dir: PathBuf,
+        /// The replicas to write D/nodes/ID for.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        nodes: Vec<u64>,
         /// Extra IP addresses or DNS names for the serving certificate.
         #[arg(long, value_delimiter = ',')]
         hosts: Vec<String>,
@@ -457,6 +463,14 @@ enum Debug {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Fuzzes raft frames into a replica: decoding, validation and raft
+    /// (see src/raft/fuzz.rs).
+    FuzzRaft {
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 fn main() {
@@ -510,7 +524,12 @@ fn main() {
                 },
             )
         }),
-        Command::Certs { dir, hosts, server } => certs(dir, hosts, server),
+        Command::Certs {
+            dir,
+            nodes,
+            hosts,
+            server,
+        } => certs(dir, nodes, hosts, server),
         Command::Kubeconfig {
             workspace,
             dir,
@@ -546,7 +565,7 @@ fn dev(
 ) -> Result<(), BoxError> {
     use tmc::raft::server;
     std::fs::create_dir_all(&data_dir)?;
-    let files = tmc::api::tls::ensure_material(&data_dir, &[])?;
+    let files = tmc::api::tls::ensure_api_material(&data_dir, &[])?;
     // Secrets at rest under a generated key, kept beside the certificates.
     let encryption = data_dir.join("encryption.yaml");
     if !encryption.exists() {
@@ -563,21 +582,22 @@ fn dev(
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let server_url = format!("https://{}", listener.local_addr()?);
         let kubeconfig = tmc::api::tls::write_admin_kubeconfig(&files, &server_url)?;
-        // A one-node shard through the same code paths as a three-node one.
-        let raft_addr: std::net::SocketAddr = "127.0.0.1:0".parse()?;
+        // A one-node shard through the same code paths as a three-node
+        // one, without a raft port (it has no peer to talk to).
         let cfg = server::ServerConfig {
             id: 1,
-            peers: [(1, raft_addr)].into_iter().collect(),
+            peers: Default::default(),
             kv_peers: Default::default(),
             tick: std::time::Duration::from_millis(100),
             tls: None,
         };
         let handle = server::start(engine, cfg, tmc::raft::NodeConfig::new(1, vec![1])).await?;
+        let ready = handle.clone();
         let shard = data_shard(handle, Some(&encryption))?;
         if let Some(o) = controllers {
             tmc::controllers::start(shard.clone(), o);
         }
-        let api = start_api(shard, listener, &data_dir).await?;
+        let api = start_api(shard, listener, &data_dir, Arc::new(move || ready.ready())).await?;
         println!(
             "tmc dev is running on {server_url} (Ctrl-C stops it). Try:\n  kubectl --kubeconfig {} get namespaces",
             kubeconfig.display()
@@ -625,10 +645,13 @@ fn data_shard(
 
 /// Starts the Kubernetes API over `shard` on `listener` with the TLS
 /// material in `tls_dir`; the returned future serves until Ctrl-C.
+/// `/readyz` answers ok when `ready` does (the replica knows a leader and
+/// has applied what is committed) and root's `default` namespace exists.
 async fn start_api(
     shard: Arc<dyn tmc::shard::Shard>,
     listener: tokio::net::TcpListener,
     tls_dir: &std::path::Path,
+    ready: tmc::api::ReadyCheck,
 ) -> Result<impl std::future::Future<Output = std::io::Result<()>>, BoxError> {
     use tmc::api::{handlers::ObjectApi, server::ApiServer, tls, watch::WatchHub};
     let files = tls::TlsFiles::new(tls_dir);
@@ -643,10 +666,15 @@ async fn start_api(
     });
     // `default` in root, once a leader can take the write.
     let boot = objects.clone();
+    let booted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let booting = booted.clone();
     tokio::spawn(async move {
         loop {
             match boot.bootstrap().await {
-                Ok(()) => return,
+                Ok(()) => {
+                    booting.store(true, std::sync::atomic::Ordering::Release);
+                    return;
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "bootstrap of root's default namespace; retrying");
                     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -658,7 +686,13 @@ async fn start_api(
         objects,
         auth,
         certs: Some(tls::cert_auth(&files)?),
-        ready: Arc::new(|| Ok(())),
+        ready: Arc::new(move || {
+            ready()?;
+            if !booted.load(std::sync::atomic::Ordering::Acquire) {
+                return Err("root's default namespace is not written yet".into());
+            }
+            Ok(())
+        }),
     });
     tracing::info!(addr = %listener.local_addr()?, "serving the Kubernetes API");
     Ok(tmc::api::server::serve_tls(
@@ -671,10 +705,22 @@ async fn start_api(
     ))
 }
 
-fn certs(dir: PathBuf, hosts: Vec<String>, server: String) -> Result<(), BoxError> {
+fn certs(
+    dir: PathBuf,
+    nodes: Vec<u64>,
+    hosts: Vec<String>,
+    server: String,
+) -> Result<(), BoxError> {
     let files = tmc::api::tls::ensure_material(&dir, &hosts)?;
     let path = tmc::api::tls::write_admin_kubeconfig(&files, &server)?;
     println!("{}", path.display());
+    for id in nodes {
+        let node = tmc::api::tls::ensure_node_dir(&files, id)?;
+        eprintln!(
+            "replica {id}: copy {} to it; tmc serve --node-id {id} --tls-dir DIR --peer-tls-dir DIR",
+            node.display()
+        );
+    }
     Ok(())
 }
 
@@ -720,8 +766,9 @@ fn peer_security(tls: bool, insecure: bool) -> Result<(), BoxError> {
         }
         (false, false) => Err(
             "tmc serve needs --peer-tls-dir DIR (mutual TLS between replicas; \
-             `tmc certs` writes ca.crt, peer.crt and peer.key), or --insecure-peers to talk \
-             plain TCP between replicas (tests and benchmarks only)"
+             `tmc certs --dir D --nodes ...` writes each replica's D/nodes/ID with peer-ca.crt, \
+             peer.crt and peer.key), or --insecure-peers to talk plain TCP between replicas \
+             (tests and benchmarks only)"
                 .into(),
         ),
     }
@@ -798,7 +845,20 @@ fn serve(
         kv_peers,
         tick: std::time::Duration::from_millis(tick_ms.max(1)),
         tls: match &membership.peer_tls_dir {
-            Some(dir) => Some(tmc::raft::tls::PeerTls::load(dir)?),
+            Some(dir) => {
+                let tls = tmc::raft::tls::PeerTls::load(dir)?;
+                let own = tmc::raft::tls::PeerId::Node(node_id);
+                if tls.identity() != own {
+                    return Err(format!(
+                        "{}/peer.crt is the certificate of {}, not of node {node_id}: \
+                         use the directory `tmc certs --nodes {node_id}` wrote for it",
+                        dir.display(),
+                        tls.identity()
+                    )
+                    .into());
+                }
+                Some(tls)
+            }
             None => None,
         },
     };
@@ -806,6 +866,7 @@ fn serve(
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let handle = server::start(engine, cfg, node_cfg).await?;
+        let ready = handle.clone();
         // What the API and the controllers see: Secrets decrypted.
         let shard = data_shard(handle.clone(), membership.encryption_config.as_deref())?;
         if let Some((api_listen, tls_dir)) = membership.api {
@@ -813,7 +874,13 @@ fn serve(
             let listener = tokio::net::TcpListener::bind(&api_listen)
                 .await
                 .map_err(|e| format!("cannot listen on {api_listen}: {e}"))?;
-            let api = start_api(shard.clone(), listener, &tls_dir).await?;
+            let api = start_api(
+                shard.clone(),
+                listener,
+                &tls_dir,
+                Arc::new(move || ready.ready()),
+            )
+            .await?;
             tokio::spawn(async move {
                 if let Err(e) = api.await {
                     tracing::error!(error = %e, "the API server stopped");
@@ -838,17 +905,12 @@ fn serve(
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        match peer_tls {
-            Some(tls) => {
-                tracing::info!(node = node_id, %addr, "serving the KV interface (mutual TLS)");
-                tmc::api::server::serve_tls(listener, move || tls.server_config(), router, shutdown)
-                    .await?
-            }
-            None => {
-                tracing::info!(node = node_id, %addr, "serving the KV interface");
-                tmc::api::serve(listener, router, shutdown).await?
-            }
+        if peer_tls.is_some() {
+            tracing::info!(node = node_id, %addr, "serving the KV interface (mutual TLS)");
+        } else {
+            tracing::info!(node = node_id, %addr, "serving the KV interface");
         }
+        server::internal::serve(listener, peer_tls, router, shutdown).await?;
         Ok::<_, BoxError>(())
     })
 }
@@ -1343,6 +1405,14 @@ fn run_bench<T>(
 
 fn debug(which: Debug) -> Result<(), BoxError> {
     match which {
+        Debug::FuzzRaft { seconds, seed } => {
+            std::panic::set_hook(Box::new(|_| {}));
+            let n = tmc::raft::fuzz::run(seed, seconds, u64::MAX)?;
+            println!(
+                "fuzz-raft: {n} frames in {seconds} s (seed {seed}), no panic, nothing refused changed the node"
+            );
+            Ok(())
+        }
         Debug::FuzzApi { seconds, seed } => {
             // Panics are the findings: keep their messages off the terminal.
             std::panic::set_hook(Box::new(|_| {}));

@@ -1,7 +1,8 @@
 //! `tmc dev` as a user runs it: a real process on loopback that runs a
 //! one-node shard, serves the Kubernetes API over HTTPS, writes an admin
 //! kubeconfig that kubectl uses as is; a second one on the same data
-//! directory is refused with a clear error.
+//! directory is refused with a clear error; `/readyz` says ok only when a
+//! write goes through.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -66,10 +67,18 @@ fn dev_serves_the_api_and_guards_its_data_dir() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    for path in ["/livez", "/readyz"] {
-        let (ok, out, err) = run(&["get", "--raw", path]);
-        assert!(ok, "{path}: {err}");
-        assert_eq!(out.trim(), "ok");
+    let (ok, out, err) = run(&["get", "--raw", "/livez"]);
+    assert!(ok, "/livez: {err}");
+    assert_eq!(out.trim(), "ok");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, out, err) = run(&["get", "--raw", "/readyz"]);
+        if ok {
+            assert_eq!(out.trim(), "ok");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never ready: {err}");
+        std::thread::sleep(Duration::from_millis(100));
     }
     // The one-node shard elects itself and bootstraps `default`.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -103,5 +112,52 @@ fn dev_serves_the_api_and_guards_its_data_dir() {
     assert!(
         stderr.contains("lock"),
         "the error says the store is locked: {stderr}"
+    );
+}
+
+/// A script that waits for `/readyz` and then writes must succeed: ready
+/// means the one-node shard has a leader (it campaigns at once, without
+/// waiting for an election timeout), has applied what is committed, and
+/// root's `default` namespace exists.
+#[test]
+fn dev_is_ready_only_when_a_write_goes_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("tmc");
+    let (_dev, _url) = start(&data);
+    let kc = data.join("admin.kubeconfig");
+    let kubectl = common::testenv::kubectl_binary();
+    let run = |args: &[&str]| {
+        let out = Command::new(&kubectl)
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut polls = 0;
+    loop {
+        polls += 1;
+        let (ok, _, err) = run(&["get", "--raw", "/readyz"]);
+        if ok {
+            break;
+        }
+        assert!(
+            err.contains("not ready") || err.contains("ServiceUnavailable") || err.contains("503"),
+            "not ready says why: {err}"
+        );
+        assert!(std::time::Instant::now() < deadline, "never ready: {err}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // At once, no retry.
+    let (ok, out, err) = run(&["create", "configmap", "ready-now", "--from-literal=a=b"]);
+    assert!(
+        ok,
+        "a write right after ready (after {polls} polls): {out}{err}"
     );
 }

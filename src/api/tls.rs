@@ -1,14 +1,38 @@
-//! TLS material: a CA, a serving certificate, an admin token and
-//! kubeconfigs, as `tmc dev` and `tmc certs` write them, and the rustls
+//! TLS material: the users' CA, a serving certificate, an admin token and
+//! kubeconfigs, as `tmc dev` and `tmc certs` write them, the peer CA and
+//! the certificates replicas authenticate each other with, and the rustls
 //! configuration that serves HTTP/2 and HTTP/1.1 with them.
 //!
-//! Files in a TLS directory: `ca.crt`, `ca.key` (to sign more later),
-//! `server.crt`, `server.key`, `peer.crt`, `peer.key` (mutual TLS between
-//! replicas, see [`crate::raft::tls`]), `tokens.csv` (kube-apiserver's token file
-//! format; the admin token is in `system:masters`), `admin.kubeconfig`.
-//! Keys are written with mode 0600. Client certificates for more users are
-//! issued from `ca.key` ([`issue_client_cert`], `tmc kubeconfig --user`).
+//! **Two CAs.** `ca.crt`/`ca.key` sign the API's serving certificate and
+//! users' client certificates (`tmc kubeconfig --user`);
+//! `peer-ca.crt`/`peer-ca.key` sign only the replicas' certificates and the
+//! operator's client certificate for the internal interface (see
+//! [`crate::raft::tls`]). No certificate of one CA opens a port of the
+//! other: a user's certificate fails the peer handshake, a replica's is a
+//! 401 at the API.
+//!
+//! Files of a directory `D` written by `tmc certs --dir D --nodes 1,2,3`
+//! (keys with mode 0600):
+//! - `D` (the operator's, never copied to a replica as a whole): `ca.crt`,
+//!   `ca.key`, `server.crt`, `server.key`, `tokens.csv` (kube-apiserver's
+//!   token file format; the admin token is in `system:masters`),
+//!   `admin.kubeconfig`, `peer-ca.crt`, `peer-ca.key`, and `peer.crt`,
+//!   `peer.key`: the operator's client certificate (CN `tmc-operator`) for
+//!   `tmc kv` and `tmc member --peer-tls-dir D`.
+//! - `D/nodes/<id>` (copied to replica `<id>`, which runs with
+//!   `--tls-dir D/nodes/<id> --peer-tls-dir D/nodes/<id>`): `ca.crt`,
+//!   `server.crt`, `server.key`, `tokens.csv`, `peer-ca.crt`, and
+//!   `peer.crt`, `peer.key`: the replica's certificate (CN and DNS name
+//!   `tmc-peer-<id>`, DNS name `tmc-peer`). No key of either CA.
+//!
+//! Everything is kept if it exists; running `tmc certs` again with more
+//! `--nodes` adds their directories and refreshes the copies of the shared
+//! files (`ca.crt`, `server.*`, `tokens.csv`, `peer-ca.crt`) in each. A
+//! directory of the old layout (one CA for all, no `peer-ca.crt`) gets a
+//! peer CA and a new operator certificate; its replicas need their node
+//! directories.
 
+use crate::raft::tls::{node_name, PeerId, OPERATOR_NAME, PEER_NAME};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -27,9 +51,13 @@ impl TlsFiles {
             dir: dir.to_path_buf(),
         }
     }
-    /// `ca.crt`.
+    /// `ca.crt`: the users' (and serving certificate's) CA.
     pub fn ca_cert(&self) -> PathBuf {
         self.dir.join("ca.crt")
+    }
+    /// `ca.key`.
+    pub fn ca_key(&self) -> PathBuf {
+        self.dir.join("ca.key")
     }
     /// `server.crt`.
     pub fn server_cert(&self) -> PathBuf {
@@ -47,7 +75,16 @@ impl TlsFiles {
     pub fn admin_kubeconfig(&self) -> PathBuf {
         self.dir.join("admin.kubeconfig")
     }
-    /// `peer.crt`: the replicas' certificate for mutual TLS between them.
+    /// `peer-ca.crt`: the CA of replicas and the operator's client.
+    pub fn peer_ca_cert(&self) -> PathBuf {
+        self.dir.join("peer-ca.crt")
+    }
+    /// `peer-ca.key`.
+    pub fn peer_ca_key(&self) -> PathBuf {
+        self.dir.join("peer-ca.key")
+    }
+    /// `peer.crt`: the operator's client certificate in `D`, a replica's
+    /// certificate in `D/nodes/<id>`.
     pub fn peer_cert(&self) -> PathBuf {
         self.dir.join("peer.crt")
     }
@@ -55,14 +92,16 @@ impl TlsFiles {
     pub fn peer_key(&self) -> PathBuf {
         self.dir.join("peer.key")
     }
-    /// True once the material exists.
+    /// `nodes/<id>`: what replica `id` needs, and nothing more.
+    pub fn node_dir(&self, id: u64) -> PathBuf {
+        self.dir.join("nodes").join(id.to_string())
+    }
+    /// True once the API's material exists.
     pub fn exist(&self) -> bool {
         [
             self.ca_cert(),
             self.server_cert(),
             self.server_key(),
-            self.peer_cert(),
-            self.peer_key(),
             self.tokens(),
         ]
         .iter()
@@ -82,14 +121,14 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     f.write_all(data)
 }
 
-/// The CA's parameters (the same every time, so that certificates can be
-/// issued later from `ca.key` alone).
-fn ca_params() -> Result<rcgen::CertificateParams, rcgen::Error> {
+/// A CA's parameters (the same every time, so that certificates can be
+/// issued later from its key alone).
+fn ca_params_named(name: &str) -> Result<rcgen::CertificateParams, rcgen::Error> {
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     ca_params
         .distinguished_name
-        .push(rcgen::DnType::CommonName, "tmc-ca");
+        .push(rcgen::DnType::CommonName, name);
     ca_params.key_usages = vec![
         rcgen::KeyUsagePurpose::KeyCertSign,
         rcgen::KeyUsagePurpose::CrlSign,
@@ -98,68 +137,175 @@ fn ca_params() -> Result<rcgen::CertificateParams, rcgen::Error> {
     Ok(ca_params)
 }
 
-/// Generates a CA, a serving certificate for `hosts` (IP addresses or DNS
-/// names) and an admin token into `dir`, unless they already exist.
-pub fn ensure_material(dir: &Path, hosts: &[String]) -> Result<TlsFiles, BoxError> {
-    let files = TlsFiles::new(dir);
-    if files.exist() {
-        return Ok(files);
-    }
-    std::fs::create_dir_all(dir)?;
-    let ca_params = ca_params()?;
-    let ca_key = rcgen::KeyPair::generate()?;
-    let ca_cert = ca_params.self_signed(&ca_key)?;
-    let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+/// The users' CA.
+fn ca_params() -> Result<rcgen::CertificateParams, rcgen::Error> {
+    ca_params_named("tmc-ca")
+}
 
-    let mut names: Vec<String> = hosts.to_vec();
-    for default in ["127.0.0.1", "localhost"] {
-        if !names.iter().any(|h| h == default) {
-            names.push(default.to_string());
-        }
+/// The peer CA.
+fn peer_ca_params() -> Result<rcgen::CertificateParams, rcgen::Error> {
+    ca_params_named("tmc-peer-ca")
+}
+
+/// Writes a new CA's certificate and key.
+fn new_ca(params: rcgen::CertificateParams, cert: &Path, key: &Path) -> Result<(), BoxError> {
+    let ca_key = rcgen::KeyPair::generate()?;
+    let ca_cert = params.self_signed(&ca_key)?;
+    write_private(key, ca_key.serialize_pem().as_bytes())?;
+    std::fs::write(cert, ca_cert.pem())?;
+    Ok(())
+}
+
+/// Generates the users' CA, a serving certificate for `hosts` (IP
+/// addresses or DNS names, besides 127.0.0.1 and localhost) and an admin
+/// token into `dir`, each unless it exists: what `tmc dev` needs.
+pub fn ensure_api_material(dir: &Path, hosts: &[String]) -> Result<TlsFiles, BoxError> {
+    let files = TlsFiles::new(dir);
+    std::fs::create_dir_all(dir)?;
+    if !files.ca_cert().exists() {
+        new_ca(ca_params()?, &files.ca_cert(), &files.ca_key())?;
     }
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    params.subject_alt_names = names
-        .iter()
-        .map(|h| match h.parse::<std::net::IpAddr>() {
-            Ok(ip) => Ok(rcgen::SanType::IpAddress(ip)),
-            Err(_) => Ok(rcgen::SanType::DnsName(h.clone().try_into()?)),
-        })
-        .collect::<Result<_, rcgen::Error>>()?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "tmc-server");
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    if !files.server_cert().exists() || !files.server_key().exists() {
+        let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(files.ca_key())?)?;
+        let issuer = rcgen::Issuer::new(ca_params()?, &ca_key);
+        let mut names: Vec<String> = hosts.to_vec();
+        for default in ["127.0.0.1", "localhost"] {
+            if !names.iter().any(|h| h == default) {
+                names.push(default.to_string());
+            }
+        }
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.subject_alt_names = names
+            .iter()
+            .map(|h| match h.parse::<std::net::IpAddr>() {
+                Ok(ip) => Ok(rcgen::SanType::IpAddress(ip)),
+                Err(_) => Ok(rcgen::SanType::DnsName(h.clone().try_into()?)),
+            })
+            .collect::<Result<_, rcgen::Error>>()?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "tmc-server");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let key = rcgen::KeyPair::generate()?;
+        let cert = params.signed_by(&key, &issuer)?;
+        write_private(&files.server_key(), key.serialize_pem().as_bytes())?;
+        std::fs::write(files.server_cert(), cert.pem())?;
+    }
+    if !files.tokens().exists() {
+        let token = {
+            use rand::Rng;
+            let bytes: [u8; 32] = rand::rng().random();
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
+        write_private(
+            &files.tokens(),
+            format!("{token},admin,admin,\"{}\"\n", super::auth::MASTERS).as_bytes(),
+        )?;
+    }
+    Ok(files)
+}
+
+/// [`ensure_api_material`], then the peer CA and the operator's client
+/// certificate (each unless it exists; a new peer CA gets a new operator
+/// certificate): what `tmc certs` writes into the operator's directory.
+pub fn ensure_material(dir: &Path, hosts: &[String]) -> Result<TlsFiles, BoxError> {
+    let files = ensure_api_material(dir, hosts)?;
+    let fresh = !files.peer_ca_cert().exists();
+    if fresh {
+        new_ca(
+            peer_ca_params()?,
+            &files.peer_ca_cert(),
+            &files.peer_ca_key(),
+        )?;
+    }
+    if fresh || !files.peer_cert().exists() || !files.peer_key().exists() {
+        let c = issue_peer_cert(&files, PeerId::Operator)?;
+        write_private(&files.peer_key(), c.key_pem.as_bytes())?;
+        std::fs::write(files.peer_cert(), c.cert_pem)?;
+    }
+    Ok(files)
+}
+
+/// Issues a certificate of the peer CA (from `peer-ca.key`) for `who`: a
+/// replica's (CN and DNS name `tmc-peer-<id>`, DNS name `tmc-peer`, server
+/// and client auth) or the operator's (CN `tmc-operator`, client auth).
+pub fn issue_peer_cert(files: &TlsFiles, who: PeerId) -> Result<ClientCert, BoxError> {
+    let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(files.peer_ca_key())?)?;
+    let issuer = rcgen::Issuer::new(peer_ca_params()?, &ca_key);
+    let mut params = match who {
+        PeerId::Node(id) => {
+            let mut p = rcgen::CertificateParams::new(vec![PEER_NAME.to_string(), node_name(id)])?;
+            p.distinguished_name
+                .push(rcgen::DnType::CommonName, node_name(id));
+            p.extended_key_usages = vec![
+                rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+                rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+            p
+        }
+        PeerId::Operator => {
+            let mut p = rcgen::CertificateParams::new(Vec::<String>::new())?;
+            p.distinguished_name
+                .push(rcgen::DnType::CommonName, OPERATOR_NAME);
+            p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+            p
+        }
+    };
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::DigitalSignature,
+        rcgen::KeyUsagePurpose::KeyEncipherment,
+    ];
     let key = rcgen::KeyPair::generate()?;
     let cert = params.signed_by(&key, &issuer)?;
+    Ok(ClientCert {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
 
-    // The replicas' certificate: server and client auth, the DNS name
-    // every replica verifies (see tmc::raft::tls).
-    let mut peer = rcgen::CertificateParams::new(vec![crate::raft::tls::PEER_NAME.to_string()])?;
-    peer.distinguished_name
-        .push(rcgen::DnType::CommonName, crate::raft::tls::PEER_NAME);
-    peer.extended_key_usages = vec![
-        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    let peer_key = rcgen::KeyPair::generate()?;
-    let peer_cert = peer.signed_by(&peer_key, &issuer)?;
+/// Writes `D/nodes/<id>` from the material in `files` (`D`): copies of the
+/// shared files (refreshed every time) and replica `id`'s own certificate
+/// and key (kept if they exist). It holds no CA key. Returns the directory.
+pub fn ensure_node_dir(files: &TlsFiles, id: u64) -> Result<PathBuf, BoxError> {
+    use std::os::unix::fs::PermissionsExt;
+    if id == 0 {
+        return Err("node ids start at 1".into());
+    }
+    let dir = files.node_dir(id);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    let node = TlsFiles::new(&dir);
+    for (from, to, private) in [
+        (files.ca_cert(), node.ca_cert(), false),
+        (files.server_cert(), node.server_cert(), false),
+        (files.server_key(), node.server_key(), true),
+        (files.tokens(), node.tokens(), true),
+        (files.peer_ca_cert(), node.peer_ca_cert(), false),
+    ] {
+        let data = std::fs::read(&from).map_err(|e| format!("{}: {e}", from.display()))?;
+        // Written whole to a temporary name, then renamed: a replica that
+        // reloads the file never reads half of it.
+        let tmp = dir.join(format!(".{}.tmp", id_suffix(&to)));
+        let _ = std::fs::remove_file(&tmp);
+        if private {
+            write_private(&tmp, &data)?;
+        } else {
+            std::fs::write(&tmp, &data)?;
+        }
+        std::fs::rename(&tmp, &to)?;
+    }
+    if !node.peer_cert().exists() || !node.peer_key().exists() {
+        let c = issue_peer_cert(files, PeerId::Node(id))?;
+        write_private(&node.peer_key(), c.key_pem.as_bytes())?;
+        std::fs::write(node.peer_cert(), c.cert_pem)?;
+    }
+    Ok(dir)
+}
 
-    std::fs::write(files.ca_cert(), ca_cert.pem())?;
-    std::fs::write(files.peer_cert(), peer_cert.pem())?;
-    write_private(&files.peer_key(), peer_key.serialize_pem().as_bytes())?;
-    write_private(&dir.join("ca.key"), ca_key.serialize_pem().as_bytes())?;
-    std::fs::write(files.server_cert(), cert.pem())?;
-    write_private(&files.server_key(), key.serialize_pem().as_bytes())?;
-    let token = {
-        use rand::Rng;
-        let bytes: [u8; 32] = rand::rng().random();
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    };
-    write_private(
-        &files.tokens(),
-        format!("{token},admin,admin,\"{}\"\n", super::auth::MASTERS).as_bytes(),
-    )?;
-    Ok(files)
+fn id_suffix(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The admin token (the first line of `tokens.csv`).
@@ -209,7 +355,7 @@ pub fn issue_client_cert(
     if user.is_empty() {
         return Err("a client certificate needs a user name".into());
     }
-    let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(files.dir.join("ca.key"))?)?;
+    let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(files.ca_key())?)?;
     let issuer = rcgen::Issuer::new(ca_params()?, &ca_key);
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     params

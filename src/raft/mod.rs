@@ -14,6 +14,11 @@
 //!   tests.
 //! - [`linearize`]: a linearizability checker (Wing-Gong-Lowe search) for
 //!   histories of gets and puts recorded by tests.
+//! - [`validate`]: the checks a message from a peer passes before raft-rs
+//!   sees it (who sent it, and nothing raft-rs would panic on).
+//! - [`tls`]: mutual TLS between replicas with a peer CA of its own and a
+//!   node identity per certificate.
+//! - [`fuzz`]: a fuzzer of raft frames against live in-process replicas.
 //! - [`server`]: the event loop that owns a node on a real clock, the TCP
 //!   peer transport and the internal HTTP KV interface of `tmc serve`.
 //!
@@ -109,15 +114,17 @@
 //! # Event loop and transport
 //!
 //! [`server::start`] opens a [`Node`] and runs it on one dedicated thread,
-//! the event loop, which alone touches the node; the tokio runtime carries
-//! sockets and HTTP and never blocks on an fsync. The loop mirrors
-//! [`sim`]:
+//! the event loop, which alone touches the node; the peer transport runs
+//! on a tokio runtime of its own (one more thread), the API and the KV
+//! interface on another, and none of them blocks on an fsync. The loop
+//! mirrors [`sim`]:
 //! 1. wait for an input or the next tick (one logical tick per
 //!    `--tick-ms`, 100 ms by default: elections after 10-20 ticks, i.e.
-//!    1-2 s, heartbeats every 2 ticks); then drain every queued input:
-//!    frames from peers ([`Node::step_frame`]), writes ([`Node::propose`]),
-//!    reads ([`Node::read`], or served at once from the local store for
-//!    `consistency=local`), status queries;
+//!    1-2 s, heartbeats every 2 ticks); then take every queued message
+//!    from peers ([`Node::step`], [`Node::step_snapshot`]), then at most
+//!    one batch of client requests: writes ([`Node::propose`]), read
+//!    points ([`Node::read`]; the store itself is read by the caller, off
+//!    the loop), status queries; every queue is bounded (see [`server`]);
 //! 2. tick when the tick is due (a late loop does not tick in a burst);
 //! 3. [`Node::poll`], then hand each of [`Node::take_messages`] to the
 //!    peer's outbound queue (a full queue or a dead link is reported with
@@ -126,7 +133,8 @@
 //!    clients through their oneshot channels. A linearizable read's answer
 //!    is read from the store right there, at or after its read index.
 //!
-//! **Transport.** Plain TCP, one outbound connection per peer, dialled
+//! **Transport.** TCP with mutual TLS ([`tls`]; plain with
+//! `--insecure-peers`), one outbound connection per peer, dialled
 //! with exponential backoff (20 ms doubling to 1 s) and redialled when a
 //! write fails; frames queued while a peer is unreachable are dropped (raft
 //! retransmits). Queued frames are coalesced into one socket write. A
@@ -136,17 +144,22 @@
 //! its checkpoint's files in chunk frames, streamed from disk; the leader's
 //! appends leave before its own fsync ([`Node::send_early`]). Inbound
 //! connections are read frame by frame: the 8-byte header, then the body;
-//! a header announcing more than [`wire::MAX_FRAME`] closes the connection
-//! (the stream is out of step), and a frame that fails its checksum or does
-//! not decode is logged and dropped by [`Node::step_frame`], never applied.
-//! Peers are not authenticated yet: mTLS between replicas is a later issue.
+//! a header announcing more than [`wire::MAX_FRAME`] (a chunk and some
+//! room) closes the connection before anything is allocated, chunks
+//! reassemble into at most [`wire::MAX_MESSAGE`], and a frame that fails
+//! its checksum or does not decode is logged and dropped, never applied.
+//! A message must come from the node the connection's certificate names
+//! ([`validate::check_sender`]; otherwise the connection closes), and must
+//! pass [`validate::check`] against the node's state before raft-rs sees
+//! it ([`Node::step`]): a message raft-rs would panic on is refused and
+//! logged, and nothing changes.
 //!
 //! **KV interface.** [`server::router`]: `PUT/GET/DELETE
 //! /kv/{workspace}/{namespace}/{name}` (configmap-like objects),
 //! `GET /kv/{workspace}` (list), `POST /txn` (a JSON [`crate::store::Txn`]),
 //! `GET /status`, and membership: `POST /members/{id}` (add a voter),
 //! `DELETE /members/{id}` (remove one), `GET /members`. A write on a follower is forwarded once (HTTP, to the
-//! leader's `POST /txn` at its `--kv-peers` address) and the leader's
+//! leader's `POST /internal/txn` at its `--kv-peers` address, naming itself in `x-tmc-from`) and the leader's
 //! answer passed back. A forwarded request carries the
 //! `x-tmc-no-forward` header, so a stale view of the leader costs a 503,
 //! never a loop: `not leader; leader is N at ADDR`, whose JSON names
@@ -155,8 +168,11 @@
 //!
 //! # Implementation caveats
 //!
-//! - No mTLS between peers yet; any process that can reach the raft port
-//!   can send well-formed raft messages.
+//! - A replica's certificate is trusted for what raft trusts a peer with:
+//!   a replica (or a thief of its key) can lie within raft's rules (claim
+//!   leadership in a term, vote twice); raft tolerates crashes, not
+//!   Byzantine peers. Certificates are not revoked (the peer CA is
+//!   replaced instead).
 //! - raft-rs drops a ReadIndex request that reaches a new leader before it
 //!   has committed an entry of its term; a follower's read then ends with
 //!   [`Error::Timeout`] and is retried by the caller.
@@ -186,9 +202,8 @@
 //! - A storage I/O error inside raft-rs's own calls (reading the log)
 //!   panics there, as raft-rs does for every storage error; the node must
 //!   stop then anyway.
-//! - Peers are trusted (authenticated by mTLS later): a frame that fails its
-//!   checksum or does not decode is dropped, but raft-rs panics on
-//!   well-formed messages that break its invariants.
+//! - The checks of [`validate`] follow raft-rs 0.7's code paths; a newer
+//!   raft-rs must be read again for new panics.
 //! - Most tests run replicas in one process on a simulated network
 //!   ([`sim`]); a simulated crash keeps every write (the memory engine has
 //!   no unsynced state). `tests/raft_process.rs` runs three `tmc serve`
@@ -201,6 +216,7 @@
 //!   receivers; a watch whose revision the new change log no longer covers
 //!   gets `Compacted` (410 at the API), never a gap.
 
+pub mod fuzz;
 pub mod linearize;
 pub mod node;
 pub mod server;
@@ -208,6 +224,7 @@ pub mod sim;
 pub mod snapshot;
 pub mod storage;
 pub mod tls;
+pub mod validate;
 pub mod wire;
 
 pub use node::{
@@ -268,6 +285,10 @@ pub enum Error {
     /// raft-rs failed.
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
+    /// A message from a peer was refused before raft saw it (see
+    /// [`validate`]); nothing changed.
+    #[error("refused a raft message: {0}")]
+    Refused(String),
     /// The node stopped after a fatal error and serves nothing any more.
     #[error("node {id} has stopped after a fatal error: {reason}")]
     Stopped {

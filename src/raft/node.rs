@@ -6,7 +6,7 @@
 use super::snapshot::{self, Checkpoint, Staged};
 use super::storage::LogStore;
 use super::storage::SnapshotDir;
-use super::{raft_logger, wire, Error};
+use super::{raft_logger, validate, wire, Error};
 use crate::store::{Committed, Engine, Store, StoreOptions, Txn, TxnOp};
 use protobuf::Message as _;
 use raft::eraftpb::{
@@ -376,6 +376,13 @@ impl<E: Engine> Node<E> {
             awaiting_snapshot,
         };
         node.reseed_election_timeout(true);
+        // A shard of one voter has nobody to wait for: it leads at once
+        // (pre-vote and vote are its own) instead of after an election
+        // timeout, so `tmc dev` is ready as soon as it starts.
+        let cs = node.raw.store().conf_state();
+        if cs.voters == [node.id] && cs.learners.is_empty() && !node.is_leader() {
+            node.raw.campaign()?;
+        }
         Ok(node)
     }
 
@@ -593,28 +600,44 @@ impl<E: Engine> Node<E> {
         Ok(())
     }
 
-    /// Hands a message from a peer to raft. Messages not meant for this
-    /// node, proposals (not forwarded between nodes) and snapshots whose
-    /// data does not decode are logged and dropped.
+    /// What [`validate::check`] needs of this node's raft state.
+    pub fn view(&self) -> validate::View {
+        let raft = &self.raw.raft;
+        validate::View {
+            id: self.id,
+            term: raft.term,
+            committed: raft.raft_log.committed,
+            last_index: raft.raft_log.last_index(),
+            leader: raft.state == StateRole::Leader,
+        }
+    }
+
+    /// Checks a message from a peer ([`validate::check`]); a refusal is
+    /// logged and returned as [`Error::Refused`], and raft never sees the
+    /// message.
+    fn admit(&self, msg: &Message) -> Result<(), Error> {
+        validate::check(msg, &self.view()).map_err(|e| {
+            tracing::warn!(
+                node = self.id,
+                from = msg.from,
+                to = msg.to,
+                msg_type = ?msg.get_msg_type(),
+                term = msg.term,
+                reason = %e,
+                "refused a raft message"
+            );
+            Error::Refused(e.0)
+        })
+    }
+
+    /// Hands a message from a peer to raft, once [`validate::check`]ed:
+    /// messages not meant for this node, local kinds (proposals are not
+    /// forwarded between nodes) and messages raft-rs would panic on are
+    /// refused ([`Error::Refused`]) with nothing changed; a snapshot
+    /// without its checkpoint is logged and dropped.
     pub fn step(&mut self, msg: Message) -> Result<(), Error> {
         self.check_running()?;
-        if msg.to != self.id {
-            tracing::warn!(
-                node = self.id,
-                to = msg.to,
-                from = msg.from,
-                "dropping a raft message for another node"
-            );
-            return Ok(());
-        }
-        if msg.get_msg_type() == MessageType::MsgPropose {
-            tracing::warn!(
-                node = self.id,
-                from = msg.from,
-                "dropping a forwarded proposal"
-            );
-            return Ok(());
-        }
+        self.admit(&msg)?;
         if self.awaiting_snapshot && self.raw.raft.pending_request_snapshot == INVALID_INDEX {
             // A joining replica knows no configuration: replaying the log
             // from index 1 would apply the shard's membership changes to an
@@ -641,6 +664,7 @@ impl<E: Engine> Node<E> {
     /// changes (the leader sends another).
     pub fn step_snapshot(&mut self, msg: Message, staged: Staged) -> Result<(), Error> {
         self.check_running()?;
+        self.admit(&msg)?;
         if msg.to != self.id || msg.get_msg_type() != MessageType::MsgSnapshot {
             tracing::warn!(
                 node = self.id,
@@ -700,14 +724,14 @@ impl<E: Engine> Node<E> {
         Ok(())
     }
 
-    /// Decodes a frame ([`wire`]) and steps it; a bad frame is logged and
-    /// dropped.
+    /// Decodes a frame ([`wire`]) and steps it ([`Node::step`]); a frame
+    /// that does not decode is logged and refused ([`Error::Refused`]).
     pub fn step_frame(&mut self, frame: &[u8]) -> Result<(), Error> {
         match wire::decode(frame) {
             Ok(msg) => self.step(msg),
             Err(e) => {
                 tracing::warn!(node = self.id, error = %e, "dropping an undecodable raft frame");
-                Ok(())
+                Err(Error::Refused(e.to_string()))
             }
         }
     }
@@ -1234,5 +1258,42 @@ mod tests {
         let mut long = data.clone();
         long.push(0);
         assert!(decode_batch(&long).is_err());
+    }
+
+    /// A shard of one voter (`tmc dev`) leads as soon as it opens, without
+    /// an election timeout: zero ticks; and again after a restart.
+    #[test]
+    fn a_sole_voter_leads_at_once_without_ticks() {
+        let engine = crate::store::MemoryEngine::default();
+        for _ in 0..2 {
+            let mut node = Node::open(
+                engine.clone(),
+                NodeConfig::new(1, vec![1]),
+                StoreOptions::default(),
+            )
+            .unwrap();
+            node.poll().unwrap();
+            assert!(node.is_leader(), "{:?}", node.status());
+            let id = node.propose(Txn::default()).unwrap();
+            let mut answered = Vec::new();
+            for _ in 0..10 {
+                node.poll().unwrap();
+                answered.extend(node.take_responses());
+            }
+            assert!(
+                answered
+                    .iter()
+                    .any(|r| r.id == id && matches!(r.outcome, Outcome::Write(Ok(_)))),
+                "{answered:?}"
+            );
+        }
+        // With peers it waits for an election, as before.
+        let node = Node::open(
+            crate::store::MemoryEngine::default(),
+            NodeConfig::new(1, vec![1, 2, 3]),
+            StoreOptions::default(),
+        )
+        .unwrap();
+        assert!(!node.is_leader());
     }
 }

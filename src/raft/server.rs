@@ -2,20 +2,43 @@
 //! internal HTTP KV interface (`tmc serve`).
 //!
 //! - One thread runs the event loop: it owns the node, ticks it every
-//!   [`ServerConfig::tick`], steps inbound frames, takes client requests
-//!   from a channel, and after each batch of inputs polls the node, hands
-//!   its messages to the transport and answers waiting clients (oneshot).
-//!   Disk writes (fsync) happen on this thread, never on the tokio runtime.
-//! - The transport (tokio TCP): one outbound connection per peer, redialled
-//!   with exponential backoff, carrying [`wire`] frames; one
-//!   task per inbound connection reads header then body and passes the
-//!   whole frame to the loop, where [`Node::step_frame`] drops (and logs) a
-//!   frame that fails its checksum. No TLS yet (mTLS is a later issue).
+//!   [`ServerConfig::tick`], steps messages from peers, takes client
+//!   requests, and after each batch of inputs polls the node, hands its
+//!   messages to the transport and answers waiting clients (oneshot).
+//!   Disk writes (fsync) happen on this thread, never on a tokio runtime.
+//! - The transport ([`transport`]) runs on a runtime of its own (one
+//!   thread), apart from the runtime of the API and the KV interface: API
+//!   work never delays a heartbeat, a vote or an append.
 //! - The KV interface (axum, JSON) stores values as configmap-like objects
-//!   `/kv/{workspace}/{namespace}/{name}`; see [`router`].
+//!   `/kv/{workspace}/{namespace}/{name}`; see [`router`]. It is served by
+//!   [`internal::serve`], which tells each request who sent it.
+//!
+//! **Queues, all bounded.** Between the network and raft:
+//! - messages from peers: at most [`PEER_INBOX`] queued; a reader that
+//!   finds the queue full waits, so its connection is no longer read and
+//!   TCP pushes back on the sender;
+//! - client requests (writes, barriers, status, membership): at most
+//!   [`CLIENT_INFLIGHT`] accepted and not yet answered, on this replica; a
+//!   request beyond that is refused at once with [`CallError::Busy`] (the
+//!   API answers 503 ServiceUnavailable, the KV interface 503 `busy`):
+//!   nothing was queued, the client may retry;
+//! - frames to each peer: [`transport::OUT_QUEUE_BYTES`]; beyond that the
+//!   peer counts as unreachable and raft retransmits later.
+//!
+//! **Priorities.** Each turn of the loop takes every queued peer message
+//! first, then at most [`CLIENT_BATCH`] client requests, ticks when due,
+//! and polls; so a flood of requests delays neither the peers' messages
+//! nor the ticks by more than one batch.
+//!
+//! **Readiness** ([`Handle::ready`]): the loop publishes after each turn
+//! whether the replica knows a leader, has applied what it learned is
+//! committed (within [`READY_LAG`] entries) and has not stopped; a
+//! follower cut off from its peers becomes a pre-candidate after an
+//! election timeout, forgets its leader and is not ready.
 
-use super::snapshot::{self, Checkpoint, Staged};
-use super::{wire, Error, MembershipChange, Node, NodeConfig, Outcome, RequestId, StateRole};
+use super::snapshot::Staged;
+use super::tls::PeerTls;
+use super::{Error, MembershipChange, Node, NodeConfig, Outcome, RequestId, StateRole};
 use crate::shard::{BoxFuture, Shard, ShardError};
 use crate::store::{Change, ListPage, Store};
 use crate::store::{
@@ -33,19 +56,36 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
+pub mod internal;
 mod members;
+pub mod transport;
 
-/// Frames queued per peer before new ones are dropped (raft retransmits).
-const PEER_QUEUE: usize = 4096;
+pub use internal::Caller;
+pub use transport::{OutQueue, Outbound};
+
+/// Messages from peers queued for the event loop, at most.
+pub const PEER_INBOX: usize = 1024;
+
+/// Client requests accepted by the event loop and not yet answered, at
+/// most (queued, proposed, or waiting for a read index).
+pub const CLIENT_INFLIGHT: usize = 4096;
+
+/// Client requests taken per turn of the event loop, at most.
+pub const CLIENT_BATCH: usize = 1024;
+
+/// A replica whose applied index trails its commit index by more than this
+/// many entries is not ready.
+pub const READY_LAG: u64 = 100;
 
 /// Settings of one served replica.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// This replica.
     pub id: u64,
-    /// Raft address of every voter, this one included.
+    /// Raft address of every voter. This node listens on its own; without
+    /// one (a one-voter `tmc dev`) it opens no raft port at all.
     pub peers: BTreeMap<u64, SocketAddr>,
     /// KV (HTTP) address of every voter, for "not leader" redirects.
     pub kv_peers: BTreeMap<u64, String>,
@@ -53,14 +93,12 @@ pub struct ServerConfig {
     pub tick: Duration,
     /// Mutual TLS between replicas (raft and internal HTTP); `None`: plain
     /// TCP, for tests that inject faults into the byte stream.
-    pub tls: Option<Arc<super::tls::PeerTls>>,
+    pub tls: Option<Arc<PeerTls>>,
 }
 
-/// A read the event loop answers from the store.
+/// A read of the KV interface.
 #[derive(Debug)]
 pub enum ReadOp {
-    /// Nothing: only the linearizable read point.
-    Barrier,
     /// One key.
     Get(Key),
     /// A prefix, at most `limit` items (0: all).
@@ -95,37 +133,97 @@ pub struct StatusReport {
     pub revision: u64,
     /// Voters.
     pub voters: Vec<u64>,
+    /// Whether the replica is ready ([`Handle::ready`]).
+    #[serde(default)]
+    pub ready: bool,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
-/// A request to the event loop.
+/// A client request to the event loop.
 pub enum Input {
-    /// A frame from a peer (still undecoded).
-    Frame(Vec<u8>),
     /// A write.
     Write(Txn, Reply<Committed>),
-    /// A read; `linearizable` goes through ReadIndex.
-    Read(ReadOp, bool, Reply<ReadResult>),
+    /// A linearizable read point (ReadIndex): answered once this replica
+    /// has applied up to it.
+    Barrier(Reply<()>),
     /// The node's status.
     Status(oneshot::Sender<StatusReport>),
     /// A membership change; the answer is the voters after it.
     Member(MembershipChange, Reply<Vec<u64>>),
+}
+
+/// A message from a peer, decoded and checked against its connection.
+pub enum PeerInput {
+    /// A raft message.
+    Message(Box<raft::eraftpb::Message>),
     /// A `MsgSnapshot` whose checkpoint arrived whole into a staging
     /// directory.
     Snapshot(Box<raft::eraftpb::Message>, Staged),
-    /// The transport streamed (`true`) or failed to stream a snapshot to a
-    /// peer.
+}
+
+/// What the transport itself reports.
+enum Event {
+    /// A snapshot to a peer was streamed (`true`) or not.
     SnapshotSent(u64, bool),
 }
 
-/// What the event loop queues for a peer's connection.
-pub enum Outbound {
-    /// One frame (or chunk frame) as it goes on the wire.
-    Frame(Vec<u8>),
-    /// A `MsgSnapshot` (announce frame), then its checkpoint streamed in
-    /// chunk frames read from disk as the connection takes them.
-    Snapshot(Vec<u8>, Arc<Checkpoint>),
+/// Why the event loop did not take a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// [`CLIENT_INFLIGHT`] requests are in flight already: nothing was
+    /// queued; retry later.
+    #[error("the replica is busy: too many requests in flight; retry later")]
+    Busy,
+    /// The event loop has stopped.
+    #[error("event loop stopped")]
+    Stopped,
+    /// No answer within 15 s.
+    #[error("event loop did not answer in time")]
+    NoAnswer,
+}
+
+/// The ways into the event loop; cloned by every producer.
+#[derive(Clone)]
+pub struct Inbox {
+    peers: std_mpsc::Sender<(PeerInput, OwnedSemaphorePermit)>,
+    clients: std_mpsc::Sender<(Input, OwnedSemaphorePermit)>,
+    events: std_mpsc::Sender<Event>,
+    peer_slots: Arc<Semaphore>,
+    client_slots: Arc<Semaphore>,
+    thread: std::thread::Thread,
+}
+
+impl Inbox {
+    /// Queues a peer's message, waiting while [`PEER_INBOX`] are queued;
+    /// false when the event loop is gone.
+    pub async fn peer(&self, input: PeerInput) -> bool {
+        let Ok(slot) = self.peer_slots.clone().acquire_owned().await else {
+            return false;
+        };
+        let ok = self.peers.send((input, slot)).is_ok();
+        self.thread.unpark();
+        ok
+    }
+
+    /// Queues a client request unless [`CLIENT_INFLIGHT`] are in flight.
+    fn client(&self, input: Input) -> Result<(), CallError> {
+        let slot = self
+            .client_slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| CallError::Busy)?;
+        self.clients
+            .send((input, slot))
+            .map_err(|_| CallError::Stopped)?;
+        self.thread.unpark();
+        Ok(())
+    }
+
+    fn snapshot_sent(&self, peer: u64, ok: bool) {
+        let _ = self.events.send(Event::SnapshotSent(peer, ok));
+        self.thread.unpark();
+    }
 }
 
 /// Local reads of the shared store, without its engine type.
@@ -159,30 +257,77 @@ impl<E: Engine> LocalReads for Store<E> {
     }
 }
 
+/// What the event loop publishes after each turn, for readiness.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Health {
+    /// The leader this replica knows of.
+    pub leader: Option<u64>,
+    /// Its commit index.
+    pub commit: u64,
+    /// Its applied index.
+    pub applied: u64,
+    /// Why it stopped, if it has.
+    pub stopped: Option<String>,
+}
+
+impl Health {
+    /// `Ok` when the replica knows a leader, has applied what it knows is
+    /// committed (within [`READY_LAG`] entries) and has not stopped.
+    pub fn ready(&self) -> Result<(), String> {
+        if let Some(why) = &self.stopped {
+            return Err(format!("the raft node stopped: {why}"));
+        }
+        if self.leader.is_none() {
+            return Err("no leader is known".into());
+        }
+        let behind = self.commit.saturating_sub(self.applied);
+        if behind > READY_LAG {
+            return Err(format!(
+                "{behind} committed entries are not applied yet (commit {}, applied {})",
+                self.commit, self.applied
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A handle to a running event loop; also the node's [`Shard`].
 #[derive(Clone)]
 pub struct Handle {
-    tx: std_mpsc::Sender<Input>,
+    /// This replica.
+    pub id: u64,
+    inbox: Inbox,
     /// KV addresses of the voters.
     pub kv_peers: BTreeMap<u64, String>,
     reads: Arc<dyn LocalReads>,
     /// Set by the event loop when the node's role changes.
     leader: tokio::sync::watch::Receiver<bool>,
-    tls: Option<Arc<super::tls::PeerTls>>,
+    health: tokio::sync::watch::Receiver<Health>,
+    tls: Option<Arc<PeerTls>>,
 }
 
 impl Handle {
     async fn call<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Input,
-    ) -> Result<T, &'static str> {
+    ) -> Result<T, CallError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(make(tx)).map_err(|_| "event loop stopped")?;
+        self.inbox.client(make(tx))?;
         match tokio::time::timeout(Duration::from_secs(15), rx).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(_)) => Err("event loop stopped"),
-            Err(_) => Err("event loop did not answer in time"),
+            Ok(Err(_)) => Err(CallError::Stopped),
+            Err(_) => Err(CallError::NoAnswer),
         }
+    }
+
+    /// Whether this replica is ready to serve (see [`Health::ready`]).
+    pub fn ready(&self) -> Result<(), String> {
+        self.health.borrow().ready()
+    }
+
+    /// Changes whenever the event loop's [`Health`] does.
+    pub fn health(&self) -> tokio::sync::watch::Receiver<Health> {
+        self.health.clone()
     }
 }
 
@@ -196,365 +341,99 @@ pub async fn start<E: Engine>(
     let node = Node::open(engine, node_cfg, StoreOptions::default())?;
     let reads: Arc<dyn LocalReads> = node.shared_store();
     let (leader_tx, leader) = tokio::sync::watch::channel(false);
-    let (tx, rx) = std_mpsc::channel::<Input>();
-    let own = *cfg
-        .peers
-        .get(&cfg.id)
-        .ok_or("--peers must name this node's own raft address")?;
-    let listener = tokio::net::TcpListener::bind(own)
-        .await
-        .map_err(|e| format!("cannot listen on {own}: {e}"))?;
+    let (health_tx, health) = tokio::sync::watch::channel(Health::default());
+    let listener = match cfg.peers.get(&cfg.id) {
+        Some(own) => {
+            let l = std::net::TcpListener::bind(own)
+                .map_err(|e| format!("cannot listen on {own}: {e}"))?;
+            l.set_nonblocking(true)?;
+            Some(l)
+        }
+        None => None,
+    };
     if let Some(tls) = &cfg.tls {
         tls.watch();
     }
-    let inbox = Arc::new(node.snapshot_dir().to_path_buf());
-    tokio::spawn(accept_loop(listener, tx.clone(), cfg.tls.clone(), inbox));
+    let (peers_tx, peers_rx) = std_mpsc::channel();
+    let (clients_tx, clients_rx) = std_mpsc::channel();
+    let (events_tx, events_rx) = std_mpsc::channel();
     let mut outbound = HashMap::new();
+    let mut dialers = Vec::new();
     for (&peer, &addr) in &cfg.peers {
-        if peer == cfg.id {
-            continue;
+        if peer != cfg.id {
+            let (q, rx) = transport::out_queue();
+            outbound.insert(peer, q);
+            dialers.push((peer, addr, rx));
         }
-        let (ptx, prx) = mpsc::channel::<Outbound>(PEER_QUEUE);
-        tokio::spawn(dial_loop(
-            (cfg.id, peer),
-            addr,
-            prx,
-            cfg.tls.clone(),
-            tx.clone(),
-        ));
-        outbound.insert(peer, ptx);
     }
+    let inbox_dir = Arc::new(node.snapshot_dir().to_path_buf());
     let tick = cfg.tick;
-    std::thread::Builder::new()
+    let queues = Queues {
+        peers: peers_rx,
+        clients: clients_rx,
+        events: events_rx,
+    };
+    let loop_outbound = outbound.clone();
+    let thread = std::thread::Builder::new()
         .name(format!("raft-{}", cfg.id))
-        .spawn(move || event_loop(node, rx, outbound, tick, leader_tx))?;
+        .spawn(move || event_loop(node, queues, loop_outbound, tick, leader_tx, health_tx))?
+        .thread()
+        .clone();
+    let inbox = Inbox {
+        peers: peers_tx,
+        clients: clients_tx,
+        events: events_tx,
+        peer_slots: Arc::new(Semaphore::new(PEER_INBOX)),
+        client_slots: Arc::new(Semaphore::new(CLIENT_INFLIGHT)),
+        thread,
+    };
+    if listener.is_some() || !dialers.is_empty() {
+        let net = transport::NetRuntime::start(format!("raft-net-{}", cfg.id))?;
+        if let Some(l) = listener {
+            net.spawn(transport::accept_loop(
+                l,
+                inbox.clone(),
+                cfg.tls.clone(),
+                inbox_dir,
+            ));
+        }
+        for (peer, addr, rx) in dialers {
+            net.spawn(transport::dial_loop(
+                (cfg.id, peer),
+                addr,
+                rx,
+                cfg.tls.clone(),
+                inbox.clone(),
+            ));
+        }
+    }
     Ok(Handle {
-        tx,
+        id: cfg.id,
+        inbox,
         kv_peers: cfg.kv_peers,
         reads,
         leader,
+        health,
         tls: cfg.tls,
     })
 }
 
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    tx: std_mpsc::Sender<Input>,
-    tls: Option<Arc<super::tls::PeerTls>>,
-    inbox: Arc<std::path::PathBuf>,
-) {
-    loop {
-        match listener.accept().await {
-            Ok((sock, from)) => {
-                let _ = sock.set_nodelay(true);
-                let tx = tx.clone();
-                let tls = tls.clone();
-                let inbox = inbox.clone();
-                tokio::spawn(async move {
-                    let sock = match super::tls::accept(tls.as_deref(), sock).await {
-                        Ok(s) => s,
-                        Err(e) => {
-                            tracing::warn!(%from, error = %e, "refused a peer connection: TLS handshake failed");
-                            return;
-                        }
-                    };
-                    if let Err(e) = read_frames(sock, tx, &inbox).await {
-                        tracing::debug!(%from, error = %e, "peer connection closed");
-                    }
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+/// The event loop's ends of its queues.
+pub(crate) struct Queues {
+    pub(crate) peers: std_mpsc::Receiver<(PeerInput, OwnedSemaphorePermit)>,
+    pub(crate) clients: std_mpsc::Receiver<(Input, OwnedSemaphorePermit)>,
+    events: std_mpsc::Receiver<Event>,
 }
 
-/// A snapshot transfer being received on a connection.
-enum Receiving {
-    /// The announced message and its staging directory.
-    Active(Box<raft::eraftpb::Message>, snapshot::Incoming, u64),
-    /// A refused transfer: its remaining chunks are dropped quietly.
-    Abandoned(u64),
-}
-
-async fn read_frames(
-    sock: super::tls::PeerStream,
-    tx: std_mpsc::Sender<Input>,
-    inbox: &std::path::Path,
-) -> std::io::Result<()> {
-    let mut r = tokio::io::BufReader::new(sock);
-    let mut chunks = wire::Reassembler::default();
-    let mut receiving: Option<Receiving> = None;
-    loop {
-        let mut header = [0u8; wire::HEADER_LEN];
-        r.read_exact(&mut header).await?;
-        let len = match wire::body_len(&header) {
-            Ok(len) => len,
-            Err(e) => {
-                // The stream is out of step: drop the connection.
-                tracing::warn!(error = %e, "bad frame header from a peer; closing");
-                return Ok(());
-            }
-        };
-        let mut frame = vec![0u8; wire::HEADER_LEN + len];
-        frame[..wire::HEADER_LEN].copy_from_slice(&header);
-        r.read_exact(&mut frame[wire::HEADER_LEN..]).await?;
-        if wire::is_file(&frame) {
-            if let Some(input) = receive_snapshot(&mut receiving, &frame, inbox) {
-                if tx.send(input).is_err() {
-                    return Ok(());
-                }
-            }
-            continue;
-        }
-        let frame = match chunks.push(frame) {
-            Ok(wire::Assembled::Frame { frame, chunks }) => {
-                if chunks > 1 {
-                    tracing::info!(chunks, bytes = frame.len(), "received a message in chunks");
-                }
-                frame
-            }
-            Ok(_) => continue,
-            Err(e) => {
-                tracing::warn!(error = %e, "dropping a damaged chunk and its transfer");
-                continue;
-            }
-        };
-        if tx.send(Input::Frame(frame)).is_err() {
-            return Ok(());
-        }
-    }
-}
-
-/// Takes one frame of a snapshot transfer: the announcing `MsgSnapshot`
-/// starts one (writing to a staging directory under `inbox`), each chunk
-/// is written as it comes; the last one yields the message and its staged
-/// checkpoint. A damaged or misplaced frame refuses the whole transfer:
-/// the staging directory is removed and raft never sees the message.
-fn receive_snapshot(
-    receiving: &mut Option<Receiving>,
-    frame: &[u8],
-    inbox: &std::path::Path,
-) -> Option<Input> {
-    if !wire::is_chunk(frame) {
-        // A new transfer; one in progress is given up.
-        *receiving = None;
-        let started = wire::decode_announce(frame)
-            .map_err(|e| e.to_string())
-            .and_then(|msg| {
-                let manifest = snapshot::Manifest::decode(&msg.get_snapshot().data)
-                    .map_err(|e| e.to_string())?;
-                let (id, chunks, bytes) = (
-                    manifest.id,
-                    manifest.chunk_count(wire::CHUNK_SIZE),
-                    manifest.total_bytes(),
-                );
-                let inc = snapshot::Incoming::begin(inbox, manifest).map_err(|e| e.to_string())?;
-                tracing::info!(
-                    transfer = format!("{id:x}"),
-                    chunks,
-                    bytes,
-                    "receiving a snapshot"
-                );
-                Ok((Box::new(msg), inc, chunks))
-            });
-        match started {
-            Ok((msg, inc, 0)) => return finish_snapshot(msg, inc, 0),
-            Ok((msg, inc, chunks)) => *receiving = Some(Receiving::Active(msg, inc, chunks)),
-            Err(e) => {
-                tracing::warn!(error = %e, "dropping a damaged chunk and its transfer: a bad snapshot announce")
-            }
-        }
-        return None;
-    }
-    match receiving.take() {
-        Some(Receiving::Active(msg, mut inc, chunks)) => match inc.push(frame) {
-            Ok(true) => finish_snapshot(msg, inc, chunks),
-            Ok(false) => {
-                *receiving = Some(Receiving::Active(msg, inc, chunks));
-                None
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, transfer = format!("{:x}", inc.id()), "dropping a damaged chunk and its transfer");
-                *receiving = Some(Receiving::Abandoned(inc.id()));
-                None
-            }
-        },
-        Some(Receiving::Abandoned(id)) => {
-            *receiving = Some(Receiving::Abandoned(id));
-            None
-        }
-        None => {
-            tracing::warn!("dropping a snapshot chunk outside any transfer");
-            None
-        }
-    }
-}
-
-fn finish_snapshot(
-    msg: Box<raft::eraftpb::Message>,
-    inc: snapshot::Incoming,
-    chunks: u64,
-) -> Option<Input> {
-    match inc.finish() {
-        Ok(staged) => {
-            tracing::info!(
-                chunks,
-                bytes = staged.manifest().total_bytes(),
-                index = staged.manifest().index,
-                "received a snapshot in chunks"
-            );
-            Some(Input::Snapshot(msg, staged))
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "dropping a damaged chunk and its transfer");
-            None
-        }
-    }
-}
-
-async fn dial_loop(
-    (id, peer): (u64, u64),
-    addr: SocketAddr,
-    mut rx: mpsc::Receiver<Outbound>,
-    tls: Option<Arc<super::tls::PeerTls>>,
-    events: std_mpsc::Sender<Input>,
-) {
-    // Every snapshot handed to this task is reported back, streamed or not:
-    // raft holds the peer in snapshot state until it hears.
-    let report = |ok: bool| {
-        let _ = events.send(Input::SnapshotSent(peer, ok));
-    };
-    let mut backoff = Duration::from_millis(20);
-    loop {
-        let dialled = match tokio::net::TcpStream::connect(addr).await {
-            Ok(s) => {
-                let _ = s.set_nodelay(true);
-                super::tls::connect(tls.as_deref(), s).await
-            }
-            Err(e) => Err(e),
-        };
-        let mut sock = match dialled {
-            Ok(s) => {
-                backoff = Duration::from_millis(20);
-                tracing::debug!(node = id, peer, %addr, "connected to peer");
-                s
-            }
-            Err(e) => {
-                tracing::debug!(node = id, peer, %addr, error = %e, "cannot reach peer");
-                // Frames queued meanwhile are stale; raft retransmits.
-                while let Ok(item) = rx.try_recv() {
-                    if let Outbound::Snapshot(..) = item {
-                        report(false);
-                    }
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
-        loop {
-            // Peers never write on our outbound connection, so a readable
-            // socket means the peer closed it (it restarted): reconnect at
-            // once. Otherwise the next frames, perhaps the votes of the next
-            // election, would vanish into a dead connection and cost a whole
-            // election round (seen in `tmc bench failover`).
-            let mut probe = [0u8; 1];
-            let item = tokio::select! {
-                f = rx.recv() => match f { Some(f) => f, None => return },
-                _ = sock.read(&mut probe) => {
-                    tracing::debug!(node = id, peer, "peer closed the connection");
-                    break;
-                }
-            };
-            let (mut buf, mut next) = match item {
-                Outbound::Frame(f) => (f, None),
-                snap => (Vec::new(), Some(snap)),
-            };
-            // Batch the queued frames into one write; a snapshot goes after
-            // them, on its own.
-            while next.is_none() && buf.len() < (1 << 20) {
-                match rx.try_recv() {
-                    Ok(Outbound::Frame(f)) => buf.extend_from_slice(&f),
-                    Ok(snap) => next = Some(snap),
-                    Err(_) => break,
-                }
-            }
-            if !buf.is_empty() {
-                if let Err(e) = sock.write_all(&buf).await {
-                    tracing::debug!(node = id, peer, error = %e, "peer connection lost");
-                    if next.is_some() {
-                        report(false);
-                    }
-                    break;
-                }
-            }
-            if let Some(Outbound::Snapshot(announce, cp)) = next {
-                let streamed = stream_snapshot(&mut sock, &announce, &cp).await;
-                report(streamed.is_ok());
-                match streamed {
-                    Ok(chunks) => tracing::info!(
-                        node = id,
-                        peer,
-                        chunks,
-                        bytes = cp.manifest().total_bytes(),
-                        index = cp.manifest().index,
-                        "streamed a snapshot"
-                    ),
-                    Err(e) => {
-                        tracing::warn!(node = id, peer, error = %e, "streaming a snapshot failed");
-                        break;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Writes a snapshot's announce frame, then its checkpoint's chunk frames,
-/// each read from disk only when the connection has taken the previous
-/// one; returns the number of chunks.
-async fn stream_snapshot(
-    sock: &mut super::tls::PeerStream,
-    announce: &[u8],
-    cp: &Checkpoint,
-) -> std::io::Result<u64> {
-    sock.write_all(announce).await?;
-    let frames = cp.frames(wire::CHUNK_SIZE);
-    let count = frames.chunks();
-    // One chunk read (1 MiB) between writes: a short blocking read.
-    for frame in frames {
-        sock.write_all(&frame?).await?;
-    }
-    sock.flush().await?;
-    Ok(count)
-}
-
+/// A request waiting for the node's answer.
 enum Pending {
     Write(Reply<Committed>),
-    Read(ReadOp, Reply<ReadResult>),
+    Barrier(Reply<()>),
     Member(Reply<Vec<u64>>),
 }
 
-fn do_read<E: Engine>(node: &Node<E>, op: &ReadOp) -> Result<ReadResult, Error> {
-    let store = node.store();
-    match op {
-        ReadOp::Barrier => Ok(ReadResult::Get(None, store.revision())),
-        ReadOp::Get(key) => Ok(ReadResult::Get(store.get(key)?, store.revision())),
-        ReadOp::List(prefix, limit) => {
-            let page = store.list(
-                prefix,
-                &ListOptions {
-                    limit: *limit,
-                    ..Default::default()
-                },
-            )?;
-            Ok(ReadResult::List(page.items, page.revision))
-        }
-    }
-}
+/// Pending requests, each with its slot (given back with the answer).
+type PendingMap = HashMap<RequestId, (Pending, OwnedSemaphorePermit)>;
 
 fn status_report<E: Engine>(node: &Node<E>) -> StatusReport {
     let s = node.status();
@@ -573,24 +452,30 @@ fn status_report<E: Engine>(node: &Node<E>) -> StatusReport {
         applied: s.applied,
         revision: s.revision,
         voters: s.voters,
+        ready: health_of(node).ready().is_ok(),
+    }
+}
+
+fn health_of<E: Engine>(node: &Node<E>) -> Health {
+    let s = node.status();
+    Health {
+        leader: s.leader,
+        commit: s.commit,
+        applied: s.applied,
+        stopped: node.stopped().map(str::to_string),
     }
 }
 
 /// Queues `msg` on its peer's connection (in chunks when large); false
 /// when it could not be queued.
-fn send_message(
-    outbound: &HashMap<u64, mpsc::Sender<Outbound>>,
-    msg: raft::eraftpb::Message,
-) -> bool {
+fn send_message(outbound: &HashMap<u64, OutQueue>, msg: raft::eraftpb::Message) -> bool {
     let to = msg.to;
-    let Some(ptx) = outbound.get(&to) else {
+    let Some(q) = outbound.get(&to) else {
         tracing::warn!(to, "message for an unknown peer");
         return false;
     };
-    match wire::encode_chunked(&msg, wire::CHUNK_SIZE) {
-        Ok(frames) => frames
-            .into_iter()
-            .all(|f| ptx.try_send(Outbound::Frame(f)).is_ok()),
+    match super::wire::encode_chunked(&msg, super::wire::CHUNK_SIZE) {
+        Ok(frames) => frames.into_iter().all(|f| q.push(Outbound::Frame(f))),
         Err(e) => {
             tracing::warn!(to, error = %e, "cannot encode a raft message");
             false
@@ -602,11 +487,11 @@ fn send_message(
 /// it could not be queued.
 fn send_snapshot<E: Engine>(
     node: &Node<E>,
-    outbound: &HashMap<u64, mpsc::Sender<Outbound>>,
+    outbound: &HashMap<u64, OutQueue>,
     msg: &raft::eraftpb::Message,
 ) -> bool {
     let to = msg.to;
-    let Some(ptx) = outbound.get(&to) else {
+    let Some(q) = outbound.get(&to) else {
         tracing::warn!(to, "snapshot for an unknown peer");
         return false;
     };
@@ -614,8 +499,8 @@ fn send_snapshot<E: Engine>(
         tracing::warn!(to, "a snapshot message without its checkpoint");
         return false;
     };
-    match wire::encode_announce(msg) {
-        Ok(announce) => ptx.try_send(Outbound::Snapshot(announce, cp)).is_ok(),
+    match super::wire::encode_announce(msg) {
+        Ok(announce) => q.push(Outbound::Snapshot(announce, cp)),
         Err(e) => {
             tracing::warn!(to, error = %e, "cannot encode a snapshot message");
             false
@@ -623,14 +508,53 @@ fn send_snapshot<E: Engine>(
     }
 }
 
+fn take_client<E: Engine>(
+    node: &mut Node<E>,
+    outbound: &HashMap<u64, OutQueue>,
+    pending: &mut PendingMap,
+    input: Input,
+    slot: OwnedSemaphorePermit,
+) {
+    match input {
+        Input::Write(txn, reply) => match node.propose(txn) {
+            Ok(id) => {
+                pending.insert(id, (Pending::Write(reply), slot));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        },
+        Input::Barrier(reply) => match node.read() {
+            Ok(id) => {
+                pending.insert(id, (Pending::Barrier(reply), slot));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        },
+        Input::Status(reply) => {
+            let _ = reply.send(status_report(node));
+        }
+        Input::Member(change, reply) => match members::propose(node, outbound, change) {
+            Ok(id) => {
+                pending.insert(id, (Pending::Member(reply), slot));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        },
+    }
+}
+
 fn event_loop<E: Engine>(
     mut node: Node<E>,
-    rx: std_mpsc::Receiver<Input>,
-    outbound: HashMap<u64, mpsc::Sender<Outbound>>,
+    queues: Queues,
+    outbound: HashMap<u64, OutQueue>,
     tick: Duration,
     leadership: tokio::sync::watch::Sender<bool>,
+    health: tokio::sync::watch::Sender<Health>,
 ) {
-    let mut pending: HashMap<RequestId, Pending> = HashMap::new();
+    let mut pending = PendingMap::new();
     // The leader's appends leave before its fsync (Node::send_early); the
     // peers they could not be queued for are reported after the poll.
     let unreachable: Arc<std::sync::Mutex<Vec<u64>>> = Arc::default();
@@ -651,75 +575,40 @@ fn event_loop<E: Engine>(
     }
     let mut next_tick = Instant::now() + tick;
     let mut failed = false;
+    // Client requests left for the next turn (more than one batch).
+    let mut backlog = false;
     loop {
-        let wait = next_tick.saturating_duration_since(Instant::now());
-        let first = match rx.recv_timeout(wait) {
-            Ok(i) => Some(i),
-            Err(std_mpsc::RecvTimeoutError::Timeout) => None,
-            Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
-        };
-        let mut inputs: Vec<Input> = first.into_iter().collect();
-        while inputs.len() < 4096 {
-            match rx.try_recv() {
-                Ok(i) => inputs.push(i),
-                Err(_) => break,
+        if !backlog {
+            // Woken by any producer (unpark) or the next tick.
+            std::thread::park_timeout(next_tick.saturating_duration_since(Instant::now()));
+        }
+        while let Ok(Event::SnapshotSent(to, ok)) = queues.events.try_recv() {
+            if !ok {
+                node.report_unreachable(to);
+            }
+            node.report_snapshot(to, ok);
+        }
+        // Peers first: every message queued, whatever the clients sent.
+        while let Ok((input, _slot)) = queues.peers.try_recv() {
+            let r = match input {
+                PeerInput::Message(msg) => node.step(*msg),
+                PeerInput::Snapshot(msg, staged) => node.step_snapshot(*msg, staged),
+            };
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "step failed");
             }
         }
-        for input in inputs {
-            match input {
-                Input::Frame(f) => {
-                    if let Err(e) = node.step_frame(&f) {
-                        tracing::debug!(error = %e, "step failed");
-                    }
-                }
-                Input::Write(txn, reply) => match node.propose(txn) {
-                    Ok(id) => {
-                        pending.insert(id, Pending::Write(reply));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                },
-                Input::Read(op, linearizable, reply) => {
-                    if !linearizable {
-                        let _ = reply.send(do_read(&node, &op));
-                        continue;
-                    }
-                    match node.read() {
-                        Ok(id) => {
-                            pending.insert(id, Pending::Read(op, reply));
-                        }
-                        Err(e) => {
-                            let _ = reply.send(Err(e));
-                        }
-                    }
-                }
-                Input::Snapshot(msg, staged) => {
-                    if let Err(e) = node.step_snapshot(*msg, staged) {
-                        tracing::debug!(error = %e, "step failed");
-                    }
-                }
-                Input::SnapshotSent(to, ok) => {
-                    if !ok {
-                        node.report_unreachable(to);
-                    }
-                    node.report_snapshot(to, ok);
-                }
-                Input::Status(reply) => {
-                    let _ = reply.send(status_report(&node));
-                }
-                Input::Member(change, reply) => {
-                    match members::propose(&mut node, &outbound, change) {
-                        Ok(id) => {
-                            pending.insert(id, Pending::Member(reply));
-                        }
-                        Err(e) => {
-                            let _ = reply.send(Err(e));
-                        }
-                    }
-                }
+        let mut taken = 0;
+        while taken < CLIENT_BATCH {
+            match queues.clients.try_recv() {
+                Ok((input, slot)) => take_client(&mut node, &outbound, &mut pending, input, slot),
+                Err(std_mpsc::TryRecvError::Empty) => break,
+                Err(std_mpsc::TryRecvError::Disconnected) => return,
             }
+            taken += 1;
         }
+        // A full batch was taken: more may wait, so do not sleep.
+        backlog = taken == CLIENT_BATCH;
         let now = Instant::now();
         if now >= next_tick {
             if let Err(e) = node.tick() {
@@ -745,10 +634,19 @@ fn event_loop<E: Engine>(
         // Pushed to the controllers' runtime only when the role changes.
         let leads = !failed && node.is_leader();
         leadership.send_if_modified(|l| std::mem::replace(l, leads) != leads);
+        let now_health = health_of(&node);
+        health.send_if_modified(|h| {
+            if *h != now_health {
+                *h = now_health;
+                true
+            } else {
+                false
+            }
+        });
         for msg in node.take_messages() {
             let to = msg.to;
             if msg.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot {
-                // Reported when the stream is over (Input::SnapshotSent).
+                // Reported when the stream is over (Event::SnapshotSent).
                 if !send_snapshot(&node, &outbound, &msg) {
                     node.report_unreachable(to);
                     node.report_snapshot(to, false);
@@ -760,12 +658,12 @@ fn event_loop<E: Engine>(
             }
         }
         for r in node.take_responses() {
-            match (pending.remove(&r.id), r.outcome) {
+            match (pending.remove(&r.id).map(|(p, _slot)| p), r.outcome) {
                 (Some(Pending::Write(reply)), Outcome::Write(res)) => {
                     let _ = reply.send(res);
                 }
-                (Some(Pending::Read(op, reply)), Outcome::Read(res)) => {
-                    let _ = reply.send(res.and_then(|_| do_read(&node, &op)));
+                (Some(Pending::Barrier(reply)), Outcome::Read(res)) => {
+                    let _ = reply.send(res.map(|_| ()));
                 }
                 (Some(Pending::Member(reply)), Outcome::Membership(res)) => {
                     let _ = reply.send(res);
@@ -919,8 +817,28 @@ pub enum WireError {
     /// Forwarding to the leader failed (it may have died mid-request): the
     /// outcome is unknown.
     Forward(String),
+    /// Too many requests in flight: nothing was queued; retry later.
+    Busy(String),
     /// Anything else.
     Internal(String),
+}
+
+impl From<CallError> for WireError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Busy => WireError::Busy(e.to_string()),
+            e => WireError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// The answer to a request the event loop did not take.
+fn call_error(e: CallError) -> HttpResponse {
+    let code = match e {
+        CallError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    http_error(code, e.to_string(), None)
 }
 
 impl From<Error> for WireError {
@@ -962,6 +880,7 @@ impl From<WireError> for ShardError {
             }),
             WireError::Invalid(m) => ShardError::Internal(m),
             WireError::NotLeader(_) => ShardError::Unavailable(Error::NoLeader.to_string()),
+            WireError::Busy(m) => ShardError::Unavailable(m),
             WireError::Timeout(m) | WireError::Forward(m) => ShardError::Timeout(m),
             WireError::Internal(m) => ShardError::Internal(m),
         }
@@ -973,6 +892,7 @@ fn wire_error_response(h: &Handle, e: WireError) -> HttpResponse {
         WireError::NotLeader(leader) => raft_error(h, Error::NotLeader { leader }),
         WireError::Timeout(m) => http_error(StatusCode::GATEWAY_TIMEOUT, m, None),
         WireError::Forward(m) => http_error(StatusCode::BAD_GATEWAY, m, None),
+        WireError::Busy(m) => http_error(StatusCode::SERVICE_UNAVAILABLE, m, None),
         e @ WireError::Conflict { .. } => {
             http_error(StatusCode::CONFLICT, ShardError::from(e).to_string(), None)
         }
@@ -988,14 +908,15 @@ impl Handle {
     async fn write_txn(&self, txn: Txn, forward: bool) -> Result<Committed, WireError> {
         let to_forward = forward.then(|| txn.clone());
         match self.call(|tx| Input::Write(txn, tx)).await {
-            Err(e) => Err(WireError::Internal(e.to_string())),
+            Err(e) => Err(WireError::from(e)),
             Ok(Err(Error::NotLeader { leader: Some(l) })) if to_forward.is_some() => {
                 let Some(addr) = self.kv_peers.get(&l) else {
                     return Err(WireError::NotLeader(Some(l)));
                 };
-                let body = serde_json::to_vec(to_forward.as_ref().expect("some"))
+                let body = serde_json::to_vec(&to_forward)
                     .map_err(|e| WireError::Internal(e.to_string()))?;
-                let (code, raw) = post_internal(self.tls.as_deref(), addr, "/internal/txn", &body)
+                let (code, raw) = self
+                    .internal_request(l, "POST", "/internal/txn", &body)
                     .await
                     .map_err(|e| {
                         WireError::Forward(format!(
@@ -1045,9 +966,9 @@ impl Shard for Handle {
 
     fn barrier(&self) -> BoxFuture<'_, Result<u64, ShardError>> {
         Box::pin(async move {
-            match self.call(|tx| Input::Read(ReadOp::Barrier, true, tx)).await {
-                Err(e) => Err(ShardError::Internal(e.to_string())),
-                Ok(Ok(_)) => Ok(self.reads.revision()),
+            match self.call(Input::Barrier).await {
+                Err(e) => Err(WireError::from(e).into()),
+                Ok(Ok(())) => Ok(self.reads.revision()),
                 Ok(Err(e)) => Err(match WireError::from(e) {
                     WireError::NotLeader(_) => ShardError::Unavailable(Error::NoLeader.to_string()),
                     other => other.into(),
@@ -1089,21 +1010,33 @@ impl Shard for Handle {
     }
 }
 
-/// POSTs `body` to `http://addr{path}`; see [`internal_request`].
-async fn post_internal(
-    tls: Option<&super::tls::PeerTls>,
-    addr: &str,
-    path: &str,
-    body: &[u8],
-) -> Result<(StatusCode, Vec<u8>), String> {
-    internal_request(tls, addr, "POST", path, body).await
+/// Answers to internal requests longer than this are refused.
+const MAX_INTERNAL_ANSWER: u64 = 16 << 20;
+
+impl Handle {
+    /// One request to replica `to`'s KV interface (HTTP/1.1, one request
+    /// per connection, marked not to be forwarded again and with this
+    /// replica's id in [`internal::FROM`], 15 s bound); over mutual TLS the
+    /// server's certificate must name `to`. Returns status and body.
+    async fn internal_request(
+        &self,
+        to: u64,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<(StatusCode, Vec<u8>), String> {
+        let addr = self
+            .kv_peers
+            .get(&to)
+            .ok_or_else(|| format!("no KV address of node {to}"))?;
+        internal_request(self.tls.as_deref(), (self.id, to), addr, method, path, body).await
+    }
 }
 
-/// One request to another replica's KV interface (HTTP/1.1, one request
-/// per connection, marked not to be forwarded again, 15 s bound); returns
-/// status and body.
+/// See [`Handle::internal_request`].
 async fn internal_request(
-    tls: Option<&super::tls::PeerTls>,
+    tls: Option<&PeerTls>,
+    (from, to): (u64, u64),
     addr: &str,
     method: &str,
     path: &str,
@@ -1113,13 +1046,14 @@ async fn internal_request(
         let s = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| e.to_string())?;
-        let mut s = super::tls::connect(tls, s)
+        let mut s = super::tls::connect(tls, s, Some(to))
             .await
             .map_err(|e| format!("TLS: {e}"))?;
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-             Content-Type: application/json\r\n{NO_FORWARD}: 1\r\n\
+             Content-Type: application/json\r\n{NO_FORWARD}: 1\r\n{}: {from}\r\n\
              Content-Length: {}\r\n\r\n",
+            internal::FROM,
             body.len()
         );
         s.write_all(head.as_bytes())
@@ -1127,7 +1061,14 @@ async fn internal_request(
             .map_err(|e| e.to_string())?;
         s.write_all(body).await.map_err(|e| e.to_string())?;
         let mut raw = Vec::new();
-        s.read_to_end(&mut raw).await.map_err(|e| e.to_string())?;
+        (&mut s)
+            .take(MAX_INTERNAL_ANSWER + 1)
+            .read_to_end(&mut raw)
+            .await
+            .map_err(|e| e.to_string())?;
+        if raw.len() as u64 > MAX_INTERNAL_ANSWER {
+            return Err(format!("an answer over {MAX_INTERNAL_ANSWER} bytes"));
+        }
         Ok::<_, String>(raw)
     };
     let raw = tokio::time::timeout(Duration::from_secs(15), exchange)
@@ -1151,15 +1092,36 @@ fn forward_allowed(headers: &axum::http::HeaderMap) -> bool {
     !headers.contains_key(NO_FORWARD)
 }
 
+/// Reads the local store, after a linearizable read point when `lin`;
+/// the store is read here, never on the event loop.
 async fn read(h: &Handle, op: ReadOp, lin: bool) -> Result<ReadResult, HttpResponse> {
-    match h.call(|tx| Input::Read(op, lin, tx)).await {
-        Err(e) => Err(http_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            e.to_string(),
-            None,
-        )),
-        Ok(Err(e)) => Err(raft_error(h, e)),
-        Ok(Ok(r)) => Ok(r),
+    if lin {
+        match h.call(Input::Barrier).await {
+            Err(e) => return Err(call_error(e)),
+            Ok(Err(e)) => return Err(raft_error(h, e)),
+            Ok(Ok(())) => {}
+        }
+    }
+    let store = |e: crate::store::Error| raft_error(h, Error::Store(e));
+    match op {
+        ReadOp::Get(key) => {
+            // The revision first: the record is at least as new.
+            let revision = h.reads.revision();
+            Ok(ReadResult::Get(h.reads.get(&key).map_err(store)?, revision))
+        }
+        ReadOp::List(prefix, limit) => {
+            let page = h
+                .reads
+                .list(
+                    &prefix,
+                    &ListOptions {
+                        limit,
+                        ..Default::default()
+                    },
+                )
+                .map_err(store)?;
+            Ok(ReadResult::List(page.items, page.revision))
+        }
     }
 }
 
@@ -1274,7 +1236,7 @@ async fn txn(
 async fn status(State(h): State<Handle>) -> HttpResponse {
     match h.call(Input::Status).await {
         Ok(s) => Json(s).into_response(),
-        Err(e) => http_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+        Err(e) => call_error(e),
     }
 }
 
@@ -1284,14 +1246,19 @@ async fn status(State(h): State<Handle>) -> HttpResponse {
 ///   `DELETE`;
 /// - `GET /kv/{workspace}` lists the workspace's values (`?limit=`);
 /// - `POST /txn` takes a JSON [`Txn`];
-/// - `GET /status`: id, role, leader, term, commit, applied, revision;
+/// - `GET /status`: id, role, leader, term, commit, applied, revision,
+///   ready;
 /// - `POST /members/{id}`, `DELETE /members/{id}`: add or remove a voter
 ///   (forwarded to the leader like writes; see the `members` submodule),
-///   `GET /members`: the voters.
+///   `GET /members`: the voters;
+/// - `POST /internal/txn`: a write forwarded by a replica (which names
+///   itself in [`internal::FROM`]; see [`internal::check_claims`]).
 ///
-/// Writes on a follower are forwarded once to the leader's `POST /txn`
-/// (its address from `kv_peers`) and its answer passed back; 502 if that
-/// fails. With the [`NO_FORWARD`] header (set on forwarded requests), or
+/// Serve it with [`internal::serve`], which tells each request who sent
+/// it. Writes on a follower are forwarded once to the leader's `POST
+/// /internal/txn` (its address from `kv_peers`) and its answer passed
+/// back; 502 if that fails. A replica with [`CLIENT_INFLIGHT`] requests
+/// in flight answers 503 `the replica is busy` at once. With the [`NO_FORWARD`] header (set on forwarded requests), or
 /// when the leader's address is unknown, a follower answers 503 `not
 /// leader; leader is N at ADDR` with `leader` and `leader_addr` in the JSON
 /// body instead. With no leader, 503 `no
@@ -1334,8 +1301,86 @@ pub fn parse_peers(s: &str) -> Result<BTreeMap<u64, String>, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// An inbox whose event loop is the test itself.
+    pub(crate) fn test_inbox() -> (Inbox, Queues) {
+        let (peers, peers_rx) = std_mpsc::channel();
+        let (clients, clients_rx) = std_mpsc::channel();
+        let (events, events_rx) = std_mpsc::channel();
+        (
+            Inbox {
+                peers,
+                clients,
+                events,
+                peer_slots: Arc::new(Semaphore::new(PEER_INBOX)),
+                client_slots: Arc::new(Semaphore::new(CLIENT_INFLIGHT)),
+                thread: std::thread::current(),
+            },
+            Queues {
+                peers: peers_rx,
+                clients: clients_rx,
+                events: events_rx,
+            },
+        )
+    }
+
+    #[test]
+    fn requests_beyond_the_bound_are_refused_at_once_as_busy() {
+        let (inbox, queues) = test_inbox();
+        let mut answers = Vec::new();
+        for _ in 0..CLIENT_INFLIGHT {
+            let (tx, rx) = oneshot::channel();
+            inbox.client(Input::Status(tx)).unwrap();
+            answers.push(rx);
+        }
+        let (tx, _rx) = oneshot::channel();
+        assert_eq!(inbox.client(Input::Status(tx)), Err(CallError::Busy));
+        // An answered request gives its slot back.
+        let (_input, slot) = queues.clients.try_recv().unwrap();
+        drop(slot);
+        let (tx, _rx) = oneshot::channel();
+        assert_eq!(inbox.client(Input::Status(tx)), Ok(()));
+        let (tx, _rx) = oneshot::channel();
+        assert_eq!(inbox.client(Input::Status(tx)), Err(CallError::Busy));
+        // Busy is a 503 at the KV interface and Unavailable at the API.
+        assert_eq!(
+            call_error(CallError::Busy).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert!(matches!(
+            ShardError::from(WireError::from(CallError::Busy)),
+            ShardError::Unavailable(_)
+        ));
+    }
+
+    #[test]
+    fn readiness_needs_a_leader_an_applied_commit_and_a_running_node() {
+        let ok = Health {
+            leader: Some(1),
+            commit: 500,
+            applied: 500 - READY_LAG,
+            stopped: None,
+        };
+        assert_eq!(ok.ready(), Ok(()));
+        for bad in [
+            Health {
+                leader: None,
+                ..ok.clone()
+            },
+            Health {
+                applied: 500 - READY_LAG - 1,
+                ..ok.clone()
+            },
+            Health {
+                stopped: Some("disk".into()),
+                ..ok.clone()
+            },
+        ] {
+            assert!(bad.ready().is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn peers_parse_and_bad_ones_are_refused() {

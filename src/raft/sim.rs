@@ -8,9 +8,11 @@
 //! their engine, wiped, added and removed. All randomness (network faults,
 //! election timeouts) comes from one seed, so a run replays exactly.
 //!
-//! The simulator also watches two invariants while it runs: at most one
-//! leader per term (election safety), and replicas at the same applied
-//! index hold the same data ([`Sim::check_consistent`]).
+//! The simulator also watches three invariants while it runs: at most one
+//! leader per term (election safety), replicas at the same applied
+//! index hold the same data ([`Sim::check_consistent`]), and no frame a
+//! node sent undamaged is refused by its recipient's checks
+//! ([`super::validate`]).
 //!
 //! A stop is a crash that keeps every write: the engine's contents stay as
 //! they were (a memory engine has no unsynced state to lose).
@@ -129,6 +131,8 @@ struct Packet {
     /// A snapshot's checkpoint, as the chunk frames that follow its
     /// announce frame on a connection.
     chunks: Vec<Vec<u8>>,
+    /// The network flipped a bit of the frame.
+    damaged: bool,
 }
 
 /// The simulated network.
@@ -203,6 +207,8 @@ pub struct Sim<E: Engine> {
     events: Vec<String>,
     /// Snapshot messages delivered and accepted.
     snapshots: u64,
+    /// Frames delivered (recipient, frame), while tapping.
+    tap: Option<Vec<(u64, Vec<u8>)>>,
 }
 
 impl Sim<MemoryEngine> {
@@ -244,6 +250,7 @@ impl<E: Engine> Sim<E> {
             violations: Vec::new(),
             events: Vec::new(),
             snapshots: 0,
+            tap: None,
         };
         for id in voters {
             sim.open_node(id, true)?;
@@ -260,6 +267,17 @@ impl<E: Engine> Sim<E> {
         let node = Node::open(engine, config, self.config.store.clone())?;
         self.nodes.insert(id, Some(node));
         Ok(())
+    }
+
+    /// Starts (or stops) recording the ordinary frames delivered, for
+    /// [`Sim::tapped`].
+    pub fn tap(&mut self, on: bool) {
+        self.tap = on.then(Vec::new);
+    }
+
+    /// The frames delivered since [`Sim::tap`]: (recipient, frame).
+    pub fn tapped(&mut self) -> Vec<(u64, Vec<u8>)> {
+        self.tap.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Logical time in ticks.
@@ -516,9 +534,11 @@ impl<E: Engine> Sim<E> {
         if net.drop_rate > 0.0 && rng.random_bool(net.drop_rate) {
             return Sent::Lost;
         }
+        let mut damaged = false;
         if net.corrupt_rate > 0.0 && rng.random_bool(net.corrupt_rate) && !frame.is_empty() {
             let i = rng.random_range(0..frame.len());
             frame[i] ^= 1 << rng.random_range(0..8);
+            damaged = true;
         }
         for chunk in chunks.iter_mut() {
             if net.corrupt_rate > 0.0 && rng.random_bool(net.corrupt_rate) {
@@ -540,6 +560,7 @@ impl<E: Engine> Sim<E> {
                 frame,
                 snapshot,
                 chunks,
+                damaged,
             },
         );
         Sent::Queued
@@ -562,7 +583,16 @@ impl<E: Engine> Sim<E> {
                         }
                     }
                 } else {
-                    let _ = node.step_frame(&p.frame);
+                    let r = node.step_frame(&p.frame);
+                    if let (Err(Error::Refused(why)), false) = (&r, p.damaged) {
+                        self.violations.push(format!(
+                            "t={}: node {} refused an undamaged frame from node {}: {why}",
+                            self.now, p.to, p.from
+                        ));
+                    }
+                    if let Some(tap) = self.tap.as_mut().filter(|t| t.len() < 100_000) {
+                        tap.push((p.to, p.frame.clone()));
+                    }
                 }
             }
         }

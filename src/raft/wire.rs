@@ -50,8 +50,17 @@ use raft::eraftpb::Message;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 8;
 
-/// Largest body accepted for one message (a snapshot, reassembled).
-pub const MAX_FRAME: usize = 1 << 30;
+/// Largest body of one frame on the wire, ordinary or chunk: a chunk
+/// ([`CHUNK_SIZE`]) and its header, with room to spare. A header that
+/// announces more closes the connection before anything is allocated.
+pub const MAX_FRAME: usize = CHUNK_SIZE + (64 << 10);
+
+/// Largest message accepted whole: an ordinary frame, or the frame its
+/// chunks reassemble into. Raft's appends are cut at 1 MiB
+/// (`max_size_per_msg`) plus one entry, whose transactions the API bounds
+/// at a few MiB; a snapshot's data never travels in its message (only its
+/// manifest does).
+pub const MAX_MESSAGE: usize = 64 << 20;
 
 /// Marks a chunk frame in the length field.
 pub const CHUNK_FLAG: u32 = 1 << 31;
@@ -65,8 +74,8 @@ pub const FILE_FLAG: u32 = 1 << 30;
 /// Messages whose frame is larger than this travel in chunks of this size.
 pub const CHUNK_SIZE: usize = 1 << 20;
 
-/// Largest chunk body accepted.
-pub const MAX_CHUNK: usize = 64 << 20;
+/// Largest chunk body accepted (the wire bound of every frame).
+pub const MAX_CHUNK: usize = MAX_FRAME;
 
 /// Bytes of a chunk body before its piece: transfer id, number, count.
 const CHUNK_HEADER: usize = 16;
@@ -82,7 +91,8 @@ pub enum WireError {
         /// Bytes the header announces.
         want: usize,
     },
-    /// The header announces more than [`MAX_FRAME`] bytes.
+    /// The header announces more than [`MAX_FRAME`] bytes (on the wire) or
+    /// [`MAX_MESSAGE`] (a whole message).
     #[error("frame of {0} bytes exceeds the limit")]
     TooLong(usize),
     /// The body does not match its checksum.
@@ -109,7 +119,7 @@ pub fn encode(msg: &Message) -> Result<Vec<u8>, WireError> {
     let body = msg
         .write_to_bytes()
         .map_err(|e| WireError::Encode(e.to_string()))?;
-    if body.len() > MAX_FRAME {
+    if body.len() > MAX_MESSAGE {
         return Err(WireError::TooLong(body.len()));
     }
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
@@ -119,16 +129,18 @@ pub fn encode(msg: &Message) -> Result<Vec<u8>, WireError> {
     Ok(out)
 }
 
-/// The body length a frame header announces (a whole message's or a
-/// chunk's).
+/// The body length a frame header on the wire announces (an ordinary
+/// frame's or a chunk's), at most [`MAX_FRAME`]: a sender cuts anything
+/// larger into chunks, so a larger header means a stream out of step or a
+/// hostile peer, and the connection is closed before anything is read.
 pub fn body_len(header: &[u8; HEADER_LEN]) -> Result<usize, WireError> {
-    let raw = u32::from_be_bytes(header[..4].try_into().expect("4 bytes"));
+    announced_len(header, MAX_FRAME)
+}
+
+fn announced_len(header: &[u8; HEADER_LEN], limit: usize) -> Result<usize, WireError> {
+    let [a, b, c, d, ..] = *header;
+    let raw = u32::from_be_bytes([a, b, c, d]);
     let len = (raw & !(CHUNK_FLAG | FILE_FLAG)) as usize;
-    let limit = if is_chunk(header) {
-        MAX_CHUNK
-    } else {
-        MAX_FRAME
-    };
     if len > limit {
         return Err(WireError::TooLong(len));
     }
@@ -311,21 +323,21 @@ impl Reassembler {
                 )));
             }
         };
-        if t.buf.len() + piece.len() > HEADER_LEN + MAX_FRAME {
+        // Grown chunk by chunk, never past one whole message.
+        if t.buf.len() + piece.len() > HEADER_LEN + MAX_MESSAGE {
             self.transfer = None;
             self.abandoned = Some(id);
-            return Err(WireError::TooLong(HEADER_LEN + MAX_FRAME));
+            return Err(WireError::TooLong(HEADER_LEN + MAX_MESSAGE));
         }
         t.buf.extend_from_slice(piece);
         t.next += 1;
         if t.next < t.count {
             return Ok(Assembled::Partial);
         }
-        let t = self.transfer.take().expect("transfer in progress");
-        Ok(Assembled::Frame {
-            frame: t.buf,
-            chunks: t.count,
-        })
+        let chunks = t.count;
+        let frame = std::mem::take(&mut t.buf);
+        self.transfer = None;
+        Ok(Assembled::Frame { frame, chunks })
     }
 }
 
@@ -369,7 +381,7 @@ fn decode_any(frame: &[u8]) -> Result<Message, WireError> {
             "a chunk frame must be reassembled before decoding".into(),
         ));
     }
-    let len = body_len(header)?;
+    let len = announced_len(header, MAX_MESSAGE)?;
     let body = &frame[HEADER_LEN..];
     if body.len() != len {
         return Err(WireError::Truncated {
@@ -377,7 +389,8 @@ fn decode_any(frame: &[u8]) -> Result<Message, WireError> {
             want: HEADER_LEN + len,
         });
     }
-    let stored = u32::from_be_bytes(header[4..].try_into().expect("4 bytes"));
+    let [_, _, _, _, a, b, c, d] = *header;
+    let stored = u32::from_be_bytes([a, b, c, d]);
     let computed = crc32fast::hash(body);
     if stored != computed {
         return Err(WireError::Checksum { stored, computed });

@@ -1,10 +1,14 @@
 //! A three-node shard of real `tmc serve` processes on loopback, each
 //! serving the Kubernetes API over HTTPS, for tests with real clients.
 //!
-//! TLS material and the admin token come from `tmc certs`; kubeconfigs
-//! from `tmc kubeconfig`, so the tests use the same paths users do.
+//! TLS material and the admin token come from `tmc certs --nodes 1,2,3`:
+//! the operator's directory (`tls/`: both CAs, their keys, the operator's
+//! peer certificate) stays with the test, and each replica runs on its own
+//! `tls/nodes/<id>` (no CA key), as an operator deploys them. Kubeconfigs
+//! come from `tmc kubeconfig`, so the tests use the same paths users do.
 //! Children are killed when the shard is dropped; their logs are printed
-//! if the test panicked.
+//! if the test panicked. `TMC_NODE_LOG` sets the nodes' `RUST_LOG`
+//! (default `info`).
 
 #![allow(dead_code)]
 
@@ -75,7 +79,7 @@ impl Shard {
             .tempdir()
             .unwrap();
         let out = tmc()
-            .args(["certs", "--dir"])
+            .args(["certs", "--nodes", "1,2,3", "--dir"])
             .arg(dir.path().join("tls"))
             .output()
             .unwrap();
@@ -86,11 +90,15 @@ impl Shard {
         );
         if !extra_tokens.is_empty() {
             use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .open(dir.path().join("tls").join("tokens.csv"))
-                .unwrap();
-            f.write_all(extra_tokens.as_bytes()).unwrap();
+            let tls = dir.path().join("tls");
+            let mut files = vec![tls.join("tokens.csv")];
+            files.extend(
+                (1..=N).map(|id| tls.join("nodes").join(id.to_string()).join("tokens.csv")),
+            );
+            for path in files {
+                let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+                f.write_all(extra_tokens.as_bytes()).unwrap();
+            }
         }
         let mut s = Shard {
             dir,
@@ -118,9 +126,15 @@ impl Shard {
             .join(",")
     }
 
-    /// The TLS directory (`ca.crt`, `tokens.csv`, ...).
+    /// The operator's TLS directory (`ca.crt`, `ca.key`, `tokens.csv`,
+    /// `peer-ca.*`, the operator's `peer.crt`, ...).
     pub fn tls_dir(&self) -> PathBuf {
         self.dir.path().join("tls")
+    }
+
+    /// Node `id`'s TLS directory, its `--tls-dir` and `--peer-tls-dir`.
+    pub fn node_tls_dir(&self, id: u64) -> PathBuf {
+        self.tls_dir().join("nodes").join(id.to_string())
     }
 
     /// The log file of node `id`.
@@ -154,17 +168,53 @@ impl Shard {
             .args(["--listen", &format!("127.0.0.1:{}", self.kv[i])])
             .args(["--api-listen", &format!("127.0.0.1:{}", self.api[i])])
             .arg("--tls-dir")
-            .arg(self.tls_dir())
+            .arg(self.node_tls_dir(id))
             .arg("--peer-tls-dir")
-            .arg(self.tls_dir())
+            .arg(self.node_tls_dir(id))
             .args(extra_args)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("TMC_NODE_LOG").unwrap_or("info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
         self.children[i] = Some(child);
+    }
+
+    /// The process id of node `id`, while it runs.
+    pub fn pid(&mut self, id: u64) -> Option<u32> {
+        let c = self.children[(id - 1) as usize].as_mut()?;
+        match c.try_wait() {
+            Ok(None) => Some(c.id()),
+            _ => None,
+        }
+    }
+
+    /// SIGSTOP: node `id` freezes, its sockets open.
+    pub fn pause(&self, id: u64) {
+        if let Some(c) = &self.children[(id - 1) as usize] {
+            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGSTOP) };
+        }
+    }
+
+    /// SIGCONT after [`Shard::pause`].
+    pub fn resume(&self, id: u64) {
+        if let Some(c) = &self.children[(id - 1) as usize] {
+            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGCONT) };
+        }
+    }
+
+    /// `GET /readyz` on node `id`'s API (no credentials): status and body;
+    /// `None` when it does not answer.
+    pub fn readyz(&self, id: u64) -> Option<(u16, String)> {
+        https_get(
+            self.api[(id - 1) as usize],
+            "/readyz",
+            &self.tls_dir().join("ca.crt"),
+        )
     }
 
     /// SIGKILLs node `id`.
@@ -432,6 +482,41 @@ impl Drop for Shard {
             self.kill(id);
         }
     }
+}
+
+/// One HTTPS GET to 127.0.0.1:`port` trusting the CA in `ca`, without
+/// credentials: status and body; `None` when there is no answer.
+pub fn https_get(port: u16, path: &str, ca: &Path) -> Option<(u16, String)> {
+    use rustls::pki_types::pem::PemObject;
+    use std::io::{Read, Write};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).ok()? {
+        roots.add(c.ok()?).ok()?;
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .ok()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").ok()?;
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).ok()?;
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    // An answer without close_notify still counts.
+    let _ = s.read_to_end(&mut raw);
+    let raw = String::from_utf8_lossy(&raw);
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, body.to_string()))
 }
 
 /// The newest kubectl: the member clusters' (see

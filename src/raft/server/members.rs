@@ -17,7 +17,10 @@
 //! The joining replica is started with `tmc serve --join`: it has no
 //! configuration and asks the leader for a snapshot on first contact.
 
-use super::{forward_allowed, http_error, raft_error, Handle, Input, MembershipChange, Node};
+use super::{
+    call_error, forward_allowed, http_error, raft_error, Handle, Input, MembershipChange, Node,
+    OutQueue,
+};
 use crate::raft::{Error, RequestId};
 use crate::store::Engine;
 use axum::extract::{Path, State};
@@ -25,13 +28,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::Json;
 use std::collections::HashMap;
-use tokio::sync::mpsc;
 
 /// Checks what only the transport knows (a raft address for a new voter),
 /// then proposes the change on `node`. Runs on the event loop.
 pub(super) fn propose<E: Engine>(
     node: &mut Node<E>,
-    outbound: &HashMap<u64, mpsc::Sender<super::Outbound>>,
+    outbound: &HashMap<u64, OutQueue>,
     change: MembershipChange,
 ) -> Result<RequestId, Error> {
     if let MembershipChange::AddVoter(id) = change {
@@ -60,13 +62,16 @@ async fn change(
     forward: bool,
 ) -> HttpResponse {
     match h.call(|tx| Input::Member(change, tx)).await {
-        Err(e) => http_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+        Err(e) => call_error(e),
         Ok(Ok(voters)) => Json(serde_json::json!({ "voters": voters })).into_response(),
         Ok(Err(Error::NotLeader { leader: Some(l) })) if forward => {
             let Some(addr) = h.kv_peers.get(&l).cloned() else {
                 return raft_error(&h, Error::NotLeader { leader: Some(l) });
             };
-            match forward_member(h.tls.as_deref(), &addr, method, id).await {
+            match h
+                .internal_request(l, method, &format!("/members/{id}"), &[])
+                .await
+            {
                 Ok((code, body)) => (
                     code,
                     [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -111,17 +116,6 @@ pub(super) async fn list(State(h): State<Handle>) -> HttpResponse {
         Ok(s) => {
             Json(serde_json::json!({ "voters": s.voters, "leader": s.leader })).into_response()
         }
-        Err(e) => http_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+        Err(e) => call_error(e),
     }
-}
-
-/// Sends the change to the leader's KV interface (marked not to be
-/// forwarded again); returns its answer.
-async fn forward_member(
-    tls: Option<&crate::raft::tls::PeerTls>,
-    addr: &str,
-    method: &str,
-    id: u64,
-) -> Result<(StatusCode, Vec<u8>), String> {
-    super::internal_request(tls, addr, method, &format!("/members/{id}"), &[]).await
 }
