@@ -1577,14 +1577,16 @@ async fn workspace_isolation_attacks() {
         ),
         case(
             "strategic-merge-quadratic",
-            "alice strategic-merges 60,000 finalizers with an element order into her ConfigMap",
+            "alice strategic-merges 60,000 finalizers in an element order and deletes them again, in one patch",
             alice.clone(),
             "PATCH",
             ws("root:a", &format!("{CMS}/cm-a")),
             json!({"metadata": {
-                "finalizers": (0..60_000).rev().map(|i| format!("x.io/f{i}")).collect::<Vec<_>>(),
+                "finalizers": (0..60_000).rev().map(|i| format!("x.io/{i}")).collect::<Vec<_>>(),
                 "$setElementOrder/finalizers":
-                    (0..60_000).rev().map(|i| format!("x.io/f{i}")).collect::<Vec<_>>(),
+                    (0..60_000).rev().map(|i| format!("x.io/{i}")).collect::<Vec<_>>(),
+                "$deleteFromPrimitiveList/finalizers":
+                    (0..60_000).map(|i| format!("x.io/{i}")).collect::<Vec<_>>(),
             }}),
             200,
             "",
@@ -1661,8 +1663,10 @@ async fn workspace_isolation_attacks() {
     )
     .await;
 
-    // strategic-merge-quadratic: applied, in the order asked; then the
-    // finalizers go again. The bombs changed nothing.
+    // strategic-merge-quadratic: merged, ordered and deleted again (the
+    // answer came in time: Go's algorithm, which tmc used, is quadratic
+    // in the list and held the request for minutes). The bombs changed
+    // nothing.
     let cm_a = api
         .admin(
             "GET",
@@ -1671,10 +1675,13 @@ async fn workspace_isolation_attacks() {
             200,
         )
         .await;
-    let fins = cm_a["metadata"]["finalizers"].as_array().unwrap();
-    assert_eq!(fins.len(), 60_000);
-    assert_eq!(fins[0], "x.io/f59999");
-    assert_eq!(fins[59_999], "x.io/f0");
+    assert!(
+        cm_a["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(|f| f.is_empty()),
+        "strategic-merge-quadratic left finalizers: {}",
+        cm_a["metadata"]["finalizers"]
+    );
     assert!(
         cm_a["data"]
             .as_object()
@@ -1684,13 +1691,6 @@ async fn workspace_isolation_attacks() {
         "a bomb changed cm-a: {}",
         cm_a["data"]
     );
-    api.admin(
-        "PATCH",
-        &ws("root:a", &format!("{CMS}/cm-a")),
-        json!({"metadata": {"finalizers": null}}),
-        200,
-    )
-    .await;
 
     // The exact message of one denial.
     let (_, v) = api
