@@ -29,6 +29,8 @@ use tmc::api::tls;
 
 const J: &str = "application/json";
 const MERGE: &str = "application/merge-patch+json";
+const JSON_PATCH: &str = "application/json-patch+json";
+const STRATEGIC: &str = "application/strategic-merge-patch+json";
 const ALICE: &str = "alice-token-0123456789";
 const BOB: &str = "bob-token-0123456789";
 const CAROL: &str = "carol-token-0123456789";
@@ -132,6 +134,18 @@ impl Api {
 
     async fn call(&self, cred: &Cred, method: &str, path: &str, body: Value) -> (u16, Value) {
         let ct = if method == "PATCH" { MERGE } else { J };
+        self.call_as(cred, method, path, ct, body).await
+    }
+
+    /// [`Api::call`] with a content type of the caller's choice.
+    async fn call_as(
+        &self,
+        cred: &Cred,
+        method: &str,
+        path: &str,
+        ct: &str,
+        body: Value,
+    ) -> (u16, Value) {
         let raw = match &body {
             Value::Null => Vec::new(),
             v => serde_json::to_vec(v).unwrap(),
@@ -229,6 +243,17 @@ fn user(name: &str) -> Value {
     json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name}])
 }
 
+/// A continue token as tmc writes them (base64 of `{"rv", "start"}`),
+/// naming revision `rv` and a start key in workspace `w`'s ConfigMaps of
+/// `default`.
+fn forged_continue(rv: u64, w: &str) -> String {
+    use base64::Engine as _;
+    let start = format!("/registry/core/configmaps/{w}/default/");
+    let token = json!({"rv": rv,
+        "start": base64::engine::general_purpose::STANDARD.encode(start)});
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string())
+}
+
 fn ws(w: &str, rest: &str) -> String {
     format!("/clusters/{w}{rest}")
 }
@@ -248,6 +273,17 @@ struct Case {
     body: Value,
     code: u16,
     reason: &'static str,
+    /// The body's content type when not the default (JSON; a merge patch
+    /// for PATCH).
+    content_type: Option<&'static str>,
+}
+
+impl Case {
+    /// The row with its body sent as `ct`.
+    fn with_content_type(mut self, ct: &'static str) -> Case {
+        self.content_type = Some(ct);
+        self
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -270,13 +306,20 @@ fn case(
         body,
         code,
         reason,
+        content_type: None,
     }
 }
 
 /// Checks a row: status and reason; a 401 says only "Unauthorized"; no
 /// response carries a Secret's data.
 async fn run(api: &Api, c: &Case) -> Value {
-    let (code, v) = api.call(&c.cred, c.method, &c.path, c.body.clone()).await;
+    let (code, v) = match c.content_type {
+        None => api.call(&c.cred, c.method, &c.path, c.body.clone()).await,
+        Some(ct) => {
+            api.call_as(&c.cred, c.method, &c.path, ct, c.body.clone())
+                .await
+        }
+    };
     assert_eq!(
         code, c.code,
         "{}: {} ({} {}) answered {v}",
@@ -1495,6 +1538,86 @@ async fn workspace_isolation_attacks() {
             201,
             "",
         ),
+        // --- resource bombs (issue 13) ---
+        case(
+            "json-patch-copy-bomb",
+            "alice doubles her ConfigMap's data forty times with JSON patch copies",
+            alice.clone(),
+            "PATCH",
+            ws("root:a", &format!("{CMS}/cm-a")),
+            Value::Array(
+                (0..40)
+                    .map(|i| json!({"op": "copy", "from": "/data", "path": format!("/data/c{i}")}))
+                    .collect(),
+            ),
+            413,
+            "RequestEntityTooLarge",
+        )
+        .with_content_type(JSON_PATCH),
+        case(
+            "object-over-etcd-limit",
+            "alice creates a 2 MiB ConfigMap (the body is under 3 MiB)",
+            alice.clone(),
+            "POST",
+            ws("root:a", CMS),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "huge"},
+                   "data": {"big": "x".repeat(2 << 20)}}),
+            413,
+            "RequestEntityTooLarge",
+        ),
+        case(
+            "patch-grows-past-etcd-limit",
+            "alice merge-patches 2 MiB into her ConfigMap",
+            alice.clone(),
+            "PATCH",
+            ws("root:a", &format!("{CMS}/cm-a")),
+            json!({"data": {"big": "x".repeat(2 << 20)}}),
+            413,
+            "RequestEntityTooLarge",
+        ),
+        case(
+            "strategic-merge-quadratic",
+            "alice strategic-merges 60,000 finalizers in an element order and deletes them again, in one patch",
+            alice.clone(),
+            "PATCH",
+            ws("root:a", &format!("{CMS}/cm-a")),
+            json!({"metadata": {
+                "finalizers": (0..60_000).rev().map(|i| format!("x.io/{i}")).collect::<Vec<_>>(),
+                "$setElementOrder/finalizers":
+                    (0..60_000).rev().map(|i| format!("x.io/{i}")).collect::<Vec<_>>(),
+                "$deleteFromPrimitiveList/finalizers":
+                    (0..60_000).map(|i| format!("x.io/{i}")).collect::<Vec<_>>(),
+            }}),
+            200,
+            "",
+        )
+        .with_content_type(STRATEGIC),
+        case(
+            "continue-token-future-revision",
+            "alice lists root:a with a forged continue token naming a revision not reached",
+            alice.clone(),
+            "GET",
+            get(
+                "root:a",
+                &format!("{CMS}?limit=1&continue={}", forged_continue(99_999_999_999, "root:a")),
+            ),
+            Value::Null,
+            504,
+            "Timeout",
+        ),
+        case(
+            "continue-token-other-list",
+            "alice pages root:a's ConfigMaps with a token that starts in root:b's",
+            alice.clone(),
+            "GET",
+            get(
+                "root:a",
+                &format!("{CMS}?limit=1&continue={}", forged_continue(1, "root:b")),
+            ),
+            Value::Null,
+            400,
+            "BadRequest",
+        ),
     ];
     assert!(cases.len() >= 40, "{} cases", cases.len());
     let mut seen = std::collections::HashSet::new();
@@ -1539,6 +1662,35 @@ async fn workspace_isolation_attacks() {
         200,
     )
     .await;
+
+    // strategic-merge-quadratic: merged, ordered and deleted again (the
+    // answer came in time: Go's algorithm, which tmc used, is quadratic
+    // in the list and held the request for minutes). The bombs changed
+    // nothing.
+    let cm_a = api
+        .admin(
+            "GET",
+            &ws("root:a", &format!("{CMS}/cm-a")),
+            Value::Null,
+            200,
+        )
+        .await;
+    assert!(
+        cm_a["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(|f| f.is_empty()),
+        "strategic-merge-quadratic left finalizers: {}",
+        cm_a["metadata"]["finalizers"]
+    );
+    assert!(
+        cm_a["data"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| !k.starts_with('c') && k != "big"),
+        "a bomb changed cm-a: {}",
+        cm_a["data"]
+    );
 
     // The exact message of one denial.
     let (_, v) = api

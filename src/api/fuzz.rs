@@ -1,12 +1,30 @@
-//! A fuzzer for the request edge: routing, body decoding, kind checks and
-//! patching, fed with mutated kcp/Kubernetes paths and object bodies.
+//! A fuzzer for everything a client's bytes reach before the store,
+//! in five targets taken in turn:
+//!
+//! - **request**: routing of mutated kcp/Kubernetes paths, body decoding
+//!   (JSON, YAML) and kind checks;
+//! - **protobuf**: `application/vnd.kubernetes.protobuf` bodies as
+//!   client-go sends them (magic prefix, `runtime.Unknown` envelope), built
+//!   with hostile numbers in their times and counts, then mutated
+//!   byte-wise;
+//! - **patch**: JSON, merge, strategic merge (with every directive) and
+//!   server-side apply bodies, mutated, applied to a live Deployment and
+//!   ConfigMap; a result must be bounded as the limits say (a JSON patch's
+//!   copies by [`patch::MAX_JSON_PATCH_COPY_BYTES`]);
+//! - **selector**: label and field selectors from fragments and random
+//!   bytes, parsed and matched against objects;
+//! - **continue**: continue tokens, mutated from real ones, listed against
+//!   an in-memory store.
 //!
 //! Run it with `tmc debug fuzz-api --seconds 600 [--seed N]`; it stops at
 //! the first input that panics (or breaks an invariant), prints that input
-//! and exits non-zero. A short run is part of the tests; the 10-minute
-//! run's result is in docs/api.md. Invariants checked besides "no panic":
-//! a routed resource request never carries a name or namespace with `/`,
-//! `%` or a `.`/`..` segment, and a routed workspace always parses again.
+//! and exits non-zero. A short run is part of the tests; the long run's
+//! result is in docs/api.md. Invariants checked besides "no panic": a
+//! routed resource request never carries a name or namespace with `/`,
+//! `%` or a `.`/`..` segment, a routed workspace always parses again, a
+//! patched object is never larger than the live one plus the patch's body
+//! plus the copy budget, and a continue token is either refused or lists
+//! only keys of its own list.
 
 use super::request::{self, Target, WorkspaceSel};
 use super::{object, patch, resources};
@@ -128,8 +146,21 @@ fn mutate(rng: &mut StdRng, seed: &[u8]) -> Vec<u8> {
     b
 }
 
-/// One iteration; `Err` names a broken invariant.
-fn one(rng: &mut StdRng) -> Result<(), String> {
+/// The fuzz targets, in the order they are taken.
+pub const TARGETS: [&str; 5] = ["request", "protobuf", "patch", "selector", "continue"];
+
+/// One iteration of target `n % 5`; `Err` names a broken invariant.
+fn one(rng: &mut StdRng, n: u64, store: &ListFixture) -> Result<(), String> {
+    match n % 5 {
+        0 => request_target(rng),
+        1 => protobuf_target(rng),
+        2 => patch_target(rng),
+        3 => selector_target(rng),
+        _ => continue_target(rng, store),
+    }
+}
+
+fn request_target(rng: &mut StdRng) -> Result<(), String> {
     let path = random_path(rng);
     if let Ok(route) = request::route(&path) {
         if let Some(WorkspaceSel::One(ws)) = &route.workspace {
@@ -170,22 +201,287 @@ fn one(rng: &mut StdRng) -> Result<(), String> {
     Ok(())
 }
 
+/// Numbers a hostile sender likes.
+fn hostile_i64(rng: &mut StdRng) -> i64 {
+    const EDGES: [i64; 10] = [
+        0,
+        -1,
+        1,
+        i64::MIN,
+        i64::MAX,
+        i32::MIN as i64,
+        i32::MAX as i64,
+        -1_000_000_000,
+        999_999_999,
+        253_402_300_800, // year 10000
+    ];
+    if rng.random_bool(0.6) {
+        EDGES[rng.random_range(0..EDGES.len())]
+    } else {
+        rng.random()
+    }
+}
+
+fn protobuf_target(rng: &mut StdRng) -> Result<(), String> {
+    let seconds = hostile_i64(rng);
+    let nanos = hostile_i64(rng) as i32;
+    let bodies = super::protobuf::sample_bodies(seconds, nanos);
+    let mut body = bodies[rng.random_range(0..bodies.len())].clone();
+    if rng.random_bool(0.5) {
+        // Keep the magic prefix most of the time: past it is the decoder.
+        let keep = if rng.random_bool(0.9) { 4 } else { 0 };
+        let tail = mutate(rng, &body[keep..]);
+        body.truncate(keep);
+        body.extend(tail);
+    }
+    if let Ok(v) = object::decode_body(Some(super::protobuf::MEDIA_TYPE), &body) {
+        if v.get("kind").and_then(|k| k.as_str()) == Some("DeleteOptions") {
+            return Ok(());
+        }
+        let info = &resources::RESOURCES[rng.random_range(0..resources::RESOURCES.len())];
+        let _ = object::check_kind(info, &v);
+        let _ = object::check_shape(info, &v);
+    }
+    Ok(())
+}
+
+const PATCH_SEEDS: &[(&str, &str)] = &[
+    ("application/json-patch+json", r#"[{"op":"replace","path":"/spec/replicas","value":3},{"op":"test","path":"/metadata/name","value":"web"}]"#),
+    ("application/json-patch+json", r#"[{"op":"copy","from":"/spec","path":"/spec/a"},{"op":"copy","from":"/spec","path":"/spec/b"},{"op":"move","from":"/spec/a","path":"/metadata/labels/x"},{"op":"remove","path":"/spec/b"},{"op":"add","path":"/metadata/finalizers/-","value":"f"}]"#),
+    ("application/merge-patch+json", r#"{"metadata":{"labels":{"a":null,"b":"c"}},"spec":{"replicas":null,"template":{"spec":{"containers":[{"name":"d"}]}}}}"#),
+    ("application/strategic-merge-patch+json", r#"{"spec":{"template":{"spec":{"containers":[{"name":"c","$patch":"delete"},{"name":"n","image":"i"}],"$setElementOrder/containers":[{"name":"n"},{"name":"c"}]}}}}"#),
+    ("application/strategic-merge-patch+json", r#"{"metadata":{"$deleteFromPrimitiveList/finalizers":["f"],"finalizers":["g","h"],"$setElementOrder/finalizers":["h","g"]},"spec":{"strategy":{"$retainKeys":["type"],"type":"Recreate"}}}"#),
+    ("application/strategic-merge-patch+json", r#"{"spec":{"template":{"spec":{"containers":[{"$patch":"replace"},{"name":"x","env":[{"name":"A","$patch":"delete"},{"name":"B","value":"2"}]}],"volumes":[{"name":"v","$retainKeys":["name","emptyDir"],"emptyDir":{}}]}}},"$patch":"merge"}"#),
+    ("application/apply-patch+yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: default\n  labels: {a: b}\nspec:\n  replicas: 3\n  template:\n    spec:\n      containers:\n      - name: c\n        image: j\n        ports: [{containerPort: 80}]\n"),
+];
+
+fn patch_target(rng: &mut StdRng) -> Result<(), String> {
+    let (ct, seed) = PATCH_SEEDS[rng.random_range(0..PATCH_SEEDS.len())];
+    let body = if rng.random_bool(0.8) {
+        mutate(rng, seed.as_bytes())
+    } else {
+        seed.as_bytes().to_vec()
+    };
+    let live: serde_json::Value =
+        serde_json::from_slice(SEEDS[if rng.random_bool(0.8) { 0 } else { 1 }].as_bytes())
+            .expect("seed JSON");
+    let gk = match live["kind"].as_str() {
+        Some("Deployment") => patch::GroupKind::new("apps", "Deployment"),
+        _ => patch::GroupKind::new("", "ConfigMap"),
+    };
+    let Some(ty) = patch::PatchType::from_content_type(ct) else {
+        return Err(format!("seed content type {ct} unknown"));
+    };
+    let result = if ty == patch::PatchType::Apply {
+        let Ok(applied) = object::decode_body(Some(ct), &body) else {
+            return Ok(());
+        };
+        super::apply::server_side_apply(
+            &gk,
+            Some(&live),
+            &applied,
+            "fuzz",
+            rng.random_bool(0.5),
+            "2026-12-07T00:00:00Z",
+        )
+        .ok()
+    } else {
+        patch::apply_patch(&gk, &live, ty, &body).ok()
+    };
+    if let Some(out) = result {
+        let grown = serde_json::to_vec(&out).map(|v| v.len()).unwrap_or(0);
+        let live_len = serde_json::to_vec(&live).map(|v| v.len()).unwrap_or(0);
+        // Managed fields of an apply take a few hundred bytes per field.
+        let bound = live_len + 64 * body.len() + patch::MAX_JSON_PATCH_COPY_BYTES + 4096;
+        if grown > bound {
+            return Err(format!(
+                "a {ct} patch of {} bytes grew a {live_len}-byte object to {grown} bytes: {:?}",
+                body.len(),
+                String::from_utf8_lossy(&body)
+            ));
+        }
+    }
+    Ok(())
+}
+
+const SELECTOR_FRAGMENTS: &[&str] = &[
+    "a",
+    "b=c",
+    "a!=b",
+    "a==b",
+    "!a",
+    "a in (b,c)",
+    "a notin (b)",
+    "x.io/y=z",
+    "a=",
+    ",",
+    "(",
+    ")",
+    "in",
+    "notin",
+    " ",
+    "=",
+    "!",
+    "metadata.name=x",
+    "metadata.namespace!=y",
+    "spec.nodeName=",
+    "status.phase=Running",
+    "a>1",
+    "a<2",
+    "\\",
+    "é",
+    "\u{0}",
+];
+
+fn selector_target(rng: &mut StdRng) -> Result<(), String> {
+    let mut s = String::new();
+    for _ in 0..rng.random_range(0..6) {
+        if rng.random_bool(0.8) {
+            s.push_str(SELECTOR_FRAGMENTS[rng.random_range(0..SELECTOR_FRAGMENTS.len())]);
+        } else {
+            for _ in 0..rng.random_range(0..8) {
+                s.push(rng.random_range(0x20u8..0x7f) as char);
+            }
+        }
+        if rng.random_bool(0.5) {
+            s.push(',');
+        }
+    }
+    let objects = [
+        serde_json::from_str::<serde_json::Value>(SEEDS[0]).expect("seed JSON"),
+        serde_json::from_str(SEEDS[1]).expect("seed JSON"),
+        serde_json::json!({"metadata": {"labels": "not a map", "name": 1}}),
+        serde_json::json!([]),
+    ];
+    if let Ok(sel) = super::selector::LabelSelector::parse(&s) {
+        // What it prints parses again to the same selector.
+        let again = super::selector::LabelSelector::parse(&sel.to_string())
+            .map_err(|e| format!("label selector {s:?} printed as {sel} does not parse: {e}"))?;
+        if again.to_string() != sel.to_string() {
+            return Err(format!("label selector {s:?} does not print stably"));
+        }
+        for o in &objects {
+            let _ = sel.matches_object(o);
+        }
+    }
+    if let Ok(sel) = super::selector::FieldSelector::parse(&s) {
+        for o in &objects {
+            let _ = sel.matches(o);
+        }
+    }
+    Ok(())
+}
+
+/// A small store with two lists, for the continue target.
+pub struct ListFixture {
+    store: crate::store::Store<crate::store::MemoryEngine>,
+    mine: crate::store::Prefix,
+    tokens: Vec<String>,
+}
+
+impl ListFixture {
+    fn new() -> ListFixture {
+        use crate::store::{
+            Expectation, GroupResource, ListOptions, ObjectKey, Prefix, Store, StoreOptions, Txn,
+            TxnOp, Workspace,
+        };
+        let store = Store::open(
+            crate::store::MemoryEngine::new(),
+            StoreOptions {
+                sync: false,
+                changes_retention: 1_000,
+            },
+        )
+        .expect("an in-memory store opens");
+        let gr = GroupResource::new("", "configmaps").expect("a group resource");
+        for ws in ["root:a", "root:b"] {
+            let ws = Workspace::parse(ws).expect("a workspace");
+            for i in 0..6 {
+                let key = ObjectKey::namespaced(gr.clone(), ws.clone(), "ns", &format!("o{i}"))
+                    .expect("a key");
+                store
+                    .commit(Txn::new(vec![TxnOp::put_json(
+                        crate::store::Key::from(key),
+                        b"{}".to_vec(),
+                        Expectation::Any,
+                    )]))
+                    .expect("a write");
+            }
+        }
+        let mine = Prefix::namespace(&gr, &Workspace::parse("root:a").expect("ws"), "ns")
+            .expect("a prefix");
+        let mut tokens = Vec::new();
+        let mut opts = ListOptions {
+            limit: 1,
+            ..Default::default()
+        };
+        while let Some(t) = store.list(&mine, &opts).expect("a list").continue_token {
+            tokens.push(t.clone());
+            opts.continue_token = Some(t);
+        }
+        ListFixture {
+            store,
+            mine,
+            tokens,
+        }
+    }
+}
+
+fn continue_target(rng: &mut StdRng, f: &ListFixture) -> Result<(), String> {
+    let real = &f.tokens[rng.random_range(0..f.tokens.len())];
+    let token = match rng.random_range(0..3) {
+        0 => String::from_utf8_lossy(&mutate(rng, real.as_bytes())).into_owned(),
+        1 => {
+            // Mutate the decoded JSON, then encode it again.
+            use base64::Engine as _;
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            let json = b64.decode(real).unwrap_or_default();
+            b64.encode(mutate(rng, &json))
+        }
+        _ => real.clone(),
+    };
+    let _ = crate::store::continue_revision(&token);
+    let opts = crate::store::ListOptions {
+        limit: rng.random_range(0..4),
+        continue_token: Some(token.clone()),
+        revision: None,
+    };
+    if let Ok(page) = f.store.list(&f.mine, &opts) {
+        for r in &page.items {
+            if !f.mine.contains(&r.key) {
+                return Err(format!(
+                    "continue token {token:?} listed a key of another list"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs for `seconds` (or `iterations`, whichever ends first); returns
 /// the number of inputs tried, or the failing input's description.
 pub fn run(seed: u64, seconds: u64, iterations: u64) -> Result<u64, String> {
     let mut rng = StdRng::seed_from_u64(seed);
+    let fixture = ListFixture::new();
     let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
     let mut n = 0;
     while n < iterations && std::time::Instant::now() < until {
         let state = rng.clone();
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| one(&mut rng))) {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| one(&mut rng, n, &fixture)))
+        {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(format!("iteration {n}: {e}")),
+            Ok(Err(e)) => {
+                return Err(format!(
+                    "iteration {n} ({} target): {e}",
+                    TARGETS[(n % 5) as usize]
+                ))
+            }
             Err(_) => {
                 let mut replay = state;
                 let path = random_path(&mut replay);
                 return Err(format!(
-                    "iteration {n} panicked (seed {seed}); path {path:?}"
+                    "iteration {n} ({} target) panicked (seed {seed}); replay with this seed; first path {path:?}",
+                    TARGETS[(n % 5) as usize]
                 ));
             }
         }

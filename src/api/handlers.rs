@@ -433,11 +433,18 @@ impl ObjectApi {
                     "resourceVersionMatch is forbidden unless resourceVersion is provided",
                 ))
             }
-            (None, None) => {
-                if token.is_none() {
+            (None, None) => match &token {
+                None => {
                     self.shard.barrier().await.map_err(storage_error)?;
                 }
-            }
+                // A page of a list another replica began: wait (briefly)
+                // until this one has applied its revision.
+                Some(t) => {
+                    let rv = crate::store::continue_revision(t)
+                        .map_err(|e| ApiError::from(ShardError::Store(e)))?;
+                    self.wait_for(rv).await?;
+                }
+            },
             (Some("0"), Some("Exact")) => {
                 return Err(ApiError::bad_request(
                     "resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"0\"",
@@ -708,10 +715,10 @@ impl ObjectApi {
             child_rbac = workspace_admin_objects(&child, &caller.user)?;
         }
         super::validation::validate(info, &obj)?;
+        let value = object::encode_for_storage(&obj)?;
         if dry {
             return Ok((201, for_response(obj, 0, ws.as_str())));
         }
-        let value = serde_json::to_vec(&obj).map_err(|e| ApiError::internal(e.to_string()))?;
         ops.push(TxnOp::put_json(key.clone(), value, Expectation::Absent));
         if let Some((k, ns)) = child_default_ns {
             let v = serde_json::to_vec(&ns).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -956,17 +963,23 @@ impl ObjectApi {
                 return Ok((200, for_response(current, rec.mod_revision, ws.as_str())));
             }
             caller.admit(info, Some(&current), &mut new)?;
+            let remove = deleting(&new) && object::finalizers(&new).is_empty();
+            // What is stored is bounded; a stale record rewritten unchanged
+            // (re-encryption) is what it was.
+            let value = match (remove, new == current) {
+                (true, _) => None,
+                (false, false) => Some(object::encode_for_storage(&new)?),
+                (false, true) => {
+                    Some(serde_json::to_vec(&new).map_err(|e| ApiError::internal(e.to_string()))?)
+                }
+            };
             if dry {
                 return Ok((200, for_response(new, rec.mod_revision, ws.as_str())));
             }
             let expect = Expectation::ModRevision(rec.mod_revision);
-            let remove = deleting(&new) && object::finalizers(&new).is_empty();
-            let txn = if remove {
-                Txn::new(vec![TxnOp::delete(key.clone(), expect)])
-            } else {
-                let value =
-                    serde_json::to_vec(&new).map_err(|e| ApiError::internal(e.to_string()))?;
-                Txn::new(vec![TxnOp::put_json(key.clone(), value, expect)])
+            let txn = match value {
+                None => Txn::new(vec![TxnOp::delete(key.clone(), expect)]),
+                Some(value) => Txn::new(vec![TxnOp::put_json(key.clone(), value, expect)]),
             };
             match self.shard.write(txn).await {
                 Ok(c) => {

@@ -17,6 +17,26 @@ pub const CLUSTER_ANNOTATION: &str = "kcp.io/cluster";
 /// Largest request body accepted (kube-apiserver's limit is 3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
+/// Largest object stored, in bytes of its JSON: etcd's request limit
+/// (`--max-request-bytes`, 1.5 MiB), which kube-apiserver answers with 413.
+/// A patch or an apply can grow an object past what its body carried;
+/// this is the bound on what any write leaves in the store.
+pub const MAX_OBJECT: usize = 3 * 512 * 1024;
+
+/// The stored form of `obj`: its JSON, refused with 413 when it is larger
+/// than [`MAX_OBJECT`].
+pub fn encode_for_storage(obj: &Value) -> ApiResult<Vec<u8>> {
+    let value = serde_json::to_vec(obj).map_err(|e| ApiError::internal(e.to_string()))?;
+    if value.len() > MAX_OBJECT {
+        return Err(ApiError::too_large(format!(
+            "Request entity too large: the object would be {} bytes once stored; \
+             the limit is {MAX_OBJECT} bytes (1.5 MiB)",
+            value.len()
+        )));
+    }
+    Ok(value)
+}
+
 /// Decodes a request body: JSON, or YAML or Kubernetes protobuf when the
 /// content type says so.
 pub fn decode_body(content_type: Option<&str>, body: &[u8]) -> ApiResult<Value> {

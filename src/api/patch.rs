@@ -189,6 +189,11 @@ pub fn apply_patch(
 /// The most operations a JSON patch may have, as in kube-apiserver.
 pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
 
+/// The most bytes a JSON patch's `copy` operations may copy, together, as
+/// kube-apiserver's `JSONPatchMaxCopyBytes` (3 MiB). Without it, forty
+/// copies of an object into itself ask for 2^40 times its size.
+pub const MAX_JSON_PATCH_COPY_BYTES: usize = 3 * 1024 * 1024;
+
 fn apply_json_patch(live: &Value, body: &[u8]) -> Result<Value, PatchError> {
     let patch: json_patch::Patch =
         serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON patch: {e}")))?;
@@ -198,25 +203,74 @@ fn apply_json_patch(live: &Value, body: &[u8]) -> Result<Value, PatchError> {
             patch.0.len()
         )));
     }
+    // Operation by operation on a copy (all or none: a failure drops the
+    // copy), so that every `copy` is weighed before it is made. `add`,
+    // `replace` and `test` carry their values in the body, already bounded;
+    // `move` and `remove` do not grow the document.
     let mut doc = live.clone();
-    json_patch::patch(&mut doc, &patch).map_err(|e| {
-        let (op, detail) = match patch.0.get(e.operation) {
-            Some(json_patch::PatchOperation::Add(_)) => ("add", String::new()),
-            Some(json_patch::PatchOperation::Remove(_)) => ("remove", String::new()),
-            Some(json_patch::PatchOperation::Replace(_)) => ("replace", String::new()),
-            Some(json_patch::PatchOperation::Move(_)) => ("move", String::new()),
-            Some(json_patch::PatchOperation::Copy(_)) => ("copy", String::new()),
-            Some(json_patch::PatchOperation::Test(t)) => {
-                ("test", format!(" (expected {})", t.value))
+    let mut copied = 0usize;
+    for (i, op) in patch.0.iter().enumerate() {
+        if let json_patch::PatchOperation::Copy(c) = op {
+            if let Some(v) = doc.pointer(c.from.as_str()) {
+                copied += json_size(v, MAX_JSON_PATCH_COPY_BYTES - copied + 1);
+                if copied > MAX_JSON_PATCH_COPY_BYTES {
+                    return Err(PatchError::RequestEntityTooLarge(format!(
+                        "JSON patch operation {i} (copy) would copy more than \
+                         {MAX_JSON_PATCH_COPY_BYTES} bytes in all"
+                    )));
+                }
             }
-            None => ("unknown", String::new()),
-        };
-        PatchError::Invalid(format!(
-            "JSON patch operation {} ({op}) failed at path \"{}\": {}{detail}",
-            e.operation, e.path, e.kind
-        ))
-    })?;
+        }
+        json_patch::patch_unsafe(&mut doc, std::slice::from_ref(op)).map_err(|e| {
+            let (op, detail) = match op {
+                json_patch::PatchOperation::Add(_) => ("add", String::new()),
+                json_patch::PatchOperation::Remove(_) => ("remove", String::new()),
+                json_patch::PatchOperation::Replace(_) => ("replace", String::new()),
+                json_patch::PatchOperation::Move(_) => ("move", String::new()),
+                json_patch::PatchOperation::Copy(_) => ("copy", String::new()),
+                json_patch::PatchOperation::Test(t) => ("test", format!(" (expected {})", t.value)),
+            };
+            PatchError::Invalid(format!(
+                "JSON patch operation {i} ({op}) failed at path \"{}\": {}{detail}",
+                e.path, e.kind
+            ))
+        })?;
+    }
     Ok(doc)
+}
+
+/// The length of `v` as compact JSON, counted only up to `limit` (the
+/// count stops early past it), so weighing costs at most `limit` steps.
+fn json_size(v: &Value, limit: usize) -> usize {
+    let mut total = 0usize;
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        if total > limit {
+            break;
+        }
+        total += match v {
+            Value::Null => 4,
+            Value::Bool(b) => 4 + usize::from(!b),
+            // An upper bound of the text of a number is plenty here.
+            Value::Number(_) => 24,
+            Value::String(s) => s.len() + 2,
+            Value::Array(a) => {
+                stack.extend(a.iter());
+                a.len() + 1
+            }
+            Value::Object(m) => {
+                for (k, x) in m {
+                    total += k.len() + 3;
+                    if total > limit {
+                        break;
+                    }
+                    stack.push(x);
+                }
+                m.len() + 1
+            }
+        };
+    }
+    total
 }
 
 /// The RFC 7386 merge patch that turns `old` into `new`; `None` when equal.
@@ -333,36 +387,119 @@ fn element_kind(lists: &[&[Value]]) -> Result<Option<ElementKind>, PatchError> {
     Ok(seen)
 }
 
-/// The position of `item` in `list`: by merge key for maps, by value for
-/// scalars (`index` in strategicpatch).
-fn index_in(list: &[Value], item: &Value, key: Option<&str>) -> Option<usize> {
-    list.iter().position(|v| match key {
-        Some(k) => match (key_of(item, k), key_of(v, k)) {
-            (Some(a), Some(b)) => json_eq(a, b),
-            (None, None) => true,
-            _ => false,
+/// What identifies a list item for strategic merge: its merge key's value
+/// (maps) or its own value (scalars), under [`json_eq`]: two items are the
+/// same exactly when their identities are equal, so lists are matched
+/// through hash maps in linear time (Go's `strategicpatch` searches the
+/// list for every item: quadratic, which a 3 MiB patch turns into minutes).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Identity {
+    /// A map item without the merge key (they all match each other).
+    Absent,
+    /// A number, by its `f64` value (as Go's decoded JSON compares).
+    Number(u64),
+    /// Any other value, in a canonical text: object keys sorted, nested
+    /// numbers as written (nested values compare with `==`).
+    Other(String),
+}
+
+fn identity(item: &Value, key: Option<&str>) -> Identity {
+    let v = match key {
+        Some(k) => match key_of(item, k) {
+            Some(v) => v,
+            None => return Identity::Absent,
         },
-        None => json_eq(item, v),
-    })
+        None => item,
+    };
+    match v {
+        Value::Number(n) => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            // -0.0 == 0.0 in Go too.
+            Identity::Number(if f == 0.0 { 0 } else { f.to_bits() })
+        }
+        other => {
+            let mut out = String::new();
+            canonical(other, &mut out);
+            Identity::Other(out)
+        }
+    }
+}
+
+/// `v` as JSON text with object keys sorted: equal for `==`-equal values.
+fn canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                canonical(&m[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(x, out);
+            }
+            out.push(']');
+        }
+        // Nested numbers compare with `==`: -0.0 equals 0.0.
+        Value::Number(n) if n.is_f64() && n.as_f64() == Some(0.0) => out.push_str("0.0"),
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// The first position of every identity in a list (`index` in
+/// strategicpatch, answered by lookup).
+struct Positions(std::collections::HashMap<Identity, usize>);
+
+impl Positions {
+    fn of(list: &[Value], key: Option<&str>) -> Positions {
+        let mut map = std::collections::HashMap::with_capacity(list.len());
+        for (i, v) in list.iter().enumerate() {
+            map.entry(identity(v, key)).or_insert(i);
+        }
+        Positions(map)
+    }
+
+    fn get(&self, item: &Value, key: Option<&str>) -> Option<usize> {
+        self.0.get(&identity(item, key)).copied()
+    }
 }
 
 /// Splits `merged` into the items present in `by` and the others.
 fn partition(merged: Vec<Value>, by: &[Value], key: Option<&str>) -> (Vec<Value>, Vec<Value>) {
-    merged
-        .into_iter()
-        .partition(|v| index_in(by, v, key).is_some())
+    let by = Positions::of(by, key);
+    merged.into_iter().partition(|v| by.get(v, key).is_some())
 }
 
-/// Sorts `items` by their position in `order` (stable).
-fn sort_by_order(items: &mut [Value], order: &[Value], key: Option<&str>) {
-    items.sort_by_key(|v| index_in(order, v, key).unwrap_or(usize::MAX));
+/// Sorts `items` by their position in `order`, items not in it last; stable
+/// and linear (a bucket per position).
+fn sort_by_order(items: Vec<Value>, order: &[Value], key: Option<&str>) -> Vec<Value> {
+    let positions = Positions::of(order, key);
+    let mut buckets: Vec<Vec<Value>> = Vec::new();
+    buckets.resize_with(order.len() + 1, Vec::new);
+    for v in items {
+        let at = positions.get(&v, key).unwrap_or(order.len());
+        buckets[at].push(v);
+    }
+    buckets.into_iter().flatten().collect()
 }
 
 /// `normalizeElementOrder`: patch items in the patch's order, server-only
 /// items in the live order, then interleaved by the live order.
 fn normalize_order(
-    mut patch_items: Vec<Value>,
-    mut server_only: Vec<Value>,
+    patch_items: Vec<Value>,
+    server_only: Vec<Value>,
     patch_order: &[Value],
     server_order: &[Value],
     key: Option<&str>,
@@ -379,8 +516,9 @@ fn normalize_order(
             }
         }
     }
-    sort_by_order(&mut patch_items, patch_order, key);
-    sort_by_order(&mut server_only, server_order, key);
+    let patch_items = sort_by_order(patch_items, patch_order, key);
+    let server_only = sort_by_order(server_only, server_order, key);
+    let live = Positions::of(server_order, key);
     // `mergeSortedSlice`: a server-only item goes before a patch item only
     // when both are in the live list and it comes first there.
     let mut out = Vec::with_capacity(patch_items.len() + server_only.len());
@@ -392,7 +530,7 @@ fn normalize_order(
             (Some(_), None) => true,
             (None, Some(_)) => false,
             (Some(l), Some(r)) => matches!(
-                (index_in(server_order, l, key), index_in(server_order, r, key)),
+                (live.get(l, key), live.get(r, key)),
                 (Some(li), Some(ri)) if li < ri
             ),
         };
@@ -441,7 +579,9 @@ impl Strategic<'_> {
                     return Err(bad("invalid patch format of primitive list"));
                 };
                 if let Some(Value::Array(items)) = original.get_mut(field) {
-                    items.retain(|x| !to_delete.iter().any(|d| json_eq(x, d)));
+                    let to_delete: std::collections::HashSet<Identity> =
+                        to_delete.iter().map(|d| identity(d, None)).collect();
+                    items.retain(|x| !to_delete.contains(&identity(x, None)));
                 }
                 continue;
             }
@@ -509,9 +649,10 @@ impl Strategic<'_> {
         };
         match kind {
             ElementKind::String | ElementKind::Number | ElementKind::Bool | ElementKind::Null => {
+                let mut seen = std::collections::HashSet::new();
                 let mut merged: Vec<Value> = Vec::new();
                 for v in original.iter().chain(&patch) {
-                    if index_in(&merged, v, None).is_none() {
+                    if seen.insert(identity(v, None)) {
                         merged.push(v.clone());
                     }
                 }
@@ -543,13 +684,16 @@ impl Strategic<'_> {
     ) -> Result<(Vec<Value>, Vec<Value>), PatchError> {
         let mut rest = Vec::new();
         let mut replace = false;
+        let mut deleted = std::collections::HashSet::new();
         for v in patch {
             match v.get(DIRECTIVE) {
                 None => rest.push(v),
                 Some(d) => match d.as_str() {
                     Some("delete") => {
-                        let value = key_of(&v, key).ok_or_else(|| no_merge_key(&v, key))?;
-                        original.retain(|o| !key_of(o, key).is_some_and(|ov| json_eq(ov, value)));
+                        if key_of(&v, key).is_none() {
+                            return Err(no_merge_key(&v, key));
+                        }
+                        deleted.insert(identity(&v, Some(key)));
                     }
                     Some("replace") => replace = true,
                     Some("merge") => {
@@ -558,6 +702,10 @@ impl Strategic<'_> {
                     _ => return Err(bad(format!("Unknown patch type: {d} in map: {v}"))),
                 },
             }
+        }
+        if !deleted.is_empty() {
+            original
+                .retain(|o| key_of(o, key).is_none() || !deleted.contains(&identity(o, Some(key))));
         }
         if replace {
             let item = item_path(path);
@@ -580,14 +728,18 @@ impl Strategic<'_> {
         path: &str,
     ) -> Result<Vec<Value>, PatchError> {
         let item = item_path(path);
+        // Live items without the key never match a patch item (which must
+        // have it).
+        let mut positions = Positions::of(&original, Some(key));
+        positions.0.remove(&Identity::Absent);
         for v in patch {
             let Value::Object(p) = v else {
                 return Err(bad(format!("list item is not a map: {v}")));
             };
-            let value = p.get(key).ok_or_else(|| no_merge_key(v, key))?;
-            let found = original
-                .iter()
-                .position(|o| key_of(o, key).is_some_and(|ov| json_eq(ov, value)));
+            if !p.contains_key(key) {
+                return Err(no_merge_key(v, key));
+            }
+            let found = positions.get(v, Some(key));
             match found {
                 Some(i) => {
                     let Value::Object(o) = std::mem::take(&mut original[i]) else {
@@ -595,11 +747,14 @@ impl Strategic<'_> {
                     };
                     original[i] = Value::Object(self.merge_map(o, p.clone(), &item)?);
                 }
-                None => original.push(Value::Object(self.merge_map(
-                    Map::new(),
-                    p.clone(),
-                    &item,
-                )?)),
+                None => {
+                    positions.0.insert(identity(v, Some(key)), original.len());
+                    original.push(Value::Object(self.merge_map(
+                        Map::new(),
+                        p.clone(),
+                        &item,
+                    )?));
+                }
             }
         }
         Ok(original)
@@ -723,7 +878,8 @@ fn apply_retain_keys(
     let Value::Array(retain) = retain else {
         return Err(bad("invalid patch format of retainKeys"));
     };
-    let retained = |k: &str| retain.iter().any(|r| r.as_str() == Some(k));
+    let retain: std::collections::HashSet<&str> = retain.iter().filter_map(Value::as_str).collect();
+    let retained = |k: &str| retain.contains(k);
     for (k, v) in patch.iter() {
         if v.is_null()
             || k.starts_with(DELETE_FROM_PRIMITIVE_LIST)

@@ -114,6 +114,8 @@ pub fn decode(body: &[u8]) -> ApiResult<Value> {
                 ),
             )
         })?;
+    let mut budget = MAX_FIELDS;
+    count_fields(&desc, &raw, &mut budget, 0)?;
     let msg = DynamicMessage::decode(desc, raw.as_ref())
         .map_err(|e| bad(format!("malformed protobuf {kind}: {e}")))?;
     let mut obj = match message(&msg) {
@@ -125,11 +127,97 @@ pub fn decode(body: &[u8]) -> ApiResult<Value> {
     Ok(Value::Object(obj))
 }
 
-fn rfc3339(seconds: i64, micros: Option<u32>) -> Value {
-    match chrono::DateTime::from_timestamp(seconds, micros.unwrap_or(0) * 1000) {
-        Some(t) => Value::String(match micros {
-            Some(_) => t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
-            None => t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+/// The most fields (every occurrence, every element of a packed list) a
+/// protobuf body may hold. Each becomes a decoded value and a JSON value,
+/// a hundred bytes or more, from as little as two bytes on the wire: 3 MiB
+/// of empty messages would otherwise take hundreds of megabytes. A real
+/// object (a ConfigMap with ten thousand keys is three fields per key) is
+/// far below it.
+pub const MAX_FIELDS: usize = 100_000;
+
+/// Nesting deeper than this is refused (prost-reflect stops at 100 too).
+const MAX_DEPTH: usize = 100;
+
+/// Walks the wire form of a `desc` message without building it, taking
+/// one from `budget` per field; 413 when the budget runs out, 400 for
+/// what is not protobuf.
+fn count_fields(
+    desc: &prost_reflect::MessageDescriptor,
+    mut buf: &[u8],
+    budget: &mut usize,
+    depth: usize,
+) -> ApiResult<()> {
+    use prost_reflect::prost::encoding::{decode_key, decode_varint, WireType};
+    use prost_reflect::Kind;
+    let malformed = |e: &dyn std::fmt::Display| bad(format!("malformed protobuf: {e}"));
+    if depth > MAX_DEPTH {
+        return Err(bad("protobuf nesting is deeper than 100"));
+    }
+    fn take(budget: &mut usize, n: usize) -> ApiResult<()> {
+        if n > *budget {
+            return Err(ApiError::too_large(format!(
+                "the protobuf body holds more than {MAX_FIELDS} fields"
+            )));
+        }
+        *budget -= n;
+        Ok(())
+    }
+    while !buf.is_empty() {
+        let (tag, wire) = decode_key(&mut buf).map_err(|e| malformed(&e))?;
+        take(budget, 1)?;
+        match wire {
+            WireType::Varint => {
+                decode_varint(&mut buf).map_err(|e| malformed(&e))?;
+            }
+            WireType::SixtyFourBit | WireType::ThirtyTwoBit => {
+                let n = if wire == WireType::SixtyFourBit { 8 } else { 4 };
+                if buf.len() < n {
+                    return Err(bad("malformed protobuf: truncated field"));
+                }
+                buf = &buf[n..];
+            }
+            WireType::LengthDelimited => {
+                let len = decode_varint(&mut buf).map_err(|e| malformed(&e))?;
+                let len = usize::try_from(len)
+                    .ok()
+                    .filter(|&l| l <= buf.len())
+                    .ok_or_else(|| bad("malformed protobuf: a length past the end"))?;
+                let (inner, rest) = buf.split_at(len);
+                buf = rest;
+                match desc.get_field(tag).map(|f| (f.kind(), f.is_list())) {
+                    Some((Kind::Message(m), _)) => count_fields(&m, inner, budget, depth + 1)?,
+                    // A packed list: at least one byte per element.
+                    Some((Kind::String | Kind::Bytes, _)) | None => {}
+                    Some((_, true)) => take(budget, len)?,
+                    Some((_, false)) => {}
+                }
+            }
+            WireType::StartGroup | WireType::EndGroup => {
+                return Err(bad("malformed protobuf: groups are not used by Kubernetes"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The RFC 3339 form of `seconds` and `nanos` since the epoch, as Go's
+/// `time.Unix(seconds, nanos)` reads them: nanoseconds outside
+/// `[0, 1e9)`, negative ones too, carry into the seconds. `micro` keeps
+/// microseconds (`MicroTime`); otherwise whole seconds (`Time`). A time
+/// chrono cannot represent (the sender's values are arbitrary) is left out.
+fn rfc3339(seconds: i64, nanos: i64, micro: bool) -> Value {
+    const NANOS: i64 = 1_000_000_000;
+    let Some(secs) = seconds.checked_add(nanos.div_euclid(NANOS)) else {
+        return Value::Null;
+    };
+    // In [0, 1e9): fits a u32.
+    let sub = nanos.rem_euclid(NANOS) as u32;
+    let sub = if micro { sub / 1000 * 1000 } else { 0 };
+    match chrono::DateTime::from_timestamp(secs, sub) {
+        Some(t) => Value::String(if micro {
+            t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+        } else {
+            t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
         }),
         None => Value::Null,
     }
@@ -194,7 +282,7 @@ fn message(m: &DynamicMessage) -> Value {
             return if s == 0 && n == 0 {
                 Value::Null
             } else {
-                rfc3339(s, None)
+                rfc3339(s, n, false)
             };
         }
         Some("MicroTime") => {
@@ -202,7 +290,7 @@ fn message(m: &DynamicMessage) -> Value {
             return if s == 0 && n == 0 {
                 Value::Null
             } else {
-                rfc3339(s, Some((n / 1000) as u32))
+                rfc3339(s, n, true)
             };
         }
         Some("Duration") => return Value::String(go_duration(int(field("duration")))),
@@ -298,31 +386,97 @@ fn value(v: &PValue) -> Value {
     }
 }
 
+/// `raw`, a `kind` message's bytes, wrapped in the envelope client-go
+/// sends (magic prefix, `runtime.Unknown`).
+pub(crate) fn envelope(api_version: &str, kind: &str, raw: Vec<u8>) -> Vec<u8> {
+    use prost_reflect::prost::Message as _;
+    let message = |name: &str| {
+        DynamicMessage::new(
+            pool()
+                .get_message_by_name(name)
+                .expect("the message is in the descriptor set"),
+        )
+    };
+    let mut tm = message("k8s.io.apimachinery.pkg.runtime.TypeMeta");
+    tm.set_field_by_name("apiVersion", PValue::String(api_version.into()));
+    tm.set_field_by_name("kind", PValue::String(kind.into()));
+    let mut u = message("k8s.io.apimachinery.pkg.runtime.Unknown");
+    u.set_field_by_name("typeMeta", PValue::Message(tm));
+    u.set_field_by_name("raw", PValue::Bytes(raw.into()));
+    let mut out = MAGIC.to_vec();
+    out.extend(u.encode_to_vec());
+    out
+}
+
+/// Protobuf bodies as client-go sends them, with the times in them set to
+/// `seconds` and `nanos`: seeds for the fuzzer ([`super::fuzz`]).
+pub(crate) fn sample_bodies(seconds: i64, nanos: i32) -> Vec<Vec<u8>> {
+    use prost_reflect::prost::Message as _;
+    let message = |name: &str| {
+        DynamicMessage::new(
+            pool()
+                .get_message_by_name(name)
+                .expect("the message is in the descriptor set"),
+        )
+    };
+    let time = |name: &str| {
+        let mut t = message(&format!("{META}.{name}"));
+        t.set_field_by_name("seconds", PValue::I64(seconds));
+        t.set_field_by_name("nanos", PValue::I32(nanos));
+        PValue::Message(t)
+    };
+    let mut meta = message(&format!("{META}.ObjectMeta"));
+    meta.set_field_by_name("name", PValue::String("x".into()));
+    meta.set_field_by_name("creationTimestamp", time("Time"));
+    meta.set_field_by_name(
+        "labels",
+        PValue::Map([(MapKey::String("a".into()), PValue::String("b".into()))].into()),
+    );
+    let mut cm = message("k8s.io.api.core.v1.ConfigMap");
+    cm.set_field_by_name("metadata", PValue::Message(meta.clone()));
+    cm.set_field_by_name(
+        "binaryData",
+        PValue::Map(
+            [(
+                MapKey::String("k".into()),
+                PValue::Bytes(vec![0, 1, 2].into()),
+            )]
+            .into(),
+        ),
+    );
+    let mut event = message("k8s.io.api.core.v1.Event");
+    event.set_field_by_name("metadata", PValue::Message(meta.clone()));
+    event.set_field_by_name("eventTime", time("MicroTime"));
+    event.set_field_by_name("count", PValue::I32(nanos));
+    let mut ru = message("k8s.io.api.apps.v1.RollingUpdateDeployment");
+    let mut pct = message("k8s.io.apimachinery.pkg.util.intstr.IntOrString");
+    pct.set_field_by_name("type", PValue::I64(seconds));
+    pct.set_field_by_name("strVal", PValue::String("25%".into()));
+    ru.set_field_by_name("maxSurge", PValue::Message(pct));
+    let mut strategy = message("k8s.io.api.apps.v1.DeploymentStrategy");
+    strategy.set_field_by_name("rollingUpdate", PValue::Message(ru));
+    let mut spec = message("k8s.io.api.apps.v1.DeploymentSpec");
+    spec.set_field_by_name("replicas", PValue::I32(nanos));
+    spec.set_field_by_name("strategy", PValue::Message(strategy));
+    spec.set_field_by_name("minReadySeconds", PValue::I32(nanos));
+    let mut d = message("k8s.io.api.apps.v1.Deployment");
+    d.set_field_by_name("metadata", PValue::Message(meta));
+    d.set_field_by_name("spec", PValue::Message(spec));
+    let mut opts = message(&format!("{META}.DeleteOptions"));
+    opts.set_field_by_name("gracePeriodSeconds", PValue::I64(seconds));
+    vec![
+        envelope("v1", "ConfigMap", cm.encode_to_vec()),
+        envelope("v1", "Event", event.encode_to_vec()),
+        envelope("apps/v1", "Deployment", d.encode_to_vec()),
+        envelope("v1", "DeleteOptions", opts.encode_to_vec()),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use prost_reflect::prost::Message as _;
     use serde_json::json;
-
-    /// Encodes a JSON object the way client-go would (via a dynamic
-    /// message), wrapped in the envelope.
-    fn envelope(api_version: &str, kind: &str, raw: Vec<u8>) -> Vec<u8> {
-        let unknown = pool()
-            .get_message_by_name("k8s.io.apimachinery.pkg.runtime.Unknown")
-            .unwrap();
-        let tm_desc = pool()
-            .get_message_by_name("k8s.io.apimachinery.pkg.runtime.TypeMeta")
-            .unwrap();
-        let mut tm = DynamicMessage::new(tm_desc);
-        tm.set_field_by_name("apiVersion", PValue::String(api_version.into()));
-        tm.set_field_by_name("kind", PValue::String(kind.into()));
-        let mut u = DynamicMessage::new(unknown);
-        u.set_field_by_name("typeMeta", PValue::Message(tm));
-        u.set_field_by_name("raw", PValue::Bytes(raw.into()));
-        let mut out = MAGIC.to_vec();
-        out.extend(u.encode_to_vec());
-        out
-    }
 
     fn msg(name: &str) -> DynamicMessage {
         DynamicMessage::new(pool().get_message_by_name(name).unwrap())
@@ -391,6 +545,74 @@ mod tests {
         assert_eq!(go_duration(90 * 60 * 1_000_000_000), "1h30m0s");
         assert_eq!(go_duration(1_500_000_000), "1.5s");
         assert_eq!(go_duration(2_000_000), "2ms");
+    }
+
+    /// 3 MiB of empty messages would decode into hundreds of megabytes:
+    /// the fields are counted on the wire first. A big real object passes.
+    #[test]
+    fn a_body_of_countless_fields_is_refused_before_decoding() {
+        // ConfigMap.metadata (field 1) holding many empty `finalizers`
+        // strings (field 14): two bytes each.
+        let mut meta = Vec::new();
+        for _ in 0..(MAX_FIELDS + 1) {
+            meta.extend_from_slice(&[14 << 3 | 2, 0]);
+        }
+        let mut cm = vec![1 << 3 | 2];
+        prost_reflect::prost::encoding::encode_varint(meta.len() as u64, &mut cm);
+        cm.extend(meta);
+        let e = decode(&envelope("v1", "ConfigMap", cm))
+            .unwrap_err()
+            .to_status();
+        assert_eq!(e["code"], 413, "{e}");
+        let mut data = std::collections::HashMap::new();
+        for i in 0..10_000 {
+            data.insert(
+                MapKey::String(format!("key-{i}")),
+                PValue::String("value".into()),
+            );
+        }
+        let mut cm = msg("k8s.io.api.core.v1.ConfigMap");
+        cm.set_field_by_name("data", PValue::Map(data));
+        let v = decode(&envelope("v1", "ConfigMap", cm.encode_to_vec())).unwrap();
+        assert_eq!(v["data"].as_object().unwrap().len(), 10_000);
+    }
+
+    /// A sender's seconds and nanos are arbitrary: negative or oversized
+    /// nanos carry into the seconds as Go's `time.Unix` does, and times
+    /// past what can be represented are left out. None panics (a negative
+    /// `MicroTime.nanos` once overflowed a `u32`).
+    #[test]
+    fn hostile_times_carry_or_are_left_out() {
+        let micro = |s: i64, n: i32| {
+            let mut t = msg("k8s.io.apimachinery.pkg.apis.meta.v1.MicroTime");
+            t.set_field_by_name("seconds", PValue::I64(s));
+            t.set_field_by_name("nanos", PValue::I32(n));
+            message(&t)
+        };
+        assert_eq!(
+            micro(1_700_000_000, -1),
+            json!("2023-11-14T22:13:19.999999Z")
+        );
+        assert_eq!(
+            micro(1_700_000_000, -1_500_000_000),
+            json!("2023-11-14T22:13:18.500000Z")
+        );
+        assert_eq!(
+            micro(1_700_000_000, 2_000_000_123),
+            json!("2023-11-14T22:13:22.000000Z")
+        );
+        assert_eq!(
+            micro(1_700_000_000, 1_000),
+            json!("2023-11-14T22:13:20.000001Z")
+        );
+        assert_eq!(micro(i64::MAX, i32::MAX), Value::Null);
+        assert_eq!(micro(i64::MIN, i32::MIN), Value::Null);
+        let mut t = msg("k8s.io.apimachinery.pkg.apis.meta.v1.Time");
+        t.set_field_by_name("seconds", PValue::I64(1_700_000_000));
+        t.set_field_by_name("nanos", PValue::I32(-5));
+        assert_eq!(message(&t), json!("2023-11-14T22:13:19Z"));
+        t.set_field_by_name("seconds", PValue::I64(i64::MIN));
+        assert_eq!(message(&t), Value::Null);
     }
 
     #[test]

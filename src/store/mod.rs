@@ -29,8 +29,8 @@ pub use keys::{ClusterRef, GroupResource, Key, ObjectKey, Prefix};
 pub use names::{NameRule, Workspace};
 pub use rocks::{RocksEngine, RocksOptions};
 pub use store::{
-    Change, ChangeKind, Committed, EncodingTag, ListOptions, ListPage, OpResult, Record, Store,
-    StoreOptions, Txn, TxnOp,
+    continue_revision, Change, ChangeKind, Committed, EncodingTag, ListOptions, ListPage, OpResult,
+    Record, Store, StoreOptions, Txn, TxnOp,
 };
 
 /// Opens a RocksDB-backed store in `dir`.

@@ -846,6 +846,26 @@ impl<E: Engine> Store<E> {
         })
     }
 
+    /// The key a change record is about, without decoding its values.
+    fn change_key_of(&self, k: &[u8], raw: &[u8]) -> Result<Vec<u8>> {
+        /// The leading field of [`ChangeEntry`].
+        #[derive(Deserialize)]
+        struct ChangeHead {
+            #[serde(with = "serde_bytes")]
+            key: Vec<u8>,
+        }
+        let env = codec::decode(Cf::Changes.name(), k, raw)?;
+        let (head, _): (ChangeHead, usize) =
+            bincode::serde::decode_from_slice(&env.body, bincode_config()).map_err(|e| {
+                Error::Corrupt {
+                    cf: Cf::Changes.name(),
+                    key: printable_key(k),
+                    reason: format!("undecodable change record: {e}"),
+                }
+            })?;
+        Ok(head.key)
+    }
+
     /// The changes with revision greater than `after`, in order, at most
     /// `limit` of them (0: no limit). `after` older than the compacted
     /// revision gives [`Error::Compacted`].
@@ -892,6 +912,15 @@ impl<E: Engine> Store<E> {
                     return Err(Error::InvalidContinue(
                         "the token belongs to another list".into(),
                     ));
+                }
+                // Only this store's own tokens name a revision it has
+                // reached: a forged one would list a moving state.
+                let current = reader.revision();
+                if t.0 > current {
+                    return Err(Error::FutureRevision {
+                        requested: t.0,
+                        current,
+                    });
                 }
                 (t.0, t.1)
             }
@@ -945,18 +974,34 @@ impl<E: Engine> Store<E> {
         // Overlay: keys changed after `revision` get their value at it. The
         // change log is read after the data, and both are written in one
         // batch, so every newer value the scan saw has its change record.
+        // The log is ordered by revision, not key: every record since
+        // `revision` is looked at, but only by its key; only the page's own
+        // keys are decoded and kept, so memory is the page's, whatever
+        // other workspaces wrote meanwhile.
         {
             let mut first_change: BTreeMap<Vec<u8>, Option<Record>> = BTreeMap::new();
-            for ch in self.changes_in(&reader, revision, 0)? {
-                let in_window = ch.key.as_slice() >= start.as_slice()
+            let from = change_key(revision.saturating_add(1), 0);
+            for item in reader.engine().scan(Cf::Changes, &from, &[])? {
+                let (k, v) = item?;
+                let key = self.change_key_of(&k, &v)?;
+                let in_window = key.as_slice() >= start.as_slice()
                     && if exhausted {
-                        end.is_empty() || ch.key.as_slice() < end.as_slice()
+                        end.is_empty() || key.as_slice() < end.as_slice()
                     } else {
-                        ch.key <= window_end
+                        key <= window_end
                     };
-                if in_window && !first_change.contains_key(&ch.key) {
-                    first_change.insert(ch.key.clone(), ch.prev);
+                if in_window && !first_change.contains_key(&key) {
+                    first_change.insert(key, self.decode_change(&k, &v)?.prev);
                 }
+            }
+            // A compaction that raced with the scan may have removed
+            // records the overlay needed: say so rather than list a mix.
+            let compacted = reader.compacted();
+            if revision < compacted {
+                return Err(Error::Compacted {
+                    requested: revision,
+                    oldest: compacted,
+                });
             }
             for (k, at_rev) in first_change {
                 match at_rev {
@@ -1006,6 +1051,13 @@ fn encode_continue(rv: u64, start: &[u8]) -> String {
     };
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(serde_json::to_vec(&t).expect("token encodes"))
+}
+
+/// The revision a continue token lists at, so that a replica behind it can
+/// wait until it has applied that much; [`Error::InvalidContinue`] for
+/// anything this store did not write.
+pub fn continue_revision(token: &str) -> Result<u64> {
+    decode_continue(token).map(|(rv, _)| rv)
 }
 
 fn decode_continue(token: &str) -> Result<(u64, Vec<u8>)> {
@@ -1073,6 +1125,102 @@ mod tests {
             .iter()
             .map(|r| String::from_utf8_lossy(&r.value).into_owned())
             .collect()
+    }
+
+    /// A continue token is this store's own: one naming a revision the
+    /// store has not reached (forged, it would page through a moving
+    /// state) or another list is refused; a page at an old revision is
+    /// consistent however much other keys changed since.
+    #[test]
+    fn continue_tokens_are_checked_and_pages_read_only_their_keys() {
+        let store = Store::open(MemoryEngine::new(), opts(100_000)).unwrap();
+        for i in 0..4 {
+            put(&store, &format!("k{i}"), "v0");
+        }
+        let page = store
+            .list(
+                &prefix(),
+                &ListOptions {
+                    limit: 2,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let token = page.continue_token.clone().unwrap();
+        assert_eq!(continue_revision(&token).unwrap(), page.revision);
+        // Other lists' keys change a lot meanwhile; this list's too.
+        let other = |i: usize| -> Key {
+            let gr = GroupResource::new("", "secrets").unwrap();
+            ObjectKey::namespaced(
+                gr,
+                Workspace::parse("root:other").unwrap(),
+                "ns",
+                &format!("s{i}"),
+            )
+            .unwrap()
+            .into()
+        };
+        for i in 0..500 {
+            store
+                .commit(Txn::new(vec![TxnOp::put_json(
+                    other(i % 7),
+                    vec![b'x'; 1000],
+                    Expectation::Any,
+                )]))
+                .unwrap();
+        }
+        put(&store, "k3", "v1");
+        store
+            .commit(Txn::new(vec![TxnOp::delete(key("k2"), Expectation::Any)]))
+            .unwrap();
+        let next = store
+            .list(
+                &prefix(),
+                &ListOptions {
+                    limit: 2,
+                    continue_token: Some(token),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let values: Vec<_> = next
+            .items
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+            .collect();
+        assert_eq!(values, vec!["{\"v\":\"v0\"}", "{\"v\":\"v0\"}"]);
+        assert_eq!(next.revision, page.revision);
+        assert!(next.continue_token.is_none());
+
+        // A token for a revision not reached yet.
+        let future = encode_continue(store.revision() + 1, prefix().start());
+        assert!(matches!(
+            store.list(
+                &prefix(),
+                &ListOptions {
+                    continue_token: Some(future),
+                    ..Default::default()
+                }
+            ),
+            Err(Error::FutureRevision { .. })
+        ));
+        // Not base64, not a token, revision 0, another list's key.
+        let other_start = encode_continue(store.revision(), &other(0).encode());
+        for bad in [
+            "!!".to_string(),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b"{}"),
+            encode_continue(0, prefix().start()),
+            other_start,
+        ] {
+            let r = store.list(
+                &prefix(),
+                &ListOptions {
+                    continue_token: Some(bad.clone()),
+                    ..Default::default()
+                },
+            );
+            assert!(matches!(r, Err(Error::InvalidContinue(_))), "{bad}: {r:?}");
+        }
     }
 
     /// While a replacement serves reads, the live engine can be in any

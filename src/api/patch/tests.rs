@@ -941,3 +941,97 @@ fn strategicpatch_custom_cases() {
         "{err}"
     );
 }
+
+/// Forty copies of an object into itself would ask for 2^40 times its
+/// size: the copies are weighed before they are made and stop at 3 MiB in
+/// all, with 413; copies within the budget still work, and a failing
+/// patch leaves nothing behind (the caller's object is untouched).
+#[test]
+fn json_patch_copies_are_bounded() {
+    let live = json!({"metadata": {"name": "x"}, "data": {"k": "v".repeat(1000)}});
+    let bomb: Vec<Value> = (0..40)
+        .map(|i| json!({"op": "copy", "from": "/data", "path": format!("/data/c{i}")}))
+        .collect();
+    let e = json_patch(live.clone(), Value::Array(bomb)).unwrap_err();
+    assert_eq!(e.code(), 413, "{e}");
+    assert!(e.to_string().contains("copy"), "{e}");
+    // Eleven doublings of 1 KB stay under 3 MiB.
+    let fine: Vec<Value> = (0..11)
+        .map(|i| json!({"op": "copy", "from": "/data", "path": format!("/data/c{i}")}))
+        .collect();
+    let out = json_patch(live.clone(), Value::Array(fine)).unwrap();
+    assert!(out["data"]["c10"]["c9"]["k"].is_string());
+    // The operation index of a failure is the patch's own.
+    let e = json_patch(
+        live,
+        json!([{"op": "copy", "from": "/data", "path": "/data/a"},
+               {"op": "test", "path": "/metadata/name", "value": "y"}]),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("operation 1 (test)"), "{e}");
+}
+
+/// Go's strategic merge searches lists item by item (quadratic); here
+/// lists are matched by hash, so a patch of 100,000 finalizers with an
+/// element order and deletions is answered at once, in the right order.
+#[test]
+fn strategic_merge_of_huge_lists_is_correct() {
+    let n = 100_000;
+    let name = |i: usize| format!("x.io/f{i}");
+    let live = json!({"metadata": {"name": "x",
+        "finalizers": (0..n).step_by(2).map(name).collect::<Vec<_>>()}});
+    let patch = json!({"metadata": {
+        "finalizers": (0..n).rev().map(name).collect::<Vec<_>>(),
+        "$setElementOrder/finalizers": (0..n).rev().map(name).collect::<Vec<_>>(),
+        "$deleteFromPrimitiveList/finalizers": (0..n).step_by(4).map(name).collect::<Vec<_>>(),
+    }});
+    let cm = GroupKind::new("", "ConfigMap");
+    let out = smp(&cm, &live, patch).unwrap();
+    let fins = out["metadata"]["finalizers"].as_array().unwrap();
+    // Merged, ordered as asked, then every fourth deleted.
+    assert_eq!(fins.len(), n - n / 4);
+    assert_eq!(fins[0], name(n - 1));
+    assert_eq!(fins[1], name(n - 2));
+    assert_eq!(fins[fins.len() - 1], name(1));
+    // Lists of maps by merge key, with deletions, at size.
+    let containers = |r: std::ops::Range<usize>| -> Vec<Value> {
+        r.map(|i| json!({"name": format!("c{i}"), "image": "a"}))
+            .collect()
+    };
+    let live = deploy_with(json!({"containers": containers(0..20_000)}));
+    let mut items: Vec<Value> = (0..20_000)
+        .step_by(2)
+        .map(|i| json!({"name": format!("c{i}"), "$patch": "delete"}))
+        .collect();
+    items.extend((20_000..40_000).map(|i| json!({"name": format!("c{i}"), "image": "b"})));
+    let out = smp(
+        &deployment(),
+        &live,
+        pod_patch(json!({"containers": items})),
+    )
+    .unwrap();
+    let got = pod_spec_of(&out)["containers"].as_array().unwrap();
+    // New items first (Go's `mergeSortedSlice`), then the kept live ones.
+    assert_eq!(got.len(), 30_000);
+    assert_eq!(got[0]["name"], "c20000");
+    assert_eq!(got[19_999]["name"], "c39999");
+    assert_eq!(got[20_000]["name"], "c1");
+    assert_eq!(got[29_999]["name"], "c19999");
+}
+
+/// Items are the same exactly when Go's comparison says so: numbers by
+/// value (80 is 80.0), everything else by JSON equality, whatever the
+/// order of an object's keys.
+#[test]
+fn list_identity_follows_go_equality() {
+    let id = |v: Value| super::identity(&v, None);
+    assert_eq!(id(json!(80)), id(json!(80.0)));
+    assert_eq!(id(json!(0.0)), id(json!(-0.0)));
+    assert_ne!(id(json!(80)), id(json!("80")));
+    assert_eq!(id(json!({"a": 1, "b": [1]})), id(json!({"b": [1], "a": 1})));
+    assert_ne!(id(json!({"a": 1})), id(json!({"a": 1.0})));
+    assert_eq!(
+        super::identity(&json!({"x": 1}), Some("name")),
+        super::identity(&json!({"y": 2}), Some("name"))
+    );
+}
