@@ -1,10 +1,15 @@
-//! The HTTP edge of tmc.
+//! The Kubernetes API of tmc, over workspaces: `/clusters/{workspace}/...`
+//! paths as kcp serves them, the tmc virtual workspace
+//! (`/services/tmc/clusters/...`), `/livez` and `/readyz`.
 //!
-//! For now it serves the health endpoints every Kubernetes component has:
-//! `/livez` (the process runs) and `/readyz` (the node can serve: its store
-//! answers). The Kubernetes-compatible API over workspaces grows here; this
-//! module knows nothing of RocksDB and reaches data through the callbacks it
-//! is given.
+//! [`server`] is the HTTPS edge (TLS, limits, the order of checks) and
+//! routes through [`request`]; [`auth`] authenticates, [`authz`] applies
+//! RBAC per workspace, [`admission`] and [`validation`] check what is
+//! written; [`handlers`] serve the verbs, with [`patch`], [`apply`] and
+//! [`watch`] (the hub fanning out the change log); [`discovery`],
+//! [`openapi`] and [`protobuf`] speak what clients expect. This module
+//! knows nothing of RocksDB or raft: it reaches data only through the
+//! shard interface ([`crate::shard::Shard`]). See docs/api.md.
 
 pub mod admission;
 pub mod apply;

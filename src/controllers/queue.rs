@@ -20,8 +20,8 @@
 //! Time is tokio's, so tests run with paused time.
 //!
 //! # Implementation caveats
-//! - Metrics (depth, adds, retries) are counted here but not yet exported
-//!   to Prometheus; the controller runtime will do that.
+//! - Metrics (depth, adds, retries) are counted here and exported by the
+//!   controller runtime ([`super::runtime::Metrics`], `/metrics`).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};

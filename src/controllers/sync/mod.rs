@@ -54,8 +54,11 @@
 //! condition `tmc.kcp.io/Synced` False, reason `Conflict`. Secrets go only
 //! to clusters reached over TLS.
 //!
-//! Left out: a shard identity in the owner label (two tmc shards sharing a
-//! member cluster would remove each other's copies); deleting copies on a
+//! The owner label's value is the shard's identity (the uid of root's
+//! `default` namespace, [`SyncCore::owner`]), so two shards sharing a
+//! member cluster never touch each other's copies.
+//!
+//! Left out: deleting copies on a
 //! cluster whose registration was deleted (its items fail until it
 //! returns; the object's finalizer waits); batching several objects into
 //! one request (the Kubernetes API has none: items are coalesced per key
