@@ -34,6 +34,8 @@ enum Command {
         listen: String,
         #[command(flatten)]
         controllers: ControllerArgs,
+        #[command(flatten)]
+        api_limits: ApiLimitArgs,
     },
     /// Run one raft replica of a shard: raft peers over TCP on the address
     /// --peers gives this node, the internal KV interface (HTTP, JSON) on
@@ -100,6 +102,8 @@ enum Command {
         insecure_peers: bool,
         #[command(flatten)]
         controllers: ControllerArgs,
+        #[command(flatten)]
+        api_limits: ApiLimitArgs,
     },
     /// Generates the users' CA, a serving certificate, an admin token and
     /// an admin kubeconfig, the peer CA and the operator's peer
@@ -220,6 +224,57 @@ struct ControllerArgs {
     /// test environments whose member clusters run on 127.0.0.1.
     #[arg(long)]
     allow_private_member_endpoints: bool,
+}
+
+/// The limits of the Kubernetes API server of `tmc serve` and `tmc dev`
+/// (see `tmc::api::limits`; the defaults are `Limits::default()`).
+#[derive(clap::Args, Clone)]
+struct ApiLimitArgs {
+    /// Read-only requests in flight at once (watches are not counted); more
+    /// get 429 with Retry-After (0: no limit). As kube-apiserver's.
+    #[arg(long, default_value_t = 400)]
+    max_requests_inflight: usize,
+    /// Mutating requests (create, update, patch, delete, deletecollection)
+    /// in flight at once; more get 429 (0: no limit). As kube-apiserver's.
+    #[arg(long, default_value_t = 200)]
+    max_mutating_requests_inflight: usize,
+    /// Time a request may take from its header to its response, body
+    /// upload included (a watch: to the start of its stream); then 504.
+    #[arg(long, default_value = "60s", value_parser = positive_duration)]
+    request_timeout: std::time::Duration,
+    /// Time an HTTP/1.1 request header may take to arrive (also the wait
+    /// for the next request on a keep-alive connection).
+    #[arg(long, default_value = "30s", value_parser = positive_duration)]
+    header_read_timeout: std::time::Duration,
+    /// A connection without a request in flight (an open watch is one)
+    /// for this long is closed.
+    #[arg(long, default_value = "90s", value_parser = positive_duration)]
+    idle_timeout: std::time::Duration,
+    /// Connections open at once; more are closed at once (0: no limit).
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
+}
+
+fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = tmc::controllers::parse_duration(s)?;
+    if d.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(d)
+}
+
+impl ApiLimitArgs {
+    fn limits(&self) -> tmc::api::limits::Limits {
+        tmc::api::limits::Limits {
+            max_requests_inflight: self.max_requests_inflight,
+            max_mutating_requests_inflight: self.max_mutating_requests_inflight,
+            request_timeout: self.request_timeout,
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+            ..Default::default()
+        }
+    }
 }
 
 impl ControllerArgs {
@@ -486,7 +541,8 @@ fn main() {
             data_dir,
             listen,
             controllers,
-        } => dev(data_dir, listen, controllers.options()),
+            api_limits,
+        } => dev(data_dir, listen, controllers.options(), api_limits.limits()),
         Command::Serve {
             node_id,
             peers,
@@ -504,6 +560,7 @@ fn main() {
             peer_tls_dir,
             insecure_peers,
             controllers,
+            api_limits,
         } => peer_security(peer_tls_dir.is_some(), insecure_peers).and_then(|()| {
             serve(
                 node_id,
@@ -514,6 +571,7 @@ fn main() {
                 tick_ms,
                 ServeOptions {
                     api: api_listen.map(|a| (a, tls_dir)),
+                    api_limits: api_limits.limits(),
                     voters,
                     join,
                     log_compact_threshold,
@@ -562,6 +620,7 @@ fn dev(
     data_dir: PathBuf,
     listen: String,
     controllers: Option<tmc::controllers::Options>,
+    limits: tmc::api::limits::Limits,
 ) -> Result<(), BoxError> {
     use tmc::raft::server;
     std::fs::create_dir_all(&data_dir)?;
@@ -597,7 +656,14 @@ fn dev(
         if let Some(o) = controllers {
             tmc::controllers::start(shard.clone(), o);
         }
-        let api = start_api(shard, listener, &data_dir, Arc::new(move || ready.ready())).await?;
+        let api = start_api(
+            shard,
+            listener,
+            &data_dir,
+            Arc::new(move || ready.ready()),
+            limits,
+        )
+        .await?;
         println!(
             "tmc dev is running on {server_url} (Ctrl-C stops it). Try:\n  kubectl --kubeconfig {} get namespaces",
             kubeconfig.display()
@@ -652,6 +718,7 @@ async fn start_api(
     listener: tokio::net::TcpListener,
     tls_dir: &std::path::Path,
     ready: tmc::api::ReadyCheck,
+    limits: tmc::api::limits::Limits,
 ) -> Result<impl std::future::Future<Output = std::io::Result<()>>, BoxError> {
     use tmc::api::{handlers::ObjectApi, server::ApiServer, tls, watch::WatchHub};
     let files = tls::TlsFiles::new(tls_dir);
@@ -693,12 +760,14 @@ async fn start_api(
             }
             Ok(())
         }),
+        inflight: tmc::api::limits::InFlight::new(&limits),
     });
-    tracing::info!(addr = %listener.local_addr()?, "serving the Kubernetes API");
+    tracing::info!(addr = %listener.local_addr()?, ?limits, "serving the Kubernetes API");
     Ok(tmc::api::server::serve_tls(
         listener,
         move || tls_cfg.get(),
         tmc::api::server::router(server),
+        limits,
         async {
             let _ = tokio::signal::ctrl_c().await;
         },
@@ -778,6 +847,7 @@ fn peer_security(tls: bool, insecure: bool) -> Result<(), BoxError> {
 /// where it serves the Kubernetes API (address, TLS directory).
 struct ServeOptions {
     api: Option<(String, Option<PathBuf>)>,
+    api_limits: tmc::api::limits::Limits,
     voters: Option<String>,
     join: bool,
     log_compact_threshold: u64,
@@ -879,6 +949,7 @@ fn serve(
                 listener,
                 &tls_dir,
                 Arc::new(move || ready.ready()),
+                membership.api_limits.clone(),
             )
             .await?;
             tokio::spawn(async move {
@@ -1458,5 +1529,24 @@ fn debug(which: Debug) -> Result<(), BoxError> {
                 out.flush()?;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The flags' defaults are the library's.
+    #[test]
+    fn api_limit_flags_default_to_limits_default() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct T {
+            #[command(flatten)]
+            a: super::ApiLimitArgs,
+        }
+        assert_eq!(
+            T::parse_from(["t"]).a.limits(),
+            tmc::api::limits::Limits::default()
+        );
+        assert!(T::try_parse_from(["t", "--idle-timeout", "0s"]).is_err());
     }
 }

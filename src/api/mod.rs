@@ -18,6 +18,7 @@ pub mod authz;
 pub mod discovery;
 pub mod fuzz;
 pub mod handlers;
+pub mod limits;
 pub mod object;
 pub mod openapi;
 pub mod patch;

@@ -2,24 +2,39 @@
 //! routing ([`super::request`]) and dispatch to discovery, OpenAPI and
 //! the object handlers ([`super::handlers`]).
 //!
+//! Before a request: a free connection slot (`--max-connections`; else
+//! the connection is closed at once), a TLS handshake within 10 s, an
+//! HTTP/1.1 request head within `--header-read-timeout`; connections with
+//! nothing in flight for `--idle-timeout` are shut down ([`super::limits`]
+//! has the rules). Every request runs under `--request-timeout` from its
+//! head to its response (504 `Timeout`; a watch until its stream starts).
+//!
 //! Order of checks for every request: the path is routed (400/404 for
-//! malformed or unknown paths, before anything else is looked at);
-//! `/livez` and `/readyz` answer without credentials; everything else
-//! needs an authenticated user (401: a bearer token, else a client
-//! certificate); `*` (all workspaces) needs `system:masters` and serves
-//! lists and watches only (403/405); a resource request must be allowed
-//! by RBAC in its workspace (403, decided before the workspace's existence
-//! is looked at, so a stranger learns nothing from 404s); the workspace
-//! must exist (404; for masters and requests RBAC let through: discovery
-//! and the self reviews answer alike for every name); the tmc virtual workspace
+//! malformed or unknown paths, before anything else is looked at); `/livez`
+//! and `/readyz` answer without credentials; everything else needs an
+//! authenticated user (401: a bearer token, else a client certificate); then
+//! a slot of the in-flight limits (429 with `Retry-After: 1` when none is
+//! free, unless `system:masters`; watches take none), held until the response
+//! is sent; `*` (all workspaces) needs `system:masters` and serves lists and
+//! watches only (403/405); a resource request must be allowed by RBAC in its
+//! workspace (403, decided before the workspace's existence is looked at, so
+//! a stranger learns nothing from 404s); the workspace must exist (404; for
+//! masters and requests RBAC let through: discovery and the self reviews
+//! answer alike for every name); the tmc virtual workspace
 //! (`/services/tmc/clusters/...`) serves only the `tmc.kcp.io` group; the
 //! body is read with a 3 MiB bound (413); writes of RBAC objects pass the
-//! escalation check ([`super::authz::rbac_admission`]). Discovery,
-//! OpenAPI, version and the self reviews are open to every authenticated
-//! user (Kubernetes' `system:discovery` and `system:basic-user`).
+//! escalation check ([`super::authz::rbac_admission`]). Discovery, OpenAPI,
+//! version and the self reviews are open to every authenticated user
+//! (Kubernetes' `system:discovery` and `system:basic-user`).
+//!
+//! Left out: API Priority and Fairness (the in-flight slots are
+//! server-wide, first come first served), limits per user or workspace,
+//! `--min-request-timeout` for watches, and a limit on the responses
+//! HTTP/2 queues for a client beyond the in-flight slots.
 
 use super::auth::{CertAuth, PeerCertificates, TokenAuth, User};
 use super::handlers::{Caller, ObjectApi, Params, Reply};
+use super::limits::{self, Admitted, Class, Limits};
 use super::request::{self, OpenApi, ResourceRequest, Route, Target, WorkspaceSel};
 use super::resources::{AUTHORIZATION_GROUP, TMC_GROUP};
 use super::status::{ApiError, ApiResult};
@@ -42,6 +57,8 @@ pub struct ApiServer {
     pub certs: Option<CertAuth>,
     /// Readiness.
     pub ready: ReadyCheck,
+    /// The in-flight limits ([`limits::InFlight::new`]).
+    pub inflight: limits::InFlight,
 }
 
 /// The router: one handler for every path (routing is [`request::route`]).
@@ -50,9 +67,34 @@ pub fn router(server: Arc<ApiServer>) -> Router {
 }
 
 async fn dispatch(State(s): State<Arc<ApiServer>>, req: Request) -> Response {
-    match handle(&s, req).await {
+    let mut admitted = Admitted::default();
+    let mut resp = match handle(&s, req, &mut admitted).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
+    };
+    limits::retry_after(&mut resp);
+    // The connection holds the slot until the body is sent.
+    resp.extensions_mut().insert(admitted);
+    resp
+}
+
+/// What `route` is for the in-flight limits: watches are long-running;
+/// get and list, and GET or HEAD of a path that is not a resource, read.
+fn class(route: &Route, method: &Method, p: &Params) -> Class {
+    let read_method = matches!(*method, Method::GET | Method::HEAD);
+    match &route.target {
+        Target::Resource(r) => {
+            let watch_param = matches!(p.get("watch").map(String::as_str), Some("true" | "1"));
+            match request::verb(method, r, watch_param) {
+                Ok("watch") => Class::LongRunning,
+                Ok("get" | "list") => Class::ReadOnly,
+                Ok(_) => Class::Mutating,
+                Err(_) if read_method => Class::ReadOnly,
+                Err(_) => Class::Mutating,
+            }
+        }
+        _ if read_method => Class::ReadOnly,
+        _ => Class::Mutating,
     }
 }
 
@@ -92,7 +134,7 @@ fn version() -> Value {
     })
 }
 
-async fn handle(s: &ApiServer, req: Request) -> ApiResult<Response> {
+async fn handle(s: &ApiServer, req: Request, admitted: &mut Admitted) -> ApiResult<Response> {
     let (parts, body) = req.into_parts();
     let route = request::route(parts.uri.path())?;
     match route.target {
@@ -117,6 +159,9 @@ async fn handle(s: &ApiServer, req: Request) -> ApiResult<Response> {
         parts.extensions.get::<PeerCertificates>(),
     )?;
     let p = params(parts.uri.query());
+    *admitted = s
+        .inflight
+        .admit(class(&route, &parts.method, &p), user.is_master())?;
     match &route.target {
         Target::Version => return Ok(json_response(200, &version())),
         Target::OpenApi(which) => {
@@ -373,18 +418,28 @@ async fn resource(
 }
 
 /// Serves `router` over TLS on `listener` (HTTP/2 or HTTP/1.1, by ALPN)
-/// until `shutdown` resolves; `tls` gives the configuration for each new
-/// connection.
+/// until `shutdown` resolves, under the connection limits of `limits`
+/// (the in-flight limits are the router's: [`ApiServer::inflight`]);
+/// `tls` gives the configuration for each new connection.
 pub async fn serve_tls(
     listener: tokio::net::TcpListener,
     tls: impl Fn() -> Arc<rustls::ServerConfig> + Send + 'static,
     router: Router,
+    limits: Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::server::conn::auto::Builder;
-    use hyper_util::service::TowerToHyperService;
+    use tokio::time::{Duration, Instant};
     tokio::pin!(shutdown);
+    let slots = (limits.max_connections > 0).then(|| {
+        Arc::new(tokio::sync::Semaphore::new(
+            limits
+                .max_connections
+                .min(tokio::sync::Semaphore::MAX_PERMITS),
+        ))
+    });
+    // Refused connections since the last warning (at most one per 10 s).
+    let mut refused = 0u64;
+    let mut warned: Option<Instant> = None;
     loop {
         let (sock, peer) = tokio::select! {
             _ = &mut shutdown => return Ok(()),
@@ -392,7 +447,27 @@ pub async fn serve_tls(
                 Ok(x) => x,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let slot = match &slots {
+            None => None,
+            Some(s) => match s.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    drop(sock);
+                    refused += 1;
+                    if warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        tracing::warn!(
+                            refused,
+                            limit = limits.max_connections,
+                            "connection limit reached: new connections are closed at once (--max-connections)"
+                        );
+                        warned = Some(Instant::now());
+                        refused = 0;
+                    }
                     continue;
                 }
             },
@@ -402,43 +477,106 @@ pub async fn serve_tls(
         // files apply to the next connection.
         let acceptor = tokio_rustls::TlsAcceptor::from(tls());
         let router = router.clone();
+        let limits = limits.clone();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                acceptor.accept(sock),
-            )
-            .await
-            {
-                Ok(Ok(t)) => t,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
-            // The client's certificate chain, for authentication per request.
-            let chain = PeerCertificates(Arc::new(
-                tls.get_ref()
-                    .1
-                    .peer_certificates()
-                    .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
-                    .unwrap_or_default(),
-            ));
-            let svc = TowerToHyperService::new(tower::ServiceExt::map_request(
-                router,
-                move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(chain.clone());
-                    req
-                },
-            ));
-            let mut builder = Builder::new(TokioExecutor::new());
-            builder.http2().max_concurrent_streams(1000);
-            if let Err(e) = builder
-                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
-                .await
-            {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
+            let _slot = slot;
+            serve_connection(acceptor, sock, peer, router, &limits).await;
         });
+    }
+}
+
+/// One connection: the TLS handshake, then HTTP until the client closes
+/// or the connection is idle ([`limits`] explains the rules).
+async fn serve_connection(
+    acceptor: tokio_rustls::TlsAcceptor,
+    sock: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    router: Router,
+    limits: &Limits,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use tokio::time::{Duration, Instant};
+    let tls = match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(sock)).await
+    {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    // The client's certificate chain, for authentication per request.
+    let chain = PeerCertificates(Arc::new(
+        tls.get_ref()
+            .1
+            .peer_certificates()
+            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+            .unwrap_or_default(),
+    ));
+    let conn = limits::Conn::new();
+    let svc = limits::ConnService {
+        router,
+        conn: conn.clone(),
+        chain,
+        request_timeout: limits.request_timeout,
+    };
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(1000)
+        .keep_alive_interval(Some(limits::HTTP2_PING_INTERVAL))
+        .keep_alive_timeout(limits::HTTP2_PING_TIMEOUT);
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+    tokio::pin!(connection);
+    // Checks for idleness and deadlines, a few per shortest period.
+    let every = (limits.idle_timeout.min(limits.request_timeout) / 8)
+        .clamp(Duration::from_millis(50), Duration::from_secs(5));
+    let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Since when the connection is shutting down gracefully.
+    let mut closing: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            r = connection.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = tick.tick() => {
+                let now = Instant::now();
+                let aborted = conn.abort_expired(now);
+                if aborted {
+                    tracing::debug!(%peer, "a response was not sent within the request timeout");
+                }
+                match closing {
+                    Some(since) => {
+                        if now.duration_since(since) >= limits.request_timeout {
+                            tracing::debug!(%peer, "closing a connection that did not end after a graceful shutdown");
+                            return;
+                        }
+                    }
+                    None => {
+                        let idle = conn
+                            .idle_for(now)
+                            .is_some_and(|d| d >= limits.idle_timeout);
+                        if idle || aborted {
+                            tracing::debug!(%peer, idle, "shutting a connection down");
+                            connection.as_mut().graceful_shutdown();
+                            closing = Some(now);
+                        }
+                    }
+                }
+            }
+        }
     }
 }
