@@ -296,3 +296,120 @@ impl hyper::rt::Write for PeerConn {
         hyper::rt::Write::poll_write_vectored(Pin::new(&mut self.0), cx, bufs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A server on loopback answering every request with `body`, over
+    /// `tls` (plain without); counts the connections it accepted.
+    async fn server(tls: Option<Arc<PeerTls>>, body: Bytes) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (sock, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                let (tls, body) = (tls.clone(), body.clone());
+                tokio::spawn(async move {
+                    let Ok((io, _)) = super::super::tls::accept(tls.as_deref(), sock).await else {
+                        return;
+                    };
+                    let svc = hyper::service::service_fn(move |_req| {
+                        let body = body.clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(body)))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(io), svc)
+                        .await;
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    /// `tmc certs` material: the operator's in the directory, replica
+    /// `id`'s in `nodes/<id>`.
+    fn material() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let files = crate::api::tls::ensure_material(dir.path(), &[]).unwrap();
+        for id in [1, 2] {
+            crate::api::tls::ensure_node_dir(&files, id).unwrap();
+        }
+        dir
+    }
+
+    async fn get(client: &PeerClient, addr: &str) -> Result<Answer, ClientError> {
+        client
+            .request(addr, Method::GET, "/status", &[], Bytes::new())
+            .await
+    }
+
+    #[tokio::test]
+    async fn the_server_must_hold_the_certificate_its_address_calls_for() {
+        let d = material();
+        let node2 = PeerTls::load(&d.path().join("nodes/2")).unwrap();
+        let (addr, _) = server(Some(node2), Bytes::from_static(b"{}")).await;
+        let operator = || Some(PeerTls::load(d.path()).unwrap());
+        // Any replica will do, or node 2 named as such.
+        let any = PeerClient::builder(operator()).build();
+        assert_eq!(get(&any, &addr).await.unwrap().status, StatusCode::OK);
+        let as_2 = PeerClient::builder(operator()).node(2, &addr).build();
+        assert_eq!(get(&as_2, &addr).await.unwrap().status, StatusCode::OK);
+        // Node 2's certificate where node 1 is expected: no connection.
+        let as_1 = PeerClient::builder(operator()).node(1, &addr).build();
+        match get(&as_1, &addr).await {
+            Err(ClientError::Connect(e)) => assert!(e.contains("certificate"), "{e}"),
+            other => panic!("node 2 passed for node 1: {other:?}"),
+        }
+        // A client of another peer CA is refused by the server.
+        let other = material();
+        let stranger = PeerClient::builder(Some(PeerTls::load(other.path()).unwrap())).build();
+        assert!(get(&stranger, &addr).await.is_err());
+        // Plain TCP against mutual TLS gets no answer.
+        assert!(get(&PeerClient::builder(None).build(), &addr)
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn connections_are_kept_alive_and_answers_bounded() {
+        let (addr, accepted) = server(None, Bytes::from(vec![b'x'; 2048])).await;
+        let client = PeerClient::builder(None).build();
+        for _ in 0..3 {
+            let a = get(&client, &addr).await.unwrap();
+            assert_eq!((a.status, a.body.len()), (StatusCode::OK, 2048));
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection, reused");
+        let small = PeerClient::builder(None).max_answer(1024).build();
+        assert!(matches!(
+            get(&small, &addr).await,
+            Err(ClientError::TooLarge(1024))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_costs_the_timeout_only() {
+        // Accepts and then says nothing.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                held.push(listener.accept().await.unwrap());
+            }
+        });
+        let client = PeerClient::builder(None)
+            .timeout(Duration::from_millis(200))
+            .build();
+        assert!(matches!(
+            get(&client, &addr).await,
+            Err(ClientError::Timeout { .. })
+        ));
+    }
+}
