@@ -9,13 +9,18 @@
 //! - [`auth`](mod@auth): users and RBAC, independent of HTTP and storage.
 //! - [`controllers`]: cluster registration, placement and sync.
 //! - [`bench`](mod@bench): the `tmc bench` load generators.
+//! - [`replica`]: one replica wired (store, raft, API, controllers), as
+//!   `tmc dev` and `tmc serve` run it.
+//! - [`cli`]: the subcommands of the `tmc` binary.
 
 pub mod api;
 pub mod auth;
 pub mod bench;
+pub mod cli;
 pub mod controllers;
 pub mod encryption;
 pub mod raft;
+pub mod replica;
 pub mod shard;
 pub mod store;
 pub mod util;

@@ -2,6 +2,10 @@
 
 use std::path::Path;
 
+/// The error of the CLI and of the wiring of a replica: any error, with
+/// its message.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Peak resident set size of this process in bytes (`VmHWM`), if known.
 pub fn peak_rss_bytes() -> Option<u64> {
     proc_status_kib("VmHWM:").map(|k| k * 1024)

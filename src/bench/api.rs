@@ -36,9 +36,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Command-line arguments of `tmc bench api`.
+/// A load generator for any Kubernetes API: creates, gets, lists and
+/// watch delivery, through kube-rs.
 #[derive(Debug, Clone, clap::Args)]
-pub struct ApiArgs {
+pub struct Args {
     /// The API server's URL (overrides the kubeconfig's server).
     #[arg(long)]
     pub server: Option<String>,
@@ -175,7 +176,7 @@ pub struct ApiReport {
 /// A kube client from the arguments: kubeconfig (explicit, else inferred
 /// unless only --server is given), --server, --token, no retries; and the
 /// server's URL.
-pub async fn client(args: &ApiArgs) -> Result<(kube::Client, String), BoxError> {
+pub async fn client(args: &Args) -> Result<(kube::Client, String), BoxError> {
     let mut config = match (&args.kubeconfig, &args.server) {
         (Some(path), _) => {
             let kc = kube::config::Kubeconfig::read_from(path)
@@ -336,10 +337,7 @@ fn config_map(name: &str, labels: BTreeMap<String, String>, value: &str) -> Conf
 /// per phase. The namespace is deleted at the end, whether the phases
 /// succeeded or not (unless `--keep`); Ctrl-C stops the phases and still
 /// cleans up.
-pub async fn run(
-    args: &ApiArgs,
-    progress: &(dyn Fn(String) + Sync),
-) -> Result<ApiReport, BoxError> {
+pub async fn run(args: &Args, progress: &(dyn Fn(String) + Sync)) -> Result<ApiReport, BoxError> {
     let (client, url) = client(args).await?;
     let version = client
         .apiserver_version()
@@ -404,7 +402,7 @@ async fn cleanup(client: &kube::Client, ns: &str) -> String {
 async fn phases(
     client: &kube::Client,
     ns: &str,
-    args: &ApiArgs,
+    args: &Args,
     report: &mut ApiReport,
     progress: &(dyn Fn(String) + Sync),
 ) -> Result<(), BoxError> {
@@ -461,7 +459,7 @@ async fn phases(
 async fn watches(
     client: &kube::Client,
     api: &Api<ConfigMap>,
-    args: &ApiArgs,
+    args: &Args,
     value: &Arc<str>,
     progress: &(dyn Fn(String) + Sync),
 ) -> Result<WatchFigures, BoxError> {

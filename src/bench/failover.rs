@@ -22,6 +22,52 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// SIGKILL the leader of a 3-replica shard under a continuous writer,
+/// again and again: time from the kill to the next acknowledged write.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Leader kills.
+    #[arg(long, default_value_t = 20)]
+    pub kills: usize,
+    /// `--tick-ms` of the replicas.
+    #[arg(long, default_value_t = 100)]
+    pub tick_ms: u64,
+    /// The writer's timeout per write, in milliseconds.
+    #[arg(long, default_value = "1000", value_parser = super::millis)]
+    pub request_timeout_ms: Duration,
+    /// The writer's pause after a failed write, in milliseconds.
+    #[arg(long, default_value = "10", value_parser = super::millis)]
+    pub retry_ms: Duration,
+    /// Seconds of writes on the healthy shard between two kills.
+    #[arg(long, default_value = "1", value_parser = super::secs)]
+    pub settle_secs: Duration,
+    /// Parent directory for the data directories.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Keep the shard's data directory and the replicas' logs.
+    #[arg(long)]
+    pub keep_dir: bool,
+    /// Print only the JSON report (no progress).
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Args {
+    /// The benchmark's parameters, running `tmc_bin` as `tmc serve`.
+    pub fn config(&self, tmc_bin: PathBuf) -> FailoverConfig {
+        FailoverConfig {
+            tmc_bin,
+            kills: self.kills,
+            tick_ms: self.tick_ms,
+            request_timeout: self.request_timeout_ms,
+            retry: self.retry_ms,
+            settle: self.settle_secs,
+            dir: self.dir.clone(),
+            keep_dir: self.keep_dir,
+        }
+    }
+}
+
 /// Parameters of `tmc bench failover`.
 #[derive(Debug, Clone)]
 pub struct FailoverConfig {

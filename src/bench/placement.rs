@@ -32,9 +32,10 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Command-line arguments.
+/// WorkloadPlacement decisions through the placement controller over
+/// a RocksDB store: decisions/s, latency per decision, peak RSS.
 #[derive(Debug, Clone, clap::Args)]
-pub struct PlacementArgs {
+pub struct Args {
     /// ClusterRegistrations in the location workspace.
     #[arg(long, default_value_t = 10_000)]
     pub clusters: usize,
@@ -109,11 +110,7 @@ fn put(key: ObjectKey, v: serde_json::Value) -> TxnOp {
     TxnOp::put_json(key, serde_json::to_vec(&v).expect("json"), Expectation::Any)
 }
 
-fn load(
-    st: &Store<RocksEngine>,
-    args: &PlacementArgs,
-    progress: &dyn Fn(&str),
-) -> store::Result<()> {
+fn load(st: &Store<RocksEngine>, args: &Args, progress: &dyn Fn(&str)) -> store::Result<()> {
     let root = Workspace::parse("root").expect("root");
     let location = Workspace::parse(LOCATION).expect("path");
     let now = crate::api::object::now();
@@ -192,7 +189,7 @@ fn load(
 
 /// Runs the benchmark.
 pub async fn run(
-    args: &PlacementArgs,
+    args: &Args,
     progress: &dyn Fn(&str),
 ) -> Result<PlacementReport, Box<dyn std::error::Error + Send + Sync>> {
     let mut b = tempfile::Builder::new();

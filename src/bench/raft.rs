@@ -39,6 +39,63 @@ pub enum Endpoints {
     All,
 }
 
+/// Write throughput and latency of a 3-replica `tmc serve` shard and,
+/// in the same run, of a 3-member etcd cluster (loopback, fsync on).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Concurrent clients, one level after the other.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1, 16, 64, 256])]
+    pub concurrency: Vec<usize>,
+    /// Measured seconds per level.
+    #[arg(long, default_value = "10", value_parser = super::secs)]
+    pub duration_secs: Duration,
+    /// Unmeasured seconds before each level.
+    #[arg(long, default_value = "1", value_parser = super::secs)]
+    pub warmup_secs: Duration,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 1024)]
+    pub value_bytes: usize,
+    /// Which replicas the clients talk to.
+    #[arg(long, value_enum, default_value_t = Endpoints::Leader)]
+    pub endpoints: Endpoints,
+    /// The etcd binary (default: $TESTENV_ETCD, else the one
+    /// `scripts/testenv.sh build` left under ~/.cache/tmc/testenv/*/bin,
+    /// else `etcd` on PATH).
+    #[arg(long)]
+    pub etcd_bin: Option<PathBuf>,
+    /// Skip etcd.
+    #[arg(long)]
+    pub no_etcd: bool,
+    /// `--tick-ms` of the tmc replicas.
+    #[arg(long, default_value_t = 100)]
+    pub tick_ms: u64,
+    /// Parent directory for the data directories (default: the system's
+    /// temporary directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print only the JSON report (no progress).
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Args {
+    /// The benchmark's parameters, running `tmc_bin` as `tmc serve`.
+    pub fn config(&self, tmc_bin: PathBuf) -> RaftBenchConfig {
+        RaftBenchConfig {
+            tmc_bin,
+            etcd_bin: self.etcd_bin.clone(),
+            no_etcd: self.no_etcd,
+            concurrency: self.concurrency.clone(),
+            duration: self.duration_secs,
+            warmup: self.warmup_secs,
+            value_bytes: self.value_bytes,
+            endpoints: self.endpoints,
+            tick_ms: self.tick_ms,
+            dir: self.dir.clone(),
+        }
+    }
+}
+
 /// Parameters of `tmc bench raft`.
 #[derive(Debug, Clone)]
 pub struct RaftBenchConfig {

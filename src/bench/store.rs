@@ -16,8 +16,55 @@ use hdrhistogram::Histogram;
 use rand::Rng;
 use serde::Serialize;
 use serde_json::json;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// Load N workspaces × 3 objects into one node's store and measure.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Number of workspaces.
+    #[arg(long, default_value_t = 100_000)]
+    pub workspaces: u64,
+    /// Workspaces per transaction.
+    #[arg(long, default_value_t = 100)]
+    pub batch: u64,
+    /// Random one-workspace lists to time.
+    #[arg(long, default_value_t = 20_000)]
+    pub list_samples: u64,
+    /// Page size of the all-workspaces scan.
+    #[arg(long, default_value_t = 500)]
+    pub scan_page: usize,
+    /// Revisions of change history to keep.
+    #[arg(long, default_value_t = 1_000)]
+    pub changes_retention: u64,
+    /// Block cache in MiB.
+    #[arg(long, default_value_t = 128)]
+    pub block_cache_mib: usize,
+    /// Directory for the data (default: a fresh temporary directory,
+    /// removed afterwards).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Print only the JSON report (no progress bar).
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Args {
+    /// The benchmark's parameters.
+    pub fn config(&self) -> StoreBenchConfig {
+        StoreBenchConfig {
+            workspaces: self.workspaces,
+            batch: self.batch,
+            list_samples: self.list_samples,
+            scan_page: self.scan_page,
+            changes_retention: self.changes_retention,
+            rocks: RocksOptions {
+                block_cache_bytes: self.block_cache_mib << 20,
+                ..RocksOptions::default()
+            },
+        }
+    }
+}
 
 /// Parameters of the store benchmark.
 #[derive(Debug, Clone)]

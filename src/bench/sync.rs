@@ -43,9 +43,11 @@ use std::time::{Duration, Instant};
 /// Per Deployment: the marker patched downstream, and when it came back.
 type Marks = HashMap<String, (String, Option<Instant>)>;
 
-/// Command-line arguments of `tmc bench sync`.
+/// Sync: workloads placed onto real member clusters (started with
+/// scripts/testenv.sh), workspace write → downstream copy and downstream
+/// status → workspace status latencies.
 #[derive(Debug, Clone, clap::Args)]
-pub struct SyncArgs {
+pub struct Args {
     /// Member clusters to start with scripts/testenv.sh.
     #[arg(long, default_value_t = 2)]
     pub members: usize,
@@ -161,7 +163,7 @@ impl Drop for Members {
     }
 }
 
-fn start_members(args: &SyncArgs) -> Result<(Members, Vec<PathBuf>), BoxError> {
+fn start_members(args: &Args) -> Result<(Members, Vec<PathBuf>), BoxError> {
     if !args.member_kubeconfig.is_empty() {
         let m = Members {
             dir: None,
@@ -197,7 +199,7 @@ fn start_members(args: &SyncArgs) -> Result<(Members, Vec<PathBuf>), BoxError> {
 }
 
 /// Runs the benchmark.
-pub async fn run(args: &SyncArgs) -> Result<SyncReport, BoxError> {
+pub async fn run(args: &Args) -> Result<SyncReport, BoxError> {
     let load_before = loadavg();
     let (_members, kubeconfigs) = start_members(args)?;
     let tmc_bin = std::env::current_exe()?;
@@ -426,7 +428,7 @@ async fn create_and_wait(
     create: Api<DynamicObject>,
     watch: Vec<Api<DynamicObject>>,
     selector: &str,
-    args: &SyncArgs,
+    args: &Args,
 ) -> Result<(Histogram<u64>, f64), BoxError> {
     let label = selector
         .rsplit("bench=")

@@ -216,6 +216,7 @@
 //!   receivers; a watch whose revision the new change log no longer covers
 //!   gets `Compacted` (410 at the API), never a gap.
 
+pub mod client;
 pub mod fuzz;
 pub mod linearize;
 pub mod node;

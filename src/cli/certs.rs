@@ -1,0 +1,42 @@
+//! `tmc certs`: the TLS material of a shard ([`crate::api::tls`]).
+
+use super::BoxError;
+use std::path::PathBuf;
+
+/// Generates the users' CA, a serving certificate, an admin token and
+/// an admin kubeconfig, the peer CA and the operator's peer
+/// certificate into a directory, and a directory per replica to copy
+/// to it (D/nodes/ID, without any CA key); what exists is kept.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Where to write them.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// The replicas to write D/nodes/ID for.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    pub nodes: Vec<u64>,
+    /// Extra IP addresses or DNS names for the serving certificate.
+    #[arg(long, value_delimiter = ',')]
+    pub hosts: Vec<String>,
+    /// The API's address, for the kubeconfig.
+    #[arg(long, default_value = "https://127.0.0.1:6443")]
+    pub server: String,
+}
+
+impl Args {
+    /// Writes what is missing; prints the admin kubeconfig's path, and on
+    /// stderr what to copy to each replica.
+    pub fn run(self) -> Result<(), BoxError> {
+        let files = crate::api::tls::ensure_material(&self.dir, &self.hosts)?;
+        let path = crate::api::tls::write_admin_kubeconfig(&files, &self.server)?;
+        println!("{}", path.display());
+        for id in self.nodes {
+            let node = crate::api::tls::ensure_node_dir(&files, id)?;
+            eprintln!(
+                "replica {id}: copy {} to it; tmc serve --node-id {id} --tls-dir DIR --peer-tls-dir DIR",
+                node.display()
+            );
+        }
+        Ok(())
+    }
+}

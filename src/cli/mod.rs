@@ -1,0 +1,38 @@
+//! The subcommands of the `tmc` binary, one module each: a clap
+//! [`Args`](clap::Args) struct (its doc comment is the subcommand's help)
+//! and a `run` that does the work and returns an error to print. The
+//! binary (`src/main.rs`) only parses the command line, dispatches and
+//! turns an error into `tmc: <error>` on stderr and exit status 1 (clap's
+//! own usage errors exit with 2).
+//!
+//! - [`dev`]: a one-node shard with the API, for trying tmc out.
+//! - [`serve`]: one replica of a three-node shard.
+//! - [`certs`], [`kubeconfig`]: TLS material and kubeconfigs.
+//! - [`kv`], [`member`]: clients of the replicas' internal interface.
+//! - [`cluster`], [`encryption`]: clients of the Kubernetes API.
+//! - [`bench`](mod@bench): the load generators of [`crate::bench`](mod@crate::bench).
+//! - [`debug`]: test helpers (crash writer, fuzzers), hidden from help.
+//!
+//! `dev` and `serve` share [`controllers::ControllerArgs`],
+//! [`api_limits::ApiLimitArgs`] and the wiring
+//! of [`crate::replica`]; they differ only in the options they give it.
+
+pub mod api_limits;
+pub mod bench;
+pub mod certs;
+pub mod cluster;
+pub mod controllers;
+pub mod debug;
+pub mod dev;
+pub mod encryption;
+pub mod kubeconfig;
+pub mod kv;
+pub mod member;
+pub mod serve;
+
+pub use crate::util::BoxError;
+
+/// A runtime for a subcommand that needs one (one thread per core).
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new()
+}

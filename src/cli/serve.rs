@@ -1,0 +1,216 @@
+//! `tmc serve`: one raft replica of a shard. The flags become
+//! [`ReplicaOptions`] (peers, founding voters, peer TLS, log compaction)
+//! and [`Replica`] does the rest.
+
+use super::api_limits::ApiLimitArgs;
+use super::controllers::ControllerArgs;
+use super::BoxError;
+use crate::raft::server::{parse_peers, ServerConfig};
+use crate::raft::tls::{PeerId, PeerTls};
+use crate::raft::NodeConfig;
+use crate::replica::{ApiOptions, Replica, ReplicaOptions};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Run one raft replica of a shard: raft peers over TCP on the address
+/// --peers gives this node, the internal KV interface (HTTP, JSON) on
+/// --listen.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// This replica's id (as in --peers).
+    #[arg(long)]
+    pub node_id: u64,
+    /// Raft address of every voter: `1=127.0.0.1:7001,2=...,3=...`.
+    #[arg(long)]
+    pub peers: String,
+    /// KV (HTTP) address of every voter, for "not leader" answers:
+    /// `1=127.0.0.1:8001,...`.
+    #[arg(long, default_value = "")]
+    pub kv_peers: String,
+    /// Where the replica keeps its data (RocksDB).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Address of the KV interface.
+    #[arg(long)]
+    pub listen: String,
+    /// Milliseconds per logical raft tick (elections after 10-20 ticks).
+    #[arg(long, default_value_t = 100)]
+    pub tick_ms: u64,
+    /// Serve the Kubernetes API (HTTPS) on this address.
+    #[arg(long)]
+    pub api_listen: Option<String>,
+    /// Directory with server.crt, server.key and tokens.csv (see
+    /// `tmc certs`); required with --api-listen.
+    #[arg(long)]
+    pub tls_dir: Option<PathBuf>,
+    /// The founding voters, used only when the data directory is empty:
+    /// `1,2,3` (default: every node of --peers). --peers may name more
+    /// nodes, to be added later with `tmc member add`.
+    #[arg(long, conflicts_with = "join")]
+    pub voters: Option<String>,
+    /// Join an existing shard: start with no configuration and wait for
+    /// the leader (after `tmc member add --id THIS`) to send a snapshot.
+    #[arg(long)]
+    pub join: bool,
+    /// Compact the raft log when it holds more applied entries than this;
+    /// followers behind the compacted log catch up by snapshot.
+    #[arg(long, default_value_t = 10_000)]
+    pub log_compact_threshold: u64,
+    /// Revisions of history the change log keeps for watches and
+    /// lists at an older resourceVersion; older ones get 410 Gone.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub changes_retention: u64,
+    /// kube-apiserver's EncryptionConfiguration file: Secrets are stored
+    /// encrypted with its AES-GCM keys (re-read when it changes).
+    /// Without it Secrets are stored in clear.
+    #[arg(long)]
+    pub encryption_config: Option<PathBuf>,
+    /// Mutual TLS between replicas: `peer-ca.crt`, and this replica's
+    /// `peer.crt` and `peer.key` naming --node-id (`tmc certs --nodes`
+    /// writes them into D/nodes/ID). A peer without a certificate of
+    /// the peer CA is refused. Required, unless --insecure-peers.
+    #[arg(long)]
+    pub peer_tls_dir: Option<PathBuf>,
+    /// Talk plain TCP between replicas, without authentication or
+    /// encryption (anyone who reaches the raft port can read the log
+    /// and disrupt the shard). For tests and benchmarks on loopback.
+    #[arg(long, conflicts_with = "peer_tls_dir")]
+    pub insecure_peers: bool,
+    #[command(flatten)]
+    pub controllers: ControllerArgs,
+    #[command(flatten)]
+    pub api_limits: ApiLimitArgs,
+}
+
+impl Args {
+    /// Runs the replica until Ctrl-C.
+    pub fn run(self) -> Result<(), BoxError> {
+        peer_security(self.peer_tls_dir.is_some(), self.insecure_peers)?;
+        let options = self.options()?;
+        super::runtime()?.block_on(async move { Replica::start(options).await?.run().await })
+    }
+
+    /// The replica's options: the flags checked against each other.
+    pub fn options(self) -> Result<ReplicaOptions, BoxError> {
+        let node_id = self.node_id;
+        let raft_peers = parse_peers(&self.peers)?
+            .into_iter()
+            .map(|(id, a)| {
+                let addr: SocketAddr = a
+                    .parse()
+                    .map_err(|e| format!("bad raft address {a:?} of node {id}: {e}"))?;
+                Ok((id, addr))
+            })
+            .collect::<Result<BTreeMap<_, _>, BoxError>>()?;
+        if !raft_peers.contains_key(&node_id) {
+            return Err(format!("--peers does not name node {node_id}").into());
+        }
+        let mut kv_peers = parse_peers(&self.kv_peers)?;
+        kv_peers
+            .entry(node_id)
+            .or_insert_with(|| self.listen.clone());
+        std::fs::create_dir_all(&self.data_dir)?;
+        let voters = self.founding_voters(&raft_peers)?;
+        let mut node = NodeConfig::new(node_id, voters);
+        node.log_compact_threshold = self.log_compact_threshold;
+        node.changes_retention = Some(self.changes_retention);
+        node.snapshot_dir = Some(self.data_dir.join("snapshots"));
+        let api = match self.api_listen {
+            Some(listen) => Some(ApiOptions {
+                listen,
+                tls_dir: self.tls_dir.ok_or("--api-listen needs --tls-dir")?,
+                limits: self.api_limits.limits(),
+            }),
+            None => None,
+        };
+        Ok(ReplicaOptions {
+            store_dir: self.data_dir.join("data"),
+            server: ServerConfig {
+                id: node_id,
+                peers: raft_peers,
+                kv_peers,
+                tick: Duration::from_millis(self.tick_ms.max(1)),
+                tls: match &self.peer_tls_dir {
+                    Some(dir) => Some(own_peer_tls(dir, node_id)?),
+                    None => None,
+                },
+            },
+            node,
+            encryption_config: self.encryption_config,
+            controllers: self.controllers.options(),
+            api,
+            internal_listen: Some(self.listen),
+        })
+    }
+
+    /// The voters to found the shard with: none with --join, --voters
+    /// when given, else every node of --peers.
+    fn founding_voters(
+        &self,
+        raft_peers: &BTreeMap<u64, SocketAddr>,
+    ) -> Result<Vec<u64>, BoxError> {
+        if self.join {
+            return Ok(Vec::new());
+        }
+        let Some(list) = &self.voters else {
+            return Ok(raft_peers.keys().copied().collect());
+        };
+        let voters = list
+            .split(',')
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| {
+                v.trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("bad node id {v:?} in --voters"))
+            })
+            .collect::<Result<Vec<u64>, String>>()?;
+        if let Some(v) = voters.iter().find(|v| !raft_peers.contains_key(v)) {
+            return Err(format!("--voters names node {v}, which --peers does not").into());
+        }
+        if voters.is_empty() {
+            return Err("--voters is empty (use --join to join an existing shard)".into());
+        }
+        Ok(voters)
+    }
+}
+
+/// The peer TLS material in `dir`, which must be node `node_id`'s.
+fn own_peer_tls(dir: &std::path::Path, node_id: u64) -> Result<Arc<PeerTls>, BoxError> {
+    let tls = PeerTls::load(dir)?;
+    if tls.identity() != PeerId::Node(node_id) {
+        return Err(format!(
+            "{}/peer.crt is the certificate of {}, not of node {node_id}: \
+             use the directory `tmc certs --nodes {node_id}` wrote for it",
+            dir.display(),
+            tls.identity()
+        )
+        .into());
+    }
+    Ok(tls)
+}
+
+/// Replicas authenticate each other with mutual TLS unless the operator
+/// says otherwise: `tmc serve` refuses to start with neither
+/// `--peer-tls-dir` nor `--insecure-peers`, and warns with the latter.
+fn peer_security(tls: bool, insecure: bool) -> Result<(), BoxError> {
+    match (tls, insecure) {
+        (true, _) => Ok(()),
+        (false, true) => {
+            tracing::warn!(
+                "--insecure-peers: replicas talk plain TCP, unauthenticated and unencrypted; \
+                 anyone who can reach the raft port can read every write and disrupt the shard"
+            );
+            Ok(())
+        }
+        (false, false) => Err(
+            "tmc serve needs --peer-tls-dir DIR (mutual TLS between replicas; \
+             `tmc certs --dir D --nodes ...` writes each replica's D/nodes/ID with peer-ca.crt, \
+             peer.crt and peer.key), or --insecure-peers to talk plain TCP between replicas \
+             (tests and benchmarks only)"
+                .into(),
+        ),
+    }
+}

@@ -1,0 +1,270 @@
+//! One replica of a shard, wired: the store and the raft node, the data
+//! shard the API and the controllers see (Secrets encrypted at rest), the
+//! Kubernetes API with its readiness, the controllers and their metrics,
+//! and the internal KV interface. `tmc dev` (a one-node shard, API only)
+//! and `tmc serve` (a replica of a three-node shard) both start one
+//! through [`Replica::start`]; what differs between them is only the
+//! [`ReplicaOptions`] they fill in (see `src/cli/dev.rs` and
+//! `src/cli/serve.rs`).
+//!
+//! The order of [`Replica::start`]: open RocksDB (a data directory in use
+//! by another process fails here, before any port is taken); start the
+//! raft node (it binds the raft port of `--peers`, if any); wrap it in the
+//! [`EncryptedShard`] when an encryption config is given; bind and start
+//! the Kubernetes API; start the controllers; bind the internal KV
+//! interface. [`Replica::run`] then serves until Ctrl-C.
+//!
+//! `/readyz` of the API answers ok when the raft node does (it knows a
+//! leader and has applied what is committed) and root's `default`
+//! namespace has been written (retried every 300 ms until a leader takes
+//! the write).
+//!
+//! Left out: a graceful stop of the raft node and the controllers on
+//! Ctrl-C (the process exits; RocksDB's WAL makes that safe), and any
+//! signal but Ctrl-C (SIGTERM kills the process outright).
+
+use crate::api::limits::{InFlight, Limits};
+use crate::api::{handlers::ObjectApi, server::ApiServer, tls, watch::WatchHub};
+use crate::encryption::EncryptedShard;
+use crate::raft::server::{self, ServerConfig};
+use crate::raft::NodeConfig;
+use crate::shard::Shard;
+use crate::store::{RocksEngine, RocksOptions};
+use crate::util::BoxError;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a replica runs and where.
+pub struct ReplicaOptions {
+    /// Where RocksDB keeps the replica's data.
+    pub store_dir: PathBuf,
+    /// The raft transport: this node's id, its peers, the tick, peer TLS.
+    pub server: ServerConfig,
+    /// The raft node: founding voters, log compaction, change retention.
+    pub node: NodeConfig,
+    /// kube-apiserver's EncryptionConfiguration: Secrets are stored
+    /// encrypted with its keys (re-read every 5 s). `None`: in clear.
+    pub encryption_config: Option<PathBuf>,
+    /// The controllers, if they run here.
+    pub controllers: Option<crate::controllers::Options>,
+    /// The Kubernetes API, if it is served here.
+    pub api: Option<ApiOptions>,
+    /// Address of the internal KV interface (and `/metrics` of the
+    /// controllers), if it is served here.
+    pub internal_listen: Option<String>,
+}
+
+/// Where and how the Kubernetes API is served.
+pub struct ApiOptions {
+    /// The address to listen on (port 0: any free port, see
+    /// [`Replica::api_addr`]).
+    pub listen: String,
+    /// Directory with server.crt, server.key, ca.crt and tokens.csv (see
+    /// [`crate::api::tls`]).
+    pub tls_dir: PathBuf,
+    /// In-flight requests, deadlines, connections.
+    pub limits: Limits,
+}
+
+type Serving = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
+
+/// A started replica; [`Replica::run`] serves it.
+pub struct Replica {
+    id: u64,
+    api: Option<(SocketAddr, Serving)>,
+    internal: Option<(tokio::net::TcpListener, axum::Router)>,
+    peer_tls: Option<Arc<crate::raft::tls::PeerTls>>,
+}
+
+impl Replica {
+    /// Opens the store, starts the raft node, the API and the controllers,
+    /// and binds the internal KV interface (see the module's docs for the
+    /// order). Must be called within a tokio runtime.
+    pub async fn start(o: ReplicaOptions) -> Result<Replica, BoxError> {
+        let engine = RocksEngine::open(&o.store_dir, &RocksOptions::default())?;
+        let id = o.server.id;
+        let peer_tls = o.server.tls.clone();
+        let handle = server::start(engine, o.server, o.node).await?;
+        let ready = handle.clone();
+        // What the API and the controllers see: Secrets decrypted.
+        let shard = data_shard(handle.clone(), o.encryption_config.as_deref())?;
+        let api = match o.api {
+            Some(api) => {
+                let listener = bind(&api.listen).await?;
+                let addr = listener.local_addr()?;
+                let serving = start_api(
+                    shard.clone(),
+                    listener,
+                    &api.tls_dir,
+                    Arc::new(move || ready.ready()),
+                    api.limits,
+                )
+                .await?;
+                Some((addr, serving))
+            }
+            None => None,
+        };
+        let metrics = o
+            .controllers
+            .map(|c| crate::controllers::start(shard.clone(), c));
+        let internal = match o.internal_listen {
+            Some(listen) => {
+                let listener = bind(&listen).await?;
+                let mut router = server::router(handle);
+                if let Some(metrics) = metrics {
+                    router = router.route(
+                        "/metrics",
+                        axum::routing::get(move || {
+                            let m = metrics.clone();
+                            async move { m.render() }
+                        }),
+                    );
+                }
+                Some((listener, router))
+            }
+            None => None,
+        };
+        Ok(Replica {
+            id,
+            api,
+            internal,
+            peer_tls,
+        })
+    }
+
+    /// The address the Kubernetes API listens on, if it is served.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api.as_ref().map(|(a, _)| *a)
+    }
+
+    /// Serves the API and the internal KV interface until Ctrl-C. An API
+    /// that stops on its own beside the KV interface is logged, and the
+    /// replica goes on serving the KV interface.
+    pub async fn run(self) -> Result<(), BoxError> {
+        let Some((listener, router)) = self.internal else {
+            match self.api {
+                Some((_, api)) => api.await?,
+                None => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+            return Ok(());
+        };
+        if let Some((_, api)) = self.api {
+            tokio::spawn(async move {
+                if let Err(e) = api.await {
+                    tracing::error!(error = %e, "the API server stopped");
+                }
+            });
+        }
+        let addr = listener.local_addr()?;
+        let node = self.id;
+        if self.peer_tls.is_some() {
+            tracing::info!(node, %addr, "serving the KV interface (mutual TLS)");
+        } else {
+            tracing::info!(node, %addr, "serving the KV interface");
+        }
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        server::internal::serve(listener, self.peer_tls, router, shutdown).await?;
+        Ok(())
+    }
+}
+
+async fn bind(addr: &str) -> Result<tokio::net::TcpListener, BoxError> {
+    Ok(tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?)
+}
+
+/// The shard the API and controllers use: `handle`, with Secrets encrypted
+/// at rest when an encryption config is given (re-read every 5 s; a
+/// config that stops parsing keeps the old keys and logs why).
+fn data_shard(
+    handle: server::Handle,
+    encryption: Option<&Path>,
+) -> Result<Arc<dyn Shard>, BoxError> {
+    let Some(path) = encryption else {
+        tracing::warn!("no --encryption-config: Secrets are stored in clear");
+        return Ok(Arc::new(handle));
+    };
+    let shard = Arc::new(EncryptedShard::from_file(Arc::new(handle), path)?);
+    tracing::info!(
+        config = %path.display(),
+        write_key = shard.keys().write_key_name().unwrap_or("(identity: clear text)"),
+        "Secrets are encrypted at rest"
+    );
+    shard.watch();
+    Ok(shard)
+}
+
+/// Starts the Kubernetes API over `shard` on `listener` with the TLS
+/// material in `tls_dir` and `limits`; the returned future serves until
+/// Ctrl-C.
+/// `/readyz` answers ok when `ready` does and root's `default` namespace
+/// exists.
+async fn start_api(
+    shard: Arc<dyn Shard>,
+    listener: tokio::net::TcpListener,
+    tls_dir: &Path,
+    ready: crate::api::ReadyCheck,
+    limits: Limits,
+) -> Result<Serving, BoxError> {
+    let files = tls::TlsFiles::new(tls_dir);
+    let auth = crate::api::auth::TokenAuth::load(&files.tokens())?;
+    // The serving certificate and the client CA, re-read when they change.
+    let tls_cfg = tls::reloading_server_config(&files)?;
+    tls_cfg.watch(Duration::from_secs(5));
+    let objects = Arc::new(ObjectApi {
+        hub: WatchHub::start(shard.clone()),
+        shard: shard.clone(),
+        bookmark_interval: Duration::from_secs(10),
+    });
+    // `default` in root, once a leader can take the write.
+    let boot = objects.clone();
+    let booted = Arc::new(AtomicBool::new(false));
+    let booting = booted.clone();
+    tokio::spawn(async move {
+        loop {
+            match boot.bootstrap().await {
+                Ok(()) => {
+                    booting.store(true, Ordering::Release);
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "bootstrap of root's default namespace; retrying");
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+        }
+    });
+    let server = Arc::new(ApiServer {
+        objects,
+        auth,
+        certs: Some(tls::cert_auth(&files)?),
+        ready: Arc::new(move || {
+            ready()?;
+            if !booted.load(Ordering::Acquire) {
+                return Err("root's default namespace is not written yet".into());
+            }
+            Ok(())
+        }),
+        inflight: InFlight::new(&limits),
+    });
+    tracing::info!(addr = %listener.local_addr()?, ?limits, "serving the Kubernetes API");
+    Ok(Box::pin(crate::api::server::serve_tls(
+        listener,
+        move || tls_cfg.get(),
+        crate::api::server::router(server),
+        limits,
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        },
+    )))
+}
