@@ -625,7 +625,7 @@ fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
 /// at rest when an encryption config is given (re-read every 5 s; a
 /// config that stops parsing keeps the old keys and logs why).
 fn data_shard(
-    handle: tmc::raft::server::Handle,
+    handle: tmc::raft::server::RaftShard<store::RocksEngine>,
     encryption: Option<&std::path::Path>,
 ) -> Result<Arc<dyn tmc::shard::Shard>, BoxError> {
     use tmc::encryption::EncryptedShard;
