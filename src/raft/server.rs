@@ -1,5 +1,5 @@
-//! `tmc serve`: one replica of a raft shard, in four pieces, each in a
-//! module of its own:
+//! One replica of a raft shard, as `tmc serve` (and, with one voter and no
+//! raft port, `tmc dev`) runs it: four pieces, each in a module of its own:
 //!
 //! - [`event_loop`]: one thread owns the raft [`Node`] and runs it on a
 //!   real clock: ticks, messages from peers, client requests (writes, read
@@ -24,9 +24,10 @@
 //! the transport and the event loop, and returns the [`RaftShard`]; the
 //! caller serves [`router`] with [`internal::serve`].
 //!
-//! Left out: stopping a replica in-process (the event loop and the
-//! transport run until the process exits), and changing `--peers` or
-//! `--kv-peers` while it runs.
+//! Left out: stopping a replica in-process (the transport's thread runs
+//! until the process exits; the event loop ends only once every clone of
+//! the [`RaftShard`] is gone), and changing `--peers` or `--kv-peers`
+//! while it runs.
 
 use super::tls::PeerTls;
 use super::{Node, NodeConfig};
@@ -62,7 +63,8 @@ pub struct ServerConfig {
     /// Raft address of every voter. This node listens on its own; without
     /// one (a one-voter `tmc dev`) it opens no raft port at all.
     pub peers: BTreeMap<u64, SocketAddr>,
-    /// KV (HTTP) address of every voter, for "not leader" redirects.
+    /// Internal HTTP address of every voter: where writes are forwarded,
+    /// and what "not leader" answers name.
     pub kv_peers: BTreeMap<u64, String>,
     /// Wall-clock length of one logical tick.
     pub tick: Duration,
