@@ -19,8 +19,12 @@
 //! - [`tls`]: mutual TLS between replicas with a peer CA of its own and a
 //!   node identity per certificate.
 //! - [`fuzz`]: a fuzzer of raft frames against live in-process replicas.
-//! - [`server`]: the event loop that owns a node on a real clock, the TCP
-//!   peer transport and the internal HTTP KV interface of `tmc serve`.
+//! - [`server`]: `tmc serve`'s replica: the event loop that owns a node on
+//!   a real clock ([`server::event_loop`]), the peer transport
+//!   ([`server::transport`]), [`server::RaftShard`] (the raft-backed
+//!   [`Shard`](crate::shard::Shard)) with its forwarding client
+//!   ([`server::forward`]), and the internal HTTP interface
+//!   ([`server::kv`], [`server::internal`]).
 //!
 //! # Protocol
 //!
@@ -124,14 +128,16 @@
 //!    from peers ([`Node::step`], [`Node::step_snapshot`]), then at most
 //!    one batch of client requests: writes ([`Node::propose`]), read
 //!    points ([`Node::read`]; the store itself is read by the caller, off
-//!    the loop), status queries; every queue is bounded (see [`server`]);
+//!    the loop), status queries; every queue is bounded (see
+//!    [`server::event_loop`]);
 //! 2. tick when the tick is due (a late loop does not tick in a burst);
 //! 3. [`Node::poll`], then hand each of [`Node::take_messages`] to the
 //!    peer's outbound queue (a full queue or a dead link is reported with
 //!    [`Node::report_unreachable`]; a snapshot is reported with
-//!    [`Node::report_snapshot`] when its stream is over), then answer [`Node::take_responses`] to the waiting
-//!    clients through their oneshot channels. A linearizable read's answer
-//!    is read from the store right there, at or after its read index.
+//!    [`Node::report_snapshot`] when its stream is over), then answer
+//!    [`Node::take_responses`] to the waiting clients through their
+//!    oneshot channels. A linearizable read's caller then reads the store
+//!    itself, which has applied at least up to the read index.
 //!
 //! **Transport.** TCP with mutual TLS ([`tls`]; plain with
 //! `--insecure-peers`), one outbound connection per peer, dialled
@@ -154,17 +160,22 @@
 //! it ([`Node::step`]): a message raft-rs would panic on is refused and
 //! logged, and nothing changes.
 //!
-//! **KV interface.** [`server::router`]: `PUT/GET/DELETE
-//! /kv/{workspace}/{namespace}/{name}` (configmap-like objects),
-//! `GET /kv/{workspace}` (list), `POST /txn` (a JSON [`crate::store::Txn`]),
-//! `GET /status`, and membership: `POST /members/{id}` (add a voter),
-//! `DELETE /members/{id}` (remove one), `GET /members`. A write on a follower is forwarded once (HTTP, to the
-//! leader's `POST /internal/txn` at its `--kv-peers` address, naming itself in `x-tmc-from`) and the leader's
-//! answer passed back. A forwarded request carries the
-//! `x-tmc-no-forward` header, so a stale view of the leader costs a 503,
-//! never a loop: `not leader; leader is N at ADDR`, whose JSON names
-//! `leader` and `leader_addr`, which clients (`tmc kv`, the tests) follow. No leader known: 503 `no leader`; a timeout or lost leadership:
-//! 504 (a write's outcome is then unknown); a failed precondition: 409.
+//! **KV interface.** [`server::router`] ([`server::kv`]): `PUT/GET/DELETE
+//! /kv/{workspace}/{namespace}/{name}` (objects of `?resource=`,
+//! configmaps by default), `GET /kv/{workspace}` (list), `POST /txn` (a
+//! JSON [`crate::store::Txn`]), `GET /status`, and membership: `POST
+//! /members/{id}` (add a voter), `DELETE /members/{id}` (remove one), `GET
+//! /members`; over the peers' mutual TLS. A write on a follower is
+//! forwarded once ([`server::forward`]: to the leader's `POST
+//! /internal/txn` at its `--kv-peers` address, naming itself in
+//! `x-tmc-from`, over a kept-alive connection of the replica's one
+//! client) and the leader's answer passed back. A forwarded request
+//! carries the `x-tmc-no-forward` header, so a stale view of the leader
+//! costs a 503, never a loop: `not leader; leader is N at ADDR`, whose
+//! JSON names `leader` and `leader_addr`, which clients (`tmc kv`, the
+//! tests) follow. No leader known: 503 `no leader`; forwarding failed:
+//! 502; a timeout or lost leadership: 504 (a write's outcome is then
+//! unknown in both); a failed precondition: 409.
 //!
 //! # Implementation caveats
 //!
@@ -178,8 +189,8 @@
 //!   [`Error::Timeout`] and is retried by the caller.
 //! - Writes and membership changes sent to a follower are refused with
 //!   [`Error::NotLeader`] and the leader's id; the KV interface forwards
-//!   them one hop (plain HTTP/1.1, one connection per forwarded request)
-//!   or answers a 503 naming the leader.
+//!   them one hop (HTTP/1.1 over the peers' mutual TLS, on connections
+//!   kept alive between forwards) or answers a 503 naming the leader.
 //! - Raft addresses are static: `--peers` is the address book, and a voter
 //!   can only be added if every replica's `--peers` names it (replicas are
 //!   restarted with a longer list first). Addresses do not travel in the

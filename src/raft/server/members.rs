@@ -3,7 +3,7 @@
 //! voters (`tmc member add|remove|list`).
 //!
 //! A change goes to the leader like a write: a follower forwards it once
-//! (marked [`NO_FORWARD`]) and passes the leader's answer back. The leader
+//! (marked [`NO_FORWARD`](super::NO_FORWARD)) and passes the leader's answer back. The leader
 //! proposes one `ConfChangeV2` ([`Node::change_membership`]) and answers
 //! once it is applied, with the voters after it. Refused, with nothing
 //! changed:
@@ -17,14 +17,14 @@
 //! The joining replica is started with `tmc serve --join`: it has no
 //! configuration and asks the leader for a snapshot on first contact.
 
-use super::{
-    call_error, forward_allowed, http_error, raft_error, Handle, Input, MembershipChange, Node,
-    OutQueue,
-};
-use crate::raft::{Error, RequestId};
+use super::event_loop::Input;
+use super::kv::{call_error, forward_allowed, http_error, raft_error};
+use super::shard::RaftShard;
+use super::transport::OutQueue;
+use crate::raft::{Error, MembershipChange, Node, RequestId};
 use crate::store::Engine;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::Json;
 use std::collections::HashMap;
@@ -46,7 +46,7 @@ pub(super) fn propose<E: Engine>(
     node.change_membership(change)
 }
 
-fn member_error(h: &Handle, e: Error) -> HttpResponse {
+fn member_error<E: Engine>(h: &RaftShard<E>, e: Error) -> HttpResponse {
     match e {
         e @ Error::InvalidConfChange(_) => http_error(StatusCode::BAD_REQUEST, e.to_string(), None),
         e @ Error::ConfChangeInProgress => http_error(StatusCode::CONFLICT, e.to_string(), None),
@@ -54,9 +54,9 @@ fn member_error(h: &Handle, e: Error) -> HttpResponse {
     }
 }
 
-async fn change(
-    h: Handle,
-    method: &'static str,
+async fn change<E: Engine>(
+    h: RaftShard<E>,
+    method: Method,
     id: u64,
     change: MembershipChange,
     forward: bool,
@@ -69,7 +69,8 @@ async fn change(
                 return raft_error(&h, Error::NotLeader { leader: Some(l) });
             };
             match h
-                .internal_request(l, method, &format!("/members/{id}"), &[])
+                .forwarder()
+                .request(l, method, &format!("/members/{id}"), Vec::new())
                 .await
             {
                 Ok((code, body)) => (
@@ -90,28 +91,35 @@ async fn change(
 }
 
 /// `POST /members/{id}`: adds voter `id`.
-pub(super) async fn add(
-    State(h): State<Handle>,
+pub(super) async fn add<E: Engine>(
+    State(h): State<RaftShard<E>>,
     Path(id): Path<u64>,
     headers: axum::http::HeaderMap,
 ) -> HttpResponse {
     let fwd = forward_allowed(&headers);
-    change(h, "POST", id, MembershipChange::AddVoter(id), fwd).await
+    change(h, Method::POST, id, MembershipChange::AddVoter(id), fwd).await
 }
 
 /// `DELETE /members/{id}`: removes voter `id`.
-pub(super) async fn remove(
-    State(h): State<Handle>,
+pub(super) async fn remove<E: Engine>(
+    State(h): State<RaftShard<E>>,
     Path(id): Path<u64>,
     headers: axum::http::HeaderMap,
 ) -> HttpResponse {
     let fwd = forward_allowed(&headers);
-    change(h, "DELETE", id, MembershipChange::RemoveVoter(id), fwd).await
+    change(
+        h,
+        Method::DELETE,
+        id,
+        MembershipChange::RemoveVoter(id),
+        fwd,
+    )
+    .await
 }
 
 /// `GET /members`: the voters as of this replica's applied index, and the
 /// leader it knows.
-pub(super) async fn list(State(h): State<Handle>) -> HttpResponse {
+pub(super) async fn list<E: Engine>(State(h): State<RaftShard<E>>) -> HttpResponse {
     match h.call(Input::Status).await {
         Ok(s) => {
             Json(serde_json::json!({ "voters": s.voters, "leader": s.leader })).into_response()

@@ -567,7 +567,7 @@ async fn stream_snapshot(
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::test_inbox;
+    use super::super::event_loop::tests::test_inbox;
     use super::super::PeerInput;
     use super::*;
     use raft::eraftpb::{Message, MessageType};

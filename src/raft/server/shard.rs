@@ -1,0 +1,238 @@
+//! [`RaftShard`]: the raft-backed implementation of the shard interface
+//! ([`Shard`]), which the API and the controllers of `tmc serve` and
+//! `tmc dev` use.
+//!
+//! **Protocol.**
+//! - [`Shard::write`] hands the transaction to the event loop; on the
+//!   leader it is proposed and answered once committed and applied here. A
+//!   follower forwards it once to the leader ([`Forwarder`], `POST
+//!   /internal/txn`) and then waits until its own store has applied the
+//!   leader's revision, so a read here afterwards sees the write
+//!   (read-your-writes on every replica).
+//! - [`Shard::barrier`] asks the event loop for a read point (raft's
+//!   ReadIndex) and answers once this replica has applied up to it; the
+//!   revision it returns is the local store's.
+//! - Reads ([`Shard::get`], [`Shard::list`], the change log, the revision
+//!   signal) go straight to the local store, never through the event loop.
+//! - [`Shard::leadership`] is the event loop's leadership signal; it moves
+//!   only when the node's role changes.
+//!
+//! Every request to the event loop is answered within 15 s, or fails with
+//! [`CallError::NoAnswer`]; one refused because [`CLIENT_INFLIGHT`]
+//! requests are in flight fails at once with [`CallError::Busy`]
+//! ([`ShardError::Unavailable`]).
+//!
+//! Left out: reads are never forwarded (a follower reads its own store, made
+//! fresh by a barrier when asked); a write whose forward failed is not
+//! retried (its outcome is unknown: [`ShardError::Timeout`]).
+//!
+//! [`CLIENT_INFLIGHT`]: super::CLIENT_INFLIGHT
+
+use super::super::Error;
+use super::event_loop::{CallError, Health, Inbox, Input, Signals};
+use super::forward::{ForwardedWrite, Forwarder, WireError};
+use crate::shard::{BoxFuture, Shard, ShardError};
+use crate::store::{
+    Change, Committed, Engine, Key, ListOptions, ListPage, Prefix, Record, Store, Txn,
+};
+use axum::http::Method;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+
+/// A running replica of a raft shard: the ways into its event loop, its
+/// local store and its client to the other replicas. Clones share all of
+/// it.
+pub struct RaftShard<E: Engine> {
+    /// This replica.
+    pub id: u64,
+    inbox: Inbox,
+    /// KV addresses of the voters.
+    pub kv_peers: BTreeMap<u64, String>,
+    /// The store the event loop applies to; read here, written only by
+    /// the event loop.
+    store: Arc<Store<Arc<E>>>,
+    /// Set by the event loop when the node's role changes.
+    leader: watch::Receiver<bool>,
+    health: watch::Receiver<Health>,
+    forwarder: Forwarder,
+}
+
+impl<E: Engine> Clone for RaftShard<E> {
+    fn clone(&self) -> Self {
+        RaftShard {
+            id: self.id,
+            inbox: self.inbox.clone(),
+            kv_peers: self.kv_peers.clone(),
+            store: self.store.clone(),
+            leader: self.leader.clone(),
+            health: self.health.clone(),
+            forwarder: self.forwarder.clone(),
+        }
+    }
+}
+
+impl<E: Engine> RaftShard<E> {
+    /// The shard of replica `id`, over a running event loop and the store
+    /// it applies to.
+    pub(super) fn new(
+        id: u64,
+        (inbox, signals): (Inbox, Signals),
+        store: Arc<Store<Arc<E>>>,
+        kv_peers: BTreeMap<u64, String>,
+        forwarder: Forwarder,
+    ) -> Self {
+        RaftShard {
+            id,
+            inbox,
+            kv_peers,
+            store,
+            leader: signals.leader,
+            health: signals.health,
+            forwarder,
+        }
+    }
+
+    /// Sends the event loop a request and waits (15 s at most) for its
+    /// answer.
+    pub(super) async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Input,
+    ) -> Result<T, CallError> {
+        let (tx, rx) = oneshot::channel();
+        self.inbox.client(make(tx))?;
+        match tokio::time::timeout(Duration::from_secs(15), rx).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(_)) => Err(CallError::Stopped),
+            Err(_) => Err(CallError::NoAnswer),
+        }
+    }
+
+    /// Whether this replica is ready to serve (see [`Health::ready`]).
+    pub fn ready(&self) -> Result<(), String> {
+        self.health.borrow().ready()
+    }
+
+    /// Changes whenever the event loop's [`Health`] does.
+    pub fn health(&self) -> watch::Receiver<Health> {
+        self.health.clone()
+    }
+
+    /// The local store (read only: the event loop writes it).
+    pub(super) fn store(&self) -> &Store<Arc<E>> {
+        &self.store
+    }
+
+    /// This replica's client to the others' internal HTTP interface.
+    pub(super) fn forwarder(&self) -> &Forwarder {
+        &self.forwarder
+    }
+
+    /// Commits `txn` here, or (when `forward` and this node knows another
+    /// leader) on the leader through its `POST /internal/txn`, marked not
+    /// to be forwarded again.
+    pub(super) async fn write_txn(&self, txn: Txn, forward: bool) -> Result<Committed, WireError> {
+        let to_forward = forward.then(|| txn.clone());
+        match self.call(|tx| Input::Write(txn, tx)).await {
+            Err(e) => Err(WireError::from(e)),
+            Ok(Err(Error::NotLeader { leader: Some(l) })) if to_forward.is_some() => {
+                let Some(addr) = self.kv_peers.get(&l) else {
+                    return Err(WireError::NotLeader(Some(l)));
+                };
+                let body = serde_json::to_vec(&to_forward)
+                    .map_err(|e| WireError::Internal(e.to_string()))?;
+                let (code, raw) = self
+                    .forwarder
+                    .request(l, Method::POST, "/internal/txn", body)
+                    .await
+                    .map_err(|e| {
+                        WireError::Forward(format!(
+                            "forwarding to the leader {l} at {addr} failed: {e}"
+                        ))
+                    })?;
+                let answer: ForwardedWrite = serde_json::from_slice(&raw).map_err(|e| {
+                    WireError::Internal(format!(
+                        "the leader {l} answered {code} with an unreadable body: {e}"
+                    ))
+                })?;
+                let committed = answer?;
+                // Read-your-writes on this node: wait until it has applied.
+                self.wait_applied(committed.revision).await?;
+                Ok(committed)
+            }
+            Ok(r) => r.map_err(WireError::from),
+        }
+    }
+
+    /// Waits until the local store reaches `revision`.
+    async fn wait_applied(&self, revision: u64) -> Result<(), WireError> {
+        let mut sub = self.store.subscribe();
+        let wait = async {
+            while self.store.revision() < revision {
+                if sub.changed().await.is_err() {
+                    return Err(WireError::Internal("the store closed".into()));
+                }
+            }
+            Ok(())
+        };
+        tokio::time::timeout(Duration::from_secs(15), wait)
+            .await
+            .map_err(|_| {
+                WireError::Timeout(format!(
+                    "the write committed at revision {revision} was not applied here in time"
+                ))
+            })?
+    }
+}
+
+impl<E: Engine> Shard for RaftShard<E> {
+    fn write(&self, txn: Txn) -> BoxFuture<'_, Result<Committed, ShardError>> {
+        Box::pin(async move { self.write_txn(txn, true).await.map_err(ShardError::from) })
+    }
+
+    fn barrier(&self) -> BoxFuture<'_, Result<u64, ShardError>> {
+        Box::pin(async move {
+            match self.call(Input::Barrier).await {
+                Err(e) => Err(WireError::from(e).into()),
+                Ok(Ok(())) => Ok(self.store.revision()),
+                Ok(Err(e)) => Err(match WireError::from(e) {
+                    WireError::NotLeader(_) => ShardError::Unavailable(Error::NoLeader.to_string()),
+                    other => other.into(),
+                }),
+            }
+        })
+    }
+
+    fn get(&self, key: &Key) -> Result<Option<Record>, ShardError> {
+        Ok(self.store.get(key)?)
+    }
+
+    fn list(&self, prefix: &Prefix, opts: &ListOptions) -> Result<ListPage, ShardError> {
+        Ok(self.store.list(prefix, opts)?)
+    }
+
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>, ShardError> {
+        Ok(self.store.changes_since(after, limit)?)
+    }
+
+    fn revision(&self) -> u64 {
+        self.store.revision()
+    }
+
+    fn compacted_revision(&self) -> u64 {
+        self.store.compacted_revision()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.store.subscribe()
+    }
+
+    fn is_leader(&self) -> bool {
+        *self.leader.borrow()
+    }
+
+    fn leadership(&self) -> watch::Receiver<bool> {
+        self.leader.clone()
+    }
+}
