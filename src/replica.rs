@@ -187,7 +187,7 @@ async fn bind(addr: &str) -> Result<tokio::net::TcpListener, BoxError> {
 /// at rest when an encryption config is given (re-read every 5 s; a
 /// config that stops parsing keeps the old keys and logs why).
 fn data_shard(
-    handle: server::RaftShard<crate::store::RocksEngine>,
+    handle: server::RaftShard<RocksEngine>,
     encryption: Option<&Path>,
 ) -> Result<Arc<dyn Shard>, BoxError> {
     let Some(path) = encryption else {
