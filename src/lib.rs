@@ -6,7 +6,7 @@
 //! - [`shard`]: the interface the API and the controllers reach data by;
 //!   [`encryption`] wraps it to keep Secrets encrypted at rest.
 //! - [`api`]: the Kubernetes API over HTTPS, per workspace.
-//! - [`auth`](mod@auth): users and RBAC, independent of HTTP and storage.
+//! - [`authz`](mod@authz): users and RBAC, independent of HTTP and storage.
 //! - [`controllers`]: cluster registration, placement and sync.
 //! - [`bench`](mod@bench): the `tmc bench` load generators.
 //! - [`replica`]: one replica wired (store, raft, API, controllers), as
@@ -14,7 +14,7 @@
 //! - [`cli`]: the subcommands of the `tmc` binary.
 
 pub mod api;
-pub mod auth;
+pub mod authz;
 pub mod bench;
 pub mod cli;
 pub mod controllers;

@@ -217,7 +217,7 @@ async fn start_api(
     limits: Limits,
 ) -> Result<Serving, BoxError> {
     let files = tls::TlsFiles::new(tls_dir);
-    let auth = crate::api::auth::TokenAuth::load(&files.tokens())?;
+    let auth = crate::api::authn::TokenAuth::load(&files.tokens())?;
     // The serving certificate and the client CA, re-read when they change.
     let tls_cfg = tls::reloading_server_config(&files)?;
     tls_cfg.watch(Duration::from_secs(5));

@@ -1,5 +1,5 @@
 //! Authorization at the API edge: the request's RBAC attributes, the RBAC
-//! objects of the request's workspace, the decision ([`crate::auth::rbac`]),
+//! objects of the request's workspace, the decision ([`crate::authz::rbac`]),
 //! escalation prevention for writes of roles and bindings, and the self
 //! access and rules reviews (`kubectl auth can-i`).
 //!
@@ -15,8 +15,8 @@
 use super::handlers::{Admit, Reply};
 use super::request::ResourceRequest;
 use super::status::{qualified, ApiError, ApiResult};
-use crate::auth::rbac::{self, Attributes, Policy, PolicyRule, RBAC_GROUP};
-use crate::auth::User;
+use crate::authz::rbac::{self, Attributes, Policy, PolicyRule, RBAC_GROUP};
+use crate::authz::User;
 use crate::shard::Shard;
 use crate::store::{GroupResource, ListOptions, Prefix, Workspace};
 use serde_json::{json, Value};

@@ -250,7 +250,7 @@ fn selectors(p: &Params) -> ApiResult<(LabelSelector, FieldSelector)> {
 }
 
 /// The workspace and namespace of a stored object, from its key.
-fn placement_of(rec: &Record) -> Option<(String, Option<String>)> {
+fn workspace_and_namespace_of(rec: &Record) -> Option<(String, Option<String>)> {
     match Key::decode(&rec.key)? {
         Key::Object(k) => Some((k.workspace.as_str().to_string(), k.namespace)),
         _ => None,
@@ -496,7 +496,7 @@ impl ObjectApi {
                 .map_err(storage_error)?;
             revision = page.revision;
             for rec in &page.items {
-                let Some((wsname, ns)) = placement_of(rec) else {
+                let Some((wsname, ns)) = workspace_and_namespace_of(rec) else {
                     continue;
                 };
                 if want_ns.is_some() && ns != want_ns {
@@ -1347,14 +1347,14 @@ pub const CLUSTER_ADMIN: &str = "cluster-admin";
 pub const WORKSPACE_ADMIN: &str = "workspace-admin";
 
 fn rbac_key(ws: &Workspace, plural: &str, name: &str) -> ApiResult<Key> {
-    let info = resources::lookup(crate::auth::rbac::RBAC_GROUP, "v1", plural)
+    let info = resources::lookup(crate::authz::rbac::RBAC_GROUP, "v1", plural)
         .ok_or_else(|| ApiError::internal(format!("{plural} are not served")))?;
     ObjectApi::object_key(info, ws, None, name).map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// `cluster-admin` in `ws`: every verb on every resource and URL.
 fn cluster_admin_role(ws: &Workspace) -> ApiResult<(Key, Value)> {
-    let rules: Vec<Value> = crate::auth::rbac::admin_rules()
+    let rules: Vec<Value> = crate::authz::rbac::admin_rules()
         .iter()
         .map(|r| r.to_value())
         .collect();
@@ -1675,7 +1675,7 @@ impl ObjectApi {
                     }
                 };
                 for rec in &page.items {
-                    if let Some((ws, ns)) = placement_of(rec) {
+                    if let Some((ws, ns)) = workspace_and_namespace_of(rec) {
                         let Ok(obj) = serde_json::from_slice::<Value>(&rec.value) else {
                             continue;
                         };

@@ -67,7 +67,7 @@
 //! request deadline, and a limit on the memory of responses queued by
 //! HTTP/2 (each is bounded by the in-flight limits while it is sent).
 
-use super::auth::PeerCertificates;
+use super::authn::PeerCertificates;
 use super::status::ApiError;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Request, Response};

@@ -3,7 +3,7 @@
 //! (`/services/tmc/clusters/...`), `/livez` and `/readyz`.
 //!
 //! [`server`] is the HTTPS edge (TLS, limits, the order of checks) and
-//! routes through [`request`]; [`auth`] authenticates, [`authz`] applies
+//! routes through [`request`]; [`authn`] authenticates, [`authz`] applies
 //! RBAC per workspace, [`admission`] and [`validation`] check what is
 //! written; [`handlers`] serve the verbs, with [`patch`], [`apply`] and
 //! [`watch`] (the hub fanning out the change log); [`discovery`],
@@ -13,7 +13,7 @@
 
 pub mod admission;
 pub mod apply;
-pub mod auth;
+pub mod authn;
 pub mod authz;
 pub mod discovery;
 pub mod fuzz;

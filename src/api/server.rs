@@ -32,7 +32,7 @@
 //! `--min-request-timeout` for watches, and a limit on the responses
 //! HTTP/2 queues for a client beyond the in-flight slots.
 
-use super::auth::{CertAuth, PeerCertificates, TokenAuth, User};
+use super::authn::{CertAuth, PeerCertificates, TokenAuth, User};
 use super::handlers::{Caller, ObjectApi, Params, Reply};
 use super::limits::{self, Admitted, Class, Limits};
 use super::request::{self, OpenApi, ResourceRequest, Route, Target, WorkspaceSel};
@@ -149,7 +149,7 @@ async fn handle(s: &ApiServer, req: Request, admitted: &mut Admitted) -> ApiResu
         }
         _ => {}
     }
-    let user = super::auth::authenticate(
+    let user = super::authn::authenticate(
         &s.auth,
         s.certs.as_ref(),
         parts
@@ -339,7 +339,7 @@ async fn resource(
             authz::review(s.objects.shard.as_ref(), user, ws, r.info.kind, review).await?;
         return Ok(json_response(code, &v));
     }
-    if r.info.group == crate::auth::rbac::RBAC_GROUP
+    if r.info.group == crate::authz::rbac::RBAC_GROUP
         && !user.is_master()
         && matches!(verb, "create" | "update" | "patch")
     {

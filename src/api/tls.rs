@@ -199,7 +199,7 @@ pub fn ensure_api_material(dir: &Path, hosts: &[String]) -> Result<TlsFiles, Box
         };
         write_private(
             &files.tokens(),
-            format!("{token},admin,admin,\"{}\"\n", super::auth::MASTERS).as_bytes(),
+            format!("{token},admin,admin,\"{}\"\n", super::authn::MASTERS).as_bytes(),
         )?;
     }
     Ok(files)
@@ -420,7 +420,7 @@ pub fn cert_kubeconfig(
 /// Asks every client for a certificate without requiring one, and checks
 /// at the handshake only that the client holds the key of the certificate
 /// it sent; the chain is verified per request by
-/// [`super::auth::CertAuth`], so that a bad certificate is a 401 (as in
+/// [`super::authn::CertAuth`], so that a bad certificate is a 401 (as in
 /// kube-apiserver, which asks with Go's `RequestClientCert`).
 #[derive(Debug)]
 struct RequestClientCert {
@@ -487,8 +487,8 @@ fn client_verifier(
 }
 
 /// Client certificate authentication against the CA in `files`.
-pub fn cert_auth(files: &TlsFiles) -> Result<super::auth::CertAuth, BoxError> {
-    Ok(super::auth::CertAuth::new(client_verifier(files)?))
+pub fn cert_auth(files: &TlsFiles) -> Result<super::authn::CertAuth, BoxError> {
+    Ok(super::authn::CertAuth::new(client_verifier(files)?))
 }
 
 /// Writes `admin.kubeconfig` (for `root`).

@@ -149,10 +149,10 @@ fn load(st: &Store<RocksEngine>, args: &Args, progress: &dyn Fn(&str)) -> store:
     progress(&format!("{} clusters loaded", args.clusters));
     let wps = crate::controllers::placement::resource();
     let mut ops = Vec::with_capacity(1000);
-    let author = crate::api::admission::author_value(&crate::auth::User::new(
+    let author = crate::api::admission::author_value(&crate::authz::User::new(
         "admin",
         "",
-        &[crate::auth::MASTERS],
+        &[crate::authz::MASTERS],
     ));
     for i in 0..args.placements {
         let ws = Workspace::parse(&format!("root:t{}", i / PER_WORKSPACE)).expect("path");

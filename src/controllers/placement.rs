@@ -672,7 +672,7 @@ impl Controller for PlacementController {
         // change there requeues the placements located at it.
         let rbac_feed: BoxFuture<'static, ()> = Box::pin(async move {
             let stop = q.clone();
-            let rbac = |plural| GroupResource::new(crate::auth::rbac::RBAC_GROUP, plural);
+            let rbac = |plural| GroupResource::new(crate::authz::rbac::RBAC_GROUP, plural);
             let grs = match (rbac("clusterroles"), rbac("clusterrolebindings")) {
                 (Ok(a), Ok(b)) => vec![a, b],
                 _ => return,
@@ -735,7 +735,7 @@ mod tests {
     }
 
     async fn placement(shard: &dyn Shard, tenant: &str, location: &str) {
-        let admin = crate::auth::User::new("admin", "", &["system:masters"]);
+        let admin = crate::authz::User::new("admin", "", &["system:masters"]);
         placement_by(shard, tenant, location, &admin).await;
     }
 
@@ -745,7 +745,7 @@ mod tests {
         shard: &dyn Shard,
         tenant: &str,
         location: &str,
-        author: &crate::auth::User,
+        author: &crate::authz::User,
     ) {
         let key = ObjectKey::cluster_scoped(resource(), ws(tenant), "web").unwrap();
         put(
@@ -788,7 +788,7 @@ mod tests {
             "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "",
                                        "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}))
         .await;
-        let alice = crate::auth::User::new("alice", "u-a", &[]);
+        let alice = crate::authz::User::new("alice", "u-a", &[]);
         // Stored straight into the shard: the controller checks again,
         // whatever the API let through.
         placement_by(&*shard, "root:t", "root:loc", &alice).await;
@@ -851,7 +851,7 @@ mod tests {
         }
         let rbac = |plural: &str, name: &str| {
             ObjectKey::cluster_scoped(
-                GroupResource::new(crate::auth::rbac::RBAC_GROUP, plural).unwrap(),
+                GroupResource::new(crate::authz::rbac::RBAC_GROUP, plural).unwrap(),
                 ws("root:loc"),
                 name,
             )

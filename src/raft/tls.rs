@@ -85,7 +85,7 @@ impl PeerId {
 
     /// The identity of a verified chain (end entity first).
     pub fn from_chain(chain: &[CertificateDer<'_>]) -> Option<PeerId> {
-        let (cn, _) = crate::api::auth::subject_of(chain.first()?)?;
+        let (cn, _) = crate::api::authn::subject_of(chain.first()?)?;
         PeerId::from_common_name(&cn)
     }
 

@@ -773,7 +773,7 @@ mod tests {
         assert!(!authorize(&p, &bob, &cm("get", "dev", "x")));
         assert!(authorize(
             &p,
-            &User::new("root", "0", &[crate::auth::MASTERS]),
+            &User::new("root", "0", &[crate::authz::MASTERS]),
             &cm("delete", "", "")
         ));
         // Every authenticated user may ask about itself and discover.

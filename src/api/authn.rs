@@ -23,7 +23,7 @@
 //! users named `system:serviceaccount:{ns}:{name}`), OIDC, impersonation.
 
 use super::status::ApiError;
-pub use crate::auth::{User, MASTERS};
+pub use crate::authz::{User, MASTERS};
 use rustls::pki_types::{CertificateDer, UnixTime};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -81,7 +81,7 @@ impl TokenAuth {
                         .collect()
                 })
                 .unwrap_or_default();
-            groups.push(crate::auth::AUTHENTICATED.into());
+            groups.push(crate::authz::AUTHENTICATED.into());
             auth.by_digest.insert(
                 digest(&f[0]),
                 User {
@@ -148,7 +148,7 @@ impl CertAuth {
             return Err(ApiError::unauthorized());
         }
         let mut groups = orgs;
-        groups.push(crate::auth::AUTHENTICATED.into());
+        groups.push(crate::authz::AUTHENTICATED.into());
         Ok(User {
             name: cn,
             uid: String::new(),
