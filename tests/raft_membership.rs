@@ -15,6 +15,7 @@ mod common {
 use common::replicas::{Shard, ShardOptions};
 use serde_json::Value;
 use std::time::{Duration, Instant};
+use tmc::testcluster::noise;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -181,21 +182,6 @@ async fn remove_a_voter_then_a_fresh_node_joins_by_snapshot_and_has_every_key() 
             .as_deref(),
         Some("x")
     );
-}
-
-/// Pseudo-random text of `len` characters over 64 symbols: neither LZ4 nor
-/// zstd shrinks it much, so the checkpoint is as large as the data.
-fn noise(seed: u64, len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            ALPHABET[(x & 63) as usize] as char
-        })
-        .collect()
 }
 
 /// `line` without ANSI colour sequences (the log may be coloured).

@@ -12,12 +12,13 @@ mod common {
     pub mod watch;
 }
 
-use common::watch::{kind_rv, noise, rv_of};
+use common::watch::{kind_rv, rv_of};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tmc::testcluster::noise;
 use tmc::testcluster::TestCluster;
 
 const WAIT: Duration = Duration::from_secs(60);

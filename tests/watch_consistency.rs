@@ -18,10 +18,11 @@ mod common {
     pub mod watch;
 }
 
-use common::watch::{kind_rv, noise, rv_of};
+use common::watch::{kind_rv, rv_of};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
+use tmc::testcluster::noise;
 use tmc::testcluster::TestCluster;
 use tmc::testcluster::Watch;
 

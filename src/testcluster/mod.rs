@@ -39,7 +39,7 @@ pub mod members;
 mod process;
 
 pub use http::{collect, json_or_text, request, send, tls_config, ApiClient, Target, Watch};
-pub use process::{block_on, free_port, log_tail, BoxError, ChildGuard};
+pub use process::{block_on, free_port, log_tail, noise, BoxError, ChildGuard};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

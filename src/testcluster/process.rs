@@ -148,3 +148,19 @@ where
         .unwrap_or_else(|e| std::panic::resume_unwind(e))
     })
 }
+
+/// Pseudo-random text of `len` characters over 64 symbols: neither LZ4 nor
+/// zstd shrinks it much, so stored data is as large as it looks (snapshots
+/// in many chunks, watch caches under pressure).
+pub fn noise(seed: u64, len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ALPHABET[(x & 63) as usize] as char
+        })
+        .collect()
+}
