@@ -5,8 +5,8 @@
 //! A [`Builder`] says what differs between users, a [`TestCluster`] runs
 //! the replicas:
 //! - **ports**: a raft and a KV port for every node of the address book
-//!   (`--peers`, `--kv-peers`), an API port with [`Builder::start`]'s
-//!   default of HTTPS API listeners ([`free_port`]);
+//!   (`--peers`, `--kv-peers`) and, when the replicas serve the API, an API
+//!   port ([`free_port`]: below the ephemeral range, never twice);
 //! - **peer security**: by default `tmc certs --nodes 1,..,N` writes the
 //!   operator's directory (`tls/`: both CAs, their keys, the operator's
 //!   peer certificate, the token file) and each replica runs on its own
@@ -30,7 +30,12 @@
 //! [`members`] starts member clusters (real kube-apiservers) and runs
 //! kubectl. Children are SIGKILLed when the cluster is dropped.
 //!
-//! Left out: more than one shard, and clusters across machines.
+//! The integration tests find the `tmc` binary next to themselves
+//! ([`tmc_binary`]); the benchmarks pass their own ([`Builder::bin`]).
+//!
+//! Left out: more than one shard, clusters across machines, and a
+//! `testing` cargo feature (the module is small and the benchmarks need
+//! it in the shipped binary).
 
 mod api;
 mod http;
