@@ -12,6 +12,8 @@
 //! - [`replica`]: one replica wired (store, raft, API, controllers), as
 //!   `tmc dev` and `tmc serve` run it.
 //! - [`cli`]: the subcommands of the `tmc` binary.
+//! - [`testcluster`]: `tmc serve` replicas as real processes on loopback,
+//!   for the integration tests and the benchmarks.
 
 pub mod api;
 pub mod authz;
@@ -23,4 +25,5 @@ pub mod raft;
 pub mod replica;
 pub mod shard;
 pub mod store;
+pub mod testcluster;
 pub mod util;

@@ -2,8 +2,7 @@
 //! dynamic WorkloadPlacement with its status subresource, and a
 //! `kube::runtime::watcher` on ConfigMaps. Writes go to followers (the
 //! shard forwards them to the leader); reads go through other nodes.
-mod common;
-use common::shard::Shard;
+use tmc::testcluster::TestCluster;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -62,7 +61,7 @@ fn names<K: kube::Resource>(items: &[K]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_deployments_through_followers() {
-    let s = Shard::start();
+    let s = TestCluster::start();
     let (f1, f2) = s.followers();
     let leader = s.leader();
     // Writes on one follower, reads on the other follower and the leader.
@@ -288,7 +287,7 @@ fn placement_resource() -> ApiResource {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamic_placement_and_status_subresource() {
-    let s = Shard::start();
+    let s = TestCluster::start();
     let (f1, f2) = s.followers();
     let ar = placement_resource();
     let w: Api<DynamicObject> = Api::all_with(s.client(f1, "root").await, &ar);
@@ -451,7 +450,7 @@ fn configmap(name: &str, v: &str) -> ConfigMap {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watcher_sees_every_configmap_change_in_order() {
     const N: usize = 12;
-    let s = Shard::start();
+    let s = TestCluster::start();
     let (f1, f2) = s.followers();
     let leader = s.leader();
     let w: Api<ConfigMap> = Api::namespaced(s.client(f1, "root").await, "default");
@@ -625,7 +624,7 @@ async fn watcher_sees_every_configmap_change_in_order() {
 async fn secret_string_data_is_merged_into_data() {
     use k8s_openapi::api::core::v1::Secret;
     use k8s_openapi::ByteString;
-    let s = Shard::start();
+    let s = TestCluster::start();
     let (f1, f2) = s.followers();
     let w: Api<Secret> = Api::namespaced(s.client(f1, "root").await, "default");
     let r: Api<Secret> = Api::namespaced(s.client(f2, "root").await, "default");
@@ -674,7 +673,7 @@ async fn secret_string_data_is_merged_into_data() {
 /// does not match with 422 Invalid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tmc_kinds_are_validated() {
-    let s = Shard::start();
+    let s = TestCluster::start();
     let client = s.client(1, "root").await;
     let creg = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("tmc.kcp.io", "v1alpha1", "ClusterRegistration"),
@@ -714,7 +713,7 @@ async fn tmc_kinds_are_validated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_namespace_cannot_be_deleted() {
     use k8s_openapi::api::core::v1::Namespace;
-    let s = Shard::start();
+    let s = TestCluster::start();
     let ns: Api<Namespace> = Api::all(s.client(1, "root").await);
     let r = ns.delete("default", &DeleteParams::default()).await;
     assert!(
@@ -730,7 +729,7 @@ async fn default_namespace_cannot_be_deleted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_one_order_on_every_node() {
     const PER_WRITER: usize = 15;
-    let s = Shard::start();
+    let s = TestCluster::start();
     let (f1, f2) = s.followers();
     let mut rxs = Vec::new();
     let mut ready = Vec::new();

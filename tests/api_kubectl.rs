@@ -4,14 +4,13 @@
 //! workspaces of its own, talking to different replicas (writes on a
 //! follower are forwarded to the leader).
 
-mod common;
-
-use common::shard::{kubectl_with, Shard};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use tmc::testcluster::members::kubectl_with;
+use tmc::testcluster::TestCluster;
 
 const DEPLOYMENT: &str = r#"
 apiVersion: apps/v1
@@ -111,7 +110,7 @@ fn expect_lines(rx: &mpsc::Receiver<String>, want: &[&str]) {
     }
 }
 
-fn round(s: &Shard, bin: &str, tag: &str) {
+fn round(s: &TestCluster, bin: &str, tag: &str) {
     let root = s.kubeconfig(2, "root");
     let admin = K { bin, kc: &root };
     let (wa, wb) = (format!("{tag}-a"), format!("{tag}-b"));
@@ -433,8 +432,8 @@ fn round(s: &Shard, bin: &str, tag: &str) {
 
 #[test]
 fn kubectl_newest_and_oldest_against_a_three_node_shard() {
-    let s = Shard::start();
-    let newest = common::testenv::kubectl_binary();
+    let s = TestCluster::start();
+    let newest = tmc::testcluster::members::kubectl_binary();
     round(&s, &newest, "new");
     let oldest = "/usr/bin/kubectl";
     assert!(

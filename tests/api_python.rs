@@ -3,11 +3,10 @@
 //! ClusterRegistrations through create, list, watch, patch and delete in
 //! two workspaces. The client comes from the venv scripts/pyenv.sh makes
 //! (scripts/setup.sh and scripts/test.sh run it).
-mod common;
-use common::shard::Shard;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
+use tmc::testcluster::TestCluster;
 
 /// The venv's python: `$TMC_PYTHON` (exported by scripts/pyenv.sh), else
 /// the venv's fixed place. Panics with how to make it when missing.
@@ -38,7 +37,7 @@ fn venv_python() -> PathBuf {
 fn python_client_crud_watch_patch_across_workspaces() {
     let python = venv_python();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/api_client.py");
-    let s = Shard::start();
+    let s = TestCluster::start();
     // Workspace root through one follower, root:acme through the other:
     // writes are forwarded to the leader, and the workspace created
     // through one is served at once by the other.

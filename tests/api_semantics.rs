@@ -1,14 +1,15 @@
 //! kube-apiserver semantics, one row per rule: the request and the exact
 //! status code, reason and body facts expected, against a three-node
 //! shard (through a follower-or-leader node chosen at random by startup
-//! order; writes are forwarded either way). Requests go through kube-rs's
-//! client (TLS, token), raw, so nothing is hidden by a typed layer.
+//! order; writes are forwarded either way). Requests are raw HTTPS (the
+//! harness's client: TLS, token), so nothing is hidden by a typed layer.
+//! A failing row does not stop the table: the test fails once at the end
+//! and names every failing row and check.
 
-mod common;
-
-use common::shard::Shard;
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
+use std::sync::Mutex;
+use tmc::testcluster::ApiClient;
+use tmc::testcluster::TestCluster;
 
 /// What a row expects: the status code and the `reason` of the Status
 /// (None for success bodies).
@@ -16,65 +17,49 @@ enum Want {
     Code(u16, Option<&'static str>),
 }
 
-/// A raw HTTPS/1.1 client (hyper over rustls, the server's CA, the admin
-/// token): one connection per request, every status and body as sent.
+/// The table's runner: the harness's raw client (one connection per
+/// request, every status and body as sent) for one workspace on one node,
+/// and every failure so far. A row that fails does not stop the table:
+/// [`Api::finish`] fails once, with every failing row (its rule, the
+/// request, what was expected and what came); should something panic
+/// before that, the failures so far are printed first.
 struct Api {
-    addr: String,
+    client: ApiClient,
     prefix: String,
-    token: Option<String>,
-    tls: tokio_rustls::TlsConnector,
+    /// The rule of the last row, for the checks that follow it.
+    last: Mutex<String>,
+    failures: Mutex<Vec<String>>,
 }
 
 impl Api {
-    fn new(s: &Shard, node: u64, workspace: &str, with_token: bool) -> Api {
-        use rustls::pki_types::pem::PemObject;
-        let ca =
-            rustls::pki_types::CertificateDer::from_pem_file(s.tls_dir().join("ca.crt")).unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca).unwrap();
-        let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    fn new(client: ApiClient, workspace: &str) -> Api {
         Api {
-            addr: s.server(node).trim_start_matches("https://").to_string(),
+            client,
             prefix: format!("/clusters/{workspace}"),
-            token: with_token.then(|| s.token()),
-            tls: tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg)),
+            last: Mutex::new(String::new()),
+            failures: Mutex::new(Vec::new()),
         }
     }
 
     async fn call(&self, method: &str, path: &str, ct: &str, body: Vec<u8>) -> (u16, Value) {
-        let tcp = tokio::net::TcpStream::connect(&self.addr).await.unwrap();
-        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-        let tls = self.tls.connect(name, tcp).await.unwrap();
-        let (mut send, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        let mut req = axum::http::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.prefix))
-            .header("host", &self.addr)
-            .header("content-type", ct);
-        if let Some(t) = &self.token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let req = req
-            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-            .unwrap();
-        let resp = send.send_request(req).await.unwrap();
-        let code = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let v = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        (code, v)
+        self.try_call(method, path, ct, body)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
+    async fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        ct: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, Value), String> {
+        let path = format!("{}{path}", self.prefix);
+        self.client.call_raw(method, &path, ct, body).await
+    }
+
+    /// Sends one row's request and checks the status code and, for a
+    /// Status, its `kind`, `reason` and `code`; returns the body.
     async fn row(
         &self,
         rule: &str,
@@ -89,15 +74,76 @@ impl Api {
             Value::String(s) => s.clone().into_bytes(),
             v => serde_json::to_vec(v).unwrap(),
         };
-        let (code, v) = self.call(method, path, ct, raw).await;
+        *self.last.lock().unwrap() = rule.to_string();
         let Want::Code(want_code, want_reason) = want;
-        assert_eq!(code, want_code, "{rule}: {method} {path} answered {v}");
-        if let Some(reason) = want_reason {
-            assert_eq!(v["kind"], "Status", "{rule}: {v}");
-            assert_eq!(v["reason"], reason, "{rule}: {v}");
-            assert_eq!(v["code"], want_code, "{rule}: {v}");
+        let (code, v) = match self.try_call(method, path, ct, raw).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                self.fail(format!(
+                    "{rule}: {method} {path}: want {want_code} {}, got no answer: {e}",
+                    want_reason.unwrap_or("")
+                ));
+                return Value::Null;
+            }
+        };
+        let status_ok = match want_reason {
+            Some(reason) => {
+                v["kind"] == "Status" && v["reason"] == reason && v["code"] == want_code
+            }
+            None => true,
+        };
+        if code != want_code || !status_ok {
+            self.fail(format!(
+                "{rule}: {method} {path}: want {want_code} {}, got {code}: {v}",
+                want_reason.unwrap_or("")
+            ));
         }
         v
+    }
+
+    fn fail(&self, what: String) {
+        self.failures.lock().unwrap().push(what);
+    }
+
+    /// A check of what the last row answered (or of what followed it).
+    fn check(&self, ok: bool, what: impl std::fmt::Display) {
+        if !ok {
+            let last = self.last.lock().unwrap().clone();
+            self.fail(format!("after \"{last}\": {what}"));
+        }
+    }
+
+    /// [`Api::check`] of an equality: `got == want`.
+    fn check_eq<A, B>(&self, got: A, want: B, what: impl std::fmt::Display)
+    where
+        A: PartialEq<B> + std::fmt::Debug,
+        B: std::fmt::Debug,
+    {
+        let ok = got == want;
+        self.check(ok, format_args!("{what}: got {got:?}, want {want:?}"));
+    }
+
+    /// Fails the test with every failure, if there was one.
+    fn finish(&self) {
+        let failures = std::mem::take(&mut *self.failures.lock().unwrap());
+        assert!(
+            failures.is_empty(),
+            "{} failing rows:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        let failures = self.failures.lock().unwrap();
+        if std::thread::panicking() && !failures.is_empty() {
+            eprintln!("{} failing rows before the panic:", failures.len());
+            for f in failures.iter() {
+                eprintln!("{f}");
+            }
+        }
     }
 }
 
@@ -122,8 +168,8 @@ fn names(list: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kube_apiserver_semantics_table() {
-    let s = Shard::start();
-    let api = Api::new(&s, 3, "root", true);
+    let s = TestCluster::start();
+    let api = Api::new(s.api_client(3), "root");
     let ok = |c| Want::Code(c, None);
     let st = |c, r| Want::Code(c, Some(r));
 
@@ -149,19 +195,29 @@ async fn kube_apiserver_semantics_table() {
         )
         .await;
     let name = v["metadata"]["name"].as_str().unwrap();
-    assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
-    assert!(v["metadata"]["uid"].as_str().unwrap().len() == 36);
-    assert!(v["metadata"]["creationTimestamp"]
-        .as_str()
-        .unwrap()
-        .ends_with('Z'));
-    assert!(
+    api.check(
+        name.starts_with("gen-") && name.len() == 9,
+        format_args!("{name}"),
+    );
+    api.check(
+        v["metadata"]["uid"].as_str().unwrap().len() == 36,
+        "v[\"metadata\"][\"uid\"].as_str().unwrap().len() == 36",
+    );
+    api.check(
+        v["metadata"]["creationTimestamp"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z'),
+        "v[\"metadata\"][\"creationTimestamp\"] .as_str() .unwrap() .ends_with('Z')",
+    );
+    api.check(
         v["metadata"]["resourceVersion"]
             .as_str()
             .unwrap()
             .parse::<u64>()
             .unwrap()
-            > 0
+            > 0,
+        "v[\"metadata\"][\"resourceVersion\"] .as_str() .unwrap() .parse::<u64>() .unwrap() > 0",
     );
     api.row(
         "create",
@@ -193,9 +249,10 @@ async fn kube_apiserver_semantics_table() {
             st(409, "AlreadyExists"),
         )
         .await;
-    assert_eq!(
-        v["details"],
-        json!({"name": "a", "group": "", "kind": "configmaps"})
+    api.check_eq(
+        &v["details"],
+        &json!({"name": "a", "group": "", "kind": "configmaps"}),
+        "v[\"details\"] == json!({{\"name\": \"a\", \"group\": \"\", \"kind\": \"configmaps\"}})",
     );
     api.row(
         "no name nor generateName: Invalid",
@@ -293,7 +350,11 @@ async fn kube_apiserver_semantics_table() {
             st(404, "NotFound"),
         )
         .await;
-    assert_eq!(v["message"], "configmaps \"zzz\" not found");
+    api.check_eq(
+        &v["message"],
+        "configmaps \"zzz\" not found",
+        "v[\"message\"] == \"configmaps \\\"zzz\\\" not found\"",
+    );
     let a = api
         .row("get", "GET", &format!("{NS}/a"), J, Value::Null, ok(200))
         .await;
@@ -341,8 +402,12 @@ async fn kube_apiserver_semantics_table() {
                 .cloned()
                 .collect(),
         );
-        assert_eq!(names(&v), want, "labelSelector {sel}");
-        assert_eq!(v["kind"], "ConfigMapList");
+        api.check_eq(&names(&v), &want, format_args!("labelSelector {sel}"));
+        api.check_eq(
+            &v["kind"],
+            "ConfigMapList",
+            "v[\"kind\"] == \"ConfigMapList\"",
+        );
     }
     api.row(
         "invalid label selector: BadRequest",
@@ -363,7 +428,7 @@ async fn kube_apiserver_semantics_table() {
             ok(200),
         )
         .await;
-    assert_eq!(names(&v), vec!["b"]);
+    api.check_eq(&names(&v), &vec!["b"], "names(&v) == vec![\"b\"]");
     let v = api
         .row(
             "fieldSelector metadata.namespace across namespaces",
@@ -374,7 +439,11 @@ async fn kube_apiserver_semantics_table() {
             ok(200),
         )
         .await;
-    assert_eq!(v["items"].as_array().unwrap().len(), 4);
+    api.check_eq(
+        &v["items"].as_array().unwrap().len(),
+        &4,
+        "v[\"items\"].as_array().unwrap().len() == 4",
+    );
     api.row(
         "unsupported field selector: BadRequest",
         "GET",
@@ -396,7 +465,11 @@ async fn kube_apiserver_semantics_table() {
             ok(200),
         )
         .await;
-    assert_eq!(p1["items"].as_array().unwrap().len(), 2);
+    api.check_eq(
+        &p1["items"].as_array().unwrap().len(),
+        &2,
+        "p1[\"items\"].as_array().unwrap().len() == 2",
+    );
     let token = p1["metadata"]["continue"].as_str().unwrap().to_string();
     let rv1 = p1["metadata"]["resourceVersion"]
         .as_str()
@@ -421,17 +494,20 @@ async fn kube_apiserver_semantics_table() {
             ok(200),
         )
         .await;
-    assert_eq!(
+    api.check_eq(
         p2["metadata"]["resourceVersion"].as_str().unwrap(),
-        rv1,
-        "pages share one revision"
+        &rv1,
+        format_args!("pages share one revision"),
     );
-    assert_eq!(
-        p1["items"].as_array().unwrap().len() + p2["items"].as_array().unwrap().len(),
-        4,
-        "d is not in the paged list"
+    api.check_eq(
+        &(p1["items"].as_array().unwrap().len() + p2["items"].as_array().unwrap().len()),
+        &4,
+        format_args!("d is not in the paged list"),
     );
-    assert!(p2["metadata"].get("continue").is_none());
+    api.check(
+        p2["metadata"].get("continue").is_none(),
+        "p2[\"metadata\"].get(\"continue\").is_none()",
+    );
     api.row(
         "continue with resourceVersion: BadRequest",
         "GET",
@@ -498,7 +574,10 @@ async fn kube_apiserver_semantics_table() {
             ok(200),
         )
         .await;
-    assert!(!names(&v).contains(&"d".to_string()));
+    api.check(
+        !names(&v).contains(&"d".to_string()),
+        "!names(&v).contains(&\"d\".to_string())",
+    );
     let v = api
         .row(
             "NotOlderThan",
@@ -509,7 +588,10 @@ async fn kube_apiserver_semantics_table() {
             ok(200),
         )
         .await;
-    assert!(names(&v).contains(&"d".to_string()));
+    api.check(
+        names(&v).contains(&"d".to_string()),
+        "names(&v).contains(&\"d\".to_string())",
+    );
     api.row(
         "a resourceVersion in the future: Timeout",
         "GET",
@@ -542,10 +624,13 @@ async fn kube_apiserver_semantics_table() {
             st(409, "Conflict"),
         )
         .await;
-    assert!(v["message"]
-        .as_str()
-        .unwrap()
-        .contains("the object has been modified"));
+    api.check(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("the object has been modified"),
+        "v[\"message\"] .as_str() .unwrap() .contains(\"the object has been modified\")",
+    );
     upd["metadata"]["name"] = json!("other");
     api.row(
         "name in body differs from URL: BadRequest",
@@ -578,17 +663,16 @@ async fn kube_apiserver_semantics_table() {
             ok(200),
         )
         .await;
-    assert_eq!(
-        noop["metadata"]["resourceVersion"],
-        same["metadata"]["resourceVersion"]
+    api.check_eq(
+        &noop["metadata"]["resourceVersion"],
+        &same["metadata"]["resourceVersion"],
+        "noop[\"metadata\"][\"resourceVersion\"] == same[\"metadata\"][\"resourceVersion\"]",
     );
-    assert!(
-        a_rv < same["metadata"]["resourceVersion"]
+    api.check(a_rv < same["metadata"]["resourceVersion"]
             .as_str()
             .unwrap()
             .parse::<u64>()
-            .unwrap()
-    );
+            .unwrap(), "a_rv < same[\"metadata\"][\"resourceVersion\"] .as_str() .unwrap() .parse::<u64>() .unwrap()");
 
     // --- patch
     let v = api
@@ -601,7 +685,11 @@ async fn kube_apiserver_semantics_table() {
             ok(200),
         )
         .await;
-    assert_eq!(v["data"], json!({"k": "v", "n": "1"}));
+    api.check_eq(
+        &v["data"],
+        &json!({"k": "v", "n": "1"}),
+        "v[\"data\"] == json!({{\"k\": \"v\", \"n\": \"1\"}})",
+    );
     let v = api
         .row(
             "json patch",
@@ -612,7 +700,11 @@ async fn kube_apiserver_semantics_table() {
             ok(200),
         )
         .await;
-    assert_eq!(v["data"], json!({"k": "v"}));
+    api.check_eq(
+        &v["data"],
+        &json!({"k": "v"}),
+        "v[\"data\"] == json!({{\"k\": \"v\"}})",
+    );
     api.row(
         "json patch test fails: Invalid",
         "PATCH",
@@ -669,10 +761,15 @@ async fn kube_apiserver_semantics_table() {
             st(422, "Invalid"),
         )
         .await;
-    assert_eq!(v["details"]["causes"][0]["field"], "spec.strategy", "{v}");
-    assert_eq!(
-        v["details"]["causes"][0]["reason"], "FieldValueRequired",
-        "{v}"
+    api.check_eq(
+        &v["details"]["causes"][0]["field"],
+        "spec.strategy",
+        format_args!("{v}"),
+    );
+    api.check_eq(
+        &v["details"]["causes"][0]["reason"],
+        "FieldValueRequired",
+        format_args!("{v}"),
     );
     let mut wp = wp;
     wp["spec"]["strategy"] = json!({"type": "Single"});
@@ -716,8 +813,16 @@ async fn kube_apiserver_semantics_table() {
             ok(201),
         )
         .await;
-    assert_eq!(v["metadata"]["managedFields"][0]["manager"], "alice");
-    assert_eq!(v["metadata"]["managedFields"][0]["operation"], "Apply");
+    api.check_eq(
+        &v["metadata"]["managedFields"][0]["manager"],
+        "alice",
+        "v[\"metadata\"][\"managedFields\"][0][\"manager\"] == \"alice\"",
+    );
+    api.check_eq(
+        &v["metadata"]["managedFields"][0]["operation"],
+        "Apply",
+        "v[\"metadata\"][\"managedFields\"][0][\"operation\"] == \"Apply\"",
+    );
     let mut bob = applied.clone();
     bob["data"]["x"] = json!("2");
     let v = api
@@ -730,7 +835,10 @@ async fn kube_apiserver_semantics_table() {
             st(409, "Conflict"),
         )
         .await;
-    assert!(v["message"].as_str().unwrap().contains("alice"), "{v}");
+    api.check(
+        v["message"].as_str().unwrap().contains("alice"),
+        format_args!("{v}"),
+    );
     let v = api
         .row(
             "force takes it over",
@@ -741,7 +849,7 @@ async fn kube_apiserver_semantics_table() {
             ok(200),
         )
         .await;
-    assert_eq!(v["data"]["x"], "2");
+    api.check_eq(&v["data"]["x"], "2", "v[\"data\"][\"x\"] == \"2\"");
 
     // --- status subresource and generation
     let dep = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
@@ -758,13 +866,10 @@ async fn kube_apiserver_semantics_table() {
             ok(201),
         )
         .await;
-    assert_eq!(
-        (
+    api.check_eq(&(
             v["metadata"]["generation"].clone(),
             v.get("status").cloned()
-        ),
-        (json!(1), None)
-    );
+        ), &(json!(1), None), "( v[\"metadata\"][\"generation\"].clone(), v.get(\"status\").cloned() ) == (json!(1), None)");
     let v = api
         .row(
             "status write changes status only",
@@ -775,14 +880,11 @@ async fn kube_apiserver_semantics_table() {
             ok(200),
         )
         .await;
-    assert_eq!(
-        (
+    api.check_eq(&(
             v["spec"]["replicas"].clone(),
             v["status"]["replicas"].clone(),
             v["metadata"]["generation"].clone()
-        ),
-        (json!(1), json!(1), json!(1))
-    );
+        ), &(json!(1), json!(1), json!(1)), "( v[\"spec\"][\"replicas\"].clone(), v[\"status\"][\"replicas\"].clone(), v[\"metadata\"][\"generation\"].clone() ) == (json!(1), json!(1), json!(1))");
     let v = api
         .row(
             "spec write ignores status, bumps generation",
@@ -793,14 +895,11 @@ async fn kube_apiserver_semantics_table() {
             ok(200),
         )
         .await;
-    assert_eq!(
-        (
+    api.check_eq(&(
             v["spec"]["replicas"].clone(),
             v["status"]["replicas"].clone(),
             v["metadata"]["generation"].clone()
-        ),
-        (json!(3), json!(1), json!(2))
-    );
+        ), &(json!(3), json!(1), json!(2)), "( v[\"spec\"][\"replicas\"].clone(), v[\"status\"][\"replicas\"].clone(), v[\"metadata\"][\"generation\"].clone() ) == (json!(3), json!(1), json!(2))");
     let v = api
         .row(
             "a metadata-only change keeps generation",
@@ -811,7 +910,11 @@ async fn kube_apiserver_semantics_table() {
             ok(200),
         )
         .await;
-    assert_eq!(v["metadata"]["generation"], 2);
+    api.check_eq(
+        &v["metadata"]["generation"],
+        2,
+        "v[\"metadata\"][\"generation\"] == 2",
+    );
     api.row(
         "no status subresource on configmaps",
         "GET",
@@ -836,7 +939,10 @@ async fn kube_apiserver_semantics_table() {
             ok(200),
         )
         .await;
-    assert!(v["metadata"]["deletionTimestamp"].is_string());
+    api.check(
+        v["metadata"]["deletionTimestamp"].is_string(),
+        "v[\"metadata\"][\"deletionTimestamp\"].is_string()",
+    );
     api.row(
         "it is still there",
         "GET",
@@ -953,7 +1059,7 @@ async fn kube_apiserver_semantics_table() {
             Vec::new(),
         )
         .await;
-    assert_eq!(code, 200);
+    api.check_eq(&code, &200, "code == 200");
     let events: Vec<Value> = body
         .as_str()
         .map(|s| {
@@ -974,14 +1080,14 @@ async fn kube_apiserver_semantics_table() {
             )
         })
         .collect();
-    assert_eq!(
-        seen,
-        vec![
+    api.check_eq(
+        &seen,
+        &vec![
             ("ADDED".into(), "w1".into()),
             ("MODIFIED".into(), "w1".into()),
-            ("DELETED".into(), "w1".into())
+            ("DELETED".into(), "w1".into()),
         ],
-        "watch resumed from {rv}"
+        format_args!("watch resumed from {rv}"),
     );
     let revs: Vec<u64> = events
         .iter()
@@ -993,7 +1099,10 @@ async fn kube_apiserver_semantics_table() {
                 .unwrap()
         })
         .collect();
-    assert!(revs.windows(2).all(|w| w[0] < w[1]), "{revs:?}");
+    api.check(
+        revs.windows(2).all(|w| w[0] < w[1]),
+        format_args!("{revs:?}"),
+    );
     api.row(
         "watch with a bad resourceVersion: BadRequest",
         "GET",
@@ -1032,16 +1141,17 @@ async fn kube_apiserver_semantics_table() {
         st(404, "NotFound"),
     )
     .await;
-    assert_eq!(
-        anonymous_status(&s).await,
-        401,
-        "anonymous requests are refused"
+    api.check_eq(
+        &anonymous_status(&s).await,
+        &401,
+        format_args!("anonymous requests are refused"),
     );
+    api.finish();
 }
 
 /// An anonymous request (no token) over TLS.
-async fn anonymous_status(s: &Shard) -> u16 {
-    Api::new(s, 3, "root", false)
+async fn anonymous_status(s: &TestCluster) -> u16 {
+    Api::new(s.anonymous_client(3), "root")
         .call("GET", "/api/v1/namespaces", J, Vec::new())
         .await
         .0

@@ -6,8 +6,6 @@
 //! Needs the etcd and kube-apiserver binaries of `scripts/testenv.sh build`
 //! (as CI builds them); without them the tests fail and say so.
 
-mod common;
-
 use serde_json::Value;
 use std::process::{Command, Stdio};
 
@@ -82,7 +80,7 @@ fn bench_failover_kills_the_leader_and_sees_writes_again() {
 
 #[test]
 fn bench_api_runs_against_a_kube_apiserver_and_cleans_up() {
-    let env = common::testenv::TestEnv::start(1);
+    let env = tmc::testcluster::members::TestEnv::start(1);
     let kubeconfig = env.kubeconfig(0).to_str().expect("utf-8 path").to_string();
     let r = tmc(&[
         "bench",
@@ -118,7 +116,7 @@ fn bench_api_runs_against_a_kube_apiserver_and_cleans_up() {
     assert_eq!(r["cleanup"], "deleted", "{r}");
     // The namespace is gone or going.
     let ns = r["namespace"].as_str().unwrap();
-    let out = common::testenv::kubectl(
+    let out = tmc::testcluster::members::kubectl(
         env.kubeconfig(0),
         &["get", "namespace", ns, "-o", "jsonpath={.status.phase}"],
     );

@@ -6,14 +6,12 @@
 //! Needs `scripts/testenv.sh build`; see docs/testing.md. Waits are polls
 //! with generous deadlines, never timing assertions.
 
-mod common;
-
-use common::shard::Shard;
-use common::testenv::{eventually, TestEnv};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::{json, Value};
 use std::time::Duration;
+use tmc::testcluster::members::{eventually, TestEnv};
+use tmc::testcluster::TestCluster;
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -140,7 +138,7 @@ async fn registrations_heartbeats_and_placements_across_failover_and_cluster_dea
     let members = TestEnv::shared();
     // Its own cluster, to stop without disturbing the shared ones.
     let mut doomed_env = TestEnv::start(1);
-    let mut shard = Shard::start_with(common::shard::FAST_CONTROLLERS, "");
+    let mut shard = TestCluster::start_with(tmc::testcluster::FAST_CONTROLLERS, "");
     for (i, c) in members.clients().await.into_iter().enumerate() {
         add_node(c, &format!("node-{i}")).await;
     }
@@ -156,7 +154,7 @@ async fn registrations_heartbeats_and_placements_across_failover_and_cluster_dea
     shard.register_cluster(via, "west", members.kubeconfig(1), "pool=stable,zone=b");
     shard.register_cluster(via, "doomed", doomed_env.kubeconfig(0), "pool=flaky,zone=c");
     // A kubeconfig with a token the cluster does not know.
-    let bad = shard.dir.path().join("bad.kubeconfig");
+    let bad = shard.dir().join("bad.kubeconfig");
     let text = std::fs::read_to_string(members.kubeconfig(0)).unwrap();
     let bad_text: String = text
         .lines()
@@ -337,7 +335,7 @@ async fn registrations_heartbeats_and_placements_across_failover_and_cluster_dea
             .contains("tmc_controller_adds_total{controller=\"clusterregistration\"}"),
         "per-controller metrics"
     );
-    shard.spawn(leader);
+    shard.spawn(leader).unwrap();
 
     // The doomed cluster dies: heartbeat and Ready go False, and after the
     // placement's 5 s grace it moves to east.
@@ -513,13 +511,13 @@ async fn register_with(root: &kube::Client, name: &str, endpoint: &str, kubeconf
 /// the way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_kubeconfigs_run_no_program_and_send_no_file() {
-    let shard = Shard::start_with(common::shard::FAST_CONTROLLERS, "");
+    let shard = TestCluster::start_with(tmc::testcluster::FAST_CONTROLLERS, "");
     let (via, _) = shard.followers();
     let root = shard.client(via, "root").await;
     let rec = recorder().await;
-    let marker = shard.dir.path().join("exec-ran");
+    let marker = shard.dir().join("exec-ran");
     // A secret of the leader's host, on one line (a header could carry it).
-    let secret_file = shard.dir.path().join("host-secret");
+    let secret_file = shard.dir().join("host-secret");
     std::fs::write(&secret_file, "host-secret-0123456789").unwrap();
     let ca_key = shard.tls_dir().join("ca.key");
     let namespaces: Api<DynamicObject> =
@@ -612,8 +610,8 @@ async fn tenant_kubeconfigs_run_no_program_and_send_no_file() {
 async fn placements_use_another_workspaces_clusters_only_with_the_use_verb() {
     const ALICE: &str = "alice-token-controllers-0123";
     let members = TestEnv::shared();
-    let shard = Shard::start_with(
-        common::shard::FAST_CONTROLLERS,
+    let shard = TestCluster::start_with(
+        tmc::testcluster::FAST_CONTROLLERS,
         &format!("{ALICE},alice,u-alice\n"),
     );
     let (via, _) = shard.followers();

@@ -40,8 +40,6 @@ fn start(data: &std::path::Path) -> (Killed, String) {
     (Killed(child, stdout), url)
 }
 
-mod common;
-
 #[test]
 fn dev_serves_the_api_and_guards_its_data_dir() {
     let dir = tempfile::tempdir().unwrap();
@@ -53,7 +51,7 @@ fn dev_serves_the_api_and_guards_its_data_dir() {
         text.contains(&format!("server: {url}/clusters/root")),
         "{text}"
     );
-    let kubectl = common::testenv::kubectl_binary();
+    let kubectl = tmc::testcluster::members::kubectl_binary();
     let run = |args: &[&str]| {
         let out = Command::new(&kubectl)
             .arg("--kubeconfig")
@@ -125,7 +123,7 @@ fn dev_is_ready_only_when_a_write_goes_through() {
     let data = dir.path().join("tmc");
     let (_dev, _url) = start(&data);
     let kc = data.join("admin.kubeconfig");
-    let kubectl = common::testenv::kubectl_binary();
+    let kubectl = tmc::testcluster::members::kubectl_binary();
     let run = |args: &[&str]| {
         let out = Command::new(&kubectl)
             .arg("--kubeconfig")

@@ -6,9 +6,6 @@
 //!
 //! Needs `scripts/testenv.sh build` to have run; see docs/testing.md.
 
-mod common;
-
-use common::testenv::TestEnv;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -16,6 +13,7 @@ use serde_json::{json, Value};
 use tmc::api::apply::{server_side_apply, track_update, ApplyError};
 use tmc::api::patch::{apply_patch, PatchType};
 use tmc::api::schema::GroupKind;
+use tmc::testcluster::members::TestEnv;
 
 const NOW: &str = "2026-01-01T00:00:00Z";
 

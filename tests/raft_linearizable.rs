@@ -5,7 +5,8 @@
 //! last read; values are unique, so that is a CAS on the value) over a few
 //! keys, and a nemesis that SIGKILLs and restarts nodes (one, the leader, or
 //! two at once), pauses the leader (SIGSTOP/SIGCONT), partitions the
-//! network, isolates the leader, drops, delays and cuts frames, and heals. The recorded history goes through the checker in
+//! network, isolates the leader, drops, delays and cuts frames, and heals.
+//! The recorded history goes through the checker in
 //! `tmc::raft::linearize`.
 //!
 //! Seeds: run `r` uses seed `TMC_LIN_SEED + r` (default base 1000), printed
@@ -15,8 +16,12 @@
 //! choices follow the seed; the timing of real processes does not, so a
 //! seed replays the same fault schedule, not the same interleaving.
 
-mod common;
+mod common {
+    pub mod faultnet;
+    pub mod replicas;
+}
 
+use common::faultnet::LinkFaults;
 use common::replicas::{Shard, ShardOptions};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -238,6 +243,31 @@ async fn client(
     (n, unknown)
 }
 
+/// Cuts every link between nodes of different groups (nodes in no group
+/// are isolated).
+fn partition(shard: &Shard, groups: &[&[u64]]) {
+    let group_of = |n: u64| groups.iter().position(|g| g.contains(&n));
+    shard.net().faults(|(a, b), f| {
+        if group_of(a).is_none() || group_of(a) != group_of(b) {
+            f.cut = true;
+        }
+    });
+}
+
+/// Cuts every link to and from `id`.
+fn isolate(shard: &Shard, id: u64) {
+    shard.net().faults(|(a, b), f| {
+        if a == id || b == id {
+            f.cut = true;
+        }
+    });
+}
+
+/// Removes every fault.
+fn heal(shard: &Shard) {
+    shard.net().faults(|_, f| *f = LinkFaults::default());
+}
+
 /// The nemesis: a fault, held for a while, then healed; repeated.
 async fn nemesis(shard: &mut Shard, rng: &mut StdRng, until: Instant) -> Vec<String> {
     let mut log = Vec::new();
@@ -262,7 +292,7 @@ async fn nemesis(shard: &mut Shard, rng: &mut StdRng, until: Instant) -> Vec<Str
                 }
                 tokio::time::sleep(hold).await;
                 for &o in &others {
-                    shard.spawn(o);
+                    shard.spawn(o).unwrap();
                 }
                 continue;
             }
@@ -270,67 +300,57 @@ async fn nemesis(shard: &mut Shard, rng: &mut StdRng, until: Instant) -> Vec<Str
                 log.push(format!("kill -9 node {a}, restart after {hold:?}"));
                 shard.kill(a);
                 tokio::time::sleep(hold).await;
-                shard.spawn(a);
+                shard.spawn(a).unwrap();
                 continue;
             }
             1 => {
                 log.push(format!("partition {{{a}}} | {others:?}"));
-                shard.net().partition(&[&[a], &others]);
+                partition(shard, &[&[a], &others]);
             }
             2 => {
                 let l = shard.some_leader(&ALL).await.unwrap_or(a);
                 log.push(format!("isolate the leader {l}"));
-                shard.net().isolate(l);
+                isolate(shard, l);
             }
             3 => {
                 let l = shard.some_leader(&ALL).await.unwrap_or(a);
                 log.push(format!("kill -9 the leader {l}, restart after {hold:?}"));
                 shard.kill(l);
                 tokio::time::sleep(hold).await;
-                shard.spawn(l);
+                shard.spawn(l).unwrap();
                 continue;
             }
             4 => {
                 let p = rng.random_range(0.1..0.5);
                 log.push(format!("drop {:.0}% of frames on every link", p * 100.0));
-                for &x in &ALL {
-                    for &y in &ALL {
-                        if x != y {
-                            shard.net().drop_frames(x, y, p);
-                        }
-                    }
-                }
+                shard.net().faults(|_, f| f.drop = p);
             }
             5 => {
                 let d = Duration::from_millis(rng.random_range(10..150));
                 log.push(format!("delay every frame by {d:?}"));
-                for &x in &ALL {
-                    for &y in &ALL {
-                        if x != y {
-                            shard.net().delay(x, y, d);
-                        }
-                    }
-                }
+                shard.net().faults(|_, f| f.delay = d);
             }
             _ => {
                 let b = others[rng.random_range(0..2)];
                 let c = if b == others[0] { others[1] } else { others[0] };
                 log.push(format!("cut {a} -> {b} and {b} -> {c} (one way each)"));
-                shard.net().cut(a, b);
-                shard.net().cut(b, c);
+                shard.net().faults(|link, f| {
+                    if link == (a, b) || link == (b, c) {
+                        f.cut = true;
+                    }
+                });
             }
         }
         tokio::time::sleep(hold).await;
-        shard.net().heal();
+        heal(shard);
     }
-    shard.net().heal();
+    heal(shard);
     log
 }
 
 async fn one_run(seed: u64, secs: u64) {
     let started = Instant::now();
     let mut shard = Shard::start(ShardOptions {
-        faults: true,
         seed,
         tick_ms: 50,
         ..Default::default()
@@ -350,7 +370,7 @@ async fn one_run(seed: u64, secs: u64) {
     let faults = nemesis(&mut shard, &mut rng, until).await;
     for id in ALL {
         if !shard.is_running(id) {
-            shard.spawn(id);
+            shard.spawn(id).unwrap();
         }
     }
     let (mut ops, mut unknown) = (0, 0);
@@ -437,7 +457,6 @@ async fn random_faults_never_break_linearizability() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_leader_accepts_no_write_and_serves_no_stale_read() {
     let shard = Shard::start(ShardOptions {
-        faults: true,
         seed: 7,
         ..Default::default()
     })
@@ -450,7 +469,7 @@ async fn a_partitioned_leader_accepts_no_write_and_serves_no_stale_read() {
         assert_eq!(shard.read_lin(id, k, wait).await.as_deref(), Some("before"));
     }
     let rest: Vec<u64> = ALL.iter().copied().filter(|&x| x != old).collect();
-    shard.net().isolate(old);
+    isolate(&shard, old);
     // The majority elects a new leader and overwrites the key.
     let new = shard.wait_leader(&rest, wait).await;
     assert_ne!(new, old);
@@ -463,9 +482,10 @@ async fn a_partitioned_leader_accepts_no_write_and_serves_no_stale_read() {
     while Instant::now() < until {
         let w = shard
             .req(
-                reqwest::Method::PUT,
+                "PUT",
                 old,
                 &format!("/kv/{k}"),
+                &[],
                 Some("minority".into()),
             )
             .await;
@@ -491,7 +511,7 @@ async fn a_partitioned_leader_accepts_no_write_and_serves_no_stale_read() {
     // Healed, it follows the new leader and reads the new value; a write
     // with an unknown outcome from the minority can never have committed
     // (its term is over), so "after" stays.
-    shard.net().heal();
+    heal(&shard);
     shard.wait_leader(&ALL, wait).await;
     let seen = shard.read_lin(old, k, wait).await;
     assert_eq!(

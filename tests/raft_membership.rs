@@ -7,11 +7,15 @@
 //! travels in crc-checked chunks; while the proxy damages chunks on the
 //! leader's link to the new node, nothing of it is installed.
 
-mod common;
+mod common {
+    pub mod faultnet;
+    pub mod replicas;
+}
 
 use common::replicas::{Shard, ShardOptions};
 use serde_json::Value;
 use std::time::{Duration, Instant};
+use tmc::testcluster::noise;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -48,7 +52,6 @@ async fn remove_a_voter_then_a_fresh_node_joins_by_snapshot_and_has_every_key() 
     let mut shard = Shard::start(ShardOptions {
         voters: 3,
         book: 4,
-        faults: true,
         seed: 4,
         extra: vec!["--log-compact-threshold".into(), "20".into()],
         ..Default::default()
@@ -116,8 +119,12 @@ async fn remove_a_voter_then_a_fresh_node_joins_by_snapshot_and_has_every_key() 
     // A fresh node 4 (empty disk) starts with --join and is added.
     assert!(!shard.data_dir(4).exists());
     // First the leader's chunks to node 4 arrive damaged.
-    shard.net().corrupt_chunks(leader, 4, true);
-    shard.spawn_joining(4);
+    shard.net().faults(|link, f| {
+        if link == (leader, 4) {
+            f.corrupt_chunks = true;
+        }
+    });
+    shard.spawn_joining(4).unwrap();
     let (ok, v, err) = tmc_member(&["add", "--id", "4", "--server", &at(leader)]).await;
     assert!(ok, "{v} {err}");
     let mut three = vec![leader, f2, 4];
@@ -142,7 +149,11 @@ async fn remove_a_voter_then_a_fresh_node_joins_by_snapshot_and_has_every_key() 
     assert_eq!(code, 404, "node 4 has data before any good snapshot");
     // Undamaged, it catches up by snapshot: the log it needs is long
     // compacted, and the snapshot comes in chunks.
-    shard.net().corrupt_chunks(leader, 4, false);
+    shard.net().faults(|link, f| {
+        if link == (leader, 4) {
+            f.corrupt_chunks = false;
+        }
+    });
     let deadline = Instant::now() + WAIT;
     while !log4(&shard).contains("installed a raft snapshot") {
         assert!(Instant::now() < deadline, "node 4 installed no snapshot");
@@ -156,7 +167,7 @@ async fn remove_a_voter_then_a_fresh_node_joins_by_snapshot_and_has_every_key() 
             "node 4 lacks {k}"
         );
     }
-    let st = shard.status(4).await.unwrap();
+    let st = shard.status_json(4).await.unwrap();
     assert_eq!(voters(&st), three, "{st}");
     // Node 4 counts in the quorum: with the other follower gone, the leader
     // and node 4 commit alone.
@@ -171,21 +182,6 @@ async fn remove_a_voter_then_a_fresh_node_joins_by_snapshot_and_has_every_key() 
             .as_deref(),
         Some("x")
     );
-}
-
-/// Pseudo-random text of `len` characters over 64 symbols: neither LZ4 nor
-/// zstd shrinks it much, so the checkpoint is as large as the data.
-fn noise(seed: u64, len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            ALPHABET[(x & 63) as usize] as char
-        })
-        .collect()
 }
 
 /// `line` without ANSI colour sequences (the log may be coloured).
@@ -243,7 +239,6 @@ async fn a_follower_catches_up_by_a_many_chunk_checkpoint_after_refusing_damaged
     let mut shard = Shard::start(ShardOptions {
         voters: 3,
         book: 3,
-        faults: true,
         seed: 9,
         extra: vec!["--log-compact-threshold".into(), "20".into()],
         ..Default::default()
@@ -264,8 +259,12 @@ async fn a_follower_catches_up_by_a_many_chunk_checkpoint_after_refusing_damaged
     }
 
     // The follower comes back; the leader's log no longer reaches it.
-    shard.net().corrupt_chunks(leader, behind, true);
-    shard.spawn(behind);
+    shard.net().faults(|link, f| {
+        if link == (leader, behind) {
+            f.corrupt_chunks = true;
+        }
+    });
+    shard.spawn(behind).unwrap();
     let log = |s: &Shard| std::fs::read_to_string(s.log_path(behind)).unwrap_or_default();
     let deadline = Instant::now() + WAIT;
     while !log(&shard).contains("dropping a damaged chunk") {
@@ -288,7 +287,11 @@ async fn a_follower_catches_up_by_a_many_chunk_checkpoint_after_refusing_damaged
     assert_eq!(code, 404, "node {behind} has data before any good snapshot");
 
     // A clean link: the next transfer installs.
-    shard.net().corrupt_chunks(leader, behind, false);
+    shard.net().faults(|link, f| {
+        if link == (leader, behind) {
+            f.corrupt_chunks = false;
+        }
+    });
     let deadline = Instant::now() + Duration::from_secs(60);
     while !log(&shard).contains("installed a raft snapshot") {
         assert!(

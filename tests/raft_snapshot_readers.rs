@@ -8,17 +8,18 @@
 //! revision (every watch gets 410), one where it does (every watch goes
 //! on, and its events turn the old state into the new one).
 
-mod common;
-#[path = "common/watch_client.rs"]
-mod watch_client;
+mod common {
+    pub mod watch;
+}
 
-use common::shard::Shard;
+use common::watch::{kind_rv, rv_of};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use watch_client::{kind_rv, noise, rv_of, Client};
+use tmc::testcluster::noise;
+use tmc::testcluster::TestCluster;
 
 const WAIT: Duration = Duration::from_secs(60);
 const PROBES: &str = "/clusters/root/api/v1/namespaces/z-probe/configmaps";
@@ -67,15 +68,15 @@ struct Watched {
 /// at resourceVersion=0 and watch it from its old revision. Returns what
 /// the watchers saw and the state after.
 async fn round(
-    s: &mut Shard,
+    s: &mut TestCluster,
     leader: u64,
     behind: u64,
     tag: &str,
     bulk: u64,
     small: u64,
 ) -> (Vec<Watched>, State) {
-    let l = Client::new(s, leader);
-    let f = Client::new(s, behind);
+    let l = s.api_client(leader);
+    let f = s.api_client(behind);
     // The follower has everything (a linearizable list there), then stops.
     f.must("GET", PROBES, Value::Null, 200).await;
     let old = state_of(
@@ -139,7 +140,7 @@ async fn round(
         .unwrap_or_default()
         .matches("installed a raft snapshot")
         .count();
-    s.spawn(behind);
+    s.spawn(behind).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let mut listers = Vec::new();
     for _ in 0..3 {
@@ -296,7 +297,7 @@ async fn a_follower_installing_a_snapshot_is_never_torn_for_readers() {
     // A short raft log and a short change log: a follower that misses
     // more than 20 entries catches up by snapshot; one that misses more
     // than about 100 revisions is also behind the change log.
-    let mut s = Shard::start_with(
+    let mut s = TestCluster::start_with(
         &[
             "--no-controllers",
             "--log-compact-threshold",
@@ -308,7 +309,7 @@ async fn a_follower_installing_a_snapshot_is_never_torn_for_readers() {
     );
     let (behind, _) = s.followers();
     let leader = s.leader();
-    let l = Client::new(&s, leader);
+    let l = s.api_client(leader);
     for ns in ["a-bulk", "z-probe"] {
         l.must(
             "POST",

@@ -5,13 +5,12 @@
 //! config file and `tmc encryption rewrite`, and a config without the key
 //! giving clear errors while losing nothing.
 
-mod common;
-
 use base64::Engine as _;
-use common::shard::{kubectl_at, Shard};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tmc::store::{self, GroupResource, ListOptions, Prefix, RocksOptions, StoreOptions};
+use tmc::testcluster::members::kubectl_at;
+use tmc::testcluster::TestCluster;
 
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
@@ -48,10 +47,10 @@ fn contains(hay: &[u8], needle: &str) -> bool {
 }
 
 /// Which raw files of the nodes hold `needle`.
-fn raw_hits(shard: &Shard, needle: &str) -> Vec<PathBuf> {
+fn raw_hits(shard: &TestCluster, needle: &str) -> Vec<PathBuf> {
     let mut all = Vec::new();
     for id in 1..=3 {
-        files(&shard.dir.path().join(format!("node{id}")), &mut all);
+        files(&shard.dir().join(format!("node{id}")), &mut all);
     }
     all.into_iter()
         .filter(|(_, b)| contains(b, needle))
@@ -60,7 +59,7 @@ fn raw_hits(shard: &Shard, needle: &str) -> Vec<PathBuf> {
 }
 
 /// Waits until every node logged `n` reloads of the encryption config.
-fn wait_reloaded(shard: &Shard, n: usize) {
+fn wait_reloaded(shard: &TestCluster, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let counts: Vec<usize> = (1..=3)
@@ -87,10 +86,10 @@ fn wait_reloaded(shard: &Shard, n: usize) {
 
 /// The key names the stored Secrets of node `id` are encrypted under
 /// (`clear` for clear text), read from its RocksDB after stopping it.
-fn stored_key_names(shard: &mut Shard, id: u64) -> Vec<(String, String)> {
+fn stored_key_names(shard: &mut TestCluster, id: u64) -> Vec<(String, String)> {
     shard.kill(id);
     let engine = store::RocksEngine::open(
-        &shard.dir.path().join(format!("node{id}")).join("data"),
+        &shard.dir().join(format!("node{id}")).join("data"),
         &RocksOptions::default(),
     )
     .unwrap();
@@ -113,7 +112,7 @@ fn stored_key_names(shard: &mut Shard, id: u64) -> Vec<(String, String)> {
         })
         .collect();
     drop(st);
-    shard.spawn(id);
+    shard.spawn(id).unwrap();
     shard.wait_ready(id);
     names
 }
@@ -143,7 +142,7 @@ fn secrets_are_encrypted_at_rest_and_keys_rotate_without_loss() {
     let keys_dir = tempfile::tempdir().unwrap();
     let cfg = keys_dir.path().join("encryption.yaml");
     std::fs::write(&cfg, config(&[("key1", 1)])).unwrap();
-    let mut shard = Shard::start_with(
+    let mut shard = TestCluster::start_with(
         &[
             "--no-controllers",
             "--encryption-config",

@@ -19,13 +19,11 @@
 //! - `frank`: in `root:a`/`default`, may create Roles and RoleBindings,
 //!   `escalate` Roles and `bind` the ClusterRole `cluster-admin` only.
 
-mod common;
-
-use common::shard::{kubectl_with, Shard};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use std::sync::Arc;
 use tmc::api::tls;
+use tmc::testcluster::members::kubectl_with;
+use tmc::testcluster::ApiClient;
+use tmc::testcluster::TestCluster;
 
 const J: &str = "application/json";
 const MERGE: &str = "application/merge-patch+json";
@@ -53,83 +51,35 @@ enum Cred {
     CertAndHeader(String, String, String),
 }
 
-/// A raw HTTPS/1.1 client: one connection per request, every status and
-/// body as sent.
+/// Node `node`'s API through the harness's raw client (one connection per
+/// request, every status and body as sent), as whoever a [`Cred`] says.
 struct Api {
-    addr: String,
-    ca: rustls::pki_types::CertificateDer<'static>,
+    anonymous: ApiClient,
     admin: String,
 }
 
 impl Api {
-    fn new(s: &Shard, node: u64) -> Api {
-        use rustls::pki_types::pem::PemObject;
+    fn new(s: &TestCluster, node: u64) -> Api {
         Api {
-            addr: s.server(node).trim_start_matches("https://").to_string(),
-            ca: rustls::pki_types::CertificateDer::from_pem_file(s.tls_dir().join("ca.crt"))
-                .unwrap(),
+            anonymous: s.anonymous_client(node),
             admin: s.token(),
         }
     }
 
-    fn connector(&self, cred: &Cred) -> tokio_rustls::TlsConnector {
-        use rustls::pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.ca.clone()).unwrap();
-        let b = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-        let cfg = match cred {
-            Cred::Cert(cert, key) | Cred::CertAndHeader(cert, key, _) => b
-                .with_client_auth_cert(
-                    vec![
-                        rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap(),
-                    ],
-                    rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
-                )
-                .unwrap(),
-            _ => b.with_no_client_auth(),
+    /// The client with `cred`'s certificate and `Authorization` header.
+    fn client(&self, cred: &Cred) -> ApiClient {
+        let c = match cred {
+            Cred::Cert(cert, key) | Cred::CertAndHeader(cert, key, _) => {
+                self.anonymous.clone().client_cert(cert, key).unwrap()
+            }
+            _ => self.anonymous.clone(),
         };
-        tokio_rustls::TlsConnector::from(Arc::new(cfg))
-    }
-
-    async fn send(
-        &self,
-        cred: &Cred,
-        method: &str,
-        path: &str,
-        ct: &str,
-        body: Vec<u8>,
-    ) -> hyper::Response<hyper::body::Incoming> {
-        let tcp = tokio::net::TcpStream::connect(&self.addr).await.unwrap();
-        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-        let tls = self.connector(cred).connect(name, tcp).await.unwrap();
-        let (mut send, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        let mut req = axum::http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", &self.addr)
-            .header("content-type", ct);
-        let auth = match cred {
-            Cred::Header(h) | Cred::CertAndHeader(_, _, h) => Some(h.clone()),
-            Cred::Token(t) => Some(format!("Bearer {t}")),
-            Cred::Admin => Some(format!("Bearer {}", self.admin)),
-            Cred::None | Cred::Cert(..) => None,
-        };
-        if let Some(a) = auth {
-            req = req.header("authorization", a);
+        match cred {
+            Cred::Header(h) | Cred::CertAndHeader(_, _, h) => c.authorization(h),
+            Cred::Token(t) => c.bearer(t),
+            Cred::Admin => c.bearer(&self.admin),
+            Cred::None | Cred::Cert(..) => c,
         }
-        let req = req
-            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-            .unwrap();
-        send.send_request(req).await.unwrap()
     }
 
     async fn call(&self, cred: &Cred, method: &str, path: &str, body: Value) -> (u16, Value) {
@@ -146,16 +96,25 @@ impl Api {
         ct: &str,
         body: Value,
     ) -> (u16, Value) {
+        self.try_call_as(cred, method, path, ct, body)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// [`Api::call_as`], or why no answer came.
+    async fn try_call_as(
+        &self,
+        cred: &Cred,
+        method: &str,
+        path: &str,
+        ct: &str,
+        body: Value,
+    ) -> Result<(u16, Value), String> {
         let raw = match &body {
             Value::Null => Vec::new(),
             v => serde_json::to_vec(v).unwrap(),
         };
-        let resp = self.send(cred, method, path, ct, raw).await;
-        let code = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let v = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        (code, v)
+        self.client(cred).call_raw(method, path, ct, raw).await
     }
 
     /// As the admin; panics unless the status is `want`.
@@ -173,29 +132,22 @@ impl Api {
 
     /// Opens a watch and returns its events until one names `stop`.
     async fn watch_until(&self, cred: &Cred, path: &str, stop: &str) -> Vec<Value> {
-        let resp = self.send(cred, "GET", path, J, Vec::new()).await;
-        assert_eq!(resp.status().as_u16(), 200, "watch {path}");
-        let mut body = resp.into_body();
-        let mut buf = Vec::new();
+        let mut w = self
+            .client(cred)
+            .try_watch(path, None)
+            .await
+            .unwrap_or_else(|e| panic!("watch {path}: {e}"));
         let mut events = Vec::new();
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
-            let frame = tokio::time::timeout_at(deadline, body.frame())
+            let ev = tokio::time::timeout_at(deadline, w.next_event())
                 .await
                 .unwrap_or_else(|_| panic!("watch {path}: {stop} never came; saw {events:?}"))
-                .expect("watch ended")
-                .unwrap();
-            if let Ok(d) = frame.into_data() {
-                buf.extend_from_slice(&d);
-            }
-            while let Some(i) = buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=i).collect();
-                let ev: Value = serde_json::from_slice(&line).unwrap();
-                let done = ev["object"]["metadata"]["name"] == stop;
-                events.push(ev);
-                if done {
-                    return events;
-                }
+                .expect("watch ended");
+            let done = ev["object"]["metadata"]["name"] == stop;
+            events.push(ev);
+            if done {
+                return events;
             }
         }
     }
@@ -310,37 +262,86 @@ fn case(
     }
 }
 
-/// Checks a row: status and reason; a 401 says only "Unauthorized"; no
-/// response carries a Secret's data.
-async fn run(api: &Api, c: &Case) -> Value {
-    let (code, v) = match c.content_type {
-        None => api.call(&c.cred, c.method, &c.path, c.body.clone()).await,
-        Some(ct) => {
-            api.call_as(&c.cred, c.method, &c.path, ct, c.body.clone())
-                .await
+/// Runs a row and checks it: status and reason; a 401 says only
+/// "Unauthorized"; no response carries a Secret's data; a 403 in a
+/// workspace (outside RBAC) has Kubernetes' message shape, with the
+/// workspace. Returns what failed, empty when the row passed.
+async fn run(api: &Api, c: &Case) -> Vec<String> {
+    let ct = match (c.content_type, c.method) {
+        (Some(ct), _) => ct,
+        (None, "PATCH") => MERGE,
+        (None, _) => J,
+    };
+    let answer = api
+        .try_call_as(&c.cred, c.method, &c.path, ct, c.body.clone())
+        .await;
+    let (code, v) = match answer {
+        Ok(a) => a,
+        Err(e) => {
+            return vec![format!(
+                "{}: {} ({} {}): want {}, got no answer: {e}",
+                c.name, c.attack, c.method, c.path, c.code
+            )]
         }
     };
-    assert_eq!(
-        code, c.code,
-        "{}: {} ({} {}) answered {v}",
-        c.name, c.attack, c.method, c.path
-    );
+    let mut failed = Vec::new();
+    let mut check = |ok: bool, what: &str| {
+        if !ok {
+            failed.push(what.to_string());
+        }
+    };
+    check(code == c.code, &format!("want {}, got {code}", c.code));
     if !c.reason.is_empty() {
-        assert_eq!(v["kind"], "Status", "{}: {v}", c.name);
-        assert_eq!(v["reason"], c.reason, "{}: {v}", c.name);
-        assert_eq!(v["code"], c.code, "{}: {v}", c.name);
+        check(v["kind"] == "Status", "kind is not Status");
+        check(
+            v["reason"] == c.reason,
+            &format!("want reason {}, got {}", c.reason, v["reason"]),
+        );
+        check(
+            v["code"] == c.code,
+            &format!("code {} in the body", v["code"]),
+        );
     }
     if c.code == 401 {
-        assert_eq!(v["message"], "Unauthorized", "{}: {v}", c.name);
-        assert!(v.get("details").is_none(), "{}: {v}", c.name);
+        check(
+            v["message"] == "Unauthorized",
+            "message is not just \"Unauthorized\"",
+        );
+        check(v.get("details").is_none(), "a 401 with details");
     }
     let text = v.to_string();
-    assert!(
+    check(
         !text.contains("b-secret-value") && !text.contains(B_SECRET_B64),
-        "{}: a Secret's data leaked: {text}",
-        c.name
+        "a Secret's data leaked",
     );
-    v
+    if c.code == 403
+        && c.reason == "Forbidden"
+        && c.path.starts_with("/clusters/root")
+        && !c.path.contains(RBAC)
+    {
+        // Kubernetes' message shape, with the workspace.
+        let msg = v["message"].as_str().unwrap_or_default();
+        check(
+            msg.contains(" is forbidden: User \""),
+            "a message without \" is forbidden: User \"\"",
+        );
+        check(
+            msg.contains(" in workspace \""),
+            "a message without \" in workspace \"\"",
+        );
+        check(v["details"]["kind"].is_string(), "no details.kind");
+    }
+    if failed.is_empty() {
+        return failed;
+    }
+    vec![format!(
+        "{}: {} ({} {}): {}; answered {v}",
+        c.name,
+        c.attack,
+        c.method,
+        c.path,
+        failed.join("; ")
+    )]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -348,7 +349,7 @@ async fn workspace_isolation_attacks() {
     let tokens = format!(
         "{ALICE},alice,u-alice\n{BOB},bob,u-bob\n{CAROL},carol,u-carol\n{DAVE},dave,u-dave,\"devs\"\n{FRANK},frank,u-frank\n"
     );
-    let s = Shard::start_with_tokens(&tokens);
+    let s = TestCluster::start_with_tokens(&tokens);
     let api1 = Api::new(&s, 1);
     let api = Api::new(&s, 3);
     let files = tls::TlsFiles::new(&s.tls_dir());
@@ -571,7 +572,7 @@ async fn workspace_isolation_attacks() {
         Some(((2091, 1, 1), (2092, 1, 1))),
     )
     .unwrap();
-    let foreign_dir = s.dir.path().join("foreign");
+    let foreign_dir = s.dir().join("foreign");
     let foreign_files = tls::ensure_material(&foreign_dir, &[]).unwrap();
     let foreign =
         tls::issue_client_cert(&foreign_files, "admin", &["system:masters".into()], None).unwrap();
@@ -1621,23 +1622,20 @@ async fn workspace_isolation_attacks() {
     ];
     assert!(cases.len() >= 40, "{} cases", cases.len());
     let mut seen = std::collections::HashSet::new();
+    let mut failures = Vec::new();
     for c in &cases {
         assert!(seen.insert(c.name), "duplicate case name {}", c.name);
         // Alternate nodes: the leader-or-follower choice must not matter.
         let a = if seen.len() % 2 == 0 { &api } else { &api1 };
-        let v = run(a, c).await;
-        if c.code == 403
-            && c.reason == forb
-            && c.path.starts_with("/clusters/root")
-            && !c.path.contains(RBAC)
-        {
-            // Kubernetes' message shape, with the workspace.
-            let msg = v["message"].as_str().unwrap();
-            assert!(msg.contains(" is forbidden: User \""), "{}: {msg}", c.name);
-            assert!(msg.contains(" in workspace \""), "{}: {msg}", c.name);
-            assert!(v["details"]["kind"].is_string(), "{}: {v}", c.name);
-        }
+        failures.extend(run(a, c).await);
     }
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 
     // forged-sync-clusters: the object was stored, the annotation that
     // would send sync to another location's cluster was not.
@@ -1971,7 +1969,7 @@ async fn workspace_isolation_attacks() {
         std::path::Path::new(&oldest).is_file(),
         "the machine's kubectl is missing"
     );
-    for bin in [common::shard::kubectl_bin(), oldest] {
+    for bin in [tmc::testcluster::members::kubectl_binary(), oldest] {
         let can_i = |kc: &std::path::Path, args: &[&str]| {
             let mut a = vec!["auth", "can-i"];
             a.extend_from_slice(args);

@@ -9,14 +9,13 @@
 //! changes on disk is reloaded; bad material keeps the old in force. And:
 //! `/readyz` means ready, and a flood of API work causes no election.
 
-mod common;
-
-use common::shard::{kubectl_at, Shard};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tmc::testcluster::members::kubectl_at;
+use tmc::testcluster::TestCluster;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn tmc() -> std::process::Command {
@@ -161,7 +160,9 @@ async fn exchange(port: u16, cfg: Arc<rustls::ClientConfig>) -> Result<String, S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_talk_mutual_tls_and_refuse_strangers() {
-    let shard = tokio::task::spawn_blocking(Shard::start).await.unwrap();
+    let shard = tokio::task::spawn_blocking(TestCluster::start)
+        .await
+        .unwrap();
     let tls = shard.tls_dir();
     let peer_ca = tls.join("peer-ca.crt");
     let foreign = foreign_material();
@@ -171,7 +172,7 @@ async fn replicas_talk_mutual_tls_and_refuse_strangers() {
     let leader = shard.leader();
     let follower = (1..=3).find(|&i| i != leader).unwrap();
     let kc = shard.kubeconfig(follower, "root");
-    let cm = shard.dir.path().join("cm.yaml");
+    let cm = shard.dir().join("cm.yaml");
     std::fs::write(
         &cm,
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: over-mtls, namespace: default}\ndata: {a: b}\n",
@@ -180,8 +181,8 @@ async fn replicas_talk_mutual_tls_and_refuse_strangers() {
     let (ok, _, err) = kubectl_at(&kc, &["apply", "-f", cm.to_str().unwrap()]);
     assert!(ok, "a write through a follower: {err}");
 
-    let kv = shard.kv[0];
-    let raft = shard.raft[0];
+    let kv = shard.kv_port(1);
+    let raft = shard.raft_port(1);
     // A replica's own certificate and the operator's get an answer from
     // the KV interface ...
     for dir in [shard.node_tls_dir(2), tls.clone()] {
@@ -247,7 +248,7 @@ async fn replicas_talk_mutual_tls_and_refuse_strangers() {
         .args(["member", "--peer-tls-dir"])
         .arg(&tls)
         .args(["add", "--id", "9", "--server"])
-        .arg(format!("127.0.0.1:{}", shard.kv[(follower - 1) as usize]))
+        .arg(format!("127.0.0.1:{}", shard.kv_port(follower)))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -404,14 +405,16 @@ async fn presented_cert(port: u16, cas: &[&Path]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_serving_certificate_is_reloaded_when_its_files_change() {
-    let shard = tokio::task::spawn_blocking(Shard::start).await.unwrap();
+    let shard = tokio::task::spawn_blocking(TestCluster::start)
+        .await
+        .unwrap();
     // Node 1 serves from its own directory.
     let tls = shard.node_tls_dir(1);
     let other = foreign_material();
     let cas = [tls.join("ca.crt"), other.path().join("ca.crt")];
     let cas: Vec<&Path> = cas.iter().map(|p| p.as_path()).collect();
     let pem_der = |p: &Path| CertificateDer::from_pem_file(p).unwrap().to_vec();
-    let port = shard.api[0];
+    let port = shard.api_port(1);
     assert_eq!(
         presented_cert(port, &cas).await,
         pem_der(&tls.join("server.crt"))
@@ -443,7 +446,7 @@ async fn the_api_serving_certificate_is_reloaded_when_its_files_change() {
 fn serve_refuses_plaintext_peers_unless_asked_and_then_warns() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("node1");
-    let (raft, kv) = (common::free_port(), common::free_port());
+    let (raft, kv) = (tmc::testcluster::free_port(), tmc::testcluster::free_port());
     let serve = |extra: &[&str]| {
         let mut c = tmc();
         c.args(["serve", "--node-id", "1"])
@@ -532,21 +535,19 @@ fn snapshot_chunks(log: &str) -> Option<u64> {
 /// from a checkpoint sent in several chunks, and serves every value.
 #[test]
 fn a_follower_catches_up_by_snapshot_over_mutual_tls() {
-    let mut shard = Shard::start_with(&["--no-controllers", "--log-compact-threshold", "20"], "");
+    let mut shard =
+        TestCluster::start_with(&["--no-controllers", "--log-compact-threshold", "20"], "");
     let (behind, _) = shard.followers();
     let leader = shard.leader();
     shard.kill(behind);
     let tls = shard.tls_dir();
-    let ports = shard.kv.clone();
+    let ports: Vec<String> = shard.ids().iter().map(|&id| shard.kv_addr(id)).collect();
     let kv = |id: u64, args: &[&str]| {
         tmc()
             .arg("kv")
             .arg("--peer-tls-dir")
             .arg(&tls)
-            .args([
-                "--endpoint",
-                &format!("127.0.0.1:{}", ports[(id - 1) as usize]),
-            ])
+            .args(["--endpoint", &ports[(id - 1) as usize]])
             .args(args)
             .env("RUST_LOG", "warn")
             .output()
@@ -575,7 +576,7 @@ fn a_follower_catches_up_by_snapshot_over_mutual_tls() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    shard.spawn(behind);
+    shard.spawn(behind).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let log_path = shard.log_path(behind);
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -620,7 +621,7 @@ fn frame(m: &raft::eraftpb::Message) -> Vec<u8> {
     tmc::raft::wire::encode(m).unwrap()
 }
 
-fn occurrences(shard: &Shard, id: u64, needle: &str) -> usize {
+fn occurrences(shard: &TestCluster, id: u64, needle: &str) -> usize {
     std::fs::read_to_string(shard.log_path(id))
         .unwrap_or_default()
         .matches(needle)
@@ -632,9 +633,9 @@ fn occurrences(shard: &Shard, id: u64, needle: &str) -> usize {
 /// node's third connection closes its oldest, so a reconnecting replica
 /// could close this one before its frames are read: then they are sent
 /// again).
-async fn attack_raft(shard: &Shard, to: u64, cert: &Pem, frames: &[Vec<u8>], needle: &str) {
+async fn attack_raft(shard: &TestCluster, to: u64, cert: &Pem, frames: &[Vec<u8>], needle: &str) {
     let cfg = client_with(&shard.tls_dir().join("peer-ca.crt"), Some(cert));
-    let port = shard.raft[(to - 1) as usize];
+    let port = shard.raft_port(to);
     for _ in 0..20 {
         let seen = occurrences(shard, to, needle);
         let mut s = handshake(port, cfg.clone(), &format!("tmc-peer-{to}"))
@@ -654,7 +655,7 @@ async fn attack_raft(shard: &Shard, to: u64, cert: &Pem, frames: &[Vec<u8>], nee
 }
 
 /// (term, leader, voters) of every node, and its pid.
-fn snapshot_of(shard: &mut Shard) -> Vec<(u64, u64, String, u32)> {
+fn snapshot_of(shard: &mut TestCluster) -> Vec<(u64, u64, String, u32)> {
     (1..=3)
         .map(|id| {
             let s = shard.raft_status(id).expect("status");
@@ -677,7 +678,9 @@ fn snapshot_of(shard: &mut Shard) -> Vec<(u64, u64, String, u32)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attacks_on_the_peer_ports_are_refused_logged_and_change_nothing() {
     use raft::eraftpb::MessageType::*;
-    let mut shard = tokio::task::spawn_blocking(Shard::start).await.unwrap();
+    let mut shard = tokio::task::spawn_blocking(TestCluster::start)
+        .await
+        .unwrap();
     let leader = shard.leader();
     let (stolen, claimed) = shard.followers();
     let before = snapshot_of(&mut shard);
@@ -699,9 +702,8 @@ async fn attacks_on_the_peer_ports_are_refused_logged_and_change_nothing() {
         key: user.key_pem,
     };
     for id in 1..=3u64 {
-        let i = (id - 1) as usize;
         let r = connect(
-            shard.raft[i],
+            shard.raft_port(id),
             client_with(&peer_ca, Some(&user)),
             &format!("tmc-peer-{id}"),
         )
@@ -710,7 +712,7 @@ async fn attacks_on_the_peer_ports_are_refused_logged_and_change_nothing() {
             r.is_err(),
             "node {id}'s raft port took a user's certificate"
         );
-        let r = exchange(shard.kv[i], client_with(&peer_ca, Some(&user))).await;
+        let r = exchange(shard.kv_port(id), client_with(&peer_ca, Some(&user))).await;
         assert!(
             r.is_err(),
             "node {id}'s internal port took a user's certificate: {r:?}"
@@ -763,7 +765,7 @@ async fn attacks_on_the_peer_ports_are_refused_logged_and_change_nothing() {
     let stolen_cfg = client_with(&peer_ca, Some(&cert));
     let op_cfg = client(&peer_ca, Some(&tls));
     for id in 1..=3u64 {
-        let port = shard.kv[(id - 1) as usize];
+        let port = shard.kv_port(id);
         for (cfg, head, b) in [
             (
                 &stolen_cfg,
@@ -854,7 +856,7 @@ async fn attacks_on_the_peer_ports_are_refused_logged_and_change_nothing() {
     let out = tmc()
         .args(["kv", "--peer-tls-dir"])
         .arg(&tls)
-        .args(["--endpoint", &format!("127.0.0.1:{}", shard.kv[0])])
+        .args(["--endpoint", &format!("127.0.0.1:{}", shard.kv_port(1))])
         .args(["get", "root:attack/default/x"])
         .output()
         .unwrap();
@@ -887,7 +889,7 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 /// they are back.
 #[test]
 fn a_follower_cut_off_from_its_peers_stops_being_ready() {
-    let shard = Shard::start();
+    let shard = TestCluster::start();
     for id in 1..=3 {
         wait_for(&format!("node {id} ready"), Duration::from_secs(30), || {
             shard.readyz(id).is_some_and(|(c, _)| c == 200)
@@ -929,7 +931,9 @@ fn a_follower_cut_off_from_its_peers_stops_being_ready() {
 async fn a_flood_of_api_requests_causes_no_election() {
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-    let mut shard = tokio::task::spawn_blocking(Shard::start).await.unwrap();
+    let mut shard = tokio::task::spawn_blocking(TestCluster::start)
+        .await
+        .unwrap();
     let leader = shard.leader();
     let client = shard.client(leader, "root").await;
     let cms: Api<ConfigMap> = Api::namespaced(client, "default");
@@ -942,7 +946,7 @@ async fn a_flood_of_api_requests_causes_no_election() {
         cms.create(&PostParams::default(), &cm).await.unwrap();
     }
     let before = snapshot_of(&mut shard);
-    let elections = |shard: &Shard| -> usize {
+    let elections = |shard: &TestCluster| -> usize {
         (1..=3)
             .map(|id| {
                 occurrences(shard, id, "became pre-candidate")

@@ -5,16 +5,14 @@
 //! Needs `scripts/testenv.sh build`; see docs/testing.md. Waits are polls
 //! with generous deadlines, never timing assertions.
 
-mod common;
-
-use common::shard::Shard;
-use common::testenv::{eventually, TestEnv};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tmc::controllers::sync::mapping::downstream_namespace;
 use tmc::store::Workspace;
+use tmc::testcluster::members::{eventually, TestEnv};
+use tmc::testcluster::TestCluster;
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -160,7 +158,7 @@ async fn workloads_sync_down_status_comes_up_drift_is_repaired_and_deletes_clean
     let keys = tempfile::tempdir().unwrap();
     let enc = keys.path().join("encryption.yaml");
     std::fs::write(&enc, tmc::encryption::Keys::generate_config()).unwrap();
-    let mut shard = Shard::start_with(
+    let mut shard = TestCluster::start_with(
         &[
             "--allow-private-member-endpoints",
             "--probe-interval",
@@ -577,7 +575,7 @@ fn signal_apiserver(env: &TestEnv, sig: libc::c_int) {
 async fn a_dead_clusters_workloads_move_and_its_stale_copies_go_when_it_returns() {
     let env = TestEnv::shared();
     let mut doomed = TestEnv::start(1);
-    let shard = Shard::start_with(common::shard::FAST_CONTROLLERS, "");
+    let shard = TestCluster::start_with(tmc::testcluster::FAST_CONTROLLERS, "");
     let (via, _) = shard.followers();
     let root = shard.client(via, "root").await;
     // Only the doomed cluster at first, so the Single placement picks it.
@@ -699,7 +697,7 @@ async fn raw(
 async fn hostile_object_shapes_are_refused_like_kube_and_stored_ones_stop_nothing() {
     let env = TestEnv::shared();
     let member = env.client(0).await;
-    let shard = Shard::start_with(common::shard::FAST_CONTROLLERS, "");
+    let shard = TestCluster::start_with(tmc::testcluster::FAST_CONTROLLERS, "");
     let (via, _) = shard.followers();
     let root = shard.client(via, "root").await;
     let pp = PostParams::default();
@@ -888,7 +886,7 @@ async fn hostile_object_shapes_are_refused_like_kube_and_stored_ones_stop_nothin
             .args([
                 "kv",
                 "--endpoint",
-                &format!("127.0.0.1:{}", shard.kv[0]),
+                &format!("127.0.0.1:{}", shard.kv_port(1)),
                 "--peer-tls-dir",
             ])
             .arg(shard.tls_dir())

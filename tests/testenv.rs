@@ -1,22 +1,20 @@
 //! Tests of the member-cluster test environment (scripts/testenv.sh and
-//! tests/common/testenv.rs) against real kube-apiservers.
+//! `tmc::testcluster::members`) against real kube-apiservers.
 //!
 //! Needs `scripts/testenv.sh build` to have run; see docs/testing.md.
-
-mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::testenv::{
-    eventually, kubectl, kubectl_dry_run_server, pid_gone, pid_running, port_listening, TestEnv,
-};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use serde_json::json;
+use tmc::testcluster::members::{
+    eventually, kubectl, kubectl_dry_run_server, pid_gone, pid_running, port_listening, TestEnv,
+};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -345,7 +343,7 @@ fn missing_binaries_fail_with_build_instructions() {
     assert!(err.contains("scripts/testenv.sh build"), "{err}");
     // The script itself refuses too, with a distinct exit code.
     let out = std::process::Command::new("bash")
-        .arg(common::testenv::script())
+        .arg(tmc::testcluster::members::script())
         .args(["start", "1"])
         .env("TMC_CACHE_DIR", cache.path())
         .env("TESTENV_DIR", cache.path().join("state"))

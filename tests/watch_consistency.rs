@@ -14,15 +14,17 @@
 //!   of it answers 500 naming the key, a watch that would deliver it ends
 //!   with an ERROR event naming the key.
 
-mod common;
-#[path = "common/watch_client.rs"]
-mod watch_client;
+mod common {
+    pub mod watch;
+}
 
-use common::shard::Shard;
+use common::watch::{kind_rv, rv_of};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
-use watch_client::{kind_rv, noise, rv_of, Client, Watch};
+use tmc::testcluster::noise;
+use tmc::testcluster::TestCluster;
+use tmc::testcluster::Watch;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -51,8 +53,8 @@ async fn drain(w: &mut Watch) -> Vec<Value> {
 /// or bookmark) gives the rest, so every change arrives exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_watcher_is_closed_never_skipped_past() {
-    let s = Shard::start();
-    let api = Client::new(&s, 1);
+    let s = TestCluster::start();
+    let api = s.api_client(1);
     api.must(
         "POST",
         "/clusters/root/api/v1/namespaces",
@@ -207,8 +209,8 @@ fn assert_too_large(status: &Value, what: &str) {
 /// and sends the changes after it only. And any `timeoutSeconds` is safe.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn future_resource_versions_and_timeouts_as_kube_apiserver() {
-    let s = Shard::start();
-    let api = Client::new(&s, 2);
+    let s = TestCluster::start();
+    let api = s.api_client(2);
     api.must(
         "POST",
         "/clusters/root/api/v1/namespaces",
@@ -313,9 +315,7 @@ async fn future_resource_versions_and_timeouts_as_kube_apiserver() {
     }
     // Every node still serves.
     for id in 1..=3 {
-        Client::new(&s, id)
-            .must("GET", path, Value::Null, 200)
-            .await;
+        s.api_client(id).must("GET", path, Value::Null, 200).await;
     }
 }
 
@@ -356,7 +356,7 @@ async fn an_undecryptable_secret_fails_only_the_requests_that_read_it() {
     let without_a = keys.path().join("without-a.yaml");
     std::fs::write(&with_a, encryption_config(&[("keyA", 1)])).unwrap();
     std::fs::write(&without_a, encryption_config(&[("keyB", 2)])).unwrap();
-    let mut s = Shard::start_with(
+    let mut s = TestCluster::start_with(
         &[
             "--no-controllers",
             "--encryption-config",
@@ -365,7 +365,7 @@ async fn an_undecryptable_secret_fails_only_the_requests_that_read_it() {
         "",
     );
     let (writer, lacking) = s.followers();
-    let w = Client::new(&s, writer);
+    let w = s.api_client(writer);
     let wss = "/clusters/root/apis/tenancy.kcp.io/v1alpha1/workspaces";
     w.must("POST", wss, workspace("t1"), 201).await;
     w.must("POST", wss, workspace("t2"), 201).await;
@@ -385,9 +385,10 @@ async fn an_undecryptable_secret_fails_only_the_requests_that_read_it() {
             "--encryption-config".to_string(),
             without_a.to_str().unwrap().to_string(),
         ],
-    );
+    )
+    .unwrap();
     s.wait_ready(lacking);
-    let r = Client::new(&s, lacking);
+    let r = s.api_client(lacking);
     let (code, v) = r.call("GET", &format!("{t1_secrets}/s"), Value::Null).await;
     assert_eq!(code, 500, "{v}");
     let msg = v["message"].as_str().unwrap_or("");

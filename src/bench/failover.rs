@@ -14,7 +14,7 @@
 //! leader and have applied its commit index, and let the writer run for
 //! `settle` before the next kill.
 
-use super::procs::{kv_client, BoxError, TmcShard};
+use super::procs::{kv_client, tmc_shard, BoxError};
 use super::raft::value_of;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -181,7 +181,7 @@ pub async fn run(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<FailoverReport, BoxError> {
     let loadavg_start = super::procs::loadavg();
-    let mut shard = TmcShard::start(&cfg.tmc_bin, cfg.dir.as_deref(), cfg.tick_ms)?;
+    let mut shard = tmc_shard(&cfg.tmc_bin, cfg.dir.as_deref(), cfg.tick_ms)?;
     let kept_dir = cfg.keep_dir.then(|| shard.keep_dir());
     let ids = shard.ids();
     shard.wait_healthy(&ids, Duration::from_secs(30)).await?;
@@ -250,7 +250,7 @@ pub async fn run(
                     "the writer acknowledged nothing while the shard was healthy".into(),
                 );
             }
-            let leader = shard.leader(&ids).await.unwrap_or(leader);
+            let leader = shard.current_leader(&ids).await.unwrap_or(leader);
             let term_before = shard.status(leader).await.map(|s| s.term);
             let failed_before = failures.load(Ordering::Relaxed);
             {

@@ -20,7 +20,7 @@
 //! the write on (tmc: HTTP forward to the leader's `POST /txn`; etcd: raft
 //! `MsgProp`).
 
-use super::procs::{find_etcd, BoxError, EtcdCluster, TmcShard};
+use super::procs::{find_etcd, tmc_shard, BoxError, EtcdCluster};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
@@ -431,7 +431,7 @@ pub async fn run(
     };
 
     progress("starting a 3-replica tmc shard".into());
-    let mut shard = TmcShard::start(&cfg.tmc_bin, cfg.dir.as_deref(), cfg.tick_ms)?;
+    let mut shard = tmc_shard(&cfg.tmc_bin, cfg.dir.as_deref(), cfg.tick_ms)?;
     let ids = shard.ids();
     let leader = shard.wait_healthy(&ids, Duration::from_secs(30)).await?;
     let cluster = match &etcd_bin {
@@ -466,7 +466,7 @@ pub async fn run(
         let level = run_level(conns, value.clone(), cfg.warmup, cfg.duration).await?;
         tracing::info!(?level, "tmc");
         tmc.push(level);
-        if shard.leader(&ids).await != Some(leader) {
+        if shard.current_leader(&ids).await != Some(leader) {
             tracing::warn!("the tmc leader changed during the run");
         }
         if let (Some(cluster), Some(leader)) = (&cluster, etcd_leader) {

@@ -26,7 +26,9 @@
 //! Everything is removed at the end (the `tmc dev` data dir and member
 //! clusters it started are temporary).
 
-use super::procs::{free_port, loadavg, log_tail, BoxError, ChildGuard};
+use super::procs::{loadavg, BoxError};
+use crate::testcluster::members::TestEnv;
+use crate::testcluster::{free_port, log_tail, ChildGuard};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
@@ -140,62 +142,19 @@ fn deployments() -> ApiResource {
 }
 
 async fn client(kubeconfig: &Path) -> Result<kube::Client, BoxError> {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-    Ok(kube::Client::try_from(cfg)?)
+    Ok(crate::testcluster::members::kube_client(kubeconfig).await?)
 }
 
-/// Member clusters started for the run, stopped on drop.
-struct Members {
-    dir: Option<tempfile::TempDir>,
-    script: PathBuf,
-}
-
-impl Drop for Members {
-    fn drop(&mut self) {
-        if let Some(d) = &self.dir {
-            let _ = Command::new("bash")
-                .arg(&self.script)
-                .arg("stop")
-                .env("TESTENV_DIR", d.path())
-                .output();
-        }
-    }
-}
-
-fn start_members(args: &Args) -> Result<(Members, Vec<PathBuf>), BoxError> {
+/// The member clusters of the run: started by the test environment's
+/// script (stopped when the returned environment drops), or the given ones;
+/// their kubeconfigs.
+fn start_members(args: &Args) -> Result<(Option<TestEnv>, Vec<PathBuf>), BoxError> {
     if !args.member_kubeconfig.is_empty() {
-        let m = Members {
-            dir: None,
-            script: args.testenv.clone(),
-        };
-        return Ok((m, args.member_kubeconfig.clone()));
+        return Ok((None, args.member_kubeconfig.clone()));
     }
-    let dir = tempfile::tempdir()?;
-    let out = Command::new("bash")
-        .arg(&args.testenv)
-        .args(["start", &args.members.to_string()])
-        .env("TESTENV_DIR", dir.path())
-        .env("TESTENV_OWNER_PID", std::process::id().to_string())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", args.testenv.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`{} start {}` failed (run `scripts/testenv.sh build` first?): {}",
-            args.testenv.display(),
-            args.members,
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    let kubeconfigs = (1..=args.members)
-        .map(|i| dir.path().join(format!("member-{i}")).join("kubeconfig"))
-        .collect();
-    let m = Members {
-        dir: Some(dir),
-        script: args.testenv.clone(),
-    };
-    Ok((m, kubeconfigs))
+    let env = TestEnv::try_start_by(&args.testenv, args.members, &[])?;
+    let kubeconfigs = env.kubeconfigs();
+    Ok((Some(env), kubeconfigs))
 }
 
 /// Runs the benchmark.
@@ -204,7 +163,7 @@ pub async fn run(args: &Args) -> Result<SyncReport, BoxError> {
     let (_members, kubeconfigs) = start_members(args)?;
     let tmc_bin = std::env::current_exe()?;
     let dir = tempfile::tempdir()?;
-    let port = free_port()?;
+    let port = free_port();
     let log = dir.path().join("tmc-dev.log");
     let _tmc = ChildGuard::spawn(
         "tmc dev",

@@ -825,7 +825,7 @@ mod tests {
         // (copied first), the probes holding "new".
         let (leader_engine, leader) = open("leader");
         for i in 0..64u64 {
-            let v = serde_json::to_vec(&noise_text(i, 256 << 10)).unwrap();
+            let v = serde_json::to_vec(&crate::testcluster::noise(i, 256 << 10)).unwrap();
             put(&leader, key("a-bulk", &format!("b{i:03}")), v);
         }
         for i in 0..5 {
@@ -898,18 +898,5 @@ mod tests {
         assert_eq!(states(&follower), new);
         // The staging directory went with the last reader.
         assert!(!dir.exists());
-    }
-
-    fn noise_text(seed: u64, len: usize) -> String {
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                ALPHABET[(x & 63) as usize] as char
-            })
-            .collect()
     }
 }

@@ -1,8 +1,9 @@
 //! A fault-injecting TCP proxy between real `tmc serve` processes.
 //!
-//! Every directed peer link `from → to` gets its own proxy listener; node
-//! `from` is started with `--peers` naming, for each other node `to`, the
-//! proxy of `from → to` instead of `to`'s real raft address. (The raft
+//! Every directed peer link `from → to` gets its own proxy listener; the
+//! harness ([`tmc::testcluster::TestCluster::route_peer`]) starts node
+//! `from` with `--peers` naming, for each other node `to`, the proxy of
+//! `from → to` instead of `to`'s real raft address. (The raft
 //! transport sends on the connection it dials and only reads on the ones it
 //! accepts, so a link carries frames one way: the proxy forwards `from`'s
 //! bytes to `to` and discards whatever comes back.)
@@ -13,13 +14,14 @@
 //! - **delay** each frame (order kept: one writer per connection);
 //! - **cut** the link: frames are swallowed, the TCP connections stay up (a
 //!   black hole, like a partition, not a refused connection);
-//! - **isolate** a node (cut every link to and from it), **partition** the
-//!   nodes into groups, **heal** everything.
+//! - **corrupt** the chunk frames (a snapshot in transit).
+//!
+//! [`FaultNet::faults`] sets them on any set of links at once (isolating a
+//! node, partitioning the nodes into groups, healing everything).
 //!
 //! Faults apply to frames as they are read, so a change takes effect at
 //! once on live connections. Real sockets only: no part of the node is
 //! replaced.
-#![allow(dead_code)]
 
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -48,8 +50,6 @@ pub struct LinkFaults {
 /// Counters of one link, for tests and logs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LinkStats {
-    /// Frames passed on.
-    pub forwarded: u64,
     /// Frames dropped (cut or random drop).
     pub dropped: u64,
     /// Chunk frames damaged on purpose.
@@ -66,7 +66,6 @@ type Links = Arc<Mutex<BTreeMap<(u64, u64), Link>>>;
 
 /// The proxies of every directed link between `ids`.
 pub struct FaultNet {
-    ids: Vec<u64>,
     /// Proxy address of each directed link.
     proxies: BTreeMap<(u64, u64), SocketAddr>,
     links: Links,
@@ -108,98 +107,24 @@ impl FaultNet {
             }
         }
         FaultNet {
-            ids,
             proxies,
             links,
             tasks,
         }
     }
 
-    /// The `--peers` value for node `id`: its own real address, the proxy
-    /// of `id → peer` for every other node.
-    pub fn peers_arg(&self, id: u64, real: &BTreeMap<u64, SocketAddr>) -> String {
-        self.ids
-            .iter()
-            .map(|&p| {
-                let addr = if p == id {
-                    real[&p]
-                } else {
-                    self.proxies[&(id, p)]
-                };
-                format!("{p}={addr}")
-            })
-            .collect::<Vec<_>>()
-            .join(",")
+    /// The proxy of every directed link `(from, to)`: where node `from`
+    /// must reach node `to`.
+    pub fn routes(&self) -> &BTreeMap<(u64, u64), SocketAddr> {
+        &self.proxies
     }
 
-    fn with_link(&self, from: u64, to: u64, f: impl FnOnce(&mut LinkFaults)) {
-        let mut links = self.links.lock().unwrap();
-        if let Some(l) = links.get_mut(&(from, to)) {
-            f(&mut l.faults);
+    /// Calls `f` with every directed link `(from, to)` and its faults, to
+    /// change them (`*faults = LinkFaults::default()` heals a link).
+    pub fn faults(&self, mut f: impl FnMut((u64, u64), &mut LinkFaults)) {
+        for (&link, l) in self.links.lock().unwrap().iter_mut() {
+            f(link, &mut l.faults);
         }
-    }
-
-    /// Sets the faults of the link `from → to`.
-    pub fn set(&self, from: u64, to: u64, faults: LinkFaults) {
-        self.with_link(from, to, |f| *f = faults);
-    }
-
-    /// Cuts `from → to` (one direction).
-    pub fn cut(&self, from: u64, to: u64) {
-        self.with_link(from, to, |f| f.cut = true);
-    }
-
-    /// Cuts both directions between `a` and `b`.
-    pub fn cut_both(&self, a: u64, b: u64) {
-        self.cut(a, b);
-        self.cut(b, a);
-    }
-
-    /// Drops frames on `from → to` with probability `p`.
-    pub fn drop_frames(&self, from: u64, to: u64, p: f64) {
-        self.with_link(from, to, |f| f.drop = p);
-    }
-
-    /// Delays every frame on `from → to` by `d`.
-    pub fn delay(&self, from: u64, to: u64, d: Duration) {
-        self.with_link(from, to, |f| f.delay = d);
-    }
-
-    /// Cuts every link to and from `id`.
-    pub fn isolate(&self, id: u64) {
-        for &p in &self.ids {
-            if p != id {
-                self.cut_both(id, p);
-            }
-        }
-    }
-
-    /// Cuts every link between nodes of different groups (nodes in no
-    /// group are isolated).
-    pub fn partition(&self, groups: &[&[u64]]) {
-        let group_of = |n: u64| groups.iter().position(|g| g.contains(&n));
-        for &a in &self.ids {
-            for &b in &self.ids {
-                if a != b {
-                    let (ga, gb) = (group_of(a), group_of(b));
-                    if ga.is_none() || ga != gb {
-                        self.cut(a, b);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Removes every fault.
-    pub fn heal(&self) {
-        for l in self.links.lock().unwrap().values_mut() {
-            l.faults = LinkFaults::default();
-        }
-    }
-
-    /// Damages every chunk frame on `from → to` (or stops doing so).
-    pub fn corrupt_chunks(&self, from: u64, to: u64, on: bool) {
-        self.with_link(from, to, |f| f.corrupt_chunks = on);
     }
 
     /// Counters of `from → to`.
@@ -282,7 +207,6 @@ async fn pump(inbound: TcpStream, outbound: TcpStream, link: (u64, u64), links: 
                 l.stats.dropped += 1;
                 None
             } else {
-                l.stats.forwarded += 1;
                 Some(l.faults.delay)
             }
         };

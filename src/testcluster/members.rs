@@ -1,10 +1,10 @@
-//! Member clusters for integration tests: real kube-apiserver + etcd +
+//! Member clusters for tests and benchmarks: real kube-apiserver + etcd +
 //! kube-controller-manager processes on 127.0.0.1, started and stopped by
-//! `scripts/testenv.sh` (see docs/testing.md, "Member-cluster test environment").
+//! `scripts/testenv.sh` (see docs/testing.md, "Member-cluster test
+//! environment"); and kubectl, to run against them or against tmc.
 //!
-//! ```ignore
-//! mod common;
-//! use common::testenv::TestEnv;
+//! ```text
+//! use tmc::testcluster::members::TestEnv;
 //!
 //! #[tokio::test]
 //! async fn my_test() {
@@ -19,7 +19,6 @@
 //!
 //! The binaries must have been built with `scripts/testenv.sh build`; if they
 //! have not, starting fails the test and says so (it never skips).
-#![allow(dead_code)]
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream};
@@ -77,6 +76,7 @@ impl MemberCluster {
 /// A set of running member clusters, stopped (processes and state dir) on drop.
 #[derive(Debug)]
 pub struct TestEnv {
+    script: PathBuf,
     dir: PathBuf,
     clusters: Vec<MemberCluster>,
     pids: Vec<i32>,
@@ -151,13 +151,18 @@ pub fn port_listening(port: u16) -> bool {
 /// Runs `scripts/testenv.sh check`: Ok(bin dir) if the binaries are built,
 /// Err(explanation with how to build them) otherwise.
 pub fn check_built(extra_env: &[(&str, &str)]) -> Result<PathBuf, String> {
+    check_built_by(&script(), extra_env)
+}
+
+/// [`check_built`] with another copy of the script.
+pub fn check_built_by(script: &Path, extra_env: &[(&str, &str)]) -> Result<PathBuf, String> {
     let out = Command::new("bash")
-        .arg(script())
+        .arg(script)
         .arg("check")
         .envs(extra_env.iter().copied())
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("cannot run {}: {e}", script().display()))?;
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
     if out.status.success() {
         Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
     } else {
@@ -178,7 +183,17 @@ impl TestEnv {
     /// Like [`TestEnv::start`], with extra environment for the script
     /// (e.g. `TMC_CACHE_DIR`, `TESTENV_READY_TIMEOUT`); returns the error.
     pub fn try_start_with(n: usize, extra_env: &[(&str, &str)]) -> Result<TestEnv, String> {
-        check_built(extra_env).map_err(|e| {
+        Self::try_start_by(&script(), n, extra_env)
+    }
+
+    /// [`TestEnv::try_start_with`] with another copy of the script (`tmc
+    /// bench sync --testenv`).
+    pub fn try_start_by(
+        script: &Path,
+        n: usize,
+        extra_env: &[(&str, &str)],
+    ) -> Result<TestEnv, String> {
+        check_built_by(script, extra_env).map_err(|e| {
             format!("cannot start member clusters because the binaries are missing.\n{e}")
         })?;
         let dir = unique_dir();
@@ -188,7 +203,7 @@ impl TestEnv {
             .collect();
         let t0 = Instant::now();
         let out = Command::new("bash")
-            .arg(script())
+            .arg(script)
             .args(["start", &n.to_string()])
             .env("TESTENV_DIR", &dir)
             // Stop the clusters if this test process dies without dropping us.
@@ -196,7 +211,7 @@ impl TestEnv {
             .envs(extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| format!("cannot run {}: {e}", script().display()))?;
+            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
         if !out.status.success() {
             return Err(format!("`testenv.sh start {n}` failed: {}", describe(&out)));
         }
@@ -206,6 +221,7 @@ impl TestEnv {
             dir.display()
         );
         let mut env = TestEnv {
+            script: script.to_path_buf(),
             dir,
             clusters: Vec::new(),
             pids: Vec::new(),
@@ -316,13 +332,13 @@ impl TestEnv {
 
     fn run_stop(&self) -> Result<(), String> {
         let out = Command::new("bash")
-            .arg(script())
+            .arg(&self.script)
             .arg("stop")
             .env("TESTENV_DIR", &self.dir)
             .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| format!("cannot run {}: {e}", script().display()))?;
+            .map_err(|e| format!("cannot run {}: {e}", self.script.display()))?;
         if out.status.success() {
             Ok(())
         } else {
@@ -351,15 +367,21 @@ impl Drop for TestEnv {
     }
 }
 
-/// A kube::Client from a kubeconfig file, checked with a /version request.
-pub async fn client_for(kubeconfig: &Path) -> Result<kube::Client, String> {
+/// A kube::Client from a kubeconfig file (not checked: see
+/// [`client_for`]).
+pub async fn kube_client(kubeconfig: &Path) -> Result<kube::Client, String> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig)
         .map_err(|e| format!("reading {}: {e}", kubeconfig.display()))?;
     let config =
         kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
             .await
             .map_err(|e| format!("loading {}: {e}", kubeconfig.display()))?;
-    let client = kube::Client::try_from(config).map_err(|e| format!("building client: {e}"))?;
+    kube::Client::try_from(config).map_err(|e| format!("building client: {e}"))
+}
+
+/// A kube::Client from a kubeconfig file, checked with a /version request.
+pub async fn client_for(kubeconfig: &Path) -> Result<kube::Client, String> {
+    let client = kube_client(kubeconfig).await?;
     client
         .apiserver_version()
         .await
@@ -397,21 +419,64 @@ pub fn pid_gone(pid: i32) -> bool {
 /// Err(status, stdout and stderr) otherwise. See [`kubectl_binary`].
 pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Result<String, String> {
     let kubectl = kubectl_binary();
-    let out = Command::new(&kubectl)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        // Member clusters live on 127.0.0.1: never go through a proxy.
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {kubectl}: {e}"))?;
+    let out = run_kubectl(&kubectl, kubeconfig, args, None)?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         Err(format!("kubectl {}: {}", args.join(" "), describe(&out)))
     }
+}
+
+/// Runs [`kubectl_binary`] with `kubeconfig`; (success, stdout, stderr).
+pub fn kubectl_at(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
+    kubectl_with(&kubectl_binary(), kubeconfig, args, None)
+}
+
+/// Runs a given kubectl binary, optionally with stdin; (success, stdout,
+/// stderr). Panics if it cannot run.
+pub fn kubectl_with(
+    bin: &str,
+    kubeconfig: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (bool, String, String) {
+    let out = run_kubectl(bin, kubeconfig, args, stdin).unwrap_or_else(|e| panic!("{e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn run_kubectl(
+    bin: &str,
+    kubeconfig: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<Output, String> {
+    use std::io::Write;
+    let mut child = Command::new(bin)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        // Everything runs on 127.0.0.1: never go through a proxy.
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {bin}: {e}"))?;
+    if let Some(input) = stdin {
+        let mut w = child.stdin.take().expect("piped stdin");
+        w.write_all(input.as_bytes())
+            .map_err(|e| format!("{bin} stdin: {e}"))?;
+    }
+    child.wait_with_output().map_err(|e| format!("{bin}: {e}"))
 }
 
 /// `kubectl apply --dry-run=server -f MANIFEST` against a member cluster:
