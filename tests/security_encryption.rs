@@ -87,6 +87,12 @@ fn wait_reloaded(shard: &TestCluster, n: usize) {
 /// The key names the stored Secrets of node `id` are encrypted under
 /// (`clear` for clear text), read from its RocksDB after stopping it.
 fn stored_key_names(shard: &mut TestCluster, id: u64) -> Vec<(String, String)> {
+    // A read through replica `id` waits for a linearizable read point: the
+    // replica has then applied every write acknowledged before, which a
+    // lagging follower would not have on disk yet.
+    let kc = shard.kubeconfig(id, "root");
+    let (ok, _, err) = kubectl_at(&kc, &["get", "secrets", "-n", "default"]);
+    assert!(ok, "read through replica {id}: {err}");
     shard.kill(id);
     let engine = store::RocksEngine::open(
         &shard.dir().join(format!("node{id}")).join("data"),
