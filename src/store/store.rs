@@ -823,21 +823,13 @@ impl<E: Engine> Store<E> {
     }
 
     fn decode_change(&self, k: &[u8], raw: &[u8]) -> Result<Change> {
-        let env = codec::decode(Cf::Changes.name(), k, raw)?;
-        let (entry, _): (ChangeEntry, usize) =
-            bincode::serde::decode_from_slice(&env.body, bincode_config()).map_err(|e| {
-                Error::Corrupt {
-                    cf: Cf::Changes.name(),
-                    key: printable_key(k),
-                    reason: format!("undecodable change record: {e}"),
-                }
-            })?;
+        let (revision, entry): (u64, ChangeEntry) = change_record(k, raw)?;
         let rec = |raw: Option<Vec<u8>>| -> Result<Option<Record>> {
             raw.map(|r| Record::decode(Cf::Changes, entry.key.clone(), &r))
                 .transpose()
         };
         Ok(Change {
-            revision: env.mod_revision,
+            revision,
             kind: entry.kind,
             key: entry.key.clone(),
             value: rec(entry.value)?,
@@ -854,15 +846,7 @@ impl<E: Engine> Store<E> {
             #[serde(with = "serde_bytes")]
             key: Vec<u8>,
         }
-        let env = codec::decode(Cf::Changes.name(), k, raw)?;
-        let (head, _): (ChangeHead, usize) =
-            bincode::serde::decode_from_slice(&env.body, bincode_config()).map_err(|e| {
-                Error::Corrupt {
-                    cf: Cf::Changes.name(),
-                    key: printable_key(k),
-                    reason: format!("undecodable change record: {e}"),
-                }
-            })?;
+        let (_, head): (u64, ChangeHead) = change_record(k, raw)?;
         Ok(head.key)
     }
 
@@ -1034,6 +1018,19 @@ impl<E: Engine> Store<E> {
     pub fn checkpoint(&self, dir: &std::path::Path) -> Result<()> {
         self.engine.checkpoint(dir)
     }
+}
+
+/// A change record's revision and body (all of [`ChangeEntry`], or a
+/// leading part of it: bincode reads fields in order and stops there).
+fn change_record<T: serde::de::DeserializeOwned>(k: &[u8], raw: &[u8]) -> Result<(u64, T)> {
+    let env = codec::decode(Cf::Changes.name(), k, raw)?;
+    let (body, _): (T, usize) = bincode::serde::decode_from_slice(&env.body, bincode_config())
+        .map_err(|e| Error::Corrupt {
+            cf: Cf::Changes.name(),
+            key: printable_key(k),
+            reason: format!("undecodable change record: {e}"),
+        })?;
+    Ok((env.mod_revision, body))
 }
 
 /// Reads one encoded key of `engine`'s data.
