@@ -150,17 +150,17 @@ fn mutate(rng: &mut StdRng, seed: &[u8]) -> Vec<u8> {
 pub const TARGETS: [&str; 5] = ["request", "protobuf", "patch", "selector", "continue"];
 
 /// One iteration of target `n % 5`; `Err` names a broken invariant.
-fn one(rng: &mut StdRng, n: u64, store: &ListFixture) -> Result<(), String> {
+fn one(rng: &mut StdRng, n: u64, f: &Fixture) -> Result<(), String> {
     match n % 5 {
-        0 => request_target(rng),
+        0 => request_target(rng, f),
         1 => protobuf_target(rng),
-        2 => patch_target(rng),
-        3 => selector_target(rng),
-        _ => continue_target(rng, store),
+        2 => patch_target(rng, f),
+        3 => selector_target(rng, f),
+        _ => continue_target(rng, f),
     }
 }
 
-fn request_target(rng: &mut StdRng) -> Result<(), String> {
+fn request_target(rng: &mut StdRng, f: &Fixture) -> Result<(), String> {
     let path = random_path(rng);
     if let Ok(route) = request::route(&path) {
         if let Some(WorkspaceSel::One(ws)) = &route.workspace {
@@ -191,11 +191,11 @@ fn request_target(rng: &mut StdRng) -> Result<(), String> {
             object::strip_for_storage(&mut v2);
         }
     }
-    let live: serde_json::Value = serde_json::from_slice(SEEDS[0].as_bytes()).expect("seed JSON");
+    let live = &f.seeds[0];
     if let Some(ty) = patch::PatchType::from_content_type(ct) {
         if ty != patch::PatchType::Apply {
             let gk = patch::GroupKind::new(info.group, info.kind);
-            let _ = patch::apply_patch(&gk, &live, ty, &body);
+            let _ = patch::apply_patch(&gk, live, ty, &body);
         }
     }
     Ok(())
@@ -230,7 +230,7 @@ fn protobuf_target(rng: &mut StdRng) -> Result<(), String> {
     if rng.random_bool(0.5) {
         // Keep the magic prefix most of the time: past it is the decoder.
         let keep = if rng.random_bool(0.9) { 4 } else { 0 };
-        let tail = mutate(rng, &body[keep..]);
+        let tail = mutate(rng, body.get(keep..).unwrap_or_default());
         body.truncate(keep);
         body.extend(tail);
     }
@@ -255,16 +255,14 @@ const PATCH_SEEDS: &[(&str, &str)] = &[
     ("application/apply-patch+yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: default\n  labels: {a: b}\nspec:\n  replicas: 3\n  template:\n    spec:\n      containers:\n      - name: c\n        image: j\n        ports: [{containerPort: 80}]\n"),
 ];
 
-fn patch_target(rng: &mut StdRng) -> Result<(), String> {
+fn patch_target(rng: &mut StdRng, f: &Fixture) -> Result<(), String> {
     let (ct, seed) = PATCH_SEEDS[rng.random_range(0..PATCH_SEEDS.len())];
     let body = if rng.random_bool(0.8) {
         mutate(rng, seed.as_bytes())
     } else {
         seed.as_bytes().to_vec()
     };
-    let live: serde_json::Value =
-        serde_json::from_slice(SEEDS[if rng.random_bool(0.8) { 0 } else { 1 }].as_bytes())
-            .expect("seed JSON");
+    let live = &f.seeds[usize::from(!rng.random_bool(0.8))];
     let gk = match live["kind"].as_str() {
         Some("Deployment") => patch::GroupKind::new("apps", "Deployment"),
         _ => patch::GroupKind::new("", "ConfigMap"),
@@ -278,7 +276,7 @@ fn patch_target(rng: &mut StdRng) -> Result<(), String> {
         };
         super::apply::server_side_apply(
             &gk,
-            Some(&live),
+            Some(live),
             &applied,
             "fuzz",
             rng.random_bool(0.5),
@@ -286,11 +284,11 @@ fn patch_target(rng: &mut StdRng) -> Result<(), String> {
         )
         .ok()
     } else {
-        patch::apply_patch(&gk, &live, ty, &body).ok()
+        patch::apply_patch(&gk, live, ty, &body).ok()
     };
     if let Some(out) = result {
         let grown = serde_json::to_vec(&out).map(|v| v.len()).unwrap_or(0);
-        let live_len = serde_json::to_vec(&live).map(|v| v.len()).unwrap_or(0);
+        let live_len = serde_json::to_vec(live).map(|v| v.len()).unwrap_or(0);
         // Managed fields of an apply take a few hundred bytes per field.
         let bound = live_len + 64 * body.len() + patch::MAX_JSON_PATCH_COPY_BYTES + 4096;
         if grown > bound {
@@ -333,7 +331,7 @@ const SELECTOR_FRAGMENTS: &[&str] = &[
     "\u{0}",
 ];
 
-fn selector_target(rng: &mut StdRng) -> Result<(), String> {
+fn selector_target(rng: &mut StdRng, f: &Fixture) -> Result<(), String> {
     let mut s = String::new();
     for _ in 0..rng.random_range(0..6) {
         if rng.random_bool(0.8) {
@@ -348,10 +346,10 @@ fn selector_target(rng: &mut StdRng) -> Result<(), String> {
         }
     }
     let objects = [
-        serde_json::from_str::<serde_json::Value>(SEEDS[0]).expect("seed JSON"),
-        serde_json::from_str(SEEDS[1]).expect("seed JSON"),
-        serde_json::json!({"metadata": {"labels": "not a map", "name": 1}}),
-        serde_json::json!([]),
+        &f.seeds[0],
+        &f.seeds[1],
+        &serde_json::json!({"metadata": {"labels": "not a map", "name": 1}}),
+        &serde_json::json!([]),
     ];
     if let Ok(sel) = super::selector::LabelSelector::parse(&s) {
         // What it prints parses again to the same selector.
@@ -372,15 +370,18 @@ fn selector_target(rng: &mut StdRng) -> Result<(), String> {
     Ok(())
 }
 
-/// A small store with two lists, for the continue target.
-pub struct ListFixture {
+/// What every iteration reads and none changes, built once per run: the
+/// seed objects, parsed, and a small store with two lists (for the
+/// continue target).
+pub struct Fixture {
+    seeds: [serde_json::Value; 2],
     store: crate::store::Store<crate::store::MemoryEngine>,
     mine: crate::store::Prefix,
     tokens: Vec<String>,
 }
 
-impl ListFixture {
-    fn new() -> ListFixture {
+impl Fixture {
+    fn new() -> Result<Fixture, String> {
         use crate::store::{
             Expectation, GroupResource, ListOptions, ObjectKey, Prefix, Store, StoreOptions, Txn,
             TxnOp, Workspace,
@@ -392,42 +393,55 @@ impl ListFixture {
                 changes_retention: 1_000,
             },
         )
-        .expect("an in-memory store opens");
-        let gr = GroupResource::new("", "configmaps").expect("a group resource");
+        .map_err(|e| e.to_string())?;
+        let gr = GroupResource::new("", "configmaps").map_err(|e| e.to_string())?;
         for ws in ["root:a", "root:b"] {
-            let ws = Workspace::parse(ws).expect("a workspace");
+            let ws = Workspace::parse(ws).map_err(|e| e.to_string())?;
             for i in 0..6 {
                 let key = ObjectKey::namespaced(gr.clone(), ws.clone(), "ns", &format!("o{i}"))
-                    .expect("a key");
+                    .map_err(|e| e.to_string())?;
                 store
                     .commit(Txn::new(vec![TxnOp::put_json(
                         crate::store::Key::from(key),
                         b"{}".to_vec(),
                         Expectation::Any,
                     )]))
-                    .expect("a write");
+                    .map_err(|e| e.to_string())?;
             }
         }
-        let mine = Prefix::namespace(&gr, &Workspace::parse("root:a").expect("ws"), "ns")
-            .expect("a prefix");
+        let mine = Prefix::namespace(
+            &gr,
+            &Workspace::parse("root:a").map_err(|e| e.to_string())?,
+            "ns",
+        )
+        .map_err(|e| e.to_string())?;
         let mut tokens = Vec::new();
         let mut opts = ListOptions {
             limit: 1,
             ..Default::default()
         };
-        while let Some(t) = store.list(&mine, &opts).expect("a list").continue_token {
+        while let Some(t) = store
+            .list(&mine, &opts)
+            .map_err(|e| e.to_string())?
+            .continue_token
+        {
             tokens.push(t.clone());
             opts.continue_token = Some(t);
         }
-        ListFixture {
+        if tokens.is_empty() {
+            return Err("the fixture's list has no second page".into());
+        }
+        let seed = |s: &str| serde_json::from_str(s).map_err(|e| format!("seed JSON: {e}"));
+        Ok(Fixture {
+            seeds: [seed(SEEDS[0])?, seed(SEEDS[1])?],
             store,
             mine,
             tokens,
-        }
+        })
     }
 }
 
-fn continue_target(rng: &mut StdRng, f: &ListFixture) -> Result<(), String> {
+fn continue_target(rng: &mut StdRng, f: &Fixture) -> Result<(), String> {
     let real = &f.tokens[rng.random_range(0..f.tokens.len())];
     let token = match rng.random_range(0..3) {
         0 => String::from_utf8_lossy(&mutate(rng, real.as_bytes())).into_owned(),
@@ -462,7 +476,7 @@ fn continue_target(rng: &mut StdRng, f: &ListFixture) -> Result<(), String> {
 /// the number of inputs tried, or the failing input's description.
 pub fn run(seed: u64, seconds: u64, iterations: u64) -> Result<u64, String> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let fixture = ListFixture::new();
+    let fixture = Fixture::new()?;
     let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
     let mut n = 0;
     while n < iterations && std::time::Instant::now() < until {
