@@ -27,6 +27,7 @@ struct Cli {
 enum Command {
     Dev(cli::dev::Args),
     Serve(cli::serve::Args),
+    Proxy(cli::proxy::Args),
     Certs(cli::certs::Args),
     Kubeconfig(cli::kubeconfig::Args),
     Encryption(cli::encryption::Args),
@@ -48,6 +49,7 @@ fn main() {
     let result = match Cli::parse().command {
         Command::Dev(args) => args.run(),
         Command::Serve(args) => args.run(),
+        Command::Proxy(args) => args.run(),
         Command::Certs(args) => args.run(),
         Command::Kubeconfig(args) => args.run(),
         Command::Encryption(args) => args.run(),

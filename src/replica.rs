@@ -248,6 +248,7 @@ async fn start_api(
         objects,
         auth,
         certs: Some(tls::cert_auth(&files)?),
+        proxy: tls::request_header_auth(&files)?,
         ready: Arc::new(move || {
             ready()?;
             if !booted.load(Ordering::Acquire) {

@@ -314,6 +314,7 @@ fn certs_write_a_peer_ca_and_one_directory_per_replica_without_ca_keys() {
             names,
             [
                 "ca.crt",
+                "front-proxy-ca.crt",
                 "peer-ca.crt",
                 "peer.crt",
                 "peer.key",

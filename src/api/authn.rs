@@ -13,6 +13,17 @@
 //!   on every request, so a bad or expired certificate is a 401 like a bad
 //!   token rather than a broken handshake.
 //!
+//! A third way is for the front proxy only (`tmc proxy`, kube-apiserver's
+//! request-header authentication): the proxy authenticates the user
+//! itself and names them in `X-Remote-User` (one) and `X-Remote-Group`
+//! (any number). A replica believes those headers only on a connection
+//! whose client certificate is signed by the front proxy's CA
+//! (`front-proxy-ca.crt`, a CA of its own, not the users') and names an
+//! allowed proxy ([`RequestHeaderAuth`]). The same headers from anyone
+//! else are refused with 401, never ignored, so that a misrouted client
+//! learns at once that it is not the proxy; the proxy's certificate
+//! without a user header is refused too (the proxy is not a user).
+//!
 //! A request that carries an `Authorization` header is decided by it (a
 //! bad token is 401 even with a good certificate); without one, by the
 //! client certificate. Every failure is 401 with a Status saying only
@@ -20,7 +31,9 @@
 //!
 //! Left out: reloading the token file on change, revocation lists for
 //! certificates, service account tokens (ServiceAccount subjects work for
-//! users named `system:serviceaccount:{ns}:{name}`), OIDC, impersonation.
+//! users named `system:serviceaccount:{ns}:{name}`), OIDC, impersonation,
+//! `X-Remote-Extra-*` (user extras; refused like the other headers from
+//! anyone but the proxy, ignored from the proxy).
 
 use super::status::ApiError;
 pub use crate::authz::{User, MASTERS};
@@ -157,15 +170,122 @@ impl CertAuth {
     }
 }
 
-/// Authenticates a request: its bearer token when it sends an
+/// The header naming the user the front proxy authenticated.
+pub const REMOTE_USER: &str = "x-remote-user";
+/// The header naming one group of that user (repeated per group).
+pub const REMOTE_GROUP: &str = "x-remote-group";
+/// The prefix of the headers of user extras.
+pub const REMOTE_EXTRA_PREFIX: &str = "x-remote-extra-";
+
+/// Whether `name` (lower case, as `http` keeps header names) is one of
+/// the request headers only the front proxy may send.
+pub fn is_request_header(name: &str) -> bool {
+    name == REMOTE_USER || name == REMOTE_GROUP || name.starts_with(REMOTE_EXTRA_PREFIX)
+}
+
+/// Bounds on what the proxy may say about a user.
+const MAX_REMOTE_NAME: usize = 1024;
+const MAX_REMOTE_GROUPS: usize = 64;
+
+/// Request-header authentication: the front proxy's certificate
+/// (verified against its own CA, CommonName among the allowed names) and
+/// the user it names in [`REMOTE_USER`] and [`REMOTE_GROUP`].
+pub struct RequestHeaderAuth {
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    allowed_names: Vec<String>,
+}
+
+impl RequestHeaderAuth {
+    /// Trusts proxies whose certificates `verifier` accepts and whose
+    /// CommonName is in `allowed_names` (empty: none).
+    pub fn new(
+        verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+        allowed_names: Vec<String>,
+    ) -> Self {
+        RequestHeaderAuth {
+            verifier,
+            allowed_names,
+        }
+    }
+
+    /// Whether `chain` is an allowed proxy's.
+    fn is_proxy(&self, chain: &[CertificateDer<'static>]) -> bool {
+        let Some((end, intermediates)) = chain.split_first() else {
+            return false;
+        };
+        if self
+            .verifier
+            .verify_client_cert(end, intermediates, UnixTime::now())
+            .is_err()
+        {
+            return false;
+        }
+        subject_of(end).is_some_and(|(cn, _)| self.allowed_names.contains(&cn))
+    }
+}
+
+/// The user the proxy names in `headers`: exactly one non-empty
+/// [`REMOTE_USER`], each [`REMOTE_GROUP`] a group; names bounded in
+/// length and count, UTF-8.
+fn remote_user(headers: &hyper::http::HeaderMap) -> Result<User, ApiError> {
+    let text = |v: &hyper::http::HeaderValue| {
+        std::str::from_utf8(v.as_bytes())
+            .ok()
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && s.len() <= MAX_REMOTE_NAME)
+            .map(str::to_string)
+            .ok_or_else(ApiError::unauthorized)
+    };
+    let mut users = headers.get_all(REMOTE_USER).iter();
+    let name = text(users.next().ok_or_else(ApiError::unauthorized)?)?;
+    if users.next().is_some() {
+        return Err(ApiError::unauthorized());
+    }
+    let mut groups = Vec::new();
+    for v in headers.get_all(REMOTE_GROUP) {
+        if groups.len() == MAX_REMOTE_GROUPS {
+            return Err(ApiError::unauthorized());
+        }
+        let g = text(v)?;
+        if g != crate::authz::AUTHENTICATED && !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    groups.push(crate::authz::AUTHENTICATED.into());
+    Ok(User {
+        name,
+        uid: String::new(),
+        groups,
+    })
+}
+
+/// Authenticates a request. From the front proxy (its certificate,
+/// verified by `proxy`): the user its headers name. Request headers from
+/// anyone else: 401. Otherwise its bearer token when it sends an
 /// `Authorization` header, else its client certificate (when `certs` is
 /// configured and the client presented one).
 pub fn authenticate(
     tokens: &TokenAuth,
     certs: Option<&CertAuth>,
-    authorization: Option<&[u8]>,
+    proxy: Option<&RequestHeaderAuth>,
+    headers: &hyper::http::HeaderMap,
     peer: Option<&PeerCertificates>,
 ) -> Result<User, ApiError> {
+    let chain = peer.map(|p| p.0.as_slice()).unwrap_or_default();
+    if let Some(proxy) = proxy {
+        if proxy.is_proxy(chain) {
+            return remote_user(headers);
+        }
+    }
+    if headers.keys().any(|k| is_request_header(k.as_str())) {
+        tracing::warn!(
+            "request headers naming a user from a client that is not the front proxy: refused"
+        );
+        return Err(ApiError::unauthorized());
+    }
+    let authorization = headers
+        .get(hyper::http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
     if authorization.is_some() {
         return tokens.authenticate(authorization);
     }
@@ -280,12 +400,140 @@ mod tests {
         assert!(TokenAuth::parse("onlytoken\n").is_err());
     }
 
+    fn no_headers() -> hyper::http::HeaderMap {
+        hyper::http::HeaderMap::new()
+    }
+
+    fn bearer(token: &str) -> hyper::http::HeaderMap {
+        let mut h = hyper::http::HeaderMap::new();
+        h.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        h
+    }
+
     fn chain(c: &super::super::tls::ClientCert) -> PeerCertificates {
         use rustls::pki_types::pem::PemObject;
         PeerCertificates(Arc::new(vec![CertificateDer::from_pem_slice(
             c.cert_pem.as_bytes(),
         )
         .unwrap()]))
+    }
+
+    #[test]
+    fn request_headers_are_believed_only_on_the_proxys_certificate() {
+        use super::super::tls;
+        let dir = tempfile::tempdir().unwrap();
+        let files = tls::ensure_material(dir.path(), &[]).unwrap();
+        let certs = tls::cert_auth(&files).unwrap();
+        let proxy = tls::request_header_auth(&files)
+            .unwrap()
+            .expect("front proxy CA written");
+        let tokens = TokenAuth::parse("t1,tina,u1\n").unwrap();
+        let proxy_chain = {
+            use rustls::pki_types::pem::PemObject;
+            let pem = std::fs::read(files.front_proxy_cert()).unwrap();
+            PeerCertificates(Arc::new(
+                vec![CertificateDer::from_pem_slice(&pem).unwrap()],
+            ))
+        };
+        let headers = |pairs: &[(&str, &str)]| {
+            let mut h = hyper::http::HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(
+                    hyper::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    hyper::http::HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+                );
+            }
+            h
+        };
+        let auth = |h: &hyper::http::HeaderMap, chain: &PeerCertificates| {
+            authenticate(&tokens, Some(&certs), Some(&proxy), h, Some(chain))
+        };
+        // The proxy names a user and groups.
+        let u = auth(
+            &headers(&[
+                ("x-remote-user", "bob"),
+                ("x-remote-group", "dev"),
+                ("x-remote-group", "dev"),
+                ("x-remote-group", "system:authenticated"),
+            ]),
+            &proxy_chain,
+        )
+        .unwrap();
+        assert_eq!(u.name, "bob");
+        assert_eq!(u.groups, vec!["dev", "system:authenticated"]);
+        // What the proxy may not say.
+        let long = "a".repeat(MAX_REMOTE_NAME + 1);
+        let many: Vec<(&str, String)> = (0..=MAX_REMOTE_GROUPS)
+            .map(|i| ("x-remote-group", format!("g{i}")))
+            .collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut rows: Vec<(&str, hyper::http::HeaderMap)> = vec![
+            ("no user", headers(&[("x-remote-group", "system:masters")])),
+            (
+                "two users",
+                headers(&[("x-remote-user", "a"), ("x-remote-user", "b")]),
+            ),
+            ("empty user", headers(&[("x-remote-user", " ")])),
+            ("long user", headers(&[("x-remote-user", &long)])),
+            ("too many groups", {
+                let mut h = headers(&many);
+                h.insert("x-remote-user", "bob".parse().unwrap());
+                h
+            }),
+        ];
+        let mut latin1 = headers(&[]);
+        latin1.insert(
+            "x-remote-user",
+            hyper::http::HeaderValue::from_bytes(&[0xe9, b'x']).unwrap(),
+        );
+        rows.push(("user not UTF-8", latin1));
+        for (row, h) in &rows {
+            assert_eq!(auth(h, &proxy_chain).unwrap_err().code, 401, "{row}");
+        }
+        // The same headers from anyone else: refused, token or certificate,
+        // even a users'-CA certificate that calls itself the proxy.
+        let named_like_proxy =
+            tls::issue_client_cert(&files, tls::FRONT_PROXY_NAME, &[], None).unwrap();
+        let user_cert = tls::issue_client_cert(&files, "carol", &[], None).unwrap();
+        let forged = headers(&[
+            ("x-remote-user", "admin"),
+            ("x-remote-group", "system:masters"),
+        ]);
+        for (row, chain) in [
+            (
+                "users'-CA certificate named like the proxy",
+                chain(&named_like_proxy),
+            ),
+            ("a user's certificate", chain(&user_cert)),
+            ("no certificate", PeerCertificates::default()),
+        ] {
+            assert_eq!(auth(&forged, &chain).unwrap_err().code, 401, "{row}");
+            let mut with_token = forged.clone();
+            with_token.insert("authorization", "Bearer t1".parse().unwrap());
+            assert_eq!(
+                auth(&with_token, &chain).unwrap_err().code,
+                401,
+                "{row} + token"
+            );
+        }
+        let extra = headers(&[
+            ("x-remote-extra-scopes", "x"),
+            ("authorization", "Bearer t1"),
+        ]);
+        assert_eq!(auth(&extra, &chain(&user_cert)).unwrap_err().code, 401);
+        // Without the proxy configured, its certificate is nobody.
+        assert_eq!(
+            authenticate(
+                &tokens,
+                Some(&certs),
+                None,
+                &headers(&[("x-remote-user", "bob")]),
+                Some(&proxy_chain)
+            )
+            .unwrap_err()
+            .code,
+            401
+        );
     }
 
     #[test]
@@ -298,21 +546,30 @@ mod tests {
         let tokens = TokenAuth::parse("t1,tina,u1\n").unwrap();
         let groups = vec!["dev".to_string(), "ops".to_string()];
         let good = tls::issue_client_cert(&files, "carol", &groups, None).unwrap();
-        let user = authenticate(&tokens, Some(&certs), None, Some(&chain(&good))).unwrap();
+        let user = authenticate(
+            &tokens,
+            Some(&certs),
+            None,
+            &no_headers(),
+            Some(&chain(&good)),
+        )
+        .unwrap();
         assert_eq!(user.name, "carol");
         assert_eq!(user.groups, vec!["dev", "ops", "system:authenticated"]);
         // A token, when sent, decides: good or bad.
         let t = authenticate(
             &tokens,
             Some(&certs),
-            Some(b"Bearer t1"),
+            None,
+            &bearer("t1"),
             Some(&chain(&good)),
         );
         assert_eq!(t.unwrap().name, "tina");
         let bad = authenticate(
             &tokens,
             Some(&certs),
-            Some(b"Bearer no"),
+            None,
+            &bearer("no"),
             Some(&chain(&good)),
         );
         assert_eq!(bad.unwrap_err().code, 401);
@@ -324,26 +581,27 @@ mod tests {
                 .unwrap();
         let stranger = tls::issue_client_cert(&foreign, "carol", &[], None).unwrap();
         for c in [&expired, &not_yet, &stranger] {
-            let e = authenticate(&tokens, Some(&certs), None, Some(&chain(c))).unwrap_err();
+            let e = authenticate(&tokens, Some(&certs), None, &no_headers(), Some(&chain(c)))
+                .unwrap_err();
             assert_eq!((e.code, e.message.as_str()), (401, "Unauthorized"));
         }
         let garbage = PeerCertificates(Arc::new(vec![CertificateDer::from(vec![
             0x30, 0x03, 1, 2, 3,
         ])]));
         assert_eq!(
-            authenticate(&tokens, Some(&certs), None, Some(&garbage))
+            authenticate(&tokens, Some(&certs), None, &no_headers(), Some(&garbage))
                 .unwrap_err()
                 .code,
             401
         );
         assert_eq!(
-            authenticate(&tokens, None, None, Some(&chain(&good)))
+            authenticate(&tokens, None, None, &no_headers(), Some(&chain(&good)))
                 .unwrap_err()
                 .code,
             401
         );
         assert_eq!(
-            authenticate(&tokens, Some(&certs), None, None)
+            authenticate(&tokens, Some(&certs), None, &no_headers(), None)
                 .unwrap_err()
                 .code,
             401

@@ -32,7 +32,7 @@
 //! `--min-request-timeout` for watches, and a limit on the responses
 //! HTTP/2 queues for a client beyond the in-flight slots.
 
-use super::authn::{CertAuth, PeerCertificates, TokenAuth, User};
+use super::authn::{CertAuth, PeerCertificates, RequestHeaderAuth, TokenAuth, User};
 use super::handlers::{Caller, ObjectApi, Params, Reply};
 use super::limits::{self, Admitted, Class, Limits};
 use super::request::{self, OpenApi, ResourceRequest, Route, Target, WorkspaceSel};
@@ -55,6 +55,8 @@ pub struct ApiServer {
     pub auth: TokenAuth,
     /// Client certificates (`None`: tokens only).
     pub certs: Option<CertAuth>,
+    /// The front proxy's request headers (`None`: refused from anyone).
+    pub proxy: Option<RequestHeaderAuth>,
     /// Readiness.
     pub ready: ReadyCheck,
     /// The in-flight limits ([`limits::InFlight::new`]).
@@ -152,10 +154,8 @@ async fn handle(s: &ApiServer, req: Request, admitted: &mut Admitted) -> ApiResu
     let user = super::authn::authenticate(
         &s.auth,
         s.certs.as_ref(),
-        parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .map(|v| v.as_bytes()),
+        s.proxy.as_ref(),
+        &parts.headers,
         parts.extensions.get::<PeerCertificates>(),
     )?;
     let p = params(parts.uri.query());

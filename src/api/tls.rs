@@ -92,6 +92,26 @@ impl TlsFiles {
     pub fn peer_key(&self) -> PathBuf {
         self.dir.join("peer.key")
     }
+    /// `front-proxy-ca.crt`: the CA of the front proxy's client
+    /// certificate; a replica trusts request headers naming a user only
+    /// on a connection with a certificate of this CA
+    /// ([`super::authn::RequestHeaderAuth`]).
+    pub fn front_proxy_ca_cert(&self) -> PathBuf {
+        self.dir.join("front-proxy-ca.crt")
+    }
+    /// `front-proxy-ca.key`: only in the operator's directory.
+    pub fn front_proxy_ca_key(&self) -> PathBuf {
+        self.dir.join("front-proxy-ca.key")
+    }
+    /// `front-proxy-client.crt`: the proxy's client certificate (CN
+    /// [`FRONT_PROXY_NAME`]), for its connections to the shards.
+    pub fn front_proxy_cert(&self) -> PathBuf {
+        self.dir.join("front-proxy-client.crt")
+    }
+    /// `front-proxy-client.key`.
+    pub fn front_proxy_key(&self) -> PathBuf {
+        self.dir.join("front-proxy-client.key")
+    }
     /// `nodes/<id>`: what replica `id` needs, and nothing more.
     pub fn node_dir(&self, id: u64) -> PathBuf {
         self.dir.join("nodes").join(id.to_string())
@@ -146,6 +166,16 @@ fn ca_params() -> Result<rcgen::CertificateParams, rcgen::Error> {
 fn peer_ca_params() -> Result<rcgen::CertificateParams, rcgen::Error> {
     ca_params_named("tmc-peer-ca")
 }
+
+/// The front proxy's CA.
+fn front_proxy_ca_params() -> Result<rcgen::CertificateParams, rcgen::Error> {
+    ca_params_named("tmc-front-proxy-ca")
+}
+
+/// The CommonName of the front proxy's client certificate: the one name
+/// a replica accepts request headers from (kube-apiserver's
+/// `--requestheader-allowed-names`).
+pub const FRONT_PROXY_NAME: &str = "tmc-front-proxy";
 
 /// Writes a new CA's certificate and key.
 fn new_ca(params: rcgen::CertificateParams, cert: &Path, key: &Path) -> Result<(), BoxError> {
@@ -223,7 +253,43 @@ pub fn ensure_material(dir: &Path, hosts: &[String]) -> Result<TlsFiles, BoxErro
         write_private(&files.peer_key(), c.key_pem.as_bytes())?;
         std::fs::write(files.peer_cert(), c.cert_pem)?;
     }
+    ensure_front_proxy_material(&files)?;
     Ok(files)
+}
+
+/// The front proxy's CA and its client certificate (CN
+/// [`FRONT_PROXY_NAME`], client auth only), each unless it exists (a new
+/// CA gets a new client certificate). The proxy reads the certificate and
+/// key from the operator's directory; replicas get only the CA's
+/// certificate ([`ensure_node_dir`]).
+pub fn ensure_front_proxy_material(files: &TlsFiles) -> Result<(), BoxError> {
+    let fresh = !files.front_proxy_ca_cert().exists();
+    if fresh {
+        new_ca(
+            front_proxy_ca_params()?,
+            &files.front_proxy_ca_cert(),
+            &files.front_proxy_ca_key(),
+        )?;
+    }
+    if fresh || !files.front_proxy_cert().exists() || !files.front_proxy_key().exists() {
+        let ca_key =
+            rcgen::KeyPair::from_pem(&std::fs::read_to_string(files.front_proxy_ca_key())?)?;
+        let issuer = rcgen::Issuer::new(front_proxy_ca_params()?, &ca_key);
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, FRONT_PROXY_NAME);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::DigitalSignature,
+            rcgen::KeyUsagePurpose::KeyEncipherment,
+        ];
+        let key = rcgen::KeyPair::generate()?;
+        let cert = params.signed_by(&key, &issuer)?;
+        write_private(&files.front_proxy_key(), key.serialize_pem().as_bytes())?;
+        std::fs::write(files.front_proxy_cert(), cert.pem())?;
+    }
+    Ok(())
 }
 
 /// Issues a certificate of the peer CA (from `peer-ca.key`) for `who`: a
@@ -281,7 +347,19 @@ pub fn ensure_node_dir(files: &TlsFiles, id: u64) -> Result<PathBuf, BoxError> {
         (files.server_key(), node.server_key(), true),
         (files.tokens(), node.tokens(), true),
         (files.peer_ca_cert(), node.peer_ca_cert(), false),
-    ] {
+    ]
+    .into_iter()
+    .chain(
+        // Directories written before the front proxy existed have no CA
+        // of it: their replicas take no request headers.
+        files.front_proxy_ca_cert().exists().then(|| {
+            (
+                files.front_proxy_ca_cert(),
+                node.front_proxy_ca_cert(),
+                false,
+            )
+        }),
+    ) {
         let data = std::fs::read(&from).map_err(|e| format!("{}: {e}", from.display()))?;
         // Written whole to a temporary name, then renamed: a replica that
         // reloads the file never reads half of it.
@@ -470,11 +548,16 @@ impl rustls::server::danger::ClientCertVerifier for RequestClientCert {
 fn client_verifier(
     files: &TlsFiles,
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, BoxError> {
+    verifier_of(&files.ca_cert())
+}
+
+/// A WebPKI verifier of client certificates against the CA in `ca`.
+fn verifier_of(ca: &Path) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, BoxError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(files.ca_cert())
-        .map_err(|e| format!("cannot read {}: {e}", files.ca_cert().display()))?
+    for c in CertificateDer::pem_file_iter(ca)
+        .map_err(|e| format!("cannot read {}: {e}", ca.display()))?
     {
         roots.add(c.map_err(|e| format!("bad CA certificate: {e}"))?)?;
     }
@@ -489,6 +572,21 @@ fn client_verifier(
 /// Client certificate authentication against the CA in `files`.
 pub fn cert_auth(files: &TlsFiles) -> Result<super::authn::CertAuth, BoxError> {
     Ok(super::authn::CertAuth::new(client_verifier(files)?))
+}
+
+/// Request-header authentication (the front proxy's word about the user)
+/// when `files` holds `front-proxy-ca.crt`; `None` otherwise.
+pub fn request_header_auth(
+    files: &TlsFiles,
+) -> Result<Option<super::authn::RequestHeaderAuth>, BoxError> {
+    let ca = files.front_proxy_ca_cert();
+    if !ca.exists() {
+        return Ok(None);
+    }
+    Ok(Some(super::authn::RequestHeaderAuth::new(
+        verifier_of(&ca)?,
+        vec![FRONT_PROXY_NAME.to_string()],
+    )))
 }
 
 /// Writes `admin.kubeconfig` (for `root`).

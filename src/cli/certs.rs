@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 /// Generates the users' CA, a serving certificate, an admin token and
 /// an admin kubeconfig, the peer CA and the operator's peer
-/// certificate into a directory, and a directory per replica to copy
-/// to it (D/nodes/ID, without any CA key); what exists is kept.
+/// certificate, the front proxy's CA and client certificate into a
+/// directory, and a directory per replica to copy to it (D/nodes/ID,
+/// without any CA key); what exists is kept.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Where to write them.

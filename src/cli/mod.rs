@@ -7,6 +7,7 @@
 //!
 //! - [`dev`]: a one-node shard with the API, for trying tmc out.
 //! - [`serve`]: one replica of a three-node shard.
+//! - [`proxy`]: the front proxy in front of the shards.
 //! - [`certs`], [`kubeconfig`]: TLS material and kubeconfigs.
 //! - [`kv`], [`member`]: clients of the replicas' internal interface.
 //! - [`cluster`], [`encryption`]: clients of the Kubernetes API.
@@ -28,6 +29,7 @@ pub mod encryption;
 pub mod kubeconfig;
 pub mod kv;
 pub mod member;
+pub mod proxy;
 pub mod serve;
 
 pub use crate::util::BoxError;

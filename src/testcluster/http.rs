@@ -205,6 +205,31 @@ impl ApiClient {
         send(&self.to, req, recv_buffer).await
     }
 
+    /// A request without a body but with these extra headers (repeated
+    /// names are sent repeatedly): status and body.
+    pub async fn call_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, Value), String> {
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.to.addr);
+        if let Some(a) = &self.authorization {
+            req = req.header("authorization", a);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        let (code, bytes) = collect(send(&self.to, req, None).await?).await?;
+        Ok((code, json_or_text(&bytes)))
+    }
+
     /// A request with a body of the caller's content type: status and body
     /// (JSON, or the text as a JSON string).
     pub async fn call_raw(

@@ -1,0 +1,245 @@
+//! `tmc proxy`: one front door for the shards.
+//!
+//! Clients use one URL. For each request the proxy:
+//! 1. routes the path as a shard would ([`crate::api::request::route`]):
+//!    malformed paths get the shard's 400/404 here, before anything else;
+//!    `/livez` and `/readyz` answer for the proxy itself;
+//! 2. authenticates the user as a shard would (bearer tokens of the token
+//!    file, client certificates of the users' CA; 401 otherwise). Request
+//!    headers naming a user (`X-Remote-User`, ...) from a client are
+//!    refused with 401: only the proxy may send them;
+//! 3. finds the shard: `/clusters/{path}/...` and
+//!    `/services/tmc/clusters/{path}/...` by resolving the workspace
+//!    ([`resolve`]); paths outside a workspace (`/version`, `/api`,
+//!    `/apis`, `/openapi/...`) go to the root shard. A workspace that does
+//!    not exist answers 403 (as kcp's front proxy: a stranger learns
+//!    nothing from the difference between "absent" and "not yours");
+//!    a shard that cannot be reached, 503 with `Retry-After`. Wildcard
+//!    requests (`/clusters/*/...`) are refused with 400: they span every
+//!    shard; a privileged client sends them to each shard;
+//! 4. forwards the request to the shard over mutual TLS with the proxy's
+//!    certificate ([`upstream`]), the user in `X-Remote-User` and each
+//!    group in `X-Remote-Group` (the shard believes those only from the
+//!    proxy's certificate: [`crate::api::authn::RequestHeaderAuth`]), the
+//!    client's `Authorization` and hop-by-hop headers removed. The request
+//!    body (bounded as a shard bounds it: 413 past it) is read first, so
+//!    that the request can be sent again; the answer streams back as it
+//!    comes (watches, long lists);
+//! 5. when the shard answers 421 (`Misdirected Request`: the workspace is
+//!    not, or no longer, its own), forgets the cached route, resolves
+//!    once more and, if that names another shard, sends the request there.
+//!
+//! The proxy keeps no state but the bounded cache of routes, so any
+//! number of proxies can serve side by side.
+//!
+//! Left out: the shard registry read from the root workspace (shards are
+//! given on the command line until the Shard objects exist), serving
+//! wildcard requests across shards, a leader hint per shard (the proxy
+//! sends to a shard's API URL; a follower forwards writes to its leader),
+//! HTTP/2 towards the shards, `kubectl exec`/port-forward upgrades (tmc
+//! serves no pods), and rate limits of its own (the shards' in-flight
+//! limits apply; the proxy bounds connections with `--max-connections`).
+
+pub mod resolve;
+pub mod upstream;
+
+use crate::api::authn::{self, CertAuth, PeerCertificates, TokenAuth};
+use crate::api::request::{self, Target, WorkspaceSel};
+use crate::api::status::ApiError;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use resolve::{ResolveError, Resolver, ShardRef};
+use std::sync::Arc;
+use upstream::{Upstream, UpstreamError};
+
+/// Bound on a request body the proxy reads (a shard's own bound is 3 MiB;
+/// the proxy lets a little more through so that the shard's 413 is the
+/// one clients see for bodies near it).
+pub const MAX_BODY: usize = 3 * 1024 * 1024 + 64 * 1024;
+
+/// The front proxy.
+pub struct Proxy {
+    /// Bearer tokens of users.
+    pub tokens: TokenAuth,
+    /// Client certificates of users.
+    pub certs: Option<CertAuth>,
+    /// Routes to shards.
+    pub resolver: Resolver,
+    /// The client of the shards.
+    pub upstream: Arc<Upstream>,
+}
+
+/// The proxy's router: one handler for every path.
+pub fn router(proxy: Arc<Proxy>) -> Router {
+    Router::new().fallback(handle).with_state(proxy)
+}
+
+async fn handle(State(p): State<Arc<Proxy>>, req: Request) -> Response {
+    let mut resp = match forward(&p, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    if resp.status() == StatusCode::SERVICE_UNAVAILABLE
+        && !resp.headers().contains_key(header::RETRY_AFTER)
+    {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    resp
+}
+
+/// Headers that belong to one connection (RFC 9110 7.6.1), never passed on.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+    )
+}
+
+fn resolve_error(e: ResolveError) -> ApiError {
+    match e {
+        ResolveError::NotFound(_) => ApiError::forbidden(format!("access denied: {e}")),
+        ResolveError::Unavailable { .. } | ResolveError::UnknownShard { .. } => {
+            ApiError::unavailable(e.to_string())
+        }
+    }
+}
+
+async fn forward(p: &Proxy, req: Request) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let route = request::route(parts.uri.path())?;
+    match route.target {
+        Target::Livez | Target::Readyz => return Ok("ok".into_response()),
+        _ => {}
+    }
+    let user = authn::authenticate(
+        &p.tokens,
+        p.certs.as_ref(),
+        None,
+        &parts.headers,
+        parts.extensions.get::<PeerCertificates>(),
+    )?;
+    let ws = match &route.workspace {
+        None => None,
+        Some(WorkspaceSel::All) => {
+            return Err(ApiError::bad_request(
+                "wildcard requests (/clusters/*) are not served through the front proxy: they \
+                 span every shard; send them to each shard's API with a privileged identity",
+            ))
+        }
+        Some(WorkspaceSel::One(ws)) => Some(ws.clone()),
+    };
+    let body = Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                ApiError::too_large(format!("the request body is over {MAX_BODY} bytes"))
+            } else {
+                ApiError::bad_request(format!("cannot read the request body: {e}"))
+            }
+        })?
+        .to_bytes();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
+    let mut headers = HeaderMap::new();
+    for (name, value) in &parts.headers {
+        if hop_by_hop(name)
+            || name == header::AUTHORIZATION
+            || authn::is_request_header(name.as_str())
+            || name.as_str().starts_with("impersonate-")
+        {
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    let bad_user = |_| ApiError::bad_request("a user or group name that is not a header value");
+    headers.insert(
+        authn::REMOTE_USER,
+        HeaderValue::from_str(&user.name).map_err(bad_user)?,
+    );
+    for g in &user.groups {
+        if g != crate::authz::AUTHENTICATED {
+            headers.append(
+                authn::REMOTE_GROUP,
+                HeaderValue::from_str(g).map_err(bad_user)?,
+            );
+        }
+    }
+    let mut shard = match &ws {
+        None => p.resolver.root().clone(),
+        Some(ws) => p.resolver.resolve(ws).await.map_err(resolve_error)?,
+    };
+    let mut retried = false;
+    loop {
+        let resp = send(p, &shard, &parts.method, path_and_query, &headers, &body).await?;
+        let Some(ws) = ws.as_ref().filter(|_| !retried) else {
+            return Ok(response(resp));
+        };
+        if resp.status() != StatusCode::MISDIRECTED_REQUEST {
+            return Ok(response(resp));
+        }
+        // The route was stale: resolve once more.
+        p.resolver.forget(ws);
+        let again = p.resolver.resolve(ws).await.map_err(resolve_error)?;
+        if again == shard {
+            return Ok(response(resp));
+        }
+        tracing::debug!(workspace = ws.as_str(), from = %shard.name, to = %again.name, "route repaired");
+        shard = again;
+        retried = true;
+    }
+}
+
+async fn send(
+    p: &Proxy,
+    shard: &ShardRef,
+    method: &axum::http::Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<hyper::http::Response<hyper::body::Incoming>, ApiError> {
+    let uri = format!("{}{}", shard.url, path_and_query);
+    let mut req = hyper::http::Request::builder()
+        .method(method.clone())
+        .uri(&uri)
+        .body(Full::new(body.clone()))
+        .map_err(|e| ApiError::bad_request(format!("cannot forward to {uri:?}: {e}")))?;
+    *req.headers_mut() = headers.clone();
+    p.upstream.send(req).await.map_err(|e| match e {
+        UpstreamError::Timeout(_) => ApiError::timeout(format!("shard {:?}: {e}", shard.name)),
+        e => ApiError::unavailable(format!("shard {:?} is unavailable: {e}", shard.name)),
+    })
+}
+
+/// The shard's answer, streamed, without its hop-by-hop headers.
+fn response(resp: hyper::http::Response<hyper::body::Incoming>) -> Response {
+    let (parts, body) = resp.into_parts();
+    let mut out = Response::new(Body::new(body));
+    *out.status_mut() = parts.status;
+    for (name, value) in &parts.headers {
+        if !hop_by_hop(name) {
+            out.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    out
+}
