@@ -398,3 +398,65 @@ async fn send_with(c: &ApiClient, path: &str, headers: &[(&str, &str)]) -> (u16,
         .await
         .unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
+
+/// The official Python client's whole script and kube-rs, through the
+/// proxy.
+#[test]
+fn the_python_client_and_kube_rs_work_through_the_proxy() {
+    use futures_util::StreamExt;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+    let c = TestCluster::start();
+    c.wait_ready(1);
+    let front = start_proxy(&c);
+    let server = format!("https://127.0.0.1:{}", front.port);
+    let root = c.dir().join("py-root.kubeconfig");
+    let acme = c.dir().join("py-acme.kubeconfig");
+    kubeconfig(&c, &server, "root", &root);
+    kubeconfig(&c, &server, "root:acme", &acme);
+    let out = tmc::testcluster::python::run_api_client(&root, &acme);
+    eprintln!("{out}");
+
+    block_on(async {
+        let client = tmc::testcluster::members::kube_client(&acme).await.unwrap();
+        let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+        let cm: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": "from-kube-rs"}, "data": {"k": "1"}
+        }))
+        .unwrap();
+        let created = cms.create(&PostParams::default(), &cm).await.unwrap();
+        let rv = created.metadata.resource_version.clone().unwrap();
+        let got = cms.get("from-kube-rs").await.unwrap();
+        assert_eq!(got.data.unwrap()["k"], "1");
+        let names: Vec<String> = cms
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|c| c.metadata.name)
+            .collect();
+        assert!(names.contains(&"from-kube-rs".to_string()), "{names:?}");
+        let mut events = cms
+            .watch(&WatchParams::default().timeout(30), &rv)
+            .await
+            .unwrap()
+            .boxed();
+        cms.patch(
+            "from-kube-rs",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"k": "2"}})),
+        )
+        .await
+        .unwrap();
+        let ev = tokio::time::timeout(Duration::from_secs(20), events.next())
+            .await
+            .expect("an event within 20 s")
+            .expect("the stream is open")
+            .unwrap();
+        match ev {
+            WatchEvent::Modified(cm) => assert_eq!(cm.data.unwrap()["k"], "2"),
+            other => panic!("{other:?}"),
+        }
+    });
+}
