@@ -143,3 +143,52 @@ fn bench_placement_decides_every_placement_through_the_controller() {
     assert_eq!(r["decision_samples"], 300, "{r}");
     assert!(r["p99_us"].as_u64().is_some_and(|v| v > 0), "{r}");
 }
+
+#[test]
+fn bench_shards_runs_the_workload_direct_and_through_the_proxy() {
+    let r = tmc(&[
+        "bench",
+        "shards",
+        "--json",
+        "--rounds",
+        "2",
+        "--clients",
+        "4",
+        "--creates",
+        "40",
+        "--gets",
+        "40",
+        "--lists",
+        "4",
+        "--watches",
+        "8",
+        "--workspaces",
+        "10",
+    ]);
+    let rounds = r["rounds"].as_array().unwrap_or_else(|| panic!("{r}"));
+    assert_eq!(rounds.len(), 2, "{r}");
+    // The order alternates, so drift does not favour one side.
+    assert_ne!(rounds[0]["first"], rounds[1]["first"], "{r}");
+    for round in rounds {
+        for side in ["direct", "proxy"] {
+            let s = &round[side];
+            for op in ["create", "get", "list"] {
+                assert_eq!(s["api"][op]["errors"], 0, "{side} {op}: {s}");
+                assert!(s["api"][op]["ok"].as_u64().unwrap() > 0, "{side} {op}: {s}");
+            }
+            assert_eq!(s["api"]["watch"]["events_missing"], 0, "{side}: {s}");
+            assert_eq!(s["api"]["cleanup"], "deleted", "{side}: {s}");
+            assert_eq!(s["workspaces"]["ok"], 10, "{side}: {s}");
+            assert_eq!(s["workspaces"]["errors"], 0, "{side}: {s}");
+        }
+        assert!(
+            round["proxy"]["api"]["server"] != round["direct"]["api"]["server"],
+            "{round}"
+        );
+        assert!(
+            round["creates_per_s_ratio"].as_f64().unwrap() > 0.0,
+            "{round}"
+        );
+    }
+    assert!(r["proxy_rss_kib"].as_u64().unwrap() > 0, "{r}");
+}

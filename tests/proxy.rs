@@ -5,61 +5,16 @@
 
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tmc::testcluster::members::kubectl_with;
-use tmc::testcluster::{block_on, free_port, ApiClient, ChildGuard, TestCluster};
+use tmc::testcluster::proxy::ProxyProcess;
+use tmc::testcluster::{block_on, ApiClient, TestCluster};
 
 const BOB: &str = "tok-bob-0123456789";
 
-struct Front {
-    port: u16,
-    _child: ChildGuard,
-}
-
-/// Starts `tmc proxy` in front of `c` (root shard: node 1's API) and waits
-/// until it answers.
-fn start_proxy(c: &TestCluster) -> Front {
-    let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tmc"));
-    cmd.arg("proxy")
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .arg("--tls-dir")
-        .arg(c.tls_dir())
-        .args(["--root-shard", &c.server(1)]);
-    let child = ChildGuard::spawn("tmc proxy", &mut cmd, &c.dir().join("proxy.log"))
-        .expect("tmc proxy starts");
-    let anon = ApiClient::new(port, &c.tls_dir().join("ca.crt")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !matches!(
-        block_on(anon.try_call("GET", "/readyz", Value::Null)),
-        Ok((200, _))
-    ) {
-        assert!(
-            Instant::now() < deadline,
-            "the proxy never answered /readyz"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Front {
-        port,
-        _child: child,
-    }
-}
-
-fn kubeconfig(c: &TestCluster, server: &str, workspace: &str, path: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tmc"))
-        .args(["kubeconfig", "--workspace", workspace, "--server", server])
-        .arg("--dir")
-        .arg(c.tls_dir())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::write(path, out.stdout).unwrap();
+/// Starts `tmc proxy` in front of `c` (root shard: node 1's API).
+fn start_proxy(c: &TestCluster) -> ProxyProcess {
+    c.start_proxy(1, &[]).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn kubectl_ok(kc: &Path, args: &[&str], stdin: Option<&str>) -> String {
@@ -75,9 +30,8 @@ fn kubectl_and_watches_work_through_the_proxy_and_unknown_or_wildcard_paths_are_
     let c = TestCluster::start_with_tokens(&format!("{BOB},bob,bob-uid\n"));
     c.wait_ready(1);
     let front = start_proxy(&c);
-    let server = format!("https://127.0.0.1:{}", front.port);
-    let kc = c.dir().join("proxy-root.kubeconfig");
-    kubeconfig(&c, &server, "root", &kc);
+    let server = front.server();
+    let kc = c.kubeconfig_at(&server, "root");
 
     // kubectl: a workspace, then objects in it, all through the proxy.
     kubectl_ok(
@@ -85,8 +39,7 @@ fn kubectl_and_watches_work_through_the_proxy_and_unknown_or_wildcard_paths_are_
         &["apply", "-f", "-"],
         Some("apiVersion: tenancy.kcp.io/v1alpha1\nkind: Workspace\nmetadata: {name: acme}\n"),
     );
-    let kc_acme = c.dir().join("proxy-acme.kubeconfig");
-    kubeconfig(&c, &server, "root:acme", &kc_acme);
+    let kc_acme = c.kubeconfig_at(&server, "root:acme");
     // The workspace exists once its create was acknowledged.
     kubectl_ok(&kc_acme, &["create", "namespace", "app"], None);
     kubectl_ok(
@@ -409,11 +362,9 @@ fn the_python_client_and_kube_rs_work_through_the_proxy() {
     let c = TestCluster::start();
     c.wait_ready(1);
     let front = start_proxy(&c);
-    let server = format!("https://127.0.0.1:{}", front.port);
-    let root = c.dir().join("py-root.kubeconfig");
-    let acme = c.dir().join("py-acme.kubeconfig");
-    kubeconfig(&c, &server, "root", &root);
-    kubeconfig(&c, &server, "root:acme", &acme);
+    let server = front.server();
+    let root = c.kubeconfig_at(&server, "root");
+    let acme = c.kubeconfig_at(&server, "root:acme");
     let out = tmc::testcluster::python::run_api_client(&root, &acme);
     eprintln!("{out}");
 

@@ -292,14 +292,15 @@ impl Tally {
 
 /// Runs `clients` tasks; task k gets the items i ≡ k (mod clients) of
 /// `0..n` and calls `f(api, i)` on each, timing it.
-async fn fan_out<F, Fut, T>(
-    api: &Api<ConfigMap>,
+pub(super) async fn fan_out<K, F, Fut, T>(
+    api: &Api<K>,
     clients: usize,
     n: usize,
     f: F,
 ) -> Result<Op, BoxError>
 where
-    F: Fn(Api<ConfigMap>, usize) -> Fut + Send + Sync + Clone + 'static,
+    K: Clone + Send + Sync + 'static,
+    F: Fn(Api<K>, usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Result<T, kube::Error>> + Send,
     T: Send,
 {

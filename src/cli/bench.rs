@@ -23,6 +23,7 @@ pub enum Bench {
     Api(bench::api::Args),
     Placement(bench::placement::Args),
     Sync(bench::sync::Args),
+    Shards(bench::shards::Args),
 }
 
 impl Args {
@@ -64,6 +65,12 @@ impl Args {
                 let report = multi_thread()?.block_on(bench::placement::run(&args, &|m| {
                     bar.set_message(m.to_string())
                 }))?;
+                bar.finish_and_clear();
+                print(&report)
+            }
+            Bench::Shards(args) => {
+                let bar = spinner(args.json);
+                let report = bench::shards::run(&args, &|m| bar.set_message(m))?;
                 bar.finish_and_clear();
                 print(&report)
             }

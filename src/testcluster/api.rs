@@ -70,15 +70,21 @@ impl TestCluster {
     /// Runs `tmc kubeconfig` for `workspace` on node `id` with `extra`
     /// arguments and writes its output to `path`.
     fn write_kubeconfig(&self, path: &Path, id: u64, workspace: &str, extra: &[&str]) {
+        self.write_kubeconfig_for(path, &self.server(id), workspace, extra)
+    }
+
+    /// Runs `tmc kubeconfig` for `workspace` at `server` with `extra`
+    /// arguments and writes its output to `path`.
+    pub(super) fn write_kubeconfig_for(
+        &self,
+        path: &Path,
+        server: &str,
+        workspace: &str,
+        extra: &[&str],
+    ) {
         let out = self
             .tmc()
-            .args([
-                "kubeconfig",
-                "--workspace",
-                workspace,
-                "--server",
-                &self.server(id),
-            ])
+            .args(["kubeconfig", "--workspace", workspace, "--server", server])
             .args(extra)
             .arg("--dir")
             .arg(self.tls_dir())

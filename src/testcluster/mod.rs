@@ -42,6 +42,7 @@ mod http;
 mod kv;
 pub mod members;
 mod process;
+pub mod proxy;
 pub mod python;
 
 pub use http::{collect, json_or_text, request, send, tls_config, ApiClient, Target, Watch};
