@@ -287,40 +287,50 @@ pub(super) fn paths(resources: &[&ResourceInfo], d: Dialect) -> Value {
                 responses: ok(&status),
             },
         ];
+        // Read, replace and patch of an item or of its status
+        // (`suffix` "Status", `of` "status of ").
+        let read_replace_patch = |suffix: &str, of: &str| {
+            let written = || {
+                vec![
+                    ("200", "OK", object.clone()),
+                    ("201", "Created", object.clone()),
+                ]
+            };
+            [
+                Op {
+                    method: "get",
+                    action: "get",
+                    id: format!("read{infix}{ns_word}{kind}{suffix}"),
+                    description: format!("read {of}the specified {kind}"),
+                    query: &[],
+                    body: Body::None,
+                    responses: ok(&object),
+                },
+                Op {
+                    method: "put",
+                    action: "put",
+                    id: format!("replace{infix}{ns_word}{kind}{suffix}"),
+                    description: format!("replace {of}the specified {kind}"),
+                    query: WRITE_QUERY,
+                    body: Body::Object,
+                    responses: written(),
+                },
+                Op {
+                    method: "patch",
+                    action: "patch",
+                    id: format!("patch{infix}{ns_word}{kind}{suffix}"),
+                    description: format!("partially update {of}the specified {kind}"),
+                    query: PATCH_QUERY,
+                    body: Body::Patch,
+                    responses: written(),
+                },
+            ]
+        };
+        let [read, replace, patch] = read_replace_patch("", "");
         let item = [
-            Op {
-                method: "get",
-                action: "get",
-                id: format!("read{infix}{ns_word}{kind}"),
-                description: format!("read the specified {kind}"),
-                query: &[],
-                body: Body::None,
-                responses: ok(&object),
-            },
-            Op {
-                method: "put",
-                action: "put",
-                id: format!("replace{infix}{ns_word}{kind}"),
-                description: format!("replace the specified {kind}"),
-                query: WRITE_QUERY,
-                body: Body::Object,
-                responses: vec![
-                    ("200", "OK", object.clone()),
-                    ("201", "Created", object.clone()),
-                ],
-            },
-            Op {
-                method: "patch",
-                action: "patch",
-                id: format!("patch{infix}{ns_word}{kind}"),
-                description: format!("partially update the specified {kind}"),
-                query: PATCH_QUERY,
-                body: Body::Patch,
-                responses: vec![
-                    ("200", "OK", object.clone()),
-                    ("201", "Created", object.clone()),
-                ],
-            },
+            read,
+            replace,
+            patch,
             Op {
                 method: "delete",
                 action: "delete",
@@ -334,41 +344,7 @@ pub(super) fn paths(resources: &[&ResourceInfo], d: Dialect) -> Value {
                 ],
             },
         ];
-        let status_ops = [
-            Op {
-                method: "get",
-                action: "get",
-                id: format!("read{infix}{ns_word}{kind}Status"),
-                description: format!("read status of the specified {kind}"),
-                query: &[],
-                body: Body::None,
-                responses: ok(&object),
-            },
-            Op {
-                method: "put",
-                action: "put",
-                id: format!("replace{infix}{ns_word}{kind}Status"),
-                description: format!("replace status of the specified {kind}"),
-                query: WRITE_QUERY,
-                body: Body::Object,
-                responses: vec![
-                    ("200", "OK", object.clone()),
-                    ("201", "Created", object.clone()),
-                ],
-            },
-            Op {
-                method: "patch",
-                action: "patch",
-                id: format!("patch{infix}{ns_word}{kind}Status"),
-                description: format!("partially update status of the specified {kind}"),
-                query: PATCH_QUERY,
-                body: Body::Patch,
-                responses: vec![
-                    ("200", "OK", object.clone()),
-                    ("201", "Created", object.clone()),
-                ],
-            },
-        ];
+        let status_ops = read_replace_patch("Status", "status of ");
 
         let mut add = |path: String, params: Value, ops: &[Op]| {
             let mut item = json!({ "parameters": params });
