@@ -21,6 +21,7 @@ pub mod bench;
 pub mod cli;
 pub mod controllers;
 pub mod encryption;
+pub mod fuzz;
 pub mod proxy;
 pub mod raft;
 pub mod replica;

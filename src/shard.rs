@@ -100,25 +100,50 @@ impl<E: crate::store::Engine + Send + Sync + 'static> Shard for LocalShard<E> {
     fn barrier(&self) -> BoxFuture<'_, Result<u64, ShardError>> {
         Box::pin(async move { Ok(self.store.revision()) })
     }
-    fn get(&self, key: &Key) -> Result<Option<Record>, ShardError> {
-        Ok(self.store.get(key)?)
-    }
-    fn list(&self, prefix: &Prefix, opts: &ListOptions) -> Result<ListPage, ShardError> {
-        Ok(self.store.list(prefix, opts)?)
-    }
-    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>, ShardError> {
-        Ok(self.store.changes_since(after, limit)?)
-    }
-    fn revision(&self) -> u64 {
-        self.store.revision()
-    }
-    fn compacted_revision(&self) -> u64 {
-        self.store.compacted_revision()
-    }
-    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.store.subscribe()
-    }
+    reads_from_store!(store);
     fn leadership(&self) -> tokio::sync::watch::Receiver<bool> {
         self.leadership.subscribe()
     }
 }
+
+/// The read half of [`Shard`] for a shard whose reads are its replica's
+/// own store (`self.$store`, a [`crate::store::Store`]): one key, a list
+/// page, the change log, the revisions and the revision signal, each the
+/// store's with its error as a [`ShardError::Store`]. Written once here
+/// for [`LocalShard`] and the raft-backed shard
+/// (`crate::raft::server::RaftShard`): `reads_from_store!(store);` inside
+/// their `impl Shard`.
+macro_rules! reads_from_store {
+    ($store:ident) => {
+        fn get(
+            &self,
+            key: &$crate::store::Key,
+        ) -> Result<Option<$crate::store::Record>, $crate::shard::ShardError> {
+            Ok(self.$store.get(key)?)
+        }
+        fn list(
+            &self,
+            prefix: &$crate::store::Prefix,
+            opts: &$crate::store::ListOptions,
+        ) -> Result<$crate::store::ListPage, $crate::shard::ShardError> {
+            Ok(self.$store.list(prefix, opts)?)
+        }
+        fn changes_since(
+            &self,
+            after: u64,
+            limit: usize,
+        ) -> Result<Vec<$crate::store::Change>, $crate::shard::ShardError> {
+            Ok(self.$store.changes_since(after, limit)?)
+        }
+        fn revision(&self) -> u64 {
+            self.$store.revision()
+        }
+        fn compacted_revision(&self) -> u64 {
+            self.$store.compacted_revision()
+        }
+        fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+            self.$store.subscribe()
+        }
+    };
+}
+pub(crate) use reads_from_store;

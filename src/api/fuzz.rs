@@ -29,7 +29,7 @@
 use super::request::{self, Target, WorkspaceSel};
 use super::{object, patch, resources};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
 const SEGMENTS: &[&str] = &[
     "clusters",
@@ -475,33 +475,25 @@ fn continue_target(rng: &mut StdRng, f: &Fixture) -> Result<(), String> {
 /// Runs for `seconds` (or `iterations`, whichever ends first); returns
 /// the number of inputs tried, or the failing input's description.
 pub fn run(seed: u64, seconds: u64, iterations: u64) -> Result<u64, String> {
-    let mut rng = StdRng::seed_from_u64(seed);
     let fixture = Fixture::new()?;
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-    let mut n = 0;
-    while n < iterations && std::time::Instant::now() < until {
-        let state = rng.clone();
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| one(&mut rng, n, &fixture)))
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                return Err(format!(
-                    "iteration {n} ({} target): {e}",
-                    TARGETS[(n % 5) as usize]
-                ))
-            }
-            Err(_) => {
-                let mut replay = state;
-                let path = random_path(&mut replay);
-                return Err(format!(
-                    "iteration {n} ({} target) panicked (seed {seed}); replay with this seed; first path {path:?}",
-                    TARGETS[(n % 5) as usize]
-                ));
-            }
-        }
-        n += 1;
-    }
-    Ok(n)
+    let target = |n: u64| TARGETS[(n % 5) as usize];
+    crate::fuzz::run(
+        seed,
+        seconds,
+        iterations,
+        |rng, n| {
+            one(rng, n, &fixture).map_err(|e| format!("iteration {n} ({} target): {e}", target(n)))
+        },
+        |p| {
+            let mut replay = p.rng;
+            let path = random_path(&mut replay);
+            format!(
+                "iteration {} ({} target) panicked (seed {seed}); replay with this seed; first path {path:?}",
+                p.iteration,
+                target(p.iteration)
+            )
+        },
+    )
 }
 
 #[cfg(test)]

@@ -3,8 +3,7 @@
 //! key for Secrets under `--data-dir` (keeping what exists) and runs a
 //! [`Replica`] whose raft node has no peers and no raft port.
 
-use super::api_limits::ApiLimitArgs;
-use super::controllers::ControllerArgs;
+use super::replica::ReplicaArgs;
 use super::BoxError;
 use crate::raft::{server::ServerConfig, NodeConfig};
 use crate::replica::{ApiOptions, Replica, ReplicaOptions};
@@ -22,9 +21,7 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: String,
     #[command(flatten)]
-    pub controllers: ControllerArgs,
-    #[command(flatten)]
-    pub api_limits: ApiLimitArgs,
+    pub replica: ReplicaArgs,
 }
 
 impl Args {
@@ -55,11 +52,11 @@ impl Args {
             },
             node: NodeConfig::new(1, vec![1]),
             encryption_config: Some(encryption),
-            controllers: self.controllers.options(),
+            controllers: self.replica.controllers.options(),
             api: Some(ApiOptions {
                 listen: self.listen,
                 tls_dir: data_dir.clone(),
-                limits: self.api_limits.limits(),
+                limits: self.replica.api_limits.limits(),
             }),
             internal_listen: None,
         };

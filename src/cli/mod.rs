@@ -14,9 +14,10 @@
 //! - [`bench`](mod@bench): the load generators of [`crate::bench`](mod@crate::bench).
 //! - [`debug`]: test helpers (crash writer, fuzzers), hidden from help.
 //!
-//! `dev` and `serve` share [`controllers::ControllerArgs`],
-//! [`api_limits::ApiLimitArgs`] and the wiring
-//! of [`crate::replica`]; they differ only in the options they give it.
+//! `dev` and `serve` share one group of flags ([`replica::ReplicaArgs`]:
+//! [`controllers::ControllerArgs`] and [`api_limits::ApiLimitArgs`]) and
+//! the wiring of [`crate::replica`]; they differ only in the options they
+//! give it.
 
 pub mod api_limits;
 pub mod bench;
@@ -30,6 +31,7 @@ pub mod kubeconfig;
 pub mod kv;
 pub mod member;
 pub mod proxy;
+pub mod replica;
 pub mod serve;
 
 pub use crate::util::BoxError;

@@ -2,8 +2,7 @@
 //! [`ReplicaOptions`] (peers, founding voters, peer TLS, log compaction)
 //! and [`Replica`] does the rest.
 
-use super::api_limits::ApiLimitArgs;
-use super::controllers::ControllerArgs;
+use super::replica::ReplicaArgs;
 use super::BoxError;
 use crate::raft::server::{parse_peers, ServerConfig};
 use crate::raft::tls::{PeerId, PeerTls};
@@ -80,9 +79,7 @@ pub struct Args {
     #[arg(long, conflicts_with = "peer_tls_dir")]
     pub insecure_peers: bool,
     #[command(flatten)]
-    pub controllers: ControllerArgs,
-    #[command(flatten)]
-    pub api_limits: ApiLimitArgs,
+    pub replica: ReplicaArgs,
 }
 
 impl Args {
@@ -122,7 +119,7 @@ impl Args {
             Some(listen) => Some(ApiOptions {
                 listen,
                 tls_dir: self.tls_dir.ok_or("--api-listen needs --tls-dir")?,
-                limits: self.api_limits.limits(),
+                limits: self.replica.api_limits.limits(),
             }),
             None => None,
         };
@@ -140,7 +137,7 @@ impl Args {
             },
             node,
             encryption_config: self.encryption_config,
-            controllers: self.controllers.options(),
+            controllers: self.replica.controllers.options(),
             api,
             internal_listen: Some(self.listen),
         })

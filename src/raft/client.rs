@@ -1,6 +1,9 @@
-//! A client of the internal HTTP interface of the replicas (the KV
+//! The one client of the internal HTTP interface of the replicas (the KV
 //! interface, membership, forwarded writes), over the peer transport's
-//! mutual TLS ([`super::tls`]) or plain TCP (`--insecure-peers`).
+//! mutual TLS ([`super::tls`]) or plain TCP (`--insecure-peers`): `tmc kv`
+//! and `tmc member` use it, and so does each replica to forward a
+//! follower's writes to the leader
+//! ([`Forwarder`](super::server::Forwarder)).
 //!
 //! It is hyper's client ([`hyper_util::client::legacy`]) with a connector
 //! of its own: a TCP connection, then the client side of
@@ -241,7 +244,9 @@ impl tower::Service<Uri> for PeerConnector {
             let sock = tokio::net::TcpStream::connect(&addr).await?;
             let _ = sock.set_nodelay(true);
             let node = nodes.get(&addr).copied();
-            let io = super::tls::connect(tls.as_deref(), sock, node).await?;
+            let io = super::tls::connect(tls.as_deref(), sock, node)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("TLS: {e}")))?;
             Ok(PeerConn(TokioIo::new(io)))
         })
     }

@@ -23,9 +23,11 @@
 
 use super::sim::{self, Sim, SimConfig};
 use super::{validate, wire, Error};
+use crate::fuzz::panic_message;
 use raft::eraftpb::{ConfState, Entry, EntryType, Message, MessageType, Snapshot};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Every message kind, by number.
 fn kind(n: u32) -> MessageType {
@@ -245,38 +247,29 @@ fn cluster(seed: u64) -> Result<(Sim<crate::store::MemoryEngine>, Tapped), Strin
     Ok((sim, seeds))
 }
 
-fn panicked(e: Box<dyn std::any::Any + Send>) -> String {
-    e.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "a panic".into())
-}
-
 /// Inputs into one cluster before a fresh one is built.
 const FRESH: u64 = 2000;
 
 /// Runs inputs for `seconds` or `iterations`, whichever ends first;
 /// returns how many ran, or the first failure.
 pub fn run(seed: u64, seconds: u64, iterations: u64) -> Result<u64, String> {
-    use std::panic::{catch_unwind, AssertUnwindSafe};
-    let mut rng = StdRng::seed_from_u64(seed);
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
     let (mut sim, seeds) = cluster(seed)?;
     if seeds.is_empty() {
         return Err("the cluster exchanged no frame".into());
     }
-    let mut n = 0;
-    while n < iterations && std::time::Instant::now() < until {
+    let one = |rng: &mut StdRng, n: u64| -> Result<(), String> {
         let ids = sim.running();
         let to = ids[rng.random_range(0..ids.len())];
         let Some(node) = sim.node_mut(to) else {
-            continue;
+            return Err(format!(
+                "iteration {n}: node {to} is listed as running but is not"
+            ));
         };
         if node.stopped().is_some() {
             return Err(format!("iteration {n}: node {to} stopped"));
         }
         let view = node.view();
-        let frame = input(&mut rng, &seeds, to, &view, 3);
+        let frame = input(rng, &seeds, to, &view, 3);
         let before = node.status();
         let stepped = catch_unwind(AssertUnwindSafe(|| node.step_frame(&frame)));
         let shown = || match wire::decode(&frame) {
@@ -288,7 +281,7 @@ pub fn run(seed: u64, seconds: u64, iterations: u64) -> Result<u64, String> {
                 return Err(format!(
                     "iteration {n} (seed {seed}): node {to} panicked on {}: {}",
                     shown(),
-                    panicked(p)
+                    panic_message(p)
                 ))
             }
             Ok(Err(Error::Refused(why))) => {
@@ -306,7 +299,7 @@ pub fn run(seed: u64, seconds: u64, iterations: u64) -> Result<u64, String> {
         // On with the cluster: raft's Ready loop, the answers, a tick now
         // and then.
         let ran = catch_unwind(AssertUnwindSafe(|| {
-            if n % 3 == 0 {
+            if n.is_multiple_of(3) {
                 sim.tick();
             } else {
                 sim.settle();
@@ -316,7 +309,7 @@ pub fn run(seed: u64, seconds: u64, iterations: u64) -> Result<u64, String> {
             return Err(format!(
                 "iteration {n} (seed {seed}): the cluster panicked after node {to} took {}: {}",
                 shown(),
-                panicked(p)
+                panic_message(p)
             ));
         }
         if n % 500 == 499 {
@@ -331,9 +324,14 @@ pub fn run(seed: u64, seconds: u64, iterations: u64) -> Result<u64, String> {
             // again from a fresh one now and then.
             sim = cluster(seed ^ n.wrapping_mul(0x9e37_79b9))?.0;
         }
-        n += 1;
-    }
-    Ok(n)
+        Ok(())
+    };
+    crate::fuzz::run(seed, seconds, iterations, one, |p| {
+        format!(
+            "iteration {} (seed {seed}): the fuzzer panicked: {}",
+            p.iteration, p.message
+        )
+    })
 }
 
 #[cfg(test)]

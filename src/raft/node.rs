@@ -2,22 +2,30 @@
 //! [`LogStore`], the Ready loop, group commit, linearizable reads and
 //! membership changes. See the module documentation of [`crate::raft`] for
 //! the protocol.
+//!
+//! This file holds the node's state and its inputs: opening, requests
+//! (writes queued for group commit, reads, membership changes), ticks,
+//! messages from peers, and the first half of a poll (leadership checks,
+//! proposing the queued writes and reads). The rest is in two modules:
+//! `node/ready.rs`: one round of raft-rs's Ready protocol (persist, apply,
+//! install a snapshot, answer); `node/codec.rs`: an entry's data and a ReadIndex
+//! context as bytes.
 
 use super::snapshot::{self, Checkpoint, Staged};
 use super::storage::LogStore;
 use super::storage::SnapshotDir;
 use super::{raft_logger, validate, wire, Error};
-use crate::store::{Committed, Engine, Store, StoreOptions, Txn, TxnOp};
-use protobuf::Message as _;
-use raft::eraftpb::{
-    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType,
-    Message, MessageType, Snapshot,
-};
+use crate::store::{Committed, Engine, Store, StoreOptions, Txn};
+use codec::{encode_batch, read_ctx, txn_size, Batch};
+use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Message, MessageType};
 use raft::{Config, RawNode, ReadOnlyOption, SnapshotStatus, StateRole, INVALID_ID, INVALID_INDEX};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
+
+mod codec;
+mod ready;
 
 /// Identifies a client request on the node that accepted it.
 pub type RequestId = u64;
@@ -169,62 +177,6 @@ struct Queued {
 struct Proposal {
     term: u64,
     ids: Vec<RequestId>,
-}
-
-/// Writes as raft entry data: `(request id, transaction)` pairs.
-type Batch = Vec<(RequestId, Txn)>;
-
-fn encode_batch(batch: &Batch) -> Result<Vec<u8>, Error> {
-    bincode::serde::encode_to_vec(batch, bincode::config::standard()).map_err(|e| Error::Corrupt {
-        what: "write batch",
-        reason: e.to_string(),
-    })
-}
-
-fn decode_batch(data: &[u8]) -> Result<Batch, Error> {
-    let (batch, used): (Batch, usize) =
-        bincode::serde::decode_from_slice(data, bincode::config::standard()).map_err(|e| {
-            Error::Corrupt {
-                what: "raft entry",
-                reason: e.to_string(),
-            }
-        })?;
-    if used != data.len() {
-        return Err(Error::Corrupt {
-            what: "raft entry",
-            reason: "trailing bytes".into(),
-        });
-    }
-    Ok(batch)
-}
-
-fn txn_size(txn: &Txn) -> usize {
-    txn.ops
-        .iter()
-        .map(|op| match op {
-            TxnOp::Put { key, value, .. } => key.encode().len() + value.len() + 16,
-            TxnOp::Delete { key, .. } | TxnOp::Check { key, .. } => key.encode().len() + 16,
-        })
-        .sum::<usize>()
-        + 8
-}
-
-/// The context of a ReadIndex request: node, incarnation, sequence. The
-/// incarnation keeps a request from before a restart from answering one
-/// after it.
-fn read_ctx(node: u64, incarnation: u64, seq: u64) -> Vec<u8> {
-    [node, incarnation, seq]
-        .iter()
-        .flat_map(|v| v.to_be_bytes())
-        .collect()
-}
-
-fn parse_read_ctx(ctx: &[u8]) -> Option<(u64, u64, u64)> {
-    if ctx.len() != 24 {
-        return None;
-    }
-    let at = |i: usize| u64::from_be_bytes(ctx[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-    Some((at(0), at(1), at(2)))
 }
 
 /// One replica's consensus core. Single-threaded: one event loop owns it.
@@ -932,293 +884,6 @@ impl<E: Engine> Node<E> {
         self.reads_inflight.insert(seq, (leader, ids));
     }
 
-    /// One round of raft-rs's Ready protocol, in its documented order.
-    fn handle_ready(&mut self) -> Result<(), Error> {
-        let mut rd = self.raw.ready();
-
-        // 1. Messages a leader may send before persisting: out now, so the
-        //    followers persist while the leader does.
-        let early = rd.take_messages();
-        match &mut self.early {
-            Some(sink) => {
-                let (snapshots, rest): (Vec<_>, Vec<_>) = early
-                    .into_iter()
-                    .partition(|m| m.get_msg_type() == MessageType::MsgSnapshot);
-                if !rest.is_empty() {
-                    sink(rest);
-                }
-                // A snapshot's fate is reported back to raft by the driver.
-                self.messages.extend(snapshots);
-            }
-            None => self.messages.extend(early),
-        }
-
-        // 2. A snapshot from the leader.
-        if !rd.snapshot().is_empty() {
-            let snap = rd.snapshot().clone();
-            self.install_snapshot(&snap)?;
-        }
-
-        // 3. Entries and hard state, in one batch, fsynced when required.
-        let entries = rd.take_entries();
-        let hs = rd.hs().cloned();
-        if !entries.is_empty() || hs.is_some() {
-            self.raw
-                .store()
-                .persist(&entries, hs.as_ref(), rd.must_sync())?;
-        }
-
-        // 4. Messages that promise what is now on disk.
-        self.messages.extend(rd.take_persisted_messages());
-
-        // 5. Read states: reads whose index is known.
-        for rs in rd.take_read_states() {
-            match parse_read_ctx(&rs.request_ctx) {
-                Some((node, inc, seq)) if node == self.id && inc == self.incarnation => {
-                    if let Some((_, ids)) = self.reads_inflight.remove(&seq) {
-                        self.reads_ready.entry(rs.index).or_default().extend(ids);
-                    }
-                }
-                _ => tracing::debug!(
-                    node = self.id,
-                    "ignoring a read state of an earlier incarnation"
-                ),
-            }
-        }
-
-        // 6. Committed entries (their commit index was persisted above).
-        self.apply(rd.take_committed_entries())?;
-
-        // 7. Advance; the light ready's commit index is persisted before its
-        //    entries are applied.
-        let mut light = self.raw.advance(rd);
-        if light.commit_index().is_some() {
-            let hs = self.raw.raft.hard_state();
-            self.raw.store().persist(&[], Some(&hs), false)?;
-        }
-        self.messages.extend(light.take_messages());
-        self.apply(light.take_committed_entries())?;
-        self.raw.advance_apply();
-        self.answer_reads();
-        Ok(())
-    }
-
-    fn install_snapshot(&mut self, snap: &Snapshot) -> Result<(), Error> {
-        let (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
-        let staged = match self.incoming_snapshot.take() {
-            Some((i, t, staged)) if i == index && t == term => staged,
-            _ => {
-                return Err(Error::Corrupt {
-                    what: "raft snapshot",
-                    reason: format!(
-                        "raft took a snapshot at {index} (term {term}) that was not received"
-                    ),
-                })
-            }
-        };
-        let hs = self.raw.raft.hard_state();
-        let log = self.raw.store();
-        // 1. The durable marker: from here on the install happens, now or
-        //    when the replica opens again after a crash.
-        let installing = log.begin_install(snap, staged, &hs)?;
-        // 2. Readers read the new state from the staged checkpoint while
-        //    the live engine is rewritten: never a half-copied state. The
-        //    checkpoint's directory goes once the last read on it ends.
-        let cp = log.engine().open_checkpoint(installing.dir())?;
-        let dir = installing.dir().to_path_buf();
-        self.store.begin_replace(
-            cp.clone(),
-            Box::new(move || {
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
-                    tracing::warn!(dir = %dir.display(), error = %e, "cannot remove an installed snapshot's staging directory");
-                }
-            }),
-        )?;
-        // 3. The copy and the final durable batch; then readers go back to
-        //    the live engine, which holds the same state.
-        log.finish_install(&installing, &cp)?;
-        drop(cp);
-        self.store.finish_replace()?;
-        self.awaiting_snapshot = false;
-        tracing::info!(
-            node = self.id,
-            index,
-            term,
-            revision = self.store.revision(),
-            "installed a raft snapshot"
-        );
-        self.fail_superseded(index);
-        self.answer_reads();
-        Ok(())
-    }
-
-    /// Fails proposals at or below `index` that were not applied as
-    /// proposed.
-    fn fail_superseded(&mut self, index: u64) {
-        let later_p = self.proposals.split_off(&(index + 1));
-        let lost: Vec<RequestId> = std::mem::replace(&mut self.proposals, later_p)
-            .into_values()
-            .flat_map(|p| p.ids)
-            .collect();
-        let later_c = self.conf_changes.split_off(&(index + 1));
-        let lost_c: Vec<RequestId> = std::mem::replace(&mut self.conf_changes, later_c)
-            .into_values()
-            .map(|(_, id)| id)
-            .collect();
-        for id in lost.into_iter().chain(lost_c) {
-            self.fail(id, Error::LeadershipLost);
-        }
-    }
-
-    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), Error> {
-        for entry in entries {
-            let index = entry.index;
-            if index <= self.store.applied_index() {
-                tracing::debug!(node = self.id, index, "skipping an entry applied before");
-                continue;
-            }
-            match entry.get_entry_type() {
-                EntryType::EntryNormal => self.apply_normal(entry)?,
-                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    self.apply_conf_change(entry)?
-                }
-            }
-            self.raw.store().set_applied(index);
-            self.fail_superseded(index);
-        }
-        self.answer_reads();
-        Ok(())
-    }
-
-    fn apply_normal(&mut self, entry: Entry) -> Result<(), Error> {
-        let index = entry.index;
-        let mine = match self.proposals.remove(&index) {
-            Some(p) if p.term == entry.term => Some(p.ids),
-            Some(p) => {
-                for id in p.ids {
-                    self.fail(id, Error::LeadershipLost);
-                }
-                None
-            }
-            None => None,
-        };
-        if entry.data.is_empty() {
-            // A new leader's empty entry.
-            self.store.apply_noop(index)?;
-            return Ok(());
-        }
-        let batch = match decode_batch(&entry.data) {
-            Ok(b) => b,
-            Err(e) => {
-                // Deterministic: every replica skips the same entry.
-                let node = self.id;
-                tracing::error!(node, index, error = %e, "skipping an undecodable raft entry");
-                self.store.apply_noop(index)?;
-                for id in mine.unwrap_or_default() {
-                    self.fail(
-                        id,
-                        Error::Corrupt {
-                            what: "raft entry",
-                            reason: e.to_string(),
-                        },
-                    );
-                }
-                return Ok(());
-            }
-        };
-        let (ids, txns): (Vec<RequestId>, Vec<Txn>) = batch.into_iter().unzip();
-        let results = self.store.apply_entry(index, txns)?;
-        if let Some(mine) = mine {
-            if mine == ids {
-                for (id, result) in ids.into_iter().zip(results) {
-                    self.respond(id, Outcome::Write(result.map_err(Error::Store)));
-                }
-            } else {
-                tracing::error!(
-                    node = self.id,
-                    index,
-                    "applied entry does not carry the proposed requests"
-                );
-                for id in mine {
-                    self.fail(id, Error::LeadershipLost);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn apply_conf_change(&mut self, entry: Entry) -> Result<(), Error> {
-        let index = entry.index;
-        let mine = match self.conf_changes.remove(&index) {
-            Some((term, id)) if term == entry.term => Some(id),
-            Some((_, id)) => {
-                self.fail(id, Error::LeadershipLost);
-                None
-            }
-            None => None,
-        };
-        let applied: Result<ConfState, Error> = match entry.get_entry_type() {
-            EntryType::EntryConfChangeV2 => ConfChangeV2::parse_from_bytes(&entry.data)
-                .map_err(|e| Error::Corrupt {
-                    what: "membership change",
-                    reason: e.to_string(),
-                })
-                .and_then(|cc| self.raw.apply_conf_change(&cc).map_err(Error::from)),
-            _ => ConfChange::parse_from_bytes(&entry.data)
-                .map_err(|e| Error::Corrupt {
-                    what: "membership change",
-                    reason: e.to_string(),
-                })
-                .and_then(|cc| self.raw.apply_conf_change(&cc).map_err(Error::from)),
-        };
-        let outcome = match applied {
-            Ok(cs) => {
-                self.raw.store().set_conf_state(&cs)?;
-                tracing::info!(node = self.id, index, voters = ?cs.voters, "membership changed");
-                Ok(sorted(cs.voters.clone()))
-            }
-            Err(e) => {
-                // Deterministic: every replica refuses the same change.
-                tracing::warn!(node = self.id, index, error = %e, "membership change refused");
-                Err(e)
-            }
-        };
-        self.store.apply_noop(index)?;
-        if let Some(id) = mine {
-            self.respond(id, Outcome::Membership(outcome));
-        }
-        Ok(())
-    }
-
-    /// Answers the reads whose read index has been applied.
-    fn answer_reads(&mut self) {
-        let applied = self.store.applied_index();
-        let waiting = self.reads_ready.split_off(&(applied + 1));
-        let ready = std::mem::replace(&mut self.reads_ready, waiting);
-        for (index, ids) in ready {
-            for id in ids {
-                self.respond(id, Outcome::Read(Ok(index)));
-            }
-        }
-    }
-
-    /// Compacts the log once it holds more applied entries than the
-    /// threshold, keeping the newer half.
-    fn maybe_compact(&mut self) -> Result<(), Error> {
-        let threshold = self.config.log_compact_threshold;
-        if threshold == 0 {
-            return Ok(());
-        }
-        let applied = self.store.applied_index();
-        let (truncated, _) = self.raw.store().truncated();
-        if applied.saturating_sub(truncated) > threshold {
-            let to = applied - threshold / 2;
-            self.raw.store().compact(to)?;
-            tracing::debug!(node = self.id, to, "compacted the raft log");
-        }
-        Ok(())
-    }
-
     /// Redraws raft's election timeout from the seeded RNG whenever raft has
     /// just reset its election timer (and so drawn from its own RNG).
     fn reseed_election_timeout(&mut self, force: bool) {
@@ -1242,23 +907,6 @@ fn sorted(mut ids: Vec<u64>) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn read_ctx_round_trip() {
-        assert_eq!(parse_read_ctx(&read_ctx(3, 7, 99)), Some((3, 7, 99)));
-        assert_eq!(parse_read_ctx(b"short"), None);
-    }
-
-    #[test]
-    fn batch_round_trip_and_garbage() {
-        let batch: Batch = vec![(1, Txn::default()), (2, Txn::default())];
-        let data = encode_batch(&batch).unwrap();
-        assert_eq!(decode_batch(&data).unwrap(), batch);
-        assert!(decode_batch(&[0xff, 0xff, 0xff]).is_err());
-        let mut long = data.clone();
-        long.push(0);
-        assert!(decode_batch(&long).is_err());
-    }
 
     /// A shard of one voter (`tmc dev`) leads as soon as it opens, without
     /// an election timeout: zero ticks; and again after a restart.

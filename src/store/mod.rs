@@ -7,31 +7,35 @@
 //!   scans, checkpoints) with [`RocksEngine`] and [`MemoryEngine`].
 //! - [`codec`]: the value envelope (magic, version, crc32, revisions).
 //! - [`keys`] and [`names`]: typed keys and the naming rules behind them.
-//! - [`Store`]: revisions, compare-and-swap transactions, consistent
-//!   paginated lists and the change log.
+//! - [`Store`]: revisions, compare-and-swap transactions ([`Txn`]),
+//!   consistent paginated lists and the change log (in modules of their
+//!   own: `txn.rs`, `list.rs`, `changes.rs`).
 //!
 //! The store knows nothing of HTTP or raft: the raft layer hands it committed
 //! transactions through [`Store::apply`], the API reads through it.
 
+mod changes;
 pub mod codec;
 pub mod engine;
 pub mod error;
 pub mod keys;
+mod list;
 pub mod names;
 pub mod rocks;
 #[allow(clippy::module_inception)]
 mod store;
+mod txn;
 
+pub use changes::{Change, ChangeKind};
 pub use codec::Encoding;
 pub use engine::{Cf, Engine, MemoryEngine, WriteBatch};
 pub use error::{Error, Expectation, Found, NameError, Result};
 pub use keys::{ClusterRef, GroupResource, Key, ObjectKey, Prefix};
+pub use list::{continue_revision, ListOptions, ListPage};
 pub use names::{NameRule, Workspace};
 pub use rocks::{RocksEngine, RocksOptions};
-pub use store::{
-    continue_revision, Change, ChangeKind, Committed, EncodingTag, ListOptions, ListPage, OpResult,
-    Record, Store, StoreOptions, Txn, TxnOp,
-};
+pub use store::{Store, StoreOptions};
+pub use txn::{Committed, EncodingTag, OpResult, Record, Txn, TxnOp};
 
 /// Opens a RocksDB-backed store in `dir`.
 pub fn open_rocks(

@@ -43,13 +43,18 @@
 //!   the retention window.
 //! - Writers are serialized by one mutex: under raft there is exactly one
 //!   writer (the apply loop) anyway.
+//!
+//! This file holds the store itself (opening, applying transactions,
+//! replacing the state, reads of one key); beside it are the types of a
+//! transaction ([`super::txn`]), the change log ([`super::changes`]) and
+//! paged lists ([`super::list`]).
 
-use super::codec::{self, Encoding, Envelope};
+use super::changes::{change_key, ChangeKind};
+use super::codec::{self, Encoding};
 use super::engine::{Cf, Engine, WriteBatch};
 use super::error::{printable_key, Error, Expectation, Found, Result};
-use super::keys::{Key, Prefix};
-use base64::Engine as _;
-use serde::{Deserialize, Serialize};
+use super::keys::Key;
+use super::txn::{Committed, OpResult, Record, Txn, TxnOp};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
@@ -74,265 +79,6 @@ impl Default for StoreOptions {
             changes_retention: 100_000,
         }
     }
-}
-
-/// One stored value with its key and revisions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
-    /// Encoded key (see [`Key::decode`]).
-    #[serde(with = "serde_bytes")]
-    pub key: Vec<u8>,
-    /// Body encoding.
-    pub encoding: Encoding,
-    /// Revision that created the key.
-    pub create_revision: u64,
-    /// Revision of the last change (Kubernetes' `resourceVersion`).
-    pub mod_revision: u64,
-    /// The body.
-    #[serde(with = "serde_bytes")]
-    pub value: Vec<u8>,
-    /// Set by a value transformer above the store (encryption at rest):
-    /// the stored form is not what a write would store now (an old key),
-    /// so an update should rewrite it even when the content is unchanged.
-    /// The store itself always says `false`; it is never persisted.
-    #[serde(skip)]
-    pub stale: bool,
-}
-
-impl Record {
-    fn from_envelope(key: Vec<u8>, e: Envelope) -> Record {
-        Record {
-            key,
-            encoding: e.encoding,
-            create_revision: e.create_revision,
-            mod_revision: e.mod_revision,
-            value: e.body,
-            stale: false,
-        }
-    }
-
-    fn decode(cf: Cf, key: Vec<u8>, raw: &[u8]) -> Result<Record> {
-        let e = codec::decode(cf.name(), &key, raw)?;
-        Ok(Record::from_envelope(key, e))
-    }
-}
-
-/// One operation of a transaction.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TxnOp {
-    /// Create or replace the key's value.
-    Put {
-        /// The key.
-        key: Key,
-        /// Body encoding.
-        encoding: EncodingTag,
-        /// The body.
-        value: Vec<u8>,
-        /// Precondition on the current value.
-        expect: Expectation,
-    },
-    /// Remove the key.
-    Delete {
-        /// The key.
-        key: Key,
-        /// Precondition on the current value.
-        expect: Expectation,
-    },
-    /// Only check a precondition.
-    Check {
-        /// The key.
-        key: Key,
-        /// Precondition on the current value.
-        expect: Expectation,
-    },
-}
-
-/// Serializable mirror of [`Encoding`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum EncodingTag {
-    /// Opaque bytes.
-    Raw,
-    /// Compact JSON.
-    Json,
-    /// bincode.
-    Bincode,
-}
-
-impl From<EncodingTag> for Encoding {
-    fn from(t: EncodingTag) -> Self {
-        match t {
-            EncodingTag::Raw => Encoding::Raw,
-            EncodingTag::Json => Encoding::Json,
-            EncodingTag::Bincode => Encoding::Bincode,
-        }
-    }
-}
-
-impl TxnOp {
-    /// A JSON put with a precondition.
-    pub fn put_json(key: impl Into<Key>, value: Vec<u8>, expect: Expectation) -> TxnOp {
-        TxnOp::Put {
-            key: key.into(),
-            encoding: EncodingTag::Json,
-            value,
-            expect,
-        }
-    }
-
-    /// A bincode put (internal state) with a precondition.
-    pub fn put_bincode(key: impl Into<Key>, value: Vec<u8>, expect: Expectation) -> TxnOp {
-        TxnOp::Put {
-            key: key.into(),
-            encoding: EncodingTag::Bincode,
-            value,
-            expect,
-        }
-    }
-
-    /// A delete with a precondition.
-    pub fn delete(key: impl Into<Key>, expect: Expectation) -> TxnOp {
-        TxnOp::Delete {
-            key: key.into(),
-            expect,
-        }
-    }
-
-    fn key(&self) -> &Key {
-        match self {
-            TxnOp::Put { key, .. } | TxnOp::Delete { key, .. } | TxnOp::Check { key, .. } => key,
-        }
-    }
-
-    fn expect(&self) -> Expectation {
-        match self {
-            TxnOp::Put { expect, .. }
-            | TxnOp::Delete { expect, .. }
-            | TxnOp::Check { expect, .. } => *expect,
-        }
-    }
-}
-
-/// An atomic, conditional group of operations.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Txn {
-    /// The operations; their preconditions are all checked before any write.
-    pub ops: Vec<TxnOp>,
-}
-
-impl Txn {
-    /// A transaction of the given operations.
-    pub fn new(ops: Vec<TxnOp>) -> Self {
-        Txn { ops }
-    }
-}
-
-/// What one operation of a committed transaction did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum OpResult {
-    /// The put stored this record; `prev` is what it replaced.
-    Put {
-        /// The new record.
-        record: Record,
-        /// The replaced record, if any.
-        prev: Option<Record>,
-    },
-    /// The delete removed this record (`None`: there was nothing).
-    Deleted(Option<Record>),
-    /// The check held.
-    Checked,
-}
-
-/// The outcome of a committed transaction.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Committed {
-    /// The revision of the transaction.
-    pub revision: u64,
-    /// One result per operation, in order.
-    pub results: Vec<OpResult>,
-}
-
-/// What kind of change a change record is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ChangeKind {
-    /// Created or updated.
-    Put,
-    /// Deleted.
-    Delete,
-}
-
-/// A change as stored in the `changes` column family: raw envelopes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct ChangeEntry {
-    #[serde(with = "serde_bytes")]
-    key: Vec<u8>,
-    kind: ChangeKind,
-    #[serde(with = "serde_bytes")]
-    value: Option<Vec<u8>>,
-    #[serde(with = "serde_bytes")]
-    prev: Option<Vec<u8>>,
-}
-
-/// [`ChangeEntry`] borrowed, for writing without copying the values first.
-#[derive(Serialize)]
-struct ChangeEntryRef<'a> {
-    #[serde(with = "serde_bytes")]
-    key: &'a [u8],
-    kind: ChangeKind,
-    #[serde(with = "serde_bytes")]
-    value: Option<&'a [u8]>,
-    #[serde(with = "serde_bytes")]
-    prev: Option<&'a [u8]>,
-}
-
-/// One change of the change log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
-    /// Revision of the transaction that made it.
-    pub revision: u64,
-    /// Created/updated or deleted.
-    pub kind: ChangeKind,
-    /// The encoded key.
-    pub key: Vec<u8>,
-    /// The new record (for puts).
-    pub value: Option<Record>,
-    /// The record before the change, if any.
-    pub prev: Option<Record>,
-    /// Set by a value transformer above the store (encryption at rest)
-    /// when `value` or `prev` cannot be turned back into what was written
-    /// (its key is missing): why, naming the key. The value that could not
-    /// be read is then `None`. The store itself always says `None`; it is
-    /// never persisted.
-    pub unreadable: Option<String>,
-}
-
-/// Options of a list.
-#[derive(Debug, Clone, Default)]
-pub struct ListOptions {
-    /// At most this many items (0: no limit).
-    pub limit: usize,
-    /// Continue token of the previous page.
-    pub continue_token: Option<String>,
-    /// List at this revision instead of the latest (ignored with a token).
-    pub revision: Option<u64>,
-}
-
-/// One page of a list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListPage {
-    /// The items, in key order.
-    pub items: Vec<Record>,
-    /// The revision the page is consistent at.
-    pub revision: u64,
-    /// Token for the next page, when more items remain.
-    pub continue_token: Option<String>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct ContinueToken {
-    /// Revision of the list.
-    rv: u64,
-    /// First key of the next page (base64).
-    start: String,
 }
 
 fn read_meta<E: Engine>(engine: &E) -> Result<Meta> {
@@ -416,44 +162,33 @@ impl Drop for OnClose {
 
 /// What one read call reads: the live engine (holding the read lock, so
 /// that a replacement waits for it) or the replacement.
-struct Reader<'a, E: Engine> {
+pub(super) struct Reader<'a, E: Engine> {
     store: &'a Store<E>,
     replacement: Option<Arc<Replacement<E>>>,
     _live: Option<RwLockReadGuard<'a, Option<Arc<Replacement<E>>>>>,
 }
 
 impl<E: Engine> Reader<'_, E> {
-    fn engine(&self) -> &E {
+    pub(super) fn engine(&self) -> &E {
         match &self.replacement {
             Some(r) => &r.engine,
             None => &self.store.engine,
         }
     }
 
-    fn revision(&self) -> u64 {
+    pub(super) fn revision(&self) -> u64 {
         match &self.replacement {
             Some(r) => r.meta.revision,
             None => self.store.revision.load(Ordering::Acquire),
         }
     }
 
-    fn compacted(&self) -> u64 {
+    pub(super) fn compacted(&self) -> u64 {
         match &self.replacement {
             Some(r) => r.meta.compacted,
             None => self.store.compacted.load(Ordering::Acquire),
         }
     }
-}
-
-fn bincode_config() -> bincode::config::Configuration {
-    bincode::config::standard()
-}
-
-fn change_key(revision: u64, seq: u32) -> [u8; 12] {
-    let mut k = [0u8; 12];
-    k[..8].copy_from_slice(&revision.to_be_bytes());
-    k[8..].copy_from_slice(&seq.to_be_bytes());
-    k
 }
 
 fn encode_u64(v: u64) -> Vec<u8> {
@@ -540,7 +275,7 @@ impl<E: Engine> Store<E> {
             .is_some()
     }
 
-    fn reader(&self) -> Reader<'_, E> {
+    pub(super) fn reader(&self) -> Reader<'_, E> {
         let guard = self.replacing.read().unwrap_or_else(|p| p.into_inner());
         match guard.clone() {
             Some(r) => Reader {
@@ -795,242 +530,10 @@ impl<E: Engine> Store<E> {
         Ok(Ok(Committed { revision, results }))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn push_change(
-        &self,
-        wb: &mut WriteBatch,
-        revision: u64,
-        seq: &mut u32,
-        key: &[u8],
-        kind: ChangeKind,
-        value: Option<&[u8]>,
-        prev: Option<&[u8]>,
-    ) {
-        let entry = ChangeEntryRef {
-            key,
-            kind,
-            value,
-            prev,
-        };
-        let body = bincode::serde::encode_to_vec(&entry, bincode_config())
-            .expect("change entries always encode");
-        wb.put(
-            Cf::Changes,
-            change_key(revision, *seq).to_vec(),
-            codec::encode(Encoding::Bincode, revision, revision, &body),
-        );
-        *seq += 1;
-    }
-
-    fn decode_change(&self, k: &[u8], raw: &[u8]) -> Result<Change> {
-        let (revision, entry): (u64, ChangeEntry) = change_record(k, raw)?;
-        let rec = |raw: Option<Vec<u8>>| -> Result<Option<Record>> {
-            raw.map(|r| Record::decode(Cf::Changes, entry.key.clone(), &r))
-                .transpose()
-        };
-        Ok(Change {
-            revision,
-            kind: entry.kind,
-            key: entry.key.clone(),
-            value: rec(entry.value)?,
-            prev: rec(entry.prev)?,
-            unreadable: None,
-        })
-    }
-
-    /// The key a change record is about, without decoding its values.
-    fn change_key_of(&self, k: &[u8], raw: &[u8]) -> Result<Vec<u8>> {
-        /// The leading field of [`ChangeEntry`].
-        #[derive(Deserialize)]
-        struct ChangeHead {
-            #[serde(with = "serde_bytes")]
-            key: Vec<u8>,
-        }
-        let (_, head): (u64, ChangeHead) = change_record(k, raw)?;
-        Ok(head.key)
-    }
-
-    /// The changes with revision greater than `after`, in order, at most
-    /// `limit` of them (0: no limit). `after` older than the compacted
-    /// revision gives [`Error::Compacted`].
-    pub fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
-        self.changes_in(&self.reader(), after, limit)
-    }
-
-    fn changes_in(&self, r: &Reader<'_, E>, after: u64, limit: usize) -> Result<Vec<Change>> {
-        let compacted_error = |oldest| Error::Compacted {
-            requested: after,
-            oldest,
-        };
-        let compacted = r.compacted();
-        if after < compacted {
-            return Err(compacted_error(compacted));
-        }
-        let start = change_key(after.saturating_add(1), 0);
-        let mut out = Vec::new();
-        for item in r.engine().scan(Cf::Changes, &start, &[])? {
-            let (k, v) = item?;
-            out.push(self.decode_change(&k, &v)?);
-            if limit > 0 && out.len() >= limit {
-                break;
-            }
-        }
-        // A compaction that raced with the scan may have removed records we
-        // needed: say so rather than return a gap.
-        let compacted = r.compacted();
-        if after < compacted {
-            return Err(compacted_error(compacted));
-        }
-        Ok(out)
-    }
-
-    /// Lists a key range, one page at a time, consistent at one revision.
-    pub fn list(&self, prefix: &Prefix, opts: &ListOptions) -> Result<ListPage> {
-        // One view for the whole call: the live engine, or a replacement
-        // (see the module docs), never both.
-        let reader = self.reader();
-        let (revision, start) = match &opts.continue_token {
-            Some(token) => {
-                let t = decode_continue(token)?;
-                if !prefix.contains(&t.1) {
-                    return Err(Error::InvalidContinue(
-                        "the token belongs to another list".into(),
-                    ));
-                }
-                // Only this store's own tokens name a revision it has
-                // reached: a forged one would list a moving state.
-                let current = reader.revision();
-                if t.0 > current {
-                    return Err(Error::FutureRevision {
-                        requested: t.0,
-                        current,
-                    });
-                }
-                (t.0, t.1)
-            }
-            None => {
-                let current = reader.revision();
-                let rev = match opts.revision {
-                    Some(r) if r > current => {
-                        return Err(Error::FutureRevision {
-                            requested: r,
-                            current,
-                        })
-                    }
-                    Some(r) if r > 0 => r,
-                    _ => current,
-                };
-                (rev, prefix.start().to_vec())
-            }
-        };
-        let compacted = reader.compacted();
-        if revision < compacted {
-            return Err(Error::Compacted {
-                requested: revision,
-                oldest: compacted,
-            });
-        }
-        let end = prefix.end();
-        let want = if opts.limit == 0 {
-            usize::MAX
-        } else {
-            opts.limit + 1
-        };
-
-        // Live scan: keep values not changed after `revision`.
-        let mut items: BTreeMap<Vec<u8>, Record> = BTreeMap::new();
-        let mut kept = 0usize;
-        let mut exhausted = true;
-        let mut window_end: Vec<u8> = end.clone();
-        for item in reader.engine().scan(Cf::Data, &start, &end)? {
-            let (k, v) = item?;
-            let rec = Record::decode(Cf::Data, k.clone(), &v)?;
-            if rec.mod_revision <= revision {
-                kept += 1;
-            }
-            items.insert(k.clone(), rec);
-            if kept >= want {
-                exhausted = false;
-                window_end = k;
-                break;
-            }
-        }
-        // Overlay: keys changed after `revision` get their value at it. The
-        // change log is read after the data, and both are written in one
-        // batch, so every newer value the scan saw has its change record.
-        // The log is ordered by revision, not key: every record since
-        // `revision` is looked at, but only by its key; only the page's own
-        // keys are decoded and kept, so memory is the page's, whatever
-        // other workspaces wrote meanwhile.
-        {
-            let mut first_change: BTreeMap<Vec<u8>, Option<Record>> = BTreeMap::new();
-            let from = change_key(revision.saturating_add(1), 0);
-            for item in reader.engine().scan(Cf::Changes, &from, &[])? {
-                let (k, v) = item?;
-                let key = self.change_key_of(&k, &v)?;
-                let in_window = key.as_slice() >= start.as_slice()
-                    && if exhausted {
-                        end.is_empty() || key.as_slice() < end.as_slice()
-                    } else {
-                        key <= window_end
-                    };
-                if in_window && !first_change.contains_key(&key) {
-                    first_change.insert(key, self.decode_change(&k, &v)?.prev);
-                }
-            }
-            // A compaction that raced with the scan may have removed
-            // records the overlay needed: say so rather than list a mix.
-            let compacted = reader.compacted();
-            if revision < compacted {
-                return Err(Error::Compacted {
-                    requested: revision,
-                    oldest: compacted,
-                });
-            }
-            for (k, at_rev) in first_change {
-                match at_rev {
-                    Some(rec) => {
-                        items.insert(k, rec);
-                    }
-                    None => {
-                        items.remove(&k);
-                    }
-                }
-            }
-        }
-        items.retain(|_, r| r.mod_revision <= revision);
-        let mut page: Vec<Record> = items.into_values().collect();
-        let mut continue_token = None;
-        if opts.limit > 0 && page.len() > opts.limit {
-            page.truncate(opts.limit);
-            let mut next = page.last().expect("limit > 0").key.clone();
-            next.push(0);
-            continue_token = Some(encode_continue(revision, &next));
-        }
-        Ok(ListPage {
-            items: page,
-            revision,
-            continue_token,
-        })
-    }
-
     /// Writes a consistent checkpoint of the whole store into `dir`.
     pub fn checkpoint(&self, dir: &std::path::Path) -> Result<()> {
         self.engine.checkpoint(dir)
     }
-}
-
-/// A change record's revision and body (all of [`ChangeEntry`], or a
-/// leading part of it: bincode reads fields in order and stops there).
-fn change_record<T: serde::de::DeserializeOwned>(k: &[u8], raw: &[u8]) -> Result<(u64, T)> {
-    let env = codec::decode(Cf::Changes.name(), k, raw)?;
-    let (body, _): (T, usize) = bincode::serde::decode_from_slice(&env.body, bincode_config())
-        .map_err(|e| Error::Corrupt {
-            cf: Cf::Changes.name(),
-            key: printable_key(k),
-            reason: format!("undecodable change record: {e}"),
-        })?;
-    Ok((env.mod_revision, body))
 }
 
 /// Reads one encoded key of `engine`'s data.
@@ -1041,53 +544,22 @@ fn get_in<E: Engine>(engine: &E, key: &[u8]) -> Result<Option<Record>> {
     }
 }
 
-fn encode_continue(rv: u64, start: &[u8]) -> String {
-    let t = ContinueToken {
-        rv,
-        start: base64::engine::general_purpose::STANDARD.encode(start),
-    };
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(serde_json::to_vec(&t).expect("token encodes"))
-}
-
-/// The revision a continue token lists at, so that a replica behind it can
-/// wait until it has applied that much; [`Error::InvalidContinue`] for
-/// anything this store did not write.
-pub fn continue_revision(token: &str) -> Result<u64> {
-    decode_continue(token).map(|(rv, _)| rv)
-}
-
-fn decode_continue(token: &str) -> Result<(u64, Vec<u8>)> {
-    let bad = |why: &str| Error::InvalidContinue(why.to_string());
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| bad("not base64"))?;
-    let t: ContinueToken =
-        serde_json::from_slice(&json).map_err(|_| bad("not a tmc continue token"))?;
-    let start = base64::engine::general_purpose::STANDARD
-        .decode(&t.start)
-        .map_err(|_| bad("bad start key"))?;
-    if t.rv == 0 {
-        return Err(bad("revision 0"));
-    }
-    Ok((t.rv, start))
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::store::engine::MemoryEngine;
     use crate::store::keys::{GroupResource, ObjectKey};
     use crate::store::names::Workspace;
+    use crate::store::{ListOptions, Prefix};
 
-    fn key(name: &str) -> Key {
+    pub(in crate::store) fn key(name: &str) -> Key {
         let gr = GroupResource::new("", "configmaps").unwrap();
         ObjectKey::namespaced(gr, Workspace::parse("root").unwrap(), "ns", name)
             .unwrap()
             .into()
     }
 
-    fn put(store: &Store<MemoryEngine>, name: &str, v: &str) -> u64 {
+    pub(in crate::store) fn put(store: &Store<MemoryEngine>, name: &str, v: &str) -> u64 {
         store
             .commit(Txn::new(vec![TxnOp::put_json(
                 key(name),
@@ -1098,14 +570,14 @@ mod tests {
             .revision
     }
 
-    fn opts(retention: u64) -> StoreOptions {
+    pub(in crate::store) fn opts(retention: u64) -> StoreOptions {
         StoreOptions {
             sync: false,
             changes_retention: retention,
         }
     }
 
-    fn prefix() -> Prefix {
+    pub(in crate::store) fn prefix() -> Prefix {
         Prefix::namespace(
             &GroupResource::new("", "configmaps").unwrap(),
             &Workspace::parse("root").unwrap(),
@@ -1122,102 +594,6 @@ mod tests {
             .iter()
             .map(|r| String::from_utf8_lossy(&r.value).into_owned())
             .collect()
-    }
-
-    /// A continue token is this store's own: one naming a revision the
-    /// store has not reached (forged, it would page through a moving
-    /// state) or another list is refused; a page at an old revision is
-    /// consistent however much other keys changed since.
-    #[test]
-    fn continue_tokens_are_checked_and_pages_read_only_their_keys() {
-        let store = Store::open(MemoryEngine::new(), opts(100_000)).unwrap();
-        for i in 0..4 {
-            put(&store, &format!("k{i}"), "v0");
-        }
-        let page = store
-            .list(
-                &prefix(),
-                &ListOptions {
-                    limit: 2,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
-        let token = page.continue_token.clone().unwrap();
-        assert_eq!(continue_revision(&token).unwrap(), page.revision);
-        // Other lists' keys change a lot meanwhile; this list's too.
-        let other = |i: usize| -> Key {
-            let gr = GroupResource::new("", "secrets").unwrap();
-            ObjectKey::namespaced(
-                gr,
-                Workspace::parse("root:other").unwrap(),
-                "ns",
-                &format!("s{i}"),
-            )
-            .unwrap()
-            .into()
-        };
-        for i in 0..500 {
-            store
-                .commit(Txn::new(vec![TxnOp::put_json(
-                    other(i % 7),
-                    vec![b'x'; 1000],
-                    Expectation::Any,
-                )]))
-                .unwrap();
-        }
-        put(&store, "k3", "v1");
-        store
-            .commit(Txn::new(vec![TxnOp::delete(key("k2"), Expectation::Any)]))
-            .unwrap();
-        let next = store
-            .list(
-                &prefix(),
-                &ListOptions {
-                    limit: 2,
-                    continue_token: Some(token),
-                    ..Default::default()
-                },
-            )
-            .unwrap();
-        let values: Vec<_> = next
-            .items
-            .iter()
-            .map(|r| String::from_utf8_lossy(&r.value).into_owned())
-            .collect();
-        assert_eq!(values, vec!["{\"v\":\"v0\"}", "{\"v\":\"v0\"}"]);
-        assert_eq!(next.revision, page.revision);
-        assert!(next.continue_token.is_none());
-
-        // A token for a revision not reached yet.
-        let future = encode_continue(store.revision() + 1, prefix().start());
-        assert!(matches!(
-            store.list(
-                &prefix(),
-                &ListOptions {
-                    continue_token: Some(future),
-                    ..Default::default()
-                }
-            ),
-            Err(Error::FutureRevision { .. })
-        ));
-        // Not base64, not a token, revision 0, another list's key.
-        let other_start = encode_continue(store.revision(), &other(0).encode());
-        for bad in [
-            "!!".to_string(),
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b"{}"),
-            encode_continue(0, prefix().start()),
-            other_start,
-        ] {
-            let r = store.list(
-                &prefix(),
-                &ListOptions {
-                    continue_token: Some(bad.clone()),
-                    ..Default::default()
-                },
-            );
-            assert!(matches!(r, Err(Error::InvalidContinue(_))), "{bad}: {r:?}");
-        }
     }
 
     /// While a replacement serves reads, the live engine can be in any

@@ -19,7 +19,9 @@
 //! of the connection ([`internal::check_claims`]).
 //!
 //! **Connections.** One [`Forwarder`] per replica, made when the replica
-//! starts and used for every forward: a hyper client with a pool of
+//! starts and used for every forward. It is the peer client of
+//! [`crate::raft::client`] (the one `tmc kv` and `tmc member` use), told
+//! which replica listens at each `--kv-peers` address: a pool of
 //! kept-alive HTTP/1.1 connections per leader (one per request in flight;
 //! idle ones close after 90 s). A new connection is TCP, then, with
 //! `--peer-tls-dir`, a TLS handshake presenting this replica's peer
@@ -40,23 +42,17 @@
 //! connection per request in flight), and re-reading `--kv-peers`
 //! (addresses are static, like the raft ones).
 
-use super::super::tls::{self, PeerTls};
+use super::super::client::{ClientError, PeerClient};
+use super::super::tls::PeerTls;
 use super::super::Error;
 use super::event_loop::CallError;
 use super::{internal, NO_FORWARD};
 use crate::shard::ShardError;
 use crate::store::{Committed, Expectation};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 /// Each forwarded exchange, at most.
@@ -151,133 +147,40 @@ impl From<WireError> for ShardError {
 /// The answer of `POST /internal/txn`.
 pub type ForwardedWrite = Result<Committed, WireError>;
 
-/// A connection to a replica's internal HTTP interface: TCP, or TLS over it.
-struct PeerConn(TokioIo<tls::PeerStream>);
-
-impl Connection for PeerConn {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
-}
-
-impl hyper::rt::Read for PeerConn {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl hyper::rt::Write for PeerConn {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
-    }
-}
-
-/// The host of the URI a request to replica `id` is sent to: the name its
-/// certificate must carry. Never resolved: [`Dialer`] maps it to the
-/// replica's address.
-fn host_of(id: u64) -> String {
-    tls::node_name(id)
-}
-
-/// Opens connections for the client: finds the replica a URI names in
-/// `--kv-peers`, dials it and, with peer TLS, shakes hands as this replica.
-#[derive(Clone)]
-struct Dialer {
-    addrs: Arc<BTreeMap<u64, String>>,
-    tls: Option<Arc<PeerTls>>,
-}
-
-impl Dialer {
-    async fn dial(self, uri: Uri) -> std::io::Result<PeerConn> {
-        let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, m);
-        let to = uri
-            .host()
-            .and_then(|h| h.strip_prefix(tls::PEER_NAME)?.strip_prefix('-'))
-            .and_then(|id| id.parse::<u64>().ok())
-            .ok_or_else(|| invalid(format!("{uri} names no replica")))?;
-        let addr = self
-            .addrs
-            .get(&to)
-            .ok_or_else(|| invalid(format!("no KV address of node {to}")))?;
-        let sock = tokio::net::TcpStream::connect(addr.as_str()).await?;
-        let _ = sock.set_nodelay(true);
-        let s = tls::connect(self.tls.as_deref(), sock, Some(to))
-            .await
-            .map_err(|e| std::io::Error::new(e.kind(), format!("TLS: {e}")))?;
-        Ok(PeerConn(TokioIo::new(s)))
-    }
-}
-
-impl tower::Service<Uri> for Dialer {
-    type Response = PeerConn;
-    type Error = std::io::Error;
-    type Future = Pin<Box<dyn Future<Output = std::io::Result<PeerConn>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        Box::pin(self.clone().dial(uri))
-    }
-}
-
 /// This replica's client for requests to the other replicas' internal
-/// HTTP interface; clones share its connections.
+/// HTTP interface: the one peer client ([`PeerClient`]) told which replica
+/// listens at which `--kv-peers` address; clones share its connections.
 #[derive(Clone)]
 pub struct Forwarder {
-    from: u64,
+    from: HeaderValue,
     addrs: Arc<BTreeMap<u64, String>>,
-    client: Client<Dialer, Full<Bytes>>,
-    timeout: Duration,
+    client: PeerClient,
 }
 
 impl Forwarder {
     /// The client of replica `from`, which reaches replica `n` at
     /// `kv_peers[n]`, over mutual TLS with `tls` (plain TCP without).
     pub fn new(from: u64, kv_peers: BTreeMap<u64, String>, tls: Option<Arc<PeerTls>>) -> Forwarder {
-        let addrs = Arc::new(kv_peers);
-        let dialer = Dialer {
-            addrs: addrs.clone(),
-            tls,
-        };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(dialer);
+        Forwarder::bounded(from, kv_peers, tls, FORWARD_TIMEOUT)
+    }
+
+    /// [`Forwarder::new`] with each exchange bounded by `timeout`.
+    fn bounded(
+        from: u64,
+        kv_peers: BTreeMap<u64, String>,
+        tls: Option<Arc<PeerTls>>,
+        timeout: Duration,
+    ) -> Forwarder {
+        let mut client = PeerClient::builder(tls)
+            .timeout(timeout)
+            .max_answer(MAX_ANSWER);
+        for (&id, addr) in &kv_peers {
+            client = client.node(id, addr.clone());
+        }
         Forwarder {
-            from,
-            addrs,
-            client,
-            timeout: FORWARD_TIMEOUT,
+            from: HeaderValue::from(from),
+            addrs: Arc::new(kv_peers),
+            client: client.build(),
         }
     }
 
@@ -296,53 +199,31 @@ impl Forwarder {
             .addrs
             .get(&to)
             .ok_or_else(|| format!("no KV address of node {to}"))?;
-        let req = axum::http::Request::builder()
-            .method(method)
-            .uri(format!("http://{}{path}", host_of(to)))
-            .header(axum::http::header::HOST, addr.as_str())
-            .header(axum::http::header::CONTENT_TYPE, "application/json")
-            .header(NO_FORWARD, "1")
-            .header(internal::FROM, self.from.to_string())
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        let exchange = async {
-            let answer = self.client.request(req).await.map_err(|e| chain(&e))?;
-            let code = answer.status();
-            let body = Limited::new(answer.into_body(), MAX_ANSWER)
-                .collect()
-                .await
-                .map_err(|e| {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        format!("an answer over {MAX_ANSWER} bytes")
-                    } else {
-                        chain(&*e)
-                    }
-                })?
-                .to_bytes();
-            Ok::<_, String>((code, body.to_vec()))
-        };
-        tokio::time::timeout(self.timeout, exchange)
+        let headers = [
+            (
+                HeaderName::from_static(NO_FORWARD),
+                HeaderValue::from_static("1"),
+            ),
+            (HeaderName::from_static(internal::FROM), self.from.clone()),
+        ];
+        match self
+            .client
+            .request(addr, method, path, &headers, Bytes::from(body))
             .await
-            .map_err(|_| "timed out".to_string())?
+        {
+            Ok(answer) => Ok((answer.status, answer.body.into())),
+            Err(ClientError::Timeout { .. }) => Err("timed out".to_string()),
+            Err(e) => Err(e.to_string()),
+        }
     }
-}
-
-/// An error and its sources, `outer: inner: ...`.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(s) = next {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        next = s.source();
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft::tls::PeerId;
+    use crate::raft::tls::{self, PeerId};
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::TokioIo;
     use std::sync::Mutex;
 
     /// What a test server saw of each request: the number of the
@@ -496,8 +377,12 @@ mod tests {
     #[tokio::test]
     async fn a_silent_leader_times_out_and_a_huge_answer_is_refused() {
         let silent = raw_server(None).await;
-        let mut f = Forwarder::new(1, BTreeMap::from([(2, silent)]), None);
-        f.timeout = Duration::from_millis(300);
+        let f = Forwarder::bounded(
+            1,
+            BTreeMap::from([(2, silent)]),
+            None,
+            Duration::from_millis(300),
+        );
         let err = f.request(2, Method::POST, "/", vec![]).await.unwrap_err();
         assert_eq!(err, "timed out");
 

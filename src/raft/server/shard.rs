@@ -32,9 +32,7 @@ use super::super::Error;
 use super::event_loop::{CallError, Health, Inbox, Input, Signals};
 use super::forward::{ForwardedWrite, Forwarder, WireError};
 use crate::shard::{BoxFuture, Shard, ShardError};
-use crate::store::{
-    Change, Committed, Engine, Key, ListOptions, ListPage, Prefix, Record, Store, Txn,
-};
+use crate::store::{Committed, Engine, Store, Txn};
 use axum::http::Method;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -204,29 +202,7 @@ impl<E: Engine> Shard for RaftShard<E> {
         })
     }
 
-    fn get(&self, key: &Key) -> Result<Option<Record>, ShardError> {
-        Ok(self.store.get(key)?)
-    }
-
-    fn list(&self, prefix: &Prefix, opts: &ListOptions) -> Result<ListPage, ShardError> {
-        Ok(self.store.list(prefix, opts)?)
-    }
-
-    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>, ShardError> {
-        Ok(self.store.changes_since(after, limit)?)
-    }
-
-    fn revision(&self) -> u64 {
-        self.store.revision()
-    }
-
-    fn compacted_revision(&self) -> u64 {
-        self.store.compacted_revision()
-    }
-
-    fn subscribe(&self) -> watch::Receiver<u64> {
-        self.store.subscribe()
-    }
+    crate::shard::reads_from_store!(store);
 
     fn is_leader(&self) -> bool {
         *self.leader.borrow()
