@@ -1,7 +1,9 @@
 //! kube-rs against a three-node shard: a typed `Api<Deployment>`, a
 //! dynamic WorkloadPlacement with its status subresource, and a
-//! `kube::runtime::watcher` on ConfigMaps. Writes go to followers (the
-//! shard forwards them to the leader); reads go through other nodes.
+//! `kube::runtime::watcher` on ConfigMaps, and deletions of namespaces
+//! and workspaces finished by the lifecycle controller (the shard runs
+//! with `--no-controllers`). Writes go to followers (the shard forwards
+//! them to the leader); reads go through other nodes.
 use tmc::testcluster::TestCluster;
 
 use futures_util::StreamExt;
