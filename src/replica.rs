@@ -11,8 +11,11 @@
 //! by another process fails here, before any port is taken); start the
 //! raft node (it binds the raft port of `--peers`, if any); wrap it in the
 //! [`EncryptedShard`] when an encryption config is given; bind and start
-//! the Kubernetes API; start the controllers; bind the internal KV
-//! interface. [`Replica::run`] then serves until Ctrl-C.
+//! the Kubernetes API; start the controllers (the lifecycle controller,
+//! which deletes namespaces and workspaces, always, `--no-controllers` or
+//! not: see [`crate::controllers::lifecycle`]); bind the internal KV
+//! interface (with `/metrics` of the controllers). [`Replica::run`] then
+//! serves until Ctrl-C.
 //!
 //! `/readyz` of the API answers ok when the raft node does (it knows a
 //! leader and has applied what is committed) and root's `default`
@@ -25,6 +28,7 @@
 
 use crate::api::limits::{InFlight, Limits};
 use crate::api::{handlers::ObjectApi, server::ApiServer, tls, watch::WatchHub};
+use crate::controllers::lifecycle;
 use crate::encryption::EncryptedShard;
 use crate::raft::server::{self, ServerConfig};
 use crate::raft::NodeConfig;
@@ -50,7 +54,8 @@ pub struct ReplicaOptions {
     /// kube-apiserver's EncryptionConfiguration: Secrets are stored
     /// encrypted with its keys (re-read every 5 s). `None`: in clear.
     pub encryption_config: Option<PathBuf>,
-    /// The controllers, if they run here.
+    /// The placement, cluster and sync controllers, if they run here (the
+    /// lifecycle controller always does).
     pub controllers: Option<crate::controllers::Options>,
     /// The Kubernetes API, if it is served here.
     pub api: Option<ApiOptions>,
@@ -109,22 +114,24 @@ impl Replica {
             }
             None => None,
         };
-        let metrics = o
-            .controllers
-            .map(|c| crate::controllers::start(shard.clone(), c));
+        // The controllers, if they run here; the lifecycle controller
+        // (deletion of namespaces and workspaces) always does, counted in
+        // the same metrics.
+        let metrics = match o.controllers {
+            Some(c) => crate::controllers::start(shard.clone(), c),
+            None => Arc::new(crate::controllers::runtime::Metrics::new()),
+        };
+        lifecycle::start(shard.clone(), contents(), metrics.clone());
         let internal = match o.internal_listen {
             Some(listen) => {
                 let listener = bind(&listen).await?;
-                let mut router = server::router(handle);
-                if let Some(metrics) = metrics {
-                    router = router.route(
-                        "/metrics",
-                        axum::routing::get(move || {
-                            let m = metrics.clone();
-                            async move { m.render() }
-                        }),
-                    );
-                }
+                let router = server::router(handle).route(
+                    "/metrics",
+                    axum::routing::get(move || {
+                        let m = metrics.clone();
+                        async move { m.render() }
+                    }),
+                );
                 Some((listener, router))
             }
             None => None,
@@ -175,6 +182,18 @@ impl Replica {
         server::internal::serve(listener, self.peer_tls, router, shutdown).await?;
         Ok(())
     }
+}
+
+/// What a namespace or workspace holds, for the lifecycle controller:
+/// every resource the API serves.
+fn contents() -> Vec<lifecycle::Content> {
+    crate::api::resources::RESOURCES
+        .iter()
+        .map(|r| lifecycle::Content {
+            resource: r.group_resource(),
+            namespaced: r.namespaced,
+        })
+        .collect()
 }
 
 async fn bind(addr: &str) -> Result<tokio::net::TcpListener, BoxError> {

@@ -1,7 +1,9 @@
 //! kube-rs against a three-node shard: a typed `Api<Deployment>`, a
 //! dynamic WorkloadPlacement with its status subresource, and a
-//! `kube::runtime::watcher` on ConfigMaps. Writes go to followers (the
-//! shard forwards them to the leader); reads go through other nodes.
+//! `kube::runtime::watcher` on ConfigMaps, and deletions of namespaces
+//! and workspaces finished by the lifecycle controller (the shard runs
+//! with `--no-controllers`). Writes go to followers (the shard forwards
+//! them to the leader); reads go through other nodes.
 use tmc::testcluster::TestCluster;
 
 use futures_util::StreamExt;
@@ -830,4 +832,235 @@ async fn concurrent_writers_one_order_on_every_node() {
     for t in tasks {
         t.abort();
     }
+}
+
+/// The Workspace resource of kcp's tenancy API.
+fn workspace_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("tenancy.kcp.io", "v1alpha1", "Workspace"),
+        "workspaces",
+    )
+}
+
+fn workspace(name: &str) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace",
+        "metadata": {"name": name}, "spec": {}
+    }))
+    .unwrap()
+}
+
+fn held_configmap(name: &str) -> ConfigMap {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "finalizers": ["example.com/hold"]},
+        "data": {"k": "v"}
+    }))
+    .unwrap()
+}
+
+/// `status.phase` of an object.
+fn phase<K: serde::Serialize>(o: &K) -> String {
+    serde_json::to_value(o).unwrap()["status"]["phase"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// A namespace delete on a shard started with `--no-controllers` (the
+/// lifecycle controller always runs): kubectl's path. The DELETE answers
+/// at once with the namespace Terminating; no new content is taken; its
+/// objects go, one with a finalizer is marked and holds the namespace
+/// until the finalizer is removed; then the namespace is gone and the
+/// name can be used again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_delete_completes_without_other_controllers() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use tmc::testcluster::members::eventually;
+    let s = TestCluster::start();
+    let (follower, other) = s.followers();
+    let client = s.client(follower, "root").await;
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let pp = PostParams::default();
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "doomed"}})).unwrap();
+    nss.create(&pp, &ns).await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "doomed");
+    for i in 0..3 {
+        cms.create(&pp, &configmap(&format!("plain-{i}"), "v"))
+            .await
+            .unwrap();
+    }
+    cms.create(&pp, &held_configmap("held")).await.unwrap();
+
+    let r = nss
+        .delete("doomed", &DeleteParams::default())
+        .await
+        .unwrap();
+    let marked = r.left().expect("the namespace, not a Status");
+    assert_eq!(phase(&marked), "Terminating");
+    let (code, reason) = api_err(cms.create(&pp, &configmap("late", "v")).await);
+    assert_eq!((code, reason.as_str()), (403, "Forbidden"));
+
+    // Read through the other follower: the controller runs on the leader.
+    let cms_other: Api<ConfigMap> = Api::namespaced(s.client(other, "root").await, "doomed");
+    let nss_other: Api<Namespace> = Api::all(s.client(other, "root").await);
+    let wait = Duration::from_secs(60);
+    eventually(
+        "the namespace's objects to go but the held one",
+        wait,
+        || async {
+            let left = cms_other
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            match left.items.as_slice() {
+                [held] if held.metadata.deletion_timestamp.is_some() => Ok(()),
+                items => Err(format!("left: {:?}", names(items))),
+            }
+        },
+    )
+    .await;
+    let still = nss_other.get("doomed").await.unwrap();
+    assert_eq!(
+        still.status.and_then(|s| s.phase).as_deref(),
+        Some("Terminating"),
+        "a finalizer holds the namespace"
+    );
+
+    cms.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    eventually("the namespace to go", wait, || async {
+        match nss_other.get_opt("doomed").await {
+            Ok(None) => Ok(()),
+            Ok(Some(n)) => Err(format!("still there: {:?}", n.status)),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+    nss.create(&pp, &ns).await.expect("the name is free again");
+    assert!(
+        cms.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "a new namespace of the same name starts empty"
+    );
+}
+
+/// Deleting a workspace removes everything in it (objects with
+/// finalizers too, as kcp does) and in the workspaces nested in it, and
+/// nothing of its neighbours: seen by a `system:masters` list across all
+/// workspaces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workspace_delete_removes_its_objects() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use tmc::testcluster::members::eventually;
+    let s = TestCluster::start();
+    let pp = PostParams::default();
+    let wss = |c: kube::Client| Api::<DynamicObject>::all_with(c, &workspace_resource());
+    let root = s.client(1, "root").await;
+    for name in ["gone", "gonezo"] {
+        wss(root.clone())
+            .create(&pp, &workspace(name))
+            .await
+            .unwrap();
+    }
+    let gone = s.client(2, "root:gone").await;
+    wss(gone.clone())
+        .create(&pp, &workspace("inner"))
+        .await
+        .unwrap();
+    let nss: Api<Namespace> = Api::all(gone.clone());
+    let team: Namespace = serde_json::from_value(json!({"metadata": {"name": "team"}})).unwrap();
+    nss.create(&pp, &team).await.unwrap();
+    Api::<ConfigMap>::namespaced(gone.clone(), "team")
+        .create(&pp, &held_configmap("held"))
+        .await
+        .unwrap();
+    Api::<ConfigMap>::namespaced(gone.clone(), "default")
+        .create(&pp, &configmap("mine", "v"))
+        .await
+        .unwrap();
+    Api::<ConfigMap>::namespaced(s.client(3, "root:gone:inner").await, "default")
+        .create(&pp, &configmap("deep", "v"))
+        .await
+        .unwrap();
+    Api::<ConfigMap>::namespaced(s.client(1, "root:gonezo").await, "default")
+        .create(&pp, &configmap("neighbour", "v"))
+        .await
+        .unwrap();
+
+    let r = wss(root.clone())
+        .delete("gone", &DeleteParams::default())
+        .await
+        .unwrap();
+    let marked = r.left().expect("the workspace, not a Status");
+    assert_eq!(phase(&marked), "Terminating");
+
+    let all = s.api_client(3);
+    let in_gone = |v: &serde_json::Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|o| {
+                let ws = o["metadata"]["annotations"]["kcp.io/cluster"]
+                    .as_str()
+                    .unwrap_or("");
+                ws == "root:gone" || ws.starts_with("root:gone:")
+            })
+            .map(|o| format!("{}/{}", o["kind"], o["metadata"]["name"]))
+            .collect()
+    };
+    eventually(
+        "the workspace and its contents to go",
+        Duration::from_secs(60),
+        || async {
+            let (code, w) = all
+                .call(
+                    "GET",
+                    "/clusters/root/apis/tenancy.kcp.io/v1alpha1/workspaces/gone",
+                    serde_json::Value::Null,
+                )
+                .await;
+            let mut left = Vec::new();
+            for path in [
+                "/clusters/*/api/v1/configmaps",
+                "/clusters/*/api/v1/namespaces",
+                "/clusters/*/apis/tenancy.kcp.io/v1alpha1/workspaces",
+                "/clusters/*/apis/rbac.authorization.k8s.io/v1/clusterroles",
+            ] {
+                let (c, v) = all.call("GET", path, serde_json::Value::Null).await;
+                if c != 200 {
+                    return Err(format!("{path}: {c} {v}"));
+                }
+                left.extend(in_gone(&v));
+            }
+            if code == 404 && left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("workspace: {code} {w}; left: {left:?}"))
+            }
+        },
+    )
+    .await;
+    let (code, _) = all
+        .call(
+            "GET",
+            "/clusters/root:gone/api/v1/namespaces/default/configmaps",
+            serde_json::Value::Null,
+        )
+        .await;
+    assert_eq!(code, 404, "the workspace no longer exists");
+    let neighbour = Api::<ConfigMap>::namespaced(s.client(2, "root:gonezo").await, "default")
+        .get("neighbour")
+        .await
+        .expect("a neighbour with a longer name is not inside root:gone");
+    assert_eq!(neighbour.data.unwrap()["v"], "v");
 }

@@ -21,10 +21,11 @@ impl Drop for Killed {
     }
 }
 
-fn start(data: &std::path::Path) -> (Killed, String) {
+fn start(data: &std::path::Path, extra: &[&str]) -> (Killed, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tmc"))
         .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -44,7 +45,7 @@ fn start(data: &std::path::Path) -> (Killed, String) {
 fn dev_serves_the_api_and_guards_its_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("tmc");
-    let (_dev, url) = start(&data);
+    let (_dev, url) = start(&data, &[]);
     let kc = data.join("admin.kubeconfig");
     let text = std::fs::read_to_string(&kc).unwrap();
     assert!(
@@ -121,7 +122,7 @@ fn dev_serves_the_api_and_guards_its_data_dir() {
 fn dev_is_ready_only_when_a_write_goes_through() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("tmc");
-    let (_dev, _url) = start(&data);
+    let (_dev, _url) = start(&data, &[]);
     let kc = data.join("admin.kubeconfig");
     let kubectl = tmc::testcluster::members::kubectl_binary();
     let run = |args: &[&str]| {
@@ -158,4 +159,55 @@ fn dev_is_ready_only_when_a_write_goes_through() {
         ok,
         "a write right after ready (after {polls} polls): {out}{err}"
     );
+}
+
+/// `tmc dev --no-controllers` still finishes a namespace delete (the
+/// lifecycle controller always runs): `kubectl delete namespace` returns
+/// once the namespace and its objects are gone, as against kube-apiserver.
+#[test]
+fn dev_without_controllers_finishes_a_namespace_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("tmc");
+    let (_dev, _url) = start(&data, &["--no-controllers"]);
+    let kc = data.join("admin.kubeconfig");
+    let kubectl = tmc::testcluster::members::kubectl_binary();
+    let run = |args: &[&str]| {
+        let out = Command::new(&kubectl)
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !run(&["get", "--raw", "/readyz"]).0 {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (ok, _, err) = run(&["create", "namespace", "scratch"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&[
+        "create",
+        "configmap",
+        "c",
+        "-n",
+        "scratch",
+        "--from-literal=k=v",
+    ]);
+    assert!(ok, "{err}");
+    // kubectl waits for the namespace to be gone (bounded).
+    let (ok, out, err) = run(&["delete", "namespace", "scratch", "--timeout=60s"]);
+    assert!(ok, "delete: {out}{err}");
+    let (ok, _, err) = run(&["get", "namespace", "scratch"]);
+    assert!(!ok && err.contains("NotFound"), "{err}");
+    // A namespace of the same name starts empty.
+    let (ok, _, err) = run(&["create", "namespace", "scratch"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&["get", "configmaps", "-n", "scratch", "-o", "name"]);
+    assert!(ok && out.trim().is_empty(), "{out}{err}");
 }

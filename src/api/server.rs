@@ -33,7 +33,10 @@
 //! HTTP/2 queues for a client beyond the in-flight slots.
 
 use super::authn::{CertAuth, PeerCertificates, RequestHeaderAuth, TokenAuth, User};
-use super::handlers::{Caller, ObjectApi, Params, Reply};
+use super::handlers::{
+    Caller, DeleteOptions, GetOptions, ListOptions, ObjectApi, Query, Reply, WatchOptions,
+    WriteOptions,
+};
 use super::limits::{self, Admitted, Class, Limits};
 use super::request::{self, OpenApi, ResourceRequest, Route, Target, WorkspaceSel};
 use super::resources::{AUTHORIZATION_GROUP, TMC_GROUP};
@@ -82,19 +85,16 @@ async fn dispatch(State(s): State<Arc<ApiServer>>, req: Request) -> Response {
 
 /// What `route` is for the in-flight limits: watches are long-running;
 /// get and list, and GET or HEAD of a path that is not a resource, read.
-fn class(route: &Route, method: &Method, p: &Params) -> Class {
+fn class(route: &Route, method: &Method, q: &Query) -> Class {
     let read_method = matches!(*method, Method::GET | Method::HEAD);
     match &route.target {
-        Target::Resource(r) => {
-            let watch_param = matches!(p.get("watch").map(String::as_str), Some("true" | "1"));
-            match request::verb(method, r, watch_param) {
-                Ok("watch") => Class::LongRunning,
-                Ok("get" | "list") => Class::ReadOnly,
-                Ok(_) => Class::Mutating,
-                Err(_) if read_method => Class::ReadOnly,
-                Err(_) => Class::Mutating,
-            }
-        }
+        Target::Resource(r) => match request::verb(method, r, q.watch()) {
+            Ok("watch") => Class::LongRunning,
+            Ok("get" | "list") => Class::ReadOnly,
+            Ok(_) => Class::Mutating,
+            Err(_) if read_method => Class::ReadOnly,
+            Err(_) => Class::Mutating,
+        },
         _ if read_method => Class::ReadOnly,
         _ => Class::Mutating,
     }
@@ -108,12 +108,6 @@ fn json_response(code: u16, body: &Value) -> Response {
         serde_json::to_vec(body).unwrap_or_default(),
     )
         .into_response()
-}
-
-fn params(query: Option<&str>) -> Params {
-    form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .into_owned()
-        .collect()
 }
 
 fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -158,10 +152,10 @@ async fn handle(s: &ApiServer, req: Request, admitted: &mut Admitted) -> ApiResu
         &parts.headers,
         parts.extensions.get::<PeerCertificates>(),
     )?;
-    let p = params(parts.uri.query());
+    let q = Query::parse(parts.uri.query());
     *admitted = s
         .inflight
-        .admit(class(&route, &parts.method, &p), user.is_master())?;
+        .admit(class(&route, &parts.method, &q), user.is_master())?;
     match &route.target {
         Target::Version => return Ok(json_response(200, &version())),
         Target::OpenApi(which) => {
@@ -183,8 +177,7 @@ async fn handle(s: &ApiServer, req: Request, admitted: &mut Admitted) -> ApiResu
         if route.virtual_tmc && r.info.group != TMC_GROUP {
             return Err(ApiError::path_not_found());
         }
-        let watch_param = matches!(p.get("watch").map(String::as_str), Some("true" | "1"));
-        let verb = request::verb(&parts.method, r, watch_param)?;
+        let verb = request::verb(&parts.method, r, q.watch())?;
         authz::authorize(
             s.objects.shard.as_ref(),
             &user,
@@ -230,7 +223,7 @@ async fn handle(s: &ApiServer, req: Request, admitted: &mut Admitted) -> ApiResu
             if route.virtual_tmc && r.info.group != TMC_GROUP {
                 return Err(ApiError::path_not_found());
             }
-            resource(s, &parts, body, r, &sel, &p, &user).await
+            resource(s, &parts, body, r, &sel, &q, &user).await
         }
         _ => Err(ApiError::path_not_found()),
     }
@@ -302,11 +295,10 @@ async fn resource(
     body: Body,
     r: &ResourceRequest,
     sel: &WorkspaceSel,
-    p: &Params,
+    q: &Query,
     user: &User,
 ) -> ApiResult<Response> {
-    let watch_param = matches!(p.get("watch").map(String::as_str), Some("true" | "1"));
-    let verb = request::verb(&parts.method, r, watch_param)?;
+    let verb = request::verb(&parts.method, r, q.watch())?;
     let ws = match sel {
         WorkspaceSel::One(ws) => Some(ws),
         WorkspaceSel::All => None,
@@ -362,7 +354,7 @@ async fn resource(
     };
     let reply: Reply = match verb {
         "watch" => {
-            let stream = s.objects.watch(r, sel, p).await?;
+            let stream = s.objects.watch(r, sel, &WatchOptions::parse(q)?).await?;
             let body = Body::from_stream(futures_util::stream::unfold(
                 stream.rx,
                 |mut rx| async move {
@@ -378,35 +370,43 @@ async fn resource(
                 .body(body)
                 .map_err(|e| ApiError::internal(e.to_string()));
         }
-        "list" => s.objects.list(r, sel, p).await?,
-        "get" => s.objects.get(r, one("get")?, p).await?,
+        "list" => s.objects.list(r, sel, &ListOptions::parse(q)?).await?,
+        "get" => s.objects.get(r, one("get")?, &GetOptions::parse(q)).await?,
         "create" => {
             let ws = one("create")?;
             let raw = read_body(body).await?;
             let obj = object::decode_body(header_str(&parts.headers, header::CONTENT_TYPE), &raw)?;
-            s.objects.create(r, ws, p, &caller, obj).await?
+            let opts = WriteOptions::parse(q)?;
+            s.objects.create(r, ws, &opts, &caller, obj).await?
         }
         "update" => {
             let ws = one("update")?;
             let raw = read_body(body).await?;
             let obj = object::decode_body(header_str(&parts.headers, header::CONTENT_TYPE), &raw)?;
-            s.objects.update(r, ws, p, &caller, obj).await?
+            let opts = WriteOptions::parse(q)?;
+            s.objects.update(r, ws, &opts, &caller, obj).await?
         }
         "patch" => {
             let ws = one("patch")?;
             let raw = read_body(body).await?;
+            let opts = WriteOptions::parse(q)?;
             let ct = header_str(&parts.headers, header::CONTENT_TYPE).unwrap_or("");
-            s.objects.patch(r, ws, p, &caller, ct, &raw).await?
+            s.objects.patch(r, ws, &opts, &caller, ct, &raw).await?
         }
         "delete" => {
             let ws = one("delete")?;
-            let opts = delete_options(&parts.headers, body).await?;
-            s.objects.delete(r, ws, p, opts).await?
+            let body = delete_options(&parts.headers, body).await?;
+            let opts = DeleteOptions::parse(q, body.as_ref())?;
+            s.objects.delete(r, ws, &opts).await?
         }
         "deletecollection" => {
             let ws = one("deletecollection")?;
-            let opts = delete_options(&parts.headers, body).await?;
-            s.objects.delete_collection(r, ws, p, opts).await?
+            let body = delete_options(&parts.headers, body).await?;
+            let selection = ListOptions::parse(q)?;
+            let opts = DeleteOptions::parse(q, body.as_ref())?;
+            s.objects
+                .delete_collection(r, ws, &selection, &opts)
+                .await?
         }
         other => {
             return Err(ApiError::method_not_allowed(format!(

@@ -6,7 +6,9 @@ use std::time::Duration;
 /// The controllers of `tmc serve` and `tmc dev`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ControllerArgs {
-    /// Do not run the controllers.
+    /// Do not run the controllers (placement, cluster registration, sync);
+    /// the lifecycle controller, which finishes deletions of namespaces
+    /// and workspaces, always runs.
     #[arg(long)]
     pub no_controllers: bool,
     /// Time between probes of a registered cluster (e.g. 10s, 500ms).

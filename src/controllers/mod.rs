@@ -30,6 +30,7 @@ pub mod cluster;
 pub mod committer;
 pub mod feed;
 pub mod keys;
+pub mod lifecycle;
 pub mod member;
 pub mod objects;
 pub mod placement;

@@ -1,0 +1,153 @@
+//! DELETE of one object and of a collection. An object with finalizers,
+//! and every namespace and workspace, is marked (`deletionTimestamp`; a
+//! namespace or workspace also turns Terminating) instead of removed; the
+//! update that removes the last finalizer removes the object, and the
+//! lifecycle controller ([`crate::controllers::lifecycle`]) empties and
+//! then removes a terminating namespace or workspace.
+
+use super::params::{DeleteOptions, ListOptions};
+use super::{deleting, parse_value, storage_error, ObjectApi, Reply, UPDATE_RETRIES};
+use crate::api::object::{self, for_response, meta_mut, meta_str};
+use crate::api::request::{ResourceRequest, WorkspaceSel};
+use crate::api::resources::TENANCY_GROUP;
+use crate::api::status::{ApiError, ApiResult};
+use crate::shard::ShardError;
+use crate::store::{Expectation, Txn, TxnOp, Workspace};
+use serde_json::{json, Value};
+
+/// `obj` marked for deletion (unchanged if it already is): a
+/// `deletionTimestamp`, and for a namespace or workspace (`container`) the
+/// phase Terminating.
+fn marked_for_deletion(obj: &Value, container: bool) -> Value {
+    let mut marked = obj.clone();
+    if !deleting(&marked) {
+        let meta = meta_mut(&mut marked);
+        meta.insert("deletionTimestamp".into(), Value::String(object::now()));
+        meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+        if container {
+            marked["status"]["phase"] = Value::String("Terminating".into());
+        }
+    }
+    marked
+}
+
+impl ObjectApi {
+    /// DELETE of one object.
+    pub async fn delete(
+        &self,
+        req: &ResourceRequest,
+        ws: &Workspace,
+        opts: &DeleteOptions,
+    ) -> ApiResult<Reply> {
+        let info = req.info;
+        let name = req.name.clone().unwrap_or_default();
+        let key = Self::path_key(req, ws)?;
+        let dry = opts.dry_run;
+        // NamespaceLifecycle: the system namespaces stay (a workspace's
+        // deletion removes them with everything else, not through here).
+        if (info.group, info.plural) == ("", "namespaces")
+            && ["default", "kube-system", "kube-public"].contains(&name.as_str())
+        {
+            return Err(ApiError::forbidden(format!(
+                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+            )));
+        }
+        let pre_uid = &opts.preconditions.uid;
+        let pre_rv = opts.preconditions.resource_version;
+        self.shard.barrier().await.map_err(storage_error)?;
+        for _ in 0..UPDATE_RETRIES {
+            let Some(rec) = self.shard.get(&key).map_err(storage_error)? else {
+                return Err(ApiError::not_found(info.group, info.plural, &name));
+            };
+            let current = parse_value(&rec)?;
+            if let Some(uid) = pre_uid {
+                if meta_str(&current, "uid") != Some(uid.as_str()) {
+                    return Err(ApiError {
+                        details: Some(json!({"name": name, "group": info.group, "kind": info.plural})),
+                        ..ApiError::new(409, "Conflict", format!(
+                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                            meta_str(&current, "uid").unwrap_or("")
+                        ))
+                    });
+                }
+            }
+            if pre_rv.is_some_and(|rv| rv != rec.mod_revision) {
+                return Err(ApiError::conflict(info.group, info.plural, &name));
+            }
+            let expect = Expectation::ModRevision(rec.mod_revision);
+            let is_container = matches!(
+                (info.group, info.kind),
+                ("", "Namespace") | (TENANCY_GROUP, "Workspace")
+            );
+            if dry {
+                return Ok((200, for_response(current, rec.mod_revision, ws.as_str())));
+            }
+            if is_container || !object::finalizers(&current).is_empty() {
+                // Mark it; it goes when its finalizers do, or, for a
+                // namespace or workspace, once the lifecycle controller
+                // has deleted its contents.
+                let marked = marked_for_deletion(&current, is_container);
+                let mut out_rev = rec.mod_revision;
+                if marked != current {
+                    let value = serde_json::to_vec(&marked)
+                        .map_err(|e| ApiError::internal(e.to_string()))?;
+                    match self
+                        .shard
+                        .write(Txn::new(vec![TxnOp::put_json(key.clone(), value, expect)]))
+                        .await
+                    {
+                        Ok(c) => out_rev = c.revision,
+                        Err(ShardError::Store(crate::store::Error::Conflict { .. })) => continue,
+                        Err(e) => return Err(storage_error(e)),
+                    }
+                }
+                return Ok((200, for_response(marked, out_rev, ws.as_str())));
+            }
+            match self
+                .shard
+                .write(Txn::new(vec![TxnOp::delete(key.clone(), expect)]))
+                .await
+            {
+                Ok(_) => return Ok((200, for_response(current, rec.mod_revision, ws.as_str()))),
+                Err(ShardError::Store(crate::store::Error::Conflict { .. })) => continue,
+                Err(e) => return Err(storage_error(e)),
+            }
+        }
+        Err(ApiError::conflict(info.group, info.plural, &name))
+    }
+
+    /// DELETE of a collection: every object the selectors match.
+    pub async fn delete_collection(
+        &self,
+        req: &ResourceRequest,
+        ws: &Workspace,
+        selection: &ListOptions,
+        opts: &DeleteOptions,
+    ) -> ApiResult<Reply> {
+        let (_, list) = self
+            .list(req, &WorkspaceSel::One(ws.clone()), selection)
+            .await?;
+        let mut deleted = Vec::new();
+        for item in list["items"].as_array().cloned().unwrap_or_default() {
+            let mut one = req.clone();
+            one.name = meta_str(&item, "name").map(str::to_string);
+            one.namespace = meta_str(&item, "namespace")
+                .map(str::to_string)
+                .or(one.namespace);
+            match self.delete(&one, ws, opts).await {
+                Ok((_, obj)) => deleted.push(obj),
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((
+            200,
+            json!({
+                "kind": req.info.list_kind(),
+                "apiVersion": req.info.api_version(),
+                "metadata": {"resourceVersion": self.shard.revision().to_string()},
+                "items": deleted,
+            }),
+        ))
+    }
+}

@@ -1,0 +1,565 @@
+//! Writes: create (POST), update (PUT), patch (the four patch types,
+//! server-side apply among them) of an object or its status. An update is
+//! kube-apiserver's GuaranteedUpdate: read, compute, compare-and-swap on
+//! the revision read, retried on a lost race unless the client pinned a
+//! resourceVersion. The server owns some metadata and, without the status
+//! subresource, the status (`merge_server_fields`).
+
+use super::params::{parse_rv, WriteOptions};
+use super::{
+    deleting, namespace_key, parse_value, storage_error, workspace, workspace_object_key, Caller,
+    ObjectApi, Reply, UPDATE_RETRIES,
+};
+use crate::api::apply;
+use crate::api::object::{self, for_response, meta_mut, meta_str, strip_for_storage};
+use crate::api::patch::{self, PatchType};
+use crate::api::request::ResourceRequest;
+use crate::api::resources::{ResourceInfo, TENANCY_GROUP};
+use crate::api::status::{ApiError, ApiResult};
+use crate::shard::ShardError;
+use crate::store::{Expectation, Txn, TxnOp, Workspace};
+use serde_json::{json, Map, Value};
+
+impl ObjectApi {
+    /// POST of a new object.
+    pub async fn create(
+        &self,
+        req: &ResourceRequest,
+        ws: &Workspace,
+        opts: &WriteOptions,
+        caller: &Caller,
+        body: Value,
+    ) -> ApiResult<Reply> {
+        let dry = opts.dry_run;
+        let manager = opts.manager(caller, false)?;
+        let info = req.info;
+        object::check_kind(info, &body)?;
+        let mut obj = body;
+        self.prepare_create(req, ws, &mut obj)?;
+        let now = object::now();
+        obj = apply::track_update(&Self::gk(info), None, &obj, &manager, &now);
+        self.commit_create(req, ws, obj, dry, caller).await
+    }
+
+    /// Validates names and namespace and sets the server-owned metadata.
+    fn prepare_create(
+        &self,
+        req: &ResourceRequest,
+        ws: &Workspace,
+        obj: &mut Value,
+    ) -> ApiResult<()> {
+        let info = req.info;
+        strip_for_storage(obj);
+        let meta = meta_mut(obj);
+        if info.namespaced {
+            let Some(path_ns) = &req.namespace else {
+                return Err(ApiError::method_not_allowed(
+                    "create needs a namespace in the path for a namespaced resource",
+                ));
+            };
+            match meta.get("namespace").and_then(Value::as_str) {
+                None | Some("") => {
+                    meta.insert("namespace".into(), Value::String(path_ns.clone()));
+                }
+                Some(ns) if ns == path_ns => {}
+                Some(_) => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace \
+                         sent on the request",
+                    ))
+                }
+            }
+        } else {
+            meta.remove("namespace");
+        }
+        let name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let name = if name.is_empty() {
+            let gen = meta
+                .get("generateName")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if gen.is_empty() {
+                return Err(ApiError::invalid(
+                    info.kind,
+                    info.group,
+                    "",
+                    vec![(
+                        "metadata.name".into(),
+                        "Required value: name or generateName is required".into(),
+                        "FieldValueRequired",
+                    )],
+                ));
+            }
+            let n = format!("{gen}{}", object::generate_suffix());
+            meta.insert("name".into(), Value::String(n.clone()));
+            n
+        } else {
+            name
+        };
+        if let Err(e) = Self::object_key(info, ws, req.namespace.as_deref(), &name) {
+            return Err(ApiError::invalid(
+                info.kind,
+                info.group,
+                &name,
+                vec![(
+                    "metadata.name".into(),
+                    format!("Invalid value: {name:?}: {}", e.rule),
+                    "FieldValueInvalid",
+                )],
+            ));
+        }
+        meta.insert(
+            "uid".into(),
+            Value::String(uuid::Uuid::new_v4().to_string()),
+        );
+        meta.insert("creationTimestamp".into(), Value::String(object::now()));
+        meta.remove("deletionTimestamp");
+        meta.remove("deletionGracePeriodSeconds");
+        if info.status {
+            meta.insert("generation".into(), json!(1));
+        } else {
+            meta.remove("generation");
+        }
+        if info.status {
+            if let Some(m) = obj.as_object_mut() {
+                m.remove("status");
+            }
+            match (info.group, info.kind) {
+                ("", "Namespace") => obj["status"] = json!({"phase": "Active"}),
+                (TENANCY_GROUP, "Workspace") => obj["status"] = json!({"phase": "Ready"}),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits a prepared new object with the checks that make it valid:
+    /// the workspace exists, the namespace exists and is not terminating.
+    async fn commit_create(
+        &self,
+        req: &ResourceRequest,
+        ws: &Workspace,
+        mut obj: Value,
+        dry: bool,
+        caller: &Caller,
+    ) -> ApiResult<Reply> {
+        let info = req.info;
+        let name = meta_str(&obj, "name").unwrap_or("").to_string();
+        let key = Self::object_key(info, ws, req.namespace.as_deref(), &name)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let mut ops = Vec::new();
+        if let Some(wkey) = workspace_object_key(ws) {
+            ops.push(TxnOp::Check {
+                key: wkey,
+                expect: Expectation::Present,
+            });
+        }
+        let mut ns_key = None;
+        if info.namespaced {
+            let ns = req.namespace.as_deref().unwrap_or("");
+            let k = namespace_key(ws, ns)?;
+            let rec = self.shard.get(&k).map_err(storage_error)?;
+            let rec = match rec {
+                Some(r) => r,
+                None => {
+                    self.shard.barrier().await.map_err(storage_error)?;
+                    self.shard
+                        .get(&k)
+                        .map_err(storage_error)?
+                        .ok_or_else(|| ApiError::not_found("", "namespaces", ns))?
+                }
+            };
+            if deleting(&parse_value(&rec)?) {
+                return Err(ApiError::forbidden(format!(
+                    "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} \
+                     because it is being terminated",
+                    crate::api::status::qualified(info.group, info.plural)
+                )));
+            }
+            ops.push(TxnOp::Check {
+                key: k.clone(),
+                expect: Expectation::ModRevision(rec.mod_revision),
+            });
+            ns_key = Some(k);
+        }
+        caller.admit(info, None, &mut obj)?;
+        let mut child_ops = Vec::new();
+        if (info.group, info.kind) == (TENANCY_GROUP, "Workspace") {
+            child_ops = workspace::new_workspace(ws, &name, &mut obj, caller)?;
+        }
+        crate::api::validation::validate(info, &obj)?;
+        let value = object::encode_for_storage(&obj)?;
+        if dry {
+            return Ok((201, for_response(obj, 0, ws.as_str())));
+        }
+        ops.push(TxnOp::put_json(key.clone(), value, Expectation::Absent));
+        ops.extend(child_ops);
+        match self.shard.write(Txn::new(ops)).await {
+            Ok(c) => Ok((201, for_response(obj, c.revision, ws.as_str()))),
+            Err(ShardError::Store(crate::store::Error::Conflict { key: k, .. })) => {
+                if Some(k.as_str()) == ns_key.as_ref().map(|n| n.to_string()).as_deref() {
+                    Err(ApiError::conflict(
+                        "",
+                        "namespaces",
+                        req.namespace.as_deref().unwrap_or(""),
+                    ))
+                } else if k == key.to_string() {
+                    Err(ApiError::already_exists(info.group, info.plural, &name))
+                } else {
+                    Err(ApiError::new(
+                        404,
+                        "NotFound",
+                        format!("workspace {:?} not found", ws.as_str()),
+                    ))
+                }
+            }
+            Err(e) => Err(storage_error(e)),
+        }
+    }
+
+    /// PUT of an object or its status.
+    pub async fn update(
+        &self,
+        req: &ResourceRequest,
+        ws: &Workspace,
+        opts: &WriteOptions,
+        caller: &Caller,
+        body: Value,
+    ) -> ApiResult<Reply> {
+        let dry = opts.dry_run;
+        let manager = opts.manager(caller, false)?;
+        let info = req.info;
+        object::check_kind(info, &body)?;
+        let name = req.name.clone().unwrap_or_default();
+        match meta_str(&body, "name") {
+            Some(n) if n == name => {}
+            Some(n) => {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )))
+            }
+            None => {
+                return Err(ApiError::bad_request(
+                    "metadata.name is required in the body",
+                ));
+            }
+        }
+        if let (true, Some(ns), Some(path_ns)) = (
+            info.namespaced,
+            meta_str(&body, "namespace"),
+            &req.namespace,
+        ) {
+            if ns != path_ns {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent \
+                     on the request",
+                ));
+            }
+        }
+        let client_rv = match meta_str(&body, "resourceVersion") {
+            Some(s) if !s.is_empty() => Some(parse_rv(s)?),
+            _ => None,
+        };
+        let gk = Self::gk(info);
+        self.guaranteed_update(req, ws, client_rv, dry, caller, |current, _rv| {
+            let now = object::now();
+            Ok(apply::track_update(
+                &gk,
+                Some(current),
+                &body,
+                &manager,
+                &now,
+            ))
+        })
+        .await
+    }
+
+    /// PATCH of an object or its status, of any of the four patch types.
+    pub async fn patch(
+        &self,
+        req: &ResourceRequest,
+        ws: &Workspace,
+        opts: &WriteOptions,
+        caller: &Caller,
+        content_type: &str,
+        body: &[u8],
+    ) -> ApiResult<Reply> {
+        let dry = opts.dry_run;
+        let ct = content_type.split(';').next().unwrap_or("").trim();
+        let ty = PatchType::from_content_type(ct).ok_or_else(|| {
+            ApiError::unsupported_media_type(format!(
+                "the body of the request was in an unknown format - accepted media types \
+                 include: application/json-patch+json, application/merge-patch+json, \
+                 application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct:?})"
+            ))
+        })?;
+        if body.len() > object::MAX_BODY {
+            return Err(ApiError::too_large("the patch is larger than 3 MiB"));
+        }
+        let info = req.info;
+        let gk = Self::gk(info);
+        if ty == PatchType::Apply {
+            let manager = opts.manager(caller, true)?;
+            let force = opts.force()?;
+            let applied = object::decode_body(Some("application/apply-patch+yaml"), body)?;
+            object::check_kind(info, &applied)?;
+            let name = req.name.clone().unwrap_or_default();
+            match meta_str(&applied, "name") {
+                Some(n) if n == name => {}
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the applied object must be {name:?}, the name on the URL"
+                    )))
+                }
+            }
+            let ws_name = ws.as_str().to_string();
+            let result = self
+                .guaranteed_update(req, ws, None, dry, caller, |current, rv| {
+                    let live = for_response(current.clone(), rv, &ws_name);
+                    apply::server_side_apply(
+                        &gk,
+                        Some(&live),
+                        &applied,
+                        &manager,
+                        force,
+                        &object::now(),
+                    )
+                    .map_err(apply_error)
+                })
+                .await;
+            return match result {
+                Err(e)
+                    if e.code == 404
+                        && e.reason == "NotFound"
+                        && e.details.as_ref().is_some_and(|d| d["kind"] == info.plural) =>
+                {
+                    // Apply creates.
+                    let mut obj = apply::server_side_apply(
+                        &gk,
+                        None,
+                        &applied,
+                        &manager,
+                        force,
+                        &object::now(),
+                    )
+                    .map_err(apply_error)?;
+                    self.prepare_create(req, ws, &mut obj)?;
+                    self.commit_create(req, ws, obj, dry, caller).await
+                }
+                other => other,
+            };
+        }
+        let manager = opts.manager(caller, false)?;
+        let ws_name = ws.as_str().to_string();
+        self.guaranteed_update(req, ws, None, dry, caller, |current, rv| {
+            let live = for_response(current.clone(), rv, &ws_name);
+            let patched = patch::apply_patch(&gk, &live, ty, body).map_err(|e| ApiError {
+                code: e.code(),
+                reason: e.reason(),
+                message: e.to_string(),
+                details: None,
+            })?;
+            // A resourceVersion in the patch is a precondition.
+            if let Some(s) = meta_str(&patched, "resourceVersion") {
+                if s != rv.to_string() {
+                    return Err(ApiError::conflict(
+                        info.group,
+                        info.plural,
+                        req.name.as_deref().unwrap_or(""),
+                    ));
+                }
+            }
+            Ok(apply::track_update(
+                &gk,
+                Some(current),
+                &patched,
+                &manager,
+                &object::now(),
+            ))
+        })
+        .await
+    }
+
+    /// Read, compute, compare-and-swap; retried on a lost race unless the
+    /// client pinned a resourceVersion. `compute` gets the stored object
+    /// and its revision and returns the desired object; server-owned
+    /// metadata and the spec/status split are enforced here.
+    async fn guaranteed_update(
+        &self,
+        req: &ResourceRequest,
+        ws: &Workspace,
+        client_rv: Option<u64>,
+        dry: bool,
+        caller: &Caller,
+        compute: impl Fn(&Value, u64) -> ApiResult<Value>,
+    ) -> ApiResult<Reply> {
+        let info = req.info;
+        let name = req.name.clone().unwrap_or_default();
+        let key = Self::path_key(req, ws)?;
+        for attempt in 0..UPDATE_RETRIES {
+            if attempt > 0 {
+                self.shard.barrier().await.map_err(storage_error)?;
+            }
+            let Some(rec) = self.shard.get(&key).map_err(storage_error)? else {
+                if attempt == 0 {
+                    // Not here yet perhaps: look again at the read point.
+                    self.shard.barrier().await.map_err(storage_error)?;
+                    if self.shard.get(&key).map_err(storage_error)?.is_some() {
+                        continue;
+                    }
+                }
+                return Err(ApiError::not_found(info.group, info.plural, &name));
+            };
+            if client_rv.is_some_and(|rv| rv != rec.mod_revision) {
+                return Err(ApiError::conflict(info.group, info.plural, &name));
+            }
+            let current = parse_value(&rec)?;
+            let desired = compute(&current, rec.mod_revision)?;
+            let mut new = merge_server_fields(info, req.status, &current, desired)?;
+            crate::api::validation::validate(info, &new)?;
+            // A stale record (stored under an old encryption key) is
+            // rewritten even when nothing changed: that is how
+            // `tmc encryption rewrite` re-encrypts.
+            if new == current && !rec.stale {
+                return Ok((200, for_response(current, rec.mod_revision, ws.as_str())));
+            }
+            caller.admit(info, Some(&current), &mut new)?;
+            let remove = deleting(&new) && object::finalizers(&new).is_empty();
+            // What is stored is bounded; a stale record rewritten unchanged
+            // (re-encryption) is what it was.
+            let value = match (remove, new == current) {
+                (true, _) => None,
+                (false, false) => Some(object::encode_for_storage(&new)?),
+                (false, true) => {
+                    Some(serde_json::to_vec(&new).map_err(|e| ApiError::internal(e.to_string()))?)
+                }
+            };
+            if dry {
+                return Ok((200, for_response(new, rec.mod_revision, ws.as_str())));
+            }
+            let expect = Expectation::ModRevision(rec.mod_revision);
+            let txn = match value {
+                None => Txn::new(vec![TxnOp::delete(key.clone(), expect)]),
+                Some(value) => Txn::new(vec![TxnOp::put_json(key.clone(), value, expect)]),
+            };
+            match self.shard.write(txn).await {
+                Ok(c) => {
+                    return Ok((200, for_response(new, c.revision, ws.as_str())));
+                }
+                Err(ShardError::Store(crate::store::Error::Conflict { .. }))
+                    if client_rv.is_none() =>
+                {
+                    continue
+                }
+                Err(ShardError::Store(crate::store::Error::Conflict { .. })) => {
+                    return Err(ApiError::conflict(info.group, info.plural, &name))
+                }
+                Err(e) => return Err(storage_error(e)),
+            }
+        }
+        Err(ApiError::conflict(info.group, info.plural, &name))
+    }
+}
+
+fn apply_error(e: apply::ApplyError) -> ApiError {
+    let mut err = ApiError::new(e.code(), e.reason(), e.to_string());
+    if let apply::ApplyError::Conflict { conflicts } = &e {
+        let causes: Vec<Value> = conflicts
+            .iter()
+            .map(|(m, f)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {m:?}"), "field": f}))
+            .collect();
+        err.details = Some(json!({ "causes": causes }));
+    }
+    err
+}
+
+/// The object to store for an update: what the client may change, from
+/// `desired`; what the server owns, from `current`.
+fn merge_server_fields(
+    info: &ResourceInfo,
+    status_request: bool,
+    current: &Value,
+    desired: Value,
+) -> ApiResult<Value> {
+    let mut new = if status_request {
+        // The status subresource changes status (and managedFields) only.
+        let mut n = current.clone();
+        match desired.get("status") {
+            Some(s) => n["status"] = s.clone(),
+            None => {
+                if let Some(m) = n.as_object_mut() {
+                    m.remove("status");
+                }
+            }
+        }
+        if let Some(mf) = desired.pointer("/metadata/managedFields") {
+            meta_mut(&mut n).insert("managedFields".into(), mf.clone());
+        }
+        n
+    } else {
+        let mut n = desired;
+        if info.status {
+            match current.get("status") {
+                Some(s) => n["status"] = s.clone(),
+                None => {
+                    if let Some(m) = n.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+        }
+        n
+    };
+    strip_for_storage(&mut new);
+    let cur_meta = current
+        .get("metadata")
+        .cloned()
+        .unwrap_or(Value::Object(Map::new()));
+    let meta = meta_mut(&mut new);
+    for owned in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "namespace",
+        "name",
+    ] {
+        match cur_meta.get(owned) {
+            Some(v) => meta.insert(owned.into(), v.clone()),
+            None => meta.remove(owned),
+        };
+    }
+    if meta.get("generateName").is_none() {
+        if let Some(g) = cur_meta.get("generateName") {
+            meta.insert("generateName".into(), g.clone());
+        }
+    }
+    if deleting(current) {
+        let old: Vec<String> = object::finalizers(current);
+        let added: Vec<String> = object::finalizers(&new)
+            .into_iter()
+            .filter(|f| !old.contains(f))
+            .collect();
+        if !added.is_empty() {
+            return Err(ApiError::invalid(
+                info.kind,
+                info.group,
+                meta_str(current, "name").unwrap_or(""),
+                vec![("metadata.finalizers".into(), format!("Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"), "FieldValueForbidden")],
+            ));
+        }
+    }
+    if info.status && !status_request && object::spec_part(&new) != object::spec_part(current) {
+        let g = current
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        meta_mut(&mut new).insert("generation".into(), json!(g + 1));
+    }
+    Ok(new)
+}
