@@ -30,7 +30,6 @@ pub mod selector;
 pub mod server;
 pub mod status;
 pub mod tls;
-pub mod types;
 pub mod validation;
 pub mod watch;
 

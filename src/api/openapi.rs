@@ -29,7 +29,7 @@
 //! `status` are `type: object` with `x-kubernetes-preserve-unknown-fields`
 //! (their other top-level fields, e.g. a ConfigMap's `data`, are listed).
 //! `metadata` refers to a real `ObjectMeta`. tmc's own kinds get
-//! hand-written schemas that follow [`super::types`]; a test checks the
+//! hand-written schemas that follow [`crate::types`]; a test checks the
 //! Rust types' JSON against them. Definition names follow
 //! kube-apiserver's (`io.k8s.api.apps.v1.Deployment`) and, for groups
 //! outside Kubernetes, the reversed group as for custom resources
@@ -906,7 +906,7 @@ fn meta_definitions(d: Dialect) -> Map<String, Value> {
     defs
 }
 
-// ---- tmc's own kinds (keep in step with super::types) ----
+// ---- tmc's own kinds (keep in step with crate::types) ----
 
 fn label_selector(description: &str) -> Value {
     let mut s = object(
@@ -1072,7 +1072,7 @@ fn workload_placement_status() -> Value {
 mod tests {
     use super::*;
     use crate::api::resources::lookup;
-    use crate::api::types;
+    use crate::types;
 
     /// Every `$ref` in `v` resolves within `doc`.
     fn check_refs(doc: &Value, v: &Value, prefix: &str) {

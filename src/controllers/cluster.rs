@@ -41,16 +41,16 @@ use super::keys::QueueKey;
 use super::member::{self, EndpointPolicy, EndpointRefused};
 use super::objects::{self, is_true, set_condition, unix_now, Stored};
 use super::runtime::Controller;
-use crate::api::types::{ClusterRegistration, ClusterRegistrationStatus};
 use crate::shard::{BoxFuture, Shard};
 use crate::store::{GroupResource, Key, ListOptions, ObjectKey, Prefix, Txn, Workspace};
+use crate::types::{ClusterRegistration, ClusterRegistrationStatus};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// The resource this controller reconciles.
 pub fn resource() -> GroupResource {
-    GroupResource::new(crate::api::types::GROUP, "clusterregistrations").expect("valid")
+    GroupResource::new(crate::types::GROUP, "clusterregistrations").expect("valid")
 }
 
 /// The finalizer the controller keeps on every ClusterRegistration: the

@@ -44,9 +44,9 @@
 //! 100.100.100.200).
 
 use super::objects::{self, Stored};
-use crate::api::types::ClusterRegistrationSpec;
 use crate::shard::Shard;
 use crate::store::{GroupResource, ObjectKey, Workspace};
+use crate::types::ClusterRegistrationSpec;
 use axum::http::Uri;
 use serde_json::Value;
 use std::future::Future;

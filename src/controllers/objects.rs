@@ -2,7 +2,7 @@
 //! status back, as the API would store it.
 //!
 //! Objects are stored as JSON without `resourceVersion` (the record's mod
-//! revision is the resourceVersion; see [`crate::api::object`]). A
+//! revision is the resourceVersion; the API adds it when it answers). A
 //! controller reads the record, works on a typed copy, and the
 //! [`super::committer`] plans one merge patch of `status`; the patch is
 //! applied to the stored JSON and written as a compare-and-swap on the
@@ -121,7 +121,7 @@ pub fn finalizer_write<T>(
     finalizer: &str,
     present: bool,
 ) -> Result<Option<TxnOp>, String> {
-    let mut finalizers = crate::api::object::finalizers(&stored.raw);
+    let mut finalizers = crate::object::finalizers(&stored.raw);
     if finalizers.iter().any(|f| f == finalizer) == present {
         return Ok(None);
     }

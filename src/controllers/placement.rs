@@ -6,10 +6,10 @@
 //! - its **location workspace** is `spec.locationWorkspace` or its own.
 //!   Another workspace's clusters are used only if the author of the
 //!   placement's spec (recorded by the API server in the annotation
-//!   [`crate::api::admission::AUTHOR_ANNOTATION`], which clients cannot
+//!   [`crate::authz::author::AUTHOR_ANNOTATION`], which clients cannot
 //!   set) may `use` `clusterregistrations.tmc.kcp.io` there, decided by
 //!   the location's RBAC with the same code as the API
-//!   ([`crate::api::authz::allowed`], through the shard). A location
+//!   ([`crate::authz::allowed`], through the shard). A location
 //!   that may not be used and one that does not exist give the same
 //!   `Scheduled` False, `LocationNotFound`, with the same message, and
 //!   no decision (an empty one is kept, so that the location's index
@@ -49,13 +49,13 @@ use super::objects::{self, set_condition, unix_now, Stored};
 use super::queue::WorkQueue;
 use super::runtime::Controller;
 use super::schedule::{self, ClusterInfo, Prepared, Reason};
-use crate::api::types::{
-    ClusterRegistration, PlacementPhase, SelectedCluster, WorkloadPlacement,
-    WorkloadPlacementStatus,
-};
 use crate::shard::{BoxFuture, Shard, ShardError};
 use crate::store::{
     Expectation, GroupResource, Key, ObjectKey, Prefix, Record, Txn, TxnOp, Workspace,
+};
+use crate::types::{
+    ClusterRegistration, PlacementPhase, SelectedCluster, WorkloadPlacement,
+    WorkloadPlacementStatus,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -65,7 +65,7 @@ use std::time::{Duration, Instant};
 
 /// The resource this controller reconciles.
 pub fn resource() -> GroupResource {
-    GroupResource::new(crate::api::types::GROUP, "workloadplacements").expect("valid")
+    GroupResource::new(crate::types::GROUP, "workloadplacements").expect("valid")
 }
 
 /// The finalizer the controller keeps on every WorkloadPlacement: its
@@ -240,17 +240,17 @@ impl PlacementController {
         if location == ws {
             return Ok(true);
         }
-        let Some(author) = crate::api::admission::author_of(raw) else {
+        let Some(author) = crate::authz::author::author_of(raw) else {
             return Ok(false);
         };
-        let allowed = crate::api::authz::allowed(
+        let allowed = crate::authz::allowed(
             &*self.shard,
             &author,
             location,
-            &crate::api::admission::use_attributes(),
+            &crate::authz::author::use_attributes(),
         )
         .await
-        .map_err(|e| e.message)?;
+        .map_err(|e| e.to_string())?;
         Ok(allowed && self.location_exists(ws, location)?)
     }
 
@@ -258,9 +258,13 @@ impl PlacementController {
         if location == ws {
             return Ok(true);
         }
-        match crate::api::handlers::workspace_object_key(location) {
+        match ObjectKey::workspace_object(location) {
             None => Ok(true), // root
-            Some(k) => Ok(self.shard.get(&k).map_err(|e| e.to_string())?.is_some()),
+            Some(k) => Ok(self
+                .shard
+                .get(&k.into())
+                .map_err(|e| e.to_string())?
+                .is_some()),
         }
     }
 
@@ -331,7 +335,7 @@ impl PlacementController {
             other => {
                 let (why, writes) = match other {
                     Ok(l) => {
-                        let who = crate::api::admission::author_of(&wp.raw)
+                        let who = crate::authz::author::author_of(&wp.raw)
                             .map(|u| format!("user {:?}", u.name))
                             .unwrap_or_else(|| "nobody recorded".to_string());
                         let why = format!(
@@ -548,7 +552,7 @@ fn index_delete(key: &QueueKey, old: Option<&PlacementState>) -> Option<TxnOp> {
 /// of the earliest grace period of an unhealthy chosen cluster).
 fn mirror(
     status: &mut WorkloadPlacementStatus,
-    spec: &crate::api::types::WorkloadPlacementSpec,
+    spec: &crate::types::WorkloadPlacementSpec,
     decision: &schedule::Decision,
     clusters: &Prepared,
     location: &Workspace,
@@ -753,8 +757,8 @@ mod tests {
             key,
             json!({"apiVersion": "tmc.kcp.io/v1alpha1", "kind": "WorkloadPlacement",
             "metadata": {"name": "web", "uid": "u1", "generation": 1,
-                         "annotations": {crate::api::admission::AUTHOR_ANNOTATION:
-                                         crate::api::admission::author_value(author)}},
+                         "annotations": {crate::authz::author::AUTHOR_ANNOTATION:
+                                         crate::authz::author::author_value(author)}},
             "spec": {"locationWorkspace": location, "strategy": {"type": "Single"}}}),
         )
         .await;
@@ -774,8 +778,7 @@ mod tests {
         let st = Arc::new(Store::open(MemoryEngine::new(), StoreOptions::default()).unwrap());
         let shard: Arc<dyn Shard> = Arc::new(LocalShard::new(st));
         for name in ["loc", "t", "u"] {
-            let k =
-                crate::api::handlers::workspace_object_key(&ws(&format!("root:{name}"))).unwrap();
+            let k = Key::from(ObjectKey::workspace_object(&ws(&format!("root:{name}"))).unwrap());
             let Key::Object(k) = k else { unreachable!() };
             put(&*shard, k, json!({"metadata": {"name": name}})).await;
         }
@@ -905,7 +908,8 @@ mod tests {
         let st = Arc::new(Store::open(MemoryEngine::new(), StoreOptions::default()).unwrap());
         let shard: Arc<dyn Shard> = Arc::new(LocalShard::new(st));
         for (parent, name) in [("root", "east"), ("root", "west")] {
-            let k = crate::api::handlers::workspace_object_key(&ws(&format!("{parent}:{name}")))
+            let k = ObjectKey::workspace_object(&ws(&format!("{parent}:{name}")))
+                .map(Key::from)
                 .unwrap();
             let Key::Object(k) = k else { unreachable!() };
             put(&*shard, k, json!({"metadata": {"name": name}})).await;

@@ -19,7 +19,7 @@
 //!   rendezvous-hash order of (placement, cluster): stable, and spread evenly
 //!   over clusters across many placements.
 
-use crate::api::types::{StrategyType, Taint, TaintEffect, Toleration, WorkloadPlacementSpec};
+use crate::types::{StrategyType, Taint, TaintEffect, Toleration, WorkloadPlacementSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -376,7 +376,7 @@ impl Prepared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::types::{ConflictPolicy, Strategy};
+    use crate::types::{ConflictPolicy, Strategy};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
     use std::collections::BTreeSet;
 

@@ -29,6 +29,14 @@ const PLACEMENTS: &str = "/tmc/placements/";
 const PLACEMENTS_BY_LOCATION: &str = "/tmc/placements-by-location/";
 const SYNC: &str = "/tmc/sync/";
 
+/// kcp's tenancy group, of Workspace objects.
+pub const TENANCY_GROUP: &str = "tenancy.kcp.io";
+/// The resource of Workspace objects.
+pub const WORKSPACES: &str = "workspaces";
+/// The name rule of Workspace objects (the API's table says the same; a
+/// test there checks it).
+pub const WORKSPACE_NAME_RULE: NameRule = NameRule::DnsLabel;
+
 /// The key segment used for the legacy (empty) API group.
 pub const CORE_GROUP: &str = "core";
 
@@ -135,6 +143,17 @@ impl ObjectKey {
             namespace: namespace.map(str::to_string),
             name: name.to_string(),
         })
+    }
+
+    /// The key of the Workspace object that makes `ws` exist: the
+    /// `workspaces.tenancy.kcp.io` object named `ws.base()` in its parent
+    /// workspace, as kcp keeps it (names are DNS labels). `None` for
+    /// `root`, which has no parent and always exists, and for a base name
+    /// no Workspace object can have.
+    pub fn workspace_object(ws: &Workspace) -> Option<ObjectKey> {
+        let parent = ws.parent()?;
+        let gr = GroupResource::new(TENANCY_GROUP, WORKSPACES).ok()?;
+        ObjectKey::with_rule(gr, parent, None, ws.base(), WORKSPACE_NAME_RULE).ok()
     }
 
     fn push_tail(&self, out: &mut String) {

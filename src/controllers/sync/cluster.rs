@@ -6,12 +6,12 @@ use super::{
     kind_of, listed_clusters, syncable, Kind, SyncCore, SyncOptions, SyncRecord, ANN_NAME,
     ANN_NAMESPACE, ANN_WORKSPACE, LABEL_OWNER,
 };
-use crate::api::types::ClusterRegistration;
 use crate::controllers::keys::QueueKey;
 use crate::controllers::objects;
 use crate::controllers::queue::{ExponentialBackoff, RateLimiter, TokenBucket, WorkQueue};
 use crate::shard::BoxFuture;
 use crate::store::{ClusterRef, Expectation, GroupResource, Key, ObjectKey, Txn, TxnOp, Workspace};
+use crate::types::ClusterRegistration;
 use futures::StreamExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::discovery::ApiResource;

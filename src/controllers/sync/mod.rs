@@ -74,12 +74,12 @@ use super::objects;
 use super::queue::WorkQueue;
 use super::runtime::Controller;
 use super::schedule::selector_matches;
-use crate::api::types::WorkloadPlacement;
 use crate::shard::{BoxFuture, Shard, ShardError};
 use crate::store::{
     ClusterRef, Expectation, GroupResource, Key, ListOptions, ObjectKey, Prefix, Txn, TxnOp,
     Workspace,
 };
+use crate::types::WorkloadPlacement;
 use cluster::{ClusterSyncer, SyncItem};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -103,10 +103,10 @@ pub const ANN_NAME: &str = "tmc.kcp.io/name";
 pub const ANN_UID: &str = "tmc.kcp.io/uid";
 /// On workspace objects: the clusters that may hold a copy.
 /// Kept by the API as stored whatever a client sends
-/// ([`crate::api::admission::SERVER_OWNED_ANNOTATIONS`]).
-pub const ANN_CLUSTERS: &str = crate::api::admission::SERVER_OWNED_ANNOTATIONS[0];
+/// ([`crate::object::SERVER_OWNED_ANNOTATIONS`]).
+pub const ANN_CLUSTERS: &str = crate::object::SERVER_OWNED_ANNOTATIONS[0];
 /// On workspace objects: the status of each copy.
-pub const ANN_CLUSTER_STATUS: &str = crate::api::admission::SERVER_OWNED_ANNOTATIONS[1];
+pub const ANN_CLUSTER_STATUS: &str = crate::object::SERVER_OWNED_ANNOTATIONS[1];
 /// The finalizer that keeps a workspace object until its copies are gone.
 pub const FINALIZER: &str = "tmc.kcp.io/sync";
 /// The condition that reports conflicts and sync errors.
@@ -453,7 +453,7 @@ impl SyncCore {
                     name: c,
                 });
             }
-            out.adopt |= wp.spec.conflict_policy == crate::api::types::ConflictPolicy::Adopt;
+            out.adopt |= wp.spec.conflict_policy == crate::types::ConflictPolicy::Adopt;
         }
         Ok(out)
     }
@@ -567,7 +567,7 @@ impl SyncCore {
         }
         let new = next_object(gr, &obj.raw, &keep, &desired, &records)?;
         if new != obj.raw {
-            let op = if deleting(&new) && crate::api::object::finalizers(&new).is_empty() {
+            let op = if deleting(&new) && crate::object::finalizers(&new).is_empty() {
                 TxnOp::delete(okey.clone(), Expectation::ModRevision(obj.revision))
             } else {
                 let bytes = serde_json::to_vec(&new).map_err(|e| e.to_string())?;
@@ -736,7 +736,7 @@ pub fn next_object(
             Some(o) if o["reason"] == reason && o["message"] == message.as_str() => {
                 o["lastTransitionTime"].clone()
             }
-            _ => Value::String(crate::api::object::now()),
+            _ => Value::String(crate::object::now()),
         };
         conds.push(serde_json::json!({
             "type": SYNCED, "status": "False", "reason": reason,
@@ -1031,7 +1031,7 @@ mod tests {
             if let Ok(new) = next_object(gr, &obj, &keep, &desired, &records) {
                 prop_assert!(new.is_object());
                 if !keep.is_empty() {
-                    let fins = crate::api::object::finalizers(&new);
+                    let fins = crate::object::finalizers(&new);
                     prop_assert!(fins.iter().any(|f| f == FINALIZER));
                     prop_assert_eq!(listed_clusters(&new), keep.clone());
                 }
