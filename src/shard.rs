@@ -44,6 +44,17 @@ pub enum ShardError {
     Internal(String),
 }
 
+impl ShardError {
+    /// True when a compare-and-swap precondition failed: the data changed
+    /// since it was read (retry on fresh state).
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            ShardError::Store(crate::store::Error::Conflict { .. })
+        )
+    }
+}
+
 /// One replicated store, as its users see it.
 pub trait Shard: Send + Sync + 'static {
     /// Commits `txn` (through the leader) and waits until it is applied on

@@ -37,10 +37,12 @@
 //! discovery of the cluster (kcp's APIResourceImports), and watching the
 //! Secret (a Secret change is picked up at the next probe).
 
+use super::error::{Error, Result};
+use super::finalizer::{conflict_awaits_change, finalizer, Cleanup};
 use super::keys::QueueKey;
 use super::member::{self, EndpointPolicy, EndpointRefused};
 use super::objects::{self, is_true, set_condition, unix_now, Stored};
-use super::runtime::Controller;
+use super::runtime::{Action, Controller};
 use crate::shard::{BoxFuture, Shard};
 use crate::store::{GroupResource, Key, ListOptions, ObjectKey, Prefix, Txn, Workspace};
 use crate::types::{ClusterRegistration, ClusterRegistrationStatus};
@@ -216,38 +218,49 @@ impl ClusterController {
         }
     }
 
-    async fn reconcile_key(&self, key: &QueueKey) -> Result<Option<Duration>, String> {
-        let okey = ObjectKey::cluster_scoped(resource(), key.cluster.clone(), &key.name)
-            .map_err(|e| e.to_string())?;
+    /// Drops what this term keeps of `key` (client, last write, seen).
+    fn forget(&self, key: &QueueKey) {
+        self.clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+        self.written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+    }
+
+    async fn reconcile_key(&self, key: &QueueKey) -> Result<Action> {
+        let okey = ObjectKey::cluster_scoped(resource(), key.cluster.clone(), &key.name)?;
         let Some(reg) = objects::read::<ClusterRegistration>(&*self.shard, &okey)? else {
-            self.clients
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(key);
-            self.written
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(key);
-            self.seen
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(key);
-            return Ok(None);
+            self.forget(key);
+            return Ok(Action::await_change());
         };
-        if reg.obj.metadata.deletion_timestamp.is_some() {
-            return self.finalize(key, &reg).await;
-        }
-        if let Some(op) = objects::finalizer_write(&reg, FINALIZER, true)? {
-            // The finalizer first (one write at a time); its change comes
-            // back through the feed and the probe follows.
-            return match self.shard.write(Txn::new(vec![op])).await {
-                Ok(_)
-                | Err(crate::shard::ShardError::Store(crate::store::Error::Conflict { .. })) => {
-                    Ok(None)
-                }
-                Err(e) => Err(e.to_string()),
-            };
-        }
+        // Every write of this controller records what it saw: a lost
+        // compare-and-swap waits for the change that beat it (the feed
+        // brings the key back).
+        conflict_awaits_change(
+            finalizer(
+                &*self.shard,
+                FINALIZER,
+                &reg,
+                || self.probe_and_record(key, &reg),
+                || self.cleanup(key),
+            )
+            .await,
+        )
+    }
+
+    /// Probes the member cluster of `reg` and records what it found.
+    async fn probe_and_record(
+        &self,
+        key: &QueueKey,
+        reg: &Stored<ClusterRegistration>,
+    ) -> Result<Action> {
         if let Some((rev, at)) = self
             .written
             .lock()
@@ -258,7 +271,9 @@ impl ClusterController {
             if *rev == reg.revision && at.elapsed() < early {
                 // The change of our own write: the next probe is already
                 // due at the end of the interval.
-                return Ok(Some(self.opts.probe_interval - at.elapsed().min(early)));
+                return Ok(Action::requeue(
+                    self.opts.probe_interval - at.elapsed().min(early),
+                ));
             }
         }
         let now = unix_now();
@@ -273,13 +288,17 @@ impl ClusterController {
             // never probed yet goes first, at once.
             let delay = first_probe_delay(key, self.opts.probe_interval);
             if !delay.is_zero() {
-                return Ok(Some(delay));
+                return Ok(Action::requeue(delay));
             }
         }
         let mut status = reg.obj.status.clone();
         let endpoint = reg.obj.spec.api_endpoint.clone();
-        let permit = self.probes.acquire().await.map_err(|e| e.to_string())?;
-        let probe_failed: Option<String> = match self.client(key, &reg) {
+        let permit = self
+            .probes
+            .acquire()
+            .await
+            .map_err(|_| Error::NotReady("the probe permits are closed".into()))?;
+        let probe_failed: Option<String> = match self.client(key, reg) {
             Err(e) => {
                 set_condition(
                     &mut status.conditions,
@@ -347,29 +366,21 @@ impl ClusterController {
             },
         };
         if let Some(err) = probe_failed {
-            self.heartbeat_missed(&reg, &mut status, &err, now);
+            self.heartbeat_missed(reg, &mut status, &err, now);
         }
         drop(permit);
         set_ready(&mut status, now);
         for c in status.conditions.iter_mut() {
             c.observed_generation = reg.obj.metadata.generation;
         }
-        if let Some(op) = objects::status_write(&reg, &status)? {
-            match self.shard.write(Txn::new(vec![op])).await {
-                Ok(c) => {
-                    self.written
-                        .lock()
-                        .expect("lock")
-                        .insert(key.clone(), (c.revision, std::time::Instant::now()));
-                }
-                // Changed meanwhile: the feed brings the key back.
-                Err(crate::shard::ShardError::Store(crate::store::Error::Conflict { .. })) => {
-                    return Ok(None)
-                }
-                Err(e) => return Err(e.to_string()),
-            }
+        if let Some(op) = objects::status_write(reg, &status)? {
+            let c = self.shard.write(Txn::new(vec![op])).await?;
+            self.written
+                .lock()
+                .expect("lock")
+                .insert(key.clone(), (c.revision, std::time::Instant::now()));
         }
-        Ok(Some(self.opts.probe_interval))
+        Ok(Action::requeue(self.opts.probe_interval))
     }
 
     /// A registration being deleted: no more probes; the placement
@@ -377,35 +388,13 @@ impl ClusterController {
     /// registration is no cluster to schedule on) and requeued the
     /// placements of its location, which choose again. The finalizer is
     /// removed once no placement decision names the cluster.
-    async fn finalize(
-        &self,
-        key: &QueueKey,
-        reg: &Stored<ClusterRegistration>,
-    ) -> Result<Option<Duration>, String> {
-        self.clients
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key);
-        self.written
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key);
-        self.seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key);
+    async fn cleanup(&self, key: &QueueKey) -> Result<Cleanup> {
+        self.forget(key);
         if let Some(p) = placement_naming(&*self.shard, &key.cluster, &key.name)? {
             tracing::debug!(cluster = %key, placement = %p, "deleting cluster still chosen; waiting");
-            return Ok(Some(DELETION_RECHECK));
+            return Ok(Cleanup::Wait(Action::requeue(DELETION_RECHECK)));
         }
-        if let Some(op) = objects::finalizer_write(reg, FINALIZER, false)? {
-            match self.shard.write(Txn::new(vec![op])).await {
-                Ok(_) => {}
-                Err(crate::shard::ShardError::Store(crate::store::Error::Conflict { .. })) => {}
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        Ok(None)
+        Ok(Cleanup::Done(Vec::new()))
     }
 
     fn heartbeat_missed(
@@ -467,14 +456,14 @@ pub fn placement_naming(
     shard: &dyn Shard,
     location: &Workspace,
     name: &str,
-) -> Result<Option<QueueKey>, String> {
+) -> Result<Option<QueueKey>> {
     let prefix = Prefix::placements_at(location);
     let mut opts = ListOptions {
         limit: 1000,
         ..Default::default()
     };
     loop {
-        let page = shard.list(&prefix, &opts).map_err(|e| e.to_string())?;
+        let page = shard.list(&prefix, &opts)?;
         for r in &page.items {
             let Some(Key::PlacementAt {
                 workspace, name: p, ..
@@ -482,8 +471,8 @@ pub fn placement_naming(
             else {
                 continue;
             };
-            let skey = Key::placement(workspace.clone(), &p).map_err(|e| e.to_string())?;
-            let Some(rec) = shard.get(&skey).map_err(|e| e.to_string())? else {
+            let skey = Key::placement(workspace.clone(), &p)?;
+            let Some(rec) = shard.get(&skey)? else {
                 continue;
             };
             let Some(state) = super::placement::PlacementState::decode(&rec.value) else {
@@ -567,10 +556,7 @@ impl Controller for ClusterController {
             .clear();
         Vec::new()
     }
-    fn reconcile<'a>(
-        &'a self,
-        key: &'a QueueKey,
-    ) -> BoxFuture<'a, Result<Option<Duration>, String>> {
+    fn reconcile<'a>(&'a self, key: &'a QueueKey) -> BoxFuture<'a, Result<Action>> {
         Box::pin(self.reconcile_key(key))
     }
 }
@@ -687,7 +673,7 @@ mod tests {
         let key = QueueKey::new(loc, None, "east");
         assert_eq!(
             c.reconcile_key(&key).await.unwrap(),
-            Some(DELETION_RECHECK),
+            Action::requeue(DELETION_RECHECK),
             "root:t|web still names it: wait"
         );
         assert!(shard.get(&rkey.clone().into()).unwrap().is_some());
@@ -698,7 +684,7 @@ mod tests {
         };
         let op = TxnOp::put_bincode(skey, moved.encode(), Expectation::Any);
         shard.write(Txn::new(vec![op])).await.unwrap();
-        assert_eq!(c.reconcile_key(&key).await.unwrap(), None);
+        assert_eq!(c.reconcile_key(&key).await.unwrap(), Action::await_change());
         assert!(shard.get(&rkey.into()).unwrap().is_none(), "finalized");
     }
 

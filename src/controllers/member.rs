@@ -144,7 +144,8 @@ pub fn load(
                 "spec.credentialsSecretRef is not a valid Secret reference: {e}"
             ))
         })?;
-    let secret: Option<Stored<Value>> = objects::read(shard, &secret_key).map_err(&missing)?;
+    let secret: Option<Stored<Value>> =
+        objects::read(shard, &secret_key).map_err(|e| missing(e.to_string()))?;
     let Some(secret) = secret else {
         return Err(CredentialsError {
             reason: "SecretNotFound",

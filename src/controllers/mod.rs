@@ -5,10 +5,15 @@
 //! controller rate limiter, and [`keys`], kcp's `cluster|namespace/name`
 //! keys with distinct logical-cluster Name and Path types, and the
 //! [`committer`]'s plan: one merge patch, spec or status, with preconditions,
-//! and [`reconciler`]: sub-reconcilers returning `Continue` or
-//! `StopAndRequeue(after)`, and [`feed`]: keys from a start-up scan and the
-//! store's change log, and [`schedule`]: the placement decision as a pure
-//! function (selector, taints, unschedulable, health grace, strategies).
+//! and [`feed`]: keys from a start-up scan and the store's change log, and
+//! [`schedule`]: the placement decision as a pure function (selector,
+//! taints, unschedulable, health grace, strategies).
+//!
+//! Reconcilers are shaped as kube-runtime's: they return a
+//! [`runtime::Action`] (requeue after a time, or await a change) or a typed
+//! [`error::Error`] (the runtime re-queues it with backoff), and the
+//! [`finalizer`] helper (kube-runtime's `finalizer.rs`) runs add, apply,
+//! cleanup and removal of a controller's finalizer.
 //!
 //! The [`runtime`] runs controllers on the shard's leader only, fed from
 //! the change log; [`objects`] reads objects from local state and writes
@@ -23,18 +28,19 @@
 //! endpoints the operator allows.
 //!
 //! The cluster and placement controllers keep a finalizer on their objects
-//! ([`objects::finalizer_write`]): a placement's decision goes before the
+//! through [`finalizer`]: a placement's decision goes before the
 //! placement, and a registration goes only when no decision names it.
 
 pub mod cluster;
 pub mod committer;
+pub mod error;
 pub mod feed;
+pub mod finalizer;
 pub mod keys;
 pub mod member;
 pub mod objects;
 pub mod placement;
 pub mod queue;
-pub mod reconciler;
 pub mod runtime;
 pub mod schedule;
 pub mod sync;

@@ -43,11 +43,13 @@
 //! reads `namespaceSelector`/`workloadSelector`), and scores other than
 //! the rendezvous hash (capacity-aware spreading).
 
+use super::error::Result;
 use super::feed::{self, Event};
+use super::finalizer::{finalizer, Cleanup};
 use super::keys::QueueKey;
 use super::objects::{self, set_condition, unix_now, Stored};
 use super::queue::WorkQueue;
-use super::runtime::Controller;
+use super::runtime::{Action, Controller};
 use super::schedule::{self, ClusterInfo, Prepared, Reason};
 use crate::shard::{BoxFuture, Shard, ShardError};
 use crate::store::{
@@ -236,7 +238,7 @@ impl PlacementController {
         raw: &serde_json::Value,
         ws: &Workspace,
         location: &Workspace,
-    ) -> Result<bool, String> {
+    ) -> Result<bool> {
         if location == ws {
             return Ok(true);
         }
@@ -249,73 +251,56 @@ impl PlacementController {
             location,
             &crate::authz::author::use_attributes(),
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         Ok(allowed && self.location_exists(ws, location)?)
     }
 
-    fn location_exists(&self, ws: &Workspace, location: &Workspace) -> Result<bool, String> {
+    fn location_exists(&self, ws: &Workspace, location: &Workspace) -> Result<bool> {
         if location == ws {
             return Ok(true);
         }
         match ObjectKey::workspace_object(location) {
             None => Ok(true), // root
-            Some(k) => Ok(self
-                .shard
-                .get(&k.into())
-                .map_err(|e| e.to_string())?
-                .is_some()),
+            Some(k) => Ok(self.shard.get(&k.into())?.is_some()),
         }
     }
 
     /// One reconcile; public for the benchmark.
-    pub async fn reconcile_key(&self, key: &QueueKey) -> Result<Option<Duration>, String> {
+    pub async fn reconcile_key(&self, key: &QueueKey) -> Result<Action> {
         let ws = key.cluster.clone();
-        let okey = ObjectKey::cluster_scoped(resource(), ws.clone(), &key.name)
-            .map_err(|e| e.to_string())?;
-        let skey = Key::placement(ws.clone(), &key.name).map_err(|e| e.to_string())?;
-        let state_rec = self.shard.get(&skey).map_err(|e| e.to_string())?;
+        let okey = ObjectKey::cluster_scoped(resource(), ws.clone(), &key.name)?;
+        let skey = Key::placement(ws.clone(), &key.name)?;
+        let state_rec = self.shard.get(&skey)?;
         let Some(wp) = objects::read::<WorkloadPlacement>(&*self.shard, &okey)? else {
-            if let Some(rec) = state_rec {
-                let mut ops = vec![TxnOp::delete(
-                    skey,
-                    Expectation::ModRevision(rec.mod_revision),
-                )];
-                ops.extend(index_delete(
-                    key,
-                    PlacementState::decode(&rec.value).as_ref(),
-                ));
-                self.write(Txn::new(ops)).await?;
-            }
-            return Ok(None);
-        };
-        if wp.obj.metadata.deletion_timestamp.is_some() {
-            // Deleting: the decision, its index entry and the finalizer go
-            // in one transaction (CAS on the state and the object); the
-            // last finalizer's removal deletes the object.
-            let mut ops = Vec::new();
-            if let Some(rec) = &state_rec {
-                ops.push(TxnOp::delete(
-                    skey,
-                    Expectation::ModRevision(rec.mod_revision),
-                ));
-                ops.extend(index_delete(
-                    key,
-                    PlacementState::decode(&rec.value).as_ref(),
-                ));
-            }
-            ops.extend(objects::finalizer_write(&wp, FINALIZER, false)?);
+            let ops = decision_deletes(key, &skey, state_rec.as_ref());
             if !ops.is_empty() {
-                self.write(Txn::new(ops)).await?;
+                self.shard.write(Txn::new(ops)).await?;
             }
-            return Ok(None);
-        }
-        if let Some(op) = objects::finalizer_write(&wp, FINALIZER, true)? {
-            // One write at a time (kcp's committer): the finalizer first;
-            // its change comes back through the feed for the decision.
-            self.write(Txn::new(vec![op])).await?;
-            return Ok(None);
-        }
+            return Ok(Action::await_change());
+        };
+        // Deleting: the decision and its index entry go in one transaction
+        // with the finalizer (CAS on the state and the object).
+        let cleanup = decision_deletes(key, &skey, state_rec.as_ref());
+        finalizer(
+            &*self.shard,
+            FINALIZER,
+            &wp,
+            || self.decide(key, &wp, skey, state_rec),
+            || async { Ok(Cleanup::Done(cleanup)) },
+        )
+        .await
+    }
+
+    /// Schedules the placement `wp` (not being deleted, with the
+    /// finalizer) and commits its decision and status.
+    async fn decide(
+        &self,
+        key: &QueueKey,
+        wp: &Stored<WorkloadPlacement>,
+        skey: Key,
+        state_rec: Option<Record>,
+    ) -> Result<Action> {
+        let ws = key.cluster.clone();
         let uid = wp.obj.metadata.uid.clone().unwrap_or_default();
         let spec = &wp.obj.spec;
         let location = match &spec.location_workspace {
@@ -364,17 +349,9 @@ impl PlacementController {
                     Err(e) => {
                         // No location, no decision: drop a previous one (and
                         // its index entry), so no deleted cluster waits on it.
-                        let mut drop_state = Vec::new();
-                        if let Some(rec) = &state_rec {
-                            drop_state.push(TxnOp::delete(
-                                skey.clone(),
-                                Expectation::ModRevision(rec.mod_revision),
-                            ));
-                            drop_state.extend(index_delete(key, old_state.as_ref()));
-                        }
                         (
                             format!("spec.locationWorkspace is not a workspace path: {e}"),
-                            drop_state,
+                            decision_deletes(key, &skey, state_rec.as_ref()),
                         )
                     }
                 };
@@ -397,13 +374,10 @@ impl PlacementController {
                     why,
                     now,
                 );
-                return self.commit(&wp, status, writes, None).await;
+                return self.commit(wp, status, writes, None).await;
             }
         };
-        let clusters = self
-            .catalog
-            .get(&*self.shard, &location)
-            .map_err(|e| e.to_string())?;
+        let clusters = self.catalog.get(&*self.shard, &location)?;
         let previous: &[String] = match &old_state {
             Some(s) if s.uid == uid && s.location == location.as_str() => &s.clusters,
             _ => &[],
@@ -417,7 +391,7 @@ impl PlacementController {
         let mut status = wp.obj.status.clone();
         let again = mirror(&mut status, spec, &decision, &clusters, &location, now);
         let writes = state_writes(key, skey, &state_rec, old_state.as_ref(), &state, &location)?;
-        self.commit(&wp, status, writes, again).await
+        self.commit(wp, status, writes, again).await
     }
 
     async fn commit(
@@ -426,7 +400,7 @@ impl PlacementController {
         mut status: WorkloadPlacementStatus,
         state_writes: Vec<TxnOp>,
         again: Option<Duration>,
-    ) -> Result<Option<Duration>, String> {
+    ) -> Result<Action> {
         for c in status.conditions.iter_mut() {
             c.observed_generation = wp.obj.metadata.generation;
         }
@@ -441,19 +415,9 @@ impl PlacementController {
             });
         }
         if !ops.is_empty() {
-            self.write(Txn::new(ops)).await?;
+            self.shard.write(Txn::new(ops)).await?;
         }
-        Ok(again)
-    }
-
-    async fn write(&self, txn: Txn) -> Result<(), String> {
-        match self.shard.write(txn).await {
-            Ok(_) => Ok(()),
-            Err(ShardError::Store(crate::store::Error::Conflict { .. })) => {
-                Err("changed while reconciling; retrying on fresh state".into())
-            }
-            Err(e) => Err(e.to_string()),
-        }
+        Ok(again.map_or_else(Action::await_change, Action::requeue))
     }
 
     /// Registration changes: drop the location's cached list and requeue
@@ -516,7 +480,7 @@ fn state_writes(
     old: Option<&PlacementState>,
     state: &PlacementState,
     location: &Workspace,
-) -> Result<Vec<TxnOp>, String> {
+) -> Result<Vec<TxnOp>> {
     let mut writes = Vec::new();
     if old == Some(state) {
         return Ok(writes);
@@ -532,13 +496,29 @@ fn state_writes(
     if old.map(|s| s.location.as_str()) != Some(location.as_str()) {
         writes.extend(index_delete(key, old));
         writes.push(TxnOp::put_bincode(
-            Key::placement_at(location.clone(), key.cluster.clone(), &key.name)
-                .map_err(|e| e.to_string())?,
+            Key::placement_at(location.clone(), key.cluster.clone(), &key.name)?,
             Vec::new(),
             Expectation::Any,
         ));
     }
     Ok(writes)
+}
+
+/// The writes that drop the stored decision of the placement `key`
+/// (record `rec`, a compare-and-swap) and its index entry.
+fn decision_deletes(key: &QueueKey, skey: &Key, rec: Option<&Record>) -> Vec<TxnOp> {
+    let Some(rec) = rec else {
+        return Vec::new();
+    };
+    let mut ops = vec![TxnOp::delete(
+        skey.clone(),
+        Expectation::ModRevision(rec.mod_revision),
+    )];
+    ops.extend(index_delete(
+        key,
+        PlacementState::decode(&rec.value).as_ref(),
+    ));
+    ops
 }
 
 /// Deletes the index entry of the placement `key` whose state was `old`.
@@ -714,10 +694,7 @@ impl Controller for PlacementController {
             }),
         ]
     }
-    fn reconcile<'a>(
-        &'a self,
-        key: &'a QueueKey,
-    ) -> BoxFuture<'a, Result<Option<Duration>, String>> {
+    fn reconcile<'a>(&'a self, key: &'a QueueKey) -> BoxFuture<'a, Result<Action>> {
         Box::pin(self.reconcile_key(key))
     }
 }

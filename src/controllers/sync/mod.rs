@@ -68,13 +68,14 @@
 pub mod cluster;
 pub mod mapping;
 
+use super::error::{Error, Result};
 use super::feed::{self, Event};
 use super::keys::QueueKey;
 use super::objects;
 use super::queue::WorkQueue;
-use super::runtime::Controller;
+use super::runtime::{Action, Controller};
 use super::schedule::selector_matches;
-use crate::shard::{BoxFuture, Shard, ShardError};
+use crate::shard::{BoxFuture, Shard};
 use crate::store::{
     ClusterRef, Expectation, GroupResource, Key, ListOptions, ObjectKey, Prefix, Txn, TxnOp,
     Workspace,
@@ -308,7 +309,7 @@ impl SyncCore {
     }
 
     /// The shard's identity, the value of [`LABEL_OWNER`].
-    pub fn owner(&self) -> Result<String, String> {
+    pub fn owner(&self) -> Result<String> {
         let mut o = self.owner.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(id) = o.as_ref() {
             return Ok(id.clone());
@@ -318,7 +319,12 @@ impl SyncCore {
         let ns = objects::read::<Value>(&*self.shard, &key)?;
         let id = ns
             .and_then(|n| n.raw["metadata"]["uid"].as_str().map(str::to_string))
-            .ok_or("the shard's identity (the uid of root's default namespace) is not there yet")?;
+            .ok_or_else(|| {
+                Error::NotReady(
+                    "the shard's identity (the uid of root's default namespace) is not there yet"
+                        .into(),
+                )
+            })?;
         *o = Some(id.clone());
         Ok(id)
     }
@@ -358,11 +364,7 @@ impl SyncCore {
     }
 
     /// Queues work for `cluster`, starting its syncer if needed.
-    fn enqueue_cluster(
-        self: &Arc<Self>,
-        cluster: &ClusterRef,
-        item: SyncItem,
-    ) -> Result<(), String> {
+    fn enqueue_cluster(self: &Arc<Self>, cluster: &ClusterRef, item: SyncItem) -> Result<()> {
         let owner = self.owner()?;
         let mut t = self.term.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(s) = t.clusters.get(cluster) {
@@ -399,7 +401,7 @@ impl SyncCore {
         ws: &Workspace,
         namespace: &str,
         obj: &Value,
-    ) -> Result<Desired, String> {
+    ) -> Result<Desired> {
         let mut out = Desired::default();
         let placements = self.list(&Prefix::workspace(&super::placement::resource(), ws))?;
         if placements.is_empty() {
@@ -434,8 +436,8 @@ impl SyncCore {
                 continue;
             }
             let name = wp.metadata.name.clone().unwrap_or_default();
-            let key = Key::placement(ws.clone(), &name).map_err(|e| e.to_string())?;
-            let Some(rec) = self.shard.get(&key).map_err(|e| e.to_string())? else {
+            let key = Key::placement(ws.clone(), &name)?;
+            let Some(rec) = self.shard.get(&key)? else {
                 continue;
             };
             let Some(state) = super::placement::PlacementState::decode(&rec.value) else {
@@ -460,7 +462,7 @@ impl SyncCore {
 
     /// Where `obj` (of `gr` at `key`) should be: [`SyncCore::direct`], and
     /// for dependency kinds the clusters of the workloads that use it.
-    pub fn desired(&self, key: &ObjectKey, obj: &Value) -> Result<Desired, String> {
+    pub fn desired(&self, key: &ObjectKey, obj: &Value) -> Result<Desired> {
         if deleting(obj) {
             return Ok(Desired::default());
         }
@@ -468,8 +470,7 @@ impl SyncCore {
         let mut d = self.direct(&key.gr, &key.workspace, &ns, obj)?;
         if mapping::is_dependency_kind(&key.gr) {
             for k in syncable().iter().filter(|k| k.has_status) {
-                let prefix =
-                    Prefix::namespace(&k.gr, &key.workspace, &ns).map_err(|e| e.to_string())?;
+                let prefix = Prefix::namespace(&k.gr, &key.workspace, &ns)?;
                 for w in self.list(&prefix)? {
                     let uses = mapping::dependencies(&w)
                         .iter()
@@ -485,14 +486,14 @@ impl SyncCore {
         Ok(d)
     }
 
-    fn list(&self, prefix: &Prefix) -> Result<Vec<Value>, String> {
+    fn list(&self, prefix: &Prefix) -> Result<Vec<Value>> {
         let mut opts = ListOptions {
             limit: 500,
             ..Default::default()
         };
         let mut out = Vec::new();
         loop {
-            let page = self.shard.list(prefix, &opts).map_err(|e| e.to_string())?;
+            let page = self.shard.list(prefix, &opts)?;
             for r in &page.items {
                 if let Ok(v) = serde_json::from_slice::<Value>(&r.value) {
                     out.push(v);
@@ -510,24 +511,19 @@ impl SyncCore {
         &self,
         cluster: &ClusterRef,
         object: &ObjectKey,
-    ) -> Result<Option<(u64, SyncRecord)>, String> {
-        let key = Key::sync(cluster.clone(), object.clone()).map_err(|e| e.to_string())?;
-        let Some(rec) = self.shard.get(&key).map_err(|e| e.to_string())? else {
+    ) -> Result<Option<(u64, SyncRecord)>> {
+        let key = Key::sync(cluster.clone(), object.clone())?;
+        let Some(rec) = self.shard.get(&key)? else {
             return Ok(None);
         };
         let r = SyncRecord::decode(&rec.value)
-            .ok_or_else(|| format!("sync record {key} does not decode"))?;
+            .ok_or_else(|| Error::invalid(format!("sync record {key}"), "does not decode"))?;
         Ok(Some((rec.mod_revision, r)))
     }
 
-    async fn write(&self, txn: Txn) -> Result<(), String> {
-        match self.shard.write(txn).await {
-            Ok(_) => Ok(()),
-            Err(ShardError::Store(crate::store::Error::Conflict { .. })) => {
-                Err("changed while syncing; retrying on fresh state".into())
-            }
-            Err(e) => Err(e.to_string()),
-        }
+    async fn write(&self, txn: Txn) -> Result<()> {
+        self.shard.write(txn).await?;
+        Ok(())
     }
 
     /// The object reconcile (see the module docs).
@@ -535,22 +531,21 @@ impl SyncCore {
         self: &Arc<Self>,
         gr: &GroupResource,
         key: &QueueKey,
-    ) -> Result<Option<Duration>, String> {
+    ) -> Result<Action> {
         let okey = ObjectKey::with_rule(
             gr.clone(),
             key.cluster.clone(),
             key.namespace.as_deref(),
             &key.name,
             crate::store::NameRule::DnsSubdomain,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let Some(obj) = objects::read::<Value>(&*self.shard, &okey)? else {
-            return Ok(None);
+            return Ok(Action::await_change());
         };
         let desired = self.desired(&okey, &obj.raw)?;
         let listed = listed_clusters(&obj.raw);
         if listed.is_empty() && desired.clusters.is_empty() {
-            return Ok(None); // not placed, never was: not a write to make
+            return Ok(Action::await_change()); // not placed, never was: no write to make
         }
         let mut keep: BTreeSet<ClusterRef> = listed.union(&desired.clusters).cloned().collect();
         let mut records = BTreeMap::new();
@@ -565,12 +560,15 @@ impl SyncCore {
                 None => {}
             }
         }
-        let new = next_object(gr, &obj.raw, &keep, &desired, &records)?;
+        let new = next_object(gr, &obj.raw, &keep, &desired, &records)
+            .map_err(|e| Error::invalid(format!("stored object {}", Key::from(okey.clone())), e))?;
         if new != obj.raw {
             let op = if deleting(&new) && crate::object::finalizers(&new).is_empty() {
                 TxnOp::delete(okey.clone(), Expectation::ModRevision(obj.revision))
             } else {
-                let bytes = serde_json::to_vec(&new).map_err(|e| e.to_string())?;
+                let bytes = serde_json::to_vec(&new).map_err(|e| {
+                    Error::invalid(format!("stored object {}", Key::from(okey.clone())), e)
+                })?;
                 TxnOp::put_json(okey.clone(), bytes, Expectation::ModRevision(obj.revision))
             };
             // Work for a newly listed cluster goes out only once the list is
@@ -585,7 +583,7 @@ impl SyncCore {
         for c in listed.union(&desired.clusters) {
             self.enqueue_cluster(c, item.clone())?;
         }
-        Ok(None)
+        Ok(Action::await_change())
     }
 }
 
@@ -819,10 +817,7 @@ impl Controller for SyncController {
         tasks
     }
 
-    fn reconcile<'a>(
-        &'a self,
-        key: &'a QueueKey,
-    ) -> BoxFuture<'a, Result<Option<Duration>, String>> {
+    fn reconcile<'a>(&'a self, key: &'a QueueKey) -> BoxFuture<'a, Result<Action>> {
         Box::pin(self.core.reconcile_object(&self.gr, key))
     }
 }
