@@ -26,7 +26,8 @@ pub mod protobuf;
 pub mod request;
 pub mod resources;
 pub mod schema;
-pub mod selector;
+// re-export for api/handlers until the issue 14 merge; the lead removes it
+pub use crate::object::selector;
 pub mod server;
 pub mod status;
 pub mod tls;

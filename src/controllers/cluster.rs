@@ -42,6 +42,7 @@ use super::finalizer::{conflict_awaits_change, finalizer, Cleanup};
 use super::keys::QueueKey;
 use super::member::{self, EndpointPolicy, EndpointRefused};
 use super::objects::{self, is_true, set_condition, unix_now, Stored};
+use super::quantity::Sums;
 use super::runtime::{Action, Controller};
 use crate::shard::{BoxFuture, Shard};
 use crate::store::{GroupResource, Key, ListOptions, ObjectKey, Prefix, Txn, Workspace};
@@ -152,7 +153,7 @@ impl ClusterController {
         key: &QueueKey,
         reg: &Stored<ClusterRegistration>,
     ) -> Result<kube::Client, CredentialsError> {
-        let (fingerprint, creds) = member::load(&*self.shard, &key.cluster, &reg.obj.spec)?;
+        let (fingerprint, creds) = member::load(&*self.shard, &key.workspace, &reg.obj.spec)?;
         if let Some((f, c)) = self
             .clients
             .lock()
@@ -235,7 +236,7 @@ impl ClusterController {
     }
 
     async fn reconcile_key(&self, key: &QueueKey) -> Result<Action> {
-        let okey = ObjectKey::cluster_scoped(resource(), key.cluster.clone(), &key.name)?;
+        let okey = ObjectKey::cluster_scoped(resource(), key.workspace.clone(), &key.name)?;
         let Some(reg) = objects::read::<ClusterRegistration>(&*self.shard, &okey)? else {
             self.forget(key);
             return Ok(Action::await_change());
@@ -390,7 +391,7 @@ impl ClusterController {
     /// removed once no placement decision names the cluster.
     async fn cleanup(&self, key: &QueueKey) -> Result<Cleanup> {
         self.forget(key);
-        if let Some(p) = placement_naming(&*self.shard, &key.cluster, &key.name)? {
+        if let Some(p) = placement_naming(&*self.shard, &key.workspace, &key.name)? {
             tracing::debug!(cluster = %key, placement = %p, "deleting cluster still chosen; waiting");
             return Ok(Cleanup::Wait(Action::requeue(DELETION_RECHECK)));
         }
@@ -559,74 +560,6 @@ impl Controller for ClusterController {
     fn reconcile<'a>(&'a self, key: &'a QueueKey) -> BoxFuture<'a, Result<Action>> {
         Box::pin(self.reconcile_key(key))
     }
-}
-
-/// Sums of resource quantities, in base units (milli for fractions).
-#[derive(Default)]
-struct Sums(BTreeMap<String, Option<i128>>);
-
-impl Sums {
-    fn add(&mut self, resource: &str, q: &str) {
-        let e = self.0.entry(resource.to_string()).or_insert(Some(0));
-        *e = match (*e, parse_milli(q)) {
-            (Some(a), Some(b)) => Some(a + b),
-            _ => None,
-        };
-    }
-
-    fn render(&self) -> BTreeMap<String, String> {
-        self.0
-            .iter()
-            .filter_map(|(k, v)| Some((k.clone(), format_milli((*v)?))))
-            .collect()
-    }
-}
-
-/// A Kubernetes quantity in thousandths of its unit.
-pub fn parse_milli(q: &str) -> Option<i128> {
-    let q = q.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(q.len());
-    let (num, suffix) = q.split_at(split);
-    let mult: i128 = match suffix {
-        "" => 1000,
-        "m" => 1,
-        "k" => 1000 * 1000,
-        "M" => 1000 * 1_000_000,
-        "G" => 1000 * 1_000_000_000,
-        "T" => 1000 * 1_000_000_000_000,
-        "Ki" => 1000 << 10,
-        "Mi" => 1000 << 20,
-        "Gi" => 1000 << 30,
-        "Ti" => 1000 << 40,
-        "Pi" => 1000 << 50,
-        _ => return None,
-    };
-    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-    let int: i128 = if int.is_empty() { 0 } else { int.parse().ok()? };
-    let mut v = int * mult;
-    if !frac.is_empty() {
-        let digits = frac.len().min(12) as u32;
-        let f: i128 = frac[..digits as usize].parse().ok()?;
-        v += f * mult / 10i128.pow(digits);
-    }
-    Some(v)
-}
-
-/// Formats thousandths as a quantity: whole units, with a binary suffix
-/// when exact, else milli.
-pub fn format_milli(v: i128) -> String {
-    if v % 1000 != 0 {
-        return format!("{v}m");
-    }
-    let n = v / 1000;
-    for (shift, suffix) in [(40, "Ti"), (30, "Gi"), (20, "Mi"), (10, "Ki")] {
-        if n != 0 && n % (1i128 << shift) == 0 {
-            return format!("{}{suffix}", n >> shift);
-        }
-    }
-    n.to_string()
 }
 
 #[cfg(test)]
@@ -923,29 +856,6 @@ mod tests {
             );
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 0, "the shard connected");
-    }
-
-    #[test]
-    fn quantities_sum_as_kubernetes_writes_them() {
-        let mut s = Sums::default();
-        for (r, q) in [
-            ("cpu", "4"),
-            ("cpu", "500m"),
-            ("memory", "8Gi"),
-            ("memory", "8192Mi"),
-            ("pods", "110"),
-            ("pods", "110"),
-            ("odd", "1x"),
-        ] {
-            s.add(r, q);
-        }
-        let out = s.render();
-        assert_eq!(out["cpu"], "4500m");
-        assert_eq!(out["memory"], "16Gi");
-        assert_eq!(out["pods"], "220");
-        assert!(!out.contains_key("odd"), "an unparsable sum is left out");
-        assert_eq!(parse_milli("1.5"), Some(1500));
-        assert_eq!(parse_milli("2k"), Some(2_000_000));
     }
 
     #[test]

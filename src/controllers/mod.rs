@@ -40,6 +40,7 @@ pub mod keys;
 pub mod member;
 pub mod objects;
 pub mod placement;
+pub mod quantity;
 pub mod queue;
 pub mod runtime;
 pub mod schedule;

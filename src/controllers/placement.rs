@@ -267,7 +267,7 @@ impl PlacementController {
 
     /// One reconcile; public for the benchmark.
     pub async fn reconcile_key(&self, key: &QueueKey) -> Result<Action> {
-        let ws = key.cluster.clone();
+        let ws = key.workspace.clone();
         let okey = ObjectKey::cluster_scoped(resource(), ws.clone(), &key.name)?;
         let skey = Key::placement(ws.clone(), &key.name)?;
         let state_rec = self.shard.get(&skey)?;
@@ -300,7 +300,7 @@ impl PlacementController {
         skey: Key,
         state_rec: Option<Record>,
     ) -> Result<Action> {
-        let ws = key.cluster.clone();
+        let ws = key.workspace.clone();
         let uid = wp.obj.metadata.uid.clone().unwrap_or_default();
         let spec = &wp.obj.spec;
         let location = match &spec.location_workspace {
@@ -496,7 +496,7 @@ fn state_writes(
     if old.map(|s| s.location.as_str()) != Some(location.as_str()) {
         writes.extend(index_delete(key, old));
         writes.push(TxnOp::put_bincode(
-            Key::placement_at(location.clone(), key.cluster.clone(), &key.name)?,
+            Key::placement_at(location.clone(), key.workspace.clone(), &key.name)?,
             Vec::new(),
             Expectation::Any,
         ));
@@ -524,7 +524,7 @@ fn decision_deletes(key: &QueueKey, skey: &Key, rec: Option<&Record>) -> Vec<Txn
 /// Deletes the index entry of the placement `key` whose state was `old`.
 fn index_delete(key: &QueueKey, old: Option<&PlacementState>) -> Option<TxnOp> {
     let location = Workspace::parse(&old?.location).ok()?;
-    let k = Key::placement_at(location, key.cluster.clone(), &key.name).ok()?;
+    let k = Key::placement_at(location, key.workspace.clone(), &key.name).ok()?;
     Some(TxnOp::delete(k, Expectation::Any))
 }
 

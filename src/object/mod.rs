@@ -1,7 +1,8 @@
 //! Kubernetes objects as JSON values ([`serde_json::Value`]), shared by
 //! the API and the controllers: the metadata helpers both need, the
-//! RFC 7386 merge patch ([`merge`]), and the annotations only the server
-//! writes.
+//! RFC 7386 merge patch ([`merge`]), label and field selectors with
+//! Kubernetes' semantics ([`selector`]), and the annotations only the
+//! server writes.
 //!
 //! Neutral ground: nothing here knows HTTP (that is [`crate::api`], which
 //! adds shape checks, encoding for storage and error replies on top) or
@@ -13,6 +14,7 @@
 //! API's schemas: [`crate::api::patch`], [`crate::api::apply`]).
 
 pub mod merge;
+pub mod selector;
 
 use serde_json::{Map, Value};
 

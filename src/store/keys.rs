@@ -19,6 +19,24 @@
 //! keys sort bytewise as in etcd, which is the order Kubernetes lists have.
 //!
 //! Decoding is the exact inverse of encoding (a property test checks it).
+//!
+//! ## Why the controllers' records are named here
+//!
+//! The `/tmc/...` keys hold the controllers' own records (placement
+//! decisions, their index by location, sync records), and [`Key`] names
+//! them (`Placement`, `PlacementAt`, `Sync`) instead of handing the
+//! controllers an opaque internal prefix to lay out themselves. Decided so
+//! (issue 14) because the key layout is the store's schema, as kcp's
+//! `/registry/...` layout is etcd's: every byte layout of the `data`
+//! column family lives in this one file, each segment is validated, and
+//! decoding is the exact inverse of encoding, property-tested. The
+//! controllers rely on that: they list a location's placements as one
+//! exact prefix ([`Prefix::placements_at`]) and decode the workspace and
+//! name back out of each key, which an opaque prefix would make them
+//! re-implement (and re-validate) in the controller layer. The price is
+//! that the store knows three controller nouns and a new kind of record
+//! means a variant here; the store still knows nothing of what the
+//! records hold (their values are the controllers' bincode).
 
 use super::error::{NameError, Result};
 use super::names::{self, NameRule, Workspace};

@@ -247,7 +247,7 @@ impl ClusterSyncer {
     fn object_key(item: &SyncItem) -> Result<ObjectKey> {
         ObjectKey::with_rule(
             item.gr.clone(),
-            item.key.cluster.clone(),
+            item.key.workspace.clone(),
             item.key.namespace.as_deref(),
             &item.key.name,
             crate::store::NameRule::DnsSubdomain,
@@ -333,7 +333,7 @@ impl ClusterSyncer {
         };
         let here = desired.clusters.contains(&self.cluster);
         let ns = item.key.namespace.clone().unwrap_or_default();
-        let dns = mapping::downstream_namespace(&item.key.cluster, &ns);
+        let dns = mapping::downstream_namespace(&item.key.workspace, &ns);
         let name = item.key.name.as_str();
         if !here && rec.is_none() && !self.maybe_downstream(&item.gr, &dns, name) {
             return Ok(()); // nothing here, nothing to do
@@ -483,7 +483,7 @@ impl ClusterSyncer {
                 continue;
             };
             let key = QueueKey::new(
-                item.key.cluster.clone(),
+                item.key.workspace.clone(),
                 item.key.namespace.as_deref(),
                 name,
             );
