@@ -37,7 +37,6 @@
 
 use super::authz;
 use super::handlers::Admit;
-use super::object;
 use super::resources::{ResourceInfo, TMC_GROUP};
 use super::status::{qualified, ApiError, ApiResult};
 use crate::authz::author::{author_text, author_value, use_attributes, AUTHOR_ANNOTATION};
@@ -86,7 +85,7 @@ fn set_author(obj: &mut Value, author: Option<String>) {
 /// Sets annotation `key` of `obj` to `value`, or removes it (and an
 /// annotation map it leaves empty).
 fn set_annotation(obj: &mut Value, key: &str, value: Option<Value>) {
-    let meta = object::meta_mut(obj);
+    let meta = crate::object::meta_mut(obj);
     match value {
         Some(v) => {
             let anns = meta
@@ -163,7 +162,9 @@ fn placement(
     if !spec_changed {
         return Ok(());
     }
-    let name = object::meta_str(new, "name").unwrap_or("").to_string();
+    let name = crate::object::meta_str(new, "name")
+        .unwrap_or("")
+        .to_string();
     let Some(Value::String(location)) = new.pointer("/spec/locationWorkspace") else {
         // None: its own workspace; another type is refused by validation.
         return Ok(());

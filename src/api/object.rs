@@ -497,7 +497,8 @@ pub fn check_shape(info: &ResourceInfo, obj: &Value) -> Result<(), ShapeError> {
     Ok(())
 }
 
-// re-export for api/handlers until the issue 14 merge; the lead removes it
+// meta_mut is used here too; the rest is a re-export for api/handlers
+// until the issue 14 merge; the lead removes it (and makes this a `use`).
 pub use crate::object::{finalizers, meta_mut, meta_str, now};
 
 /// Everything but `metadata` and `status`: what `generation` tracks.

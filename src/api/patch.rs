@@ -273,7 +273,7 @@ fn json_size(v: &Value, limit: usize) -> usize {
     total
 }
 
-pub use crate::object::merge::{apply_merge_patch, merge_patch};
+use crate::object::merge::apply_merge_patch;
 
 const DIRECTIVE: &str = "$patch";
 const RETAIN_KEYS: &str = "$retainKeys";

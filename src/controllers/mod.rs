@@ -2,7 +2,7 @@
 //! raft leader.
 //!
 //! Built so far: [`queue`], the typed work queue with client-go's default
-//! controller rate limiter, and [`keys`], kcp's `cluster|namespace/name`
+//! controller rate limiter, and [`keys`], kcp's `workspace|namespace/name`
 //! keys with distinct logical-cluster Name and Path types, and the
 //! [`committer`]'s plan: one merge patch, spec or status, with preconditions,
 //! and [`feed`]: keys from a start-up scan and the store's change log, and
@@ -21,6 +21,10 @@
 //! [`cluster`] is the ClusterRegistration controller (probes, heartbeat,
 //! credentials) and [`placement`] the WorkloadPlacement controller
 //! (decisions kept in the store, a shared cluster catalog).
+//!
+//! Words, as kcp's: a *workspace* (logical cluster) is the tenant unit,
+//! the first part of every queue key; a *member cluster* (or "cluster"
+//! alone) is a physical cluster registered by a ClusterRegistration.
 //!
 //! [`sync`] pushes placed workloads to member clusters and brings their
 //! status back. Both reach member clusters only through [`member`]:

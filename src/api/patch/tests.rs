@@ -1,5 +1,6 @@
 use super::*;
 use crate::api::schema::MergeSchema;
+use crate::object::merge::merge_patch;
 use proptest::prelude::*;
 use serde_json::json;
 
