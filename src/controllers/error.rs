@@ -15,14 +15,15 @@ pub enum Error {
     #[error("changed while reconciling; retrying on fresh state")]
     Conflict,
     /// The shard could not read or write (no leader, timeout, store error).
-    #[error("shard: {0}")]
+    #[error(transparent)]
     Shard(ShardError),
     /// A key the reconcile needs cannot be built from the names it has.
-    #[error("invalid key: {0}")]
+    #[error(transparent)]
     InvalidKey(#[from] NameError),
     /// A stored object (or controller record) does not have a shape the
-    /// controller can work with.
-    #[error("{what}: {reason}")]
+    /// controller can work with. Reads `{what} {reason}`, e.g. "stored
+    /// object /registry/... is not JSON: ...".
+    #[error("{what} {reason}")]
     InvalidObject {
         /// Which object or record.
         what: String,

@@ -39,7 +39,7 @@ pub fn read<T: DeserializeOwned>(shard: &dyn Shard, key: &ObjectKey) -> Result<O
     };
     let what = || format!("stored object {}", key_str(key));
     let raw: Value = serde_json::from_slice(&rec.value)
-        .map_err(|e| Error::invalid(what(), format!("not JSON: {e}")))?;
+        .map_err(|e| Error::invalid(what(), format!("is not JSON: {e}")))?;
     let obj = serde_json::from_value(with_resource_version(&raw, rec.mod_revision))
         .map_err(|e| Error::invalid(what(), format!("does not decode: {e}")))?;
     Ok(Some(Stored {
@@ -71,15 +71,19 @@ fn key_str(k: &ObjectKey) -> String {
 pub fn status_write<T, S: Serialize>(stored: &Stored<T>, status: &S) -> Result<Option<TxnOp>> {
     let old = with_resource_version(&stored.raw, stored.revision);
     let mut new = old.clone();
-    new["status"] = serde_json::to_value(status)
-        .map_err(|e| Error::invalid(key_str(&stored.key), format!("status: {e}")))?;
+    new["status"] = serde_json::to_value(status).map_err(|e| {
+        Error::invalid(
+            key_str(&stored.key),
+            format!("has a status that does not serialize: {e}"),
+        )
+    })?;
     let Some(patch) = committer::plan(&old, &new)? else {
         return Ok(None);
     };
     if patch.subresource != Subresource::Status {
         return Err(Error::invalid(
             key_str(&stored.key),
-            "a status write changed more than status",
+            "would get a status write that changes more than status",
         ));
     }
     let mut value = stored.raw.clone();
@@ -97,7 +101,8 @@ pub fn status_write<T, S: Serialize>(stored: &Stored<T>, status: &S) -> Result<O
 
 /// The stored JSON of an object.
 fn encode_json(key: &ObjectKey, v: &Value) -> Result<Vec<u8>> {
-    serde_json::to_vec(v).map_err(|e| Error::invalid(key_str(key), e))
+    serde_json::to_vec(v)
+        .map_err(|e| Error::invalid(key_str(key), format!("does not serialize: {e}")))
 }
 
 /// Encodes controller state kept in the store (`/tmc/...`, bincode).
@@ -154,7 +159,7 @@ pub fn finalizer_write<T>(
     if patch.subresource != Subresource::Main {
         return Err(Error::invalid(
             key_str(&stored.key),
-            "a finalizer write changed status",
+            "would get a finalizer write that changes status",
         ));
     }
     let expect = Expectation::ModRevision(stored.revision);

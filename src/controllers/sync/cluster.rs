@@ -310,10 +310,12 @@ impl ClusterSyncer {
                 .map(|v| (**v).clone()));
         }
         match api.get_opt(name).await {
-            Ok(o) => o
-                .map(serde_json::to_value)
-                .transpose()
-                .map_err(|e| Error::invalid(format!("{gr} {ns}/{name} on {}", self.cluster), e)),
+            Ok(o) => o.map(serde_json::to_value).transpose().map_err(|e| {
+                Error::invalid(
+                    format!("{gr} {ns}/{name} on {}", self.cluster),
+                    format!("does not serialize: {e}"),
+                )
+            }),
             Err(e) => {
                 Err(self.member_error(format!("reading {gr} {ns}/{name} on {}: {e}", self.cluster)))
             }
@@ -324,7 +326,7 @@ impl ClusterSyncer {
     async fn process(&self, item: &SyncItem) -> Result<()> {
         let core = &self.core;
         let okey = Self::object_key(item)?;
-        let kind = kind_of(&item.gr).ok_or_else(|| Error::invalid(&item.gr, "not synced"))?;
+        let kind = kind_of(&item.gr).ok_or_else(|| Error::invalid(&item.gr, "is not synced"))?;
         let obj = objects::read::<Value>(&**core.shard(), &okey)?;
         let rec = core.record(&self.cluster, &okey)?;
         let desired = match &obj {
@@ -421,8 +423,12 @@ impl ClusterSyncer {
                         kind.kind, self.cluster
                     ))
                 })?;
-            let v = serde_json::to_value(applied)
-                .map_err(|e| Error::invalid(format!("{} {dns}/{name}", kind.kind), e))?;
+            let v = serde_json::to_value(applied).map_err(|e| {
+                Error::invalid(
+                    format!("{} {dns}/{name}", kind.kind),
+                    format!("does not serialize: {e}"),
+                )
+            })?;
             self.observe(&kind.gr, v.clone());
             v
         };

@@ -563,14 +563,15 @@ impl SyncCore {
                 None => {}
             }
         }
-        let new = next_object(gr, &obj.raw, &keep, &desired, &records)
-            .map_err(|e| Error::invalid(format!("stored object {}", Key::from(okey.clone())), e))?;
+        let new = next_object(gr, &obj.raw, &keep, &desired, &records).map_err(|e| {
+            Error::invalid(format!("stored object {}:", Key::from(okey.clone())), e)
+        })?;
         if new != obj.raw {
             let op = if deleting(&new) && crate::object::finalizers(&new).is_empty() {
                 TxnOp::delete(okey.clone(), Expectation::ModRevision(obj.revision))
             } else {
                 let bytes = serde_json::to_vec(&new).map_err(|e| {
-                    Error::invalid(format!("stored object {}", Key::from(okey.clone())), e)
+                    Error::invalid(format!("stored object {}:", Key::from(okey.clone())), e)
                 })?;
                 TxnOp::put_json(okey.clone(), bytes, Expectation::ModRevision(obj.revision))
             };
