@@ -13,6 +13,10 @@
 //! - the change log ([`Shard::changes_since`]) and a revision signal
 //!   ([`Shard::subscribe`]) for watches and controllers;
 //! - [`Shard::is_leader`], for controllers that run on the leader only.
+//!
+//! [`read_whole_revisions`] reads the change log in bounded batches that
+//! never end inside a transaction: the API's watch hub and the
+//! controllers' feeds both read it so.
 
 use crate::store::{Change, Committed, Key, ListOptions, ListPage, Prefix, Record, Txn};
 use std::future::Future;
@@ -38,6 +42,17 @@ pub enum ShardError {
     /// Anything else (the node stopped, forwarding failed).
     #[error("{0}")]
     Internal(String),
+}
+
+impl ShardError {
+    /// True when a compare-and-swap precondition failed: the data changed
+    /// since it was read (retry on fresh state).
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            ShardError::Store(crate::store::Error::Conflict { .. })
+        )
+    }
 }
 
 /// One replicated store, as its users see it.
@@ -67,6 +82,34 @@ pub trait Shard: Send + Sync + 'static {
     /// Whether this node leads the shard, pushed on every change (by the
     /// raft event loop when the node's role changes).
     fn leadership(&self) -> tokio::sync::watch::Receiver<bool>;
+}
+
+/// Changes after `after`, a bounded batch that never ends in the middle
+/// of a revision (one transaction's changes share one revision).
+pub fn read_whole_revisions(shard: &dyn Shard, after: u64) -> Result<Vec<Change>, ShardError> {
+    const BATCH: usize = 1000;
+    let mut changes = shard.changes_since(after, BATCH)?;
+    if changes.len() < BATCH {
+        return Ok(changes);
+    }
+    let last = changes.last().map(|c| c.revision).unwrap_or(after);
+    if changes.first().map(|c| c.revision) == Some(last) {
+        // One transaction larger than a batch: take it whole, reading
+        // more until a later revision shows (never the whole backlog).
+        let mut limit = 2 * BATCH;
+        loop {
+            let more = shard.changes_since(after, limit)?;
+            if more.len() < limit || more.last().map(|c| c.revision) != Some(last) {
+                return Ok(more
+                    .into_iter()
+                    .take_while(|c| c.revision == last)
+                    .collect());
+            }
+            limit *= 2;
+        }
+    }
+    changes.retain(|c| c.revision < last);
+    Ok(changes)
 }
 
 /// A shard of one store with no replication: always the leader, writes
@@ -147,3 +190,50 @@ macro_rules! reads_from_store {
     };
 }
 pub(crate) use reads_from_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{
+        Expectation, GroupResource, MemoryEngine, ObjectKey, Store, StoreOptions, TxnOp, Workspace,
+    };
+
+    /// One transaction of `n` puts; returns its revision.
+    async fn txn_of(shard: &LocalShard<MemoryEngine>, from: usize, n: usize) -> u64 {
+        let gr = GroupResource::new("", "configmaps").unwrap();
+        let ws = Workspace::parse("root").unwrap();
+        let ops = (from..from + n)
+            .map(|i| {
+                let k = ObjectKey::namespaced(gr.clone(), ws.clone(), "d", &format!("c{i}"));
+                TxnOp::put_json(k.unwrap(), b"{}".to_vec(), Expectation::Any)
+            })
+            .collect();
+        shard.write(Txn::new(ops)).await.unwrap().revision
+    }
+
+    #[tokio::test]
+    async fn whole_revisions_are_read_in_batches_never_split() {
+        let st = Store::open(MemoryEngine::new(), StoreOptions::default()).unwrap();
+        let shard = LocalShard::new(std::sync::Arc::new(st));
+        // Three transactions of 600: a batch of 1000 ends inside the
+        // second, which is left for the next read.
+        let r1 = txn_of(&shard, 0, 600).await;
+        let r2 = txn_of(&shard, 600, 600).await;
+        let r3 = txn_of(&shard, 1200, 600).await;
+        let got = read_whole_revisions(&shard, 0).unwrap();
+        assert_eq!(got.len(), 600);
+        assert!(got.iter().all(|c| c.revision == r1));
+        let got = read_whole_revisions(&shard, r1).unwrap();
+        assert_eq!(got.len(), 600);
+        assert!(got.iter().all(|c| c.revision == r2));
+        let got = read_whole_revisions(&shard, r2).unwrap();
+        assert_eq!(got.len(), 600, "fewer than a batch: all of it");
+        assert!(got.iter().all(|c| c.revision == r3));
+        // One transaction larger than a batch comes whole, and alone.
+        let big = txn_of(&shard, 2000, 2500).await;
+        txn_of(&shard, 5000, 1).await;
+        let got = read_whole_revisions(&shard, r3).unwrap();
+        assert_eq!(got.len(), 2500);
+        assert!(got.iter().all(|c| c.revision == big));
+    }
+}

@@ -6,6 +6,16 @@ use std::path::Path;
 /// its message.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The innermost error's message (hyper's outer ones say only "client
+/// error (Connect)"), as the socket or TLS layer put it.
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner = e;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    inner.to_string()
+}
+
 /// Peak resident set size of this process in bytes (`VmHWM`), if known.
 pub fn peak_rss_bytes() -> Option<u64> {
     proc_status_kib("VmHWM:").map(|k| k * 1024)

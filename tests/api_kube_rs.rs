@@ -278,11 +278,7 @@ async fn typed_deployments_through_followers() {
 
 fn placement_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(
-            tmc::api::types::GROUP,
-            tmc::api::types::VERSION,
-            "WorkloadPlacement",
-        ),
+        &GroupVersionKind::gvk(tmc::types::GROUP, tmc::types::VERSION, "WorkloadPlacement"),
         "workloadplacements",
     )
 }
@@ -294,7 +290,7 @@ async fn dynamic_placement_and_status_subresource() {
     let ar = placement_resource();
     let w: Api<DynamicObject> = Api::all_with(s.client(f1, "root").await, &ar);
     let r: Api<DynamicObject> = Api::all_with(s.client(f2, "root").await, &ar);
-    let spec = tmc::api::types::example_placement_spec();
+    let spec = tmc::types::example_placement_spec();
 
     // create (a status sent with create is dropped: status subresource)
     let mut obj = DynamicObject::new("web-eu", &ar).data(json!({
@@ -314,7 +310,7 @@ async fn dynamic_placement_and_status_subresource() {
         ("tmc.kcp.io/v1alpha1", "WorkloadPlacement")
     );
     // It parses as tmc's own type.
-    let typed: tmc::api::types::WorkloadPlacement =
+    let typed: tmc::types::WorkloadPlacement =
         serde_json::from_value(serde_json::to_value(&created).unwrap()).unwrap();
     assert_eq!(typed.metadata.name.as_deref(), Some("web-eu"));
     let (code, reason) = api_err(w.create(&PostParams::default(), &obj).await);

@@ -22,13 +22,13 @@
 //!   the writer may not use and one that does not exist give the same
 //!   403, so the answer tells nothing of other workspaces.
 //! - **The author** of the spec is recorded by the server in the
-//!   annotation [`AUTHOR_ANNOTATION`] (`{"username", "uid", "groups"}`,
+//!   annotation [`AUTHOR_ANNOTATION`] ([`crate::authz::author`]) (`{"username", "uid", "groups"}`,
 //!   the shape of kcp's workspace owner annotation): written on every
 //!   write that changes `spec`, kept from the stored object on any other
 //!   write (metadata, status), never taken from the client — a value a
 //!   client sends is overwritten or restored.
 //! - **The controller** checks again, as the recorded author, with the
-//!   same RBAC code over the shard ([`super::authz::allowed`]): on every
+//!   same RBAC code over the shard ([`crate::authz::allowed`]): on every
 //!   reconcile, and when the ClusterRoles or ClusterRoleBindings of a
 //!   location change. A revoked grant drops the decision.
 //!
@@ -37,27 +37,16 @@
 
 use super::authz;
 use super::handlers::Admit;
-use super::object;
 use super::resources::{ResourceInfo, TMC_GROUP};
 use super::status::{qualified, ApiError, ApiResult};
-use crate::authz::rbac::{self, Attributes};
+use crate::authz::author::{author_text, author_value, use_attributes, AUTHOR_ANNOTATION};
+use crate::authz::rbac;
 use crate::authz::User;
+use crate::object::SERVER_OWNED_ANNOTATIONS;
 use crate::shard::Shard;
 use crate::store::Workspace;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
-
-/// The annotation in which the server records who wrote a placement's
-/// spec.
-pub const AUTHOR_ANNOTATION: &str = "tmc.kcp.io/author";
-
-/// The verb that allows using a location's ClusterRegistrations.
-pub const USE_VERB: &str = "use";
-
-/// The RBAC attributes of using a location's clusters.
-pub fn use_attributes() -> Attributes {
-    Attributes::resource(USE_VERB, TMC_GROUP, "clusterregistrations", "", "")
-}
 
 fn is_placement(info: &ResourceInfo) -> bool {
     (info.group, info.kind) == (TMC_GROUP, "WorkloadPlacement")
@@ -89,31 +78,6 @@ pub async fn prepare(
     Ok(())
 }
 
-/// The author record of `user`.
-pub fn author_value(user: &User) -> String {
-    json!({"username": user.name, "uid": user.uid, "groups": user.groups}).to_string()
-}
-
-fn author_text(obj: &Value) -> Option<&str> {
-    obj.get("metadata")?
-        .get("annotations")?
-        .get(AUTHOR_ANNOTATION)?
-        .as_str()
-}
-
-/// The recorded author of a stored placement, if any.
-pub fn author_of(obj: &Value) -> Option<User> {
-    let v: Value = serde_json::from_str(author_text(obj)?).ok()?;
-    let name = v.get("username")?.as_str().filter(|n| !n.is_empty())?;
-    let uid = v.get("uid").and_then(Value::as_str).unwrap_or("");
-    let groups: Vec<&str> = v
-        .get("groups")
-        .and_then(Value::as_array)
-        .map(|g| g.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    Some(User::new(name, uid, &groups))
-}
-
 fn set_author(obj: &mut Value, author: Option<String>) {
     set_annotation(obj, AUTHOR_ANNOTATION, author.map(Value::String));
 }
@@ -121,7 +85,7 @@ fn set_author(obj: &mut Value, author: Option<String>) {
 /// Sets annotation `key` of `obj` to `value`, or removes it (and an
 /// annotation map it leaves empty).
 fn set_annotation(obj: &mut Value, key: &str, value: Option<Value>) {
-    let meta = object::meta_mut(obj);
+    let meta = crate::object::meta_mut(obj);
     match value {
         Some(v) => {
             let anns = meta
@@ -148,14 +112,6 @@ fn set_annotation(obj: &mut Value, key: &str, value: Option<Value>) {
         }
     }
 }
-
-/// Annotations only the sync controller writes (through the shard, never
-/// through the API): the clusters that may hold a copy of a workspace
-/// object, and each copy's status. The sync controller connects to, and
-/// cleans up on, every cluster the first one names, so a client that could
-/// write it could make tmc reach clusters its placements were never given.
-pub const SERVER_OWNED_ANNOTATIONS: [&str; 2] =
-    ["tmc.kcp.io/clusters", "tmc.kcp.io/cluster-status"];
 
 /// Keeps the [`SERVER_OWNED_ANNOTATIONS`] of every written object as
 /// stored: what a client sends for them is replaced by the stored value,
@@ -206,7 +162,9 @@ fn placement(
     if !spec_changed {
         return Ok(());
     }
-    let name = object::meta_str(new, "name").unwrap_or("").to_string();
+    let name = crate::object::meta_str(new, "name")
+        .unwrap_or("")
+        .to_string();
     let Some(Value::String(location)) = new.pointer("/spec/locationWorkspace") else {
         // None: its own workspace; another type is refused by validation.
         return Ok(());
@@ -243,6 +201,7 @@ fn placement(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::authz::author::author_of;
     use crate::shard::LocalShard;
     use crate::store::{Expectation, GroupResource, MemoryEngine, ObjectKey, Store, StoreOptions};
     use crate::store::{Txn, TxnOp};

@@ -18,7 +18,7 @@ use super::status::{qualified, ApiError, ApiResult};
 use crate::authz::rbac::{self, Attributes, Policy, PolicyRule, RBAC_GROUP};
 use crate::authz::User;
 use crate::shard::Shard;
-use crate::store::{GroupResource, ListOptions, Prefix, Workspace};
+use crate::store::Workspace;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -39,43 +39,10 @@ pub fn attributes(r: &ResourceRequest, verb: &str) -> Attributes {
     }
 }
 
-fn list_all(shard: &dyn Shard, prefix: &Prefix, out: &mut Vec<Value>) -> ApiResult<()> {
-    let page = shard.list(prefix, &ListOptions::default())?;
-    for rec in page.items {
-        if let Ok(v) = serde_json::from_slice::<Value>(&rec.value) {
-            out.push(v);
-        }
-    }
-    Ok(())
-}
-
-fn gr(plural: &str) -> GroupResource {
-    GroupResource::new(RBAC_GROUP, plural).expect("valid")
-}
-
 /// The policy of `ws` as seen from `namespace` (`""`: cluster scope),
-/// from this replica's local state.
+/// from this replica's local state ([`crate::authz::load_policy`]).
 pub fn load_policy(shard: &dyn Shard, ws: &Workspace, namespace: &str) -> ApiResult<Policy> {
-    let mut objs = Vec::new();
-    list_all(
-        shard,
-        &Prefix::workspace(&gr("clusterroles"), ws),
-        &mut objs,
-    )?;
-    list_all(
-        shard,
-        &Prefix::workspace(&gr("clusterrolebindings"), ws),
-        &mut objs,
-    )?;
-    if !namespace.is_empty() {
-        for plural in ["roles", "rolebindings"] {
-            // A namespace that cannot exist holds nothing.
-            if let Ok(p) = Prefix::namespace(&gr(plural), ws, namespace) {
-                list_all(shard, &p, &mut objs)?;
-            }
-        }
-    }
-    Ok(Policy::from_objects(objs.iter()))
+    Ok(crate::authz::load_policy(shard, ws, namespace)?)
 }
 
 /// The 403 of a denied request, as kube-apiserver words it.
@@ -96,26 +63,15 @@ pub fn forbidden(user: &User, a: &Attributes, ws: &Workspace) -> ApiError {
     }
 }
 
-/// Is `user` allowed `a` in `ws`? Local state first; a denial is checked
-/// again at a linearizable read point.
+/// Is `user` allowed `a` in `ws`? ([`crate::authz::allowed`]: local
+/// state first, a denial checked again at a linearizable read point.)
 pub async fn allowed(
     shard: &dyn Shard,
     user: &User,
     ws: &Workspace,
     a: &Attributes,
 ) -> ApiResult<bool> {
-    if user.is_master() {
-        return Ok(true);
-    }
-    if rbac::authorize(&load_policy(shard, ws, &a.namespace)?, user, a) {
-        return Ok(true);
-    }
-    shard.barrier().await?;
-    Ok(rbac::authorize(
-        &load_policy(shard, ws, &a.namespace)?,
-        user,
-        a,
-    ))
+    Ok(crate::authz::allowed(shard, user, ws, a).await?)
 }
 
 /// 403 unless `user` may do `a` in `ws`.

@@ -351,9 +351,9 @@ fn selector_target(rng: &mut StdRng, f: &Fixture) -> Result<(), String> {
         &serde_json::json!({"metadata": {"labels": "not a map", "name": 1}}),
         &serde_json::json!([]),
     ];
-    if let Ok(sel) = super::selector::LabelSelector::parse(&s) {
+    if let Ok(sel) = crate::object::selector::LabelSelector::parse(&s) {
         // What it prints parses again to the same selector.
-        let again = super::selector::LabelSelector::parse(&sel.to_string())
+        let again = crate::object::selector::LabelSelector::parse(&sel.to_string())
             .map_err(|e| format!("label selector {s:?} printed as {sel} does not parse: {e}"))?;
         if again.to_string() != sel.to_string() {
             return Err(format!("label selector {s:?} does not print stably"));
@@ -362,7 +362,7 @@ fn selector_target(rng: &mut StdRng, f: &Fixture) -> Result<(), String> {
             let _ = sel.matches_object(o);
         }
     }
-    if let Ok(sel) = super::selector::FieldSelector::parse(&s) {
+    if let Ok(sel) = crate::object::selector::FieldSelector::parse(&s) {
         for o in &objects {
             let _ = sel.matches(o);
         }

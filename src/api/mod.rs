@@ -26,11 +26,9 @@ pub mod protobuf;
 pub mod request;
 pub mod resources;
 pub mod schema;
-pub mod selector;
 pub mod server;
 pub mod status;
 pub mod tls;
-pub mod types;
 pub mod validation;
 pub mod watch;
 

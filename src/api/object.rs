@@ -497,38 +497,7 @@ pub fn check_shape(info: &ResourceInfo, obj: &Value) -> Result<(), ShapeError> {
     Ok(())
 }
 
-/// `metadata`, created if missing.
-pub fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
-    if !obj.get("metadata").is_some_and(Value::is_object) {
-        obj["metadata"] = Value::Object(Map::new());
-    }
-    obj["metadata"]
-        .as_object_mut()
-        .expect("just made an object")
-}
-
-/// A string field of `metadata`.
-pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
-    obj.get("metadata")?.get(field)?.as_str()
-}
-
-/// `metadata.finalizers`.
-pub fn finalizers(obj: &Value) -> Vec<String> {
-    obj.get("metadata")
-        .and_then(|m| m.get("finalizers"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Now, as Kubernetes writes times (RFC 3339, seconds, UTC).
-pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
+use crate::object::meta_mut;
 
 /// Everything but `metadata` and `status`: what `generation` tracks.
 pub fn spec_part(obj: &Value) -> Value {

@@ -29,7 +29,7 @@
 //! `status` are `type: object` with `x-kubernetes-preserve-unknown-fields`
 //! (their other top-level fields, e.g. a ConfigMap's `data`, are listed).
 //! `metadata` refers to a real `ObjectMeta`. tmc's own kinds get
-//! hand-written schemas that follow [`super::types`]; a test checks the
+//! hand-written schemas that follow [`crate::types`]; a test checks the
 //! Rust types' JSON against them. Definition names follow
 //! kube-apiserver's (`io.k8s.api.apps.v1.Deployment`) and, for groups
 //! outside Kubernetes, the reversed group as for custom resources

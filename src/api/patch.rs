@@ -273,59 +273,7 @@ fn json_size(v: &Value, limit: usize) -> usize {
     total
 }
 
-/// The RFC 7386 merge patch that turns `old` into `new`; `None` when equal.
-pub fn merge_patch(old: &Value, new: &Value) -> Option<Value> {
-    if old == new {
-        return None;
-    }
-    match (old, new) {
-        (Value::Object(o), Value::Object(n)) => {
-            let mut patch = Map::new();
-            for (k, nv) in n {
-                match o.get(k) {
-                    Some(ov) => {
-                        if let Some(p) = merge_patch(ov, nv) {
-                            patch.insert(k.clone(), p);
-                        }
-                    }
-                    None => {
-                        patch.insert(k.clone(), nv.clone());
-                    }
-                }
-            }
-            for k in o.keys() {
-                if !n.contains_key(k) {
-                    patch.insert(k.clone(), Value::Null);
-                }
-            }
-            Some(Value::Object(patch))
-        }
-        // Arrays and scalars are replaced whole; an object becoming a
-        // non-object too.
-        _ => Some(new.clone()),
-    }
-}
-
-/// Applies an RFC 7386 merge patch.
-pub fn apply_merge_patch(target: &mut Value, patch: &Value) {
-    match patch {
-        Value::Object(p) => {
-            if !target.is_object() {
-                *target = Value::Object(Map::new());
-            }
-            if let Value::Object(t) = target {
-                for (k, v) in p {
-                    if v.is_null() {
-                        t.remove(k);
-                    } else {
-                        apply_merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-                    }
-                }
-            }
-        }
-        _ => *target = patch.clone(),
-    }
-}
+use crate::object::merge::apply_merge_patch;
 
 const DIRECTIVE: &str = "$patch";
 const RETAIN_KEYS: &str = "$retainKeys";

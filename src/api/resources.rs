@@ -3,7 +3,7 @@
 //!
 //! Built-in Kubernetes kinds are stored schemaless (the JSON the client
 //! sent, with server-set metadata); tmc's own kinds have Rust types in
-//! [`super::types`]. Left out for now: scale subresources, ephemeral
+//! [`crate::types`]. Left out for now: scale subresources, ephemeral
 //! containers, events, pods (no kubelet stands behind tmc).
 
 use crate::store::{GroupResource, NameRule};
@@ -100,7 +100,7 @@ const fn r(
 /// The tmc API group.
 pub const TMC_GROUP: &str = "tmc.kcp.io";
 /// kcp's tenancy group (workspaces).
-pub const TENANCY_GROUP: &str = "tenancy.kcp.io";
+pub const TENANCY_GROUP: &str = crate::store::keys::TENANCY_GROUP;
 
 /// Every served resource.
 pub static RESOURCES: &[ResourceInfo] = &[
@@ -364,6 +364,21 @@ pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The store builds Workspace object keys without the API's table
+    /// ([`crate::store::ObjectKey::workspace_object`]): it must agree.
+    #[test]
+    fn the_store_names_workspace_objects_as_the_table_does() {
+        let info = lookup(TENANCY_GROUP, "v1alpha1", "workspaces").expect("served");
+        assert_eq!(info.name_rule, crate::store::keys::WORKSPACE_NAME_RULE);
+        let ws = crate::store::Workspace::parse("root:acme:web").unwrap();
+        let k = crate::store::ObjectKey::workspace_object(&ws).unwrap();
+        assert_eq!(k.gr, info.group_resource());
+        assert_eq!(k.workspace.as_str(), "root:acme");
+        assert_eq!(k.name, "web");
+        let root = crate::store::Workspace::parse("root").unwrap();
+        assert!(crate::store::ObjectKey::workspace_object(&root).is_none());
+    }
 
     #[test]
     fn table_is_consistent() {

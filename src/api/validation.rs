@@ -4,14 +4,14 @@
 //! validate them; tmc passes them to member clusters, which do). tmc's own
 //! kinds are read by its controllers, so a ClusterRegistration or a
 //! WorkloadPlacement whose `spec` (or `status`) does not decode into the
-//! types of [`super::types`] is refused with 422 Invalid, naming the field
+//! types of [`crate::types`] is refused with 422 Invalid, naming the field
 //! path serde stopped at, as kube-apiserver does for a CRD whose OpenAPI
 //! schema the object breaks. Unknown fields are kept (as a structural
 //! schema with `x-kubernetes-preserve-unknown-fields` would), not refused.
 
 use super::resources::ResourceInfo;
 use super::status::{ApiError, ApiResult};
-use super::types::{
+use crate::types::{
     ClusterRegistrationSpec, ClusterRegistrationStatus, WorkloadPlacementSpec,
     WorkloadPlacementStatus,
 };

@@ -227,7 +227,7 @@ async fn run(hub: Arc<WatchHub>, shard: Arc<dyn Shard>) {
     let mut signal = shard.subscribe();
     loop {
         let after = hub.delivered();
-        let changes = match read_whole_revisions(shard.as_ref(), after) {
+        let changes = match crate::shard::read_whole_revisions(shard.as_ref(), after) {
             Ok(c) => c,
             Err(e) => {
                 // Fell out of the change log (or it failed): every watch
@@ -311,37 +311,6 @@ fn deliver(sub: &Subscriber, group: &[Arc<Decoded>]) -> bool {
         let _ = sub.ended.set(Ended::TooSlow);
     }
     kept
-}
-
-/// Changes after `after`, a bounded batch that never ends in the middle
-/// of a revision (one transaction's changes share one revision).
-pub fn read_whole_revisions(
-    shard: &dyn Shard,
-    after: u64,
-) -> Result<Vec<Change>, crate::shard::ShardError> {
-    const BATCH: usize = 1000;
-    let mut changes = shard.changes_since(after, BATCH)?;
-    if changes.len() < BATCH {
-        return Ok(changes);
-    }
-    let last = changes.last().map(|c| c.revision).unwrap_or(after);
-    if changes.first().map(|c| c.revision) == Some(last) {
-        // One transaction larger than a batch: take it whole, reading
-        // more until a later revision shows (never the whole backlog).
-        let mut limit = 2 * BATCH;
-        loop {
-            let more = shard.changes_since(after, limit)?;
-            if more.len() < limit || more.last().map(|c| c.revision) != Some(last) {
-                return Ok(more
-                    .into_iter()
-                    .take_while(|c| c.revision == last)
-                    .collect());
-            }
-            limit *= 2;
-        }
-    }
-    changes.retain(|c| c.revision < last);
-    Ok(changes)
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Who may do what, independent of HTTP and of the store.
+//! Who may do what, independent of HTTP and of the store's layout.
 //!
 //! - [`User`]: an authenticated user, Kubernetes' `user.Info` shape.
 //! - [`rbac`]: Kubernetes RBAC over the Role, ClusterRole, RoleBinding and
@@ -7,11 +7,23 @@
 //!   bindings. It reads objects its caller already fetched, so it knows
 //!   nothing of where they live.
 //!
+//! - [`policy`]: the RBAC objects of one workspace read through the shard
+//!   ([`load_policy`]) and the decision over them ([`allowed`]), a denial
+//!   checked again after a barrier;
+//! - [`author`]: who wrote a placement's spec (the annotation the API
+//!   records) and the `use` right on a location workspace.
+//!
 //! The API edge ([`crate::api::server`]) authenticates (tokens, client
-//! certificates), fetches the RBAC objects of the request's workspace and
-//! asks [`rbac`] (see `docs/security.md`).
+//! certificates) and asks [`allowed`] for the request's workspace (see
+//! `docs/security.md`); the placement controller asks it for a placement's
+//! recorded author. Nothing here knows HTTP; [`policy`] reads the store
+//! only through the shard interface.
 
+pub mod author;
+pub mod policy;
 pub mod rbac;
+
+pub use policy::{allowed, load_policy};
 
 /// The group that may do anything, in every workspace.
 pub const MASTERS: &str = "system:masters";

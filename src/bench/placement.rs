@@ -113,7 +113,7 @@ fn put(key: ObjectKey, v: serde_json::Value) -> TxnOp {
 fn load(st: &Store<RocksEngine>, args: &Args, progress: &dyn Fn(&str)) -> store::Result<()> {
     let root = Workspace::parse("root").expect("root");
     let location = Workspace::parse(LOCATION).expect("path");
-    let now = crate::api::object::now();
+    let now = crate::object::now();
     st.commit(Txn::new(vec![put(
         ObjectKey::cluster_scoped(gr("tenancy.kcp.io", "workspaces"), root.clone(), "compute")
             .expect("key"),
@@ -149,7 +149,7 @@ fn load(st: &Store<RocksEngine>, args: &Args, progress: &dyn Fn(&str)) -> store:
     progress(&format!("{} clusters loaded", args.clusters));
     let wps = crate::controllers::placement::resource();
     let mut ops = Vec::with_capacity(1000);
-    let author = crate::api::admission::author_value(&crate::authz::User::new(
+    let author = crate::authz::author::author_value(&crate::authz::User::new(
         "admin",
         "",
         &[crate::authz::MASTERS],
@@ -169,7 +169,7 @@ fn load(st: &Store<RocksEngine>, args: &Args, progress: &dyn Fn(&str)) -> store:
                                 "creationTimestamp": now, "generation": 1,
                                 "finalizers": [crate::controllers::placement::FINALIZER],
                                 // As the API records it: the admin wrote the spec.
-                                "annotations": {crate::api::admission::AUTHOR_ANNOTATION: &author}},
+                                "annotations": {crate::authz::author::AUTHOR_ANNOTATION: &author}},
                    "spec": {"locationWorkspace": LOCATION,
                             "clusterSelector": {"matchLabels": {"tier": "prod"}},
                             "strategy": strategy}}),
@@ -272,7 +272,7 @@ pub async fn run(
     let prepared = catalog.get(&*shard, &Workspace::parse(LOCATION)?)?;
     let samples = args.placements.min(100_000);
     let mut alone = hdrhistogram::Histogram::<u64>::new(3)?;
-    let specs: Vec<crate::api::types::WorkloadPlacementSpec> = [
+    let specs: Vec<crate::types::WorkloadPlacementSpec> = [
         json!({"type": "Single"}),
         json!({"type": "Spread", "clusters": 3, "topologyKey": "zone"}),
     ]

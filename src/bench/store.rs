@@ -129,7 +129,7 @@ pub fn workspace_objects(i: u64) -> (Workspace, [BenchObject; 3]) {
         "apiVersion": "tmc.kcp.io/v1alpha1", "kind": "WorkloadPlacement",
         "metadata": {"name": "web-eu", "uid": uid(2), "generation": 1, "creationTimestamp": "2026-11-26T00:00:00Z",
                       "annotations": {"kcp.io/cluster": ws.as_str()}},
-        "spec": crate::api::types::example_placement_spec()
+        "spec": crate::types::example_placement_spec()
     });
     let deploy = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",

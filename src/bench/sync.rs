@@ -332,8 +332,8 @@ pub async fn run(args: &Args) -> Result<SyncReport, BoxError> {
         let mark = format!("mark-{i}-{}", uuid::Uuid::new_v4());
         conds.push(
             json!({"type": "BenchMarker", "status": "True", "reason": "Bench",
-            "message": mark, "lastUpdateTime": crate::api::object::now(),
-            "lastTransitionTime": crate::api::object::now()}),
+            "message": mark, "lastUpdateTime": crate::object::now(),
+            "lastTransitionTime": crate::object::now()}),
         );
         marks
             .lock()

@@ -147,9 +147,9 @@ impl Args {
                 .await
                 .map_err(|e| format!("Secret {secret_namespace}/{secret_name}: {e}"))?;
             let ar = ApiResource {
-                group: crate::api::types::GROUP.into(),
-                version: crate::api::types::VERSION.into(),
-                api_version: crate::api::types::API_VERSION.into(),
+                group: crate::types::GROUP.into(),
+                version: crate::types::VERSION.into(),
+                api_version: crate::types::API_VERSION.into(),
                 kind: "ClusterRegistration".into(),
                 plural: "clusterregistrations".into(),
             };
@@ -165,7 +165,7 @@ impl Args {
                 &name,
                 &pp,
                 &Patch::Apply(serde_json::json!({
-                    "apiVersion": crate::api::types::API_VERSION, "kind": "ClusterRegistration",
+                    "apiVersion": crate::types::API_VERSION, "kind": "ClusterRegistration",
                     "metadata": {"name": name, "labels": labels_map},
                     "spec": spec
                 })),

@@ -37,20 +37,23 @@
 //! discovery of the cluster (kcp's APIResourceImports), and watching the
 //! Secret (a Secret change is picked up at the next probe).
 
+use super::error::{Error, Result};
+use super::finalizer::{conflict_awaits_change, finalizer, Cleanup};
 use super::keys::QueueKey;
 use super::member::{self, EndpointPolicy, EndpointRefused};
 use super::objects::{self, is_true, set_condition, unix_now, Stored};
-use super::runtime::Controller;
-use crate::api::types::{ClusterRegistration, ClusterRegistrationStatus};
+use super::quantity::Sums;
+use super::runtime::{Action, Controller};
 use crate::shard::{BoxFuture, Shard};
 use crate::store::{GroupResource, Key, ListOptions, ObjectKey, Prefix, Txn, Workspace};
+use crate::types::{ClusterRegistration, ClusterRegistrationStatus};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// The resource this controller reconciles.
 pub fn resource() -> GroupResource {
-    GroupResource::new(crate::api::types::GROUP, "clusterregistrations").expect("valid")
+    GroupResource::new(crate::types::GROUP, "clusterregistrations").expect("valid")
 }
 
 /// The finalizer the controller keeps on every ClusterRegistration: the
@@ -150,7 +153,7 @@ impl ClusterController {
         key: &QueueKey,
         reg: &Stored<ClusterRegistration>,
     ) -> Result<kube::Client, CredentialsError> {
-        let (fingerprint, creds) = member::load(&*self.shard, &key.cluster, &reg.obj.spec)?;
+        let (fingerprint, creds) = member::load(&*self.shard, &key.workspace, &reg.obj.spec)?;
         if let Some((f, c)) = self
             .clients
             .lock()
@@ -216,38 +219,49 @@ impl ClusterController {
         }
     }
 
-    async fn reconcile_key(&self, key: &QueueKey) -> Result<Option<Duration>, String> {
-        let okey = ObjectKey::cluster_scoped(resource(), key.cluster.clone(), &key.name)
-            .map_err(|e| e.to_string())?;
+    /// Drops what this term keeps of `key` (client, last write, seen).
+    fn forget(&self, key: &QueueKey) {
+        self.clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+        self.written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+    }
+
+    async fn reconcile_key(&self, key: &QueueKey) -> Result<Action> {
+        let okey = ObjectKey::cluster_scoped(resource(), key.workspace.clone(), &key.name)?;
         let Some(reg) = objects::read::<ClusterRegistration>(&*self.shard, &okey)? else {
-            self.clients
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(key);
-            self.written
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(key);
-            self.seen
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(key);
-            return Ok(None);
+            self.forget(key);
+            return Ok(Action::await_change());
         };
-        if reg.obj.metadata.deletion_timestamp.is_some() {
-            return self.finalize(key, &reg).await;
-        }
-        if let Some(op) = objects::finalizer_write(&reg, FINALIZER, true)? {
-            // The finalizer first (one write at a time); its change comes
-            // back through the feed and the probe follows.
-            return match self.shard.write(Txn::new(vec![op])).await {
-                Ok(_)
-                | Err(crate::shard::ShardError::Store(crate::store::Error::Conflict { .. })) => {
-                    Ok(None)
-                }
-                Err(e) => Err(e.to_string()),
-            };
-        }
+        // Every write of this controller records what it saw: a lost
+        // compare-and-swap waits for the change that beat it (the feed
+        // brings the key back).
+        conflict_awaits_change(
+            finalizer(
+                &*self.shard,
+                FINALIZER,
+                &reg,
+                || self.probe_and_record(key, &reg),
+                || self.cleanup(key),
+            )
+            .await,
+        )
+    }
+
+    /// Probes the member cluster of `reg` and records what it found.
+    async fn probe_and_record(
+        &self,
+        key: &QueueKey,
+        reg: &Stored<ClusterRegistration>,
+    ) -> Result<Action> {
         if let Some((rev, at)) = self
             .written
             .lock()
@@ -258,7 +272,9 @@ impl ClusterController {
             if *rev == reg.revision && at.elapsed() < early {
                 // The change of our own write: the next probe is already
                 // due at the end of the interval.
-                return Ok(Some(self.opts.probe_interval - at.elapsed().min(early)));
+                return Ok(Action::requeue(
+                    self.opts.probe_interval - at.elapsed().min(early),
+                ));
             }
         }
         let now = unix_now();
@@ -273,13 +289,17 @@ impl ClusterController {
             // never probed yet goes first, at once.
             let delay = first_probe_delay(key, self.opts.probe_interval);
             if !delay.is_zero() {
-                return Ok(Some(delay));
+                return Ok(Action::requeue(delay));
             }
         }
         let mut status = reg.obj.status.clone();
         let endpoint = reg.obj.spec.api_endpoint.clone();
-        let permit = self.probes.acquire().await.map_err(|e| e.to_string())?;
-        let probe_failed: Option<String> = match self.client(key, &reg) {
+        let permit = self
+            .probes
+            .acquire()
+            .await
+            .map_err(|_| Error::NotReady("the probe permits are closed".into()))?;
+        let probe_failed: Option<String> = match self.client(key, reg) {
             Err(e) => {
                 set_condition(
                     &mut status.conditions,
@@ -347,29 +367,21 @@ impl ClusterController {
             },
         };
         if let Some(err) = probe_failed {
-            self.heartbeat_missed(&reg, &mut status, &err, now);
+            self.heartbeat_missed(reg, &mut status, &err, now);
         }
         drop(permit);
         set_ready(&mut status, now);
         for c in status.conditions.iter_mut() {
             c.observed_generation = reg.obj.metadata.generation;
         }
-        if let Some(op) = objects::status_write(&reg, &status)? {
-            match self.shard.write(Txn::new(vec![op])).await {
-                Ok(c) => {
-                    self.written
-                        .lock()
-                        .expect("lock")
-                        .insert(key.clone(), (c.revision, std::time::Instant::now()));
-                }
-                // Changed meanwhile: the feed brings the key back.
-                Err(crate::shard::ShardError::Store(crate::store::Error::Conflict { .. })) => {
-                    return Ok(None)
-                }
-                Err(e) => return Err(e.to_string()),
-            }
+        if let Some(op) = objects::status_write(reg, &status)? {
+            let c = self.shard.write(Txn::new(vec![op])).await?;
+            self.written
+                .lock()
+                .expect("lock")
+                .insert(key.clone(), (c.revision, std::time::Instant::now()));
         }
-        Ok(Some(self.opts.probe_interval))
+        Ok(Action::requeue(self.opts.probe_interval))
     }
 
     /// A registration being deleted: no more probes; the placement
@@ -377,35 +389,13 @@ impl ClusterController {
     /// registration is no cluster to schedule on) and requeued the
     /// placements of its location, which choose again. The finalizer is
     /// removed once no placement decision names the cluster.
-    async fn finalize(
-        &self,
-        key: &QueueKey,
-        reg: &Stored<ClusterRegistration>,
-    ) -> Result<Option<Duration>, String> {
-        self.clients
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key);
-        self.written
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key);
-        self.seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key);
-        if let Some(p) = placement_naming(&*self.shard, &key.cluster, &key.name)? {
+    async fn cleanup(&self, key: &QueueKey) -> Result<Cleanup> {
+        self.forget(key);
+        if let Some(p) = placement_naming(&*self.shard, &key.workspace, &key.name)? {
             tracing::debug!(cluster = %key, placement = %p, "deleting cluster still chosen; waiting");
-            return Ok(Some(DELETION_RECHECK));
+            return Ok(Cleanup::Wait(Action::requeue(DELETION_RECHECK)));
         }
-        if let Some(op) = objects::finalizer_write(reg, FINALIZER, false)? {
-            match self.shard.write(Txn::new(vec![op])).await {
-                Ok(_) => {}
-                Err(crate::shard::ShardError::Store(crate::store::Error::Conflict { .. })) => {}
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        Ok(None)
+        Ok(Cleanup::Done(Vec::new()))
     }
 
     fn heartbeat_missed(
@@ -467,14 +457,14 @@ pub fn placement_naming(
     shard: &dyn Shard,
     location: &Workspace,
     name: &str,
-) -> Result<Option<QueueKey>, String> {
+) -> Result<Option<QueueKey>> {
     let prefix = Prefix::placements_at(location);
     let mut opts = ListOptions {
         limit: 1000,
         ..Default::default()
     };
     loop {
-        let page = shard.list(&prefix, &opts).map_err(|e| e.to_string())?;
+        let page = shard.list(&prefix, &opts)?;
         for r in &page.items {
             let Some(Key::PlacementAt {
                 workspace, name: p, ..
@@ -482,8 +472,8 @@ pub fn placement_naming(
             else {
                 continue;
             };
-            let skey = Key::placement(workspace.clone(), &p).map_err(|e| e.to_string())?;
-            let Some(rec) = shard.get(&skey).map_err(|e| e.to_string())? else {
+            let skey = Key::placement(workspace.clone(), &p)?;
+            let Some(rec) = shard.get(&skey)? else {
                 continue;
             };
             let Some(state) = super::placement::PlacementState::decode(&rec.value) else {
@@ -567,80 +557,9 @@ impl Controller for ClusterController {
             .clear();
         Vec::new()
     }
-    fn reconcile<'a>(
-        &'a self,
-        key: &'a QueueKey,
-    ) -> BoxFuture<'a, Result<Option<Duration>, String>> {
+    fn reconcile<'a>(&'a self, key: &'a QueueKey) -> BoxFuture<'a, Result<Action>> {
         Box::pin(self.reconcile_key(key))
     }
-}
-
-/// Sums of resource quantities, in base units (milli for fractions).
-#[derive(Default)]
-struct Sums(BTreeMap<String, Option<i128>>);
-
-impl Sums {
-    fn add(&mut self, resource: &str, q: &str) {
-        let e = self.0.entry(resource.to_string()).or_insert(Some(0));
-        *e = match (*e, parse_milli(q)) {
-            (Some(a), Some(b)) => Some(a + b),
-            _ => None,
-        };
-    }
-
-    fn render(&self) -> BTreeMap<String, String> {
-        self.0
-            .iter()
-            .filter_map(|(k, v)| Some((k.clone(), format_milli((*v)?))))
-            .collect()
-    }
-}
-
-/// A Kubernetes quantity in thousandths of its unit.
-pub fn parse_milli(q: &str) -> Option<i128> {
-    let q = q.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(q.len());
-    let (num, suffix) = q.split_at(split);
-    let mult: i128 = match suffix {
-        "" => 1000,
-        "m" => 1,
-        "k" => 1000 * 1000,
-        "M" => 1000 * 1_000_000,
-        "G" => 1000 * 1_000_000_000,
-        "T" => 1000 * 1_000_000_000_000,
-        "Ki" => 1000 << 10,
-        "Mi" => 1000 << 20,
-        "Gi" => 1000 << 30,
-        "Ti" => 1000 << 40,
-        "Pi" => 1000 << 50,
-        _ => return None,
-    };
-    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-    let int: i128 = if int.is_empty() { 0 } else { int.parse().ok()? };
-    let mut v = int * mult;
-    if !frac.is_empty() {
-        let digits = frac.len().min(12) as u32;
-        let f: i128 = frac[..digits as usize].parse().ok()?;
-        v += f * mult / 10i128.pow(digits);
-    }
-    Some(v)
-}
-
-/// Formats thousandths as a quantity: whole units, with a binary suffix
-/// when exact, else milli.
-pub fn format_milli(v: i128) -> String {
-    if v % 1000 != 0 {
-        return format!("{v}m");
-    }
-    let n = v / 1000;
-    for (shift, suffix) in [(40, "Ti"), (30, "Gi"), (20, "Mi"), (10, "Ki")] {
-        if n != 0 && n % (1i128 << shift) == 0 {
-            return format!("{}{suffix}", n >> shift);
-        }
-    }
-    n.to_string()
 }
 
 #[cfg(test)]
@@ -687,7 +606,7 @@ mod tests {
         let key = QueueKey::new(loc, None, "east");
         assert_eq!(
             c.reconcile_key(&key).await.unwrap(),
-            Some(DELETION_RECHECK),
+            Action::requeue(DELETION_RECHECK),
             "root:t|web still names it: wait"
         );
         assert!(shard.get(&rkey.clone().into()).unwrap().is_some());
@@ -698,7 +617,7 @@ mod tests {
         };
         let op = TxnOp::put_bincode(skey, moved.encode(), Expectation::Any);
         shard.write(Txn::new(vec![op])).await.unwrap();
-        assert_eq!(c.reconcile_key(&key).await.unwrap(), None);
+        assert_eq!(c.reconcile_key(&key).await.unwrap(), Action::await_change());
         assert!(shard.get(&rkey.into()).unwrap().is_none(), "finalized");
     }
 
@@ -937,29 +856,6 @@ mod tests {
             );
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 0, "the shard connected");
-    }
-
-    #[test]
-    fn quantities_sum_as_kubernetes_writes_them() {
-        let mut s = Sums::default();
-        for (r, q) in [
-            ("cpu", "4"),
-            ("cpu", "500m"),
-            ("memory", "8Gi"),
-            ("memory", "8192Mi"),
-            ("pods", "110"),
-            ("pods", "110"),
-            ("odd", "1x"),
-        ] {
-            s.add(r, q);
-        }
-        let out = s.render();
-        assert_eq!(out["cpu"], "4500m");
-        assert_eq!(out["memory"], "16Gi");
-        assert_eq!(out["pods"], "220");
-        assert!(!out.contains_key("odd"), "an unparsable sum is left out");
-        assert_eq!(parse_milli("1.5"), Some(1500));
-        assert_eq!(parse_milli("2k"), Some(2_000_000));
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //! - Only the plan is built here; sending it goes through the shard's
 //!   write interface, which arrives with the API issue.
 
-pub use crate::api::patch::{apply_merge_patch, merge_patch};
+pub use crate::object::merge::{apply_merge_patch, merge_patch};
 use serde_json::{Map, Value};
 
 /// Which endpoint a planned patch goes to.

@@ -5,7 +5,7 @@
 //! (one contiguous key range, paged), queueing every key, then follows the
 //! store's change log from the scan's revision, queueing the key of every
 //! change to that resource. The log is read in batches of whole
-//! revisions ([`crate::api::watch::read_whole_revisions`]): a transaction
+//! revisions ([`crate::shard::read_whole_revisions`]): a transaction
 //! larger than a batch is read whole, never cut. If the log was compacted past where the feed
 //! stood (the controller fell far behind), it scans again: a resync, the
 //! only time it reads everything. Memory is the queue, whatever the number
@@ -94,7 +94,7 @@ pub async fn follow(
         if stopped() {
             return Ok(());
         }
-        match crate::api::watch::read_whole_revisions(&*shard, at) {
+        match crate::shard::read_whole_revisions(&*shard, at) {
             Ok(changes) if !changes.is_empty() => {
                 for ch in &changes {
                     if let Some(k) = object_key(&gr, &ch.key) {
@@ -142,7 +142,7 @@ pub async fn follow_changes(
         if stopped() {
             return Ok(());
         }
-        match crate::api::watch::read_whole_revisions(&*shard, at) {
+        match crate::shard::read_whole_revisions(&*shard, at) {
             Ok(changes) if !changes.is_empty() => {
                 for ch in &changes {
                     if let Some(k) = grs.iter().find_map(|gr| object_key(gr, &ch.key)) {

@@ -6,9 +6,16 @@
 //! - [`LogicalClusterPath`] is kcp's `logicalcluster.Path`: a human path such
 //!   as `root:acme:web` (the store's [`Workspace`]). The two are distinct
 //!   types so that one cannot be passed where the other is meant.
-//! - A [`QueueKey`] is `cluster|namespace/name`, or `cluster|name` for
-//!   cluster-scoped objects: kcp's `MetaClusterNamespaceKeyFunc` format,
-//!   with [`QueueKey::split`] as `SplitMetaClusterNamespaceKey`.
+//! - A [`QueueKey`] is `workspace|namespace/name`, or `workspace|name`
+//!   for cluster-scoped objects: kcp's `MetaClusterNamespaceKeyFunc`
+//!   format (where kcp says "cluster" it means the logical cluster, the
+//!   workspace), with [`QueueKey::split`] as `SplitMetaClusterNamespaceKey`.
+//!
+//! Words, as kcp uses them: a *workspace* (logical cluster) is the tenant
+//! unit and is what a queue key's first part names; a *member cluster* is
+//! a physical Kubernetes cluster registered with a ClusterRegistration
+//! ([`crate::store::ClusterRef`]). In the controllers "cluster" alone
+//! means a member cluster.
 
 use crate::store::names::{self, Workspace};
 use crate::store::NameError;
@@ -59,11 +66,11 @@ impl fmt::Display for LogicalClusterName {
     }
 }
 
-/// A work-queue key: `cluster|namespace/name` or `cluster|name`.
+/// A work-queue key: `workspace|namespace/name` or `workspace|name`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct QueueKey {
     /// The workspace (logical-cluster path) of the object.
-    pub cluster: LogicalClusterPath,
+    pub workspace: LogicalClusterPath,
     /// Namespace; `None` for cluster-scoped objects.
     pub namespace: Option<String>,
     /// Object name.
@@ -73,9 +80,9 @@ pub struct QueueKey {
 /// Why a queue key could not be split.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
-    /// No `|` separates cluster and object.
-    #[error("queue key {0:?} has no '|' between cluster and object")]
-    NoCluster(String),
+    /// No `|` separates workspace and object.
+    #[error("queue key {0:?} has no '|' between workspace and object")]
+    NoWorkspace(String),
     /// Too many `/`.
     #[error("queue key {0:?} has more than one '/'")]
     TooManySlashes(String),
@@ -92,25 +99,25 @@ pub enum KeyError {
 
 impl QueueKey {
     /// Joins the parts (kcp's `ToClusterAwareKey`).
-    pub fn new(cluster: LogicalClusterPath, namespace: Option<&str>, name: &str) -> Self {
+    pub fn new(workspace: LogicalClusterPath, namespace: Option<&str>, name: &str) -> Self {
         QueueKey {
-            cluster,
+            workspace,
             namespace: namespace.map(str::to_string),
             name: name.to_string(),
         }
     }
 
-    /// Splits `cluster|namespace/name` or `cluster|name`, validating each
-    /// part.
+    /// Splits `workspace|namespace/name` or `workspace|name`, validating
+    /// each part.
     pub fn split(key: &str) -> Result<Self, KeyError> {
-        let (cluster, rest) = key
+        let (workspace, rest) = key
             .split_once('|')
-            .ok_or_else(|| KeyError::NoCluster(key.to_string()))?;
+            .ok_or_else(|| KeyError::NoWorkspace(key.to_string()))?;
         let named = |source| KeyError::Name {
             key: key.to_string(),
             source,
         };
-        let cluster = Workspace::parse_any(cluster).map_err(named)?;
+        let workspace = Workspace::parse_any(workspace).map_err(named)?;
         let (namespace, name) = match rest.split_once('/') {
             Some((ns, name)) => {
                 if name.contains('/') {
@@ -123,7 +130,7 @@ impl QueueKey {
         };
         names::validate_path_segment("object name", name).map_err(named)?;
         Ok(QueueKey {
-            cluster,
+            workspace,
             namespace,
             name: name.to_string(),
         })
@@ -133,8 +140,8 @@ impl QueueKey {
 impl fmt::Display for QueueKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.namespace {
-            Some(ns) => write!(f, "{}|{ns}/{}", self.cluster, self.name),
-            None => write!(f, "{}|{}", self.cluster, self.name),
+            Some(ns) => write!(f, "{}|{ns}/{}", self.workspace, self.name),
+            None => write!(f, "{}|{}", self.workspace, self.name),
         }
     }
 }
@@ -158,7 +165,7 @@ mod tests {
     fn bad_keys_say_why() {
         assert!(matches!(
             QueueKey::split("default/api"),
-            Err(KeyError::NoCluster(_))
+            Err(KeyError::NoWorkspace(_))
         ));
         assert!(matches!(
             QueueKey::split("root|a/b/c"),

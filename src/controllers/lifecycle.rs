@@ -51,14 +51,16 @@
 //! (`/tmc/...`: the placement and sync controllers drop what no longer
 //! has an object).
 
+use super::error::Error;
 use super::feed::{self, Event};
 use super::keys::QueueKey;
 use super::queue::WorkQueue;
-use super::runtime::{self, Controller, Metrics};
-use crate::shard::{BoxFuture, Shard, ShardError};
+use super::runtime::{self, Action, Controller, Metrics};
+use crate::object::is_deleting;
+use crate::shard::{BoxFuture, Shard};
 use crate::store::{
-    self, Change, ChangeKind, Expectation, GroupResource, Key, ListOptions, ObjectKey, Prefix,
-    Record, Txn, TxnOp, Workspace,
+    Change, ChangeKind, Expectation, GroupResource, Key, ListOptions, ObjectKey, Prefix, Record,
+    Txn, TxnOp, Workspace,
 };
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -116,10 +118,10 @@ impl Container {
 
     fn from_queue_key(k: &QueueKey) -> Container {
         if k.name.is_empty() {
-            Container::Workspace(k.cluster.clone())
+            Container::Workspace(k.workspace.clone())
         } else {
             Container::Namespace {
-                ws: k.cluster.clone(),
+                ws: k.workspace.clone(),
                 name: k.name.clone(),
             }
         }
@@ -140,17 +142,15 @@ impl Container {
     }
 
     /// The key of the object that makes it exist; `None` for `root`.
-    fn object_key(&self) -> Result<Option<Key>, String> {
-        let k = match self {
-            Container::Namespace { ws, name } => {
-                ObjectKey::cluster_scoped(namespaces(), ws.clone(), name)
-            }
-            Container::Workspace(path) => match path.parent() {
-                None => return Ok(None),
-                Some(parent) => ObjectKey::cluster_scoped(workspaces(), parent, path.base()),
-            },
-        };
-        k.map(|k| Some(Key::from(k))).map_err(|e| e.to_string())
+    fn object_key(&self) -> Result<Option<Key>, Error> {
+        match self {
+            Container::Namespace { ws, name } => Ok(Some(Key::from(ObjectKey::cluster_scoped(
+                namespaces(),
+                ws.clone(),
+                name,
+            )?))),
+            Container::Workspace(path) => Ok(ObjectKey::workspace_object(path).map(Key::from)),
+        }
     }
 }
 
@@ -159,34 +159,24 @@ fn json_of(rec: &Record) -> Option<Value> {
     serde_json::from_slice(&rec.value).ok()
 }
 
-fn deleting(obj: &Value) -> bool {
-    obj.pointer("/metadata/deletionTimestamp")
-        .and_then(Value::as_str)
-        .is_some()
-}
-
 fn has_finalizers(obj: &Value) -> bool {
-    obj.pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .is_some_and(|f| !f.is_empty())
+    !crate::object::finalizers(obj).is_empty()
 }
 
 /// `obj` marked for deletion as the API marks it: a `deletionTimestamp`,
 /// and for a namespace or workspace the phase Terminating.
 fn marked(mut obj: Value, container: bool) -> Value {
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        meta.insert("deletionTimestamp".into(), Value::String(now));
+        meta.insert(
+            "deletionTimestamp".into(),
+            Value::String(crate::object::now()),
+        );
         meta.insert("deletionGracePeriodSeconds".into(), json!(0));
     }
     if container {
         obj["status"]["phase"] = Value::String("Terminating".into());
     }
     obj
-}
-
-fn is_conflict(e: &ShardError) -> bool {
-    matches!(e, ShardError::Store(store::Error::Conflict { .. }))
 }
 
 /// The controller.
@@ -203,7 +193,7 @@ impl LifecycleController {
 
     /// Is the object at `key` being deleted? (Absent or unreadable: no.)
     fn terminating(&self, key: &Key) -> bool {
-        matches!(self.shard.get(key), Ok(Some(rec)) if json_of(&rec).is_some_and(|v| deleting(&v)))
+        matches!(self.shard.get(key), Ok(Some(rec)) if json_of(&rec).is_some_and(|v| is_deleting(&v)))
     }
 
     /// Queues `c` if it is being deleted.
@@ -223,7 +213,7 @@ impl LifecycleController {
         };
         match (&ch.kind, &ch.value) {
             (ChangeKind::Put, Some(rec)) => {
-                if json_of(rec).is_some_and(|v| deleting(&v)) {
+                if json_of(rec).is_some_and(|v| is_deleting(&v)) {
                     queue.add(c.queue_key());
                 }
             }
@@ -246,24 +236,24 @@ impl LifecycleController {
         }
     }
 
-    /// Empties and removes one container; `Ok(Some(d))` while it waits.
-    pub async fn reconcile_key(&self, key: &QueueKey) -> Result<Option<Duration>, String> {
+    /// Empties and removes one container; a requeue while it waits.
+    pub async fn reconcile_key(&self, key: &QueueKey) -> Result<Action, Error> {
         let c = Container::from_queue_key(key);
         let Some(okey) = c.object_key()? else {
-            return Ok(None);
+            return Ok(Action::await_change());
         };
-        let Some(rec) = self.shard.get(&okey).map_err(|e| e.to_string())? else {
-            return Ok(None);
+        let Some(rec) = self.shard.get(&okey)? else {
+            return Ok(Action::await_change());
         };
-        if !json_of(&rec).is_some_and(|v| deleting(&v)) {
-            return Ok(None);
+        if !json_of(&rec).is_some_and(|v| is_deleting(&v)) {
+            return Ok(Action::await_change());
         }
         let mut waiting = 0usize;
         for content in &self.contents {
             let prefix = match &c {
                 Container::Namespace { .. } if !content.namespaced => continue,
                 Container::Namespace { ws, name } => {
-                    Prefix::namespace(&content.resource, ws, name).map_err(|e| e.to_string())?
+                    Prefix::namespace(&content.resource, ws, name)?
                 }
                 Container::Workspace(path) => Prefix::workspace(&content.resource, path),
             };
@@ -271,14 +261,14 @@ impl LifecycleController {
         }
         if waiting > 0 {
             tracing::debug!(container = %key, waiting, "terminating: waiting for objects to go");
-            return Ok(Some(WAIT));
+            return Ok(Action::requeue(WAIT));
         }
         let gone = TxnOp::delete(okey, Expectation::ModRevision(rec.mod_revision));
         match self.shard.write(Txn::new(vec![gone])).await {
-            Ok(_) => Ok(None),
+            Ok(_) => Ok(Action::await_change()),
             // Changed since it was read (a label, its own re-mark): again.
-            Err(e) if is_conflict(&e) => Ok(Some(Duration::ZERO)),
-            Err(e) => Err(e.to_string()),
+            Err(e) if e.is_conflict() => Ok(Action::requeue(Duration::ZERO)),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -289,7 +279,7 @@ impl LifecycleController {
         c: &Container,
         content: &Content,
         prefix: &Prefix,
-    ) -> Result<usize, String> {
+    ) -> Result<usize, Error> {
         let in_workspace = matches!(c, Container::Workspace(_));
         let nested = in_workspace && content.resource == workspaces();
         let mut waiting = 0usize;
@@ -298,11 +288,15 @@ impl LifecycleController {
             ..Default::default()
         };
         loop {
-            let page = self.shard.list(prefix, &opts).map_err(|e| e.to_string())?;
+            let page = self.shard.list(prefix, &opts)?;
             let mut ops = Vec::new();
             for item in &page.items {
-                let key = Key::decode(&item.key)
-                    .ok_or_else(|| "a listed key does not decode".to_string())?;
+                let key = Key::decode(&item.key).ok_or_else(|| {
+                    Error::invalid(
+                        String::from_utf8_lossy(&item.key),
+                        "is a listed key that does not decode",
+                    )
+                })?;
                 let expect = Expectation::ModRevision(item.mod_revision);
                 let hold =
                     nested || (!in_workspace && json_of(item).is_some_and(|v| has_finalizers(&v)));
@@ -314,8 +308,9 @@ impl LifecycleController {
                 // own key), an object with finalizers until they go.
                 waiting += 1;
                 let Some(obj) = json_of(item) else { continue };
-                if !deleting(&obj) {
-                    let v = serde_json::to_vec(&marked(obj, nested)).map_err(|e| e.to_string())?;
+                if !is_deleting(&obj) {
+                    let v = serde_json::to_vec(&marked(obj, nested))
+                        .map_err(|e| Error::invalid(String::from_utf8_lossy(&item.key), e))?;
                     ops.push(TxnOp::put_json(key, v, expect));
                 }
             }
@@ -323,8 +318,8 @@ impl LifecycleController {
                 match self.shard.write(Txn::new(ops)).await {
                     Ok(_) => {}
                     // A lost race leaves the page for the next pass.
-                    Err(e) if is_conflict(&e) => waiting += 1,
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) if e.is_conflict() => waiting += 1,
+                    Err(e) => return Err(e.into()),
                 }
             }
             match page.continue_token {
@@ -394,10 +389,7 @@ impl Controller for LifecycleController {
         tasks
     }
 
-    fn reconcile<'a>(
-        &'a self,
-        key: &'a QueueKey,
-    ) -> BoxFuture<'a, Result<Option<Duration>, String>> {
+    fn reconcile<'a>(&'a self, key: &'a QueueKey) -> BoxFuture<'a, Result<Action, Error>> {
         Box::pin(self.reconcile_key(key))
     }
 }
@@ -529,10 +521,10 @@ mod tests {
             name: "team".into(),
         }
         .queue_key();
-        assert_eq!(c.reconcile_key(&key).await.unwrap(), Some(WAIT));
+        assert_eq!(c.reconcile_key(&key).await.unwrap(), Action::requeue(WAIT));
         assert!(get(&*shard, &cm_key("root:a", "team", "plain")).is_none());
         let held = get(&*shard, &cm_key("root:a", "team", "held")).unwrap();
-        assert!(deleting(&held), "marked: {held}");
+        assert!(is_deleting(&held), "marked: {held}");
         assert!(
             get(&*shard, &ns_key("root:a", "team")).is_some(),
             "it waits"
@@ -547,7 +539,7 @@ mod tests {
             )]))
             .await
             .unwrap();
-        assert_eq!(c.reconcile_key(&key).await.unwrap(), None);
+        assert_eq!(c.reconcile_key(&key).await.unwrap(), Action::await_change());
         assert!(get(&*shard, &ns_key("root:a", "team")).is_none(), "gone");
         assert!(get(&*shard, &cm_key("root:a", "other", "keep")).is_some());
         // Not terminating: nothing happens.
@@ -567,7 +559,10 @@ mod tests {
             ws: ws("root:a"),
             name: "live".into(),
         };
-        assert_eq!(c.reconcile_key(&live.queue_key()).await.unwrap(), None);
+        assert_eq!(
+            c.reconcile_key(&live.queue_key()).await.unwrap(),
+            Action::await_change()
+        );
         assert!(get(&*shard, &cm_key("root:a", "live", "x")).is_some());
     }
 
@@ -609,7 +604,10 @@ mod tests {
         .await;
         let outer = Container::Workspace(ws("root:a")).queue_key();
         let inner = Container::Workspace(ws("root:a:inner")).queue_key();
-        assert_eq!(c.reconcile_key(&outer).await.unwrap(), Some(WAIT));
+        assert_eq!(
+            c.reconcile_key(&outer).await.unwrap(),
+            Action::requeue(WAIT)
+        );
         assert!(
             get(&*shard, &cm_key("root:a", "default", "held")).is_none(),
             "finalizers do not hold a workspace's objects"
@@ -617,10 +615,16 @@ mod tests {
         assert!(get(&*shard, &ns_key("root:a", "default")).is_none());
         let nested = get(&*shard, &ws_key("root:a", "inner")).unwrap();
         assert_eq!(nested["status"]["phase"], "Terminating", "{nested}");
-        assert_eq!(c.reconcile_key(&inner).await.unwrap(), None);
+        assert_eq!(
+            c.reconcile_key(&inner).await.unwrap(),
+            Action::await_change()
+        );
         assert!(get(&*shard, &cm_key("root:a:inner", "default", "deep")).is_none());
         assert!(get(&*shard, &ws_key("root:a", "inner")).is_none());
-        assert_eq!(c.reconcile_key(&outer).await.unwrap(), None);
+        assert_eq!(
+            c.reconcile_key(&outer).await.unwrap(),
+            Action::await_change()
+        );
         assert!(get(&*shard, &ws_key("root", "a")).is_none());
         assert!(
             get(&*shard, &cm_key("root:ab", "default", "neighbour")).is_some(),
@@ -703,7 +707,7 @@ mod tests {
         })
         .await;
         until("held is marked", || {
-            get(&*shard, &cm_key("root:a", "late", "held")).is_some_and(|v| deleting(&v))
+            get(&*shard, &cm_key("root:a", "late", "held")).is_some_and(|v| is_deleting(&v))
         })
         .await;
         assert!(

@@ -44,9 +44,9 @@
 //! 100.100.100.200).
 
 use super::objects::{self, Stored};
-use crate::api::types::ClusterRegistrationSpec;
 use crate::shard::Shard;
 use crate::store::{GroupResource, ObjectKey, Workspace};
+use crate::types::ClusterRegistrationSpec;
 use axum::http::Uri;
 use serde_json::Value;
 use std::future::Future;
@@ -144,7 +144,8 @@ pub fn load(
                 "spec.credentialsSecretRef is not a valid Secret reference: {e}"
             ))
         })?;
-    let secret: Option<Stored<Value>> = objects::read(shard, &secret_key).map_err(&missing)?;
+    let secret: Option<Stored<Value>> =
+        objects::read(shard, &secret_key).map_err(|e| missing(e.to_string()))?;
     let Some(secret) = secret else {
         return Err(CredentialsError {
             reason: "SecretNotFound",

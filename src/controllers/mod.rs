@@ -2,13 +2,18 @@
 //! raft leader.
 //!
 //! Built so far: [`queue`], the typed work queue with client-go's default
-//! controller rate limiter, and [`keys`], kcp's `cluster|namespace/name`
+//! controller rate limiter, and [`keys`], kcp's `workspace|namespace/name`
 //! keys with distinct logical-cluster Name and Path types, and the
 //! [`committer`]'s plan: one merge patch, spec or status, with preconditions,
-//! and [`reconciler`]: sub-reconcilers returning `Continue` or
-//! `StopAndRequeue(after)`, and [`feed`]: keys from a start-up scan and the
-//! store's change log, and [`schedule`]: the placement decision as a pure
-//! function (selector, taints, unschedulable, health grace, strategies).
+//! and [`feed`]: keys from a start-up scan and the store's change log, and
+//! [`schedule`]: the placement decision as a pure function (selector,
+//! taints, unschedulable, health grace, strategies).
+//!
+//! Reconcilers are shaped as kube-runtime's: they return a
+//! [`runtime::Action`] (requeue after a time, or await a change) or a typed
+//! [`error::Error`] (the runtime re-queues it with backoff), and the
+//! [`finalizer`] helper (kube-runtime's `finalizer.rs`) runs add, apply,
+//! cleanup and removal of a controller's finalizer.
 //!
 //! The [`runtime`] runs controllers on the shard's leader only, fed from
 //! the change log; [`objects`] reads objects from local state and writes
@@ -17,25 +22,31 @@
 //! credentials) and [`placement`] the WorkloadPlacement controller
 //! (decisions kept in the store, a shared cluster catalog).
 //!
+//! Words, as kcp's: a *workspace* (logical cluster) is the tenant unit,
+//! the first part of every queue key; a *member cluster* (or "cluster"
+//! alone) is a physical cluster registered by a ClusterRegistration.
+//!
 //! [`sync`] pushes placed workloads to member clusters and brings their
 //! status back. Both reach member clusters only through [`member`]:
 //! inline credentials from the tenant's Secret, connections only to
 //! endpoints the operator allows.
 //!
 //! The cluster and placement controllers keep a finalizer on their objects
-//! ([`objects::finalizer_write`]): a placement's decision goes before the
+//! through [`finalizer`]: a placement's decision goes before the
 //! placement, and a registration goes only when no decision names it.
 
 pub mod cluster;
 pub mod committer;
+pub mod error;
 pub mod feed;
+pub mod finalizer;
 pub mod keys;
 pub mod lifecycle;
 pub mod member;
 pub mod objects;
 pub mod placement;
+pub mod quantity;
 pub mod queue;
-pub mod reconciler;
 pub mod runtime;
 pub mod schedule;
 pub mod sync;

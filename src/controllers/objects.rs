@@ -2,7 +2,7 @@
 //! status back, as the API would store it.
 //!
 //! Objects are stored as JSON without `resourceVersion` (the record's mod
-//! revision is the resourceVersion; see [`crate::api::object`]). A
+//! revision is the resourceVersion; the API adds it when it answers). A
 //! controller reads the record, works on a typed copy, and the
 //! [`super::committer`] plans one merge patch of `status`; the patch is
 //! applied to the stored JSON and written as a compare-and-swap on the
@@ -11,6 +11,7 @@
 //! clients; a controller is not one).
 
 use super::committer::{self, apply_merge_patch, Subresource};
+use super::error::{Error, Result};
 use crate::shard::Shard;
 use crate::store::{Expectation, ObjectKey, TxnOp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -32,17 +33,15 @@ pub struct Stored<T> {
 }
 
 /// Reads and decodes one object; `None` if absent.
-pub fn read<T: DeserializeOwned>(
-    shard: &dyn Shard,
-    key: &ObjectKey,
-) -> Result<Option<Stored<T>>, String> {
-    let Some(rec) = shard.get(&key.clone().into()).map_err(|e| e.to_string())? else {
+pub fn read<T: DeserializeOwned>(shard: &dyn Shard, key: &ObjectKey) -> Result<Option<Stored<T>>> {
+    let Some(rec) = shard.get(&key.clone().into())? else {
         return Ok(None);
     };
+    let what = || format!("stored object {}", key_str(key));
     let raw: Value = serde_json::from_slice(&rec.value)
-        .map_err(|e| format!("stored object {} is not JSON: {e}", key_str(key)))?;
+        .map_err(|e| Error::invalid(what(), format!("is not JSON: {e}")))?;
     let obj = serde_json::from_value(with_resource_version(&raw, rec.mod_revision))
-        .map_err(|e| format!("stored object {} does not decode: {e}", key_str(key)))?;
+        .map_err(|e| Error::invalid(what(), format!("does not decode: {e}")))?;
     Ok(Some(Stored {
         key: key.clone(),
         revision: rec.mod_revision,
@@ -69,30 +68,41 @@ fn key_str(k: &ObjectKey) -> String {
 
 /// The write that gives `stored` the status `status`, or `None` when the
 /// status is unchanged. A compare-and-swap on the record's revision.
-pub fn status_write<T, S: Serialize>(
-    stored: &Stored<T>,
-    status: &S,
-) -> Result<Option<TxnOp>, String> {
+pub fn status_write<T, S: Serialize>(stored: &Stored<T>, status: &S) -> Result<Option<TxnOp>> {
     let old = with_resource_version(&stored.raw, stored.revision);
     let mut new = old.clone();
-    new["status"] = serde_json::to_value(status).map_err(|e| e.to_string())?;
-    let Some(patch) = committer::plan(&old, &new).map_err(|e| e.to_string())? else {
+    new["status"] = serde_json::to_value(status).map_err(|e| {
+        Error::invalid(
+            key_str(&stored.key),
+            format!("has a status that does not serialize: {e}"),
+        )
+    })?;
+    let Some(patch) = committer::plan(&old, &new)? else {
         return Ok(None);
     };
     if patch.subresource != Subresource::Status {
-        return Err("a status write changed more than status".into());
+        return Err(Error::invalid(
+            key_str(&stored.key),
+            "would get a status write that changes more than status",
+        ));
     }
     let mut value = stored.raw.clone();
     apply_merge_patch(
         &mut value,
         &serde_json::json!({"status": patch.body["status"].clone()}),
     );
-    let bytes = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
+    let bytes = encode_json(&stored.key, &value)?;
     Ok(Some(TxnOp::put_json(
         stored.key.clone(),
         bytes,
         Expectation::ModRevision(stored.revision),
     )))
+}
+
+/// The stored JSON of an object.
+fn encode_json(key: &ObjectKey, v: &Value) -> Result<Vec<u8>> {
+    serde_json::to_vec(v)
+        .map_err(|e| Error::invalid(key_str(key), format!("does not serialize: {e}")))
 }
 
 /// Encodes controller state kept in the store (`/tmc/...`, bincode).
@@ -120,15 +130,12 @@ pub fn finalizer_write<T>(
     stored: &Stored<T>,
     finalizer: &str,
     present: bool,
-) -> Result<Option<TxnOp>, String> {
-    let mut finalizers = crate::api::object::finalizers(&stored.raw);
+) -> Result<Option<TxnOp>> {
+    let mut finalizers = crate::object::finalizers(&stored.raw);
     if finalizers.iter().any(|f| f == finalizer) == present {
         return Ok(None);
     }
-    let deleting = stored
-        .raw
-        .pointer("/metadata/deletionTimestamp")
-        .is_some_and(|t| !t.is_null());
+    let deleting = crate::object::is_deleting(&stored.raw);
     if present {
         if deleting {
             return Ok(None);
@@ -146,11 +153,14 @@ pub fn finalizer_write<T>(
             m.insert("finalizers".into(), serde_json::json!(finalizers));
         }
     }
-    let Some(patch) = committer::plan(&old, &new).map_err(|e| e.to_string())? else {
+    let Some(patch) = committer::plan(&old, &new)? else {
         return Ok(None);
     };
     if patch.subresource != Subresource::Main {
-        return Err("a finalizer write changed status".into());
+        return Err(Error::invalid(
+            key_str(&stored.key),
+            "would get a finalizer write that changes status",
+        ));
     }
     let expect = Expectation::ModRevision(stored.revision);
     if deleting && finalizers.is_empty() {
@@ -159,7 +169,7 @@ pub fn finalizer_write<T>(
     if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
     }
-    let bytes = serde_json::to_vec(&new).map_err(|e| e.to_string())?;
+    let bytes = encode_json(&stored.key, &new)?;
     Ok(Some(TxnOp::put_json(stored.key.clone(), bytes, expect)))
 }
 

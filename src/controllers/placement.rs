@@ -6,10 +6,10 @@
 //! - its **location workspace** is `spec.locationWorkspace` or its own.
 //!   Another workspace's clusters are used only if the author of the
 //!   placement's spec (recorded by the API server in the annotation
-//!   [`crate::api::admission::AUTHOR_ANNOTATION`], which clients cannot
+//!   [`crate::authz::author::AUTHOR_ANNOTATION`], which clients cannot
 //!   set) may `use` `clusterregistrations.tmc.kcp.io` there, decided by
 //!   the location's RBAC with the same code as the API
-//!   ([`crate::api::authz::allowed`], through the shard). A location
+//!   ([`crate::authz::allowed`], through the shard). A location
 //!   that may not be used and one that does not exist give the same
 //!   `Scheduled` False, `LocationNotFound`, with the same message, and
 //!   no decision (an empty one is kept, so that the location's index
@@ -43,19 +43,21 @@
 //! reads `namespaceSelector`/`workloadSelector`), and scores other than
 //! the rendezvous hash (capacity-aware spreading).
 
+use super::error::Result;
 use super::feed::{self, Event};
+use super::finalizer::{finalizer, Cleanup};
 use super::keys::QueueKey;
 use super::objects::{self, set_condition, unix_now, Stored};
 use super::queue::WorkQueue;
-use super::runtime::Controller;
+use super::runtime::{Action, Controller};
 use super::schedule::{self, ClusterInfo, Prepared, Reason};
-use crate::api::types::{
-    ClusterRegistration, PlacementPhase, SelectedCluster, WorkloadPlacement,
-    WorkloadPlacementStatus,
-};
 use crate::shard::{BoxFuture, Shard, ShardError};
 use crate::store::{
     Expectation, GroupResource, Key, ObjectKey, Prefix, Record, Txn, TxnOp, Workspace,
+};
+use crate::types::{
+    ClusterRegistration, PlacementPhase, SelectedCluster, WorkloadPlacement,
+    WorkloadPlacementStatus,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -65,7 +67,7 @@ use std::time::{Duration, Instant};
 
 /// The resource this controller reconciles.
 pub fn resource() -> GroupResource {
-    GroupResource::new(crate::api::types::GROUP, "workloadplacements").expect("valid")
+    GroupResource::new(crate::types::GROUP, "workloadplacements").expect("valid")
 }
 
 /// The finalizer the controller keeps on every WorkloadPlacement: its
@@ -236,82 +238,69 @@ impl PlacementController {
         raw: &serde_json::Value,
         ws: &Workspace,
         location: &Workspace,
-    ) -> Result<bool, String> {
+    ) -> Result<bool> {
         if location == ws {
             return Ok(true);
         }
-        let Some(author) = crate::api::admission::author_of(raw) else {
+        let Some(author) = crate::authz::author::author_of(raw) else {
             return Ok(false);
         };
-        let allowed = crate::api::authz::allowed(
+        let allowed = crate::authz::allowed(
             &*self.shard,
             &author,
             location,
-            &crate::api::admission::use_attributes(),
+            &crate::authz::author::use_attributes(),
         )
-        .await
-        .map_err(|e| e.message)?;
+        .await?;
         Ok(allowed && self.location_exists(ws, location)?)
     }
 
-    fn location_exists(&self, ws: &Workspace, location: &Workspace) -> Result<bool, String> {
+    fn location_exists(&self, ws: &Workspace, location: &Workspace) -> Result<bool> {
         if location == ws {
             return Ok(true);
         }
-        match crate::api::handlers::workspace_object_key(location) {
+        match ObjectKey::workspace_object(location) {
             None => Ok(true), // root
-            Some(k) => Ok(self.shard.get(&k).map_err(|e| e.to_string())?.is_some()),
+            Some(k) => Ok(self.shard.get(&k.into())?.is_some()),
         }
     }
 
     /// One reconcile; public for the benchmark.
-    pub async fn reconcile_key(&self, key: &QueueKey) -> Result<Option<Duration>, String> {
-        let ws = key.cluster.clone();
-        let okey = ObjectKey::cluster_scoped(resource(), ws.clone(), &key.name)
-            .map_err(|e| e.to_string())?;
-        let skey = Key::placement(ws.clone(), &key.name).map_err(|e| e.to_string())?;
-        let state_rec = self.shard.get(&skey).map_err(|e| e.to_string())?;
+    pub async fn reconcile_key(&self, key: &QueueKey) -> Result<Action> {
+        let ws = key.workspace.clone();
+        let okey = ObjectKey::cluster_scoped(resource(), ws.clone(), &key.name)?;
+        let skey = Key::placement(ws.clone(), &key.name)?;
+        let state_rec = self.shard.get(&skey)?;
         let Some(wp) = objects::read::<WorkloadPlacement>(&*self.shard, &okey)? else {
-            if let Some(rec) = state_rec {
-                let mut ops = vec![TxnOp::delete(
-                    skey,
-                    Expectation::ModRevision(rec.mod_revision),
-                )];
-                ops.extend(index_delete(
-                    key,
-                    PlacementState::decode(&rec.value).as_ref(),
-                ));
-                self.write(Txn::new(ops)).await?;
-            }
-            return Ok(None);
-        };
-        if wp.obj.metadata.deletion_timestamp.is_some() {
-            // Deleting: the decision, its index entry and the finalizer go
-            // in one transaction (CAS on the state and the object); the
-            // last finalizer's removal deletes the object.
-            let mut ops = Vec::new();
-            if let Some(rec) = &state_rec {
-                ops.push(TxnOp::delete(
-                    skey,
-                    Expectation::ModRevision(rec.mod_revision),
-                ));
-                ops.extend(index_delete(
-                    key,
-                    PlacementState::decode(&rec.value).as_ref(),
-                ));
-            }
-            ops.extend(objects::finalizer_write(&wp, FINALIZER, false)?);
+            let ops = decision_deletes(key, &skey, state_rec.as_ref());
             if !ops.is_empty() {
-                self.write(Txn::new(ops)).await?;
+                self.shard.write(Txn::new(ops)).await?;
             }
-            return Ok(None);
-        }
-        if let Some(op) = objects::finalizer_write(&wp, FINALIZER, true)? {
-            // One write at a time (kcp's committer): the finalizer first;
-            // its change comes back through the feed for the decision.
-            self.write(Txn::new(vec![op])).await?;
-            return Ok(None);
-        }
+            return Ok(Action::await_change());
+        };
+        // Deleting: the decision and its index entry go in one transaction
+        // with the finalizer (CAS on the state and the object).
+        let cleanup = decision_deletes(key, &skey, state_rec.as_ref());
+        finalizer(
+            &*self.shard,
+            FINALIZER,
+            &wp,
+            || self.decide(key, &wp, skey, state_rec),
+            || async { Ok(Cleanup::Done(cleanup)) },
+        )
+        .await
+    }
+
+    /// Schedules the placement `wp` (not being deleted, with the
+    /// finalizer) and commits its decision and status.
+    async fn decide(
+        &self,
+        key: &QueueKey,
+        wp: &Stored<WorkloadPlacement>,
+        skey: Key,
+        state_rec: Option<Record>,
+    ) -> Result<Action> {
+        let ws = key.workspace.clone();
         let uid = wp.obj.metadata.uid.clone().unwrap_or_default();
         let spec = &wp.obj.spec;
         let location = match &spec.location_workspace {
@@ -331,7 +320,7 @@ impl PlacementController {
             other => {
                 let (why, writes) = match other {
                     Ok(l) => {
-                        let who = crate::api::admission::author_of(&wp.raw)
+                        let who = crate::authz::author::author_of(&wp.raw)
                             .map(|u| format!("user {:?}", u.name))
                             .unwrap_or_else(|| "nobody recorded".to_string());
                         let why = format!(
@@ -360,17 +349,9 @@ impl PlacementController {
                     Err(e) => {
                         // No location, no decision: drop a previous one (and
                         // its index entry), so no deleted cluster waits on it.
-                        let mut drop_state = Vec::new();
-                        if let Some(rec) = &state_rec {
-                            drop_state.push(TxnOp::delete(
-                                skey.clone(),
-                                Expectation::ModRevision(rec.mod_revision),
-                            ));
-                            drop_state.extend(index_delete(key, old_state.as_ref()));
-                        }
                         (
                             format!("spec.locationWorkspace is not a workspace path: {e}"),
-                            drop_state,
+                            decision_deletes(key, &skey, state_rec.as_ref()),
                         )
                     }
                 };
@@ -393,13 +374,10 @@ impl PlacementController {
                     why,
                     now,
                 );
-                return self.commit(&wp, status, writes, None).await;
+                return self.commit(wp, status, writes, None).await;
             }
         };
-        let clusters = self
-            .catalog
-            .get(&*self.shard, &location)
-            .map_err(|e| e.to_string())?;
+        let clusters = self.catalog.get(&*self.shard, &location)?;
         let previous: &[String] = match &old_state {
             Some(s) if s.uid == uid && s.location == location.as_str() => &s.clusters,
             _ => &[],
@@ -413,7 +391,7 @@ impl PlacementController {
         let mut status = wp.obj.status.clone();
         let again = mirror(&mut status, spec, &decision, &clusters, &location, now);
         let writes = state_writes(key, skey, &state_rec, old_state.as_ref(), &state, &location)?;
-        self.commit(&wp, status, writes, again).await
+        self.commit(wp, status, writes, again).await
     }
 
     async fn commit(
@@ -422,7 +400,7 @@ impl PlacementController {
         mut status: WorkloadPlacementStatus,
         state_writes: Vec<TxnOp>,
         again: Option<Duration>,
-    ) -> Result<Option<Duration>, String> {
+    ) -> Result<Action> {
         for c in status.conditions.iter_mut() {
             c.observed_generation = wp.obj.metadata.generation;
         }
@@ -437,19 +415,9 @@ impl PlacementController {
             });
         }
         if !ops.is_empty() {
-            self.write(Txn::new(ops)).await?;
+            self.shard.write(Txn::new(ops)).await?;
         }
-        Ok(again)
-    }
-
-    async fn write(&self, txn: Txn) -> Result<(), String> {
-        match self.shard.write(txn).await {
-            Ok(_) => Ok(()),
-            Err(ShardError::Store(crate::store::Error::Conflict { .. })) => {
-                Err("changed while reconciling; retrying on fresh state".into())
-            }
-            Err(e) => Err(e.to_string()),
-        }
+        Ok(again.map_or_else(Action::await_change, Action::requeue))
     }
 
     /// Registration changes: drop the location's cached list and requeue
@@ -512,7 +480,7 @@ fn state_writes(
     old: Option<&PlacementState>,
     state: &PlacementState,
     location: &Workspace,
-) -> Result<Vec<TxnOp>, String> {
+) -> Result<Vec<TxnOp>> {
     let mut writes = Vec::new();
     if old == Some(state) {
         return Ok(writes);
@@ -528,8 +496,7 @@ fn state_writes(
     if old.map(|s| s.location.as_str()) != Some(location.as_str()) {
         writes.extend(index_delete(key, old));
         writes.push(TxnOp::put_bincode(
-            Key::placement_at(location.clone(), key.cluster.clone(), &key.name)
-                .map_err(|e| e.to_string())?,
+            Key::placement_at(location.clone(), key.workspace.clone(), &key.name)?,
             Vec::new(),
             Expectation::Any,
         ));
@@ -537,10 +504,27 @@ fn state_writes(
     Ok(writes)
 }
 
+/// The writes that drop the stored decision of the placement `key`
+/// (record `rec`, a compare-and-swap) and its index entry.
+fn decision_deletes(key: &QueueKey, skey: &Key, rec: Option<&Record>) -> Vec<TxnOp> {
+    let Some(rec) = rec else {
+        return Vec::new();
+    };
+    let mut ops = vec![TxnOp::delete(
+        skey.clone(),
+        Expectation::ModRevision(rec.mod_revision),
+    )];
+    ops.extend(index_delete(
+        key,
+        PlacementState::decode(&rec.value).as_ref(),
+    ));
+    ops
+}
+
 /// Deletes the index entry of the placement `key` whose state was `old`.
 fn index_delete(key: &QueueKey, old: Option<&PlacementState>) -> Option<TxnOp> {
     let location = Workspace::parse(&old?.location).ok()?;
-    let k = Key::placement_at(location, key.cluster.clone(), &key.name).ok()?;
+    let k = Key::placement_at(location, key.workspace.clone(), &key.name).ok()?;
     Some(TxnOp::delete(k, Expectation::Any))
 }
 
@@ -548,7 +532,7 @@ fn index_delete(key: &QueueKey, old: Option<&PlacementState>) -> Option<TxnOp> {
 /// of the earliest grace period of an unhealthy chosen cluster).
 fn mirror(
     status: &mut WorkloadPlacementStatus,
-    spec: &crate::api::types::WorkloadPlacementSpec,
+    spec: &crate::types::WorkloadPlacementSpec,
     decision: &schedule::Decision,
     clusters: &Prepared,
     location: &Workspace,
@@ -710,10 +694,7 @@ impl Controller for PlacementController {
             }),
         ]
     }
-    fn reconcile<'a>(
-        &'a self,
-        key: &'a QueueKey,
-    ) -> BoxFuture<'a, Result<Option<Duration>, String>> {
+    fn reconcile<'a>(&'a self, key: &'a QueueKey) -> BoxFuture<'a, Result<Action>> {
         Box::pin(self.reconcile_key(key))
     }
 }
@@ -753,8 +734,8 @@ mod tests {
             key,
             json!({"apiVersion": "tmc.kcp.io/v1alpha1", "kind": "WorkloadPlacement",
             "metadata": {"name": "web", "uid": "u1", "generation": 1,
-                         "annotations": {crate::api::admission::AUTHOR_ANNOTATION:
-                                         crate::api::admission::author_value(author)}},
+                         "annotations": {crate::authz::author::AUTHOR_ANNOTATION:
+                                         crate::authz::author::author_value(author)}},
             "spec": {"locationWorkspace": location, "strategy": {"type": "Single"}}}),
         )
         .await;
@@ -774,8 +755,7 @@ mod tests {
         let st = Arc::new(Store::open(MemoryEngine::new(), StoreOptions::default()).unwrap());
         let shard: Arc<dyn Shard> = Arc::new(LocalShard::new(st));
         for name in ["loc", "t", "u"] {
-            let k =
-                crate::api::handlers::workspace_object_key(&ws(&format!("root:{name}"))).unwrap();
+            let k = Key::from(ObjectKey::workspace_object(&ws(&format!("root:{name}"))).unwrap());
             let Key::Object(k) = k else { unreachable!() };
             put(&*shard, k, json!({"metadata": {"name": name}})).await;
         }
@@ -905,7 +885,8 @@ mod tests {
         let st = Arc::new(Store::open(MemoryEngine::new(), StoreOptions::default()).unwrap());
         let shard: Arc<dyn Shard> = Arc::new(LocalShard::new(st));
         for (parent, name) in [("root", "east"), ("root", "west")] {
-            let k = crate::api::handlers::workspace_object_key(&ws(&format!("{parent}:{name}")))
+            let k = ObjectKey::workspace_object(&ws(&format!("{parent}:{name}")))
+                .map(Key::from)
                 .unwrap();
             let Key::Object(k) = k else { unreachable!() };
             put(&*shard, k, json!({"metadata": {"name": name}})).await;

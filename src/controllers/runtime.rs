@@ -12,9 +12,13 @@
 //! compare-and-swap on the revision that was read, and the next leader
 //! starts from the replicated state with a scan.
 //!
-//! Workers follow client-go's loop (`processNextWorkItem`): `get`,
-//! reconcile, then `forget` and optionally `add_after` on success, or
-//! `add_rate_limited` on error, and `done`. A reconcile that panics is
+//! A reconcile answers as kube-runtime's do: an [`Action`] on success
+//! ([`Action::requeue`] after a time, or [`Action::await_change`]: the feed
+//! brings the key back when something changes), or an [`Error`] (typed,
+//! see [`super::error`]). Workers follow client-go's loop
+//! (`processNextWorkItem`): `get`, reconcile, then `forget` and, for a
+//! requeue, `add_after` on success, or `add_rate_limited` on error (any
+//! variant: backoff per key), and `done`. A reconcile that panics is
 //! caught where it runs ([`guard`]): the worker goes on with its next item
 //! as a restarted one would, the key is re-queued like an error (with
 //! backoff) and `done`, so it is neither lost nor stuck as "processing",
@@ -29,6 +33,7 @@
 //! `tmc_controller_reconcile_duration_seconds` (histogram), and
 //! `tmc_controller_leader` (1 while a term runs).
 
+use super::error::Error;
 use super::feed;
 use super::keys::QueueKey;
 use super::queue::{QueueStats, WorkQueue};
@@ -42,6 +47,35 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// What a reconcile that succeeded asks for next (kube-runtime's
+/// `Action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Action {
+    requeue_after: Option<Duration>,
+}
+
+impl Action {
+    /// Reconcile the key again after `after`, even if nothing changes.
+    pub fn requeue(after: Duration) -> Action {
+        Action {
+            requeue_after: Some(after),
+        }
+    }
+
+    /// Nothing more to do until the key's data changes (the feed queues it
+    /// then).
+    pub fn await_change() -> Action {
+        Action {
+            requeue_after: None,
+        }
+    }
+
+    /// The requeue asked for, if any.
+    pub fn requeue_after(&self) -> Option<Duration> {
+        self.requeue_after
+    }
+}
 
 /// A controller the runtime can run.
 pub trait Controller: Send + Sync + 'static {
@@ -62,11 +96,9 @@ pub trait Controller: Send + Sync + 'static {
     ) -> Vec<BoxFuture<'static, ()>> {
         Vec::new()
     }
-    /// Reconciles one key; `Ok(Some(d))` asks to come back after `d`.
-    fn reconcile<'a>(
-        &'a self,
-        key: &'a QueueKey,
-    ) -> BoxFuture<'a, Result<Option<Duration>, String>>;
+    /// Reconciles one key: what to do next, or why it failed (the key is
+    /// then re-queued with backoff).
+    fn reconcile<'a>(&'a self, key: &'a QueueKey) -> BoxFuture<'a, Result<Action, Error>>;
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -258,7 +290,7 @@ async fn worker(c: Arc<dyn Controller>, queue: WorkQueue<QueueKey>, metrics: Arc
                 metrics.record_panic(c.name());
                 tracing::error!(controller = c.name(), key = %key, panic = %panic,
                     "reconcile panicked; the key is re-queued");
-                Err(format!("reconcile panicked: {panic}"))
+                Err(Error::Panicked(panic))
             }
         };
         metrics
@@ -267,9 +299,9 @@ async fn worker(c: Arc<dyn Controller>, queue: WorkQueue<QueueKey>, metrics: Arc
             .observe(t0.elapsed().as_secs_f64());
         metrics.reconciles.get_or_create(&labels).inc();
         match result {
-            Ok(again) => {
+            Ok(action) => {
                 queue.forget(&key);
-                if let Some(d) = again {
+                if let Some(d) = action.requeue_after() {
                     queue.add_after(key.clone(), d);
                 }
             }
@@ -383,17 +415,14 @@ mod tests {
         fn resource(&self) -> GroupResource {
             GroupResource::new("tmc.kcp.io", "workloadplacements").unwrap()
         }
-        fn reconcile<'a>(
-            &'a self,
-            key: &'a QueueKey,
-        ) -> BoxFuture<'a, Result<Option<Duration>, String>> {
+        fn reconcile<'a>(&'a self, key: &'a QueueKey) -> BoxFuture<'a, Result<Action, Error>> {
             Box::pin(async move {
                 let mut seen = self.seen.lock().unwrap();
                 seen.push(key.to_string());
                 if key.name == "flaky" && seen.iter().filter(|k| k.ends_with("flaky")).count() < 3 {
-                    return Err("not yet".into());
+                    return Err(Error::NotReady("not yet".into()));
                 }
-                Ok(None)
+                Ok(Action::await_change())
             })
         }
     }
@@ -513,10 +542,7 @@ mod tests {
         fn workers(&self) -> usize {
             1 // a dead worker would be the whole controller
         }
-        fn reconcile<'a>(
-            &'a self,
-            key: &'a QueueKey,
-        ) -> BoxFuture<'a, Result<Option<Duration>, String>> {
+        fn reconcile<'a>(&'a self, key: &'a QueueKey) -> BoxFuture<'a, Result<Action, Error>> {
             Box::pin(async move {
                 let n = {
                     let mut seen = self.seen.lock().unwrap();
@@ -526,7 +552,7 @@ mod tests {
                 if key.name == "boom" && n <= 2 {
                     panic!("deliberate panic number {n}");
                 }
-                Ok(None)
+                Ok(Action::await_change())
             })
         }
     }

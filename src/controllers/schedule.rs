@@ -19,8 +19,8 @@
 //!   rendezvous-hash order of (placement, cluster): stable, and spread evenly
 //!   over clusters across many placements.
 
-use crate::api::types::{StrategyType, Taint, TaintEffect, Toleration, WorkloadPlacementSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use crate::object::selector::{self, LabelSelector};
+use crate::types::{StrategyType, Taint, TaintEffect, Toleration, WorkloadPlacementSpec};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -66,31 +66,15 @@ pub struct Decision {
     pub reason: Reason,
 }
 
-/// Whether a label selector matches labels (matchLabels and
-/// matchExpressions with In, NotIn, Exists, DoesNotExist). A missing
-/// selector matches everything; an unknown operator matches nothing.
-pub fn selector_matches(sel: Option<&LabelSelector>, labels: &BTreeMap<String, String>) -> bool {
-    let Some(sel) = sel else { return true };
-    if let Some(ml) = &sel.match_labels {
-        if ml.iter().any(|(k, v)| labels.get(k) != Some(v)) {
-            return false;
-        }
-    }
-    for e in sel.match_expressions.iter().flatten() {
-        let has = labels.get(&e.key);
-        let values = e.values.as_deref().unwrap_or_default();
-        let ok = match e.operator.as_str() {
-            "In" => has.is_some_and(|v| values.contains(v)),
-            "NotIn" => has.is_none_or(|v| !values.contains(v)),
-            "Exists" => has.is_some(),
-            "DoesNotExist" => has.is_none(),
-            _ => false,
-        };
-        if !ok {
-            return false;
-        }
-    }
-    true
+/// The placement's cluster selector, parsed once per decision; `None`
+/// when it is invalid: it matches no cluster (see
+/// [`crate::object::selector`]).
+fn cluster_selector(spec: &WorkloadPlacementSpec) -> Option<LabelSelector> {
+    selector::from_optional(spec.cluster_selector.as_ref()).ok()
+}
+
+fn matches(sel: &Option<LabelSelector>, labels: &BTreeMap<String, String>) -> bool {
+    sel.as_ref().is_some_and(|s| s.matches(labels))
 }
 
 fn tolerates(t: &Toleration, taint: &Taint) -> bool {
@@ -233,8 +217,9 @@ impl Prepared {
             topo: Vec::new(),
             values: HashMap::new(),
         };
+        let sel = cluster_selector(spec);
         for (i, c) in self.clusters.iter().enumerate() {
-            let ok = selector_matches(spec.cluster_selector.as_ref(), &c.labels)
+            let ok = matches(&sel, &c.labels)
                 && !c.unschedulable
                 && c.ready
                 && !untolerated(spec, c, TaintEffect::NoSchedule)
@@ -266,13 +251,14 @@ impl Prepared {
     ) -> Decision {
         let grace = grace_secs(spec);
         let ph = mix(fnv1a(placement_id.as_bytes(), FNV_OFFSET));
+        let sel = cluster_selector(spec);
         // Previous clusters that stay (no churn).
         let mut chosen: Vec<u32> = previous
             .iter()
             .filter_map(|n| self.by_name.get(n.as_str()).copied())
             .filter(|&i| {
                 let c = &self.clusters[i as usize];
-                selector_matches(spec.cluster_selector.as_ref(), &c.labels)
+                matches(&sel, &c.labels)
                     && !untolerated(spec, c, TaintEffect::NoExecute)
                     && (c.ready || c.unhealthy_since.is_none_or(|since| now - since < grace))
             })
@@ -376,7 +362,8 @@ impl Prepared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::types::{ConflictPolicy, Strategy};
+    use crate::types::{ConflictPolicy, Strategy};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1 as metav1;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
     use std::collections::BTreeSet;
 
@@ -416,7 +403,8 @@ mod tests {
         now: i64,
     ) -> Vec<String> {
         let grace = grace_secs(spec);
-        let matches = |c: &ClusterInfo| selector_matches(spec.cluster_selector.as_ref(), &c.labels);
+        let matches =
+            |c: &ClusterInfo| selector::matches_metav1(spec.cluster_selector.as_ref(), &c.labels);
         let mut chosen: Vec<&ClusterInfo> = cs
             .iter()
             .filter(|c| prev.contains(&c.name))
@@ -507,7 +495,7 @@ mod tests {
             let topo = [None, Some("zone"), Some("region")][rng.random_range(0..3)];
             let mut sp = spec(t, Some(rng.random_range(1..6)), topo);
             if rng.random_bool(0.5) {
-                sp.cluster_selector = Some(LabelSelector {
+                sp.cluster_selector = Some(metav1::LabelSelector {
                     match_expressions: Some(vec![LabelSelectorRequirement {
                         key: "region".into(),
                         operator: "NotIn".into(),
@@ -540,14 +528,13 @@ mod tests {
         }
     }
 
+    /// The selector's semantics are [`crate::object::selector`]'s (its
+    /// table tests); here: the scheduler applies it, and an invalid one
+    /// places nowhere.
     #[test]
-    fn selectors_follow_kubernetes_semantics() {
-        let labels: BTreeMap<String, String> = [
-            ("region".into(), "eu".into()),
-            ("tier".into(), "prod".into()),
-        ]
-        .into();
-        let expr = |op: &str, vals: &[&str]| LabelSelector {
+    fn the_cluster_selector_filters_and_an_invalid_one_matches_nothing() {
+        let cs = vec![cluster("a", "eu"), cluster("b", "us")];
+        let expr = |op: &str, vals: &[&str]| metav1::LabelSelector {
             match_expressions: Some(vec![LabelSelectorRequirement {
                 key: "region".into(),
                 operator: op.into(),
@@ -555,17 +542,20 @@ mod tests {
             }]),
             match_labels: None,
         };
-        assert!(selector_matches(None, &labels));
-        assert!(selector_matches(Some(&expr("In", &["eu", "us"])), &labels));
-        assert!(!selector_matches(Some(&expr("NotIn", &["eu"])), &labels));
-        assert!(selector_matches(Some(&expr("Exists", &[])), &labels));
-        assert!(!selector_matches(Some(&expr("DoesNotExist", &[])), &labels));
-        assert!(!selector_matches(Some(&expr("Bogus", &[])), &labels));
-        let ml = LabelSelector {
-            match_labels: Some([("tier".to_string(), "dev".to_string())].into()),
-            match_expressions: None,
-        };
-        assert!(!selector_matches(Some(&ml), &labels));
+        let mut sp = spec(StrategyType::All, None, None);
+        assert_eq!(schedule("ws|p", &sp, &cs, &[], 0).clusters, vec!["a", "b"]);
+        sp.cluster_selector = Some(expr("In", &["us"]));
+        assert_eq!(schedule("ws|p", &sp, &cs, &[], 0).clusters, vec!["b"]);
+        for invalid in [expr("Bogus", &[]), expr("Exists", &["x"]), expr("In", &[])] {
+            sp.cluster_selector = Some(invalid);
+            let d = schedule("ws|p", &sp, &cs, &["a".to_string()], 0);
+            assert_eq!(
+                (d.clusters.len(), d.reason),
+                (0, Reason::NoMatchingCluster),
+                "{:?}",
+                sp.cluster_selector
+            );
+        }
     }
 
     #[test]

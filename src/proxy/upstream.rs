@@ -12,7 +12,7 @@
 //! caller; bodies stream.
 
 use crate::api::tls::TlsFiles;
-use crate::util::BoxError;
+use crate::util::{root_cause, BoxError};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -134,16 +134,4 @@ impl Upstream {
             .await
             .unwrap_or(Err(UpstreamError::Timeout(FETCH_TIMEOUT)))
     }
-}
-
-/// The innermost error's text (hyper's outer errors say only "client
-/// error (Connect)").
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    let mut text = e.to_string();
-    while let Some(next) = cur.source() {
-        text = next.to_string();
-        cur = next;
-    }
-    text
 }

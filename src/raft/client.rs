@@ -25,6 +25,7 @@
 //! request in flight, as hyper's pool does).
 
 use super::tls::PeerTls;
+use crate::util::root_cause;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
@@ -203,16 +204,6 @@ impl PeerClient {
                 timeout: self.timeout,
             })?
     }
-}
-
-/// The innermost error's message (hyper's outer ones say only "client
-/// error (Connect)"), as the socket or TLS layer put it.
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut inner = e;
-    while let Some(next) = inner.source() {
-        inner = next;
-    }
-    inner.to_string()
 }
 
 /// Dials an address of the URI and wraps the connection in peer TLS.

@@ -19,6 +19,24 @@
 //! keys sort bytewise as in etcd, which is the order Kubernetes lists have.
 //!
 //! Decoding is the exact inverse of encoding (a property test checks it).
+//!
+//! ## Why the controllers' records are named here
+//!
+//! The `/tmc/...` keys hold the controllers' own records (placement
+//! decisions, their index by location, sync records), and [`Key`] names
+//! them (`Placement`, `PlacementAt`, `Sync`) instead of handing the
+//! controllers an opaque internal prefix to lay out themselves. Decided so
+//! (issue 14) because the key layout is the store's schema, as kcp's
+//! `/registry/...` layout is etcd's: every byte layout of the `data`
+//! column family lives in this one file, each segment is validated, and
+//! decoding is the exact inverse of encoding, property-tested. The
+//! controllers rely on that: they list a location's placements as one
+//! exact prefix ([`Prefix::placements_at`]) and decode the workspace and
+//! name back out of each key, which an opaque prefix would make them
+//! re-implement (and re-validate) in the controller layer. The price is
+//! that the store knows three controller nouns and a new kind of record
+//! means a variant here; the store still knows nothing of what the
+//! records hold (their values are the controllers' bincode).
 
 use super::error::{NameError, Result};
 use super::names::{self, NameRule, Workspace};
@@ -28,6 +46,14 @@ const REGISTRY: &str = "/registry/";
 const PLACEMENTS: &str = "/tmc/placements/";
 const PLACEMENTS_BY_LOCATION: &str = "/tmc/placements-by-location/";
 const SYNC: &str = "/tmc/sync/";
+
+/// kcp's tenancy group, of Workspace objects.
+pub const TENANCY_GROUP: &str = "tenancy.kcp.io";
+/// The resource of Workspace objects.
+pub const WORKSPACES: &str = "workspaces";
+/// The name rule of Workspace objects (the API's table says the same; a
+/// test there checks it).
+pub const WORKSPACE_NAME_RULE: NameRule = NameRule::DnsLabel;
 
 /// The key segment used for the legacy (empty) API group.
 pub const CORE_GROUP: &str = "core";
@@ -135,6 +161,17 @@ impl ObjectKey {
             namespace: namespace.map(str::to_string),
             name: name.to_string(),
         })
+    }
+
+    /// The key of the Workspace object that makes `ws` exist: the
+    /// `workspaces.tenancy.kcp.io` object named `ws.base()` in its parent
+    /// workspace, as kcp keeps it (names are DNS labels). `None` for
+    /// `root`, which has no parent and always exists, and for a base name
+    /// no Workspace object can have.
+    pub fn workspace_object(ws: &Workspace) -> Option<ObjectKey> {
+        let parent = ws.parent()?;
+        let gr = GroupResource::new(TENANCY_GROUP, WORKSPACES).ok()?;
+        ObjectKey::with_rule(gr, parent, None, ws.base(), WORKSPACE_NAME_RULE).ok()
     }
 
     fn push_tail(&self, out: &mut String) {

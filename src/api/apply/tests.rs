@@ -31,7 +31,7 @@ fn nginx(replicas: i64, image: &str) -> Value {
 /// Just the name, plus `extra` merged in.
 fn partial(extra: Value) -> Value {
     let mut v = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default"}});
-    crate::api::patch::apply_merge_patch(&mut v, &extra);
+    crate::object::merge::apply_merge_patch(&mut v, &extra);
     v
 }
 

@@ -7,11 +7,11 @@
 
 use super::params::{DeleteOptions, ListOptions};
 use super::{deleting, parse_value, storage_error, ObjectApi, Reply, UPDATE_RETRIES};
-use crate::api::object::{self, for_response, meta_mut, meta_str};
+use crate::api::object::for_response;
 use crate::api::request::{ResourceRequest, WorkspaceSel};
 use crate::api::resources::TENANCY_GROUP;
 use crate::api::status::{ApiError, ApiResult};
-use crate::shard::ShardError;
+use crate::object::{finalizers, meta_mut, meta_str};
 use crate::store::{Expectation, Txn, TxnOp, Workspace};
 use serde_json::{json, Value};
 
@@ -22,7 +22,10 @@ fn marked_for_deletion(obj: &Value, container: bool) -> Value {
     let mut marked = obj.clone();
     if !deleting(&marked) {
         let meta = meta_mut(&mut marked);
-        meta.insert("deletionTimestamp".into(), Value::String(object::now()));
+        meta.insert(
+            "deletionTimestamp".into(),
+            Value::String(crate::object::now()),
+        );
         meta.insert("deletionGracePeriodSeconds".into(), json!(0));
         if container {
             marked["status"]["phase"] = Value::String("Terminating".into());
@@ -82,7 +85,7 @@ impl ObjectApi {
             if dry {
                 return Ok((200, for_response(current, rec.mod_revision, ws.as_str())));
             }
-            if is_container || !object::finalizers(&current).is_empty() {
+            if is_container || !finalizers(&current).is_empty() {
                 // Mark it; it goes when its finalizers do, or, for a
                 // namespace or workspace, once the lifecycle controller
                 // has deleted its contents.
@@ -97,7 +100,7 @@ impl ObjectApi {
                         .await
                     {
                         Ok(c) => out_rev = c.revision,
-                        Err(ShardError::Store(crate::store::Error::Conflict { .. })) => continue,
+                        Err(e) if e.is_conflict() => continue,
                         Err(e) => return Err(storage_error(e)),
                     }
                 }
@@ -109,7 +112,7 @@ impl ObjectApi {
                 .await
             {
                 Ok(_) => return Ok((200, for_response(current, rec.mod_revision, ws.as_str()))),
-                Err(ShardError::Store(crate::store::Error::Conflict { .. })) => continue,
+                Err(e) if e.is_conflict() => continue,
                 Err(e) => return Err(storage_error(e)),
             }
         }

@@ -44,12 +44,12 @@ pub use params::{
 pub use watch_stream::WatchStream;
 pub use workspace::{CLUSTER_ADMIN, WORKSPACE_ADMIN};
 
-use super::object::meta_str;
 use super::request::{ResourceRequest, WorkspaceSel};
-use super::resources::{self, ResourceInfo, TENANCY_GROUP};
+use super::resources::{self, ResourceInfo};
 use super::schema::GroupKind;
 use super::status::{ApiError, ApiResult};
 use super::watch::WatchHub;
+use crate::object::meta_str;
 use crate::shard::{Shard, ShardError};
 use crate::store::{Key, ObjectKey, Prefix, Record, Workspace};
 use serde_json::{json, Value};
@@ -113,18 +113,8 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> ApiError {
 }
 
 /// The Workspace object that makes `ws` exist (`None` for `root`).
-pub fn workspace_object_key(ws: &Workspace) -> Option<Key> {
-    let parent = ws.parent()?;
-    let info = resources::lookup(TENANCY_GROUP, "v1alpha1", "workspaces")?;
-    ObjectKey::with_rule(
-        info.group_resource(),
-        parent,
-        None,
-        ws.base(),
-        info.name_rule,
-    )
-    .ok()
-    .map(Key::from)
+pub(super) fn workspace_object_key(ws: &Workspace) -> Option<Key> {
+    ObjectKey::workspace_object(ws).map(Key::from)
 }
 
 fn namespace_info() -> &'static ResourceInfo {

@@ -17,8 +17,8 @@
 //! kinds).
 
 use super::Caller;
-use crate::api::selector::{FieldSelector, LabelSelector};
 use crate::api::status::{ApiError, ApiResult};
+use crate::object::selector::{FieldSelector, LabelSelector};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;

@@ -177,7 +177,7 @@ impl ObjectApi {
             if pos.done < sub.from {
                 let mut after = pos.done;
                 while after < sub.from {
-                    let chs = match watch::read_whole_revisions(self.shard.as_ref(), after) {
+                    let chs = match crate::shard::read_whole_revisions(self.shard.as_ref(), after) {
                         Ok(chs) if chs.is_empty() => break,
                         Ok(chs) => chs,
                         Err(e) => {

@@ -8,7 +8,6 @@
 use super::{
     deleting, namespace_key, parse_value, storage_error, workspace_object_key, Caller, ObjectApi,
 };
-use crate::api::object;
 use crate::api::resources::{self, TENANCY_GROUP};
 use crate::api::status::{ApiError, ApiResult};
 use crate::shard::ShardError;
@@ -61,7 +60,8 @@ impl ObjectApi {
                 .write(Txn::new(vec![TxnOp::put_json(k, v, Expectation::Absent)]))
                 .await
             {
-                Ok(_) | Err(ShardError::Store(crate::store::Error::Conflict { .. })) => {}
+                Ok(_) => {}
+                Err(e) if e.is_conflict() => {}
                 Err(e) => return Err(e),
             }
         }
@@ -76,7 +76,8 @@ impl ObjectApi {
             .write(Txn::new(vec![TxnOp::put_json(key, v, Expectation::Absent)]))
             .await
         {
-            Ok(_) | Err(ShardError::Store(crate::store::Error::Conflict { .. })) => Ok(()),
+            Ok(_) => Ok(()),
+            Err(e) if e.is_conflict() => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -139,7 +140,7 @@ fn cluster_admin_role(ws: &Workspace) -> ApiResult<(Key, Value)> {
             "metadata": {
                 "name": CLUSTER_ADMIN,
                 "uid": uuid::Uuid::new_v4().to_string(),
-                "creationTimestamp": object::now(),
+                "creationTimestamp": crate::object::now(),
             },
             "rules": rules,
         }),
@@ -159,7 +160,7 @@ fn workspace_admin_objects(ws: &Workspace, creator: &str) -> ApiResult<Vec<(Key,
                 "metadata": {
                     "name": WORKSPACE_ADMIN,
                     "uid": uuid::Uuid::new_v4().to_string(),
-                    "creationTimestamp": object::now(),
+                    "creationTimestamp": crate::object::now(),
                 },
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                             "name": CLUSTER_ADMIN},
@@ -180,7 +181,7 @@ fn default_namespace(ws: &Workspace) -> Value {
         "metadata": {
             "name": "default",
             "uid": uuid::Uuid::new_v4().to_string(),
-            "creationTimestamp": object::now(),
+            "creationTimestamp": crate::object::now(),
         },
         "spec": {},
         "status": {"phase": "Active"},

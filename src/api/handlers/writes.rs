@@ -11,11 +11,12 @@ use super::{
     ObjectApi, Reply, UPDATE_RETRIES,
 };
 use crate::api::apply;
-use crate::api::object::{self, for_response, meta_mut, meta_str, strip_for_storage};
+use crate::api::object::{self, for_response, strip_for_storage};
 use crate::api::patch::{self, PatchType};
 use crate::api::request::ResourceRequest;
 use crate::api::resources::{ResourceInfo, TENANCY_GROUP};
 use crate::api::status::{ApiError, ApiResult};
+use crate::object::{finalizers, meta_mut, meta_str};
 use crate::shard::ShardError;
 use crate::store::{Expectation, Txn, TxnOp, Workspace};
 use serde_json::{json, Map, Value};
@@ -36,7 +37,7 @@ impl ObjectApi {
         object::check_kind(info, &body)?;
         let mut obj = body;
         self.prepare_create(req, ws, &mut obj)?;
-        let now = object::now();
+        let now = crate::object::now();
         obj = apply::track_update(&Self::gk(info), None, &obj, &manager, &now);
         self.commit_create(req, ws, obj, dry, caller).await
     }
@@ -116,7 +117,10 @@ impl ObjectApi {
             "uid".into(),
             Value::String(uuid::Uuid::new_v4().to_string()),
         );
-        meta.insert("creationTimestamp".into(), Value::String(object::now()));
+        meta.insert(
+            "creationTimestamp".into(),
+            Value::String(crate::object::now()),
+        );
         meta.remove("deletionTimestamp");
         meta.remove("deletionGracePeriodSeconds");
         if info.status {
@@ -266,7 +270,7 @@ impl ObjectApi {
         };
         let gk = Self::gk(info);
         self.guaranteed_update(req, ws, client_rv, dry, caller, |current, _rv| {
-            let now = object::now();
+            let now = crate::object::now();
             Ok(apply::track_update(
                 &gk,
                 Some(current),
@@ -326,7 +330,7 @@ impl ObjectApi {
                         &applied,
                         &manager,
                         force,
-                        &object::now(),
+                        &crate::object::now(),
                     )
                     .map_err(apply_error)
                 })
@@ -344,7 +348,7 @@ impl ObjectApi {
                         &applied,
                         &manager,
                         force,
-                        &object::now(),
+                        &crate::object::now(),
                     )
                     .map_err(apply_error)?;
                     self.prepare_create(req, ws, &mut obj)?;
@@ -378,7 +382,7 @@ impl ObjectApi {
                 Some(current),
                 &patched,
                 &manager,
-                &object::now(),
+                &crate::object::now(),
             ))
         })
         .await
@@ -428,7 +432,7 @@ impl ObjectApi {
                 return Ok((200, for_response(current, rec.mod_revision, ws.as_str())));
             }
             caller.admit(info, Some(&current), &mut new)?;
-            let remove = deleting(&new) && object::finalizers(&new).is_empty();
+            let remove = deleting(&new) && finalizers(&new).is_empty();
             // What is stored is bounded; a stale record rewritten unchanged
             // (re-encryption) is what it was.
             let value = match (remove, new == current) {
@@ -450,12 +454,8 @@ impl ObjectApi {
                 Ok(c) => {
                     return Ok((200, for_response(new, c.revision, ws.as_str())));
                 }
-                Err(ShardError::Store(crate::store::Error::Conflict { .. }))
-                    if client_rv.is_none() =>
-                {
-                    continue
-                }
-                Err(ShardError::Store(crate::store::Error::Conflict { .. })) => {
+                Err(e) if e.is_conflict() && client_rv.is_none() => continue,
+                Err(e) if e.is_conflict() => {
                     return Err(ApiError::conflict(info.group, info.plural, &name))
                 }
                 Err(e) => return Err(storage_error(e)),
@@ -540,8 +540,8 @@ fn merge_server_fields(
         }
     }
     if deleting(current) {
-        let old: Vec<String> = object::finalizers(current);
-        let added: Vec<String> = object::finalizers(&new)
+        let old: Vec<String> = finalizers(current);
+        let added: Vec<String> = finalizers(&new)
             .into_iter()
             .filter(|f| !old.contains(f))
             .collect();

@@ -2,7 +2,7 @@
 //! one per list kind (each with its `x-kubernetes-group-version-kind`),
 //! the `meta/v1` definitions they refer to (`ObjectMeta`, `ListMeta`,
 //! `Status`, `Patch`, `DeleteOptions`, ...), and tmc's own kinds'
-//! hand-written schemas, which follow [`crate::api::types`] (a test holds
+//! hand-written schemas, which follow [`crate::types`] (a test holds
 //! the Rust types' JSON to them). Built-in kinds are stored schemaless:
 //! their `spec` and `status` are free objects, their other top-level
 //! fields are listed.
@@ -259,7 +259,7 @@ fn meta_definitions(d: Dialect) -> Map<String, Value> {
     defs
 }
 
-// ---- tmc's own kinds (keep in step with super::types) ----
+// ---- tmc's own kinds (keep in step with crate::types) ----
 
 fn label_selector(description: &str) -> Value {
     let mut s = object(
@@ -426,7 +426,7 @@ mod tests {
     use super::*;
     use crate::api::openapi::openapi_v3_group_version;
     use crate::api::resources::RESOURCES;
-    use crate::api::types;
+    use crate::types;
 
     // A small validator, enough to hold tmc's schemas to its Rust types:
     // types, enums, required fields and unknown fields.

@@ -6,12 +6,14 @@ use super::{
     kind_of, listed_clusters, syncable, Kind, SyncCore, SyncOptions, SyncRecord, ANN_NAME,
     ANN_NAMESPACE, ANN_WORKSPACE, LABEL_OWNER,
 };
-use crate::api::types::ClusterRegistration;
+use crate::controllers::error::{Error, Result};
 use crate::controllers::keys::QueueKey;
+use crate::controllers::member::CredentialsError;
 use crate::controllers::objects;
 use crate::controllers::queue::{ExponentialBackoff, RateLimiter, TokenBucket, WorkQueue};
 use crate::shard::BoxFuture;
 use crate::store::{ClusterRef, Expectation, GroupResource, Key, ObjectKey, Txn, TxnOp, Workspace};
+use crate::types::ClusterRegistration;
 use futures::StreamExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::discovery::ApiResource;
@@ -162,7 +164,15 @@ impl ClusterSyncer {
 
     /// The client, rebuilt when the registration or its Secret changed
     /// (looked at every few seconds, not on every item).
-    async fn client(&self) -> Result<(kube::Client, bool), String> {
+    /// A [`Error::MemberCluster`] of this syncer's cluster.
+    fn member_error(&self, message: String) -> Error {
+        Error::MemberCluster {
+            cluster: self.cluster.to_string(),
+            message,
+        }
+    }
+
+    async fn client(&self) -> Result<(kube::Client, bool)> {
         if let Some(c) = self.client.lock().await.as_ref() {
             if c.checked.elapsed() < CLIENT_RECHECK {
                 return Ok((c.client.clone(), c.tls));
@@ -173,17 +183,22 @@ impl ClusterSyncer {
             crate::controllers::cluster::resource(),
             self.cluster.workspace.clone(),
             &self.cluster.name,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let reg = objects::read::<ClusterRegistration>(&**shard, &key)?.ok_or_else(|| {
-            format!(
+            self.member_error(format!(
                 "ClusterRegistration {} not found in workspace {}",
                 self.cluster.name, self.cluster.workspace
-            )
+            ))
         })?;
+        let credentials = |e: CredentialsError| {
+            self.member_error(format!(
+                "credentials of cluster {}: {}",
+                self.cluster, e.message
+            ))
+        };
         let (fingerprint, creds) =
             crate::controllers::member::load(&**shard, &self.cluster.workspace, &reg.obj.spec)
-                .map_err(|e| format!("credentials of cluster {}: {}", self.cluster, e.message))?;
+                .map_err(credentials)?;
         let mut c = self.client.lock().await;
         if let Some(cached) = c.as_mut().filter(|c| c.fingerprint == fingerprint) {
             cached.checked = std::time::Instant::now();
@@ -192,7 +207,7 @@ impl ClusterSyncer {
         let tls = creds.tls();
         let client = creds
             .client(self.opts.request_timeout, self.opts.endpoints)
-            .map_err(|e| format!("credentials of cluster {}: {}", self.cluster, e.message))?;
+            .map_err(credentials)?;
         *c = Some(CachedClient {
             fingerprint,
             client: client.clone(),
@@ -212,14 +227,14 @@ impl ClusterSyncer {
                     self.core.record_panic();
                     tracing::error!(cluster = %self.cluster, resource = %item.gr, key = %item.key,
                         panic = %panic, "sync panicked; the item is re-queued");
-                    Err(format!("sync panicked: {panic}"))
+                    Err(Error::Panicked(panic))
                 }
             };
             match result {
                 Ok(()) => self.queue.forget(&item),
                 Err(e) => {
                     tracing::debug!(cluster = %self.cluster, resource = %item.gr, key = %item.key, error = %e, "sync failed; retrying");
-                    if let Err(e2) = self.note_error(&item, &e).await {
+                    if let Err(e2) = self.note_error(&item, &e.to_string()).await {
                         tracing::debug!(error = %e2, "recording a sync error failed");
                     }
                     self.queue.add_rate_limited(item.clone());
@@ -229,19 +244,19 @@ impl ClusterSyncer {
         }
     }
 
-    fn object_key(item: &SyncItem) -> Result<ObjectKey, String> {
+    fn object_key(item: &SyncItem) -> Result<ObjectKey> {
         ObjectKey::with_rule(
             item.gr.clone(),
-            item.key.cluster.clone(),
+            item.key.workspace.clone(),
             item.key.namespace.as_deref(),
             &item.key.name,
             crate::store::NameRule::DnsSubdomain,
         )
-        .map_err(|e| e.to_string())
+        .map_err(Error::from)
     }
 
     /// Keeps the last error in the record (once; not on every retry).
-    async fn note_error(&self, item: &SyncItem, error: &str) -> Result<(), String> {
+    async fn note_error(&self, item: &SyncItem, error: &str) -> Result<()> {
         let okey = Self::object_key(item)?;
         let Some((rev, mut rec)) = self.core.record(&self.cluster, &okey)? else {
             return Ok(());
@@ -255,13 +270,8 @@ impl ClusterSyncer {
         Ok(())
     }
 
-    async fn put_record(
-        &self,
-        okey: &ObjectKey,
-        rev: Option<u64>,
-        rec: &SyncRecord,
-    ) -> Result<(), String> {
-        let key = Key::sync(self.cluster.clone(), okey.clone()).map_err(|e| e.to_string())?;
+    async fn put_record(&self, okey: &ObjectKey, rev: Option<u64>, rec: &SyncRecord) -> Result<()> {
+        let key = Key::sync(self.cluster.clone(), okey.clone())?;
         let expect = match rev {
             Some(r) => Expectation::ModRevision(r),
             None => Expectation::Absent,
@@ -283,7 +293,7 @@ impl ClusterSyncer {
         ns: &str,
         name: &str,
         fresh: bool,
-    ) -> Result<Option<Value>, String> {
+    ) -> Result<Option<Value>> {
         if !fresh
             && self
                 .listed
@@ -300,19 +310,23 @@ impl ClusterSyncer {
                 .map(|v| (**v).clone()));
         }
         match api.get_opt(name).await {
-            Ok(o) => o
-                .map(serde_json::to_value)
-                .transpose()
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(format!("reading {gr} {ns}/{name} on {}: {e}", self.cluster)),
+            Ok(o) => o.map(serde_json::to_value).transpose().map_err(|e| {
+                Error::invalid(
+                    format!("{gr} {ns}/{name} on {}", self.cluster),
+                    format!("does not serialize: {e}"),
+                )
+            }),
+            Err(e) => {
+                Err(self.member_error(format!("reading {gr} {ns}/{name} on {}: {e}", self.cluster)))
+            }
         }
     }
 
     /// One work item (see the parent module's protocol).
-    async fn process(&self, item: &SyncItem) -> Result<(), String> {
+    async fn process(&self, item: &SyncItem) -> Result<()> {
         let core = &self.core;
         let okey = Self::object_key(item)?;
-        let kind = kind_of(&item.gr).ok_or_else(|| format!("{} is not synced", item.gr))?;
+        let kind = kind_of(&item.gr).ok_or_else(|| Error::invalid(&item.gr, "is not synced"))?;
         let obj = objects::read::<Value>(&**core.shard(), &okey)?;
         let rec = core.record(&self.cluster, &okey)?;
         let desired = match &obj {
@@ -321,7 +335,7 @@ impl ClusterSyncer {
         };
         let here = desired.clusters.contains(&self.cluster);
         let ns = item.key.namespace.clone().unwrap_or_default();
-        let dns = mapping::downstream_namespace(&item.key.cluster, &ns);
+        let dns = mapping::downstream_namespace(&item.key.workspace, &ns);
         let name = item.key.name.as_str();
         if !here && rec.is_none() && !self.maybe_downstream(&item.gr, &dns, name) {
             return Ok(()); // nothing here, nothing to do
@@ -404,12 +418,17 @@ impl ClusterSyncer {
                 )
                 .await
                 .map_err(|e| {
-                    format!(
+                    self.member_error(format!(
                         "applying {} {dns}/{name} to {}: {e}",
                         kind.kind, self.cluster
-                    )
+                    ))
                 })?;
-            let v = serde_json::to_value(applied).map_err(|e| e.to_string())?;
+            let v = serde_json::to_value(applied).map_err(|e| {
+                Error::invalid(
+                    format!("{} {dns}/{name}", kind.kind),
+                    format!("does not serialize: {e}"),
+                )
+            })?;
             self.observe(&kind.gr, v.clone());
             v
         };
@@ -442,7 +461,7 @@ impl ClusterSyncer {
         okey: &ObjectKey,
         rec: Option<(u64, SyncRecord)>,
         next: SyncRecord,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         let (rev, prev) = match rec {
             Some((r, p)) => (Some(r), Some(p)),
             None => (None, None),
@@ -470,7 +489,7 @@ impl ClusterSyncer {
                 continue;
             };
             let key = QueueKey::new(
-                item.key.cluster.clone(),
+                item.key.workspace.clone(),
                 item.key.namespace.as_deref(),
                 name,
             );
@@ -505,7 +524,7 @@ impl ClusterSyncer {
         client: &kube::Client,
         dns: &str,
         rec: Option<(u64, SyncRecord)>,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         let name = item.key.name.as_str();
         let conflict = rec.as_ref().is_some_and(|(_, r)| r.conflict);
         if !conflict {
@@ -524,10 +543,10 @@ impl ClusterSyncer {
                     Ok(_) => {}
                     Err(e) if is_404(&e) => {}
                     Err(e) => {
-                        return Err(format!(
+                        return Err(self.member_error(format!(
                             "deleting {} {dns}/{name} on {}: {e}",
                             item.gr, self.cluster
-                        ))
+                        )))
                     }
                 }
                 self.observed
@@ -537,7 +556,7 @@ impl ClusterSyncer {
             }
         }
         if let Some((rev, r)) = rec {
-            let key = Key::sync(self.cluster.clone(), okey.clone()).map_err(|e| e.to_string())?;
+            let key = Key::sync(self.cluster.clone(), okey.clone())?;
             self.core
                 .write(Txn::new(vec![TxnOp::delete(
                     key,
@@ -598,7 +617,7 @@ impl ClusterSyncer {
         client: &kube::Client,
         ws: &Workspace,
         ns: &str,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         let dns = mapping::downstream_namespace(ws, ns);
         if self
             .namespaces
@@ -617,7 +636,9 @@ impl ClusterSyncer {
             &Patch::Apply(&obj),
         )
         .await
-        .map_err(|e| format!("creating namespace {dns} on {}: {e}", self.cluster))?;
+        .map_err(|e| {
+            self.member_error(format!("creating namespace {dns} on {}: {e}", self.cluster))
+        })?;
         self.namespaces
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

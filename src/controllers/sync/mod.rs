@@ -67,22 +67,26 @@
 
 pub mod cluster;
 pub mod mapping;
+mod object;
 
+pub use object::next_object;
+
+use super::error::{Error, Result};
 use super::feed::{self, Event};
 use super::keys::QueueKey;
 use super::objects;
 use super::queue::WorkQueue;
-use super::runtime::Controller;
-use super::schedule::selector_matches;
-use crate::api::types::WorkloadPlacement;
-use crate::shard::{BoxFuture, Shard, ShardError};
+use super::runtime::{Action, Controller};
+use crate::object::selector::matches_metav1;
+use crate::shard::{BoxFuture, Shard};
 use crate::store::{
     ClusterRef, Expectation, GroupResource, Key, ListOptions, ObjectKey, Prefix, Txn, TxnOp,
     Workspace,
 };
+use crate::types::WorkloadPlacement;
 use cluster::{ClusterSyncer, SyncItem};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -103,10 +107,10 @@ pub const ANN_NAME: &str = "tmc.kcp.io/name";
 pub const ANN_UID: &str = "tmc.kcp.io/uid";
 /// On workspace objects: the clusters that may hold a copy.
 /// Kept by the API as stored whatever a client sends
-/// ([`crate::api::admission::SERVER_OWNED_ANNOTATIONS`]).
-pub const ANN_CLUSTERS: &str = crate::api::admission::SERVER_OWNED_ANNOTATIONS[0];
+/// ([`crate::object::SERVER_OWNED_ANNOTATIONS`]).
+pub const ANN_CLUSTERS: &str = crate::object::SERVER_OWNED_ANNOTATIONS[0];
 /// On workspace objects: the status of each copy.
-pub const ANN_CLUSTER_STATUS: &str = crate::api::admission::SERVER_OWNED_ANNOTATIONS[1];
+pub const ANN_CLUSTER_STATUS: &str = crate::object::SERVER_OWNED_ANNOTATIONS[1];
 /// The finalizer that keeps a workspace object until its copies are gone.
 pub const FINALIZER: &str = "tmc.kcp.io/sync";
 /// The condition that reports conflicts and sync errors.
@@ -308,7 +312,7 @@ impl SyncCore {
     }
 
     /// The shard's identity, the value of [`LABEL_OWNER`].
-    pub fn owner(&self) -> Result<String, String> {
+    pub fn owner(&self) -> Result<String> {
         let mut o = self.owner.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(id) = o.as_ref() {
             return Ok(id.clone());
@@ -318,7 +322,12 @@ impl SyncCore {
         let ns = objects::read::<Value>(&*self.shard, &key)?;
         let id = ns
             .and_then(|n| n.raw["metadata"]["uid"].as_str().map(str::to_string))
-            .ok_or("the shard's identity (the uid of root's default namespace) is not there yet")?;
+            .ok_or_else(|| {
+                Error::NotReady(
+                    "the shard's identity (the uid of root's default namespace) is not there yet"
+                        .into(),
+                )
+            })?;
         *o = Some(id.clone());
         Ok(id)
     }
@@ -358,11 +367,7 @@ impl SyncCore {
     }
 
     /// Queues work for `cluster`, starting its syncer if needed.
-    fn enqueue_cluster(
-        self: &Arc<Self>,
-        cluster: &ClusterRef,
-        item: SyncItem,
-    ) -> Result<(), String> {
+    fn enqueue_cluster(self: &Arc<Self>, cluster: &ClusterRef, item: SyncItem) -> Result<()> {
         let owner = self.owner()?;
         let mut t = self.term.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(s) = t.clusters.get(cluster) {
@@ -399,7 +404,7 @@ impl SyncCore {
         ws: &Workspace,
         namespace: &str,
         obj: &Value,
-    ) -> Result<Desired, String> {
+    ) -> Result<Desired> {
         let mut out = Desired::default();
         let placements = self.list(&Prefix::workspace(&super::placement::resource(), ws))?;
         if placements.is_empty() {
@@ -428,14 +433,14 @@ impl SyncCore {
                     .any(|r| GroupResource::new(&r.group, &r.resource).is_ok_and(|g| &g == gr))
             };
             if !covers
-                || !selector_matches(wp.spec.namespace_selector.as_ref(), &ns_labels)
-                || !selector_matches(wp.spec.workload_selector.as_ref(), &labels)
+                || !matches_metav1(wp.spec.namespace_selector.as_ref(), &ns_labels)
+                || !matches_metav1(wp.spec.workload_selector.as_ref(), &labels)
             {
                 continue;
             }
             let name = wp.metadata.name.clone().unwrap_or_default();
-            let key = Key::placement(ws.clone(), &name).map_err(|e| e.to_string())?;
-            let Some(rec) = self.shard.get(&key).map_err(|e| e.to_string())? else {
+            let key = Key::placement(ws.clone(), &name)?;
+            let Some(rec) = self.shard.get(&key)? else {
                 continue;
             };
             let Some(state) = super::placement::PlacementState::decode(&rec.value) else {
@@ -453,14 +458,14 @@ impl SyncCore {
                     name: c,
                 });
             }
-            out.adopt |= wp.spec.conflict_policy == crate::api::types::ConflictPolicy::Adopt;
+            out.adopt |= wp.spec.conflict_policy == crate::types::ConflictPolicy::Adopt;
         }
         Ok(out)
     }
 
     /// Where `obj` (of `gr` at `key`) should be: [`SyncCore::direct`], and
     /// for dependency kinds the clusters of the workloads that use it.
-    pub fn desired(&self, key: &ObjectKey, obj: &Value) -> Result<Desired, String> {
+    pub fn desired(&self, key: &ObjectKey, obj: &Value) -> Result<Desired> {
         if deleting(obj) {
             return Ok(Desired::default());
         }
@@ -468,8 +473,7 @@ impl SyncCore {
         let mut d = self.direct(&key.gr, &key.workspace, &ns, obj)?;
         if mapping::is_dependency_kind(&key.gr) {
             for k in syncable().iter().filter(|k| k.has_status) {
-                let prefix =
-                    Prefix::namespace(&k.gr, &key.workspace, &ns).map_err(|e| e.to_string())?;
+                let prefix = Prefix::namespace(&k.gr, &key.workspace, &ns)?;
                 for w in self.list(&prefix)? {
                     let uses = mapping::dependencies(&w)
                         .iter()
@@ -485,14 +489,14 @@ impl SyncCore {
         Ok(d)
     }
 
-    fn list(&self, prefix: &Prefix) -> Result<Vec<Value>, String> {
+    fn list(&self, prefix: &Prefix) -> Result<Vec<Value>> {
         let mut opts = ListOptions {
             limit: 500,
             ..Default::default()
         };
         let mut out = Vec::new();
         loop {
-            let page = self.shard.list(prefix, &opts).map_err(|e| e.to_string())?;
+            let page = self.shard.list(prefix, &opts)?;
             for r in &page.items {
                 if let Ok(v) = serde_json::from_slice::<Value>(&r.value) {
                     out.push(v);
@@ -510,24 +514,19 @@ impl SyncCore {
         &self,
         cluster: &ClusterRef,
         object: &ObjectKey,
-    ) -> Result<Option<(u64, SyncRecord)>, String> {
-        let key = Key::sync(cluster.clone(), object.clone()).map_err(|e| e.to_string())?;
-        let Some(rec) = self.shard.get(&key).map_err(|e| e.to_string())? else {
+    ) -> Result<Option<(u64, SyncRecord)>> {
+        let key = Key::sync(cluster.clone(), object.clone())?;
+        let Some(rec) = self.shard.get(&key)? else {
             return Ok(None);
         };
         let r = SyncRecord::decode(&rec.value)
-            .ok_or_else(|| format!("sync record {key} does not decode"))?;
+            .ok_or_else(|| Error::invalid(format!("sync record {key}"), "does not decode"))?;
         Ok(Some((rec.mod_revision, r)))
     }
 
-    async fn write(&self, txn: Txn) -> Result<(), String> {
-        match self.shard.write(txn).await {
-            Ok(_) => Ok(()),
-            Err(ShardError::Store(crate::store::Error::Conflict { .. })) => {
-                Err("changed while syncing; retrying on fresh state".into())
-            }
-            Err(e) => Err(e.to_string()),
-        }
+    async fn write(&self, txn: Txn) -> Result<()> {
+        self.shard.write(txn).await?;
+        Ok(())
     }
 
     /// The object reconcile (see the module docs).
@@ -535,22 +534,21 @@ impl SyncCore {
         self: &Arc<Self>,
         gr: &GroupResource,
         key: &QueueKey,
-    ) -> Result<Option<Duration>, String> {
+    ) -> Result<Action> {
         let okey = ObjectKey::with_rule(
             gr.clone(),
-            key.cluster.clone(),
+            key.workspace.clone(),
             key.namespace.as_deref(),
             &key.name,
             crate::store::NameRule::DnsSubdomain,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let Some(obj) = objects::read::<Value>(&*self.shard, &okey)? else {
-            return Ok(None);
+            return Ok(Action::await_change());
         };
         let desired = self.desired(&okey, &obj.raw)?;
         let listed = listed_clusters(&obj.raw);
         if listed.is_empty() && desired.clusters.is_empty() {
-            return Ok(None); // not placed, never was: not a write to make
+            return Ok(Action::await_change()); // not placed, never was: no write to make
         }
         let mut keep: BTreeSet<ClusterRef> = listed.union(&desired.clusters).cloned().collect();
         let mut records = BTreeMap::new();
@@ -565,12 +563,16 @@ impl SyncCore {
                 None => {}
             }
         }
-        let new = next_object(gr, &obj.raw, &keep, &desired, &records)?;
+        let new = next_object(gr, &obj.raw, &keep, &desired, &records).map_err(|e| {
+            Error::invalid(format!("stored object {}:", Key::from(okey.clone())), e)
+        })?;
         if new != obj.raw {
-            let op = if deleting(&new) && crate::api::object::finalizers(&new).is_empty() {
+            let op = if deleting(&new) && crate::object::finalizers(&new).is_empty() {
                 TxnOp::delete(okey.clone(), Expectation::ModRevision(obj.revision))
             } else {
-                let bytes = serde_json::to_vec(&new).map_err(|e| e.to_string())?;
+                let bytes = serde_json::to_vec(&new).map_err(|e| {
+                    Error::invalid(format!("stored object {}:", Key::from(okey.clone())), e)
+                })?;
                 TxnOp::put_json(okey.clone(), bytes, Expectation::ModRevision(obj.revision))
             };
             // Work for a newly listed cluster goes out only once the list is
@@ -585,171 +587,8 @@ impl SyncCore {
         for c in listed.union(&desired.clusters) {
             self.enqueue_cluster(c, item.clone())?;
         }
-        Ok(None)
+        Ok(Action::await_change())
     }
-}
-
-/// The workspace object as it should be: cluster list, finalizer and
-/// (for kinds with status) the folded status and its breakdown. Total:
-/// stored objects and downstream statuses are data; a shape it cannot
-/// work with is an error (metadata, its annotations and finalizers), or
-/// replaced (the status, which sync owns for kinds with status).
-pub fn next_object(
-    gr: &GroupResource,
-    raw: &Value,
-    keep: &BTreeSet<ClusterRef>,
-    desired: &Desired,
-    records: &BTreeMap<ClusterRef, SyncRecord>,
-) -> Result<Value, String> {
-    let mut new = raw
-        .as_object()
-        .cloned()
-        .ok_or("the stored object is not a JSON object")?;
-    let meta = mapping::object_field(&mut new, "metadata", "metadata")?;
-    {
-        let anns = mapping::object_field(meta, "annotations", "metadata.annotations")?;
-        if keep.is_empty() {
-            anns.remove(ANN_CLUSTERS);
-            anns.remove(ANN_CLUSTER_STATUS);
-        } else {
-            let list: Vec<String> = keep.iter().map(ToString::to_string).collect();
-            anns.insert(ANN_CLUSTERS.into(), Value::String(list.join(",")));
-        }
-    }
-    let mut fins: Vec<Value> = match meta.get("finalizers") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a.clone(),
-        Some(_) => return Err("metadata.finalizers of the stored object is not a list".into()),
-    };
-    fins.retain(|f| f.as_str() != Some(FINALIZER));
-    if !keep.is_empty() {
-        fins.push(Value::String(FINALIZER.into()));
-    }
-    if fins.is_empty() {
-        meta.remove("finalizers");
-    } else {
-        meta.insert("finalizers".into(), Value::Array(fins));
-    }
-    let uid = raw["metadata"]["uid"].as_str().unwrap_or_default();
-    let current: Vec<(&ClusterRef, &SyncRecord)> = desired
-        .clusters
-        .iter()
-        .filter_map(|c| records.get(c).map(|r| (c, r)))
-        .filter(|(_, r)| r.uid == uid)
-        .collect();
-    if deleting(raw) || keep.is_empty() {
-        if meta
-            .get("annotations")
-            .and_then(Value::as_object)
-            .is_some_and(Map::is_empty)
-        {
-            meta.remove("annotations");
-        }
-        return Ok(Value::Object(new));
-    }
-    // The per-cluster breakdown.
-    let mut breakdown = Map::new();
-    for c in &desired.clusters {
-        let entry = match records.get(c).filter(|r| r.uid == uid) {
-            None => serde_json::json!({"state": "Pending"}),
-            Some(r) if r.conflict || !r.error.is_empty() => {
-                serde_json::json!({"state": if r.conflict {"Conflict"} else {"Error"}, "error": r.error})
-            }
-            Some(r) => {
-                let st: Value = serde_json::from_str(&r.status).unwrap_or(Value::Null);
-                let mut e = Map::new();
-                e.insert("state".into(), "Synced".into());
-                for f in [
-                    "replicas",
-                    "readyReplicas",
-                    "availableReplicas",
-                    "updatedReplicas",
-                ] {
-                    if let Some(n) = st.get(f) {
-                        e.insert(f.into(), n.clone());
-                    }
-                }
-                Value::Object(e)
-            }
-        };
-        breakdown.insert(c.to_string(), entry);
-    }
-    mapping::object_field(meta, "annotations", "metadata.annotations")?.insert(
-        ANN_CLUSTER_STATUS.into(),
-        Value::String(Value::Object(breakdown).to_string()),
-    );
-    if !kind_of(gr).is_some_and(|k| k.has_status) {
-        return Ok(Value::Object(new));
-    }
-    let statuses: Vec<(String, Value)> = current
-        .iter()
-        .filter(|(_, r)| !r.status.is_empty())
-        .filter_map(|(c, r)| Some((c.to_string(), serde_json::from_str(&r.status).ok()?)))
-        .collect();
-    let mut status = if statuses.is_empty() {
-        match raw.get("status") {
-            Some(Value::Object(m)) => m.clone(),
-            _ => Map::new(),
-        }
-    } else {
-        match mapping::aggregate(&statuses) {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        }
-    };
-    let generation = raw["metadata"]["generation"].as_i64().unwrap_or(0);
-    let all_seen = current.len() == desired.clusters.len()
-        && current
-            .iter()
-            .all(|(_, r)| r.generation == generation && r.observed);
-    let observed = if all_seen {
-        Some(Value::from(generation))
-    } else {
-        raw["status"].get("observedGeneration").cloned()
-    };
-    match observed {
-        Some(g) => status.insert("observedGeneration".into(), g),
-        None => status.remove("observedGeneration"),
-    };
-    // Conflicts and errors as a condition.
-    let problems: Vec<String> = desired
-        .clusters
-        .iter()
-        .filter_map(|c| {
-            let r = records.get(c).filter(|r| r.uid == uid)?;
-            (r.conflict || !r.error.is_empty()).then(|| format!("{c}: {}", r.error))
-        })
-        .collect();
-    let mut conds: Vec<Value> = match status.get("conditions") {
-        Some(Value::Array(a)) => a.clone(),
-        _ => Vec::new(),
-    };
-    let old = raw["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == SYNCED).cloned());
-    conds.retain(|c| c["type"] != SYNCED);
-    if !problems.is_empty() {
-        let conflict = current.iter().any(|(_, r)| r.conflict);
-        let reason = if conflict { "Conflict" } else { "SyncError" };
-        let message = problems.join("; ");
-        let since = match &old {
-            Some(o) if o["reason"] == reason && o["message"] == message.as_str() => {
-                o["lastTransitionTime"].clone()
-            }
-            _ => Value::String(crate::api::object::now()),
-        };
-        conds.push(serde_json::json!({
-            "type": SYNCED, "status": "False", "reason": reason,
-            "message": message, "lastTransitionTime": since, "lastUpdateTime": since,
-        }));
-    }
-    if conds.is_empty() {
-        status.remove("conditions");
-    } else {
-        status.insert("conditions".into(), Value::Array(conds));
-    }
-    new.insert("status".into(), Value::Object(status));
-    Ok(Value::Object(new))
 }
 
 fn namespaces() -> GroupResource {
@@ -819,10 +658,7 @@ impl Controller for SyncController {
         tasks
     }
 
-    fn reconcile<'a>(
-        &'a self,
-        key: &'a QueueKey,
-    ) -> BoxFuture<'a, Result<Option<Duration>, String>> {
+    fn reconcile<'a>(&'a self, key: &'a QueueKey) -> BoxFuture<'a, Result<Action>> {
         Box::pin(self.core.reconcile_object(&self.gr, key))
     }
 }
@@ -904,139 +740,6 @@ async fn follow_placements_and_namespaces(core: Arc<SyncCore>, shard: Arc<dyn Sh
     for r in [ra, rb] {
         if let Err(e) = r {
             tracing::error!(error = %e, "the sync controller's placement feed stopped");
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    /// Keys that steer arbitrary JSON into the places sync reads.
-    fn key() -> impl Strategy<Value = String> {
-        prop_oneof![
-            3 => prop::sample::select(vec![
-                "metadata", "annotations", "labels", "finalizers", "name", "namespace", "uid",
-                "generation", "deletionTimestamp", "status", "conditions", "type", "status",
-                "message", "reason", "lastTransitionTime", "observedGeneration", "replicas",
-                "readyReplicas", "spec", "template", "jobTemplate", "containers", "volumes",
-                "env", "envFrom", "valueFrom", "configMap", "secret", "secretName",
-                "configMapRef", "secretRef", "configMapKeyRef", "secretKeyRef", "projected",
-                "sources", "imagePullSecrets", "serviceAccountName", "clusterIP",
-                ANN_CLUSTERS, ANN_CLUSTER_STATUS, LABEL_OWNER,
-            ])
-            .prop_map(String::from),
-            1 => "[a-z]{1,3}",
-        ]
-    }
-
-    fn json() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(Value::from),
-            (-1e9f64..1e9).prop_map(Value::from),
-            prop::sample::select(vec![
-                "",
-                "True",
-                "False",
-                "Unknown",
-                "root|east",
-                "x",
-                "{}",
-                "5"
-            ])
-            .prop_map(Value::from),
-            "[a-z|,:]{0,8}".prop_map(Value::String),
-        ];
-        leaf.prop_recursive(6, 96, 6, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-                prop::collection::btree_map(key(), inner, 0..6)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
-
-    /// An object whose top level is usually an object with metadata, so
-    /// that the deeper paths are reached.
-    fn object() -> impl Strategy<Value = Value> {
-        prop_oneof![
-            1 => json(),
-            4 => (json(), json(), json(), json()).prop_map(|(meta, spec, status, rest)| {
-                let mut o = match rest {
-                    Value::Object(m) => m,
-                    _ => Map::new(),
-                };
-                o.insert("metadata".into(), meta);
-                o.insert("spec".into(), spec);
-                o.insert("status".into(), status);
-                Value::Object(o)
-            }),
-        ]
-    }
-
-    fn cluster(i: usize) -> ClusterRef {
-        ClusterRef {
-            workspace: Workspace::parse("root").unwrap(),
-            name: format!("c{i}"),
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
-
-        /// Stored objects and downstream statuses are data: nothing in the
-        /// mapping or the status folding panics on any JSON, and what they
-        /// return keeps its promises.
-        #[test]
-        fn sync_mapping_and_status_folding_take_any_json(
-            obj in object(),
-            statuses in prop::collection::vec((json(), "[a-z ]{0,5}", any::<bool>(), any::<bool>()), 0..4),
-            kind in 0usize..8,
-            uid_matches in any::<bool>(),
-        ) {
-            let kinds = syncable();
-            let gr = &kinds[kind % kinds.len()].gr;
-            let ws = Workspace::parse("root:a").unwrap();
-            if let Ok(d) = mapping::downstream_object(gr, &ws, &obj, "owner") {
-                prop_assert_eq!(&d["metadata"]["labels"][LABEL_OWNER], "owner");
-                prop_assert!(d.get("status").is_none());
-            }
-            let _ = mapping::dependencies(&obj);
-            let _ = listed_clusters(&obj);
-            let _ = labels_of(&obj);
-            prop_assert!(mapping::contains(&obj, &obj));
-            let _ = mapping::content_hash(&obj);
-            let folded: Vec<(String, Value)> =
-                statuses.iter().enumerate().map(|(i, (s, ..))| (format!("c{i}"), s.clone())).collect();
-            prop_assert!(mapping::aggregate(&folded).is_object());
-            let uid = obj["metadata"]["uid"].as_str().unwrap_or_default().to_string();
-            let mut desired = Desired::default();
-            let mut records = BTreeMap::new();
-            for (i, (status, error, conflict, observed)) in statuses.iter().enumerate() {
-                desired.clusters.insert(cluster(i));
-                records.insert(cluster(i), SyncRecord {
-                    uid: if uid_matches { uid.clone() } else { "other".into() },
-                    status: status.to_string(),
-                    error: error.clone(),
-                    conflict: *conflict,
-                    observed: *observed,
-                    generation: obj["metadata"]["generation"].as_i64().unwrap_or(0),
-                    ..Default::default()
-                });
-            }
-            let keep: BTreeSet<ClusterRef> = desired.clusters.clone();
-            if let Ok(new) = next_object(gr, &obj, &keep, &desired, &records) {
-                prop_assert!(new.is_object());
-                if !keep.is_empty() {
-                    let fins = crate::api::object::finalizers(&new);
-                    prop_assert!(fins.iter().any(|f| f == FINALIZER));
-                    prop_assert_eq!(listed_clusters(&new), keep.clone());
-                }
-            }
-            let _ = next_object(gr, &obj, &BTreeSet::new(), &Desired::default(), &records);
         }
     }
 }

@@ -3,6 +3,11 @@
 //! workloads go where, in a tenant workspace). Both are cluster-scoped in
 //! their workspace. Field names follow the Kubernetes API conventions
 //! (camelCase, `spec`/`status`, conditions as `metav1.Condition`).
+//!
+//! A neutral module: the API serves and validates these types
+//! ([`crate::api::validation`], [`crate::api::openapi`]) and the
+//! controllers reconcile them, and neither imports the other for them.
+//! Nothing here knows HTTP or the store.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, ObjectMeta, Time};
 use serde::{Deserialize, Serialize};

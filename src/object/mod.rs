@@ -1,0 +1,67 @@
+//! Kubernetes objects as JSON values ([`serde_json::Value`]), shared by
+//! the API and the controllers: the metadata helpers both need, the
+//! RFC 7386 merge patch ([`merge`]), label and field selectors with
+//! Kubernetes' semantics ([`selector`]), and the annotations only the
+//! server writes.
+//!
+//! Neutral ground: nothing here knows HTTP (that is [`crate::api`], which
+//! adds shape checks, encoding for storage and error replies on top) or
+//! the store (keys and revisions are [`crate::store`]'s). A controller that
+//! needs a piece of object handling the API also uses finds it here, not
+//! in `api`.
+//!
+//! Left out: strategic merge patch and server-side apply (they need the
+//! API's schemas: [`crate::api::patch`], [`crate::api::apply`]).
+
+pub mod merge;
+pub mod selector;
+
+use serde_json::{Map, Value};
+
+/// `metadata`, created if missing.
+pub fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = Value::Object(Map::new());
+    }
+    obj["metadata"]
+        .as_object_mut()
+        .expect("just made an object")
+}
+
+/// A string field of `metadata`.
+pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    obj.get("metadata")?.get(field)?.as_str()
+}
+
+/// `metadata.finalizers`.
+pub fn finalizers(obj: &Value) -> Vec<String> {
+    obj.get("metadata")
+        .and_then(|m| m.get("finalizers"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Now, as Kubernetes writes times (RFC 3339, seconds, UTC).
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// True when `metadata.deletionTimestamp` is set: the object is being
+/// deleted and waits for its finalizers.
+pub fn is_deleting(obj: &Value) -> bool {
+    obj.pointer("/metadata/deletionTimestamp")
+        .is_some_and(|t| !t.is_null())
+}
+
+/// Annotations only the sync controller writes (through the shard, never
+/// through the API): the clusters that may hold a copy of a workspace
+/// object, and each copy's status. The sync controller connects to, and
+/// cleans up on, every cluster the first one names, so a client that could
+/// write it could make tmc reach clusters its placements were never given.
+pub const SERVER_OWNED_ANNOTATIONS: [&str; 2] =
+    ["tmc.kcp.io/clusters", "tmc.kcp.io/cluster-status"];
