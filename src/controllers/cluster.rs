@@ -530,8 +530,8 @@ impl Controller for ClusterController {
     fn name(&self) -> &'static str {
         "clusterregistration"
     }
-    fn resource(&self) -> GroupResource {
-        resource()
+    fn resource(&self) -> Option<GroupResource> {
+        Some(resource())
     }
     fn workers(&self) -> usize {
         // More workers than probe permits: a registration waiting for a

@@ -40,10 +40,9 @@
 //! workspace queues its container again at once, so a namespace held by
 //! finalizers goes as soon as they do; while one waits it is also looked
 //! at again every [`WAIT`]. The queue holds terminating containers only:
-//! the runtime's own feed of [`Controller::resource`] would queue every
+//! the runtime's own feed of a [`Controller::resource`] would queue every
 //! namespace of every workspace at each term start, so this controller
-//! names [`resource`], under which nothing is stored, and brings its own
-//! feeds ([`Controller::start_term`]).
+//! names none and brings its own feeds ([`Controller::start_term`]).
 //!
 //! Left out: kube's NamespaceDeletionDiscoveryFailure-style status
 //! conditions on the namespace, the garbage collector's
@@ -81,12 +80,6 @@ pub struct Content {
     pub resource: GroupResource,
     /// Namespaced (else cluster-scoped within a workspace).
     pub namespaced: bool,
-}
-
-/// The resource the runtime's own feed follows for this controller: none
-/// is stored under it (see the module docs for why).
-pub fn resource() -> GroupResource {
-    GroupResource::new("lifecycle.tmc.kcp.io", "none").expect("a valid group resource")
 }
 
 fn namespaces() -> GroupResource {
@@ -335,8 +328,10 @@ impl Controller for LifecycleController {
         "lifecycle"
     }
 
-    fn resource(&self) -> GroupResource {
-        resource()
+    fn resource(&self) -> Option<GroupResource> {
+        // Its own feeds, from `start_term`: the runtime's would queue every
+        // namespace of every workspace at each term's start.
+        None
     }
 
     fn start_term(

@@ -639,8 +639,8 @@ impl Controller for PlacementController {
     fn name(&self) -> &'static str {
         "workloadplacement"
     }
-    fn resource(&self) -> GroupResource {
-        resource()
+    fn resource(&self) -> Option<GroupResource> {
+        Some(resource())
     }
     fn workers(&self) -> usize {
         self.opts.workers

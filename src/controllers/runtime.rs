@@ -81,8 +81,12 @@ impl Action {
 pub trait Controller: Send + Sync + 'static {
     /// Name, for logs and metrics.
     fn name(&self) -> &'static str;
-    /// The resource whose keys it reconciles.
-    fn resource(&self) -> GroupResource;
+    /// The resource whose keys the runtime's feed queues (a scan of it
+    /// across the shard's workspaces at each term's start, then its
+    /// changes: [`feed::run`]); `None` when the controller feeds its queue
+    /// itself from [`Controller::start_term`] (the lifecycle controller
+    /// queues only terminating namespaces and workspaces, not every one).
+    fn resource(&self) -> Option<GroupResource>;
     /// Concurrent workers.
     fn workers(&self) -> usize {
         2
@@ -247,12 +251,15 @@ impl Term {
             for t in c.clone().start_term(shard.clone(), queue.clone()) {
                 term.tasks.push(tokio::spawn(t));
             }
-            let (sh, gr, q, name) = (shard.clone(), c.resource(), queue.clone(), c.name());
-            term.tasks.push(tokio::spawn(async move {
-                if let Err(e) = feed::run(sh, gr, q).await {
-                    tracing::error!(controller = name, error = %e, "the change feed stopped");
-                }
-            }));
+            let name = c.name();
+            if let Some(gr) = c.resource() {
+                let (sh, q) = (shard.clone(), queue.clone());
+                term.tasks.push(tokio::spawn(async move {
+                    if let Err(e) = feed::run(sh, gr, q).await {
+                        tracing::error!(controller = name, error = %e, "the change feed stopped");
+                    }
+                }));
+            }
             let (m, q) = (metrics.clone(), queue.clone());
             term.tasks.push(tokio::spawn(async move {
                 let mut last = QueueStats::default();
@@ -398,6 +405,10 @@ const BARRIER_RETRY: Duration = Duration::from_millis(100);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn placements() -> GroupResource {
+        GroupResource::new("tmc.kcp.io", "workloadplacements").unwrap()
+    }
     use crate::shard::{LocalShard, ShardError};
     use crate::store::{
         Expectation, Key, MemoryEngine, ObjectKey, Store, StoreOptions, Txn, TxnOp, Workspace,
@@ -412,8 +423,8 @@ mod tests {
         fn name(&self) -> &'static str {
             "recorder"
         }
-        fn resource(&self) -> GroupResource {
-            GroupResource::new("tmc.kcp.io", "workloadplacements").unwrap()
+        fn resource(&self) -> Option<GroupResource> {
+            Some(placements())
         }
         fn reconcile<'a>(&'a self, key: &'a QueueKey) -> BoxFuture<'a, Result<Action, Error>> {
             Box::pin(async move {
@@ -489,7 +500,7 @@ mod tests {
         let rec = Arc::new(Recorder {
             seen: Mutex::new(vec![]),
         });
-        let k = ObjectKey::cluster_scoped(rec.resource(), Workspace::parse("root:a").unwrap(), "x")
+        let k = ObjectKey::cluster_scoped(placements(), Workspace::parse("root:a").unwrap(), "x")
             .unwrap();
         let put = Txn::new(vec![TxnOp::put_json(k, b"{}".to_vec(), Expectation::Any)]);
         shard.write(put).await.unwrap();
@@ -536,8 +547,8 @@ mod tests {
         fn name(&self) -> &'static str {
             "boom"
         }
-        fn resource(&self) -> GroupResource {
-            GroupResource::new("tmc.kcp.io", "workloadplacements").unwrap()
+        fn resource(&self) -> Option<GroupResource> {
+            Some(placements())
         }
         fn workers(&self) -> usize {
             1 // a dead worker would be the whole controller
@@ -565,12 +576,9 @@ mod tests {
             seen: Mutex::new(vec![]),
         });
         for name in ["boom", "fine"] {
-            let k = ObjectKey::cluster_scoped(
-                boom.resource(),
-                Workspace::parse("root:a").unwrap(),
-                name,
-            )
-            .unwrap();
+            let k =
+                ObjectKey::cluster_scoped(placements(), Workspace::parse("root:a").unwrap(), name)
+                    .unwrap();
             let put = Txn::new(vec![TxnOp::put_json(k, b"{}".to_vec(), Expectation::Any)]);
             shard.write(put).await.unwrap();
         }
@@ -614,12 +622,9 @@ mod tests {
             seen: Mutex::new(vec![]),
         });
         let put = |name: &str| {
-            let k = ObjectKey::cluster_scoped(
-                rec.resource(),
-                Workspace::parse("root:a").unwrap(),
-                name,
-            )
-            .unwrap();
+            let k =
+                ObjectKey::cluster_scoped(placements(), Workspace::parse("root:a").unwrap(), name)
+                    .unwrap();
             Txn::new(vec![TxnOp::put_json(k, b"{}".to_vec(), Expectation::Any)])
         };
         shard.write(put("before")).await.unwrap();

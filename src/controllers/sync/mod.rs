@@ -609,8 +609,8 @@ impl Controller for SyncController {
         self.name
     }
 
-    fn resource(&self) -> GroupResource {
-        self.gr.clone()
+    fn resource(&self) -> Option<GroupResource> {
+        Some(self.gr.clone())
     }
 
     fn workers(&self) -> usize {
