@@ -53,19 +53,7 @@ fn dev_serves_the_api_and_guards_its_data_dir() {
         "{text}"
     );
     let kubectl = tmc::testcluster::members::kubectl_binary();
-    let run = |args: &[&str]| {
-        let out = Command::new(&kubectl)
-            .arg("--kubeconfig")
-            .arg(&kc)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| tmc::testcluster::members::kubectl_with(&kubectl, &kc, args, None);
     let (ok, out, err) = run(&["get", "--raw", "/livez"]);
     assert!(ok, "/livez: {err}");
     assert_eq!(out.trim(), "ok");
@@ -125,19 +113,7 @@ fn dev_is_ready_only_when_a_write_goes_through() {
     let (_dev, _url) = start(&data, &[]);
     let kc = data.join("admin.kubeconfig");
     let kubectl = tmc::testcluster::members::kubectl_binary();
-    let run = |args: &[&str]| {
-        let out = Command::new(&kubectl)
-            .arg("--kubeconfig")
-            .arg(&kc)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| tmc::testcluster::members::kubectl_with(&kubectl, &kc, args, None);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut polls = 0;
     loop {
@@ -171,19 +147,7 @@ fn dev_without_controllers_finishes_a_namespace_delete() {
     let (_dev, _url) = start(&data, &["--no-controllers"]);
     let kc = data.join("admin.kubeconfig");
     let kubectl = tmc::testcluster::members::kubectl_binary();
-    let run = |args: &[&str]| {
-        let out = Command::new(&kubectl)
-            .arg("--kubeconfig")
-            .arg(&kc)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| tmc::testcluster::members::kubectl_with(&kubectl, &kc, args, None);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !run(&["get", "--raw", "/readyz"]).0 {
         assert!(std::time::Instant::now() < deadline, "never ready");

@@ -449,6 +449,15 @@ mod tests {
             .map(|r| serde_json::from_slice(&r.value).unwrap())
     }
 
+    /// What the API does when the last finalizer of a deleted object
+    /// goes: the object goes, at the revision it was read.
+    async fn finalizer_removed(shard: &dyn Shard, k: ObjectKey) {
+        let k = Key::from(k);
+        let rev = shard.get(&k).unwrap().unwrap().mod_revision;
+        let gone = TxnOp::delete(k, Expectation::ModRevision(rev));
+        shard.write(Txn::new(vec![gone])).await.unwrap();
+    }
+
     fn ns_key(w: &str, name: &str) -> ObjectKey {
         ObjectKey::cluster_scoped(namespaces(), ws(w), name).unwrap()
     }
@@ -525,15 +534,7 @@ mod tests {
             "it waits"
         );
         // The finalizer goes (as the API's update would remove the object).
-        let k = Key::from(cm_key("root:a", "team", "held"));
-        let rev = shard.get(&k).unwrap().unwrap().mod_revision;
-        shard
-            .write(Txn::new(vec![TxnOp::delete(
-                k,
-                Expectation::ModRevision(rev),
-            )]))
-            .await
-            .unwrap();
+        finalizer_removed(&*shard, cm_key("root:a", "team", "held")).await;
         assert_eq!(c.reconcile_key(&key).await.unwrap(), Action::await_change());
         assert!(get(&*shard, &ns_key("root:a", "team")).is_none(), "gone");
         assert!(get(&*shard, &cm_key("root:a", "other", "keep")).is_some());
@@ -709,15 +710,7 @@ mod tests {
             get(&*shard, &ns_key("root:a", "late")).is_some(),
             "late waits"
         );
-        let k = Key::from(cm_key("root:a", "late", "held"));
-        let rev = shard.get(&k).unwrap().unwrap().mod_revision;
-        shard
-            .write(Txn::new(vec![TxnOp::delete(
-                k,
-                Expectation::ModRevision(rev),
-            )]))
-            .await
-            .unwrap();
+        finalizer_removed(&*shard, cm_key("root:a", "late", "held")).await;
         until("late goes", || {
             get(&*shard, &ns_key("root:a", "late")).is_none()
         })
