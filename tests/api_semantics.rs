@@ -782,6 +782,22 @@ async fn kube_apiserver_semantics_table() {
         ok(201),
     )
     .await;
+    let v = api
+        .row(
+            "a merge patch giving the placement an invalid selector operator: Invalid",
+            "PATCH",
+            "/apis/tmc.kcp.io/v1alpha1/workloadplacements/p",
+            "application/merge-patch+json",
+            json!({"spec": {"clusterSelector": {"matchExpressions": [
+                {"key": "zone", "operator": "Near", "values": ["a"]}]}}}),
+            st(422, "Invalid"),
+        )
+        .await;
+    api.check_eq(
+        &v["details"]["causes"][0]["field"],
+        "spec.clusterSelector",
+        format_args!("{v}"),
+    );
     api.row(
         "strategic merge on a tmc kind: UnsupportedMediaType",
         "PATCH",

@@ -32,35 +32,7 @@ pub mod tls;
 pub mod validation;
 pub mod watch;
 
-use axum::{http::StatusCode, routing::get, Router};
 use std::sync::Arc;
 
 /// A readiness probe: `Ok` when the node can serve, else why not.
 pub type ReadyCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
-
-/// The health router: `/livez` and `/readyz`.
-pub fn health_router(ready: ReadyCheck) -> Router {
-    Router::new().route("/livez", get(|| async { "ok" })).route(
-        "/readyz",
-        get(move || {
-            let ready = ready.clone();
-            async move {
-                match ready() {
-                    Ok(()) => (StatusCode::OK, "ok".to_string()),
-                    Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),
-                }
-            }
-        }),
-    )
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-}

@@ -65,6 +65,44 @@ fn check<T: DeserializeOwned>(
     }
 }
 
+/// A WorkloadPlacement's label selectors must be valid Kubernetes
+/// selectors (operators, values per operator, label keys and values), as
+/// kube-apiserver validates a Deployment's `spec.selector`: the controllers
+/// would otherwise read an invalid one as matching nothing, silently.
+fn check_selectors(info: &ResourceInfo, obj: &Value) -> ApiResult<()> {
+    let Some(spec) = obj
+        .get("spec")
+        .and_then(|v| serde_json::from_value::<WorkloadPlacementSpec>(v.clone()).ok())
+    else {
+        return Ok(());
+    };
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    for (field, sel) in [
+        ("spec.namespaceSelector", &spec.namespace_selector),
+        ("spec.workloadSelector", &spec.workload_selector),
+        ("spec.clusterSelector", &spec.cluster_selector),
+    ] {
+        if let Some(sel) = sel {
+            if let Err(e) = crate::object::selector::LabelSelector::from_metav1(sel) {
+                return Err(ApiError::invalid(
+                    info.kind,
+                    info.group,
+                    name,
+                    vec![(
+                        field.to_string(),
+                        format!("Invalid value: {e}"),
+                        "FieldValueInvalid",
+                    )],
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks a whole object about to be stored. Its shape (ObjectMeta and
 /// top-level fields, [`super::object::check_shape`]) was checked when
 /// the body was decoded; a patch's result is checked here, and refused
@@ -78,6 +116,7 @@ pub fn validate(info: &ResourceInfo, obj: &Value) -> ApiResult<()> {
         }
         ("tmc.kcp.io", "WorkloadPlacement") => {
             check::<WorkloadPlacementSpec>(info, obj, "spec", true)?;
+            check_selectors(info, obj)?;
             check::<WorkloadPlacementStatus>(info, obj, "status", false)
         }
         _ => Ok(()),
@@ -94,6 +133,36 @@ mod tests {
             .iter()
             .find(|r| r.group == "tmc.kcp.io" && r.kind == kind)
             .expect("a tmc kind")
+    }
+
+    #[test]
+    fn a_placements_selectors_must_be_valid_kubernetes_selectors() {
+        let place = info("WorkloadPlacement");
+        let with = |field: &str, sel: Value| {
+            let mut spec = json!({"strategy": {"type": "Single"}});
+            spec[field] = sel;
+            json!({"metadata": {"name": "p"}, "spec": spec})
+        };
+        for field in ["namespaceSelector", "workloadSelector", "clusterSelector"] {
+            assert!(validate(place, &with(field, json!({"matchLabels": {"a": "b"}}))).is_ok());
+            for bad in [
+                json!({"matchExpressions": [{"key": "a", "operator": "Near", "values": ["b"]}]}),
+                json!({"matchExpressions": [{"key": "a", "operator": "In"}]}),
+                json!({"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["b"]}]}),
+                json!({"matchLabels": {"not a key!": "b"}}),
+                json!({"matchLabels": {"a": "not a value!"}}),
+            ] {
+                let e = validate(place, &with(field, bad.clone()))
+                    .expect_err(&format!("{field}: {bad}"))
+                    .to_status();
+                assert_eq!(e["code"], 422, "{field}: {bad}: {e}");
+                assert_eq!(
+                    e["details"]["causes"][0]["field"],
+                    format!("spec.{field}"),
+                    "{e}"
+                );
+            }
+        }
     }
 
     #[test]
