@@ -307,7 +307,8 @@ fn request_headers_are_believed_only_from_the_proxy() {
     );
 }
 
-/// A shard that cannot answer: 503 with Retry-After through the proxy.
+/// A shard that cannot answer: 503 with Retry-After through the proxy, and
+/// the proxy's `/readyz` follows its root shard's.
 #[test]
 fn a_shard_that_is_down_answers_503_with_retry_after_through_the_proxy() {
     let mut c = TestCluster::start();
@@ -317,9 +318,16 @@ fn a_shard_that_is_down_answers_503_with_retry_after_through_the_proxy() {
         .unwrap()
         .bearer(&c.token());
     block_on(admin.must("GET", "/clusters/root/api/v1/namespaces", Value::Null, 200));
+    let anon = ApiClient::new(front.port, &c.tls_dir().join("ca.crt")).unwrap();
+    let (code, body) = block_on(anon.call("GET", "/readyz", Value::Null));
+    assert_eq!(code, 200, "{body}");
     for id in c.ids() {
         c.kill(id);
     }
+    // Not ready without its root shard, and it says why.
+    let (code, body) = block_on(anon.call("GET", "/readyz", Value::Null));
+    assert_eq!(code, 503, "{body}");
+    assert!(body.to_string().contains("root shard"), "{body}");
     block_on(async {
         let resp = admin
             .send(

@@ -3,7 +3,8 @@
 //! Clients use one URL. For each request the proxy:
 //! 1. routes the path as a shard would ([`crate::api::request::route`]):
 //!    malformed paths get the shard's 400/404 here, before anything else;
-//!    `/livez` and `/readyz` answer for the proxy itself;
+//!    `/livez` answers for the proxy itself, `/readyz` says ok only while
+//!    the root shard's own `/readyz` does (without it no path resolves);
 //! 2. authenticates the user as a shard would (bearer tokens of the token
 //!    file, client certificates of the users' CA; 401 otherwise). Request
 //!    headers naming a user (`X-Remote-User`, ...) from a client are
@@ -123,7 +124,8 @@ async fn forward(p: &Proxy, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let route = request::route(parts.uri.path())?;
     match route.target {
-        Target::Livez | Target::Readyz => return Ok("ok".into_response()),
+        Target::Livez => return Ok("ok".into_response()),
+        Target::Readyz => return Ok(readyz(p).await),
         _ => {}
     }
     let user = authn::authenticate(
@@ -207,6 +209,28 @@ async fn forward(p: &Proxy, req: Request) -> Result<Response, ApiError> {
         tracing::debug!(workspace = ws.as_str(), from = %shard.name, to = %again.name, "route repaired");
         shard = again;
         retried = true;
+    }
+}
+
+/// Ready while the root shard says it is ready.
+async fn readyz(p: &Proxy) -> Response {
+    let root = p.resolver.root();
+    let uri = format!("{}/readyz", root.url);
+    let not_ready = |why: String| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: root shard {:?}: {why}", root.name),
+        )
+            .into_response()
+    };
+    let req = match hyper::http::Request::get(&uri).body(Full::new(Bytes::new())) {
+        Ok(r) => r,
+        Err(e) => return not_ready(e.to_string()),
+    };
+    match p.upstream.fetch(req, 4096).await {
+        Ok((StatusCode::OK, _)) => "ok".into_response(),
+        Ok((code, body)) => not_ready(format!("{code}: {}", String::from_utf8_lossy(&body).trim())),
+        Err(e) => not_ready(e.to_string()),
     }
 }
 
