@@ -614,16 +614,24 @@ pub fn reloading_server_config(
     )?)
 }
 
+/// The certificates of a PEM file, with errors naming the file.
+pub fn read_certs(
+    path: &Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, BoxError> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("bad certificate in {}: {e}", path.display()).into())
+}
+
 /// A rustls server configuration from the serving certificate, offering
 /// HTTP/2 and HTTP/1.1 by ALPN and asking for (not requiring) a client
 /// certificate.
 pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, BoxError> {
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(files.server_cert())
-        .map_err(|e| format!("cannot read {}: {e}", files.server_cert().display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("bad certificate in {}: {e}", files.server_cert().display()))?;
+    use rustls::pki_types::PrivateKeyDer;
+    let certs = read_certs(&files.server_cert())?;
     let key = PrivateKeyDer::from_pem_file(files.server_key())
         .map_err(|e| format!("cannot read the key {}: {e}", files.server_key().display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());

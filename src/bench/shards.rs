@@ -110,16 +110,6 @@ pub struct Report {
     pub loadavg_end: String,
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 /// Creates `n` Workspaces `{prefix}-{i}` in root through `kubeconfig`.
 async fn create_workspaces(
     kubeconfig: &std::path::Path,
@@ -235,7 +225,10 @@ pub fn run(args: &Args, progress: &(dyn Fn(String) + Sync)) -> Result<Report, Bo
     Ok(Report {
         shards: 1,
         rounds,
-        proxy_rss_kib: proxy.pid().and_then(rss_kib),
+        proxy_rss_kib: proxy
+            .pid()
+            .and_then(crate::util::rss_bytes_of)
+            .map(|b| b / 1024),
         loadavg_start,
         loadavg_end: loadavg(),
     })

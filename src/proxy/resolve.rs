@@ -135,32 +135,31 @@ impl Resolver {
         let mut pending = Vec::new();
         let mut at = ws.clone();
         let mut shard = loop {
-            if at.parent().is_none() {
+            let Some(parent) = at.parent() else {
                 break self.root.clone();
-            }
+            };
             if let Some(s) = self.cached_shard(at.as_str()) {
                 break s;
             }
-            let parent = at.parent().expect("checked above");
-            pending.push(at);
+            pending.push((at, parent.clone()));
             at = parent;
         };
         // Down again, one level per shard asked.
-        while let Some(child) = pending.pop() {
-            shard = self.child_shard(&shard, &child).await?;
+        while let Some((child, parent)) = pending.pop() {
+            shard = self.child_shard(&shard, &parent, &child).await?;
             self.remember(child.as_str(), &shard);
         }
         Ok(shard)
     }
 
-    /// Asks `parent_shard` (which holds `child`'s parent) where `child`
+    /// Asks `parent_shard` (which holds `parent`) where its child `child`
     /// lives.
     async fn child_shard(
         &self,
         parent_shard: &ShardRef,
+        parent: &Workspace,
         child: &Workspace,
     ) -> Result<ShardRef, ResolveError> {
-        let parent = child.parent().expect("a child has a parent");
         let unavailable = |why: String| ResolveError::Unavailable {
             shard: parent_shard.name.clone(),
             why,

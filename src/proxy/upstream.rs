@@ -50,26 +50,16 @@ pub struct Upstream {
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
-fn read_pem_certs(
-    path: &std::path::Path,
-) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, BoxError> {
-    use rustls::pki_types::pem::PemObject;
-    rustls::pki_types::CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("bad certificate in {}: {e}", path.display()).into())
-}
-
 impl Upstream {
     /// A client with the proxy's certificate from `files` and the users'
     /// CA as the roots of the shards' serving certificates.
     pub fn new(files: &TlsFiles) -> Result<Self, BoxError> {
         use rustls::pki_types::pem::PemObject;
         let mut roots = rustls::RootCertStore::empty();
-        for c in read_pem_certs(&files.ca_cert())? {
+        for c in crate::api::tls::read_certs(&files.ca_cert())? {
             roots.add(c)?;
         }
-        let chain = read_pem_certs(&files.front_proxy_cert())?;
+        let chain = crate::api::tls::read_certs(&files.front_proxy_cert())?;
         let key = rustls::pki_types::PrivateKeyDer::from_pem_file(files.front_proxy_key())
             .map_err(|e| {
                 format!(
