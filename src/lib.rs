@@ -27,6 +27,7 @@ pub mod proxy;
 pub mod raft;
 pub mod replica;
 pub mod shard;
+pub mod shards;
 pub mod store;
 pub mod testcluster;
 pub mod types;

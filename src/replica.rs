@@ -62,6 +62,12 @@ pub struct ReplicaOptions {
     /// Address of the internal KV interface (and `/metrics` of the
     /// controllers), if it is served here.
     pub internal_listen: Option<String>,
+    /// Which shard this replica is of (an empty URL: its own API's
+    /// address).
+    pub shard: crate::shards::Config,
+    /// The shard's identity for calls to other shards (certificate and
+    /// key, PEM), if it has one.
+    pub shard_identity: Option<crate::shards::IdentityPem>,
 }
 
 /// Where and how the Kubernetes API is served.
@@ -98,16 +104,32 @@ impl Replica {
         let ready = handle.clone();
         // What the API and the controllers see: Secrets decrypted.
         let shard = data_shard(handle.clone(), o.encryption_config.as_deref())?;
+        let mut shard_cfg = o.shard;
+        let mut directory = None;
         let api = match o.api {
             Some(api) => {
                 let listener = bind(&api.listen).await?;
                 let addr = listener.local_addr()?;
+                if shard_cfg.url.is_empty() {
+                    shard_cfg.url = own_url(addr);
+                }
+                let client = match &o.shard_identity {
+                    Some((cert, key)) => Some(crate::shards::Directory::identity_client(
+                        &tls::TlsFiles::new(&api.tls_dir).ca_cert(),
+                        cert,
+                        key,
+                    )?),
+                    None => None,
+                };
+                let dir = Arc::new(crate::shards::Directory::new(shard_cfg.clone(), client));
+                directory = Some(dir.clone());
                 let serving = start_api(
                     shard.clone(),
                     listener,
                     &api.tls_dir,
                     Arc::new(move || ready.ready()),
                     api.limits,
+                    dir,
                 )
                 .await?;
                 Some((addr, serving))
@@ -121,7 +143,24 @@ impl Replica {
             Some(c) => crate::controllers::start(shard.clone(), c),
             None => Arc::new(crate::controllers::runtime::Metrics::new()),
         };
-        lifecycle::start(shard.clone(), contents(), metrics.clone());
+        // Logical clusters on other shards, and the shard's registry
+        // entry, need the shard's identity.
+        let identified = directory.filter(|_| o.shard_identity.is_some());
+        let remote = identified.clone().map(|d| d as Arc<dyn lifecycle::Remote>);
+        let registrar: Vec<Arc<dyn crate::controllers::runtime::Controller>> = identified
+            .map(|d| {
+                Arc::new(crate::shards::registrar::Registrar::new(d))
+                    as Arc<dyn crate::controllers::runtime::Controller>
+            })
+            .into_iter()
+            .collect();
+        lifecycle::start(
+            shard.clone(),
+            contents(),
+            remote,
+            registrar,
+            metrics.clone(),
+        );
         let internal = match o.internal_listen {
             Some(listen) => {
                 let listener = bind(&listen).await?;
@@ -196,6 +235,17 @@ fn contents() -> Vec<lifecycle::Content> {
         .collect()
 }
 
+/// `https://ADDR` of an API listening on `addr` (a wildcard address as
+/// loopback).
+fn own_url(addr: SocketAddr) -> String {
+    let ip = if addr.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        addr.ip()
+    };
+    format!("https://{}", SocketAddr::new(ip, addr.port()))
+}
+
 async fn bind(addr: &str) -> Result<tokio::net::TcpListener, BoxError> {
     Ok(tokio::net::TcpListener::bind(addr)
         .await
@@ -234,6 +284,7 @@ async fn start_api(
     tls_dir: &Path,
     ready: crate::api::ReadyCheck,
     limits: Limits,
+    directory: Arc<crate::shards::Directory>,
 ) -> Result<Serving, BoxError> {
     let files = tls::TlsFiles::new(tls_dir);
     let auth = crate::api::authn::TokenAuth::load(&files.tokens())?;
@@ -244,6 +295,7 @@ async fn start_api(
         hub: WatchHub::start(shard.clone()),
         shard: shard.clone(),
         bookmark_interval: Duration::from_secs(10),
+        directory,
     });
     // `default` in root, once a leader can take the write.
     let boot = objects.clone();

@@ -37,7 +37,7 @@
 
 use super::authz;
 use super::handlers::Admit;
-use super::resources::{ResourceInfo, TMC_GROUP};
+use super::resources::{ResourceInfo, CORE_KCP_GROUP, TENANCY_GROUP, TMC_GROUP};
 use super::status::{qualified, ApiError, ApiResult};
 use crate::authz::author::{author_text, author_value, use_attributes, AUTHOR_ANNOTATION};
 use crate::authz::rbac;
@@ -58,9 +58,59 @@ pub fn admit(shard: Arc<dyn Shard>, user: User, ws: Workspace) -> Admit {
     let rbac = authz::rbac_admission(shard.clone(), user.clone(), ws.clone());
     Arc::new(move |info, old, new| {
         rbac(info, old, new)?;
-        keep_server_owned(old, new);
+        let system = user.is_master() || crate::authz::shard_name(&user).is_some();
+        if !(system && info.group == CORE_KCP_GROUP) {
+            keep_server_owned(old, new);
+        }
+        workspace_placement_fields(info, old, new);
+        own_shard_entry(info, &user, new)?;
         placement(shard.as_ref(), &user, &ws, info, old, new)
     })
+}
+
+/// Where a workspace lives (`spec.shard`, `spec.cluster`, `spec.URL`) is
+/// the server's choice at creation and never changes: an update keeps
+/// the stored values whatever it sends (the proxy resolves through them).
+fn workspace_placement_fields(info: &ResourceInfo, old: Option<&Value>, new: &mut Value) {
+    if (info.group, info.kind) != (TENANCY_GROUP, "Workspace") {
+        return;
+    }
+    let Some(old) = old else { return };
+    for field in ["shard", "cluster", "URL"] {
+        let stored = old.get("spec").and_then(|s| s.get(field)).cloned();
+        match (stored, new.get_mut("spec").and_then(Value::as_object_mut)) {
+            (Some(v), Some(spec)) => {
+                spec.insert(field.into(), v);
+            }
+            (None, Some(spec)) => {
+                spec.remove(field);
+            }
+            (Some(v), None) => {
+                if let Some(obj) = new.as_object_mut() {
+                    let mut spec = Map::new();
+                    spec.insert(field.into(), v);
+                    obj.insert("spec".into(), Value::Object(spec));
+                }
+            }
+            (None, None) => {}
+        }
+    }
+}
+
+/// A shard registers itself only: a Shard it creates bears its name.
+fn own_shard_entry(info: &ResourceInfo, user: &User, new: &Value) -> ApiResult<()> {
+    if (info.group, info.kind) != (CORE_KCP_GROUP, "Shard") || user.is_master() {
+        return Ok(());
+    }
+    let name = new.pointer("/metadata/name").and_then(Value::as_str);
+    if crate::authz::shard_name(user).is_some() && crate::authz::shard_name(user) == name {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(format!(
+        "user {:?} may register only its own shard, not {:?}",
+        user.name,
+        name.unwrap_or("")
+    )))
 }
 
 /// Before a write of `info` with `verb` by `user`: a linearizable read

@@ -101,6 +101,8 @@ const fn r(
 pub const TMC_GROUP: &str = "tmc.kcp.io";
 /// kcp's tenancy group (workspaces).
 pub const TENANCY_GROUP: &str = crate::store::keys::TENANCY_GROUP;
+/// kcp's core group (LogicalClusters, Shards).
+pub const CORE_KCP_GROUP: &str = crate::store::keys::CORE_KCP_GROUP;
 
 /// Every served resource.
 pub static RESOURCES: &[ResourceInfo] = &[
@@ -286,6 +288,29 @@ pub static RESOURCES: &[ResourceInfo] = &[
             true,
         )
     },
+    // The marker of a workspace's logical cluster on the shard that holds
+    // it (written by tmc only; see `docs/sharding.md`).
+    r(
+        CORE_KCP_GROUP,
+        "v1alpha1",
+        "LogicalCluster",
+        "logicalclusters",
+        "logicalcluster",
+        false,
+        &[],
+        true,
+    ),
+    // The shard registry, in `root` (written by the shards only).
+    r(
+        CORE_KCP_GROUP,
+        "v1alpha1",
+        "Shard",
+        "shards",
+        "shard",
+        false,
+        &[],
+        false,
+    ),
 ];
 
 /// The authorization group (access reviews).

@@ -39,7 +39,7 @@ use super::handlers::{
 };
 use super::limits::{self, Admitted, Class, Limits};
 use super::request::{self, OpenApi, ResourceRequest, Route, Target, WorkspaceSel};
-use super::resources::{AUTHORIZATION_GROUP, TMC_GROUP};
+use super::resources::{AUTHORIZATION_GROUP, CORE_KCP_GROUP, TMC_GROUP};
 use super::status::{ApiError, ApiResult};
 use super::{authz, discovery, object, ReadyCheck};
 use axum::body::Body;
@@ -194,10 +194,19 @@ async fn handle(s: &ApiServer, req: Request, admitted: &mut Admitted) -> ApiResu
         Target::Resource(r) => r.info.group == AUTHORIZATION_GROUP,
         _ => true,
     };
-    if let (WorkspaceSel::One(ws), false) = (&sel, open_to_all && !user.is_master()) {
-        let writes = !matches!(parts.method, Method::GET | Method::HEAD);
+    // A shard creating a logical cluster here: it does not exist yet.
+    let creates_logical_cluster = matches!(&route.target, Target::Resource(r)
+        if r.info.group == CORE_KCP_GROUP && r.info.plural == "logicalclusters")
+        && parts.method == Method::POST;
+    if let (WorkspaceSel::One(ws), false) = (
+        &sel,
+        (open_to_all && !user.is_master()) || creates_logical_cluster,
+    ) {
+        // Only new content is refused in a terminating workspace (as
+        // kube's NamespaceLifecycle): deletes and updates go on.
+        let creates = parts.method == Method::POST;
         s.objects
-            .ensure_workspace(ws, writes && matches!(route.target, Target::Resource(_)))
+            .ensure_workspace(ws, creates && matches!(route.target, Target::Resource(_)))
             .await?;
     }
     match &route.target {
@@ -314,6 +323,7 @@ async fn resource(
         admit: ws
             .map(|ws| super::admission::admit(s.objects.shard.clone(), user.clone(), ws.clone())),
     };
+    system_written(r, verb, ws, user)?;
     if r.info.group == AUTHORIZATION_GROUP {
         let ws = match (verb, ws) {
             ("create", Some(ws)) => ws,
@@ -415,6 +425,41 @@ async fn resource(
         }
     };
     Ok(json_response(reply.0, &reply.1))
+}
+
+/// kcp's core kinds are written by tmc only: a LogicalCluster is created
+/// and deleted by a shard (the one scheduling its workspace), a Shard by
+/// the shard it describes, in `root`; masters may do anything. Whatever
+/// RBAC a workspace's admins hold, they cannot remove their workspace's
+/// marker or forge a registry entry.
+fn system_written(
+    r: &ResourceRequest,
+    verb: &str,
+    ws: Option<&crate::store::Workspace>,
+    user: &User,
+) -> ApiResult<()> {
+    if r.info.group != CORE_KCP_GROUP
+        || matches!(verb, "get" | "list" | "watch")
+        || user.is_master()
+    {
+        return Ok(());
+    }
+    let shard = crate::authz::shard_name(user).is_some();
+    let in_root = ws.is_some_and(|w| w.parent().is_none());
+    let ok = match (r.info.plural, verb) {
+        ("logicalclusters", "create" | "delete") => shard,
+        ("shards", "create" | "update") => shard && in_root,
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "user {:?} cannot {verb} {}: they are written by tmc's shards only",
+            user.name,
+            crate::api::status::qualified(r.info.group, r.info.plural)
+        )))
+    }
 }
 
 /// Serves `router` over TLS on `listener` (HTTP/2 or HTTP/1.1, by ALPN)

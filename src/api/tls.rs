@@ -112,6 +112,15 @@ impl TlsFiles {
     pub fn front_proxy_key(&self) -> PathBuf {
         self.dir.join("front-proxy-client.key")
     }
+    /// `shard.crt`: the shard's identity for calls to other shards (CN
+    /// `system:tmc:shard:NAME`, O `system:tmc:shards`, of the users' CA).
+    pub fn shard_cert(&self) -> PathBuf {
+        self.dir.join("shard.crt")
+    }
+    /// `shard.key`.
+    pub fn shard_key(&self) -> PathBuf {
+        self.dir.join("shard.key")
+    }
     /// `nodes/<id>`: what replica `id` needs, and nothing more.
     pub fn node_dir(&self, id: u64) -> PathBuf {
         self.dir.join("nodes").join(id.to_string())
@@ -378,6 +387,34 @@ pub fn ensure_node_dir(files: &TlsFiles, id: u64) -> Result<PathBuf, BoxError> {
         std::fs::write(node.peer_cert(), c.cert_pem)?;
     }
     Ok(dir)
+}
+
+/// Issues the identity of shard `name` (see [`TlsFiles::shard_cert`]).
+pub fn issue_shard_identity(files: &TlsFiles, name: &str) -> Result<ClientCert, BoxError> {
+    issue_client_cert(
+        files,
+        &format!("{}{name}", crate::authz::SHARD_USER_PREFIX),
+        &[crate::authz::SHARDS_GROUP.to_string()],
+        None,
+    )
+}
+
+/// Writes shard `name`'s identity into `dir` (`shard.crt`, `shard.key`)
+/// unless one of that name is there.
+pub fn ensure_shard_identity(files: &TlsFiles, dir: &Path, name: &str) -> Result<(), BoxError> {
+    let at = TlsFiles::new(dir);
+    let user = format!("{}{name}", crate::authz::SHARD_USER_PREFIX);
+    let current = read_certs(&at.shard_cert())
+        .ok()
+        .and_then(|c| c.first().and_then(|c| super::authn::subject_of(c)))
+        .map(|(cn, _)| cn);
+    if current.as_deref() == Some(user.as_str()) && at.shard_key().exists() {
+        return Ok(());
+    }
+    let c = issue_shard_identity(files, name)?;
+    write_private(&at.shard_key(), c.key_pem.as_bytes())?;
+    std::fs::write(at.shard_cert(), c.cert_pem)?;
+    Ok(())
 }
 
 fn id_suffix(p: &Path) -> String {

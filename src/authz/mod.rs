@@ -27,6 +27,51 @@ pub use policy::{allowed, load_policy};
 
 /// The group that may do anything, in every workspace.
 pub const MASTERS: &str = "system:masters";
+/// The group of the shards' identities (client certificates of CN
+/// `system:tmc:shard:NAME`, see `docs/sharding.md`): what one shard may do
+/// on another is [`shard_allowed`], nothing else.
+pub const SHARDS_GROUP: &str = "system:tmc:shards";
+
+/// What a shard may do on another shard, in any workspace: read the
+/// directory (Workspaces, the registry), create, read and delete
+/// LogicalClusters, keep its own entry of the registry, and read a
+/// location's clusters and their credentials. (The API's admission
+/// holds a created Shard to the caller's own name.)
+pub fn shard_allowed(user: &User, a: &rbac::Attributes) -> bool {
+    if !a.resource_request {
+        return false;
+    }
+    if (a.api_group.as_str(), a.resource.as_str(), a.verb.as_str())
+        == ("core.kcp.io", "shards", "update")
+        && shard_name(user) != Some(a.name.as_str())
+    {
+        return false;
+    }
+    let read = ["get", "list", "watch"];
+    let verbs: &[&str] = match (a.api_group.as_str(), a.resource.as_str()) {
+        ("tenancy.kcp.io", "workspaces") => &read,
+        ("core.kcp.io", "logicalclusters") => &["get", "list", "watch", "create", "delete"],
+        ("core.kcp.io", "shards") => &["get", "list", "watch", "create", "update"],
+        ("tmc.kcp.io", "clusterregistrations") => &read,
+        ("", "secrets") => &["get"],
+        ("authorization.k8s.io", "subjectaccessreviews") => &["create"],
+        _ => &[],
+    };
+    a.subresource.is_empty() && verbs.contains(&a.verb.as_str())
+}
+
+/// The prefix of a shard identity's user name.
+pub const SHARD_USER_PREFIX: &str = "system:tmc:shard:";
+
+/// The shard `user` is, if it is one (in [`SHARDS_GROUP`], named
+/// `system:tmc:shard:NAME`).
+pub fn shard_name(user: &User) -> Option<&str> {
+    if !user.in_group(SHARDS_GROUP) {
+        return None;
+    }
+    user.name.strip_prefix(SHARD_USER_PREFIX)
+}
+
 /// The group every authenticated user is in.
 pub const AUTHENTICATED: &str = "system:authenticated";
 

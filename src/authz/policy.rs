@@ -68,6 +68,9 @@ pub async fn allowed(
     if user.is_master() {
         return Ok(true);
     }
+    if user.in_group(super::SHARDS_GROUP) && super::shard_allowed(user, a) {
+        return Ok(true);
+    }
     if rbac::authorize(&load_policy(shard, ws, &a.namespace)?, user, a) {
         return Ok(true);
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 /// an admin kubeconfig, the peer CA and the operator's peer
 /// certificate, the front proxy's CA and client certificate into a
 /// directory, and a directory per replica to copy to it (D/nodes/ID,
-/// without any CA key); what exists is kept.
+/// without any CA key, with the shard's identity); what exists is kept.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Where to write them.
@@ -22,6 +22,13 @@ pub struct Args {
     /// The API's address, for the kubeconfig.
     #[arg(long, default_value = "https://127.0.0.1:6443")]
     pub server: String,
+    /// The shard the replicas are of: each D/nodes/ID gets its identity
+    /// for calls to other shards (shard.crt, shard.key: CN
+    /// system:tmc:shard:NAME). Several shards share one directory's CAs
+    /// and tokens; give each its own --dir copy of them, or run this
+    /// once per shard with other --nodes.
+    #[arg(long, default_value = crate::shards::ROOT)]
+    pub shard: String,
 }
 
 impl Args {
@@ -33,6 +40,7 @@ impl Args {
         println!("{}", path.display());
         for id in self.nodes {
             let node = crate::api::tls::ensure_node_dir(&files, id)?;
+            crate::api::tls::ensure_shard_identity(&files, &node, &self.shard)?;
             eprintln!(
                 "replica {id}: copy {} to it; tmc serve --node-id {id} --tls-dir DIR --peer-tls-dir DIR",
                 node.display()

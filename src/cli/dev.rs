@@ -17,9 +17,14 @@ pub struct Args {
     /// Where the node keeps its data.
     #[arg(long, default_value = ".tmc")]
     pub data_dir: PathBuf,
-    /// Address of the HTTP endpoint.
+    /// Address of the HTTP endpoint (the front proxy's with --shards).
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: String,
+    /// Shards to run: 1 is one shard serving --listen itself; N > 1 runs
+    /// N one-node shards (`root`, `shard2`, ...) on loopback ports behind
+    /// the front proxy on --listen, all in this process.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub shards: u16,
     #[command(flatten)]
     pub replica: ReplicaArgs,
 }
@@ -38,38 +43,113 @@ impl Args {
                 crate::encryption::Keys::generate_config().as_bytes(),
             )?;
         }
-        let options = ReplicaOptions {
-            store_dir: data_dir.join("shard"),
-            // A one-node shard through the same code paths as a
-            // three-node one, without a raft port (it has no peer to talk
-            // to).
-            server: ServerConfig {
-                id: 1,
-                peers: Default::default(),
-                kv_peers: Default::default(),
-                tick: Duration::from_millis(100),
-                tls: None,
-            },
-            node: NodeConfig::new(1, vec![1]),
-            encryption_config: Some(encryption),
-            controllers: self.replica.controllers.options(),
-            api: Some(ApiOptions {
-                listen: self.listen,
-                tls_dir: data_dir.clone(),
-                limits: self.replica.api_limits.limits(),
-            }),
-            internal_listen: None,
-        };
+        if self.shards > 1 {
+            crate::api::tls::ensure_front_proxy_material(&files)?;
+        }
+        let names: Vec<String> = (1..=self.shards)
+            .map(|i| {
+                if i == 1 {
+                    crate::shards::ROOT.to_string()
+                } else {
+                    format!("shard{i}")
+                }
+            })
+            .collect();
+        let sharded = self.shards > 1;
+        let replica = self.replica;
+        let listen = self.listen;
         super::runtime()?.block_on(async move {
-            let replica = Replica::start(options).await?;
-            let addr = replica.api_addr().ok_or("the API is not served")?;
-            let server_url = format!("https://{addr}");
+            let mut root_url = String::new();
+            let mut others = Vec::new();
+            let mut running = Vec::new();
+            for name in &names {
+                let is_root = name == crate::shards::ROOT;
+                let identity = crate::api::tls::issue_shard_identity(&files, name)?;
+                let options = ReplicaOptions {
+                    // The root shard keeps the one-shard layout.
+                    store_dir: if is_root {
+                        data_dir.join("shard")
+                    } else {
+                        data_dir.join("shards").join(name)
+                    },
+                    // A one-node shard through the same code paths as a
+                    // three-node one, without a raft port (it has no peer
+                    // to talk to).
+                    server: ServerConfig {
+                        id: 1,
+                        peers: Default::default(),
+                        kv_peers: Default::default(),
+                        tick: Duration::from_millis(100),
+                        tls: None,
+                    },
+                    node: NodeConfig::new(1, vec![1]),
+                    encryption_config: Some(encryption.clone()),
+                    controllers: replica.controllers.options(),
+                    api: Some(ApiOptions {
+                        listen: if sharded {
+                            "127.0.0.1:0".to_string()
+                        } else {
+                            listen.clone()
+                        },
+                        tls_dir: data_dir.clone(),
+                        limits: replica.api_limits.limits(),
+                    }),
+                    internal_listen: None,
+                    shard: crate::shards::Config {
+                        name: name.clone(),
+                        labels: Default::default(),
+                        url: String::new(),
+                        root: if is_root {
+                            Vec::new()
+                        } else {
+                            vec![root_url.clone()]
+                        },
+                    },
+                    shard_identity: Some((
+                        identity.cert_pem.into_bytes(),
+                        identity.key_pem.into_bytes(),
+                    )),
+                };
+                let replica = Replica::start(options).await?;
+                let addr = replica.api_addr().ok_or("the API is not served")?;
+                let url = format!("https://{addr}");
+                if is_root {
+                    root_url = url.clone();
+                } else {
+                    others.push(crate::proxy::resolve::ShardRef {
+                        name: name.clone(),
+                        url: url.clone(),
+                    });
+                }
+                println!("shard {name}: {url}");
+                running.push(tokio::spawn(replica.run()));
+            }
+            let server_url = if sharded {
+                format!("https://{listen}")
+            } else {
+                root_url.clone()
+            };
             let kubeconfig = crate::api::tls::write_admin_kubeconfig(&files, &server_url)?;
             println!(
                 "tmc dev is running on {server_url} (Ctrl-C stops it). Try:\n  kubectl --kubeconfig {} get namespaces",
                 kubeconfig.display()
             );
-            replica.run().await?;
+            if sharded {
+                let proxy = super::proxy::Args {
+                    listen: listen.clone(),
+                    tls_dir: data_dir.clone(),
+                    root_shard: root_url,
+                    shards: others,
+                    route_cache_size: std::num::NonZeroUsize::new(100_000)
+                        .ok_or("a zero cache size")?,
+                    limits: replica.api_limits.clone(),
+                };
+                proxy.serve().await?;
+            } else {
+                for r in running {
+                    r.await??;
+                }
+            }
             tracing::info!("stopped");
             Ok::<_, BoxError>(())
         })

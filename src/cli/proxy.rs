@@ -22,8 +22,9 @@ pub struct Args {
     /// client certificate for the shards (front-proxy-client.crt/key).
     #[arg(long)]
     pub tls_dir: PathBuf,
-    /// The root shard's API URL (https://host:port): it holds the root
-    /// workspace.
+    /// The root shard's API URL (https://host:port; several, comma
+    /// separated, are tried in order): it holds the root workspace and
+    /// the shard registry, where the other shards' URLs are read.
     #[arg(long)]
     pub root_shard: String,
     /// Another shard, as NAME=URL (repeat, or separate with commas).
@@ -71,12 +72,18 @@ impl Args {
         super::runtime()?.block_on(self.serve())
     }
 
-    async fn serve(self) -> Result<(), BoxError> {
+    /// Serves the proxy until Ctrl-C (within a tokio runtime).
+    pub async fn serve(self) -> Result<(), BoxError> {
         let files = tls::TlsFiles::new(&self.tls_dir);
         let upstream = Arc::new(Upstream::new(&files)?);
         let root = ShardRef {
             name: "root".into(),
-            url: parse_url(&self.root_shard)?,
+            url: self
+                .root_shard
+                .split(',')
+                .map(parse_url)
+                .collect::<Result<Vec<_>, _>>()?
+                .join(","),
         };
         let proxy = Arc::new(Proxy {
             tokens: crate::api::authn::TokenAuth::load(&files.tokens())?,

@@ -78,6 +78,23 @@ pub struct Args {
     /// and disrupt the shard). For tests and benchmarks on loopback.
     #[arg(long, conflicts_with = "peer_tls_dir")]
     pub insecure_peers: bool,
+    /// The shard this replica is of. The shard without --root-shard is
+    /// the root shard: it hosts `root` and the shard registry.
+    #[arg(long, default_value = crate::shards::ROOT)]
+    pub shard: String,
+    /// The shard's labels, for workspaces' `spec.location.selector`:
+    /// `region=eu,tier=gold`.
+    #[arg(long, default_value = "")]
+    pub shard_labels: String,
+    /// The URL of the shard's API for the proxy and the other shards (a
+    /// Service over its replicas). Default: the leader's own --api-listen
+    /// address, registered by each new leader.
+    #[arg(long, default_value = "")]
+    pub shard_url: String,
+    /// The root shard's API (comma-separated URLs, tried in order), for a
+    /// shard that is not the root shard.
+    #[arg(long, value_delimiter = ',')]
+    pub root_shard: Vec<String>,
     #[command(flatten)]
     pub replica: ReplicaArgs,
 }
@@ -115,6 +132,17 @@ impl Args {
         node.log_compact_threshold = self.log_compact_threshold;
         node.changes_retention = Some(self.changes_retention);
         node.snapshot_dir = Some(self.data_dir.join("snapshots"));
+        let shard = crate::shards::Config {
+            name: self.shard.clone(),
+            labels: crate::shards::parse_labels(&self.shard_labels)
+                .map_err(|e| format!("--shard-labels: {e}"))?,
+            url: self.shard_url.clone(),
+            root: self.root_shard.clone(),
+        };
+        let shard_identity = match &self.tls_dir {
+            Some(dir) => shard_identity(dir, &self.shard)?,
+            None => None,
+        };
         let api = match self.api_listen {
             Some(listen) => Some(ApiOptions {
                 listen,
@@ -140,6 +168,8 @@ impl Args {
             controllers: self.replica.controllers.options(),
             api,
             internal_listen: Some(self.listen),
+            shard,
+            shard_identity,
         })
     }
 
@@ -172,6 +202,42 @@ impl Args {
         }
         Ok(voters)
     }
+}
+
+/// The shard identity in `dir` (`shard.crt`, `shard.key`), which must be
+/// shard `name`'s; none when absent (the shard then neither registers nor
+/// places workspaces on others).
+fn shard_identity(
+    dir: &std::path::Path,
+    name: &str,
+) -> Result<Option<crate::shards::IdentityPem>, BoxError> {
+    let files = crate::api::tls::TlsFiles::new(dir);
+    if !files.shard_cert().exists() {
+        tracing::warn!(
+            dir = %dir.display(),
+            "no shard.crt: this shard does not register itself or reach other shards \
+             (`tmc certs --shard NAME` writes it)"
+        );
+        return Ok(None);
+    }
+    let want = format!("{}{name}", crate::authz::SHARD_USER_PREFIX);
+    let cn = crate::api::tls::read_certs(&files.shard_cert())?
+        .first()
+        .and_then(|c| crate::api::authn::subject_of(c))
+        .map(|(cn, _)| cn);
+    if cn.as_deref() != Some(want.as_str()) {
+        return Err(format!(
+            "{} is the identity of {:?}, not of shard {name:?} (--shard): \
+             `tmc certs --shard {name}` writes the right one",
+            files.shard_cert().display(),
+            cn.unwrap_or_default()
+        )
+        .into());
+    }
+    Ok(Some((
+        std::fs::read(files.shard_cert())?,
+        std::fs::read(files.shard_key())?,
+    )))
 }
 
 /// The peer TLS material in `dir`, which must be node `node_id`'s.

@@ -39,6 +39,9 @@ pub enum Error {
         /// What it answered.
         message: String,
     },
+    /// Another shard failed or refused a call (the message names it).
+    #[error("{0}")]
+    OtherShard(String),
     /// Something the reconcile needs is not there yet (it comes later by
     /// itself, e.g. the shard's identity).
     #[error("{0}")]

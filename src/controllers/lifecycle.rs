@@ -90,6 +90,47 @@ fn workspaces() -> GroupResource {
     GroupResource::new("tenancy.kcp.io", "workspaces").expect("a valid group resource")
 }
 
+fn logical_clusters() -> GroupResource {
+    GroupResource::new(
+        crate::store::keys::CORE_KCP_GROUP,
+        crate::store::keys::LOGICAL_CLUSTERS,
+    )
+    .expect("a valid group resource")
+}
+
+/// Logical clusters on other shards, for workspaces whose Workspace
+/// object is here and whose contents are not (the shard directory,
+/// [`crate::shards::Directory`], implements it over the other shards'
+/// APIs).
+pub trait Remote: Send + Sync {
+    /// This shard's name.
+    fn own_shard(&self) -> &str;
+    /// Creates `ws`'s logical cluster on `shard` from the LogicalCluster
+    /// object `lc` (idempotent for one owner).
+    fn create_logical_cluster<'a>(
+        &'a self,
+        shard: &'a str,
+        ws: &'a Workspace,
+        lc: &'a Value,
+    ) -> BoxFuture<'a, Result<(), String>>;
+    /// Deletes `ws`'s logical cluster on `shard`: `true` once it is gone.
+    fn delete_logical_cluster<'a>(
+        &'a self,
+        shard: &'a str,
+        ws: &'a Workspace,
+    ) -> BoxFuture<'a, Result<bool, String>>;
+}
+
+/// The shard a Workspace object names (`spec.shard`), when it is not
+/// `own`.
+pub fn remote_shard<'a>(wobj: &'a Value, own: &str) -> Option<&'a str> {
+    match wobj.pointer("/spec/shard").and_then(Value::as_str) {
+        None | Some("") => None,
+        Some(s) if s == own => None,
+        Some(s) => Some(s),
+    }
+}
+
 /// What the controller empties and removes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Container {
@@ -129,6 +170,8 @@ impl Container {
             })
         } else if k.gr == workspaces() {
             k.workspace.join(&k.name).ok().map(Container::Workspace)
+        } else if k.gr == logical_clusters() {
+            Some(Container::Workspace(k.workspace.clone()))
         } else {
             None
         }
@@ -176,25 +219,53 @@ fn marked(mut obj: Value, container: bool) -> Value {
 pub struct LifecycleController {
     shard: Arc<dyn Shard>,
     contents: Vec<Content>,
+    remote: Option<Arc<dyn Remote>>,
+}
+
+/// A Workspace object waiting for its logical cluster on another shard.
+fn scheduling(obj: &Value) -> bool {
+    obj.pointer("/status/phase").and_then(Value::as_str) == Some("Scheduling")
 }
 
 impl LifecycleController {
-    /// A controller over `shard` for containers holding `contents`.
-    pub fn new(shard: Arc<dyn Shard>, contents: Vec<Content>) -> Self {
-        LifecycleController { shard, contents }
+    /// A controller over `shard` for containers holding `contents`; with
+    /// `remote`, it also deletes (and finishes creating) logical clusters
+    /// on other shards.
+    pub fn new(
+        shard: Arc<dyn Shard>,
+        contents: Vec<Content>,
+        remote: Option<Arc<dyn Remote>>,
+    ) -> Self {
+        LifecycleController {
+            shard,
+            contents,
+            remote,
+        }
     }
 
-    /// Is the object at `key` being deleted? (Absent or unreadable: no.)
-    fn terminating(&self, key: &Key) -> bool {
-        matches!(self.shard.get(key), Ok(Some(rec)) if json_of(&rec).is_some_and(|v| is_deleting(&v)))
+    /// Is the object at `key` being deleted, or (`or_scheduling`) a
+    /// Workspace waiting for its logical cluster? (Absent or unreadable:
+    /// no.)
+    fn terminating(&self, key: &Key, or_scheduling: bool) -> bool {
+        matches!(self.shard.get(key), Ok(Some(rec)) if json_of(&rec)
+            .is_some_and(|v| is_deleting(&v) || (or_scheduling && scheduling(&v))))
     }
 
-    /// Queues `c` if it is being deleted.
+    /// Queues `c` if it is being deleted (its object or its logical
+    /// cluster here), or its Workspace waits for its logical cluster.
     fn queue_if_terminating(&self, c: Container, queue: &WorkQueue<QueueKey>) {
+        let mut keys = Vec::new();
         if let Ok(Some(key)) = c.object_key() {
-            if self.terminating(&key) {
-                queue.add(c.queue_key());
-            }
+            keys.push(key);
+        }
+        if let Container::Workspace(ws) = &c {
+            keys.push(Key::from(ObjectKey::logical_cluster(ws)));
+        }
+        if keys
+            .iter()
+            .any(|k| self.terminating(k, matches!(c, Container::Workspace(_))))
+        {
+            queue.add(c.queue_key());
         }
     }
 
@@ -206,12 +277,12 @@ impl LifecycleController {
         };
         match (&ch.kind, &ch.value) {
             (ChangeKind::Put, Some(rec)) => {
-                if json_of(rec).is_some_and(|v| is_deleting(&v)) {
+                if json_of(rec).is_some_and(|v| is_deleting(&v) || scheduling(&v)) {
                     queue.add(c.queue_key());
                 }
             }
             _ => {
-                if k.gr == workspaces() {
+                if k.gr == workspaces() || k.gr == logical_clusters() {
                     self.queue_if_terminating(Container::Workspace(k.workspace.clone()), queue);
                 }
             }
@@ -232,13 +303,37 @@ impl LifecycleController {
     /// Empties and removes one container; a requeue while it waits.
     pub async fn reconcile_key(&self, key: &QueueKey) -> Result<Action, Error> {
         let c = Container::from_queue_key(key);
-        let Some(okey) = c.object_key()? else {
-            return Ok(Action::await_change());
+        let okey = c.object_key()?;
+        let rec = match &okey {
+            Some(k) => self.shard.get(k)?,
+            None => None,
         };
-        let Some(rec) = self.shard.get(&okey)? else {
-            return Ok(Action::await_change());
+        let obj = rec.as_ref().and_then(json_of);
+        if let (Container::Workspace(ws), Some(rec), Some(obj)) = (&c, &rec, &obj) {
+            if let Some(remote) = &self.remote {
+                if let Some(on) = remote_shard(obj, remote.own_shard()) {
+                    let on = on.to_string();
+                    return self
+                        .remote_workspace(remote.as_ref(), ws, &on, rec, obj)
+                        .await;
+                }
+            }
+        }
+        // The logical cluster of a workspace whose Workspace object is on
+        // another shard: it goes when it is marked.
+        let marker = match &c {
+            Container::Workspace(ws) => {
+                let k = Key::from(ObjectKey::logical_cluster(ws));
+                self.shard.get(&k)?.map(|r| (k, r))
+            }
+            Container::Namespace { .. } => None,
         };
-        if !json_of(&rec).is_some_and(|v| is_deleting(&v)) {
+        let deleting_here = match (&obj, &marker) {
+            (Some(o), _) => is_deleting(o),
+            (None, Some((_, m))) => json_of(m).is_some_and(|v| is_deleting(&v)),
+            (None, None) => false,
+        };
+        if !deleting_here {
             return Ok(Action::await_change());
         }
         let mut waiting = 0usize;
@@ -248,6 +343,8 @@ impl LifecycleController {
                 Container::Namespace { ws, name } => {
                     Prefix::namespace(&content.resource, ws, name)?
                 }
+                // The marker goes last, with the Workspace object.
+                Container::Workspace(_) if content.resource == logical_clusters() => continue,
                 Container::Workspace(path) => Prefix::workspace(&content.resource, path),
             };
             waiting += self.empty(&c, content, &prefix).await?;
@@ -256,10 +353,60 @@ impl LifecycleController {
             tracing::debug!(container = %key, waiting, "terminating: waiting for objects to go");
             return Ok(Action::requeue(WAIT));
         }
-        let gone = TxnOp::delete(okey, Expectation::ModRevision(rec.mod_revision));
-        match self.shard.write(Txn::new(vec![gone])).await {
+        let mut ops = Vec::new();
+        if let (Some(k), Some(rec)) = (okey, &rec) {
+            ops.push(TxnOp::delete(k, Expectation::ModRevision(rec.mod_revision)));
+        }
+        if let Some((k, m)) = marker {
+            ops.push(TxnOp::delete(k, Expectation::ModRevision(m.mod_revision)));
+        }
+        match self.shard.write(Txn::new(ops)).await {
             Ok(_) => Ok(Action::await_change()),
             // Changed since it was read (a label, its own re-mark): again.
+            Err(e) if e.is_conflict() => Ok(Action::requeue(Duration::ZERO)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A Workspace object here whose logical cluster is on shard `on`:
+    /// marked, its logical cluster is deleted there and then the object
+    /// here; still `Scheduling` (a create cut short), its logical cluster
+    /// is created there and the Workspace turns Ready.
+    async fn remote_workspace(
+        &self,
+        remote: &dyn Remote,
+        ws: &Workspace,
+        on: &str,
+        rec: &Record,
+        obj: &Value,
+    ) -> Result<Action, Error> {
+        let okey = Key::decode(&rec.key)
+            .ok_or_else(|| Error::invalid(String::from_utf8_lossy(&rec.key), "does not decode"))?;
+        let expect = Expectation::ModRevision(rec.mod_revision);
+        let op = if is_deleting(obj) {
+            let gone = remote
+                .delete_logical_cluster(on, ws)
+                .await
+                .map_err(Error::OtherShard)?;
+            if !gone {
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            }
+            TxnOp::delete(okey, expect)
+        } else if scheduling(obj) {
+            let lc = crate::shards::logical_cluster_object(ws, obj);
+            remote
+                .create_logical_cluster(on, ws, &lc)
+                .await
+                .map_err(Error::OtherShard)?;
+            let mut ready = obj.clone();
+            ready["status"]["phase"] = Value::String("Ready".into());
+            let v = serde_json::to_vec(&ready).map_err(|e| Error::invalid(ws.as_str(), e))?;
+            TxnOp::put_json(okey, v, expect)
+        } else {
+            return Ok(Action::await_change());
+        };
+        match self.shard.write(Txn::new(vec![op])).await {
+            Ok(_) => Ok(Action::await_change()),
             Err(e) if e.is_conflict() => Ok(Action::requeue(Duration::ZERO)),
             Err(e) => Err(e.into()),
         }
@@ -342,7 +489,7 @@ impl Controller for LifecycleController {
         let mut tasks: Vec<BoxFuture<'static, ()>> = Vec::new();
         // Namespaces and Workspace objects: a scan at the term's start,
         // then their changes, queueing the terminating ones.
-        for gr in [namespaces(), workspaces()] {
+        for gr in [namespaces(), workspaces(), logical_clusters()] {
             let (this, q, sh) = (self.clone(), queue.clone(), shard.clone());
             tasks.push(Box::pin(async move {
                 let stop = q.clone();
@@ -392,11 +539,22 @@ impl Controller for LifecycleController {
 /// Starts the lifecycle controller on `shard` (it runs while the shard is
 /// led from here) with its own runtime loop, counted in `metrics`; for
 /// containers holding `contents`. Runs until the process ends.
-pub fn start(shard: Arc<dyn Shard>, contents: Vec<Content>, metrics: Arc<Metrics>) {
-    let c: Arc<dyn Controller> = Arc::new(LifecycleController::new(shard.clone(), contents));
+pub fn start(
+    shard: Arc<dyn Shard>,
+    contents: Vec<Content>,
+    remote: Option<Arc<dyn Remote>>,
+    others: Vec<Arc<dyn Controller>>,
+    metrics: Arc<Metrics>,
+) {
+    let mut controllers: Vec<Arc<dyn Controller>> = vec![Arc::new(LifecycleController::new(
+        shard.clone(),
+        contents,
+        remote,
+    ))];
+    controllers.extend(others);
     tokio::spawn(runtime::run(
         shard,
-        vec![c],
+        controllers,
         metrics,
         std::future::pending(),
     ));
@@ -499,7 +657,7 @@ mod tests {
     async fn a_namespace_waits_for_finalizers_then_goes() {
         let st = Arc::new(Store::open(MemoryEngine::new(), StoreOptions::default()).unwrap());
         let shard: Arc<dyn Shard> = Arc::new(LocalShard::new(st));
-        let c = LifecycleController::new(shard.clone(), contents());
+        let c = LifecycleController::new(shard.clone(), contents(), None);
         put(&*shard, ns_key("root:a", "team"), terminating("team")).await;
         put(
             &*shard,
@@ -566,7 +724,7 @@ mod tests {
     async fn a_workspace_goes_with_its_nested_workspaces_and_nothing_else() {
         let st = Arc::new(Store::open(MemoryEngine::new(), StoreOptions::default()).unwrap());
         let shard: Arc<dyn Shard> = Arc::new(LocalShard::new(st));
-        let c = LifecycleController::new(shard.clone(), contents());
+        let c = LifecycleController::new(shard.clone(), contents(), None);
         put(&*shard, ws_key("root", "a"), terminating("a")).await;
         put(
             &*shard,
@@ -641,7 +799,7 @@ mod tests {
     async fn a_deletion_in_a_terminating_namespace_queues_it_and_no_other() {
         let st = Arc::new(Store::open(MemoryEngine::new(), StoreOptions::default()).unwrap());
         let shard: Arc<dyn Shard> = Arc::new(LocalShard::new(st));
-        let c = LifecycleController::new(shard.clone(), contents());
+        let c = LifecycleController::new(shard.clone(), contents(), None);
         put(&*shard, ns_key("root:a", "going"), terminating("going")).await;
         put(
             &*shard,
@@ -682,7 +840,7 @@ mod tests {
         // Marked before the term starts: found by the scan.
         put(&*shard, ns_key("root:a", "early"), terminating("early")).await;
         let metrics = Arc::new(Metrics::new());
-        start(shard.clone(), contents(), metrics.clone());
+        start(shard.clone(), contents(), None, Vec::new(), metrics.clone());
         // Marked later, held by a finalizer that goes later still: found
         // from the change log, finished by the deletion's trigger.
         put(

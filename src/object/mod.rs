@@ -63,5 +63,12 @@ pub fn is_deleting(obj: &Value) -> bool {
 /// object, and each copy's status. The sync controller connects to, and
 /// cleans up on, every cluster the first one names, so a client that could
 /// write it could make tmc reach clusters its placements were never given.
-pub const SERVER_OWNED_ANNOTATIONS: [&str; 2] =
-    ["tmc.kcp.io/clusters", "tmc.kcp.io/cluster-status"];
+pub const SERVER_OWNED_ANNOTATIONS: [&str; 3] = [
+    "tmc.kcp.io/clusters",
+    "tmc.kcp.io/cluster-status",
+    CREATOR_ANNOTATION,
+];
+
+/// Who created a Workspace (and becomes admin of its logical cluster),
+/// set by the server, and carried to the LogicalCluster.
+pub const CREATOR_ANNOTATION: &str = "tmc.kcp.io/creator";

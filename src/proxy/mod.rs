@@ -113,7 +113,9 @@ fn hop_by_hop(name: &HeaderName) -> bool {
 
 fn resolve_error(e: ResolveError) -> ApiError {
     match e {
-        ResolveError::NotFound(_) => ApiError::forbidden(format!("access denied: {e}")),
+        ResolveError::NotFound(_) | ResolveError::Misdirected(_) => {
+            ApiError::forbidden(format!("access denied: {e}"))
+        }
         ResolveError::Unavailable { .. } | ResolveError::UnknownShard { .. } => {
             ApiError::unavailable(e.to_string())
         }
@@ -193,7 +195,26 @@ async fn forward(p: &Proxy, req: Request) -> Result<Response, ApiError> {
     };
     let mut retried = false;
     loop {
-        let resp = send(p, &shard, &parts.method, path_and_query, &headers, &body).await?;
+        let resp = match send(p, &shard, &parts.method, path_and_query, &headers, &body).await {
+            Ok(r) => r,
+            // A shard learned from the registry that does not answer:
+            // its entry may be stale (a new leader registered its own
+            // address). Read it again once.
+            Err(e) if e.code == 503 && !retried && p.resolver.forget_shard(&shard.name) => {
+                let again = p
+                    .resolver
+                    .shard_named(&shard.name)
+                    .await
+                    .map_err(resolve_error)?;
+                if again == shard {
+                    return Err(e);
+                }
+                shard = again;
+                retried = true;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let Some(ws) = ws.as_ref().filter(|_| !retried) else {
             return Ok(response(resp));
         };
@@ -215,23 +236,29 @@ async fn forward(p: &Proxy, req: Request) -> Result<Response, ApiError> {
 /// Ready while the root shard says it is ready.
 async fn readyz(p: &Proxy) -> Response {
     let root = p.resolver.root();
-    let uri = format!("{}/readyz", root.url);
-    let not_ready = |why: String| {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: root shard {:?}: {why}", root.name),
-        )
-            .into_response()
-    };
-    let req = match hyper::http::Request::get(&uri).body(Full::new(Bytes::new())) {
-        Ok(r) => r,
-        Err(e) => return not_ready(e.to_string()),
-    };
-    match p.upstream.fetch(req, 4096).await {
-        Ok((StatusCode::OK, _)) => "ok".into_response(),
-        Ok((code, body)) => not_ready(format!("{code}: {}", String::from_utf8_lossy(&body).trim())),
-        Err(e) => not_ready(e.to_string()),
+    let mut why = Vec::new();
+    for base in root.urls() {
+        let uri = format!("{base}/readyz");
+        let req = match hyper::http::Request::get(&uri).body(Full::new(Bytes::new())) {
+            Ok(r) => r,
+            Err(e) => {
+                why.push(e.to_string());
+                continue;
+            }
+        };
+        match p.upstream.fetch(req, 4096).await {
+            Ok((StatusCode::OK, _)) => return "ok".into_response(),
+            Ok((code, body)) => {
+                why.push(format!("{code}: {}", String::from_utf8_lossy(&body).trim()))
+            }
+            Err(e) => why.push(e.to_string()),
+        }
     }
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("not ready: root shard {:?}: {}", root.name, why.join("; ")),
+    )
+        .into_response()
 }
 
 async fn send(
@@ -242,17 +269,32 @@ async fn send(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<hyper::http::Response<hyper::body::Incoming>, ApiError> {
-    let uri = format!("{}{}", shard.url, path_and_query);
-    let mut req = hyper::http::Request::builder()
-        .method(method.clone())
-        .uri(&uri)
-        .body(Full::new(body.clone()))
-        .map_err(|e| ApiError::bad_request(format!("cannot forward to {uri:?}: {e}")))?;
-    *req.headers_mut() = headers.clone();
-    p.upstream.send(req).await.map_err(|e| match e {
-        UpstreamError::Timeout(_) => ApiError::timeout(format!("shard {:?}: {e}", shard.name)),
-        e => ApiError::unavailable(format!("shard {:?} is unavailable: {e}", shard.name)),
-    })
+    // Each of the shard's URLs in turn while one cannot be connected to
+    // (nothing of the request reached it).
+    let mut last = None;
+    for base in shard.urls() {
+        let uri = format!("{base}{path_and_query}");
+        let mut req = hyper::http::Request::builder()
+            .method(method.clone())
+            .uri(&uri)
+            .body(Full::new(body.clone()))
+            .map_err(|e| ApiError::bad_request(format!("cannot forward to {uri:?}: {e}")))?;
+        *req.headers_mut() = headers.clone();
+        match p.upstream.send(req).await {
+            Ok(resp) => return Ok(resp),
+            Err(e @ UpstreamError::Connect(_)) => last = Some(e),
+            Err(e @ UpstreamError::Timeout(_)) => {
+                return Err(ApiError::timeout(format!("shard {:?}: {e}", shard.name)))
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(ApiError::unavailable(format!(
+        "shard {:?} is unavailable: {}",
+        shard.name,
+        last.map(|e| e.to_string())
+            .unwrap_or_else(|| "it has no URL".into())
+    )))
 }
 
 /// The shard's answer, streamed, without its hop-by-hop headers.

@@ -44,8 +44,17 @@ const MAX_WORKSPACE_BYTES: usize = 1 << 20;
 pub struct ShardRef {
     /// The shard's name (`tmc serve --shard`).
     pub name: String,
-    /// Its API's base URL, without a trailing slash.
+    /// Its API's base URL, without a trailing slash; several, comma
+    /// separated, are tried in order (the replicas of a shard without a
+    /// Service in front).
     pub url: String,
+}
+
+impl ShardRef {
+    /// Its URLs, in the order to try them.
+    pub fn urls(&self) -> impl Iterator<Item = &str> {
+        self.url.split(',').map(str::trim).filter(|u| !u.is_empty())
+    }
 }
 
 /// Why a workspace has no shard to go to.
@@ -62,6 +71,10 @@ pub enum ResolveError {
         /// What happened.
         why: String,
     },
+    /// A shard asked about a workspace's child does not hold the
+    /// workspace (the route to it was stale).
+    #[error("workspace {0:?} is not where the route said")]
+    Misdirected(String),
     /// A Workspace names a shard the proxy does not know.
     #[error("workspace {workspace:?} is on shard {shard:?}, which is not in the proxy's registry")]
     UnknownShard {
@@ -75,7 +88,11 @@ pub enum ResolveError {
 /// Resolves workspace paths to shards.
 pub struct Resolver {
     root: ShardRef,
+    /// Shards given at start: always known.
     shards: HashMap<String, ShardRef>,
+    /// Shards learned from the registry (Shard objects in `root`),
+    /// dropped when they do not answer.
+    learned: Mutex<HashMap<String, ShardRef>>,
     cache: Mutex<LruCache<String, ShardRef>>,
     upstream: Arc<Upstream>,
 }
@@ -95,6 +112,7 @@ impl Resolver {
         Resolver {
             root,
             shards,
+            learned: Mutex::new(HashMap::new()),
             cache: Mutex::new(LruCache::new(capacity)),
             upstream,
         }
@@ -130,6 +148,25 @@ impl Resolver {
 
     /// The shard of `ws`.
     pub async fn resolve(&self, ws: &Workspace) -> Result<ShardRef, ResolveError> {
+        match self.resolve_once(ws).await {
+            // A cached ancestor's shard no longer holds it: forget the
+            // chain and walk it again from root.
+            Err(ResolveError::Misdirected(_)) => {
+                let mut at = Some(ws.clone());
+                while let Some(w) = at {
+                    self.forget(&w);
+                    at = w.parent();
+                }
+                self.resolve_once(ws).await.map_err(|e| match e {
+                    ResolveError::Misdirected(path) => ResolveError::NotFound(path),
+                    e => e,
+                })
+            }
+            r => r,
+        }
+    }
+
+    async fn resolve_once(&self, ws: &Workspace) -> Result<ShardRef, ResolveError> {
         // The chain from the workspace up to the longest cached ancestor
         // (or root, which is always on the root shard).
         let mut pending = Vec::new();
@@ -152,6 +189,104 @@ impl Resolver {
         Ok(shard)
     }
 
+    /// Forgets what the registry said of shard `name` (it did not
+    /// answer: a new leader may have registered another address); `true`
+    /// if it was learned from the registry.
+    pub fn forget_shard(&self, name: &str) -> bool {
+        self.learned
+            .lock()
+            .map(|mut l| l.remove(name).is_some())
+            .unwrap_or(false)
+    }
+
+    /// The shard named `name`: given at start, learned, or read from the
+    /// registry in `root` (its `spec.baseURL`).
+    pub async fn shard_named(&self, name: &str) -> Result<ShardRef, ResolveError> {
+        if name == self.root.name {
+            return Ok(self.root.clone());
+        }
+        if let Some(s) = self.shards.get(name) {
+            return Ok(s.clone());
+        }
+        if let Some(s) = self.learned.lock().ok().and_then(|l| l.get(name).cloned()) {
+            return Ok(s);
+        }
+        let unavailable = |why: String| ResolveError::Unavailable {
+            shard: self.root.name.clone(),
+            why,
+        };
+        let (status, body) = self
+            .get(
+                &self.root,
+                &format!("/clusters/root/apis/core.kcp.io/v1alpha1/shards/{name}"),
+            )
+            .await?;
+        let unknown = || ResolveError::UnknownShard {
+            workspace: String::new(),
+            shard: name.into(),
+        };
+        match status {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Err(unknown()),
+            s => {
+                return Err(unavailable(format!(
+                    "answered {s} to the lookup of shard {name:?}"
+                )))
+            }
+        }
+        let obj: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| unavailable(format!("a Shard that is not JSON: {e}")))?;
+        let url = obj
+            .pointer("/spec/baseURL")
+            .and_then(|v| v.as_str())
+            .filter(|u| u.starts_with("https://"))
+            .ok_or_else(unknown)?;
+        let shard = ShardRef {
+            name: name.into(),
+            url: url.trim_end_matches('/').to_string(),
+        };
+        if let Ok(mut l) = self.learned.lock() {
+            // The registry is one object per shard: small, but bounded
+            // anyway against a flood of names.
+            if l.len() >= 10_000 {
+                l.clear();
+            }
+            l.insert(name.into(), shard.clone());
+        }
+        Ok(shard)
+    }
+
+    /// A GET of `path` on `shard` as the proxy's own user (each of its
+    /// URLs in turn until one answers).
+    async fn get(&self, shard: &ShardRef, path: &str) -> Result<(StatusCode, Bytes), ResolveError> {
+        let mut last = String::from("no URL");
+        for base in shard.urls() {
+            let uri = format!("{base}{path}");
+            let req = Request::builder()
+                .method(Method::GET)
+                .uri(&uri)
+                .header("accept", "application/json")
+                .header(crate::api::authn::REMOTE_USER, RESOLVER_USER)
+                .header(crate::api::authn::REMOTE_GROUP, crate::authz::MASTERS)
+                .body(Full::new(Bytes::new()))
+                .map_err(|e| ResolveError::Unavailable {
+                    shard: shard.name.clone(),
+                    why: format!("bad request {uri:?}: {e}"),
+                })?;
+            match self.upstream.fetch(req, MAX_WORKSPACE_BYTES).await {
+                Ok(answer) => return Ok(answer),
+                Err(e @ (UpstreamError::Connect(_) | UpstreamError::Timeout(_))) => {
+                    last = e.to_string()
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(ResolveError::Unavailable {
+            shard: shard.name.clone(),
+            why: last,
+        })
+    }
+
     /// Asks `parent_shard` (which holds `parent`) where its child `child`
     /// lives.
     async fn child_shard(
@@ -164,28 +299,22 @@ impl Resolver {
             shard: parent_shard.name.clone(),
             why,
         };
-        let uri = format!(
-            "{}/clusters/{}/apis/tenancy.kcp.io/v1alpha1/workspaces/{}",
-            parent_shard.url,
-            parent.as_str(),
-            child.base()
-        );
-        let req = Request::builder()
-            .method(Method::GET)
-            .uri(&uri)
-            .header("accept", "application/json")
-            .header(crate::api::authn::REMOTE_USER, RESOLVER_USER)
-            .header(crate::api::authn::REMOTE_GROUP, crate::authz::MASTERS)
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| unavailable(format!("bad request {uri:?}: {e}")))?;
         let (status, body) = self
-            .upstream
-            .fetch(req, MAX_WORKSPACE_BYTES)
-            .await
-            .map_err(|e: UpstreamError| unavailable(e.to_string()))?;
+            .get(
+                parent_shard,
+                &format!(
+                    "/clusters/{}/apis/tenancy.kcp.io/v1alpha1/workspaces/{}",
+                    parent.as_str(),
+                    child.base()
+                ),
+            )
+            .await?;
         match status {
             StatusCode::OK => {}
             StatusCode::NOT_FOUND => return Err(ResolveError::NotFound(child.as_str().into())),
+            StatusCode::MISDIRECTED_REQUEST => {
+                return Err(ResolveError::Misdirected(parent.as_str().into()))
+            }
             s => {
                 return Err(unavailable(format!(
                     "answered {s} to the lookup of workspace {:?}",
@@ -197,15 +326,14 @@ impl Resolver {
             .map_err(|e| unavailable(format!("a Workspace that is not JSON: {e}")))?;
         match obj.pointer("/spec/shard").and_then(|v| v.as_str()) {
             None | Some("") => Ok(parent_shard.clone()),
-            Some(name) => {
-                self.shards
-                    .get(name)
-                    .cloned()
-                    .ok_or_else(|| ResolveError::UnknownShard {
-                        workspace: child.as_str().into(),
-                        shard: name.into(),
-                    })
-            }
+            Some(name) if name == parent_shard.name => Ok(parent_shard.clone()),
+            Some(name) => self.shard_named(name).await.map_err(|e| match e {
+                ResolveError::UnknownShard { shard, .. } => ResolveError::UnknownShard {
+                    workspace: child.as_str().into(),
+                    shard,
+                },
+                e => e,
+            }),
         }
     }
 }

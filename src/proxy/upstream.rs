@@ -55,10 +55,6 @@ impl Upstream {
     /// CA as the roots of the shards' serving certificates.
     pub fn new(files: &TlsFiles) -> Result<Self, BoxError> {
         use rustls::pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        for c in crate::api::tls::read_certs(&files.ca_cert())? {
-            roots.add(c)?;
-        }
         let chain = crate::api::tls::read_certs(&files.front_proxy_cert())?;
         let key = rustls::pki_types::PrivateKeyDer::from_pem_file(files.front_proxy_key())
             .map_err(|e| {
@@ -67,6 +63,21 @@ impl Upstream {
                     files.front_proxy_key().display()
                 )
             })?;
+        Self::with_identity(&files.ca_cert(), chain, key)
+    }
+
+    /// A client that presents `chain` (with `key`) and trusts the serving
+    /// certificates the CA in `ca` signed (a shard's client of the other
+    /// shards uses its shard identity).
+    pub fn with_identity(
+        ca: &std::path::Path,
+        chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+        key: rustls::pki_types::PrivateKeyDer<'static>,
+    ) -> Result<Self, BoxError> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in crate::api::tls::read_certs(ca)? {
+            roots.add(c)?;
+        }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?

@@ -55,6 +55,16 @@ pub const WORKSPACES: &str = "workspaces";
 /// test there checks it).
 pub const WORKSPACE_NAME_RULE: NameRule = NameRule::DnsLabel;
 
+/// kcp's core group, of LogicalCluster and Shard objects.
+pub const CORE_KCP_GROUP: &str = "core.kcp.io";
+/// The resource of LogicalCluster objects: the marker that a shard holds
+/// a workspace's logical cluster.
+pub const LOGICAL_CLUSTERS: &str = "logicalclusters";
+/// The name of a workspace's one LogicalCluster object (kcp's too).
+pub const LOGICAL_CLUSTER_NAME: &str = "cluster";
+/// The resource of Shard objects (the shard registry, in `root`).
+pub const SHARDS: &str = "shards";
+
 /// The key segment used for the legacy (empty) API group.
 pub const CORE_GROUP: &str = "core";
 
@@ -172,6 +182,20 @@ impl ObjectKey {
         let parent = ws.parent()?;
         let gr = GroupResource::new(TENANCY_GROUP, WORKSPACES).ok()?;
         ObjectKey::with_rule(gr, parent, None, ws.base(), WORKSPACE_NAME_RULE).ok()
+    }
+
+    /// The key of `ws`'s LogicalCluster object, `cluster` in `ws` itself:
+    /// the shard that holds it holds the workspace's logical cluster.
+    pub fn logical_cluster(ws: &Workspace) -> ObjectKey {
+        ObjectKey {
+            gr: GroupResource {
+                group: CORE_KCP_GROUP.to_string(),
+                resource: LOGICAL_CLUSTERS.to_string(),
+            },
+            workspace: ws.clone(),
+            namespace: None,
+            name: LOGICAL_CLUSTER_NAME.to_string(),
+        }
     }
 
     fn push_tail(&self, out: &mut String) {

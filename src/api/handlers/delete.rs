@@ -9,10 +9,10 @@ use super::params::{DeleteOptions, ListOptions};
 use super::{deleting, parse_value, storage_error, ObjectApi, Reply, UPDATE_RETRIES};
 use crate::api::object::for_response;
 use crate::api::request::{ResourceRequest, WorkspaceSel};
-use crate::api::resources::TENANCY_GROUP;
+use crate::api::resources::{CORE_KCP_GROUP, TENANCY_GROUP};
 use crate::api::status::{ApiError, ApiResult};
 use crate::object::{finalizers, meta_mut, meta_str};
-use crate::store::{Expectation, Txn, TxnOp, Workspace};
+use crate::store::{Expectation, Key, ObjectKey, Txn, TxnOp, Workspace};
 use serde_json::{json, Value};
 
 /// `obj` marked for deletion (unchanged if it already is): a
@@ -35,6 +35,35 @@ fn marked_for_deletion(obj: &Value, container: bool) -> Value {
 }
 
 impl ObjectApi {
+    /// Deleting Workspace `name` of `ws` (stored as `wobj`) whose logical
+    /// cluster is on this shard: the write that marks its LogicalCluster
+    /// too, so that the workspace takes no new content from then on.
+    fn mark_logical_cluster(
+        &self,
+        ws: &Workspace,
+        name: &str,
+        wobj: &Value,
+    ) -> ApiResult<Option<TxnOp>> {
+        if crate::controllers::lifecycle::remote_shard(wobj, self.directory.name()).is_some() {
+            return Ok(None);
+        }
+        let child = ws
+            .join(name)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let key = Key::from(ObjectKey::logical_cluster(&child));
+        let Some(rec) = self.shard.get(&key).map_err(storage_error)? else {
+            return Ok(None);
+        };
+        let lc = parse_value(&rec)?;
+        let marked = marked_for_deletion(&lc, true);
+        let value = serde_json::to_vec(&marked).map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(Some(TxnOp::put_json(
+            key,
+            value,
+            Expectation::ModRevision(rec.mod_revision),
+        )))
+    }
+
     /// DELETE of one object.
     pub async fn delete(
         &self,
@@ -80,7 +109,9 @@ impl ObjectApi {
             let expect = Expectation::ModRevision(rec.mod_revision);
             let is_container = matches!(
                 (info.group, info.kind),
-                ("", "Namespace") | (TENANCY_GROUP, "Workspace")
+                ("", "Namespace")
+                    | (TENANCY_GROUP, "Workspace")
+                    | (CORE_KCP_GROUP, "LogicalCluster")
             );
             if dry {
                 return Ok((200, for_response(current, rec.mod_revision, ws.as_str())));
@@ -94,11 +125,11 @@ impl ObjectApi {
                 if marked != current {
                     let value = serde_json::to_vec(&marked)
                         .map_err(|e| ApiError::internal(e.to_string()))?;
-                    match self
-                        .shard
-                        .write(Txn::new(vec![TxnOp::put_json(key.clone(), value, expect)]))
-                        .await
-                    {
+                    let mut ops = vec![TxnOp::put_json(key.clone(), value, expect)];
+                    if (info.group, info.kind) == (TENANCY_GROUP, "Workspace") {
+                        ops.extend(self.mark_logical_cluster(ws, &name, &current)?);
+                    }
+                    match self.shard.write(Txn::new(ops)).await {
                         Ok(c) => out_rev = c.revision,
                         Err(e) if e.is_conflict() => continue,
                         Err(e) => return Err(storage_error(e)),

@@ -68,6 +68,8 @@ pub struct ObjectApi {
     pub hub: Arc<WatchHub>,
     /// Interval of watch bookmarks.
     pub bookmark_interval: Duration,
+    /// This shard among the others: where new workspaces go.
+    pub directory: Arc<crate::shards::Directory>,
 }
 
 /// A check of an object about to be written (after every other check,

@@ -11,16 +11,26 @@ use super::{
 use crate::api::resources::{self, TENANCY_GROUP};
 use crate::api::status::{ApiError, ApiResult};
 use crate::shard::ShardError;
-use crate::store::{Expectation, Key, Txn, TxnOp, Workspace};
+use crate::store::{Expectation, Key, ObjectKey, Txn, TxnOp, Workspace};
 use serde_json::{json, Value};
 
 impl ObjectApi {
-    /// Checks that a workspace exists (its Workspace object in the parent;
-    /// `root` always does). `for_write` also refuses a terminating one.
+    /// Checks that this shard holds workspace `ws` (its LogicalCluster
+    /// marker; `root` is on the root shard). `for_write` also refuses a
+    /// terminating one. A workspace this shard does not hold answers 421
+    /// (`WorkspaceNotOnShard`, the front proxy's cue to resolve again)
+    /// when its Workspace object says it is elsewhere or its parent is
+    /// not here either; one whose parent is here and has no such child,
+    /// 404.
     pub async fn ensure_workspace(&self, ws: &Workspace, for_write: bool) -> ApiResult<()> {
-        let Some(key) = workspace_object_key(ws) else {
-            return Ok(());
-        };
+        if ws.parent().is_none() {
+            return if self.directory.is_root() {
+                Ok(())
+            } else {
+                Err(not_on_shard(ws, self.directory.name()))
+            };
+        }
+        let key = Key::from(ObjectKey::logical_cluster(ws));
         let mut rec = self.shard.get(&key).map_err(storage_error)?;
         if rec.is_none() {
             // Perhaps just created through another replica.
@@ -28,16 +38,7 @@ impl ObjectApi {
             rec = self.shard.get(&key).map_err(storage_error)?;
         }
         let Some(rec) = rec else {
-            return Err(ApiError {
-                details: Some(
-                    json!({"name": ws.as_str(), "group": TENANCY_GROUP, "kind": "workspaces"}),
-                ),
-                ..ApiError::new(
-                    404,
-                    "NotFound",
-                    format!("workspace {:?} not found", ws.as_str()),
-                )
-            });
+            return Err(self.not_here(ws)?);
         };
         if for_write && deleting(&parse_value(&rec)?) {
             return Err(ApiError::forbidden(format!(
@@ -48,9 +49,44 @@ impl ObjectApi {
         Ok(())
     }
 
+    /// Why `ws`, whose logical cluster is not here, is not served: 421
+    /// when it is known to be elsewhere (or nothing about it is here),
+    /// else 404.
+    fn not_here(&self, ws: &Workspace) -> ApiResult<ApiError> {
+        let own = self.directory.name();
+        if let Some(wkey) = workspace_object_key(ws) {
+            if let Some(rec) = self.shard.get(&wkey).map_err(storage_error)? {
+                let obj = parse_value(&rec)?;
+                return Ok(match obj.pointer("/spec/shard").and_then(Value::as_str) {
+                    Some(s) if !s.is_empty() && s != own => not_on_shard(ws, own),
+                    // Its Workspace object is here and it is not: a create
+                    // still on its way, or a workspace being deleted.
+                    _ => workspace_not_found(ws),
+                });
+            }
+        }
+        let parent_here = match ws.parent() {
+            Some(p) if p.parent().is_none() => self.directory.is_root(),
+            Some(p) => self
+                .shard
+                .get(&Key::from(ObjectKey::logical_cluster(&p)))
+                .map_err(storage_error)?
+                .is_some(),
+            None => true,
+        };
+        Ok(if parent_here {
+            workspace_not_found(ws)
+        } else {
+            not_on_shard(ws, own)
+        })
+    }
+
     /// Creates `default` in `root` if missing (new workspaces get theirs
     /// with their Workspace object).
     pub async fn bootstrap(&self) -> Result<(), ShardError> {
+        if !self.directory.is_root() {
+            return Ok(());
+        }
         let root = Workspace::parse("root").expect("root is valid");
         let (k, role) = cluster_admin_role(&root).map_err(|e| ShardError::Internal(e.message))?;
         if self.shard.get(&k)?.is_none() {
@@ -83,32 +119,119 @@ impl ObjectApi {
     }
 }
 
-/// Creating the Workspace `name` in `ws`: sets its URL (through the
-/// caller's `Host`) in `obj` and returns the writes of what the child
-/// workspace starts with, for the transaction that creates `obj`: its
-/// `default` namespace (which must not exist yet) and its admin RBAC (the
-/// caller becomes admin).
+/// 404 for a workspace that does not exist.
+fn workspace_not_found(ws: &Workspace) -> ApiError {
+    ApiError {
+        details: Some(json!({"name": ws.as_str(), "group": TENANCY_GROUP, "kind": "workspaces"})),
+        ..ApiError::new(
+            404,
+            "NotFound",
+            format!("workspace {:?} not found", ws.as_str()),
+        )
+    }
+}
+
+/// 421 for a workspace another shard holds.
+pub(super) fn not_on_shard(ws: &Workspace, own: &str) -> ApiError {
+    ApiError::new(
+        421,
+        "WorkspaceNotOnShard",
+        format!(
+            "workspace {:?} is not on shard {own:?}: ask the front proxy, or the shard its \
+             Workspace object names",
+            ws.as_str()
+        ),
+    )
+}
+
+/// Creating the Workspace `name` in `ws`: records who creates it and
+/// where its logical cluster goes (`spec.shard`, `spec.cluster`,
+/// `spec.URL` through the caller's `Host`) in `obj`. When that is this
+/// shard, returns the writes of what the child workspace starts with, for
+/// the transaction that creates `obj` ([`logical_cluster_writes`]);
+/// otherwise none, and `obj`'s phase is `Scheduling` until the other
+/// shard has created it.
 pub(super) fn new_workspace(
     ws: &Workspace,
     name: &str,
     obj: &mut Value,
     caller: &Caller,
+    shard: &str,
+    own: &str,
 ) -> ApiResult<Vec<TxnOp>> {
     let child = ws
         .join(name)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if !matches!(
+        obj.get("spec"),
+        None | Some(Value::Object(_)) | Some(Value::Null)
+    ) {
+        return Err(ApiError::invalid(
+            "Workspace",
+            TENANCY_GROUP,
+            name,
+            vec![(
+                "spec".into(),
+                "Invalid value: spec must be an object".into(),
+                "FieldValueInvalid",
+            )],
+        ));
+    }
     obj["spec"]["URL"] = Value::String(format!(
         "https://{}/clusters/{}",
         caller.host,
         child.as_str()
     ));
-    let encode = |o: &Value| serde_json::to_vec(o).map_err(|e| ApiError::internal(e.to_string()));
+    obj["spec"]["shard"] = Value::String(shard.to_string());
+    obj["spec"]["cluster"] = Value::String(child.as_str().to_string());
+    let anns = crate::object::meta_mut(obj)
+        .entry("annotations")
+        .or_insert_with(|| json!({}));
+    if !anns.is_object() {
+        *anns = json!({});
+    }
+    if let Some(m) = anns.as_object_mut() {
+        m.insert(
+            crate::object::CREATOR_ANNOTATION.into(),
+            Value::String(caller.user.clone()),
+        );
+    }
+    if shard != own {
+        obj["status"] = json!({"phase": "Scheduling"});
+        return Ok(Vec::new());
+    }
+    let mut lc = crate::shards::logical_cluster_object(&child, obj);
+    let meta = crate::object::meta_mut(&mut lc);
+    meta.insert(
+        "uid".into(),
+        Value::String(uuid::Uuid::new_v4().to_string()),
+    );
+    meta.insert(
+        "creationTimestamp".into(),
+        Value::String(crate::object::now()),
+    );
+    lc["status"] = json!({"phase": "Ready"});
+    let lc = serde_json::to_vec(&lc).map_err(|e| ApiError::internal(e.to_string()))?;
     let mut ops = vec![TxnOp::put_json(
-        namespace_key(&child, "default")?,
-        encode(&default_namespace(&child))?,
+        Key::from(ObjectKey::logical_cluster(&child)),
+        lc,
         Expectation::Absent,
     )];
-    for (k, o) in workspace_admin_objects(&child, &caller.user)? {
+    ops.extend(starting_content(&child, &caller.user)?);
+    Ok(ops)
+}
+
+/// What a logical cluster starts with besides its LogicalCluster object,
+/// for the transaction that creates that: its `default` namespace (which
+/// must not exist yet) and its admin RBAC (`creator` becomes admin).
+pub(super) fn starting_content(child: &Workspace, creator: &str) -> ApiResult<Vec<TxnOp>> {
+    let encode = |o: &Value| serde_json::to_vec(o).map_err(|e| ApiError::internal(e.to_string()));
+    let mut ops = vec![TxnOp::put_json(
+        namespace_key(child, "default")?,
+        encode(&default_namespace(child))?,
+        Expectation::Absent,
+    )];
+    for (k, o) in workspace_admin_objects(child, creator)? {
         ops.push(TxnOp::put_json(k, encode(&o)?, Expectation::Any));
     }
     Ok(ops)

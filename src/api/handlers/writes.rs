@@ -7,18 +7,18 @@
 
 use super::params::{parse_rv, WriteOptions};
 use super::{
-    deleting, namespace_key, parse_value, storage_error, workspace, workspace_object_key, Caller,
-    ObjectApi, Reply, UPDATE_RETRIES,
+    deleting, namespace_key, parse_value, storage_error, workspace, Caller, ObjectApi, Reply,
+    UPDATE_RETRIES,
 };
 use crate::api::apply;
 use crate::api::object::{self, for_response, strip_for_storage};
 use crate::api::patch::{self, PatchType};
 use crate::api::request::ResourceRequest;
-use crate::api::resources::{ResourceInfo, TENANCY_GROUP};
+use crate::api::resources::{ResourceInfo, CORE_KCP_GROUP, TENANCY_GROUP};
 use crate::api::status::{ApiError, ApiResult};
 use crate::object::{finalizers, meta_mut, meta_str};
 use crate::shard::ShardError;
-use crate::store::{Expectation, Txn, TxnOp, Workspace};
+use crate::store::{Expectation, Key, ObjectKey, Txn, TxnOp, Workspace};
 use serde_json::{json, Map, Value};
 
 impl ObjectApi {
@@ -156,9 +156,10 @@ impl ObjectApi {
         let key = Self::object_key(info, ws, req.namespace.as_deref(), &name)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let mut ops = Vec::new();
-        if let Some(wkey) = workspace_object_key(ws) {
+        let is_lc = (info.group, info.kind) == (CORE_KCP_GROUP, "LogicalCluster");
+        if ws.parent().is_some() && !is_lc {
             ops.push(TxnOp::Check {
-                key: wkey,
+                key: Key::from(ObjectKey::logical_cluster(ws)),
                 expect: Expectation::Present,
             });
         }
@@ -192,8 +193,41 @@ impl ObjectApi {
         }
         caller.admit(info, None, &mut obj)?;
         let mut child_ops = Vec::new();
+        // Where a new Workspace's logical cluster goes.
+        let mut elsewhere = None;
         if (info.group, info.kind) == (TENANCY_GROUP, "Workspace") {
-            child_ops = workspace::new_workspace(ws, &name, &mut obj, caller)?;
+            let own = self.directory.name();
+            let to = if dry {
+                own.to_string()
+            } else {
+                self.schedule(&obj).await?
+            };
+            child_ops = workspace::new_workspace(ws, &name, &mut obj, caller, &to, own)?;
+            if to != own {
+                elsewhere = Some(to);
+            }
+        }
+        if is_lc {
+            if name != crate::store::keys::LOGICAL_CLUSTER_NAME || ws.parent().is_none() {
+                return Err(ApiError::invalid(
+                    info.kind,
+                    info.group,
+                    &name,
+                    vec![(
+                        "metadata.name".into(),
+                        "Invalid value: a workspace's LogicalCluster is named \"cluster\"".into(),
+                        "FieldValueInvalid",
+                    )],
+                ));
+            }
+            obj["status"] = json!({"phase": "Ready"});
+            let creator = obj
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get(crate::object::CREATOR_ANNOTATION))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            child_ops = workspace::starting_content(ws, &creator)?;
         }
         crate::api::validation::validate(info, &obj)?;
         let value = object::encode_for_storage(&obj)?;
@@ -203,7 +237,13 @@ impl ObjectApi {
         ops.push(TxnOp::put_json(key.clone(), value, Expectation::Absent));
         ops.extend(child_ops);
         match self.shard.write(Txn::new(ops)).await {
-            Ok(c) => Ok((201, for_response(obj, c.revision, ws.as_str()))),
+            Ok(c) => match elsewhere {
+                None => Ok((201, for_response(obj, c.revision, ws.as_str()))),
+                Some(to) => {
+                    self.create_elsewhere(ws, &name, &key, obj, c.revision, &to)
+                        .await
+                }
+            },
             Err(ShardError::Store(crate::store::Error::Conflict { key: k, .. })) => {
                 if Some(k.as_str()) == ns_key.as_ref().map(|n| n.to_string()).as_deref() {
                     Err(ApiError::conflict(
@@ -220,6 +260,77 @@ impl ObjectApi {
                         format!("workspace {:?} not found", ws.as_str()),
                     ))
                 }
+            }
+            Err(e) => Err(storage_error(e)),
+        }
+    }
+
+    /// The shard a new Workspace `obj` goes to (its
+    /// `spec.location.selector` over the shards' labels).
+    async fn schedule(&self, obj: &Value) -> ApiResult<String> {
+        let selector = obj
+            .pointer("/spec/location/selector")
+            .filter(|v| !v.is_null());
+        self.directory
+            .schedule(selector)
+            .await
+            .map_err(|e| match e {
+                crate::shards::ScheduleError::Unavailable(_) => {
+                    ApiError::unavailable(e.to_string())
+                }
+                _ => ApiError::invalid(
+                    "Workspace",
+                    TENANCY_GROUP,
+                    meta_str(obj, "name").unwrap_or(""),
+                    vec![(
+                        "spec.location.selector".into(),
+                        format!("Invalid value: {e}"),
+                        "FieldValueInvalid",
+                    )],
+                ),
+            })
+    }
+
+    /// The second half of creating a Workspace whose logical cluster goes
+    /// to shard `to`: its object is stored (`Scheduling`, revision `rev`);
+    /// the logical cluster is created there, then the Workspace turns
+    /// Ready. If `to` cannot take it, the Workspace object is removed
+    /// again and the create fails with 503 (nothing is left half made; a
+    /// crash in between leaves it `Scheduling`, which the lifecycle
+    /// controller finishes).
+    async fn create_elsewhere(
+        &self,
+        ws: &Workspace,
+        name: &str,
+        key: &Key,
+        mut obj: Value,
+        rev: u64,
+        to: &str,
+    ) -> ApiResult<Reply> {
+        let child = ws
+            .join(name)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let lc = crate::shards::logical_cluster_object(&child, &obj);
+        if let Err(why) = self.directory.create_logical_cluster(to, &child, &lc).await {
+            let undo = TxnOp::delete(key.clone(), Expectation::ModRevision(rev));
+            if let Err(e) = self.shard.write(Txn::new(vec![undo])).await {
+                tracing::warn!(workspace = child.as_str(), error = %e,
+                    "cannot remove the Workspace of a failed create; the lifecycle controller retries it");
+            }
+            return Err(ApiError::unavailable(format!(
+                "workspace {:?} cannot be created on shard {to:?}: {why}",
+                child.as_str()
+            )));
+        }
+        obj["status"] = json!({"phase": "Ready"});
+        let value = object::encode_for_storage(&obj)?;
+        let ready = TxnOp::put_json(key.clone(), value, Expectation::ModRevision(rev));
+        match self.shard.write(Txn::new(vec![ready])).await {
+            Ok(c) => Ok((201, for_response(obj, c.revision, ws.as_str()))),
+            // Changed meanwhile (a delete, say): what is stored is the truth.
+            Err(e) if e.is_conflict() => {
+                obj["status"] = json!({"phase": "Scheduling"});
+                Ok((201, for_response(obj, rev, ws.as_str())))
             }
             Err(e) => Err(storage_error(e)),
         }

@@ -1,0 +1,599 @@
+//! A shard among shards: who it is, the registry of all shards, and its
+//! calls to the other shards (see `docs/sharding.md`).
+//!
+//! - **Who it is**: `tmc serve --shard NAME` (default `root`), its labels
+//!   and the URL other shards and the proxy reach its API at
+//!   ([`Config`]). The root shard is the one without `--root-shard`: it
+//!   hosts the `root` workspace and with it the registry.
+//! - **The registry**: one `core.kcp.io/v1alpha1` `Shard` per shard in
+//!   `root` (`spec.baseURL`, labels, `status.logicalClusters`), kept by
+//!   each shard's leader ([`registrar`]) through the root shard's API and
+//!   read by the scheduler ([`Directory::schedule`]) and the proxy. It is
+//!   small (one object per shard) and held whole, re-read every
+//!   [`REGISTRY_TTL`].
+//! - **Calls to other shards** go over HTTPS to their API with the
+//!   shard's identity: a client certificate of the users' CA, CN
+//!   `system:tmc:shard:NAME`, O `system:tmc:shards`
+//!   ([`crate::authz::shard_allowed`] is all it may do). Creating a
+//!   workspace on another shard creates its LogicalCluster there
+//!   ([`Directory::create_logical_cluster`]); deleting it deletes that
+//!   ([`Directory::delete_logical_cluster`]).
+//!
+//! Left out: several URLs per registered shard (a shard's `baseURL` is
+//! one address, a Service in a deployment; a shard's replicas register the
+//! leader's own address when no `--shard-url` is given), and moving a
+//! logical cluster between shards.
+
+pub mod registrar;
+
+use crate::proxy::upstream::{Upstream, UpstreamError};
+use crate::store::Workspace;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::http::{Method, Request, StatusCode};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How long the registry is used before it is read again.
+pub const REGISTRY_TTL: Duration = Duration::from_secs(2);
+/// Bound on an answer of another shard read whole.
+const MAX_ANSWER: usize = 4 << 20;
+/// The name of the root shard when none is given.
+pub const ROOT: &str = "root";
+
+/// Who this shard is.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Its name (`--shard`).
+    pub name: String,
+    /// Its labels (`--shard-labels`), for `spec.location.selector`.
+    pub labels: BTreeMap<String, String>,
+    /// The URL of its API for the proxy and other shards.
+    pub url: String,
+    /// The root shard's API (tried in order); empty on the root shard.
+    pub root: Vec<String>,
+}
+
+impl Config {
+    /// A lone root shard at `url` (`tmc dev`, a one-shard deployment).
+    pub fn root_at(url: &str) -> Config {
+        Config {
+            name: ROOT.into(),
+            labels: BTreeMap::new(),
+            url: url.into(),
+            root: Vec::new(),
+        }
+    }
+}
+
+/// Parses `k=v,k2=v2` into labels.
+pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| format!("label {part:?} is not key=value"))?;
+        out.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Ok(out)
+}
+
+/// A shard's identity: its certificate and key, PEM.
+pub type IdentityPem = (Vec<u8>, Vec<u8>);
+
+/// One entry of the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardEntry {
+    /// The shard's name.
+    pub name: String,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Its API.
+    pub url: String,
+    /// The logical clusters it last reported.
+    pub logical_clusters: u64,
+}
+
+impl ShardEntry {
+    fn from_object(v: &Value) -> Option<ShardEntry> {
+        let name = v.pointer("/metadata/name")?.as_str()?.to_string();
+        let url = v.pointer("/spec/baseURL")?.as_str()?.to_string();
+        let labels = v
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let logical_clusters = v
+            .pointer("/status/logicalClusters")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        Some(ShardEntry {
+            name,
+            labels,
+            url,
+            logical_clusters,
+        })
+    }
+}
+
+/// Why a workspace could not be scheduled.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    /// No registered shard matches the selector.
+    #[error("no shard matches spec.location.selector {0}")]
+    NoMatch(String),
+    /// The selector is not a label selector.
+    #[error("spec.location.selector: {0}")]
+    BadSelector(String),
+    /// The registry could not be read.
+    #[error("the shard registry is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// This shard's view of the others (see the module docs).
+pub struct Directory {
+    cfg: Config,
+    client: Option<Upstream>,
+    registry: Mutex<Option<(Instant, Arc<Vec<ShardEntry>>)>>,
+    /// Logical clusters this shard put on each shard since the registry
+    /// was last read (so that a burst of creates spreads).
+    assigned: Mutex<HashMap<String, u64>>,
+}
+
+impl Directory {
+    /// The directory of the shard `cfg` that calls others with `client`
+    /// (its shard identity); without one it can neither register nor
+    /// place workspaces elsewhere.
+    pub fn new(cfg: Config, client: Option<Upstream>) -> Directory {
+        Directory {
+            cfg,
+            client,
+            registry: Mutex::new(None),
+            assigned: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The client of a shard's identity: the users' CA `ca` and the
+    /// identity's certificate and key (PEM).
+    pub fn identity_client(
+        ca: &std::path::Path,
+        cert_pem: &[u8],
+        key_pem: &[u8],
+    ) -> Result<Upstream, crate::util::BoxError> {
+        use rustls::pki_types::pem::PemObject;
+        let chain = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("bad shard identity certificate: {e}"))?;
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem)
+            .map_err(|e| format!("bad shard identity key: {e}"))?;
+        Upstream::with_identity(ca, chain, key)
+    }
+
+    /// This shard's name.
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    /// This shard's configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Does this shard host `root`?
+    pub fn is_root(&self) -> bool {
+        self.cfg.root.is_empty()
+    }
+
+    /// The root shard's API URLs (this shard's own on the root shard).
+    fn root_urls(&self) -> Vec<String> {
+        if self.is_root() {
+            vec![self.cfg.url.clone()]
+        } else {
+            self.cfg.root.clone()
+        }
+    }
+
+    /// One call to the first of `urls` that answers: status and JSON body
+    /// (`Null` when empty or not JSON).
+    async fn call(
+        &self,
+        urls: &[String],
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value), String> {
+        let client = self.client.as_ref().ok_or_else(|| {
+            format!(
+                "shard {:?} has no shard identity (shard.crt and shard.key in its TLS \
+                 directory, see `tmc certs --shard`) to call other shards with",
+                self.cfg.name
+            )
+        })?;
+        let bytes = match body {
+            Some(b) => Bytes::from(serde_json::to_vec(b).map_err(|e| e.to_string())?),
+            None => Bytes::new(),
+        };
+        let mut last = String::from("no URL to call");
+        for base in urls {
+            let uri = format!("{}{path}", base.trim_end_matches('/'));
+            let mut req = Request::builder()
+                .method(method.clone())
+                .uri(&uri)
+                .header("accept", "application/json");
+            if body.is_some() {
+                req = req.header("content-type", "application/json");
+            }
+            let req = req
+                .body(Full::new(bytes.clone()))
+                .map_err(|e| format!("bad request {uri:?}: {e}"))?;
+            match client.fetch(req, MAX_ANSWER).await {
+                Ok((status, body)) => {
+                    let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    return Ok((status, v));
+                }
+                Err(e @ (UpstreamError::Connect(_) | UpstreamError::Timeout(_))) => {
+                    last = format!("{uri}: {e}");
+                }
+                Err(e) => return Err(format!("{uri}: {e}")),
+            }
+        }
+        Err(last)
+    }
+
+    /// The registry, read at most every [`REGISTRY_TTL`].
+    pub async fn registry(&self) -> Result<Arc<Vec<ShardEntry>>, String> {
+        if let Some((at, r)) = &*self.registry.lock().unwrap_or_else(PoisonError::into_inner) {
+            if at.elapsed() < REGISTRY_TTL {
+                return Ok(r.clone());
+            }
+        }
+        self.refresh().await
+    }
+
+    /// Reads the registry now.
+    pub async fn refresh(&self) -> Result<Arc<Vec<ShardEntry>>, String> {
+        let (status, v) = self
+            .call(
+                &self.root_urls(),
+                Method::GET,
+                "/clusters/root/apis/core.kcp.io/v1alpha1/shards",
+                None,
+            )
+            .await?;
+        if status != StatusCode::OK {
+            return Err(format!("the root shard answered {status}: {}", message(&v)));
+        }
+        let mut entries: Vec<ShardEntry> = v
+            .get("items")
+            .and_then(Value::as_array)
+            .map(|items| items.iter().filter_map(ShardEntry::from_object).collect())
+            .unwrap_or_default();
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        let entries = Arc::new(entries);
+        *self.registry.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((Instant::now(), entries.clone()));
+        self.assigned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        Ok(entries)
+    }
+
+    /// The URL of shard `name`, from the registry (read again once if it
+    /// does not know the name).
+    pub async fn url_of(&self, name: &str) -> Result<String, String> {
+        if name == self.cfg.name {
+            return Ok(self.cfg.url.clone());
+        }
+        for fresh in [false, true] {
+            let reg = if fresh {
+                self.refresh().await?
+            } else {
+                self.registry().await?
+            };
+            if let Some(e) = reg.iter().find(|e| e.name == name) {
+                return Ok(e.url.clone());
+            }
+        }
+        Err(format!("shard {name:?} is not in the registry"))
+    }
+
+    /// The shard a new logical cluster goes to: of the registered shards
+    /// whose labels match `selector` (a label selector; none: every
+    /// shard), the one with the fewest logical clusters (reported, plus
+    /// what this shard put there since), ties broken by name. With no
+    /// selector and no registry to read (a lone shard before its first
+    /// registration), this shard.
+    pub async fn schedule(&self, selector: Option<&Value>) -> Result<String, ScheduleError> {
+        let registry = match self.registry().await {
+            Ok(r) => r,
+            Err(e) if selector.is_none() && self.is_root() => {
+                tracing::debug!(error = %e, "no registry yet: the new workspace stays here");
+                return Ok(self.cfg.name.clone());
+            }
+            Err(e) => return Err(ScheduleError::Unavailable(e)),
+        };
+        let selector_typed = match selector {
+            None => crate::object::selector::LabelSelector::everything(),
+            Some(v) => {
+                let typed: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector =
+                    serde_json::from_value(v.clone())
+                        .map_err(|e| ScheduleError::BadSelector(e.to_string()))?;
+                crate::object::selector::from_optional(Some(&typed))
+                    .map_err(|e| ScheduleError::BadSelector(e.to_string()))?
+            }
+        };
+        let candidates: Vec<&ShardEntry> = registry
+            .iter()
+            .filter(|e| selector_typed.matches(&e.labels))
+            .collect();
+        if candidates.is_empty() {
+            if selector.is_none() {
+                return Ok(self.cfg.name.clone());
+            }
+            return Err(ScheduleError::NoMatch(
+                selector.map(|s| s.to_string()).unwrap_or_default(),
+            ));
+        }
+        let mut assigned = self.assigned.lock().unwrap_or_else(PoisonError::into_inner);
+        let load =
+            |e: &ShardEntry| e.logical_clusters + assigned.get(&e.name).copied().unwrap_or(0);
+        let best = candidates
+            .iter()
+            .min_by(|a, b| load(a).cmp(&load(b)).then_with(|| a.name.cmp(&b.name)))
+            .map(|e| e.name.clone())
+            .unwrap_or_else(|| self.cfg.name.clone());
+        *assigned.entry(best.clone()).or_insert(0) += 1;
+        Ok(best)
+    }
+
+    /// Creates the logical cluster of `ws` on shard `shard` from the
+    /// LogicalCluster object `lc`; an existing one with the same owner
+    /// (`spec.owner.uid`) is success.
+    pub async fn create_logical_cluster(
+        &self,
+        shard: &str,
+        ws: &Workspace,
+        lc: &Value,
+    ) -> Result<(), String> {
+        let url = self.url_of(shard).await?;
+        let path = lc_path(ws, "");
+        let (status, v) = self
+            .call(std::slice::from_ref(&url), Method::POST, &path, Some(lc))
+            .await?;
+        match status {
+            StatusCode::CREATED | StatusCode::OK => Ok(()),
+            StatusCode::CONFLICT => {
+                let (s, got) = self
+                    .call(&[url], Method::GET, &lc_path(ws, "/cluster"), None)
+                    .await?;
+                let want = lc.pointer("/spec/owner/uid");
+                if s == StatusCode::OK && got.pointer("/spec/owner/uid") == want {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "shard {shard:?} already holds a logical cluster {:?} of another owner",
+                        ws.as_str()
+                    ))
+                }
+            }
+            s => Err(format!(
+                "shard {shard:?} answered {s} to the creation of logical cluster {:?}: {}",
+                ws.as_str(),
+                message(&v)
+            )),
+        }
+    }
+
+    /// Deletes the logical cluster of `ws` on shard `shard` (its shard
+    /// empties it, then removes it): `true` once it is gone.
+    pub async fn delete_logical_cluster(
+        &self,
+        shard: &str,
+        ws: &Workspace,
+    ) -> Result<bool, String> {
+        let url = self.url_of(shard).await?;
+        let (status, v) = self
+            .call(&[url], Method::DELETE, &lc_path(ws, "/cluster"), None)
+            .await?;
+        match status {
+            StatusCode::NOT_FOUND | StatusCode::MISDIRECTED_REQUEST => Ok(true),
+            StatusCode::OK | StatusCode::ACCEPTED => Ok(false),
+            s => Err(format!(
+                "shard {shard:?} answered {s} to the deletion of logical cluster {:?}: {}",
+                ws.as_str(),
+                message(&v)
+            )),
+        }
+    }
+
+    /// Writes this shard's entry of the registry: its URL and labels, and
+    /// `logical_clusters`.
+    pub async fn register(&self, logical_clusters: u64) -> Result<(), String> {
+        let urls = self.root_urls();
+        let name = &self.cfg.name;
+        let path = format!("/clusters/root/apis/core.kcp.io/v1alpha1/shards/{name}");
+        let mut obj = json!({
+            "apiVersion": "core.kcp.io/v1alpha1",
+            "kind": "Shard",
+            "metadata": {"name": name, "labels": self.cfg.labels},
+            "spec": {"baseURL": self.cfg.url},
+            "status": {
+                "logicalClusters": logical_clusters,
+                "countedAt": crate::object::now(),
+            },
+        });
+        let (status, current) = self.call(&urls, Method::GET, &path, None).await?;
+        let (status, v) = match status {
+            StatusCode::NOT_FOUND => {
+                self.call(
+                    &urls,
+                    Method::POST,
+                    "/clusters/root/apis/core.kcp.io/v1alpha1/shards",
+                    Some(&obj),
+                )
+                .await?
+            }
+            StatusCode::OK => {
+                obj["metadata"]["resourceVersion"] = current
+                    .pointer("/metadata/resourceVersion")
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                self.call(&urls, Method::PUT, &path, Some(&obj)).await?
+            }
+            s => {
+                return Err(format!(
+                    "the root shard answered {s}: {}",
+                    message(&current)
+                ))
+            }
+        };
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("the root shard answered {status}: {}", message(&v)))
+        }
+    }
+}
+
+/// The LogicalCluster object of `ws`, from its Workspace object `wobj`
+/// (in `ws`'s parent): owned by that Workspace (`spec.owner`, with its
+/// uid), and naming its creator, who becomes its admin.
+pub fn logical_cluster_object(ws: &Workspace, wobj: &Value) -> Value {
+    let creator = wobj
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(crate::object::CREATOR_ANNOTATION))
+        .cloned()
+        .unwrap_or(Value::String(String::new()));
+    json!({
+        "apiVersion": "core.kcp.io/v1alpha1",
+        "kind": "LogicalCluster",
+        "metadata": {
+            "name": crate::store::keys::LOGICAL_CLUSTER_NAME,
+            "annotations": {crate::object::CREATOR_ANNOTATION: creator},
+        },
+        "spec": {
+            "owner": {
+                "apiVersion": "tenancy.kcp.io/v1alpha1",
+                "resource": "workspaces",
+                "cluster": ws.parent().map(|p| p.as_str().to_string()).unwrap_or_default(),
+                "name": ws.base(),
+                "uid": wobj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null),
+            },
+        },
+    })
+}
+
+impl crate::controllers::lifecycle::Remote for Directory {
+    fn own_shard(&self) -> &str {
+        self.name()
+    }
+
+    fn create_logical_cluster<'a>(
+        &'a self,
+        shard: &'a str,
+        ws: &'a Workspace,
+        lc: &'a Value,
+    ) -> crate::shard::BoxFuture<'a, Result<(), String>> {
+        Box::pin(Directory::create_logical_cluster(self, shard, ws, lc))
+    }
+
+    fn delete_logical_cluster<'a>(
+        &'a self,
+        shard: &'a str,
+        ws: &'a Workspace,
+    ) -> crate::shard::BoxFuture<'a, Result<bool, String>> {
+        Box::pin(Directory::delete_logical_cluster(self, shard, ws))
+    }
+}
+
+/// The path of `ws`'s LogicalClusters, then `tail`.
+fn lc_path(ws: &Workspace, tail: &str) -> String {
+    format!(
+        "/clusters/{}/apis/core.kcp.io/v1alpha1/logicalclusters{tail}",
+        ws.as_str()
+    )
+}
+
+/// The `message` of a Status, or the body.
+fn message(v: &Value) -> String {
+    v.get("message")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_parse_and_bad_ones_say_why() {
+        let l = parse_labels("region=eu, tier=gold").unwrap();
+        assert_eq!(l.get("region").map(String::as_str), Some("eu"));
+        assert_eq!(l.len(), 2);
+        assert!(parse_labels("").unwrap().is_empty());
+        assert!(parse_labels("region").unwrap_err().contains("key=value"));
+    }
+
+    #[test]
+    fn registry_entries_read_from_shard_objects() {
+        let v = json!({"metadata": {"name": "two", "labels": {"region": "eu"}},
+                       "spec": {"baseURL": "https://b:6443"},
+                       "status": {"logicalClusters": 7}});
+        let e = ShardEntry::from_object(&v).unwrap();
+        assert_eq!(e.name, "two");
+        assert_eq!(e.url, "https://b:6443");
+        assert_eq!(e.logical_clusters, 7);
+        assert_eq!(e.labels.get("region").map(String::as_str), Some("eu"));
+        // No URL: not a usable entry.
+        assert!(ShardEntry::from_object(&json!({"metadata": {"name": "x"}})).is_none());
+    }
+
+    fn dir_with(entries: Vec<ShardEntry>) -> Directory {
+        let d = Directory::new(Config::root_at("https://a:1"), None);
+        *d.registry.lock().unwrap() = Some((Instant::now(), Arc::new(entries)));
+        d
+    }
+
+    fn entry(name: &str, n: u64, labels: &str) -> ShardEntry {
+        ShardEntry {
+            name: name.into(),
+            labels: parse_labels(labels).unwrap(),
+            url: format!("https://{name}:6443"),
+            logical_clusters: n,
+        }
+    }
+
+    #[tokio::test]
+    async fn scheduling_picks_the_emptiest_matching_shard_and_spreads_a_burst() {
+        let d = dir_with(vec![
+            entry("root", 10, "region=us"),
+            entry("two", 8, "region=eu"),
+            entry("three", 8, "region=eu"),
+        ]);
+        // Fewest first, ties by name; each pick counts until the next report.
+        let picks: Vec<String> = futures::future::join_all((0..5).map(|_| d.schedule(None)))
+            .await
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(picks, ["three", "two", "three", "two", "root"]);
+        let eu = json!({"matchLabels": {"region": "us"}});
+        assert_eq!(d.schedule(Some(&eu)).await.unwrap(), "root");
+        let none = json!({"matchLabels": {"region": "mars"}});
+        let e = d.schedule(Some(&none)).await.unwrap_err();
+        assert!(e.to_string().contains("no shard matches"), "{e}");
+        let bad = json!({"matchExpressions": [{"key": "region", "operator": "Near"}]});
+        assert!(matches!(
+            d.schedule(Some(&bad)).await,
+            Err(ScheduleError::BadSelector(_))
+        ));
+    }
+}
