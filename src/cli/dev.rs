@@ -62,6 +62,7 @@ impl Args {
             let mut root_url = String::new();
             let mut others = Vec::new();
             let mut running = Vec::new();
+            let mut shard_lines = Vec::new();
             for name in &names {
                 let is_root = name == crate::shards::ROOT;
                 let identity = crate::api::tls::issue_shard_identity(&files, name)?;
@@ -121,21 +122,12 @@ impl Args {
                         url: url.clone(),
                     });
                 }
-                println!("shard {name}: {url}");
+                shard_lines.push(format!("  shard {name}: {url}"));
                 running.push(tokio::spawn(replica.run()));
             }
-            let server_url = if sharded {
-                format!("https://{listen}")
-            } else {
-                root_url.clone()
-            };
-            let kubeconfig = crate::api::tls::write_admin_kubeconfig(&files, &server_url)?;
-            println!(
-                "tmc dev is running on {server_url} (Ctrl-C stops it). Try:\n  kubectl --kubeconfig {} get namespaces",
-                kubeconfig.display()
-            );
-            if sharded {
-                let proxy = super::proxy::Args {
+            // With shards, the proxy listens before anyone is told to use it.
+            let (server_url, proxy) = if sharded {
+                let args = super::proxy::Args {
                     listen: listen.clone(),
                     tls_dir: data_dir.clone(),
                     root_shard: root_url,
@@ -144,10 +136,29 @@ impl Args {
                         .ok_or("a zero cache size")?,
                     limits: replica.api_limits.clone(),
                 };
-                proxy.serve().await?;
+                let (addr, serving) = args.start().await?;
+                (format!("https://{addr}"), Some(serving))
             } else {
-                for r in running {
-                    r.await??;
+                (root_url, None)
+            };
+            let kubeconfig = crate::api::tls::write_admin_kubeconfig(&files, &server_url)?;
+            println!(
+                "tmc dev is running on {server_url} (Ctrl-C stops it). Try:\n  kubectl --kubeconfig {} get namespaces",
+                kubeconfig.display()
+            );
+            match proxy {
+                Some(serving) => {
+                    println!(
+                        "{} shards behind the front proxy:\n{}",
+                        names.len(),
+                        shard_lines.join("\n")
+                    );
+                    serving.await?;
+                }
+                None => {
+                    for r in running {
+                        r.await??;
+                    }
                 }
             }
             tracing::info!("stopped");

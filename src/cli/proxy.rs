@@ -74,6 +74,12 @@ impl Args {
 
     /// Serves the proxy until Ctrl-C (within a tokio runtime).
     pub async fn serve(self) -> Result<(), BoxError> {
+        self.start().await?.1.await
+    }
+
+    /// Loads the configuration and binds the listener: its address, and
+    /// the future that serves until Ctrl-C.
+    pub async fn start(self) -> Result<(std::net::SocketAddr, Serving), BoxError> {
         let files = tls::TlsFiles::new(&self.tls_dir);
         let upstream = Arc::new(Upstream::new(&files)?);
         let root = ShardRef {
@@ -96,20 +102,31 @@ impl Args {
         let listener = tokio::net::TcpListener::bind(&self.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", self.listen))?;
-        tracing::info!(addr = %listener.local_addr()?, "serving the front proxy");
-        crate::api::server::serve_tls(
-            listener,
-            move || tls_cfg.get(),
-            crate::proxy::router(proxy),
-            self.limits.limits(),
-            async {
-                let _ = tokio::signal::ctrl_c().await;
-            },
-        )
-        .await?;
-        Ok(())
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "serving the front proxy");
+        let limits = self.limits.limits();
+        Ok((
+            addr,
+            Box::pin(async move {
+                crate::api::server::serve_tls(
+                    listener,
+                    move || tls_cfg.get(),
+                    crate::proxy::router(proxy),
+                    limits,
+                    async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    },
+                )
+                .await?;
+                Ok(())
+            }),
+        ))
     }
 }
+
+/// The proxy serving, until Ctrl-C.
+pub type Serving =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), BoxError>> + Send>>;
 
 #[cfg(test)]
 mod tests {

@@ -70,6 +70,10 @@ use std::time::Duration;
 /// without a change that concerns it.
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// How long a Workspace may wait in `Scheduling` for the request that
+/// created it before this controller finishes it.
+pub const SCHEDULING_GRACE: Duration = Duration::from_secs(10);
+
 /// Objects listed (and deleted in one transaction) at a time.
 const PAGE: usize = 500;
 
@@ -393,6 +397,21 @@ impl LifecycleController {
             }
             TxnOp::delete(okey, expect)
         } else if scheduling(obj) {
+            // The create request itself finishes it; only one it left
+            // (a crash, a lost answer) is the controller's.
+            let age = obj
+                .pointer("/metadata/creationTimestamp")
+                .and_then(Value::as_str)
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .and_then(|t| {
+                    (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+                        .to_std()
+                        .ok()
+                })
+                .unwrap_or(SCHEDULING_GRACE);
+            if age < SCHEDULING_GRACE {
+                return Ok(Action::requeue(SCHEDULING_GRACE - age));
+            }
             let lc = crate::shards::logical_cluster_object(ws, obj);
             remote
                 .create_logical_cluster(on, ws, &lc)

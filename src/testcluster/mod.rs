@@ -110,6 +110,8 @@ pub struct Builder {
     prefix: String,
     die_with_parent: bool,
     status_timeout: Duration,
+    shard: Option<String>,
+    share_tls: Option<PathBuf>,
 }
 
 impl Default for Builder {
@@ -126,6 +128,8 @@ impl Default for Builder {
             prefix: "tmc-shard".into(),
             die_with_parent: false,
             status_timeout: Duration::from_secs(10),
+            shard: None,
+            share_tls: None,
         }
     }
 }
@@ -196,6 +200,22 @@ impl Builder {
     /// for a benchmark, whose runtime threads live as long as it does.
     pub fn die_with_parent(mut self) -> Self {
         self.die_with_parent = true;
+        self
+    }
+
+    /// The replicas are of shard `name` (`tmc certs --shard`, `tmc serve
+    /// --shard`; default: the root shard). Give a non-root shard its
+    /// `--root-shard` with [`Builder::args`].
+    pub fn shard(mut self, name: &str) -> Self {
+        self.shard = Some(name.to_string());
+        self
+    }
+
+    /// Uses the users' CA, tokens and front proxy material of another
+    /// cluster's TLS directory `dir` (shards of one deployment share
+    /// them); its own peer CA and replica certificates are made anew.
+    pub fn share_tls_with(mut self, dir: &Path) -> Self {
+        self.share_tls = Some(dir.to_path_buf());
         self
     }
 
@@ -291,15 +311,33 @@ impl TestCluster {
 
     fn make_certs(&mut self) -> Result<(), BoxError> {
         let nodes = self.ids_csv(self.opts.nodes);
-        let out = self
-            .tmc()
-            .args(["certs", "--nodes", &nodes, "--dir"])
-            .arg(self.tls_dir())
-            .output()?;
+        if let Some(from) = &self.opts.share_tls {
+            std::fs::create_dir_all(self.tls_dir())?;
+            for f in [
+                "ca.crt",
+                "ca.key",
+                "tokens.csv",
+                "front-proxy-ca.crt",
+                "front-proxy-ca.key",
+                "front-proxy-client.crt",
+                "front-proxy-client.key",
+                "server.crt",
+                "server.key",
+            ] {
+                std::fs::copy(from.join(f), self.tls_dir().join(f))?;
+            }
+        }
+        let mut cmd = self.tmc();
+        cmd.args(["certs", "--nodes", &nodes, "--dir"])
+            .arg(self.tls_dir());
+        if let Some(name) = &self.opts.shard {
+            cmd.args(["--shard", name]);
+        }
+        let out = cmd.output()?;
         if !out.status.success() {
             return Err(format!("tmc certs: {}", String::from_utf8_lossy(&out.stderr)).into());
         }
-        if !self.opts.tokens.is_empty() {
+        if !self.opts.tokens.is_empty() && self.opts.share_tls.is_none() {
             use std::io::Write;
             let mut files = vec![self.tls_dir().join("tokens.csv")];
             files.extend(
@@ -334,6 +372,14 @@ impl TestCluster {
             }
         }
         Ok(())
+    }
+
+    /// Are these the replicas of the root shard ([`Builder::shard`])?
+    pub fn is_root_shard(&self) -> bool {
+        self.opts
+            .shard
+            .as_deref()
+            .is_none_or(|s| s == crate::shards::ROOT)
     }
 
     /// Every node of the address book.
@@ -470,6 +516,9 @@ impl TestCluster {
             .arg(self.data_dir(id))
             .args(["--listen", &self.kv_addr(id)]);
         if self.opts.peers == Peers::MutualTls {
+            if let Some(name) = &self.opts.shard {
+                cmd.args(["--shard", name]);
+            }
             cmd.args(["--api-listen", &format!("127.0.0.1:{}", self.api[&id])])
                 .arg("--tls-dir")
                 .arg(self.node_tls_dir(id))

@@ -33,13 +33,33 @@ impl TestCluster {
         root_node: u64,
         others: &[(String, String)],
     ) -> Result<ProxyProcess, BoxError> {
+        self.start_proxy_at(&self.server(root_node), others)
+    }
+
+    /// Every replica's API URL, comma separated (a shard's `--root-shard`
+    /// or the proxy's, tried in order).
+    pub fn servers(&self) -> String {
+        self.ids()
+            .into_iter()
+            .map(|id| self.server(id))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Starts `tmc proxy` with `root` (URLs, comma separated) as the root
+    /// shard's API; other shards come from `others` or the registry.
+    pub fn start_proxy_at(
+        &self,
+        root: &str,
+        others: &[(String, String)],
+    ) -> Result<ProxyProcess, BoxError> {
         let port = free_port();
         let mut cmd = self.tmc();
         cmd.arg("proxy")
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--tls-dir")
             .arg(self.tls_dir())
-            .args(["--root-shard", &self.server(root_node)]);
+            .args(["--root-shard", root]);
         for (name, url) in others {
             cmd.args(["--shard", &format!("{name}={url}")]);
         }

@@ -84,6 +84,8 @@ class Recorder:
 
 def main(root_kc, acme_kc):
     root = load(root_kc)
+    # The workspace of the first kubeconfig: `root`, or any other parent.
+    root_ws = root.configuration.host.rsplit("/clusters/", 1)[1]
     acme = load(acme_kc)
     root_custom = client.CustomObjectsApi(root)
     acme_custom = client.CustomObjectsApi(acme)
@@ -306,7 +308,7 @@ def main(root_kc, acme_kc):
     marker = dict(creg, metadata={"name": "marker"})
     root_custom.create_cluster_custom_object(TMC_GROUP, TMC_VERSION, "clusterregistrations", marker)
     events = root_watch.wait()
-    want = [("ADDED", "marker", "root")]
+    want = [("ADDED", "marker", root_ws)]
     assert events == want, f"root watch events:\n  got  {events}\n  want {want}"
     root_custom.delete_cluster_custom_object(TMC_GROUP, TMC_VERSION, "clusterregistrations", "marker")
 

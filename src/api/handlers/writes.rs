@@ -328,10 +328,13 @@ impl ObjectApi {
         match self.shard.write(Txn::new(vec![ready])).await {
             Ok(c) => Ok((201, for_response(obj, c.revision, ws.as_str()))),
             // Changed meanwhile (a delete, say): what is stored is the truth.
-            Err(e) if e.is_conflict() => {
-                obj["status"] = json!({"phase": "Scheduling"});
-                Ok((201, for_response(obj, rev, ws.as_str())))
-            }
+            Err(e) if e.is_conflict() => match self.shard.get(key).map_err(storage_error)? {
+                Some(rec) => Ok((
+                    201,
+                    for_response(parse_value(&rec)?, rec.mod_revision, ws.as_str()),
+                )),
+                None => Err(ApiError::conflict(TENANCY_GROUP, "workspaces", name)),
+            },
             Err(e) => Err(storage_error(e)),
         }
     }
