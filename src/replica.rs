@@ -121,7 +121,11 @@ impl Replica {
                     )?),
                     None => None,
                 };
-                let dir = Arc::new(crate::shards::Directory::new(shard_cfg.clone(), client));
+                let dir = Arc::new(crate::shards::Directory::new(
+                    shard_cfg.clone(),
+                    client,
+                    shard.clone(),
+                ));
                 directory = Some(dir.clone());
                 let serving = start_api(
                     shard.clone(),
@@ -139,15 +143,20 @@ impl Replica {
         // The controllers, if they run here; the lifecycle controller
         // (deletion of namespaces and workspaces) always does, counted in
         // the same metrics.
+        // Other shards (logical clusters there, locations there, the
+        // shard's registry entry) need the shard's identity.
+        let identified = directory.clone().filter(|_| o.shard_identity.is_some());
+        let remote = identified
+            .clone()
+            .map(|d| d as Arc<dyn crate::controllers::remote::OtherShards>);
+        // The root shard registers itself in its own data; others need
+        // their identity to reach it.
+        let registering = directory.filter(|d| d.is_root() || o.shard_identity.is_some());
         let metrics = match o.controllers {
-            Some(c) => crate::controllers::start(shard.clone(), c),
+            Some(c) => crate::controllers::start(shard.clone(), c, remote.clone()),
             None => Arc::new(crate::controllers::runtime::Metrics::new()),
         };
-        // Logical clusters on other shards, and the shard's registry
-        // entry, need the shard's identity.
-        let identified = directory.filter(|_| o.shard_identity.is_some());
-        let remote = identified.clone().map(|d| d as Arc<dyn lifecycle::Remote>);
-        let registrar: Vec<Arc<dyn crate::controllers::runtime::Controller>> = identified
+        let registrar: Vec<Arc<dyn crate::controllers::runtime::Controller>> = registering
             .map(|d| {
                 Arc::new(crate::shards::registrar::Registrar::new(d))
                     as Arc<dyn crate::controllers::runtime::Controller>

@@ -175,3 +175,76 @@ fn dev_without_controllers_finishes_a_namespace_delete() {
     let (ok, out, err) = run(&["get", "configmaps", "-n", "scratch", "-o", "name"]);
     assert!(ok && out.trim().is_empty(), "{out}{err}");
 }
+
+/// `tmc dev --shards 2`: two shards and the front proxy in one process;
+/// the admin kubeconfig points at the proxy, workspaces land on both
+/// shards, each is usable and a nested one resolves across them.
+#[test]
+fn dev_with_two_shards_serves_both_through_the_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("tmc");
+    let (_dev, url) = start(&data, &["--shards", "2"]);
+    let kc = data.join("admin.kubeconfig");
+    let text = std::fs::read_to_string(&kc).unwrap();
+    assert!(
+        text.contains(&format!("server: {url}/clusters/root")),
+        "{text}"
+    );
+    let kubectl = tmc::testcluster::members::kubectl_binary();
+    let run = |args: &[&str], stdin: Option<&str>| {
+        tmc::testcluster::members::kubectl_with(&kubectl, &kc, args, stdin)
+    };
+    // Both shards registered before the first workspace spreads.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, out, err) = run(&["get", "shards.core.kcp.io", "-o", "name"], None);
+        if ok && out.lines().count() == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "registry: {out}{err}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut shards = Vec::new();
+    for w in ["a", "b"] {
+        let yaml = format!(
+            "apiVersion: tenancy.kcp.io/v1alpha1\nkind: Workspace\nmetadata: {{name: {w}}}\n"
+        );
+        let (ok, out, err) = run(
+            &["create", "-f", "-", "-o", "jsonpath={.spec.shard}"],
+            Some(&yaml),
+        );
+        assert!(ok, "create {w}: {out}{err}");
+        shards.push(out);
+        // The count the scheduler reads is reported every 2 s.
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    assert_eq!(shards, ["root", "shard2"]);
+    for w in ["root:a", "root:b"] {
+        let server = format!("{url}/clusters/{w}");
+        let (ok, out, err) = run(
+            &[
+                "--server",
+                &server,
+                "create",
+                "configmap",
+                "c",
+                "--from-literal=k=v",
+            ],
+            None,
+        );
+        assert!(ok, "{w}: {out}{err}");
+        let (ok, out, err) = run(
+            &[
+                "--server",
+                &server,
+                "get",
+                "configmap",
+                "c",
+                "-o",
+                "jsonpath={.data.k}",
+            ],
+            None,
+        );
+        assert!(ok && out == "v", "{w}: {out}{err}");
+    }
+}

@@ -320,6 +320,8 @@ fn certs_write_a_peer_ca_and_one_directory_per_replica_without_ca_keys() {
                 "peer.key",
                 "server.crt",
                 "server.key",
+                "shard.crt",
+                "shard.key",
                 "tokens.csv"
             ],
             "node {id}"
@@ -335,6 +337,20 @@ fn certs_write_a_peer_ca_and_one_directory_per_replica_without_ca_keys() {
         let r = api.authenticate(&[CertificateDer::from_pem_file(&cert).unwrap()]);
         assert_eq!(r.unwrap_err().code, 401, "{}", cert.display());
     }
+    // The shard identity in each replica's directory: a user of the
+    // shards' group, named after the shard (`tmc certs --shard`, default
+    // root), and nothing more.
+    let shard_user = api
+        .authenticate(&[
+            CertificateDer::from_pem_file(files.node_dir(1).join("shard.crt")).unwrap(),
+        ])
+        .unwrap();
+    assert_eq!(shard_user.name, "system:tmc:shard:root");
+    assert!(
+        shard_user.in_group(tmc::authz::SHARDS_GROUP),
+        "{shard_user:?}"
+    );
+    assert!(!shard_user.is_master(), "{shard_user:?}");
     // More nodes later; what exists is kept.
     let before = std::fs::read(files.node_dir(1).join("peer.crt")).unwrap();
     let out = tmc()

@@ -23,21 +23,34 @@ struct Shards {
 
 impl Shards {
     fn start() -> Shards {
+        Self::start_with(&["--no-controllers"])
+    }
+
+    /// Both shards with `flags` (controllers run unless they say
+    /// `--no-controllers`).
+    fn start_with(flags: &[&str]) -> Shards {
+        let mut one_args = vec!["--shard-labels", "region=us"];
+        one_args.extend_from_slice(flags);
         let one = TestCluster::builder()
-            .args(&["--no-controllers", "--shard-labels", "region=us"])
+            .args(&one_args)
             .tokens(&format!("{BOB},bob,bob-uid\n"))
             .start()
             .unwrap_or_else(|e| panic!("shard root: {e}"));
         let two = TestCluster::builder()
             .shard("two")
             .share_tls_with(&one.tls_dir())
-            .args(&[
-                "--no-controllers",
-                "--shard-labels",
-                "region=eu",
-                "--root-shard",
-                &one.servers(),
-            ])
+            .args(
+                &[
+                    flags,
+                    &[
+                        "--shard-labels",
+                        "region=eu",
+                        "--root-shard",
+                        &one.servers(),
+                    ],
+                ]
+                .concat(),
+            )
             .start()
             .unwrap_or_else(|e| panic!("shard two: {e}"));
         let proxy = one
@@ -631,4 +644,208 @@ fn a_shards_failure_touches_only_its_own_workspaces() {
     block_on(admin.must("POST", &path("root:b"), cm("after-restart"), 201));
     let list = block_on(admin.must("GET", &path("root:b"), Value::Null, 200));
     assert_eq!(list["items"].as_array().unwrap().len(), 6, "{list}");
+}
+
+/// TMC across shards: clusters registered in a location workspace on
+/// shard root, a tenant on shard two whose placement uses them. Its
+/// Deployment reaches both member clusters (the syncer on two read the
+/// clusters' credentials from root), its status comes back, and deleting
+/// it cleans up; a user who may not use the location gets no decision.
+#[test]
+fn a_tenant_on_one_shard_places_onto_clusters_registered_on_another() {
+    use tmc::controllers::sync::mapping::downstream_namespace;
+    use tmc::testcluster::members::{eventually, TestEnv};
+    let env = TestEnv::shared();
+    let s = Shards::start_with(tmc::testcluster::FAST_CONTROLLERS);
+    let us = json!({"location": {"selector": {"matchLabels": {"region": "us"}}}});
+    let eu = json!({"location": {"selector": {"matchLabels": {"region": "eu"}}}});
+    assert_eq!(s.workspace_with("loc", us), "root");
+    assert_eq!(s.workspace_with("tenant", eu), "two");
+    let server = s.proxy.server();
+    let admin_root = s.one.kubeconfig_at(&server, "root");
+    for (i, name) in ["east", "west"].iter().enumerate() {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tmc"))
+            .args(["cluster", "register", name, "--workspace", "root:loc"])
+            .arg("--kubeconfig")
+            .arg(env.kubeconfig(i))
+            .arg("--admin-kubeconfig")
+            .arg(&admin_root)
+            .args(["--label", "pool=stable"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tmc cluster register {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let admin = s.admin();
+    let bob = s.bob();
+    let placement = |name: &str| {
+        json!({"apiVersion": "tmc.kcp.io/v1alpha1", "kind": "WorkloadPlacement",
+               "metadata": {"name": name},
+               "spec": {"workloadSelector": {"matchLabels": {"app": name}},
+                        "locationWorkspace": "root:loc",
+                        "clusterSelector": {"matchLabels": {"pool": "stable"}},
+                        "strategy": {"type": "Spread", "clusters": 2}}})
+    };
+    let deployment = |name: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": name, "labels": {"app": name}},
+               "spec": {"replicas": 1,
+                        "selector": {"matchLabels": {"app": name}},
+                        "template": {"metadata": {"labels": {"app": name}},
+                                     "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}})
+    };
+    let t = "/clusters/root:tenant";
+    let wps = format!("{t}/apis/tmc.kcp.io/v1alpha1/workloadplacements");
+    let deps = format!("{t}/apis/apps/v1/namespaces/default/deployments");
+    block_on(async {
+        let members = env.clients().await;
+        // bob is admin of the tenant workspace, and may not use root:loc.
+        admin
+            .must(
+                "POST",
+                &format!("{t}/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"),
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                       "metadata": {"name": "bob-admin"},
+                       "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+                       "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]}),
+                201,
+            )
+            .await;
+        admin.must("POST", &wps, placement("web"), 201).await;
+        admin.must("POST", &deps, deployment("web"), 201).await;
+        let ns = downstream_namespace(
+            &tmc::store::Workspace::parse("root:tenant").unwrap(),
+            "default",
+        );
+        for (i, m) in members.iter().enumerate() {
+            let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+                m.clone(),
+                &ns,
+                &kube::discovery::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+                    "apps",
+                    "v1",
+                    "Deployment",
+                )),
+            );
+            eventually(
+                &format!("web on member {i}"),
+                Duration::from_secs(90),
+                || async { api.get("web").await.map(|_| ()).map_err(|e| e.to_string()) },
+            )
+            .await;
+        }
+        // Status comes back: both clusters' replicas, summed.
+        eventually(
+            "web's status from both clusters",
+            Duration::from_secs(120),
+            || async {
+                let (code, v) = admin.call("GET", &format!("{deps}/web"), Value::Null).await;
+                if code == 200 && v["status"]["replicas"] == 2 {
+                    Ok(())
+                } else {
+                    Err(format!("{code} status {}", v["status"]))
+                }
+            },
+        )
+        .await;
+        let wp = admin
+            .must("GET", &format!("{wps}/web"), Value::Null, 200)
+            .await;
+        let picked: Vec<&str> = wp["status"]["selectedClusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert_eq!(picked.len(), 2, "{wp}");
+
+        // bob's own placement: he may not use root:loc (a SubjectAccessReview
+        // on shard root says so), so it gets no clusters.
+        bob.must("POST", &wps, placement("bobs"), 201).await;
+        eventually(
+            "bob's placement is refused its location",
+            Duration::from_secs(60),
+            || async {
+                let (_, v) = bob.call("GET", &format!("{wps}/bobs"), Value::Null).await;
+                let refused = v["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|cs| cs.iter().any(|c| c["reason"] == "LocationNotFound"));
+                if refused {
+                    Ok(())
+                } else {
+                    Err(format!("{}", v["status"]))
+                }
+            },
+        )
+        .await;
+        // Granted `use` there, it is scheduled.
+        admin
+            .must(
+                "POST",
+                "/clusters/root:loc/apis/rbac.authorization.k8s.io/v1/clusterroles",
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                       "metadata": {"name": "use-clusters"},
+                       "rules": [{"verbs": ["use"], "apiGroups": ["tmc.kcp.io"], "resources": ["clusterregistrations"]}]}),
+                201,
+            )
+            .await;
+        admin
+            .must(
+                "POST",
+                "/clusters/root:loc/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                       "metadata": {"name": "bob-uses"},
+                       "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "use-clusters"},
+                       "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]}),
+                201,
+            )
+            .await;
+        eventually(
+            "bob's placement is scheduled once he may use the location",
+            Duration::from_secs(60),
+            || async {
+                let (_, v) = bob.call("GET", &format!("{wps}/bobs"), Value::Null).await;
+                let n = v["status"]["selectedClusters"]
+                    .as_array()
+                    .map_or(0, |a| a.len());
+                if n == 2 {
+                    Ok(())
+                } else {
+                    Err(format!("{}", v["status"]))
+                }
+            },
+        )
+        .await;
+
+        // Delete: the copies go.
+        admin
+            .must("DELETE", &format!("{deps}/web"), Value::Null, 200)
+            .await;
+        for (i, m) in members.iter().enumerate() {
+            let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+                m.clone(),
+                &ns,
+                &kube::discovery::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+                    "apps",
+                    "v1",
+                    "Deployment",
+                )),
+            );
+            eventually(
+                &format!("web gone from member {i}"),
+                Duration::from_secs(90),
+                || async {
+                    match api.get("web").await {
+                        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+                        Ok(_) => Err("still there".to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                },
+            )
+            .await;
+        }
+    });
 }

@@ -232,7 +232,8 @@ fn s<'a>(v: &'a Value, k: &str) -> &'a str {
     v.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
-/// Answers a SelfSubjectAccessReview or SelfSubjectRulesReview in `ws`.
+/// Answers a SelfSubjectAccessReview, SubjectAccessReview or
+/// SelfSubjectRulesReview in `ws`.
 pub async fn review(
     shard: &dyn Shard,
     user: &User,
@@ -246,7 +247,32 @@ pub async fn review(
         )));
     }
     let spec = body.get("spec").cloned().unwrap_or(json!({}));
-    let status = if kind == "SelfSubjectAccessReview" {
+    // A SubjectAccessReview asks about the user its spec names.
+    let subject = if kind == "SubjectAccessReview" {
+        let name = s(&spec, "user");
+        if name.is_empty() {
+            return Err(ApiError::invalid(
+                kind,
+                "authorization.k8s.io",
+                "",
+                vec![(
+                    "spec.user".into(),
+                    "Required value: a user to review".into(),
+                    "FieldValueRequired",
+                )],
+            ));
+        }
+        let groups: Vec<&str> = spec
+            .get("groups")
+            .and_then(Value::as_array)
+            .map(|g| g.iter().filter_map(Value::as_str).take(256).collect())
+            .unwrap_or_default();
+        User::new(name, s(&spec, "uid"), &groups)
+    } else {
+        user.clone()
+    };
+    let user = &subject;
+    let status = if kind == "SelfSubjectAccessReview" || kind == "SubjectAccessReview" {
         let a = if let Some(r) = spec.get("resourceAttributes").filter(|v| v.is_object()) {
             Attributes::resource(
                 s(r, "verb"),

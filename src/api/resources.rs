@@ -334,6 +334,21 @@ pub static REVIEWS: &[ResourceInfo] = &[
             false,
         )
     },
+    // Another user's rights (needs `create` on it: workspace admins, and
+    // the shards asking whether a placement's author may use a location).
+    ResourceInfo {
+        name_rule: NameRule::PathSegment,
+        ..r(
+            AUTHORIZATION_GROUP,
+            "v1",
+            "SubjectAccessReview",
+            "subjectaccessreviews",
+            "subjectaccessreview",
+            false,
+            &[],
+            false,
+        )
+    },
     ResourceInfo {
         name_rule: NameRule::PathSegment,
         ..r(

@@ -102,28 +102,9 @@ fn logical_clusters() -> GroupResource {
     .expect("a valid group resource")
 }
 
-/// Logical clusters on other shards, for workspaces whose Workspace
-/// object is here and whose contents are not (the shard directory,
-/// [`crate::shards::Directory`], implements it over the other shards'
-/// APIs).
-pub trait Remote: Send + Sync {
-    /// This shard's name.
-    fn own_shard(&self) -> &str;
-    /// Creates `ws`'s logical cluster on `shard` from the LogicalCluster
-    /// object `lc` (idempotent for one owner).
-    fn create_logical_cluster<'a>(
-        &'a self,
-        shard: &'a str,
-        ws: &'a Workspace,
-        lc: &'a Value,
-    ) -> BoxFuture<'a, Result<(), String>>;
-    /// Deletes `ws`'s logical cluster on `shard`: `true` once it is gone.
-    fn delete_logical_cluster<'a>(
-        &'a self,
-        shard: &'a str,
-        ws: &'a Workspace,
-    ) -> BoxFuture<'a, Result<bool, String>>;
-}
+/// The other shards, for workspaces whose Workspace object is here and
+/// whose contents are not.
+pub use super::remote::OtherShards as Remote;
 
 /// The shard a Workspace object names (`spec.shard`), when it is not
 /// `own`.

@@ -102,7 +102,8 @@ impl std::fmt::Debug for MemberCredentials {
     }
 }
 
-fn secrets() -> GroupResource {
+/// The resource of Secrets.
+pub fn secrets() -> GroupResource {
     GroupResource::new("", "secrets").expect("a valid constant")
 }
 
@@ -146,7 +147,22 @@ pub fn load(
         })?;
     let secret: Option<Stored<Value>> =
         objects::read(shard, &secret_key).map_err(|e| missing(e.to_string()))?;
-    let Some(secret) = secret else {
+    from_secret(ws, spec, secret.map(|s| (s.raw, s.revision)).as_ref())
+}
+
+/// [`load`] from the Secret `secret` (its object and revision; `None`:
+/// there is none), read wherever its workspace lives.
+pub fn from_secret(
+    ws: &Workspace,
+    spec: &ClusterRegistrationSpec,
+    secret: Option<&(Value, u64)>,
+) -> Result<(String, MemberCredentials), CredentialsError> {
+    let r = &spec.credentials_secret_ref;
+    let missing = |what: String| CredentialsError {
+        reason: "SecretInvalid",
+        message: what,
+    };
+    let Some((secret, revision)) = secret else {
         return Err(CredentialsError {
             reason: "SecretNotFound",
             message: format!(
@@ -157,10 +173,10 @@ pub fn load(
             ),
         });
     };
-    let fingerprint = format!("{}|{}", secret.revision, spec.api_endpoint);
+    let fingerprint = format!("{revision}|{}", spec.api_endpoint);
     let data = |k: &str| -> Option<Vec<u8>> {
         use base64::Engine;
-        let s = secret.raw.get("data")?.get(k)?.as_str()?;
+        let s = secret.get("data")?.get(k)?.as_str()?;
         base64::engine::general_purpose::STANDARD.decode(s).ok()
     };
     let text = |k: &str, bytes: Vec<u8>| {

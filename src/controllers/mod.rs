@@ -47,6 +47,7 @@ pub mod objects;
 pub mod placement;
 pub mod quantity;
 pub mod queue;
+pub mod remote;
 pub mod runtime;
 pub mod schedule;
 pub mod sync;
@@ -67,17 +68,24 @@ pub struct Options {
 
 /// Starts the runtime with every controller on `shard` (they run while it
 /// leads); returns its metrics. Runs until the process ends.
-pub fn start(shard: Arc<dyn crate::shard::Shard>, opts: Options) -> Arc<runtime::Metrics> {
+pub fn start(
+    shard: Arc<dyn crate::shard::Shard>,
+    opts: Options,
+    others: Option<Arc<dyn remote::OtherShards>>,
+) -> Arc<runtime::Metrics> {
     let metrics = Arc::new(runtime::Metrics::new());
     let mut controllers: Vec<Arc<dyn runtime::Controller>> = vec![
         Arc::new(cluster::ClusterController::new(shard.clone(), opts.cluster)),
-        Arc::new(placement::PlacementController::new(
-            shard.clone(),
-            opts.placement,
-        )),
+        Arc::new(
+            placement::PlacementController::new(shard.clone(), opts.placement)
+                .with_others(others.clone()),
+        ),
     ];
     let sync = sync::SyncCore::new(shard.clone(), opts.sync);
     sync.set_metrics(metrics.clone());
+    if let Some(o) = others {
+        sync.set_others(o);
+    }
     controllers.extend(sync.controllers());
     tokio::spawn(runtime::run(
         shard,

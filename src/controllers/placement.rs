@@ -43,12 +43,13 @@
 //! reads `namespaceSelector`/`workloadSelector`), and scores other than
 //! the rendezvous hash (capacity-aware spreading).
 
-use super::error::Result;
+use super::error::{Error, Result};
 use super::feed::{self, Event};
 use super::finalizer::{finalizer, Cleanup};
 use super::keys::QueueKey;
 use super::objects::{self, set_condition, unix_now, Stored};
 use super::queue::WorkQueue;
+use super::remote::{OtherShards, Whereabouts};
 use super::runtime::{Action, Controller};
 use super::schedule::{self, ClusterInfo, Prepared, Reason};
 use crate::shard::{BoxFuture, Shard, ShardError};
@@ -134,6 +135,8 @@ pub struct Catalog {
     entries: Mutex<HashMap<Workspace, CatalogEntry>>,
     /// Moves on every invalidation; a load that raced one is not cached.
     epoch: AtomicU64,
+    /// Locations on other shards (their lists are listed from there).
+    remote: Mutex<std::collections::HashSet<Workspace>>,
 }
 
 impl Catalog {
@@ -143,6 +146,7 @@ impl Catalog {
             ttl,
             entries: Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(0),
+            remote: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -179,6 +183,51 @@ impl Catalog {
             entries.insert(ws.clone(), (Instant::now(), clusters.clone()));
         }
         Ok(clusters)
+    }
+
+    /// The clusters of `ws`, which shard `on` holds (listed from there).
+    pub async fn get_remote(
+        &self,
+        others: &dyn OtherShards,
+        on: &str,
+        ws: &Workspace,
+    ) -> Result<Arc<Prepared>> {
+        if let Some((at, c)) = self
+            .entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(ws)
+        {
+            if at.elapsed() < self.ttl {
+                return Ok(c.clone());
+            }
+        }
+        let items = others
+            .list_objects(on, ws, &super::cluster::resource())
+            .await
+            .map_err(Error::OtherShard)?;
+        let clusters: Vec<ClusterInfo> = items
+            .into_iter()
+            .filter_map(|v| serde_json::from_value::<ClusterRegistration>(v).ok())
+            .filter(|reg| reg.metadata.deletion_timestamp.is_none())
+            .map(|reg| cluster_info(&reg))
+            .collect();
+        let clusters = Arc::new(Prepared::new(clusters));
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.insert(ws.clone(), (Instant::now(), clusters.clone()));
+        self.remote
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(ws.clone());
+        Ok(clusters)
+    }
+
+    /// Was `ws`'s list read from another shard?
+    pub fn is_remote(&self, ws: &Workspace) -> bool {
+        self.remote
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(ws)
     }
 
     /// Drops the entry of `ws`.
@@ -218,6 +267,7 @@ pub struct PlacementController {
     shard: Arc<dyn Shard>,
     opts: PlacementOptions,
     catalog: Catalog,
+    others: Option<Arc<dyn OtherShards>>,
 }
 
 impl PlacementController {
@@ -227,6 +277,33 @@ impl PlacementController {
             shard,
             opts,
             catalog: Catalog::new(opts.catalog_ttl),
+            others: None,
+        }
+    }
+
+    /// With `others`, locations on other shards are usable.
+    pub fn with_others(mut self, others: Option<Arc<dyn OtherShards>>) -> Self {
+        self.others = others;
+        self
+    }
+
+    /// Where `location` lives.
+    async fn whereabouts(&self, location: &Workspace) -> Result<Whereabouts> {
+        super::remote::whereabouts(&*self.shard, self.others.as_deref(), location).await
+    }
+
+    /// The clusters of `location`, from wherever it lives.
+    async fn clusters_of(&self, location: &Workspace) -> Result<Arc<Prepared>> {
+        match self.whereabouts(location).await? {
+            Whereabouts::There(on) => {
+                let Some(others) = &self.others else {
+                    return Ok(Arc::new(Prepared::new(Vec::new())));
+                };
+                self.catalog
+                    .get_remote(others.as_ref(), &on, location)
+                    .await
+            }
+            _ => Ok(self.catalog.get(&*self.shard, location)?),
         }
     }
 
@@ -245,23 +322,23 @@ impl PlacementController {
         let Some(author) = crate::authz::author::author_of(raw) else {
             return Ok(false);
         };
-        let allowed = crate::authz::allowed(
-            &*self.shard,
-            &author,
-            location,
-            &crate::authz::author::use_attributes(),
-        )
-        .await?;
-        Ok(allowed && self.location_exists(ws, location)?)
-    }
-
-    fn location_exists(&self, ws: &Workspace, location: &Workspace) -> Result<bool> {
-        if location == ws {
-            return Ok(true);
-        }
-        match ObjectKey::workspace_object(location) {
-            None => Ok(true), // root
-            Some(k) => Ok(self.shard.get(&k.into())?.is_some()),
+        match self.whereabouts(location).await? {
+            Whereabouts::Here => Ok(crate::authz::allowed(
+                &*self.shard,
+                &author,
+                location,
+                &crate::authz::author::use_attributes(),
+            )
+            .await?),
+            // The location's own shard decides, with its RBAC.
+            Whereabouts::There(on) => match &self.others {
+                Some(o) => o
+                    .may_use(&on, location, &author)
+                    .await
+                    .map_err(Error::OtherShard),
+                None => Ok(false),
+            },
+            Whereabouts::Nowhere => Ok(false),
         }
     }
 
@@ -318,8 +395,14 @@ impl PlacementController {
         let location = match location {
             Ok(l) if usable => l,
             other => {
+                // A location on another shard sends no changes here (its
+                // RBAC, its creation): look again after a while.
+                let mut again = None;
                 let (why, writes) = match other {
                     Ok(l) => {
+                        if matches!(self.whereabouts(&l).await?, Whereabouts::There(_)) {
+                            again = Some(self.opts.catalog_ttl);
+                        }
                         let who = crate::authz::author::author_of(&wp.raw)
                             .map(|u| format!("user {:?}", u.name))
                             .unwrap_or_else(|| "nobody recorded".to_string());
@@ -374,10 +457,10 @@ impl PlacementController {
                     why,
                     now,
                 );
-                return self.commit(wp, status, writes, None).await;
+                return self.commit(wp, status, writes, again).await;
             }
         };
-        let clusters = self.catalog.get(&*self.shard, &location)?;
+        let clusters = self.clusters_of(&location).await?;
         let previous: &[String] = match &old_state {
             Some(s) if s.uid == uid && s.location == location.as_str() => &s.clusters,
             _ => &[],
@@ -389,7 +472,12 @@ impl PlacementController {
             clusters: decision.clusters.clone(),
         };
         let mut status = wp.obj.status.clone();
-        let again = mirror(&mut status, spec, &decision, &clusters, &location, now);
+        let mut again = mirror(&mut status, spec, &decision, &clusters, &location, now);
+        if location != ws && self.catalog.is_remote(&location) {
+            // A location on another shard sends no changes here: look
+            // again when its cached clusters expire.
+            again = Some(again.map_or(self.opts.catalog_ttl, |a| a.min(self.opts.catalog_ttl)));
+        }
         let writes = state_writes(key, skey, &state_rec, old_state.as_ref(), &state, &location)?;
         self.commit(wp, status, writes, again).await
     }

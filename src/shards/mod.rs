@@ -26,8 +26,9 @@
 
 pub mod registrar;
 
+use crate::controllers::remote::RemoteObject;
 use crate::proxy::upstream::{Upstream, UpstreamError};
-use crate::store::Workspace;
+use crate::store::{GroupResource, Workspace};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::http::{Method, Request, StatusCode};
@@ -36,6 +37,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+/// How long where a workspace lives is remembered.
+pub const LOCATE_TTL: Duration = Duration::from_secs(30);
 /// How long the registry is used before it is read again.
 pub const REGISTRY_TTL: Duration = Duration::from_secs(2);
 /// Bound on an answer of another shard read whole.
@@ -140,22 +143,33 @@ pub enum ScheduleError {
 pub struct Directory {
     cfg: Config,
     client: Option<Upstream>,
+    /// This shard's own data: its registry entry and directory are read
+    /// and written here, never through its own API.
+    local: Arc<dyn crate::shard::Shard>,
     registry: Mutex<Option<(Instant, Arc<Vec<ShardEntry>>)>>,
     /// Logical clusters this shard put on each shard since the registry
     /// was last read (so that a burst of creates spreads).
     assigned: Mutex<HashMap<String, u64>>,
+    /// Workspaces located on other shards, with when.
+    located: Mutex<HashMap<String, (String, Instant)>>,
 }
 
 impl Directory {
     /// The directory of the shard `cfg` that calls others with `client`
     /// (its shard identity); without one it can neither register nor
     /// place workspaces elsewhere.
-    pub fn new(cfg: Config, client: Option<Upstream>) -> Directory {
+    pub fn new(
+        cfg: Config,
+        client: Option<Upstream>,
+        local: Arc<dyn crate::shard::Shard>,
+    ) -> Directory {
         Directory {
             cfg,
             client,
+            local,
             registry: Mutex::new(None),
             assigned: Mutex::new(HashMap::new()),
+            located: Mutex::new(HashMap::new()),
         }
     }
 
@@ -256,24 +270,30 @@ impl Directory {
         self.refresh().await
     }
 
-    /// Reads the registry now.
+    /// Reads the registry now (from this shard's own data on the root
+    /// shard).
     pub async fn refresh(&self) -> Result<Arc<Vec<ShardEntry>>, String> {
-        let (status, v) = self
-            .call(
-                &self.root_urls(),
-                Method::GET,
-                "/clusters/root/apis/core.kcp.io/v1alpha1/shards",
-                None,
-            )
-            .await?;
-        if status != StatusCode::OK {
-            return Err(format!("the root shard answered {status}: {}", message(&v)));
-        }
-        let mut entries: Vec<ShardEntry> = v
-            .get("items")
-            .and_then(Value::as_array)
-            .map(|items| items.iter().filter_map(ShardEntry::from_object).collect())
-            .unwrap_or_default();
+        let items = if self.is_root() {
+            self.local_registry()?
+        } else {
+            let (status, v) = self
+                .call(
+                    &self.root_urls(),
+                    Method::GET,
+                    "/clusters/root/apis/core.kcp.io/v1alpha1/shards",
+                    None,
+                )
+                .await?;
+            if status != StatusCode::OK {
+                return Err(format!("the root shard answered {status}: {}", message(&v)));
+            }
+            v.get("items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let mut entries: Vec<ShardEntry> =
+            items.iter().filter_map(ShardEntry::from_object).collect();
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         let entries = Arc::new(entries);
         *self.registry.lock().unwrap_or_else(PoisonError::into_inner) =
@@ -413,9 +433,79 @@ impl Directory {
         }
     }
 
+    /// The shard holding workspace `ws` (`None`: it does not exist),
+    /// walking the directory from root level by level; answers are
+    /// cached for [`LOCATE_TTL`].
+    pub async fn locate(&self, ws: &Workspace) -> Result<Option<String>, String> {
+        let root_name = if self.is_root() {
+            self.cfg.name.clone()
+        } else {
+            ROOT.to_string()
+        };
+        let Some(parent) = ws.parent() else {
+            return Ok(Some(root_name));
+        };
+        if let Some((shard, at)) = self
+            .located
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(ws.as_str())
+        {
+            if at.elapsed() < LOCATE_TTL {
+                return Ok(Some(shard.clone()));
+            }
+        }
+        let Some(parent_shard) = Box::pin(self.locate(&parent)).await? else {
+            return Ok(None);
+        };
+        let wobj = if parent_shard == self.cfg.name {
+            self.local_workspace(&parent, ws.base())?
+        } else {
+            let url = if parent_shard == root_name {
+                self.cfg.root.join(",")
+            } else {
+                self.url_of(&parent_shard).await?
+            };
+            let urls: Vec<String> = url.split(',').map(str::to_string).collect();
+            let path = format!(
+                "/clusters/{}/apis/tenancy.kcp.io/v1alpha1/workspaces/{}",
+                parent.as_str(),
+                ws.base()
+            );
+            let (status, v) = self.call(&urls, Method::GET, &path, None).await?;
+            match status {
+                StatusCode::OK => Some(v),
+                StatusCode::NOT_FOUND => None,
+                s => {
+                    return Err(format!(
+                        "shard {parent_shard:?} answered {s} to the lookup of workspace {:?}: {}",
+                        ws.as_str(),
+                        message(&v)
+                    ))
+                }
+            }
+        };
+        let Some(wobj) = wobj else {
+            return Ok(None);
+        };
+        let shard = match wobj.pointer("/spec/shard").and_then(Value::as_str) {
+            None | Some("") => parent_shard,
+            Some(s) => s.to_string(),
+        };
+        let mut located = self.located.lock().unwrap_or_else(PoisonError::into_inner);
+        if located.len() >= 10_000 {
+            located.clear();
+        }
+        located.insert(ws.as_str().to_string(), (shard.clone(), Instant::now()));
+        Ok(Some(shard))
+    }
+
     /// Writes this shard's entry of the registry: its URL and labels, and
     /// `logical_clusters`.
     pub async fn register(&self, logical_clusters: u64) -> Result<(), String> {
+        if self.is_root() {
+            return self.register_locally(logical_clusters).await;
+        }
         let urls = self.root_urls();
         let name = &self.cfg.name;
         let path = format!("/clusters/root/apis/core.kcp.io/v1alpha1/shards/{name}");
@@ -462,6 +552,99 @@ impl Directory {
     }
 }
 
+impl Directory {
+    /// The Shard objects of `root`, from this (the root) shard's data.
+    fn local_registry(&self) -> Result<Vec<Value>, String> {
+        let root = Workspace::parse(ROOT).map_err(|e| e.to_string())?;
+        let prefix = crate::store::Prefix::workspace(&shards_resource(), &root);
+        let mut opts = crate::store::ListOptions {
+            limit: 1000,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        loop {
+            let page = self.local.list(&prefix, &opts).map_err(|e| e.to_string())?;
+            out.extend(
+                page.items
+                    .iter()
+                    .filter_map(|r| serde_json::from_slice::<Value>(&r.value).ok()),
+            );
+            match page.continue_token {
+                Some(t) => opts.continue_token = Some(t),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// [`Directory::register`] on the root shard: its own entry written in
+    /// its own data (compare-and-swap on what was read).
+    async fn register_locally(&self, logical_clusters: u64) -> Result<(), String> {
+        use crate::store::{Expectation, Key, ObjectKey, Txn, TxnOp};
+        let root = Workspace::parse(ROOT).map_err(|e| e.to_string())?;
+        let key = Key::from(
+            ObjectKey::cluster_scoped(shards_resource(), root, &self.cfg.name)
+                .map_err(|e| e.to_string())?,
+        );
+        let current = self.local.get(&key).map_err(|e| e.to_string())?;
+        let (mut obj, expect) = match &current {
+            Some(rec) => (
+                serde_json::from_slice::<Value>(&rec.value).map_err(|e| e.to_string())?,
+                Expectation::ModRevision(rec.mod_revision),
+            ),
+            None => (
+                json!({
+                    "apiVersion": "core.kcp.io/v1alpha1",
+                    "kind": "Shard",
+                    "metadata": {
+                        "name": self.cfg.name,
+                        "uid": uuid::Uuid::new_v4().to_string(),
+                        "creationTimestamp": crate::object::now(),
+                    },
+                }),
+                Expectation::Absent,
+            ),
+        };
+        if !obj.is_object() {
+            return Err("the stored Shard is not an object".into());
+        }
+        obj["metadata"]["labels"] = json!(self.cfg.labels);
+        obj["spec"] = json!({"baseURL": self.cfg.url});
+        obj["status"] = json!({
+            "logicalClusters": logical_clusters,
+            "countedAt": crate::object::now(),
+        });
+        let v = serde_json::to_vec(&obj).map_err(|e| e.to_string())?;
+        self.local
+            .write(Txn::new(vec![TxnOp::put_json(key, v, expect)]))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Workspace `name` of `parent` from this shard's own data.
+    fn local_workspace(&self, parent: &Workspace, name: &str) -> Result<Option<Value>, String> {
+        let Ok(child) = parent.join(name) else {
+            return Ok(None);
+        };
+        let Some(k) = crate::store::ObjectKey::workspace_object(&child) else {
+            return Ok(None);
+        };
+        Ok(self
+            .local
+            .get(&crate::store::Key::from(k))
+            .map_err(|e| e.to_string())?
+            .and_then(|r| serde_json::from_slice(&r.value).ok()))
+    }
+}
+
+fn shards_resource() -> GroupResource {
+    GroupResource::new(
+        crate::store::keys::CORE_KCP_GROUP,
+        crate::store::keys::SHARDS,
+    )
+    .expect("a valid group resource")
+}
+
 /// The LogicalCluster object of `ws`, from its Workspace object `wobj`
 /// (in `ws`'s parent): owned by that Workspace (`spec.owner`, with its
 /// uid), and naming its creator, who becomes its admin.
@@ -490,9 +673,110 @@ pub fn logical_cluster_object(ws: &Workspace, wobj: &Value) -> Value {
     })
 }
 
-impl crate::controllers::lifecycle::Remote for Directory {
+impl crate::controllers::remote::OtherShards for Directory {
     fn own_shard(&self) -> &str {
         self.name()
+    }
+
+    fn is_root(&self) -> bool {
+        Directory::is_root(self)
+    }
+
+    fn locate<'a>(
+        &'a self,
+        ws: &'a Workspace,
+    ) -> crate::shard::BoxFuture<'a, Result<Option<String>, String>> {
+        Box::pin(Directory::locate(self, ws))
+    }
+
+    fn get_object<'a>(
+        &'a self,
+        shard: &'a str,
+        ws: &'a Workspace,
+        gr: &'a GroupResource,
+        namespace: Option<&'a str>,
+        name: &'a str,
+    ) -> crate::shard::BoxFuture<'a, Result<Option<RemoteObject>, String>> {
+        Box::pin(async move {
+            let path = format!("{}/{name}", object_path(ws, gr, namespace)?);
+            let url = self.url_of(shard).await?;
+            let (status, v) = self.call(&[url], Method::GET, &path, None).await?;
+            match status {
+                StatusCode::OK => {
+                    let rv = v
+                        .pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                        .and_then(|r| r.parse().ok())
+                        .unwrap_or(0);
+                    Ok(Some((v, rv)))
+                }
+                StatusCode::NOT_FOUND => Ok(None),
+                s => Err(format!(
+                    "shard {shard:?} answered {s} to GET {path}: {}",
+                    message(&v)
+                )),
+            }
+        })
+    }
+
+    fn list_objects<'a>(
+        &'a self,
+        shard: &'a str,
+        ws: &'a Workspace,
+        gr: &'a GroupResource,
+    ) -> crate::shard::BoxFuture<'a, Result<Vec<Value>, String>> {
+        Box::pin(async move {
+            let path = object_path(ws, gr, None)?;
+            let url = self.url_of(shard).await?;
+            let (status, v) = self.call(&[url], Method::GET, &path, None).await?;
+            if status != StatusCode::OK {
+                return Err(format!(
+                    "shard {shard:?} answered {status} to GET {path}: {}",
+                    message(&v)
+                ));
+            }
+            Ok(v.get("items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default())
+        })
+    }
+
+    fn may_use<'a>(
+        &'a self,
+        shard: &'a str,
+        ws: &'a Workspace,
+        user: &'a crate::authz::User,
+    ) -> crate::shard::BoxFuture<'a, Result<bool, String>> {
+        Box::pin(async move {
+            let a = crate::authz::author::use_attributes();
+            let review = json!({
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SubjectAccessReview",
+                "spec": {
+                    "user": user.name,
+                    "uid": user.uid,
+                    "groups": user.groups,
+                    "resourceAttributes": {"verb": a.verb, "group": a.api_group,
+                                           "resource": a.resource},
+                },
+            });
+            let path = format!(
+                "/clusters/{}/apis/authorization.k8s.io/v1/subjectaccessreviews",
+                ws.as_str()
+            );
+            let url = self.url_of(shard).await?;
+            let (status, v) = self
+                .call(&[url], Method::POST, &path, Some(&review))
+                .await?;
+            if !status.is_success() {
+                return Err(format!(
+                    "shard {shard:?} answered {status} to an access review: {}",
+                    message(&v)
+                ));
+            }
+            Ok(v.pointer("/status/allowed").and_then(Value::as_bool) == Some(true))
+        })
     }
 
     fn create_logical_cluster<'a>(
@@ -511,6 +795,31 @@ impl crate::controllers::lifecycle::Remote for Directory {
     ) -> crate::shard::BoxFuture<'a, Result<bool, String>> {
         Box::pin(Directory::delete_logical_cluster(self, shard, ws))
     }
+}
+
+/// The API path of the objects of `gr` in `ws` (in `namespace`).
+fn object_path(
+    ws: &Workspace,
+    gr: &GroupResource,
+    namespace: Option<&str>,
+) -> Result<String, String> {
+    let info = crate::api::resources::RESOURCES
+        .iter()
+        .find(|r| r.group_resource() == *gr)
+        .ok_or_else(|| format!("{gr} is not served"))?;
+    let prefix = if info.group.is_empty() {
+        format!("/api/{}", info.version)
+    } else {
+        format!("/apis/{}/{}", info.group, info.version)
+    };
+    let ns = namespace
+        .map(|n| format!("/namespaces/{n}"))
+        .unwrap_or_default();
+    Ok(format!(
+        "/clusters/{}{prefix}{ns}/{}",
+        ws.as_str(),
+        info.plural
+    ))
 }
 
 /// The path of `ws`'s LogicalClusters, then `tail`.
@@ -557,7 +866,16 @@ mod tests {
     }
 
     fn dir_with(entries: Vec<ShardEntry>) -> Directory {
-        let d = Directory::new(Config::root_at("https://a:1"), None);
+        let store = crate::store::Store::open(
+            crate::store::MemoryEngine::new(),
+            crate::store::StoreOptions::default(),
+        )
+        .unwrap();
+        let d = Directory::new(
+            Config::root_at("https://a:1"),
+            None,
+            Arc::new(crate::shard::LocalShard::new(Arc::new(store))),
+        );
         *d.registry.lock().unwrap() = Some((Instant::now(), Arc::new(entries)));
         d
     }

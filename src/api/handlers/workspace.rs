@@ -85,7 +85,7 @@ impl ObjectApi {
     /// with their Workspace object).
     pub async fn bootstrap(&self) -> Result<(), ShardError> {
         if !self.directory.is_root() {
-            return Ok(());
+            return self.bootstrap_identity().await;
         }
         let root = Workspace::parse("root").expect("root is valid");
         let (k, role) = cluster_admin_role(&root).map_err(|e| ShardError::Internal(e.message))?;
@@ -106,6 +106,35 @@ impl ObjectApi {
             return Ok(());
         }
         let v = serde_json::to_vec(&default_namespace(&root))
+            .map_err(|e| ShardError::Internal(e.to_string()))?;
+        match self
+            .shard
+            .write(Txn::new(vec![TxnOp::put_json(key, v, Expectation::Absent)]))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_conflict() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Where a shard other than the root shard keeps its identity (the uid
+/// of the `default` namespace there; the root shard's is root's own
+/// `default`): the value of the sync controller's owner label on member
+/// clusters. A reserved workspace no request can name.
+pub const SHARD_IDENTITY_WORKSPACE: &str = "system:shard";
+
+impl ObjectApi {
+    /// Writes this shard's identity once ([`SHARD_IDENTITY_WORKSPACE`]).
+    async fn bootstrap_identity(&self) -> Result<(), ShardError> {
+        let ws = Workspace::parse_any(SHARD_IDENTITY_WORKSPACE)
+            .map_err(|e| ShardError::Internal(e.to_string()))?;
+        let key = namespace_key(&ws, "default").map_err(|e| ShardError::Internal(e.message))?;
+        if self.shard.get(&key)?.is_some() {
+            return Ok(());
+        }
+        let v = serde_json::to_vec(&default_namespace(&ws))
             .map_err(|e| ShardError::Internal(e.to_string()))?;
         match self
             .shard

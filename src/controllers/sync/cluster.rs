@@ -179,26 +179,56 @@ impl ClusterSyncer {
             }
         }
         let shard = self.core.shard();
-        let key = ObjectKey::cluster_scoped(
-            crate::controllers::cluster::resource(),
-            self.cluster.workspace.clone(),
-            &self.cluster.name,
-        )?;
-        let reg = objects::read::<ClusterRegistration>(&**shard, &key)?.ok_or_else(|| {
-            self.member_error(format!(
-                "ClusterRegistration {} not found in workspace {}",
-                self.cluster.name, self.cluster.workspace
-            ))
-        })?;
         let credentials = |e: CredentialsError| {
             self.member_error(format!(
                 "credentials of cluster {}: {}",
                 self.cluster, e.message
             ))
         };
+        let not_found = || {
+            self.member_error(format!(
+                "ClusterRegistration {} not found in workspace {}",
+                self.cluster.name, self.cluster.workspace
+            ))
+        };
+        let loc = &self.cluster.workspace;
+        let others = self.core.others();
         let (fingerprint, creds) =
-            crate::controllers::member::load(&**shard, &self.cluster.workspace, &reg.obj.spec)
-                .map_err(credentials)?;
+            match crate::controllers::remote::whereabouts(&**shard, others, loc).await? {
+                // A location on another shard: its registration and Secret
+                // are read from there, into memory only.
+                crate::controllers::remote::Whereabouts::There(on) => {
+                    let others = others.ok_or_else(not_found)?;
+                    let gr = crate::controllers::cluster::resource();
+                    let (raw, _) = others
+                        .get_object(&on, loc, &gr, None, &self.cluster.name)
+                        .await
+                        .map_err(Error::OtherShard)?
+                        .ok_or_else(not_found)?;
+                    let reg: ClusterRegistration = serde_json::from_value(raw).map_err(|e| {
+                        self.member_error(format!("a ClusterRegistration that does not parse: {e}"))
+                    })?;
+                    let r = &reg.spec.credentials_secret_ref;
+                    let secrets = crate::controllers::member::secrets();
+                    let secret = others
+                        .get_object(&on, loc, &secrets, Some(&r.namespace), &r.name)
+                        .await
+                        .map_err(Error::OtherShard)?;
+                    crate::controllers::member::from_secret(loc, &reg.spec, secret.as_ref())
+                        .map_err(credentials)?
+                }
+                _ => {
+                    let key = ObjectKey::cluster_scoped(
+                        crate::controllers::cluster::resource(),
+                        loc.clone(),
+                        &self.cluster.name,
+                    )?;
+                    let reg = objects::read::<ClusterRegistration>(&**shard, &key)?
+                        .ok_or_else(not_found)?;
+                    crate::controllers::member::load(&**shard, loc, &reg.obj.spec)
+                        .map_err(credentials)?
+                }
+            };
         let mut c = self.client.lock().await;
         if let Some(cached) = c.as_mut().filter(|c| c.fingerprint == fingerprint) {
             cached.checked = std::time::Instant::now();

@@ -276,6 +276,8 @@ pub struct SyncCore {
     owner: Mutex<Option<String>>,
     /// Where the cluster workers count panics.
     metrics: std::sync::OnceLock<Arc<super::runtime::Metrics>>,
+    /// The other shards, for locations that live there.
+    others: std::sync::OnceLock<Arc<dyn super::remote::OtherShards>>,
 }
 
 #[derive(Default)]
@@ -296,6 +298,7 @@ impl SyncCore {
             term: Mutex::new(TermState::default()),
             owner: Mutex::new(None),
             metrics: std::sync::OnceLock::new(),
+            others: std::sync::OnceLock::new(),
         })
     }
 
@@ -303,6 +306,16 @@ impl SyncCore {
     /// (`tmc_controller_panics_total{controller="sync-cluster"}`).
     pub fn set_metrics(&self, metrics: Arc<super::runtime::Metrics>) {
         let _ = self.metrics.set(metrics);
+    }
+
+    /// Locations on other shards are reached through `others`.
+    pub fn set_others(&self, others: Arc<dyn super::remote::OtherShards>) {
+        let _ = self.others.set(others);
+    }
+
+    /// The other shards, if this shard reaches them.
+    pub fn others(&self) -> Option<&dyn super::remote::OtherShards> {
+        self.others.get().map(|o| o.as_ref())
     }
 
     fn record_panic(&self) {
@@ -317,9 +330,17 @@ impl SyncCore {
         if let Some(id) = o.as_ref() {
             return Ok(id.clone());
         }
-        let root = Workspace::parse("root").expect("valid");
-        let key = ObjectKey::cluster_scoped(namespaces(), root, "default").expect("valid");
-        let ns = objects::read::<Value>(&*self.shard, &key)?;
+        // The root shard: root's `default`; another shard: its own
+        // reserved workspace's (written at its bootstrap).
+        let mut ns = None;
+        for ws in ["root", "system:shard"] {
+            let ws = Workspace::parse_any(ws).expect("valid");
+            let key = ObjectKey::cluster_scoped(namespaces(), ws, "default").expect("valid");
+            ns = objects::read::<Value>(&*self.shard, &key)?;
+            if ns.is_some() {
+                break;
+            }
+        }
         let id = ns
             .and_then(|n| n.raw["metadata"]["uid"].as_str().map(str::to_string))
             .ok_or_else(|| {
