@@ -191,4 +191,17 @@ fn bench_shards_runs_the_workload_direct_and_through_the_proxy() {
         );
     }
     assert!(r["proxy_rss_kib"].as_u64().unwrap() > 0, "{r}");
+    // With a second shard: every workspace created, spread over both.
+    let two = r["two_shards_workspaces"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{r}"));
+    assert_eq!(two.len(), 2, "{r}");
+    for op in two {
+        assert_eq!(op["ok"], 10, "{op}");
+        assert_eq!(op["errors"], 0, "{op}");
+    }
+    let spread = &r["two_shards_spread"];
+    let on = |s: &str| spread[s].as_u64().unwrap_or(0);
+    assert_eq!(on("root") + on("two"), 20, "{spread}");
+    assert!(on("two") > 0, "the second shard took none: {spread}");
 }

@@ -10,8 +10,12 @@
 //! report gives each run's figures, the ratios through/direct per round,
 //! and the proxy's resident memory at the end.
 //!
-//! Left out (until issue 15 builds them): workspace creation with two
-//! shards behind the proxy, and a second shard altogether.
+//! Then a second three-replica shard joins (`--shard two`, registered in
+//! the root shard's registry, found there by the proxy), and workspace
+//! creation through the proxy runs again `--rounds` times with both shards
+//! taking workspaces (the scheduler spreads them; a workspace placed on
+//! the other shard costs the root shard a call to it); the report gives
+//! those rates and where the workspaces went.
 
 use super::api::{self, ApiReport, Op};
 use super::procs::{loadavg, BoxError};
@@ -98,10 +102,14 @@ pub struct Round {
 /// What `tmc bench shards` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// Shards behind the proxy.
+    /// Shards behind the proxy at the end.
     pub shards: usize,
     /// The rounds.
     pub rounds: Vec<Round>,
+    /// Workspace creation through the proxy with two shards, per round.
+    pub two_shards_workspaces: Vec<Op>,
+    /// Of the two-shard rounds' workspaces, how many each shard took.
+    pub two_shards_spread: std::collections::BTreeMap<String, usize>,
     /// The proxy's resident memory at the end (KiB, from /proc).
     pub proxy_rss_kib: Option<u64>,
     /// Load averages at the start and the end.
@@ -222,8 +230,61 @@ pub fn run(args: &Args, progress: &(dyn Fn(String) + Sync)) -> Result<Report, Bo
             proxy: p,
         });
     }
+    // A second shard joins; workspace creation through the proxy again.
+    progress("starting a second three-replica shard".into());
+    let two = TestCluster::builder()
+        .bin(&std::env::current_exe()?)
+        .dir_in(args.dir.as_deref(), "tmc-bench-shards-two")
+        .die_with_parent()
+        .shard("two")
+        .share_tls_with(&cluster.tls_dir())
+        .args(&["--root-shard", &cluster.servers()])
+        .start()?;
+    let admin = crate::testcluster::ApiClient::new(proxy.port, &cluster.tls_dir().join("ca.crt"))?
+        .bearer(&cluster.token());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, v) = rt.block_on(admin.try_call(
+            "GET",
+            "/clusters/root/apis/core.kcp.io/v1alpha1/shards",
+            serde_json::Value::Null,
+        ))?;
+        if code == 200 && v["items"].as_array().is_some_and(|i| i.len() == 2) {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err("the second shard never registered".into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut two_shards_workspaces = Vec::new();
+    for r in 0..args.rounds {
+        progress(format!("two shards, round {}: workspaces", r + 1));
+        two_shards_workspaces.push(rt.block_on(create_workspaces(
+            &proxy_kc,
+            &format!("bench2-r{r}"),
+            args.workspaces,
+            args.clients,
+        ))?);
+    }
+    let (_, list) = rt.block_on(admin.try_call(
+        "GET",
+        "/clusters/root/apis/tenancy.kcp.io/v1alpha1/workspaces",
+        serde_json::Value::Null,
+    ))?;
+    let mut two_shards_spread = std::collections::BTreeMap::new();
+    for w in list["items"].as_array().into_iter().flatten() {
+        let name = w["metadata"]["name"].as_str().unwrap_or("");
+        if name.starts_with("bench2-") {
+            let shard = w["spec"]["shard"].as_str().unwrap_or("").to_string();
+            *two_shards_spread.entry(shard).or_insert(0) += 1;
+        }
+    }
+    drop(two);
     Ok(Report {
-        shards: 1,
+        shards: 2,
+        two_shards_workspaces,
+        two_shards_spread,
         rounds,
         proxy_rss_kib: proxy
             .pid()

@@ -13,9 +13,19 @@
 //!   kcp's logical cluster deletion); a nested workspace is marked
 //!   Terminating and emptied in turn (its own key), and the outer one
 //!   waits for it;
-//! - once empty, the namespace or the Workspace object itself is deleted:
-//!   the controller is its implicit finalizer (kube's `spec.finalizers:
-//!   [kubernetes]`; nothing is stored for it).
+//! - once empty, the namespace or the Workspace object itself is deleted
+//!   (with the workspace's LogicalCluster marker): the controller is its
+//!   implicit finalizer (kube's `spec.finalizers: [kubernetes]`; nothing
+//!   is stored for it).
+//!
+//! Across shards (`docs/sharding.md`): a Workspace object here whose
+//! logical cluster another shard holds (`spec.shard`) is deleted by asking
+//! that shard to delete its LogicalCluster ([`Remote`]) and waiting until
+//! it is gone; a LogicalCluster marked here by another shard's request is
+//! emptied like a workspace and then removed. A Workspace left in
+//! `Scheduling` (its create cut short) is finished after
+//! [`SCHEDULING_GRACE`]: its logical cluster created on its shard, its
+//! phase Ready.
 //!
 //! Every write is a compare-and-swap on the revision read: one that loses
 //! a race leaves the object for the next pass. The controller reads and

@@ -14,12 +14,15 @@
 //! dropped when the shard it names answers that the workspace is not its
 //! own ([`Resolver::forget`]); a workspace that does not exist is never
 //! cached (it may be created the next moment). Shard names map to URLs
-//! through a registry given at start (`--shard NAME=URL`; the root shard
-//! is `--root-shard`).
+//! through the shards given at start (`--root-shard`, `--shard
+//! NAME=URL`) and the registry: a Shard object in `root` names the URL of
+//! any other shard ([`Resolver::shard_named`]); a learned URL that does
+//! not answer is read again ([`Resolver::forget_shard`]). A 421 while
+//! walking (an ancestor's cached shard no longer holds it) drops the
+//! chain and walks again from root.
 //!
-//! Left out: reading the registry from the root workspace's Shard objects
-//! (issue 15 builds them), a TTL on entries (a workspace's shard changes
-//! only by deletion and re-creation, which the shard's "not mine" answer
+//! Left out: a TTL on entries (a workspace's shard changes only by
+//! deletion and re-creation, which the shard's "not mine" answer
 //! repairs), and collapsing concurrent resolutions of one path into one.
 
 use super::upstream::{Upstream, UpstreamError};
