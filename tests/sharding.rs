@@ -152,6 +152,14 @@ fn kubectl_ok(kc: &Path, args: &[&str], stdin: Option<&str>) -> String {
     out
 }
 
+/// A ClusterRoleBinding making bob `cluster-admin` of its workspace.
+fn bob_admin() -> Value {
+    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+           "metadata": {"name": "bob-admin"},
+           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+           "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]})
+}
+
 fn lc_path(ws: &str) -> String {
     format!("/clusters/{ws}/apis/core.kcp.io/v1alpha1/logicalclusters/cluster")
 }
@@ -377,10 +385,7 @@ fn no_path_header_or_grant_reaches_another_shards_workspace() {
             .must(
                 "POST",
                 "/clusters/root:mine/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                       "metadata": {"name": "bob-admin"},
-                       "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-                       "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]}),
+                bob_admin(),
                 201,
             )
             .await;
@@ -466,6 +471,30 @@ fn no_path_header_or_grant_reaches_another_shards_workspace() {
                 .unwrap(),
             401,
         );
+        // Another user's rights: only for those who may create reviews.
+        let sar = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                         "spec": {"user": "admin", "groups": ["system:masters"],
+                                  "resourceAttributes": {"verb": "get", "resource": "secrets"}}});
+        check(
+            "bob asks about another user in the other shard's workspace",
+            bob.call(
+                "POST",
+                "/clusters/root:theirs/apis/authorization.k8s.io/v1/subjectaccessreviews",
+                sar,
+            )
+            .await,
+            403,
+        );
+        let (code, v) = bob
+            .call(
+                "POST",
+                "/clusters/root:mine/apis/authorization.k8s.io/v1/subjectaccessreviews",
+                json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                       "spec": {"user": "carol",
+                                "resourceAttributes": {"verb": "get", "resource": "secrets"}}}),
+            )
+            .await;
+        assert_eq!((code, &v["status"]["allowed"]), (201, &json!(false)), "{v}");
         // A workspace's admin cannot remove its marker or forge a shard.
         check(
             "bob deletes the LogicalCluster of his workspace",
@@ -707,10 +736,7 @@ fn a_tenant_on_one_shard_places_onto_clusters_registered_on_another() {
             .must(
                 "POST",
                 &format!("{t}/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"),
-                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                       "metadata": {"name": "bob-admin"},
-                       "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-                       "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]}),
+                bob_admin(),
                 201,
             )
             .await;

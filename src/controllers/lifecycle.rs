@@ -409,7 +409,7 @@ impl LifecycleController {
                 .await
                 .map_err(Error::OtherShard)?;
             let mut ready = obj.clone();
-            ready["status"]["phase"] = Value::String("Ready".into());
+            crate::object::set_status_phase(&mut ready, "Ready");
             let v = serde_json::to_vec(&ready).map_err(|e| Error::invalid(ws.as_str(), e))?;
             TxnOp::put_json(okey, v, expect)
         } else {

@@ -150,17 +150,20 @@ impl Catalog {
         }
     }
 
-    /// The clusters of `ws`.
-    pub fn get(&self, shard: &dyn Shard, ws: &Workspace) -> Result<Arc<Prepared>, ShardError> {
-        if let Some((at, c)) = self
-            .entries
+    /// The clusters of `ws` if read less than the TTL ago.
+    fn fresh(&self, ws: &Workspace) -> Option<Arc<Prepared>> {
+        self.entries
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(ws)
-        {
-            if at.elapsed() < self.ttl {
-                return Ok(c.clone());
-            }
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, c)| c.clone())
+    }
+
+    /// The clusters of `ws`.
+    pub fn get(&self, shard: &dyn Shard, ws: &Workspace) -> Result<Arc<Prepared>, ShardError> {
+        if let Some(c) = self.fresh(ws) {
+            return Ok(c);
         }
         let epoch = self.epoch.load(Ordering::SeqCst);
         let prefix = Prefix::workspace(&super::cluster::resource(), ws);
@@ -192,15 +195,8 @@ impl Catalog {
         on: &str,
         ws: &Workspace,
     ) -> Result<Arc<Prepared>> {
-        if let Some((at, c)) = self
-            .entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(ws)
-        {
-            if at.elapsed() < self.ttl {
-                return Ok(c.clone());
-            }
+        if let Some(c) = self.fresh(ws) {
+            return Ok(c);
         }
         let items = others
             .list_objects(on, ws, &super::cluster::resource())

@@ -28,6 +28,21 @@ pub fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
         .expect("just made an object")
 }
 
+/// Sets `status.phase` of `obj` (an object), making `status` an object
+/// if it is not one.
+pub fn set_status_phase(obj: &mut Value, phase: &str) {
+    let Some(m) = obj.as_object_mut() else { return };
+    let status = m
+        .entry("status")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !status.is_object() {
+        *status = Value::Object(Map::new());
+    }
+    if let Some(st) = status.as_object_mut() {
+        st.insert("phase".into(), Value::String(phase.into()));
+    }
+}
+
 /// A string field of `metadata`.
 pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
     obj.get("metadata")?.get(field)?.as_str()

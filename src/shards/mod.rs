@@ -607,7 +607,7 @@ impl Directory {
         if !obj.is_object() {
             return Err("the stored Shard is not an object".into());
         }
-        obj["metadata"]["labels"] = json!(self.cfg.labels);
+        crate::object::meta_mut(&mut obj).insert("labels".into(), json!(self.cfg.labels));
         obj["spec"] = json!({"baseURL": self.cfg.url});
         obj["status"] = json!({
             "logicalClusters": logical_clusters,

@@ -101,11 +101,16 @@ impl ObjectApi {
                 Err(e) => return Err(e),
             }
         }
-        let key = namespace_key(&root, "default").map_err(|e| ShardError::Internal(e.message))?;
+        self.ensure_default_namespace(&root).await
+    }
+
+    /// Writes `ws`'s `default` namespace unless it exists.
+    async fn ensure_default_namespace(&self, ws: &Workspace) -> Result<(), ShardError> {
+        let key = namespace_key(ws, "default").map_err(|e| ShardError::Internal(e.message))?;
         if self.shard.get(&key)?.is_some() {
             return Ok(());
         }
-        let v = serde_json::to_vec(&default_namespace(&root))
+        let v = serde_json::to_vec(&default_namespace(ws))
             .map_err(|e| ShardError::Internal(e.to_string()))?;
         match self
             .shard
@@ -130,21 +135,7 @@ impl ObjectApi {
     async fn bootstrap_identity(&self) -> Result<(), ShardError> {
         let ws = Workspace::parse_any(SHARD_IDENTITY_WORKSPACE)
             .map_err(|e| ShardError::Internal(e.to_string()))?;
-        let key = namespace_key(&ws, "default").map_err(|e| ShardError::Internal(e.message))?;
-        if self.shard.get(&key)?.is_some() {
-            return Ok(());
-        }
-        let v = serde_json::to_vec(&default_namespace(&ws))
-            .map_err(|e| ShardError::Internal(e.to_string()))?;
-        match self
-            .shard
-            .write(Txn::new(vec![TxnOp::put_json(key, v, Expectation::Absent)]))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_conflict() => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.ensure_default_namespace(&ws).await
     }
 }
 
