@@ -327,7 +327,31 @@ mod tests {
                 Expectation::Any,
             )
         };
-        let ops = vec![
+        // The root shard holding root (its `default`), root:loc and
+        // root:a (their LogicalClusters).
+        let root = Workspace::parse("root").unwrap();
+        let mut ops = vec![TxnOp::put_json(
+            ObjectKey::cluster_scoped(
+                GroupResource::new("", "namespaces").unwrap(),
+                root,
+                "default",
+            )
+            .unwrap(),
+            serde_json::to_vec(&json!({"kind": "Namespace", "metadata": {"name": "default"}}))
+                .unwrap(),
+            Expectation::Any,
+        )];
+        for w in ["root:loc", "root:a"] {
+            ops.push(TxnOp::put_json(
+                ObjectKey::logical_cluster(&Workspace::parse(w).unwrap()),
+                serde_json::to_vec(
+                    &json!({"kind": "LogicalCluster", "metadata": {"name": "cluster"}}),
+                )
+                .unwrap(),
+                Expectation::Any,
+            ));
+        }
+        ops.extend([
             put(
                 "clusterroles",
                 "use",
@@ -341,7 +365,7 @@ mod tests {
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "use"},
                 "subjects": [{"kind": "User", "name": "alice"}]}),
             ),
-        ];
+        ]);
         shard.write(Txn::new(ops)).await.unwrap();
         let ws = Workspace::parse("root:a").unwrap();
         let alice = User::new("alice", "u-a", &[]);
@@ -364,6 +388,21 @@ mod tests {
             absent.replace("root:nope", "W"),
             "a forbidden and an absent location answer alike"
         );
+        // A location another shard holds (its Workspace object here names
+        // that shard; or nothing of it or its parent is here): admission
+        // cannot read its RBAC, so the placement controller asks there.
+        shard
+            .write(Txn::new(vec![TxnOp::put_json(
+                ObjectKey::workspace_object(&Workspace::parse("root:far").unwrap()).unwrap(),
+                serde_json::to_vec(&json!({"kind": "Workspace", "metadata": {"name": "far"},
+                                           "spec": {"shard": "two"}}))
+                .unwrap(),
+                Expectation::Any,
+            )]))
+            .await
+            .unwrap();
+        placement(&shard, &bob, &ws, info, None, &mut at("root:far")).unwrap();
+        placement(&shard, &bob, &ws, info, None, &mut at("root:far:deeper")).unwrap();
         // Its own workspace needs nothing; neither does the admin.
         placement(&shard, &bob, &ws, info, None, &mut at("root:a")).unwrap();
         let admin = User::new("admin", "", &["system:masters"]);
