@@ -679,7 +679,8 @@ fn a_shards_failure_touches_only_its_own_workspaces() {
 /// shard root, a tenant on shard two whose placement uses them. Its
 /// Deployment reaches both member clusters (the syncer on two read the
 /// clusters' credentials from root), its status comes back, and deleting
-/// it cleans up; a user who may not use the location gets no decision.
+/// it cleans up; a user who may not use the location gets no decision
+/// until granted there.
 #[test]
 fn a_tenant_on_one_shard_places_onto_clusters_registered_on_another() {
     use tmc::controllers::sync::mapping::downstream_namespace;
@@ -788,8 +789,8 @@ fn a_tenant_on_one_shard_places_onto_clusters_registered_on_another() {
             .collect();
         assert_eq!(picked.len(), 2, "{wp}");
 
-        // bob's own placement: he may not use root:loc (a SubjectAccessReview
-        // on shard root says so), so it gets no clusters.
+        // bob's own placement: he may not use root:loc (its RBAC, read
+        // from shard root, says so), so it gets no clusters.
         bob.must("POST", &wps, placement("bobs"), 201).await;
         eventually(
             "bob's placement is refused its location",

@@ -35,7 +35,7 @@ pub const SHARDS_GROUP: &str = "system:tmc:shards";
 /// What a shard may do on another shard, in any workspace: read the
 /// directory (Workspaces, the registry), create, read and delete
 /// LogicalClusters, keep its own entry of the registry, and read a
-/// location's clusters and their credentials. (The API's admission
+/// location's clusters, their credentials and its cluster-scope RBAC. (The API's admission
 /// holds a created Shard to the caller's own name.)
 pub fn shard_allowed(user: &User, a: &rbac::Attributes) -> bool {
     if !a.resource_request {
@@ -54,7 +54,8 @@ pub fn shard_allowed(user: &User, a: &rbac::Attributes) -> bool {
         ("core.kcp.io", "shards") => &["get", "list", "watch", "create", "update"],
         ("tmc.kcp.io", "clusterregistrations") => &read,
         ("", "secrets") => &["get"],
-        ("authorization.k8s.io", "subjectaccessreviews") => &["create"],
+        // A location's cluster-scope RBAC: who may `use` its clusters.
+        ("rbac.authorization.k8s.io", "clusterroles" | "clusterrolebindings") => &["list"],
         _ => &[],
     };
     a.subresource.is_empty() && verbs.contains(&a.verb.as_str())

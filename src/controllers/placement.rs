@@ -137,6 +137,8 @@ pub struct Catalog {
     epoch: AtomicU64,
     /// Locations on other shards (their lists are listed from there).
     remote: Mutex<std::collections::HashSet<Workspace>>,
+    /// The cluster-scope RBAC of locations on other shards, with when.
+    policies: Mutex<HashMap<Workspace, (Instant, Arc<crate::authz::rbac::Policy>)>>,
 }
 
 impl Catalog {
@@ -147,6 +149,7 @@ impl Catalog {
             entries: Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(0),
             remote: Mutex::new(std::collections::HashSet::new()),
+            policies: Mutex::new(HashMap::new()),
         }
     }
 
@@ -216,6 +219,50 @@ impl Catalog {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(ws.clone());
         Ok(clusters)
+    }
+
+    /// The cluster-scope RBAC of `ws`, which shard `on` holds (its
+    /// ClusterRoles and ClusterRoleBindings, listed from there), cached
+    /// like the clusters.
+    pub async fn policy_remote(
+        &self,
+        others: &dyn OtherShards,
+        on: &str,
+        ws: &Workspace,
+    ) -> Result<Arc<crate::authz::rbac::Policy>> {
+        if let Some((at, p)) = self
+            .policies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(ws)
+        {
+            if at.elapsed() < self.ttl {
+                return Ok(p.clone());
+            }
+        }
+        let mut objs = Vec::new();
+        for (plural, kind) in [
+            ("clusterroles", "ClusterRole"),
+            ("clusterrolebindings", "ClusterRoleBinding"),
+        ] {
+            let gr = GroupResource::new(crate::authz::rbac::RBAC_GROUP, plural)
+                .map_err(Error::InvalidKey)?;
+            let items = others
+                .list_objects(on, ws, &gr)
+                .await
+                .map_err(Error::OtherShard)?;
+            // A list's items need not say their kind.
+            objs.extend(items.into_iter().filter_map(|mut o| {
+                o.as_object_mut()?.insert("kind".into(), kind.into());
+                Some(o)
+            }));
+        }
+        let policy = Arc::new(crate::authz::rbac::Policy::from_objects(objs.iter()));
+        self.policies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(ws.clone(), (Instant::now(), policy.clone()));
+        Ok(policy)
     }
 
     /// Was `ws`'s list read from another shard?
@@ -326,12 +373,19 @@ impl PlacementController {
                 &crate::authz::author::use_attributes(),
             )
             .await?),
-            // The location's own shard decides, with its RBAC.
+            // The location's RBAC, read from its shard with its clusters.
             Whereabouts::There(on) => match &self.others {
-                Some(o) => o
-                    .may_use(&on, location, &author)
-                    .await
-                    .map_err(Error::OtherShard),
+                Some(o) => {
+                    let policy = self
+                        .catalog
+                        .policy_remote(o.as_ref(), &on, location)
+                        .await?;
+                    Ok(crate::authz::rbac::authorize(
+                        &policy,
+                        &author,
+                        &crate::authz::author::use_attributes(),
+                    ))
+                }
                 None => Ok(false),
             },
             Whereabouts::Nowhere => Ok(false),

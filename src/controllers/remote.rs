@@ -6,12 +6,13 @@
 //!
 //! A location workspace on another shard (see `docs/sharding.md`, "TMC
 //! across shards"): its ClusterRegistrations are listed from there
-//! (cached per location, [`super::placement::Catalog`]), the author of a
-//! placement is checked there with a SubjectAccessReview, and a syncer
-//! reads its cluster's registration and credentials Secret from there,
-//! into memory only.
+//! with its cluster-scope RBAC (cached per location,
+//! [`super::placement::Catalog`]; the author of a placement is decided
+//! with the same RBAC code as on one shard), and a syncer reads its
+//! cluster's registration and credentials Secret from there, into memory
+//! only. Nothing read is per tenant: one list of each kind per location
+//! per catalog TTL.
 
-use crate::authz::User;
 use crate::shard::BoxFuture;
 use crate::store::{GroupResource, Workspace};
 use serde_json::Value;
@@ -44,14 +45,6 @@ pub trait OtherShards: Send + Sync {
         ws: &'a Workspace,
         gr: &'a GroupResource,
     ) -> BoxFuture<'a, Result<Vec<Value>, String>>;
-    /// May `user` use the ClusterRegistrations of `ws` on `shard` (a
-    /// SubjectAccessReview there)?
-    fn may_use<'a>(
-        &'a self,
-        shard: &'a str,
-        ws: &'a Workspace,
-        user: &'a User,
-    ) -> BoxFuture<'a, Result<bool, String>>;
     /// Creates `ws`'s logical cluster on `shard` from the LogicalCluster
     /// object `lc` (idempotent for one owner).
     fn create_logical_cluster<'a>(

@@ -742,43 +742,6 @@ impl crate::controllers::remote::OtherShards for Directory {
         })
     }
 
-    fn may_use<'a>(
-        &'a self,
-        shard: &'a str,
-        ws: &'a Workspace,
-        user: &'a crate::authz::User,
-    ) -> crate::shard::BoxFuture<'a, Result<bool, String>> {
-        Box::pin(async move {
-            let a = crate::authz::author::use_attributes();
-            let review = json!({
-                "apiVersion": "authorization.k8s.io/v1",
-                "kind": "SubjectAccessReview",
-                "spec": {
-                    "user": user.name,
-                    "uid": user.uid,
-                    "groups": user.groups,
-                    "resourceAttributes": {"verb": a.verb, "group": a.api_group,
-                                           "resource": a.resource},
-                },
-            });
-            let path = format!(
-                "/clusters/{}/apis/authorization.k8s.io/v1/subjectaccessreviews",
-                ws.as_str()
-            );
-            let url = self.url_of(shard).await?;
-            let (status, v) = self
-                .call(&[url], Method::POST, &path, Some(&review))
-                .await?;
-            if !status.is_success() {
-                return Err(format!(
-                    "shard {shard:?} answered {status} to an access review: {}",
-                    message(&v)
-                ));
-            }
-            Ok(v.pointer("/status/allowed").and_then(Value::as_bool) == Some(true))
-        })
-    }
-
     fn create_logical_cluster<'a>(
         &'a self,
         shard: &'a str,
