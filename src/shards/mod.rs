@@ -97,6 +97,8 @@ pub struct ShardEntry {
     pub url: String,
     /// The logical clusters it last reported.
     pub logical_clusters: u64,
+    /// When it counted them (`status.countedAt`).
+    pub counted_at: String,
 }
 
 impl ShardEntry {
@@ -116,11 +118,17 @@ impl ShardEntry {
             .pointer("/status/logicalClusters")
             .and_then(Value::as_u64)
             .unwrap_or(0);
+        let counted_at = v
+            .pointer("/status/countedAt")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         Some(ShardEntry {
             name,
             labels,
             url,
             logical_clusters,
+            counted_at,
         })
     }
 }
@@ -147,8 +155,8 @@ pub struct Directory {
     /// and written here, never through its own API.
     local: Arc<dyn crate::shard::Shard>,
     registry: Mutex<Option<(Instant, Arc<Vec<ShardEntry>>)>>,
-    /// Logical clusters this shard put on each shard since the registry
-    /// was last read (so that a burst of creates spreads).
+    /// Logical clusters this shard put on each shard since that shard's
+    /// last report (so that a burst of creates spreads).
     assigned: Mutex<HashMap<String, u64>>,
     /// Workspaces located on other shards, with when.
     located: Mutex<HashMap<String, (String, Instant)>>,
@@ -296,12 +304,24 @@ impl Directory {
             items.iter().filter_map(ShardEntry::from_object).collect();
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         let entries = Arc::new(entries);
-        *self.registry.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some((Instant::now(), entries.clone()));
-        self.assigned
+        let previous = self
+            .registry
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+            .replace((Instant::now(), entries.clone()));
+        // What this shard put on a shard counts until that shard reports
+        // a newer count (which includes it).
+        let mut assigned = self.assigned.lock().unwrap_or_else(PoisonError::into_inner);
+        for e in entries.iter() {
+            let before = previous
+                .as_ref()
+                .and_then(|(_, p)| p.iter().find(|o| o.name == e.name))
+                .map(|o| o.counted_at.as_str());
+            if before != Some(e.counted_at.as_str()) {
+                assigned.remove(&e.name);
+            }
+        }
+        drop(assigned);
         Ok(entries)
     }
 
@@ -327,7 +347,7 @@ impl Directory {
     /// The shard a new logical cluster goes to: of the registered shards
     /// whose labels match `selector` (a label selector; none: every
     /// shard), the one with the fewest logical clusters (reported, plus
-    /// what this shard put there since), ties broken by name. With no
+    /// what this shard put there since that report), ties broken by name. With no
     /// selector and no registry to read (a lone shard before its first
     /// registration), this shard.
     pub async fn schedule(&self, selector: Option<&Value>) -> Result<String, ScheduleError> {
@@ -849,7 +869,45 @@ mod tests {
             labels: parse_labels(labels).unwrap(),
             url: format!("https://{name}:6443"),
             logical_clusters: n,
+            counted_at: String::new(),
         }
+    }
+
+    /// What this shard placed on a shard counts until that shard's next
+    /// report, however often the registry is read in between.
+    #[tokio::test]
+    async fn placements_count_until_the_shard_reports_again() {
+        use crate::store::{Expectation, Key, ObjectKey, Txn, TxnOp};
+        let d = dir_with(Vec::new());
+        let put = |name: &str, n: u64, at: &str| {
+            let root = Workspace::parse(ROOT).unwrap();
+            TxnOp::put_json(
+                Key::from(ObjectKey::cluster_scoped(shards_resource(), root, name).unwrap()),
+                serde_json::to_vec(&json!({"kind": "Shard", "metadata": {"name": name},
+                    "spec": {"baseURL": format!("https://{name}:1")},
+                    "status": {"logicalClusters": n, "countedAt": at}}))
+                .unwrap(),
+                Expectation::Any,
+            )
+        };
+        d.local
+            .write(Txn::new(vec![put("root", 5, "t0"), put("two", 0, "t0")]))
+            .await
+            .unwrap();
+        d.refresh().await.unwrap();
+        for _ in 0..5 {
+            assert_eq!(d.schedule(None).await.unwrap(), "two");
+        }
+        // Read again, no new report: two still counts 5 placed.
+        d.refresh().await.unwrap();
+        assert_eq!(d.schedule(None).await.unwrap(), "root");
+        // two reports its 5 (and root its 6): the count starts over.
+        d.local
+            .write(Txn::new(vec![put("root", 6, "t1"), put("two", 5, "t1")]))
+            .await
+            .unwrap();
+        d.refresh().await.unwrap();
+        assert_eq!(d.schedule(None).await.unwrap(), "two");
     }
 
     #[tokio::test]
