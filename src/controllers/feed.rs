@@ -77,6 +77,14 @@ pub enum Event<'a> {
     Scanned(ObjectKey),
     /// A change of the change log.
     Changed(ObjectKey, &'a Change),
+    /// A scan is over (what it found was handed on as `Scanned`): the
+    /// consumer has seen every object; changes follow. A rescan after
+    /// compaction starts with `Rescan`.
+    ScanDone,
+    /// The change log was compacted past the feed: what was scanned
+    /// before comes again as `Scanned` (a consumer that counts starts
+    /// over).
+    Rescan,
 }
 
 /// Scans, then follows the change log, calling `sink` for objects of
@@ -90,6 +98,7 @@ pub async fn follow(
 ) -> Result<(), ShardError> {
     let mut revisions = shard.subscribe();
     let mut at = scan(&*shard, &gr, &mut |k| sink(Event::Scanned(k)))?;
+    sink(Event::ScanDone);
     loop {
         if stopped() {
             return Ok(());
@@ -107,7 +116,9 @@ pub async fn follow(
             Ok(_) => {}
             Err(ShardError::Store(store::Error::Compacted { .. })) => {
                 tracing::warn!(resource = %gr, from = at, "change log compacted past the feed; rescanning");
+                sink(Event::Rescan);
                 at = scan(&*shard, &gr, &mut |k| sink(Event::Scanned(k)))?;
+                sink(Event::ScanDone);
                 continue;
             }
             Err(e) => return Err(e),
@@ -184,6 +195,7 @@ pub async fn run(
         move || q.shutting_down(),
         |ev| match ev {
             Event::Scanned(k) | Event::Changed(k, _) => queue.add(queue_key(&k)),
+            Event::ScanDone | Event::Rescan => {}
         },
     )
     .await

@@ -510,6 +510,7 @@ impl Controller for LifecycleController {
                         }
                     }
                     Event::Changed(k, ch) => this.on_container_change(&k, ch, &q),
+                    Event::ScanDone | Event::Rescan => {}
                 })
                 .await;
                 if let Err(e) = r {

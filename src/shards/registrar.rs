@@ -4,10 +4,12 @@
 //! The count comes from the change log, as the lifecycle controller's
 //! queue does: one scan of LogicalCluster keys at the start of a term,
 //! then +1 for each one created and −1 for each one deleted, so nothing
-//! is listed again. The entry is written at the start of the term (the
-//! new leader's URL when the shard's URL is its leader's own) and then
-//! every [`INTERVAL`] while the count changes, and every minute anyway
-//! (so `status.countedAt` says the shard is alive).
+//! is listed again (a rescan after compaction starts the count over).
+//! The entry is written once the term's scan is over (the new leader's
+//! URL when the shard's URL is its leader's own; a partial count would
+//! draw every new workspace here) and then every [`INTERVAL`] while the
+//! count changes, and every minute anyway (so `status.countedAt` says
+//! the shard is alive).
 
 use super::Directory;
 use crate::controllers::error::Error;
@@ -30,6 +32,8 @@ const REFRESH: Duration = Duration::from_secs(60);
 pub struct Registrar {
     directory: Arc<Directory>,
     count: Arc<AtomicI64>,
+    /// The count is whole (the term's scan is over).
+    counted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Registrar {
@@ -38,6 +42,7 @@ impl Registrar {
         Registrar {
             directory,
             count: Arc::new(AtomicI64::new(0)),
+            counted: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 }
@@ -65,7 +70,8 @@ impl Controller for Registrar {
         queue: WorkQueue<QueueKey>,
     ) -> Vec<BoxFuture<'static, ()>> {
         self.count.store(0, Ordering::SeqCst);
-        let (count, q) = (self.count.clone(), queue.clone());
+        self.counted.store(false, Ordering::SeqCst);
+        let (count, counted, q) = (self.count.clone(), self.counted.clone(), queue.clone());
         let counting: BoxFuture<'static, ()> = Box::pin(async move {
             let stop = q.clone();
             let r = feed::follow(
@@ -75,6 +81,11 @@ impl Controller for Registrar {
                 |ev| match ev {
                     Event::Scanned(_) => {
                         count.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Event::ScanDone => counted.store(true, Ordering::SeqCst),
+                    Event::Rescan => {
+                        counted.store(false, Ordering::SeqCst);
+                        count.store(0, Ordering::SeqCst);
                     }
                     Event::Changed(_, ch) => match (&ch.kind, &ch.prev) {
                         (ChangeKind::Put, None) => {
@@ -92,15 +103,22 @@ impl Controller for Registrar {
                 tracing::error!(error = %e, "the registrar's count of logical clusters stopped");
             }
         });
-        let (dir, count, q) = (self.directory.clone(), self.count.clone(), queue);
+        let (dir, count, counted, q) = (
+            self.directory.clone(),
+            self.count.clone(),
+            self.counted.clone(),
+            queue,
+        );
         let writing: BoxFuture<'static, ()> = Box::pin(async move {
             let mut written: Option<(i64, Instant)> = None;
             while !q.shutting_down() {
                 let n = count.load(Ordering::SeqCst).max(0);
-                let due = match written {
-                    None => true,
-                    Some((w, at)) => w != n || at.elapsed() >= REFRESH,
-                };
+                // A partial count would draw every new workspace here.
+                let due = counted.load(Ordering::SeqCst)
+                    && match written {
+                        None => true,
+                        Some((w, at)) => w != n || at.elapsed() >= REFRESH,
+                    };
                 if due {
                     match dir.register(n as u64).await {
                         Ok(()) => written = Some((n, Instant::now())),
