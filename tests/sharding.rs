@@ -281,15 +281,17 @@ fn workspaces_are_scheduled_onto_both_shards_and_every_client_works_through_the_
     });
 
     // Nested: children of a workspace on two, scheduled by two (which
-    // reads the registry from root), resolve level by level.
+    // reads the registry from root), one to each shard by selector,
+    // resolve level by level.
     let admin = s.admin();
     let mut shards_of_children = Vec::new();
-    for child in ["x", "y", "z"] {
+    for (child, region) in [("x", "us"), ("y", "eu"), ("z", "us")] {
         let v = block_on(admin.must(
             "POST",
             "/clusters/root:w2/apis/tenancy.kcp.io/v1alpha1/workspaces",
             json!({"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace",
-                   "metadata": {"name": child}}),
+                   "metadata": {"name": child},
+                   "spec": {"location": {"selector": {"matchLabels": {"region": region}}}}}),
             201,
         ));
         shards_of_children.push(v["spec"]["shard"].as_str().unwrap().to_string());
@@ -300,9 +302,9 @@ fn workspaces_are_scheduled_onto_both_shards_and_every_client_works_through_the_
             201,
         ));
     }
-    assert!(
-        shards_of_children.iter().any(|s| s == "root")
-            && shards_of_children.iter().any(|s| s == "two"),
+    assert_eq!(
+        shards_of_children,
+        ["root", "two", "root"],
         "children of root:w2 landed on {shards_of_children:?}"
     );
 

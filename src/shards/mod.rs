@@ -393,6 +393,15 @@ impl Directory {
         Ok(best)
     }
 
+    /// Takes back a placement [`Directory::schedule`] counted on `shard`
+    /// (the create failed).
+    pub fn unschedule(&self, shard: &str) {
+        let mut assigned = self.assigned.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = assigned.get_mut(shard) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
     /// Creates the logical cluster of `ws` on shard `shard` from the
     /// LogicalCluster object `lc`; an existing one with the same owner
     /// (`spec.owner.uid`) is success.
@@ -907,6 +916,10 @@ mod tests {
             .await
             .unwrap();
         d.refresh().await.unwrap();
+        assert_eq!(d.schedule(None).await.unwrap(), "two");
+        // That create failed: taken back, two is the emptier again (6 to
+        // 5, not a tie that root would win).
+        d.unschedule("two");
         assert_eq!(d.schedule(None).await.unwrap(), "two");
     }
 

@@ -21,6 +21,22 @@ use crate::shard::ShardError;
 use crate::store::{Expectation, Key, ObjectKey, Txn, TxnOp, Workspace};
 use serde_json::{json, Map, Value};
 
+/// A new workspace counted on a shard by the scheduler: taken back
+/// unless the create went through (whatever made it fail, and where).
+struct Scheduled<'a> {
+    directory: &'a crate::shards::Directory,
+    shard: String,
+    created: bool,
+}
+
+impl Drop for Scheduled<'_> {
+    fn drop(&mut self) {
+        if !self.created {
+            self.directory.unschedule(&self.shard);
+        }
+    }
+}
+
 impl ObjectApi {
     /// POST of a new object.
     pub async fn create(
@@ -195,12 +211,19 @@ impl ObjectApi {
         let mut child_ops = Vec::new();
         // Where a new Workspace's logical cluster goes.
         let mut elsewhere = None;
+        let mut scheduled = None;
         if (info.group, info.kind) == (TENANCY_GROUP, "Workspace") {
             let own = self.directory.name();
             let to = if dry {
                 own.to_string()
             } else {
-                self.schedule(&obj).await?
+                let to = self.schedule(&obj).await?;
+                scheduled = Some(Scheduled {
+                    directory: &self.directory,
+                    shard: to.clone(),
+                    created: false,
+                });
+                to
             };
             child_ops = workspace::new_workspace(ws, &name, &mut obj, caller, &to, own)?;
             if to != own {
@@ -236,11 +259,37 @@ impl ObjectApi {
         }
         ops.push(TxnOp::put_json(key.clone(), value, Expectation::Absent));
         ops.extend(child_ops);
+        let result = self
+            .commit_new(req, ws, &name, &key, ns_key.as_ref(), ops, obj, elsewhere)
+            .await;
+        if result.is_ok() {
+            if let Some(s) = scheduled.as_mut() {
+                s.created = true;
+            }
+        }
+        result
+    }
+
+    /// The write of [`ObjectApi::commit_create`], and for a Workspace
+    /// going to another shard its second half.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit_new(
+        &self,
+        req: &ResourceRequest,
+        ws: &Workspace,
+        name: &str,
+        key: &Key,
+        ns_key: Option<&Key>,
+        ops: Vec<TxnOp>,
+        obj: Value,
+        elsewhere: Option<String>,
+    ) -> ApiResult<Reply> {
+        let info = req.info;
         match self.shard.write(Txn::new(ops)).await {
             Ok(c) => match elsewhere {
                 None => Ok((201, for_response(obj, c.revision, ws.as_str()))),
                 Some(to) => {
-                    self.create_elsewhere(ws, &name, &key, obj, c.revision, &to)
+                    self.create_elsewhere(ws, name, key, obj, c.revision, &to)
                         .await
                 }
             },
@@ -252,7 +301,7 @@ impl ObjectApi {
                         req.namespace.as_deref().unwrap_or(""),
                     ))
                 } else if k == key.to_string() {
-                    Err(ApiError::already_exists(info.group, info.plural, &name))
+                    Err(ApiError::already_exists(info.group, info.plural, name))
                 } else {
                     Err(ApiError::new(
                         404,
