@@ -4,9 +4,8 @@
 //! client of the proxy or by anyone who talks to a shard directly.
 
 use serde_json::{json, Value};
-use std::path::Path;
 use std::time::Duration;
-use tmc::testcluster::members::kubectl_with;
+use tmc::testcluster::members::kubectl_ok;
 use tmc::testcluster::proxy::ProxyProcess;
 use tmc::testcluster::{block_on, ApiClient, TestCluster};
 
@@ -15,12 +14,6 @@ const BOB: &str = "tok-bob-0123456789";
 /// Starts `tmc proxy` in front of `c` (root shard: node 1's API).
 fn start_proxy(c: &TestCluster) -> ProxyProcess {
     c.start_proxy(1, &[]).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn kubectl_ok(kc: &Path, args: &[&str], stdin: Option<&str>) -> String {
-    let (ok, out, err) = kubectl_with("kubectl", kc, args, stdin);
-    assert!(ok, "kubectl {args:?}: {err}{out}");
-    out
 }
 
 /// Everything a user does, through the proxy: kubectl, raw requests, a

@@ -4,9 +4,8 @@
 //! path, header or RBAC grant reaches another shard's workspace.
 
 use serde_json::{json, Value};
-use std::path::Path;
 use std::time::{Duration, Instant};
-use tmc::testcluster::members::kubectl_with;
+use tmc::testcluster::members::kubectl_ok;
 use tmc::testcluster::proxy::ProxyProcess;
 use tmc::testcluster::{block_on, ApiClient, TestCluster};
 
@@ -144,12 +143,6 @@ impl Shards {
             },
         );
     }
-}
-
-fn kubectl_ok(kc: &Path, args: &[&str], stdin: Option<&str>) -> String {
-    let (ok, out, err) = kubectl_with("kubectl", kc, args, stdin);
-    assert!(ok, "kubectl {args:?}: {err}{out}");
-    out
 }
 
 /// A ClusterRoleBinding making bob `cluster-admin` of its workspace.

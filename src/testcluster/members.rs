@@ -432,6 +432,15 @@ pub fn kubectl_at(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
     kubectl_with(&kubectl_binary(), kubeconfig, args, None)
 }
 
+/// Runs `kubectl` (from PATH) with `kubeconfig` and `args`, optionally
+/// with stdin; its stdout. Panics, with what it printed, unless it
+/// succeeds.
+pub fn kubectl_ok(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let (ok, out, err) = kubectl_with("kubectl", kubeconfig, args, stdin);
+    assert!(ok, "kubectl {args:?}: {err}{out}");
+    out
+}
+
 /// Runs a given kubectl binary, optionally with stdin; (success, stdout,
 /// stderr). Panics if it cannot run.
 pub fn kubectl_with(
