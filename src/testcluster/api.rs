@@ -58,12 +58,16 @@ impl TestCluster {
         };
         loop {
             let r = block_on(c.try_call("GET", path, Value::Null));
-            if matches!(r, Ok((200, _))) {
+            // Serving, and ready (its own bootstrap may retry a moment
+            // after another replica's write is visible).
+            let ready = matches!(r, Ok((200, _)))
+                && (path == "/readyz" || matches!(self.readyz(id), Some((200, _))));
+            if ready {
                 return;
             }
             if Instant::now() > deadline {
                 self.dump_logs(60);
-                panic!("node {id} never served the API: {r:?}");
+                panic!("node {id} never served the API and got ready: {r:?}");
             }
             std::thread::sleep(Duration::from_millis(200));
         }
