@@ -84,6 +84,61 @@ pub trait Shard: Send + Sync + 'static {
     fn leadership(&self) -> tokio::sync::watch::Receiver<bool>;
 }
 
+/// What a shard's own data says of where workspace `ws` lives (see
+/// `docs/sharding.md`): the one reading the API's existence check, its
+/// admission and the controllers share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalView {
+    /// This shard holds it (its LogicalCluster; `root` on the root shard).
+    Held,
+    /// Not held, but its Workspace object is here and names this shard
+    /// (`spec.shard`, empty if it names none).
+    Named(String),
+    /// Neither it nor its Workspace object is here, but its parent is
+    /// held here: it does not exist.
+    ParentHeld,
+    /// Nothing of it or its parent is here.
+    Unknown,
+}
+
+/// [`LocalView`] of `ws` from `shard`'s data; `root_held`: this is the
+/// root shard. At most three reads.
+pub fn local_view(
+    shard: &dyn Shard,
+    ws: &crate::store::Workspace,
+    root_held: bool,
+) -> Result<LocalView, ShardError> {
+    use crate::store::ObjectKey;
+    let held = |w: &crate::store::Workspace| -> Result<bool, ShardError> {
+        match w.parent() {
+            None => Ok(root_held),
+            Some(_) => Ok(shard
+                .get(&Key::from(ObjectKey::logical_cluster(w)))?
+                .is_some()),
+        }
+    };
+    if held(ws)? {
+        return Ok(LocalView::Held);
+    }
+    let Some(parent) = ws.parent() else {
+        return Ok(LocalView::Unknown);
+    };
+    if let Some(k) = ObjectKey::workspace_object(ws) {
+        if let Some(rec) = shard.get(&Key::from(k))? {
+            let named = serde_json::from_slice::<serde_json::Value>(&rec.value)
+                .ok()
+                .and_then(|o| Some(o.pointer("/spec/shard")?.as_str()?.to_string()))
+                .unwrap_or_default();
+            return Ok(LocalView::Named(named));
+        }
+    }
+    Ok(if held(&parent)? {
+        LocalView::ParentHeld
+    } else {
+        LocalView::Unknown
+    })
+}
+
 /// Changes after `after`, a bounded batch that never ends in the middle
 /// of a revision (one transaction's changes share one revision).
 pub fn read_whole_revisions(shard: &dyn Shard, after: u64) -> Result<Vec<Change>, ShardError> {

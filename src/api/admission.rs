@@ -193,48 +193,32 @@ pub fn may_use(shard: &dyn Shard, user: &User, location: &Workspace) -> ApiResul
 
 /// Does another shard hold `location`? Admission reads this shard's
 /// state only, so a location there is checked by the placement
-/// controller instead, with a SubjectAccessReview on that shard (a
+/// controller instead, on that location's RBAC read from its shard (a
 /// placement its author may not use gets no decision and says why).
 /// True when the location's Workspace object here names another shard,
 /// or nothing of it or its parent is here; false for a workspace this
 /// shard holds or whose parent it holds (then it does not exist).
 fn held_elsewhere(shard: &dyn Shard, location: &Workspace) -> ApiResult<bool> {
+    use crate::shard::LocalView;
     use crate::store::{Key, ObjectKey};
-    let here = |ws: &Workspace| -> ApiResult<bool> {
-        Ok(match ws.parent() {
-            // The root shard holds root's `default`.
-            None => shard
-                .get(&Key::from(
-                    ObjectKey::cluster_scoped(
-                        crate::store::GroupResource::new("", "namespaces")
-                            .map_err(|e| ApiError::internal(e.to_string()))?,
-                        ws.clone(),
-                        "default",
-                    )
-                    .map_err(|e| ApiError::internal(e.to_string()))?,
-                ))?
-                .is_some(),
-            Some(_) => shard
-                .get(&Key::from(ObjectKey::logical_cluster(ws)))?
-                .is_some(),
-        })
-    };
-    if here(location)? {
-        return Ok(false);
-    }
-    let Some(parent) = location.parent() else {
-        return Ok(true);
-    };
-    if let Some(k) = ObjectKey::workspace_object(location) {
-        if let Some(rec) = shard.get(&Key::from(k))? {
-            let obj: Value = serde_json::from_slice(&rec.value).unwrap_or(Value::Null);
-            return Ok(obj
-                .pointer("/spec/shard")
-                .and_then(Value::as_str)
-                .is_some_and(|s| !s.is_empty()));
-        }
-    }
-    Ok(!here(&parent)?)
+    // The root shard holds root's `default`.
+    let root =
+        Workspace::parse(crate::shards::ROOT).map_err(|e| ApiError::internal(e.to_string()))?;
+    let root_default = ObjectKey::cluster_scoped(
+        crate::store::GroupResource::new("", "namespaces")
+            .map_err(|e| ApiError::internal(e.to_string()))?,
+        root,
+        "default",
+    )
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let root_held = shard.get(&Key::from(root_default))?.is_some();
+    Ok(
+        match crate::shard::local_view(shard, location, root_held)? {
+            LocalView::Held | LocalView::ParentHeld => false,
+            LocalView::Named(s) => !s.is_empty(),
+            LocalView::Unknown => true,
+        },
+    )
 }
 
 fn placement(

@@ -135,8 +135,6 @@ pub struct Catalog {
     entries: Mutex<HashMap<Workspace, CatalogEntry>>,
     /// Moves on every invalidation; a load that raced one is not cached.
     epoch: AtomicU64,
-    /// Locations on other shards (their lists are listed from there).
-    remote: Mutex<std::collections::HashSet<Workspace>>,
     /// The cluster-scope RBAC of locations on other shards, with when.
     policies: Mutex<HashMap<Workspace, (Instant, Arc<crate::authz::rbac::Policy>)>>,
 }
@@ -148,7 +146,6 @@ impl Catalog {
             ttl,
             entries: Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(0),
-            remote: Mutex::new(std::collections::HashSet::new()),
             policies: Mutex::new(HashMap::new()),
         }
     }
@@ -214,10 +211,6 @@ impl Catalog {
         let clusters = Arc::new(Prepared::new(clusters));
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         entries.insert(ws.clone(), (Instant::now(), clusters.clone()));
-        self.remote
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(ws.clone());
         Ok(clusters)
     }
 
@@ -263,14 +256,6 @@ impl Catalog {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(ws.clone(), (Instant::now(), policy.clone()));
         Ok(policy)
-    }
-
-    /// Was `ws`'s list read from another shard?
-    pub fn is_remote(&self, ws: &Workspace) -> bool {
-        self.remote
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(ws)
     }
 
     /// Drops the entry of `ws`.
@@ -336,28 +321,28 @@ impl PlacementController {
     }
 
     /// The clusters of `location`, from wherever it lives.
-    async fn clusters_of(&self, location: &Workspace) -> Result<Arc<Prepared>> {
-        match self.whereabouts(location).await? {
+    async fn clusters_of(&self, location: &Workspace, at: &Whereabouts) -> Result<Arc<Prepared>> {
+        match at {
             Whereabouts::There(on) => {
                 let Some(others) = &self.others else {
                     return Ok(Arc::new(Prepared::new(Vec::new())));
                 };
-                self.catalog
-                    .get_remote(others.as_ref(), &on, location)
-                    .await
+                self.catalog.get_remote(others.as_ref(), on, location).await
             }
             _ => Ok(self.catalog.get(&*self.shard, location)?),
         }
     }
 
-    /// May the placement `raw` of `ws` use the clusters of `location`?
-    /// Its own workspace: yes. Another: if its recorded author may `use`
-    /// ClusterRegistrations there and the workspace exists.
+    /// May the placement `raw` of `ws` use the clusters of `location`
+    /// (which lives `at`)? Its own workspace: yes. Another: if its
+    /// recorded author may `use` ClusterRegistrations there and the
+    /// workspace exists.
     async fn location_usable(
         &self,
         raw: &serde_json::Value,
         ws: &Workspace,
         location: &Workspace,
+        at: &Whereabouts,
     ) -> Result<bool> {
         if location == ws {
             return Ok(true);
@@ -365,7 +350,7 @@ impl PlacementController {
         let Some(author) = crate::authz::author::author_of(raw) else {
             return Ok(false);
         };
-        match self.whereabouts(location).await? {
+        match at {
             Whereabouts::Here => Ok(crate::authz::allowed(
                 &*self.shard,
                 &author,
@@ -376,10 +361,7 @@ impl PlacementController {
             // The location's RBAC, read from its shard with its clusters.
             Whereabouts::There(on) => match &self.others {
                 Some(o) => {
-                    let policy = self
-                        .catalog
-                        .policy_remote(o.as_ref(), &on, location)
-                        .await?;
+                    let policy = self.catalog.policy_remote(o.as_ref(), on, location).await?;
                     Ok(crate::authz::rbac::authorize(
                         &policy,
                         &author,
@@ -435,8 +417,14 @@ impl PlacementController {
             Some(l) => Workspace::parse(l).map_err(|e| e.to_string()),
         };
         let now = unix_now();
+        // Where the location lives, read once (its own workspace is here).
+        let at = match &location {
+            Ok(l) if *l == ws => Whereabouts::Here,
+            Ok(l) => self.whereabouts(l).await?,
+            Err(_) => Whereabouts::Nowhere,
+        };
         let usable = match &location {
-            Ok(l) => self.location_usable(&wp.raw, &ws, l).await?,
+            Ok(l) => self.location_usable(&wp.raw, &ws, l, &at).await?,
             Err(_) => false,
         };
         let old_state = state_rec
@@ -450,7 +438,7 @@ impl PlacementController {
                 let mut again = None;
                 let (why, writes) = match other {
                     Ok(l) => {
-                        if matches!(self.whereabouts(&l).await?, Whereabouts::There(_)) {
+                        if matches!(at, Whereabouts::There(_)) {
                             again = Some(self.opts.catalog_ttl);
                         }
                         let who = crate::authz::author::author_of(&wp.raw)
@@ -510,7 +498,7 @@ impl PlacementController {
                 return self.commit(wp, status, writes, again).await;
             }
         };
-        let clusters = self.clusters_of(&location).await?;
+        let clusters = self.clusters_of(&location, &at).await?;
         let previous: &[String] = match &old_state {
             Some(s) if s.uid == uid && s.location == location.as_str() => &s.clusters,
             _ => &[],
@@ -523,7 +511,7 @@ impl PlacementController {
         };
         let mut status = wp.obj.status.clone();
         let mut again = mirror(&mut status, spec, &decision, &clusters, &location, now);
-        if location != ws && self.catalog.is_remote(&location) {
+        if matches!(at, Whereabouts::There(_)) {
             // A location on another shard sends no changes here: look
             // again when its cached clusters expire.
             again = Some(again.map_or(self.opts.catalog_ttl, |a| a.min(self.opts.catalog_ttl)));

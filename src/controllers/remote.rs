@@ -13,7 +13,7 @@
 //! only. Nothing read is per tenant: one list of each kind per location
 //! per catalog TTL.
 
-use crate::shard::BoxFuture;
+use crate::shard::{BoxFuture, LocalView};
 use crate::store::{GroupResource, Workspace};
 use serde_json::Value;
 
@@ -85,24 +85,18 @@ pub async fn whereabouts(
             _ => Whereabouts::Here,
         });
     }
-    let marker = crate::store::Key::from(crate::store::ObjectKey::logical_cluster(ws));
-    if shard.get(&marker)?.is_some() {
-        return Ok(Whereabouts::Here);
-    }
-    // Its Workspace object here says where it went.
-    if let Some(k) = crate::store::ObjectKey::workspace_object(ws) {
-        if let Some(rec) = shard.get(&crate::store::Key::from(k))? {
-            let obj: Option<Value> = serde_json::from_slice(&rec.value).ok();
-            let on = obj
-                .as_ref()
-                .and_then(|o| o.pointer("/spec/shard"))
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty());
-            return Ok(match (on, others) {
-                (Some(s), Some(o)) if s != o.own_shard() => Whereabouts::There(s.to_string()),
+    let root_held = others.is_none_or(|o| o.is_root());
+    match crate::shard::local_view(shard, ws, root_held)? {
+        LocalView::Held => return Ok(Whereabouts::Here),
+        // Its Workspace object here says where it went.
+        LocalView::Named(s) => {
+            return Ok(match others {
+                Some(o) if !s.is_empty() && s != o.own_shard() => Whereabouts::There(s),
                 _ => Whereabouts::Here,
-            });
+            })
         }
+        LocalView::ParentHeld => return Ok(Whereabouts::Nowhere),
+        LocalView::Unknown => {}
     }
     let Some(others) = others else {
         return Ok(Whereabouts::Nowhere);

@@ -114,11 +114,6 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("stored {what} is unreadable: {e}"))
 }
 
-/// The Workspace object that makes `ws` exist (`None` for `root`).
-pub(super) fn workspace_object_key(ws: &Workspace) -> Option<Key> {
-    ObjectKey::workspace_object(ws).map(Key::from)
-}
-
 fn namespace_info() -> &'static ResourceInfo {
     resources::lookup("", "v1", "namespaces").expect("namespaces are served")
 }

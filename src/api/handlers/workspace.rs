@@ -5,9 +5,7 @@
 //! bootstrap of `root`. Deleting a workspace is the lifecycle
 //! controller's ([`crate::controllers::lifecycle`]).
 
-use super::{
-    deleting, namespace_key, parse_value, storage_error, workspace_object_key, Caller, ObjectApi,
-};
+use super::{deleting, namespace_key, parse_value, storage_error, Caller, ObjectApi};
 use crate::api::resources::{self, TENANCY_GROUP};
 use crate::api::status::{ApiError, ApiResult};
 use crate::shard::ShardError;
@@ -53,31 +51,19 @@ impl ObjectApi {
     /// when it is known to be elsewhere (or nothing about it is here),
     /// else 404.
     fn not_here(&self, ws: &Workspace) -> ApiResult<ApiError> {
+        use crate::shard::LocalView;
         let own = self.directory.name();
-        if let Some(wkey) = workspace_object_key(ws) {
-            if let Some(rec) = self.shard.get(&wkey).map_err(storage_error)? {
-                let obj = parse_value(&rec)?;
-                return Ok(match obj.pointer("/spec/shard").and_then(Value::as_str) {
-                    Some(s) if !s.is_empty() && s != own => not_on_shard(ws, own),
-                    // Its Workspace object is here and it is not: a create
-                    // still on its way, or a workspace being deleted.
-                    _ => workspace_not_found(ws),
-                });
+        let view = crate::shard::local_view(&*self.shard, ws, self.directory.is_root())
+            .map_err(storage_error)?;
+        Ok(match view {
+            LocalView::Named(s) if !s.is_empty() && s != own => not_on_shard(ws, own),
+            // Its Workspace object is here and it is not (a create still on
+            // its way, a workspace being deleted), or its parent is here and
+            // has no such child.
+            LocalView::Named(_) | LocalView::ParentHeld | LocalView::Held => {
+                workspace_not_found(ws)
             }
-        }
-        let parent_here = match ws.parent() {
-            Some(p) if p.parent().is_none() => self.directory.is_root(),
-            Some(p) => self
-                .shard
-                .get(&Key::from(ObjectKey::logical_cluster(&p)))
-                .map_err(storage_error)?
-                .is_some(),
-            None => true,
-        };
-        Ok(if parent_here {
-            workspace_not_found(ws)
-        } else {
-            not_on_shard(ws, own)
+            LocalView::Unknown => not_on_shard(ws, own),
         })
     }
 
@@ -221,16 +207,8 @@ pub(super) fn new_workspace(
         return Ok(Vec::new());
     }
     let mut lc = crate::shards::logical_cluster_object(&child, obj);
-    let meta = crate::object::meta_mut(&mut lc);
-    meta.insert(
-        "uid".into(),
-        Value::String(uuid::Uuid::new_v4().to_string()),
-    );
-    meta.insert(
-        "creationTimestamp".into(),
-        Value::String(crate::object::now()),
-    );
-    lc["status"] = json!({"phase": "Ready"});
+    crate::object::stamp_created(crate::object::meta_mut(&mut lc));
+    crate::object::set_status_phase(&mut lc, "Ready");
     let lc = serde_json::to_vec(&lc).map_err(|e| ApiError::internal(e.to_string()))?;
     let mut ops = vec![TxnOp::put_json(
         Key::from(ObjectKey::logical_cluster(&child)),
