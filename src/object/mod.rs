@@ -28,6 +28,16 @@ pub fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
         .expect("just made an object")
 }
 
+/// Gives a new object's metadata what the server sets when it is
+/// created: a fresh `uid` and the `creationTimestamp`.
+pub fn stamp_created(meta: &mut Map<String, Value>) {
+    meta.insert(
+        "uid".into(),
+        Value::String(uuid::Uuid::new_v4().to_string()),
+    );
+    meta.insert("creationTimestamp".into(), Value::String(now()));
+}
+
 /// Sets `status.phase` of `obj` (an object), making `status` an object
 /// if it is not one.
 pub fn set_status_phase(obj: &mut Value, phase: &str) {

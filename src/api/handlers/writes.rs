@@ -129,14 +129,7 @@ impl ObjectApi {
                 )],
             ));
         }
-        meta.insert(
-            "uid".into(),
-            Value::String(uuid::Uuid::new_v4().to_string()),
-        );
-        meta.insert(
-            "creationTimestamp".into(),
-            Value::String(crate::object::now()),
-        );
+        crate::object::stamp_created(meta);
         meta.remove("deletionTimestamp");
         meta.remove("deletionGracePeriodSeconds");
         if info.status {
