@@ -22,15 +22,19 @@
 //! namespace has been written (retried every 300 ms until a leader takes
 //! the write).
 //!
-//! Left out: a graceful stop of the raft node and the controllers on
-//! Ctrl-C (the process exits; RocksDB's WAL makes that safe), and any
-//! signal but Ctrl-C (SIGTERM kills the process outright).
+//! On SIGTERM or Ctrl-C [`Replica::run`] stops gracefully (readiness
+//! off, leadership handed over, the API drained; see there).
+//!
+//! Left out: stopping the raft node and the controllers themselves (the
+//! process exits; every acknowledged write is fsynced, and RocksDB's WAL
+//! makes the rest safe).
 
 use crate::api::limits::{InFlight, Limits};
 use crate::api::{handlers::ObjectApi, server::ApiServer, tls, watch::WatchHub};
 use crate::controllers::lifecycle;
 use crate::encryption::EncryptedShard;
-use crate::raft::server::{self, ServerConfig};
+use crate::raft::server::metrics::RaftMetrics;
+use crate::raft::server::{self, RaftShard, ServerConfig};
 use crate::raft::NodeConfig;
 use crate::shard::Shard;
 use crate::store::{RocksEngine, RocksOptions};
@@ -62,6 +66,9 @@ pub struct ReplicaOptions {
     /// Address of the internal KV interface (and `/metrics` of the
     /// controllers), if it is served here.
     pub internal_listen: Option<String>,
+    /// Address of the Prometheus metrics (`/metrics`, plain HTTP), if they
+    /// are served: raft, the store, the API's requests, the controllers.
+    pub metrics_listen: Option<String>,
     /// Which shard this replica is of (an empty URL: its own API's
     /// address).
     pub shard: crate::shards::Config,
@@ -87,9 +94,15 @@ type Serving = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
 /// A started replica; [`Replica::run`] serves it.
 pub struct Replica {
     id: u64,
+    raft: RaftShard<RocksEngine>,
     api: Option<(SocketAddr, Serving)>,
     internal: Option<(tokio::net::TcpListener, axum::Router)>,
+    metrics: Option<(tokio::net::TcpListener, axum::Router)>,
     peer_tls: Option<Arc<crate::raft::tls::PeerTls>>,
+    /// Set once the replica is stopping: `/readyz` says so.
+    stopping: Arc<AtomicBool>,
+    /// Tells the API and the internal interface to stop.
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Replica {
@@ -102,6 +115,9 @@ impl Replica {
         let peer_tls = o.server.tls.clone();
         let handle = server::start(engine, o.server, o.node).await?;
         let ready = handle.clone();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (stop, _) = tokio::sync::watch::channel(false);
+        let api_metrics = crate::api::metrics::ApiMetrics::default();
         // What the API and the controllers see: Secrets decrypted.
         let shard = data_shard(handle.clone(), o.encryption_config.as_deref())?;
         let mut shard_cfg = o.shard;
@@ -127,13 +143,20 @@ impl Replica {
                     shard.clone(),
                 ));
                 directory = Some(dir.clone());
+                let halting = stopping.clone();
                 let serving = start_api(
                     shard.clone(),
                     listener,
                     &api.tls_dir,
-                    Arc::new(move || ready.ready()),
-                    api.limits,
+                    Arc::new(move || {
+                        if halting.load(Ordering::Acquire) {
+                            return Err("the replica is stopping".into());
+                        }
+                        ready.ready()
+                    }),
+                    (api.limits, api_metrics.clone()),
                     dir,
+                    stopped(&stop),
                 )
                 .await?;
                 Some((addr, serving))
@@ -170,10 +193,40 @@ impl Replica {
             registrar,
             metrics.clone(),
         );
+        let exposition = match o.metrics_listen {
+            Some(listen) => {
+                let mut registry = prometheus_client::registry::Registry::default();
+                let raft = RaftMetrics::start(
+                    &handle,
+                    o.store_dir.parent().map(Path::to_path_buf),
+                    &mut registry,
+                );
+                api_metrics.register(&mut registry);
+                let registry = Arc::new(registry);
+                let (h, controllers) = (handle.clone(), metrics.clone());
+                let router = axum::Router::new().route(
+                    "/metrics",
+                    axum::routing::get(move || {
+                        let (h, raft, registry, controllers) = (
+                            h.clone(),
+                            raft.clone(),
+                            registry.clone(),
+                            controllers.clone(),
+                        );
+                        async move {
+                            raft.refresh(&h).await;
+                            exposition_text(&registry, &controllers)
+                        }
+                    }),
+                );
+                Some((bind(&listen).await?, router))
+            }
+            None => None,
+        };
         let internal = match o.internal_listen {
             Some(listen) => {
                 let listener = bind(&listen).await?;
-                let router = server::router(handle).route(
+                let router = server::router(handle.clone()).route(
                     "/metrics",
                     axum::routing::get(move || {
                         let m = metrics.clone();
@@ -186,10 +239,19 @@ impl Replica {
         };
         Ok(Replica {
             id,
+            raft: handle,
             api,
             internal,
+            metrics: exposition,
             peer_tls,
+            stopping,
+            stop,
         })
+    }
+
+    /// The replica's raft node (its status, membership, hand-over).
+    pub fn raft(&self) -> RaftShard<RocksEngine> {
+        self.raft.clone()
     }
 
     /// The address the Kubernetes API listens on, if it is served.
@@ -197,39 +259,104 @@ impl Replica {
         self.api.as_ref().map(|(a, _)| *a)
     }
 
-    /// Serves the API and the internal KV interface until Ctrl-C. An API
-    /// that stops on its own beside the KV interface is logged, and the
-    /// replica goes on serving the KV interface.
+    /// Serves the API, the internal KV interface and the metrics until
+    /// SIGTERM or Ctrl-C, then stops gracefully: `/readyz` answers 503 at
+    /// once (load balancers stop sending), a leader hands leadership to its
+    /// most caught-up voter (waiting at most 5 s for it to take over), the
+    /// API stops accepting and lets open requests finish (at most
+    /// [`crate::api::server::DRAIN`]), and the process's data is on disk
+    /// already (every write is fsynced before it is acknowledged). An API
+    /// that stops on its own is logged; the replica goes on serving raft.
     pub async fn run(self) -> Result<(), BoxError> {
-        let Some((listener, router)) = self.internal else {
-            match self.api {
-                Some((_, api)) => api.await?,
-                None => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
-            }
-            return Ok(());
-        };
-        if let Some((_, api)) = self.api {
+        let node = self.id;
+        let api = self.api.map(|(_, api)| {
             tokio::spawn(async move {
                 if let Err(e) = api.await {
                     tracing::error!(error = %e, "the API server stopped");
                 }
+            })
+        });
+        if let Some((listener, router)) = self.metrics {
+            tracing::info!(node, addr = %listener.local_addr()?, "serving metrics");
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    tracing::error!(error = %e, "the metrics server stopped");
+                }
             });
         }
-        let addr = listener.local_addr()?;
-        let node = self.id;
-        if self.peer_tls.is_some() {
-            tracing::info!(node, %addr, "serving the KV interface (mutual TLS)");
-        } else {
-            tracing::info!(node, %addr, "serving the KV interface");
-        }
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
+        let internal = match self.internal {
+            Some((listener, router)) => {
+                let addr = listener.local_addr()?;
+                if self.peer_tls.is_some() {
+                    tracing::info!(node, %addr, "serving the KV interface (mutual TLS)");
+                } else {
+                    tracing::info!(node, %addr, "serving the KV interface");
+                }
+                let shutdown = stopped(&self.stop);
+                let tls = self.peer_tls.clone();
+                Some(tokio::spawn(async move {
+                    server::internal::serve(listener, tls, router, shutdown).await
+                }))
+            }
+            None => None,
         };
-        server::internal::serve(listener, self.peer_tls, router, shutdown).await?;
+        let signal = terminated().await;
+        tracing::info!(
+            node,
+            signal,
+            "stopping: handing over, then draining the API"
+        );
+        self.stopping.store(true, Ordering::Release);
+        self.raft.hand_over(Duration::from_secs(5)).await;
+        let _ = self.stop.send(true);
+        if let Some(api) = api {
+            let _ = api.await;
+        }
+        if let Some(internal) = internal {
+            internal.await??;
+        }
+        tracing::info!(node, "stopped");
         Ok(())
     }
+}
+
+/// Resolves on SIGTERM (what the kubelet sends) or SIGINT (Ctrl-C), with
+/// the signal's name.
+async fn terminated() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}
+
+/// A future that resolves once `stop` says so (or is gone).
+fn stopped(stop: &tokio::sync::watch::Sender<bool>) -> impl Future<Output = ()> + Send + 'static {
+    let mut rx = stop.subscribe();
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+/// The metrics of `registry` and of the controllers, in Prometheus text
+/// format.
+fn exposition_text(
+    registry: &prometheus_client::registry::Registry,
+    controllers: &crate::controllers::runtime::Metrics,
+) -> String {
+    use prometheus_client::encoding::text;
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = text::encode_registry(&mut out, registry);
+    let _ = controllers.encode_into(&mut out);
+    let _ = text::encode_eof(&mut out);
+    out
 }
 
 /// What a namespace or workspace holds, for the lifecycle controller:
@@ -292,8 +419,9 @@ async fn start_api(
     listener: tokio::net::TcpListener,
     tls_dir: &Path,
     ready: crate::api::ReadyCheck,
-    limits: Limits,
+    (limits, metrics): (Limits, crate::api::metrics::ApiMetrics),
     directory: Arc<crate::shards::Directory>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Serving, BoxError> {
     let files = tls::TlsFiles::new(tls_dir);
     let auth = crate::api::authn::TokenAuth::load(&files.tokens())?;
@@ -337,6 +465,7 @@ async fn start_api(
             Ok(())
         }),
         inflight: InFlight::new(&limits),
+        metrics,
     });
     tracing::info!(addr = %listener.local_addr()?, ?limits, "serving the Kubernetes API");
     Ok(Box::pin(crate::api::server::serve_tls(
@@ -344,8 +473,6 @@ async fn start_api(
         move || tls_cfg.get(),
         crate::api::server::router(server),
         limits,
-        async {
-            let _ = tokio::signal::ctrl_c().await;
-        },
+        shutdown,
     )))
 }

@@ -82,7 +82,7 @@ async fn remove_a_voter_then_a_fresh_node_joins_by_snapshot_and_has_every_key() 
     let bad: [(&str, u64, &str); 5] = [
         ("add", 9, "no raft address"),
         ("add", f1, "already a voter"),
-        ("remove", 7, "not a voter"),
+        ("remove", 7, "not a member"),
         ("remove", leader, "is the leader"),
         ("add", 0, "reserved"),
     ];

@@ -19,6 +19,7 @@ pub mod discovery;
 pub mod fuzz;
 pub mod handlers;
 pub mod limits;
+pub mod metrics;
 pub mod object;
 pub mod openapi;
 pub mod patch;

@@ -64,6 +64,8 @@ pub struct ApiServer {
     pub ready: ReadyCheck,
     /// The in-flight limits ([`limits::InFlight::new`]).
     pub inflight: limits::InFlight,
+    /// Request counts and latencies ([`super::metrics`]).
+    pub metrics: super::metrics::ApiMetrics,
 }
 
 /// The router: one handler for every path (routing is [`request::route`]).
@@ -72,15 +74,48 @@ pub fn router(server: Arc<ApiServer>) -> Router {
 }
 
 async fn dispatch(State(s): State<Arc<ApiServer>>, req: Request) -> Response {
+    let started = std::time::Instant::now();
+    let measured = measured(&req);
     let mut admitted = Admitted::default();
     let mut resp = match handle(&s, req, &mut admitted).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
+    if let Some(m) = measured {
+        s.metrics
+            .record(&m, resp.status().as_u16(), started.elapsed());
+    }
     limits::retry_after(&mut resp);
     // The connection holds the slot until the body is sent.
     resp.extensions_mut().insert(admitted);
     resp
+}
+
+/// The metrics' labels of a request; `None` for the probes.
+fn measured(req: &Request) -> Option<super::metrics::Request> {
+    let method = req.method();
+    let Ok(route) = request::route(req.uri().path()) else {
+        return Some(super::metrics::Request {
+            verb: method.as_str().to_ascii_lowercase(),
+            resource: String::new(),
+        });
+    };
+    match &route.target {
+        Target::Livez | Target::Readyz => None,
+        Target::Resource(r) => {
+            let watch = Query::parse(req.uri().query()).watch();
+            Some(super::metrics::Request {
+                verb: request::verb(method, r, watch)
+                    .map(str::to_string)
+                    .unwrap_or_else(|_| method.as_str().to_ascii_lowercase()),
+                resource: r.info.plural.to_string(),
+            })
+        }
+        _ => Some(super::metrics::Request {
+            verb: method.as_str().to_ascii_lowercase(),
+            resource: String::new(),
+        }),
+    }
 }
 
 /// What `route` is for the in-flight limits: watches are long-running;
@@ -465,7 +500,11 @@ fn system_written(
 /// Serves `router` over TLS on `listener` (HTTP/2 or HTTP/1.1, by ALPN)
 /// until `shutdown` resolves, under the connection limits of `limits`
 /// (the in-flight limits are the router's: [`ApiServer::inflight`]);
-/// `tls` gives the configuration for each new connection.
+/// `tls` gives the configuration for each new connection. On shutdown it
+/// stops accepting, asks every open connection to close once its requests
+/// are answered (HTTP/2 GOAWAY, `Connection: close`), and returns when
+/// they have, or after [`DRAIN`] (watches are cut then; their clients
+/// watch again elsewhere).
 pub async fn serve_tls(
     listener: tokio::net::TcpListener,
     tls: impl Fn() -> Arc<rustls::ServerConfig> + Send + 'static,
@@ -485,9 +524,17 @@ pub async fn serve_tls(
     // Refused connections since the last warning (at most one per 10 s).
     let mut refused = 0u64;
     let mut warned: Option<Instant> = None;
+    // Told to every connection on shutdown; each holds a clone of `open`.
+    let (closing, _) = tokio::sync::watch::channel(false);
+    let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
     loop {
         let (sock, peer) = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => {
+                let _ = closing.send(true);
+                drop(open);
+                let _ = tokio::time::timeout(DRAIN, all_closed.recv()).await;
+                return Ok(());
+            }
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -523,21 +570,28 @@ pub async fn serve_tls(
         let acceptor = tokio_rustls::TlsAcceptor::from(tls());
         let router = router.clone();
         let limits = limits.clone();
+        let (closing, open) = (closing.subscribe(), open.clone());
         tokio::spawn(async move {
             let _slot = slot;
-            serve_connection(acceptor, sock, peer, router, &limits).await;
+            let _open = open;
+            serve_connection(acceptor, sock, peer, router, &limits, closing).await;
         });
     }
 }
 
-/// One connection: the TLS handshake, then HTTP until the client closes
-/// or the connection is idle ([`limits`] explains the rules).
+/// How long a stopping server waits for its connections to finish.
+pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One connection: the TLS handshake, then HTTP until the client closes,
+/// the connection is idle ([`limits`] explains the rules) or the server
+/// stops (`shutdown`).
 async fn serve_connection(
     acceptor: tokio_rustls::TlsAcceptor,
     sock: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
     router: Router,
     limits: &Limits,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
@@ -596,6 +650,10 @@ async fn serve_connection(
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
                 return;
+            }
+            _ = shutdown.wait_for(|s| *s), if closing.is_none() => {
+                connection.as_mut().graceful_shutdown();
+                closing = Some(Instant::now());
             }
             _ = tick.tick() => {
                 let now = Instant::now();

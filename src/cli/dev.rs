@@ -79,6 +79,7 @@ impl Args {
                     server: ServerConfig {
                         id: 1,
                         peers: Default::default(),
+                        listen: None,
                         kv_peers: Default::default(),
                         tick: Duration::from_millis(100),
                         tls: None,
@@ -96,6 +97,7 @@ impl Args {
                         limits: replica.api_limits.limits(),
                     }),
                     internal_listen: None,
+                    metrics_listen: None,
                     shard: crate::shards::Config {
                         name: name.clone(),
                         labels: Default::default(),

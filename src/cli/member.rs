@@ -26,11 +26,15 @@ pub enum MemberOp {
         /// The node to add.
         #[arg(long)]
         id: u64,
+        /// Add it as a learner (it gets the log but does not vote; add it
+        /// again without --learner to promote it once it has caught up).
+        #[arg(long)]
+        learner: bool,
         /// KV address of any replica.
         #[arg(long, default_value = "127.0.0.1:8001")]
         server: String,
     },
-    /// Remove voter ID (not the leader, not the last voter).
+    /// Remove voter or learner ID (not the leader, not the last voter).
     Remove {
         /// The node to remove.
         #[arg(long)]
@@ -39,7 +43,14 @@ pub enum MemberOp {
         #[arg(long, default_value = "127.0.0.1:8001")]
         server: String,
     },
-    /// List the voters.
+    /// Make the leader hand leadership to its most caught-up voter (before
+    /// removing it or stopping its machine).
+    HandOver {
+        /// KV address of the leader.
+        #[arg(long, default_value = "127.0.0.1:8001")]
+        server: String,
+    },
+    /// List the voters and learners.
     List {
         /// KV address of any replica.
         #[arg(long, default_value = "127.0.0.1:8001")]
@@ -53,7 +64,17 @@ impl Args {
     pub fn run(self) -> Result<(), BoxError> {
         let client = operator_client(self.peer_tls_dir.as_deref())?;
         let (method, path, server) = match self.op {
-            MemberOp::Add { id, server } => (Method::POST, format!("/members/{id}"), server),
+            MemberOp::Add {
+                id,
+                learner,
+                server,
+            } => {
+                let query = if learner { "?learner=true" } else { "" };
+                (Method::POST, format!("/members/{id}{query}"), server)
+            }
+            MemberOp::HandOver { server } => {
+                (Method::POST, "/leader/hand-over".to_string(), server)
+            }
             MemberOp::Remove { id, server } => (Method::DELETE, format!("/members/{id}"), server),
             MemberOp::List { server } => (Method::GET, "/members".to_string(), server),
         };

@@ -4,10 +4,11 @@
 
 use super::replica::ReplicaArgs;
 use super::BoxError;
-use crate::raft::server::{parse_peers, ServerConfig};
+use crate::raft::server::{join, parse_peers, ServerConfig};
 use crate::raft::tls::{PeerId, PeerTls};
 use crate::raft::NodeConfig;
 use crate::replica::{ApiOptions, Replica, ReplicaOptions};
+use crate::store::{RocksEngine, RocksOptions};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,15 +17,18 @@ use std::time::Duration;
 
 /// Run one raft replica of a shard: raft peers over TCP on the address
 /// --peers gives this node, the internal KV interface (HTTP, JSON) on
-/// --listen.
+/// --listen. Or, as a pod of a StatefulSet, with --pod-name: everything
+/// follows from the pod's name (see `deploy/` and docs/deploy.md).
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// This replica's id (as in --peers).
-    #[arg(long)]
-    pub node_id: u64,
-    /// Raft address of every voter: `1=127.0.0.1:7001,2=...,3=...`.
-    #[arg(long)]
-    pub peers: String,
+    #[arg(long, required_unless_present = "pod_name")]
+    pub node_id: Option<u64>,
+    /// Raft address of every replica that is or may become a member:
+    /// `1=127.0.0.1:7001,2=...,3=...` (host names are resolved at every
+    /// connection attempt).
+    #[arg(long, required_unless_present = "pod_name")]
+    pub peers: Option<String>,
     /// KV (HTTP) address of every voter, for "not leader" answers:
     /// `1=127.0.0.1:8001,...`.
     #[arg(long, default_value = "")]
@@ -33,8 +37,8 @@ pub struct Args {
     #[arg(long)]
     pub data_dir: PathBuf,
     /// Address of the KV interface.
-    #[arg(long)]
-    pub listen: String,
+    #[arg(long, required_unless_present = "pod_name")]
+    pub listen: Option<String>,
     /// Milliseconds per logical raft tick (elections after 10-20 ticks).
     #[arg(long, default_value_t = 100)]
     pub tick_ms: u64,
@@ -95,37 +99,167 @@ pub struct Args {
     /// shard that is not the root shard.
     #[arg(long, value_delimiter = ',')]
     pub root_shard: Vec<String>,
+    /// Serve Prometheus metrics (`/metrics`, plain HTTP) on this address:
+    /// raft, the store, the API's requests, the controllers.
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
+    #[command(flatten)]
+    pub pod: PodArgs,
     #[command(flatten)]
     pub replica: ReplicaArgs,
 }
 
+/// A replica as a pod of a StatefulSet: its node id, peers, addresses and
+/// TLS directory follow from the pod's name, and it founds, rejoins or
+/// joins its shard by itself ([`crate::raft::server::join`]).
+#[derive(clap::Args, Debug)]
+pub struct PodArgs {
+    /// The pod's name, `<statefulset>-<ordinal>` (the downward API's
+    /// metadata.name): node id = ordinal + 1; the peers are the other
+    /// ordinals' DNS names under --peer-domain.
+    #[arg(long, requires = "peer_domain", conflicts_with_all = ["node_id", "peers", "kv_peers", "listen", "voters", "join", "api_listen"])]
+    pub pod_name: Option<String>,
+    /// The DNS domain of the StatefulSet's headless Service
+    /// (`<service>.<namespace>.svc`): replica N is
+    /// `<statefulset>-<N-1>.<domain>`.
+    #[arg(long, requires = "pod_name")]
+    pub peer_domain: Option<String>,
+    /// The address to listen on (the pod's IP).
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: std::net::IpAddr,
+    /// The raft port of every replica.
+    #[arg(long, default_value_t = 7001)]
+    pub raft_port: u16,
+    /// The internal (KV, membership, status) port of every replica.
+    #[arg(long, default_value_t = 7002)]
+    pub internal_port: u16,
+    /// The Kubernetes API's port.
+    #[arg(long, default_value_t = 6443)]
+    pub api_port: u16,
+    /// The ordinals below this found the shard together (on empty disks,
+    /// when no leader exists); the others join it.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub founding_replicas: u64,
+    /// The most replicas the shard may grow to (the peers dialled when
+    /// raft has something for them).
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=99))]
+    pub max_replicas: u64,
+}
+
+/// What a pod replica decides after reading its disk and asking its peers.
+struct Pod {
+    id: u64,
+    founders: Vec<u64>,
+    others: Vec<u64>,
+}
+
+/// `(statefulset, ordinal)` of a pod name `<statefulset>-<ordinal>`.
+pub fn parse_pod_name(name: &str) -> Result<(&str, u64), String> {
+    let bad =
+        || format!("--pod-name {name:?} is not <statefulset>-<ordinal> (a StatefulSet pod's name)");
+    let (set, ordinal) = name.rsplit_once('-').ok_or_else(bad)?;
+    if set.is_empty() || ordinal.is_empty() || !ordinal.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let ordinal = ordinal.parse::<u64>().map_err(|_| bad())?;
+    Ok((set, ordinal))
+}
+
 impl Args {
-    /// Runs the replica until Ctrl-C.
-    pub fn run(self) -> Result<(), BoxError> {
+    /// Runs the replica until SIGTERM or Ctrl-C.
+    pub fn run(mut self) -> Result<(), BoxError> {
         peer_security(self.peer_tls_dir.is_some(), self.insecure_peers)?;
-        let options = self.options()?;
-        super::runtime()?.block_on(async move { Replica::start(options).await?.run().await })
+        let pod = self.resolve_pod()?;
+        let mut options = self.options()?;
+        super::runtime()?.block_on(async move {
+            let Some(pod) = pod else {
+                return Replica::start(options).await?.run().await;
+            };
+            let fwd = crate::raft::server::Forwarder::new(
+                pod.id,
+                options.server.kv_peers.clone(),
+                options.server.tls.clone(),
+            );
+            let empty = {
+                let engine = RocksEngine::open(&options.store_dir, &RocksOptions::default())?;
+                crate::raft::LogStore::open(engine)?.is_empty()
+            };
+            let start = join::decide(&fwd, pod.id, empty, &pod.founders, &pod.others).await?;
+            tracing::info!(node = pod.id, ?start, "pod replica");
+            options.node.voters = match &start {
+                join::Start::Found(voters) => voters.clone(),
+                join::Start::Join => Vec::new(),
+                join::Start::Open => pod.founders.clone(),
+            };
+            let replica = Replica::start(options).await?;
+            let raft = replica.raft();
+            if start == join::Start::Open {
+                join::check_removed(&raft, &fwd, &pod.others).await?;
+            }
+            tokio::spawn(join::join(raft, fwd, pod.others));
+            replica.run().await
+        })
+    }
+
+    /// With --pod-name: fills in the node id, the peers, the addresses and
+    /// the TLS directories from the pod's name and returns what the start
+    /// decides on.
+    fn resolve_pod(&mut self) -> Result<Option<Pod>, BoxError> {
+        let Some(name) = &self.pod.pod_name else {
+            return Ok(None);
+        };
+        let p = &self.pod;
+        let (set, ordinal) = parse_pod_name(name)?;
+        let id = ordinal + 1;
+        if id > p.max_replicas {
+            return Err(format!(
+                "pod {name} is ordinal {ordinal}, beyond --max-replicas {}: raise it on every replica first",
+                p.max_replicas
+            )
+            .into());
+        }
+        let domain = p.peer_domain.as_deref().unwrap_or_default();
+        let host = |n: u64| format!("{set}-{}.{domain}", n - 1);
+        let list = |port: u16| {
+            (1..=p.max_replicas)
+                .map(|n| format!("{n}={}:{port}", host(n)))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let bind = |port: u16| std::net::SocketAddr::new(p.bind_address, port).to_string();
+        self.node_id = Some(id);
+        self.peers = Some(list(p.raft_port));
+        self.kv_peers = list(p.internal_port);
+        self.listen = Some(bind(p.internal_port));
+        self.api_listen = Some(bind(p.api_port));
+        let own = |d: &PathBuf| PathBuf::from(d.to_string_lossy().replace("{id}", &id.to_string()));
+        self.tls_dir = self.tls_dir.as_ref().map(own);
+        self.peer_tls_dir = self.peer_tls_dir.as_ref().map(own);
+        let founders: Vec<u64> = (1..=p.founding_replicas.min(p.max_replicas)).collect();
+        let others = (1..=p.max_replicas).filter(|&n| n != id).collect();
+        Ok(Some(Pod {
+            id,
+            founders,
+            others,
+        }))
     }
 
     /// The replica's options: the flags checked against each other.
     pub fn options(self) -> Result<ReplicaOptions, BoxError> {
-        let node_id = self.node_id;
-        let raft_peers = parse_peers(&self.peers)?
-            .into_iter()
-            .map(|(id, a)| {
-                let addr: SocketAddr = a
-                    .parse()
-                    .map_err(|e| format!("bad raft address {a:?} of node {id}: {e}"))?;
-                Ok((id, addr))
-            })
-            .collect::<Result<BTreeMap<_, _>, BoxError>>()?;
-        if !raft_peers.contains_key(&node_id) {
+        let node_id = self.node_id.ok_or("--node-id is required")?;
+        let listen = self.listen.clone().ok_or("--listen is required")?;
+        let raft_peers = parse_peers(self.peers.as_deref().unwrap_or_default())?;
+        let Some(own) = raft_peers.get(&node_id) else {
             return Err(format!("--peers does not name node {node_id}").into());
-        }
+        };
+        let raft_listen: SocketAddr = match self.pod.pod_name {
+            Some(_) => SocketAddr::new(self.pod.bind_address, self.pod.raft_port),
+            None => own.parse().map_err(|e| {
+                format!("the raft address of node {node_id} (this node listens on it) must be IP:port, not {own:?}: {e}")
+            })?,
+        };
         let mut kv_peers = parse_peers(&self.kv_peers)?;
-        kv_peers
-            .entry(node_id)
-            .or_insert_with(|| self.listen.clone());
+        kv_peers.entry(node_id).or_insert_with(|| listen.clone());
         std::fs::create_dir_all(&self.data_dir)?;
         let voters = self.founding_voters(&raft_peers)?;
         let mut node = NodeConfig::new(node_id, voters);
@@ -156,6 +290,7 @@ impl Args {
             server: ServerConfig {
                 id: node_id,
                 peers: raft_peers,
+                listen: Some(raft_listen),
                 kv_peers,
                 tick: Duration::from_millis(self.tick_ms.max(1)),
                 tls: match &self.peer_tls_dir {
@@ -167,7 +302,8 @@ impl Args {
             encryption_config: self.encryption_config,
             controllers: self.replica.controllers.options(),
             api,
-            internal_listen: Some(self.listen),
+            internal_listen: Some(listen),
+            metrics_listen: self.metrics_listen,
             shard,
             shard_identity,
         })
@@ -175,10 +311,7 @@ impl Args {
 
     /// The voters to found the shard with: none with --join, --voters
     /// when given, else every node of --peers.
-    fn founding_voters(
-        &self,
-        raft_peers: &BTreeMap<u64, SocketAddr>,
-    ) -> Result<Vec<u64>, BoxError> {
+    fn founding_voters(&self, raft_peers: &BTreeMap<u64, String>) -> Result<Vec<u64>, BoxError> {
         if self.join {
             return Ok(Vec::new());
         }

@@ -197,6 +197,12 @@ impl Metrics {
         }
     }
 
+    /// Appends the metrics to `out` in Prometheus text format, without the
+    /// closing `# EOF` (for an exposition of several registries).
+    pub fn encode_into(&self, out: &mut String) -> std::fmt::Result {
+        prometheus_client::encoding::text::encode_registry(out, &self.registry)
+    }
+
     /// The metrics in Prometheus text format.
     pub fn render(&self) -> String {
         let mut s = String::new();

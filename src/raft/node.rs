@@ -95,8 +95,14 @@ impl NodeConfig {
 /// A change of the voter set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MembershipChange {
-    /// Add a voter (it starts empty and catches up from the leader).
+    /// Add a voter (it starts empty and catches up from the leader), or
+    /// promote a learner.
     AddVoter(u64),
+    /// Add a learner: it receives the log and the snapshots but does not
+    /// vote nor count for commits, so a replica that is far behind joins
+    /// without weakening the quorum; promote it with [`Self::AddVoter`]
+    /// once it has caught up.
+    AddLearner(u64),
     /// Remove a voter.
     RemoveVoter(u64),
 }
@@ -146,6 +152,12 @@ pub struct Status {
     pub last_index: u64,
     /// Voters as of the applied index.
     pub voters: Vec<u64>,
+    /// Learners as of the applied index (they receive the log but do not
+    /// vote).
+    pub learners: Vec<u64>,
+    /// On the leader: the highest log index known to be replicated on each
+    /// other member (voter or learner); empty elsewhere.
+    pub matched: BTreeMap<u64, u64>,
 }
 
 /// What kind of request an id stands for.
@@ -388,6 +400,16 @@ impl<E: Engine> Node<E> {
             first_index: truncated + 1,
             last_index: raft.raft_log.last_index(),
             voters: sorted(log.conf_state().voters),
+            learners: sorted(log.conf_state().learners),
+            matched: if raft.state == StateRole::Leader {
+                raft.prs()
+                    .iter()
+                    .filter(|(id, _)| **id != self.id)
+                    .map(|(id, p)| (*id, p.matched))
+                    .collect()
+            } else {
+                BTreeMap::new()
+            },
         }
     }
 
@@ -464,9 +486,10 @@ impl<E: Engine> Node<E> {
         if self.raw.raft.has_pending_conf() || !self.conf_changes.is_empty() {
             return Err(Error::ConfChangeInProgress);
         }
-        let voters = self.raw.store().conf_state().voters;
+        let conf = self.raw.store().conf_state();
+        let voters = conf.voters;
         let (kind, node) = match change {
-            MembershipChange::AddVoter(n) => {
+            MembershipChange::AddVoter(n) | MembershipChange::AddLearner(n) => {
                 if n == INVALID_ID {
                     return Err(Error::InvalidConfChange("node id 0 is reserved".into()));
                 }
@@ -475,24 +498,37 @@ impl<E: Engine> Node<E> {
                         "node {n} is already a voter"
                     )));
                 }
-                (ConfChangeType::AddNode, n)
+                if matches!(change, MembershipChange::AddLearner(_)) {
+                    if conf.learners.contains(&n) {
+                        return Err(Error::InvalidConfChange(format!(
+                            "node {n} is already a learner"
+                        )));
+                    }
+                    (ConfChangeType::AddLearnerNode, n)
+                } else {
+                    (ConfChangeType::AddNode, n)
+                }
             }
             MembershipChange::RemoveVoter(n) => {
                 if n == self.id {
                     // raft-rs keeps a removed leader leading; hand over first.
                     return Err(Error::InvalidConfChange(format!(
-                        "node {n} is the leader; transfer leadership before removing it"
+                        "node {n} is the leader; hand leadership over first (tmc member hand-over)"
                     )));
                 }
-                if !voters.contains(&n) {
-                    return Err(Error::InvalidConfChange(format!("node {n} is not a voter")));
-                }
-                if voters.len() == 1 {
+                if conf.learners.contains(&n) {
+                    (ConfChangeType::RemoveNode, n)
+                } else if !voters.contains(&n) {
+                    return Err(Error::InvalidConfChange(format!(
+                        "node {n} is not a member"
+                    )));
+                } else if voters.len() == 1 {
                     return Err(Error::InvalidConfChange(format!(
                         "node {n} is the last voter"
                     )));
+                } else {
+                    (ConfChangeType::RemoveNode, n)
                 }
-                (ConfChangeType::RemoveNode, n)
             }
         };
         let mut single = ConfChangeSingle::default();
@@ -526,6 +562,29 @@ impl<E: Engine> Node<E> {
         }
         self.raw.transfer_leader(to);
         Ok(())
+    }
+
+    /// On the leader: hands leadership to the voter that has replicated
+    /// the most of the log (the one that can take over soonest), for a
+    /// replica about to stop; returns it. Errors: not the leader, or no
+    /// other voter.
+    pub fn hand_over(&mut self) -> Result<u64, Error> {
+        let to = self
+            .status()
+            .matched
+            .into_iter()
+            .filter(|(id, _)| self.raw.store().conf_state().voters.contains(id))
+            .max_by_key(|(id, matched)| (*matched, std::cmp::Reverse(*id)))
+            .map(|(id, _)| id);
+        match to {
+            Some(to) => self.transfer_leadership(to).map(|()| to),
+            None if !self.is_leader() => Err(Error::NotLeader {
+                leader: self.leader(),
+            }),
+            None => Err(Error::InvalidConfChange(
+                "no other voter to hand leadership to".into(),
+            )),
+        }
     }
 
     /// Advances logical time by one tick: elections, heartbeats, timeouts.

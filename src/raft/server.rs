@@ -40,8 +40,10 @@ use std::time::Duration;
 pub mod event_loop;
 pub mod forward;
 pub mod internal;
+pub mod join;
 pub mod kv;
 mod members;
+pub mod metrics;
 pub mod shard;
 pub mod transport;
 
@@ -60,9 +62,14 @@ pub use transport::{OutQueue, Outbound};
 pub struct ServerConfig {
     /// This replica.
     pub id: u64,
-    /// Raft address of every voter. This node listens on its own; without
-    /// one (a one-voter `tmc dev`) it opens no raft port at all.
-    pub peers: BTreeMap<u64, SocketAddr>,
+    /// Raft address (`host:port`) of every replica that may be a member:
+    /// a name is resolved again at every connection attempt (a pod's
+    /// address changes when it is rescheduled), and a peer is dialled only
+    /// once raft has something to send it.
+    pub peers: BTreeMap<u64, String>,
+    /// Where this node's raft port listens; `None` (a one-voter
+    /// `tmc dev`): no raft port at all.
+    pub listen: Option<SocketAddr>,
     /// Internal HTTP address of every voter: where writes are forwarded,
     /// and what "not leader" answers name.
     pub kv_peers: BTreeMap<u64, String>,
@@ -83,7 +90,7 @@ pub async fn start<E: Engine>(
 ) -> Result<RaftShard<E>, Box<dyn std::error::Error + Send + Sync>> {
     let node = Node::open(engine, node_cfg, StoreOptions::default())?;
     let store = node.shared_store();
-    let listener = match cfg.peers.get(&cfg.id) {
+    let listener = match &cfg.listen {
         Some(own) => {
             let l = std::net::TcpListener::bind(own)
                 .map_err(|e| format!("cannot listen on {own}: {e}"))?;
@@ -97,11 +104,11 @@ pub async fn start<E: Engine>(
     }
     let mut outbound = HashMap::new();
     let mut dialers = Vec::new();
-    for (&peer, &addr) in &cfg.peers {
+    for (&peer, addr) in &cfg.peers {
         if peer != cfg.id {
             let (q, rx) = transport::out_queue();
             outbound.insert(peer, q);
-            dialers.push((peer, addr, rx));
+            dialers.push((peer, addr.clone(), rx));
         }
     }
     let inbox_dir = Arc::new(node.snapshot_dir().to_path_buf());

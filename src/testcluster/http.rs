@@ -158,6 +158,19 @@ impl ApiClient {
         })
     }
 
+    /// A client of `ip:port` (the serving certificate must name `ip`)
+    /// trusting `ca`, with no credentials.
+    pub fn at(ip: std::net::IpAddr, port: u16, ca: &Path) -> Result<ApiClient, BoxError> {
+        Ok(ApiClient {
+            to: Target {
+                addr: std::net::SocketAddr::new(ip, port).to_string(),
+                tls: Some((tls_config(ca, None)?, ServerName::IpAddress(ip.into()))),
+            },
+            ca: ca.to_path_buf(),
+            authorization: None,
+        })
+    }
+
     /// Sends `Authorization: Bearer TOKEN`.
     pub fn bearer(self, token: &str) -> ApiClient {
         self.authorization(&format!("Bearer {token}"))

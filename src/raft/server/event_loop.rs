@@ -98,6 +98,12 @@ pub struct StatusReport {
     pub revision: u64,
     /// Voters.
     pub voters: Vec<u64>,
+    /// Learners (members that do not vote yet).
+    #[serde(default)]
+    pub learners: Vec<u64>,
+    /// On the leader: the log index each other member has replicated.
+    #[serde(default)]
+    pub matched: std::collections::BTreeMap<u64, u64>,
     /// Whether the replica is ready ([`Health::ready`]).
     #[serde(default)]
     pub ready: bool,
@@ -116,6 +122,10 @@ pub enum Input {
     Status(oneshot::Sender<StatusReport>),
     /// A membership change; the answer is the voters after it.
     Member(MembershipChange, Reply<Vec<u64>>),
+    /// On the leader: hand leadership to the most caught-up voter
+    /// ([`Node::hand_over`]); the answer names it. The transfer itself
+    /// finishes (or is abandoned) over the next ticks.
+    HandOver(Reply<u64>),
 }
 
 /// A message from a peer, decoded and checked against its connection.
@@ -302,6 +312,8 @@ fn status_report<E: Engine>(node: &Node<E>) -> StatusReport {
         applied: s.applied,
         revision: s.revision,
         voters: s.voters,
+        learners: s.learners,
+        matched: s.matched,
         ready: health_of(node).ready().is_ok(),
     }
 }
@@ -384,6 +396,9 @@ fn take_client<E: Engine>(
         },
         Input::Status(reply) => {
             let _ = reply.send(status_report(node));
+        }
+        Input::HandOver(reply) => {
+            let _ = reply.send(node.hand_over());
         }
         Input::Member(change, reply) => match members::propose(node, outbound, change) {
             Ok(id) => {

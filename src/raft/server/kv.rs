@@ -431,6 +431,7 @@ pub fn router<E: Engine>(h: RaftShard<E>) -> Router {
             "/members/{id}",
             post(members::add::<E>).delete(members::remove::<E>),
         )
+        .route("/leader/hand-over", post(members::hand_over::<E>))
         .with_state(h)
 }
 
@@ -458,6 +459,7 @@ mod tests {
         let cfg = ServerConfig {
             id: 1,
             peers: Default::default(),
+            listen: None,
             kv_peers: Default::default(),
             tick: std::time::Duration::from_millis(10),
             tls: None,

@@ -1,6 +1,10 @@
 //! Membership changes through the KV interface: `POST /members/{id}` adds
-//! voter `id`, `DELETE /members/{id}` removes it, `GET /members` lists the
-//! voters (`tmc member add|remove|list`).
+//! voter `id` (or promotes a learner), `POST /members/{id}?learner=true`
+//! adds a learner, `DELETE /members/{id}` removes a member, `GET /members`
+//! lists voters and learners (`tmc member add|remove|list`), and `POST
+//! /leader/hand-over` makes the leader hand leadership to its most
+//! caught-up voter (`tmc member hand-over`; a stopping replica does it
+//! itself).
 //!
 //! A change goes to the leader like a write: a follower forwards it once
 //! (marked [`NO_FORWARD`](super::NO_FORWARD)) and passes the leader's answer back. The leader
@@ -9,7 +13,8 @@
 //! changed:
 //! - 400: node id 0, adding a voter already there, a node without a raft
 //!   address in this replica's `--peers` (the transport could not reach
-//!   it), removing a node that is not a voter, the last voter, or the leader
+//!   it), adding a learner already there, removing a node that is not a
+//!   member, the last voter, or the leader
 //!   itself (transfer leadership first);
 //! - 409: another change is not applied yet;
 //! - 503: no leader, or not the leader with forwarding turned off.
@@ -23,7 +28,7 @@ use super::shard::RaftShard;
 use super::transport::OutQueue;
 use crate::raft::{Error, MembershipChange, Node, RequestId};
 use crate::store::Engine;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::Json;
@@ -36,7 +41,7 @@ pub(super) fn propose<E: Engine>(
     outbound: &HashMap<u64, OutQueue>,
     change: MembershipChange,
 ) -> Result<RequestId, Error> {
-    if let MembershipChange::AddVoter(id) = change {
+    if let MembershipChange::AddVoter(id) | MembershipChange::AddLearner(id) = change {
         if id != node.id() && id != 0 && !outbound.contains_key(&id) && node.is_leader() {
             return Err(Error::InvalidConfChange(format!(
                 "node {id} has no raft address: add it to --peers of every replica first"
@@ -54,7 +59,7 @@ fn member_error<E: Engine>(h: &RaftShard<E>, e: Error) -> HttpResponse {
     }
 }
 
-async fn change<E: Engine>(
+async fn change_of<E: Engine>(
     h: RaftShard<E>,
     method: Method,
     id: u64,
@@ -70,7 +75,7 @@ async fn change<E: Engine>(
             };
             match h
                 .forwarder()
-                .request(l, method, &format!("/members/{id}"), Vec::new())
+                .request(l, method, &member_path(id, change), Vec::new())
                 .await
             {
                 Ok((code, body)) => (
@@ -90,14 +95,48 @@ async fn change<E: Engine>(
     }
 }
 
-/// `POST /members/{id}`: adds voter `id`.
+/// The path of a membership change (how it is forwarded).
+fn member_path(id: u64, change: MembershipChange) -> String {
+    match change {
+        MembershipChange::AddLearner(_) => format!("/members/{id}?learner=true"),
+        _ => format!("/members/{id}"),
+    }
+}
+
+/// The query of `POST /members/{id}`.
+#[derive(serde::Deserialize)]
+pub(super) struct AddParams {
+    /// Add a learner instead of a voter.
+    #[serde(default)]
+    learner: bool,
+}
+
+/// `POST /members/{id}`: adds voter `id` (or promotes learner `id`);
+/// with `?learner=true` adds learner `id`.
 pub(super) async fn add<E: Engine>(
     State(h): State<RaftShard<E>>,
     Path(id): Path<u64>,
+    Query(q): Query<AddParams>,
     headers: axum::http::HeaderMap,
 ) -> HttpResponse {
     let fwd = forward_allowed(&headers);
-    change(h, Method::POST, id, MembershipChange::AddVoter(id), fwd).await
+    let change = if q.learner {
+        MembershipChange::AddLearner(id)
+    } else {
+        MembershipChange::AddVoter(id)
+    };
+    change_of(h, Method::POST, id, change, fwd).await
+}
+
+/// `POST /leader/hand-over`: the leader hands leadership to its most
+/// caught-up voter and names it (409 on a replica that is not the leader,
+/// with the leader it knows; 400 without another voter).
+pub(super) async fn hand_over<E: Engine>(State(h): State<RaftShard<E>>) -> HttpResponse {
+    match h.call(Input::HandOver).await {
+        Err(e) => call_error(e),
+        Ok(Ok(to)) => Json(serde_json::json!({ "to": to })).into_response(),
+        Ok(Err(e)) => member_error(&h, e),
+    }
 }
 
 /// `DELETE /members/{id}`: removes voter `id`.
@@ -107,7 +146,7 @@ pub(super) async fn remove<E: Engine>(
     headers: axum::http::HeaderMap,
 ) -> HttpResponse {
     let fwd = forward_allowed(&headers);
-    change(
+    change_of(
         h,
         Method::DELETE,
         id,
@@ -121,9 +160,10 @@ pub(super) async fn remove<E: Engine>(
 /// leader it knows.
 pub(super) async fn list<E: Engine>(State(h): State<RaftShard<E>>) -> HttpResponse {
     match h.call(Input::Status).await {
-        Ok(s) => {
-            Json(serde_json::json!({ "voters": s.voters, "leader": s.leader })).into_response()
-        }
+        Ok(s) => Json(
+            serde_json::json!({ "voters": s.voters, "learners": s.learners, "leader": s.leader }),
+        )
+        .into_response(),
         Err(e) => call_error(e),
     }
 }

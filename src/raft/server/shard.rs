@@ -107,6 +107,41 @@ impl<E: Engine> RaftShard<E> {
         }
     }
 
+    /// On the leader, hands leadership to the most caught-up voter and
+    /// waits (at most `within`) until this replica no longer leads; for a
+    /// replica about to stop, so that the shard does not wait out an
+    /// election timeout. Returns the voter it handed to; `None` when this
+    /// replica did not lead (or has no other voter).
+    pub async fn hand_over(&self, within: Duration) -> Option<u64> {
+        let to = match self.call(Input::HandOver).await {
+            Ok(Ok(to)) => to,
+            Ok(Err(e)) => {
+                tracing::debug!(node = self.id, error = %e, "no hand-over");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(node = self.id, error = %e, "no hand-over: the event loop did not answer");
+                return None;
+            }
+        };
+        let mut health = self.health();
+        let handed = tokio::time::timeout(
+            within,
+            health.wait_for(|h| h.leader.is_some() && h.leader != Some(self.id)),
+        )
+        .await;
+        match handed {
+            Ok(Ok(_)) => tracing::info!(node = self.id, to, "handed leadership over"),
+            _ => tracing::warn!(
+                node = self.id,
+                to,
+                ?within,
+                "leadership was not taken over in time"
+            ),
+        }
+        Some(to)
+    }
+
     /// Whether this replica is ready to serve (see [`Health::ready`]).
     pub fn ready(&self) -> Result<(), String> {
         self.health.borrow().ready()

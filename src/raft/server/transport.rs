@@ -28,7 +28,6 @@ use super::super::tls::{PeerId, PeerStream, PeerTls};
 use super::super::{validate, wire};
 use super::{Inbox, PeerInput};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -448,11 +447,15 @@ fn finish_snapshot(
     }
 }
 
-/// Keeps one connection to `peer` at `addr` and writes what the event loop
-/// queues for it; reports every snapshot handed to it through `inbox`.
+/// Keeps one connection to `peer` at `addr` (`host:port`, resolved again
+/// at every attempt) and writes what the event loop queues for it;
+/// reports every snapshot handed to it through `inbox`. The connection is
+/// opened when there is something to send: a replica that may join one day
+/// (a StatefulSet ordinal not yet scaled to) costs nothing until raft
+/// talks to it.
 pub async fn dial_loop(
     (id, peer): (u64, u64),
-    addr: SocketAddr,
+    addr: String,
     mut rx: OutRx,
     tls: Option<Arc<PeerTls>>,
     inbox: Inbox,
@@ -461,8 +464,15 @@ pub async fn dial_loop(
     // raft holds the peer in snapshot state until it hears.
     let report = |ok: bool| inbox.snapshot_sent(peer, ok);
     let mut backoff = Duration::from_millis(20);
+    let mut first: Option<Outbound> = None;
     loop {
-        let dialled = match tokio::net::TcpStream::connect(addr).await {
+        if first.is_none() {
+            match rx.recv().await {
+                Some(item) => first = Some(item),
+                None => return,
+            }
+        }
+        let dialled = match tokio::net::TcpStream::connect(addr.as_str()).await {
             Ok(s) => {
                 let _ = s.set_nodelay(true);
                 super::super::tls::connect(tls.as_deref(), s, Some(peer)).await
@@ -478,7 +488,11 @@ pub async fn dial_loop(
             Err(e) => {
                 tracing::debug!(node = id, peer, %addr, error = %e, "cannot reach peer");
                 // Frames queued meanwhile are stale; raft retransmits.
-                while let Some(item) = rx.try_recv() {
+                for item in first
+                    .take()
+                    .into_iter()
+                    .chain(std::iter::from_fn(|| rx.try_recv()))
+                {
                     if let Outbound::Snapshot(..) = item {
                         report(false);
                     }
@@ -495,11 +509,15 @@ pub async fn dial_loop(
             // election, would vanish into a dead connection and cost a whole
             // election round (seen in `tmc bench failover`).
             let mut probe = [0u8; 1];
-            let item = tokio::select! {
-                f = rx.recv() => match f { Some(f) => f, None => return },
-                _ = sock.read(&mut probe) => {
-                    tracing::debug!(node = id, peer, "peer closed the connection");
-                    break;
+            let item = if let Some(item) = first.take() {
+                item
+            } else {
+                tokio::select! {
+                    f = rx.recv() => match f { Some(f) => f, None => return },
+                    _ = sock.read(&mut probe) => {
+                        tracing::debug!(node = id, peer, "peer closed the connection");
+                        break;
+                    }
                 }
             };
             let (mut buf, mut next) = match item {

@@ -1,0 +1,222 @@
+//! A replica's raft metrics for Prometheus, named after etcd's where one
+//! exists (`etcd_server_has_leader` → `tmc_raft_has_leader`, ...): read
+//! from the event loop's status at each scrape, plus the leader changes
+//! this replica has seen since it started (counted from its health
+//! channel, which coalesces changes faster than the loop publishes them).
+//!
+//! - `tmc_raft_has_leader`, `tmc_raft_is_leader` (0 or 1),
+//!   `tmc_raft_term`, `tmc_raft_commit_index`, `tmc_raft_applied_index`,
+//!   `tmc_raft_voters`, `tmc_raft_learners`;
+//! - on the leader, `tmc_raft_follower_lag_entries{follower}`: its commit
+//!   index minus what each other member has replicated;
+//! - `tmc_raft_leader_changes_seen_total`;
+//! - `tmc_store_disk_bytes`: the bytes under the data directory.
+//!
+//! Left out: proposal and fsync latency histograms and snapshot counters
+//! (they need timing inside the event loop).
+
+use super::event_loop::{Input, StatusReport};
+use super::shard::RaftShard;
+use crate::store::Engine;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Follower {
+    follower: String,
+}
+
+/// The raft gauges of one replica; [`RaftMetrics::refresh`] sets them.
+#[derive(Clone, Default)]
+pub struct RaftMetrics {
+    has_leader: Gauge,
+    is_leader: Gauge,
+    term: Gauge,
+    commit: Gauge,
+    applied: Gauge,
+    voters: Gauge,
+    learners: Gauge,
+    lag: Family<Follower, Gauge>,
+    leader_changes: Counter,
+    disk: Gauge,
+    data_dir: Option<PathBuf>,
+}
+
+impl RaftMetrics {
+    /// The metrics of a replica keeping its data under `data_dir`
+    /// (`None`: no disk gauge), registered in `registry`; counts leader
+    /// changes of `shard` from now on.
+    pub fn start<E: Engine>(
+        shard: &RaftShard<E>,
+        data_dir: Option<PathBuf>,
+        registry: &mut Registry,
+    ) -> RaftMetrics {
+        let m = RaftMetrics {
+            data_dir,
+            ..RaftMetrics::default()
+        };
+        let r = registry;
+        r.register(
+            "tmc_raft_has_leader",
+            "Whether this replica knows a leader",
+            m.has_leader.clone(),
+        );
+        r.register(
+            "tmc_raft_is_leader",
+            "Whether this replica is the leader",
+            m.is_leader.clone(),
+        );
+        r.register("tmc_raft_term", "The current raft term", m.term.clone());
+        r.register(
+            "tmc_raft_commit_index",
+            "The commit index this replica knows",
+            m.commit.clone(),
+        );
+        r.register(
+            "tmc_raft_applied_index",
+            "The index applied to the store",
+            m.applied.clone(),
+        );
+        r.register(
+            "tmc_raft_voters",
+            "Voters in the configuration",
+            m.voters.clone(),
+        );
+        r.register(
+            "tmc_raft_learners",
+            "Learners in the configuration",
+            m.learners.clone(),
+        );
+        r.register(
+            "tmc_raft_follower_lag_entries",
+            "On the leader: commit index minus each member's replicated index",
+            m.lag.clone(),
+        );
+        r.register(
+            "tmc_raft_leader_changes_seen",
+            "Changes of the leader this replica has seen",
+            m.leader_changes.clone(),
+        );
+        r.register(
+            "tmc_store_disk_bytes",
+            "Bytes under the data directory",
+            m.disk.clone(),
+        );
+        let mut health = shard.health();
+        let changes = m.leader_changes.clone();
+        tokio::spawn(async move {
+            let mut last = health.borrow().leader;
+            while health.changed().await.is_ok() {
+                let now = health.borrow().leader;
+                if now.is_some() && now != last {
+                    changes.inc();
+                }
+                if now.is_some() {
+                    last = now;
+                }
+            }
+        });
+        m
+    }
+
+    /// Reads the status of `shard` (and the data directory's size) into
+    /// the gauges.
+    pub async fn refresh<E: Engine>(&self, shard: &RaftShard<E>) {
+        if let Ok(s) = shard.call(Input::Status).await {
+            self.set(&s);
+        }
+        if let Some(dir) = self.data_dir.clone() {
+            let bytes = tokio::task::spawn_blocking(move || dir_bytes(&dir))
+                .await
+                .unwrap_or(0);
+            self.disk.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+    }
+
+    fn set(&self, s: &StatusReport) {
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.has_leader.set(i64::from(s.leader.is_some()));
+        self.is_leader.set(i64::from(s.leader == Some(s.id)));
+        self.term.set(n(s.term));
+        self.commit.set(n(s.commit));
+        self.applied.set(n(s.applied));
+        self.voters.set(n(s.voters.len() as u64));
+        self.learners.set(n(s.learners.len() as u64));
+        self.lag.clear();
+        for (id, matched) in &s.matched {
+            self.lag
+                .get_or_create(&Follower {
+                    follower: id.to_string(),
+                })
+                .set(n(s.commit.saturating_sub(*matched)));
+        }
+    }
+}
+
+/// The bytes of the files under `dir` (symbolic links not followed).
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => todo.push(e.path()),
+                Ok(m) if m.is_file() => total += m.len(),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gauges_follow_the_status() {
+        let m = RaftMetrics::default();
+        let mut registry = Registry::default();
+        registry.register("tmc_raft_follower_lag_entries", "", m.lag.clone());
+        registry.register("tmc_raft_is_leader", "", m.is_leader.clone());
+        let mut s = StatusReport {
+            id: 1,
+            role: "leader".into(),
+            leader: Some(1),
+            term: 3,
+            commit: 100,
+            applied: 100,
+            revision: 90,
+            voters: vec![1, 2, 3],
+            learners: vec![],
+            matched: [(2, 100), (3, 40)].into_iter().collect(),
+            ready: true,
+        };
+        m.set(&s);
+        let text = |r: &Registry| {
+            let mut t = String::new();
+            prometheus_client::encoding::text::encode(&mut t, r).unwrap();
+            t
+        };
+        let t = text(&registry);
+        assert!(
+            t.contains("tmc_raft_follower_lag_entries{follower=\"3\"} 60"),
+            "{t}"
+        );
+        assert!(t.contains("tmc_raft_is_leader 1"), "{t}");
+        // A follower: no lag rows, not the leader.
+        s.leader = Some(2);
+        s.matched.clear();
+        m.set(&s);
+        let t = text(&registry);
+        assert!(!t.contains("follower=\""), "{t}");
+        assert!(t.contains("tmc_raft_is_leader 0"), "{t}");
+    }
+}
