@@ -446,6 +446,31 @@ fn a_statefulsets_pods_found_roll_rejoin_and_scale_without_losing_a_write() {
     ] {
         assert!(m.contains(name), "no {name} in pod 0's metrics");
     }
+    let value = |name: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(value("tmc_raft_fsync_duration_seconds_count") > 0.0, "{m}");
+    assert!(
+        value("tmc_raft_term") >= 2.0,
+        "leadership changed hands: {m}"
+    );
+    assert!(value("tmc_store_disk_bytes") > 0.0, "{m}");
+    let all: f64 = (0..3)
+        .filter_map(metrics)
+        .map(|m| {
+            m.lines()
+                .find_map(|l| {
+                    l.strip_prefix("tmc_raft_proposal_duration_seconds_count")?
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                })
+                .unwrap_or(0.0)
+        })
+        .sum();
+    assert!(all > 0.0, "no replica timed a proposal");
 }
 
 #[test]

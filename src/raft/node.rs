@@ -546,6 +546,11 @@ impl<E: Engine> Node<E> {
         Ok(id)
     }
 
+    /// Times every durable append of the log into `h`.
+    pub fn observe_fsync(&self, h: prometheus_client::metrics::histogram::Histogram) {
+        self.raw.store().observe_fsync(h);
+    }
+
     /// Asks the leader to hand leadership to voter `to` (which must be up
     /// to date soon; the transfer is abandoned after an election timeout).
     pub fn transfer_leadership(&mut self, to: u64) -> Result<(), Error> {

@@ -112,7 +112,8 @@ pub async fn start<E: Engine>(
         }
     }
     let inbox_dir = Arc::new(node.snapshot_dir().to_path_buf());
-    let (inbox, signals) = event_loop::spawn(node, outbound, cfg.tick)?;
+    let loop_metrics = metrics::LoopMetrics::default();
+    let (inbox, signals) = event_loop::spawn(node, outbound, cfg.tick, loop_metrics.clone())?;
     if listener.is_some() || !dialers.is_empty() {
         let net = transport::NetRuntime::start(format!("raft-net-{}", cfg.id))?;
         if let Some(l) = listener {
@@ -136,7 +137,7 @@ pub async fn start<E: Engine>(
     let forwarder = Forwarder::new(cfg.id, cfg.kv_peers.clone(), cfg.tls);
     Ok(RaftShard::new(
         cfg.id,
-        (inbox, signals),
+        (inbox, signals, loop_metrics),
         store,
         cfg.kv_peers,
         forwarder,

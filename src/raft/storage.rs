@@ -157,6 +157,8 @@ pub struct LogStore<E: Engine> {
     state: Mutex<LogState>,
     /// Outgoing checkpoints and incoming staging directories.
     snapshots: SnapshotDir,
+    /// Where the time of each durable append goes, once set.
+    fsync: std::sync::OnceLock<prometheus_client::metrics::histogram::Histogram>,
 }
 
 fn other(e: crate::store::Error) -> raft::Error {
@@ -237,6 +239,7 @@ impl<E: Engine> LogStore<E> {
                 outgoing: HashMap::new(),
             }),
             snapshots,
+            fsync: std::sync::OnceLock::new(),
         })
     }
 
@@ -302,6 +305,12 @@ impl<E: Engine> LogStore<E> {
         self.lock().truncated
     }
 
+    /// Times every durable append from now on into `h` (the first call
+    /// wins).
+    pub fn observe_fsync(&self, h: prometheus_client::metrics::histogram::Histogram) {
+        let _ = self.fsync.set(h);
+    }
+
     /// Appends `entries` (overwriting any conflicting suffix of the log) and
     /// stores `hard_state`, in one write; with `sync`, durably.
     pub fn persist(
@@ -355,7 +364,11 @@ impl<E: Engine> LogStore<E> {
         if wb.is_empty() {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         self.engine.write(wb, sync)?;
+        if let (true, Some(h)) = (sync, self.fsync.get()) {
+            h.observe(started.elapsed().as_secs_f64());
+        }
         if let Some(first) = entries.first() {
             st.terms.truncate_from(first.index);
             for e in entries {

@@ -251,7 +251,9 @@ pub(super) fn spawn<E: Engine>(
     node: Node<E>,
     outbound: HashMap<u64, OutQueue>,
     tick: Duration,
+    metrics: super::metrics::LoopMetrics,
 ) -> std::io::Result<(Inbox, Signals)> {
+    node.observe_fsync(metrics.fsync.clone());
     let (leader_tx, leader) = watch::channel(false);
     let (health_tx, health) = watch::channel(Health::default());
     let (peers_tx, peers_rx) = std_mpsc::channel();
@@ -264,7 +266,16 @@ pub(super) fn spawn<E: Engine>(
     };
     let thread = std::thread::Builder::new()
         .name(format!("raft-{}", node.id()))
-        .spawn(move || event_loop(node, queues, outbound, tick, leader_tx, health_tx))?
+        .spawn(move || {
+            event_loop(
+                node,
+                queues,
+                outbound,
+                tick,
+                (leader_tx, health_tx),
+                metrics,
+            )
+        })?
         .thread()
         .clone();
     let inbox = Inbox {
@@ -287,7 +298,8 @@ pub(crate) struct Queues {
 
 /// A request waiting for the node's answer.
 enum Pending {
-    Write(Reply<Committed>),
+    /// A write, and when the event loop took it.
+    Write(Reply<Committed>, std::time::Instant),
     Barrier(Reply<()>),
     Member(Reply<Vec<u64>>),
 }
@@ -380,7 +392,7 @@ fn take_client<E: Engine>(
     match input {
         Input::Write(txn, reply) => match node.propose(txn) {
             Ok(id) => {
-                pending.insert(id, (Pending::Write(reply), slot));
+                pending.insert(id, (Pending::Write(reply, std::time::Instant::now()), slot));
             }
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -416,8 +428,8 @@ fn event_loop<E: Engine>(
     queues: Queues,
     outbound: HashMap<u64, OutQueue>,
     tick: Duration,
-    leadership: watch::Sender<bool>,
-    health: watch::Sender<Health>,
+    (leadership, health): (watch::Sender<bool>, watch::Sender<Health>),
+    metrics: super::metrics::LoopMetrics,
 ) {
     let mut pending = PendingMap::new();
     // The leader's appends leave before its fsync (Node::send_early); the
@@ -448,6 +460,9 @@ fn event_loop<E: Engine>(
             std::thread::park_timeout(next_tick.saturating_duration_since(Instant::now()));
         }
         while let Ok(Event::SnapshotSent(to, ok)) = queues.events.try_recv() {
+            if ok {
+                metrics.snapshots_sent.inc();
+            }
             if !ok {
                 node.report_unreachable(to);
             }
@@ -457,7 +472,10 @@ fn event_loop<E: Engine>(
         while let Ok((input, _slot)) = queues.peers.try_recv() {
             let r = match input {
                 PeerInput::Message(msg) => node.step(*msg),
-                PeerInput::Snapshot(msg, staged) => node.step_snapshot(*msg, staged),
+                PeerInput::Snapshot(msg, staged) => {
+                    metrics.snapshots_received.inc();
+                    node.step_snapshot(*msg, staged)
+                }
             };
             if let Err(e) = r {
                 tracing::debug!(error = %e, "step failed");
@@ -524,7 +542,8 @@ fn event_loop<E: Engine>(
         }
         for r in node.take_responses() {
             match (pending.remove(&r.id).map(|(p, _slot)| p), r.outcome) {
-                (Some(Pending::Write(reply)), Outcome::Write(res)) => {
+                (Some(Pending::Write(reply, since)), Outcome::Write(res)) => {
+                    metrics.proposal.observe(since.elapsed().as_secs_f64());
                     let _ = reply.send(res);
                 }
                 (Some(Pending::Barrier(reply)), Outcome::Read(res)) => {

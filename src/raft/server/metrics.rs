@@ -10,10 +10,13 @@
 //! - on the leader, `tmc_raft_follower_lag_entries{follower}`: its commit
 //!   index minus what each other member has replicated;
 //! - `tmc_raft_leader_changes_seen_total`;
-//! - `tmc_store_disk_bytes`: the bytes under the data directory.
-//!
-//! Left out: proposal and fsync latency histograms and snapshot counters
-//! (they need timing inside the event loop).
+//! - `tmc_store_disk_bytes`: the bytes under the data directory;
+//! - measured in the event loop ([`LoopMetrics`]):
+//!   `tmc_raft_proposal_duration_seconds` (a write from the event loop
+//!   taking it to its answer: replication, fsync, apply),
+//!   `tmc_raft_fsync_duration_seconds` (each durable append of the raft
+//!   log, as etcd's `etcd_disk_wal_fsync_duration_seconds`),
+//!   `tmc_raft_snapshots_sent_total` and `_received_total`.
 
 use super::event_loop::{Input, StatusReport};
 use super::shard::RaftShard;
@@ -22,8 +25,35 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::path::{Path, PathBuf};
+
+/// What the event loop measures itself; shared with the exposition.
+#[derive(Clone, Debug)]
+pub struct LoopMetrics {
+    /// From a write's arrival on the event loop to its answer.
+    pub proposal: Histogram,
+    /// Each durable (fsynced) append of the raft log.
+    pub fsync: Histogram,
+    /// Snapshots streamed whole to a peer.
+    pub snapshots_sent: Counter,
+    /// Snapshots received whole from the leader.
+    pub snapshots_received: Counter,
+}
+
+impl Default for LoopMetrics {
+    fn default() -> Self {
+        // 100 µs .. ~6.5 s.
+        let buckets = || exponential_buckets(0.0001, 2.0, 17);
+        LoopMetrics {
+            proposal: Histogram::new(buckets()),
+            fsync: Histogram::new(buckets()),
+            snapshots_sent: Counter::default(),
+            snapshots_received: Counter::default(),
+        }
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Follower {
@@ -55,6 +85,27 @@ impl RaftMetrics {
         data_dir: Option<PathBuf>,
         registry: &mut Registry,
     ) -> RaftMetrics {
+        let l = shard.loop_metrics();
+        registry.register(
+            "tmc_raft_proposal_duration_seconds",
+            "Writes from the event loop taking them to their answer",
+            l.proposal,
+        );
+        registry.register(
+            "tmc_raft_fsync_duration_seconds",
+            "Durable appends of the raft log",
+            l.fsync,
+        );
+        registry.register(
+            "tmc_raft_snapshots_sent",
+            "Snapshots streamed whole to a peer",
+            l.snapshots_sent,
+        );
+        registry.register(
+            "tmc_raft_snapshots_received",
+            "Snapshots received whole from the leader",
+            l.snapshots_received,
+        );
         let m = RaftMetrics {
             data_dir,
             ..RaftMetrics::default()

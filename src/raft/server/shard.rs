@@ -55,6 +55,7 @@ pub struct RaftShard<E: Engine> {
     leader: watch::Receiver<bool>,
     health: watch::Receiver<Health>,
     forwarder: Forwarder,
+    metrics: super::metrics::LoopMetrics,
 }
 
 impl<E: Engine> Clone for RaftShard<E> {
@@ -67,6 +68,7 @@ impl<E: Engine> Clone for RaftShard<E> {
             leader: self.leader.clone(),
             health: self.health.clone(),
             forwarder: self.forwarder.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -76,7 +78,7 @@ impl<E: Engine> RaftShard<E> {
     /// it applies to.
     pub(super) fn new(
         id: u64,
-        (inbox, signals): (Inbox, Signals),
+        (inbox, signals, metrics): (Inbox, Signals, super::metrics::LoopMetrics),
         store: Arc<Store<Arc<E>>>,
         kv_peers: BTreeMap<u64, String>,
         forwarder: Forwarder,
@@ -89,6 +91,7 @@ impl<E: Engine> RaftShard<E> {
             leader: signals.leader,
             health: signals.health,
             forwarder,
+            metrics,
         }
     }
 
@@ -140,6 +143,11 @@ impl<E: Engine> RaftShard<E> {
             ),
         }
         Some(to)
+    }
+
+    /// What the event loop measures ([`super::metrics`]).
+    pub fn loop_metrics(&self) -> super::metrics::LoopMetrics {
+        self.metrics.clone()
     }
 
     /// Whether this replica is ready to serve (see [`Health::ready`]).
