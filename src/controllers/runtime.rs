@@ -112,6 +112,17 @@ struct Labels {
 
 type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SyncLabels {
+    cluster: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterLabels {
+    cluster: String,
+}
+
 /// Metrics of every controller of one process.
 pub struct Metrics {
     registry: Registry,
@@ -123,6 +134,8 @@ pub struct Metrics {
     panics: Family<Labels, Counter>,
     duration: HistogramFamily,
     leader: Gauge,
+    synced: Family<SyncLabels, Counter>,
+    sync_duration: Family<ClusterLabels, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
@@ -144,6 +157,19 @@ impl Metrics {
         let duration: HistogramFamily =
             Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 20)));
         let leader = Gauge::default();
+        let synced = Family::<SyncLabels, Counter>::default();
+        let sync_duration: Family<ClusterLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 20)));
+        registry.register(
+            "tmc_sync_items",
+            "Sync work items per member cluster (\"ok\" or \"error\", retried)",
+            synced.clone(),
+        );
+        registry.register(
+            "tmc_sync_item_duration_seconds",
+            "Time per sync work item, per member cluster",
+            sync_duration.clone(),
+        );
         registry.register(
             "tmc_controller_queue_depth",
             "Items waiting in the work queue",
@@ -194,7 +220,25 @@ impl Metrics {
             panics,
             duration,
             leader,
+            synced,
+            sync_duration,
         }
+    }
+
+    /// Counts one sync work item of member cluster `cluster`.
+    pub fn record_sync(&self, cluster: &str, ok: bool, took: std::time::Duration) {
+        let result = if ok { "ok" } else { "error" };
+        self.synced
+            .get_or_create(&SyncLabels {
+                cluster: cluster.to_string(),
+                result,
+            })
+            .inc();
+        self.sync_duration
+            .get_or_create(&ClusterLabels {
+                cluster: cluster.to_string(),
+            })
+            .observe(took.as_secs_f64());
     }
 
     /// Appends the metrics to `out` in Prometheus text format, without the

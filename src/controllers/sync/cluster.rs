@@ -251,6 +251,7 @@ impl ClusterSyncer {
         while let Some(item) = self.queue.get().await {
             // A panic is caught here: the item is retried like an error
             // and counted (see the runtime's docs), the worker goes on.
+            let started = std::time::Instant::now();
             let result = match crate::controllers::runtime::guard(self.process(&item)).await {
                 Ok(r) => r,
                 Err(panic) => {
@@ -260,6 +261,8 @@ impl ClusterSyncer {
                     Err(Error::Panicked(panic))
                 }
             };
+            self.core
+                .record_sync(&self.cluster.to_string(), result.is_ok(), started.elapsed());
             match result {
                 Ok(()) => self.queue.forget(&item),
                 Err(e) => {

@@ -318,6 +318,12 @@ impl SyncCore {
         self.others.get().map(|o| o.as_ref())
     }
 
+    fn record_sync(&self, cluster: &str, ok: bool, took: std::time::Duration) {
+        if let Some(m) = self.metrics.get() {
+            m.record_sync(cluster, ok, took);
+        }
+    }
+
     fn record_panic(&self) {
         if let Some(m) = self.metrics.get() {
             m.record_panic("sync-cluster");
