@@ -155,7 +155,7 @@ impl Replica {
                         ready.ready()
                     }),
                     (api.limits, api_metrics.clone()),
-                    dir,
+                    (dir, shard_status(handle.clone(), &shard_cfg.name)),
                     stopped(&stop),
                 )
                 .await?;
@@ -196,11 +196,7 @@ impl Replica {
         let exposition = match o.metrics_listen {
             Some(listen) => {
                 let mut registry = prometheus_client::registry::Registry::default();
-                let raft = RaftMetrics::start(
-                    &handle,
-                    o.store_dir.parent().map(Path::to_path_buf),
-                    &mut registry,
-                );
+                let raft = RaftMetrics::start(&handle, &mut registry);
                 api_metrics.register(&mut registry);
                 let registry = Arc::new(registry);
                 let (h, controllers) = (handle.clone(), metrics.clone());
@@ -320,6 +316,46 @@ impl Replica {
     }
 }
 
+/// `/tmc/status` of shard `name`: each member's raft status as it reports
+/// it, its lag behind the highest commit index any member reports, its
+/// disk bytes; a member that does not answer, with why.
+fn shard_status(raft: RaftShard<RocksEngine>, name: &str) -> crate::api::ShardStatus {
+    let shard = name.to_string();
+    crate::api::ShardStatus {
+        shard: shard.clone(),
+        gather: Arc::new(move || {
+            let (raft, shard) = (raft.clone(), shard.clone());
+            Box::pin(async move {
+                let members = raft.members_status().await;
+                let commit = members
+                    .iter()
+                    .filter_map(|(_, s)| s.as_ref().ok().map(|s| s.commit))
+                    .max()
+                    .unwrap_or(0);
+                let replicas: Vec<serde_json::Value> = members
+                    .into_iter()
+                    .map(|(id, s)| match s {
+                        Ok(s) => serde_json::json!({
+                            "id": id,
+                            "role": s.role,
+                            "voter": s.voters.contains(&id),
+                            "leader": s.leader,
+                            "term": s.term,
+                            "commit": s.commit,
+                            "applied": s.applied,
+                            "lag": commit.saturating_sub(s.applied),
+                            "ready": s.ready,
+                            "diskBytes": s.disk_bytes,
+                        }),
+                        Err(e) => serde_json::json!({"id": id, "error": e}),
+                    })
+                    .collect();
+                serde_json::json!({"shard": shard, "replicas": replicas})
+            })
+        }),
+    }
+}
+
 /// Resolves on SIGTERM (what the kubelet sends) or SIGINT (Ctrl-C), with
 /// the signal's name.
 async fn terminated() -> &'static str {
@@ -420,7 +456,7 @@ async fn start_api(
     tls_dir: &Path,
     ready: crate::api::ReadyCheck,
     (limits, metrics): (Limits, crate::api::metrics::ApiMetrics),
-    directory: Arc<crate::shards::Directory>,
+    (directory, status): (Arc<crate::shards::Directory>, crate::api::ShardStatus),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Serving, BoxError> {
     let files = tls::TlsFiles::new(tls_dir);
@@ -466,6 +502,7 @@ async fn start_api(
         }),
         inflight: InFlight::new(&limits),
         metrics,
+        status: Some(status),
     });
     tracing::info!(addr = %listener.local_addr()?, ?limits, "serving the Kubernetes API");
     Ok(Box::pin(crate::api::server::serve_tls(

@@ -36,6 +36,8 @@ struct Pods {
     hosts: PathBuf,
     pods: Vec<Option<ChildGuard>>,
     token: String,
+    /// The admin kubeconfig `tmc certs` wrote (pod 0's API).
+    kubeconfig: PathBuf,
 }
 
 impl Pods {
@@ -52,6 +54,8 @@ impl Pods {
                 &nodes.join(","),
                 "--hosts",
                 &hosts_list.join(","),
+                "--server",
+                &format!("https://{}:6443", ip(0)),
             ])
             .output()
             .expect("tmc certs");
@@ -69,7 +73,9 @@ impl Pods {
             .and_then(|l| l.split(',').next())
             .expect("an admin token")
             .to_string();
+        let kubeconfig = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         Pods {
+            kubeconfig,
             dir,
             hosts: hosts_file,
             pods: (0..ORDINALS).map(|_| None).collect(),
@@ -380,6 +386,18 @@ fn a_statefulsets_pods_found_roll_rejoin_and_scale_without_losing_a_write() {
         .expect("lock")
         .extend([pods.api(3), pods.api(4)]);
     wait_progress(&writes, 10);
+    // `tmc status` sees the five, all voters, all ready.
+    let out = Command::new(tmc_binary())
+        .args(["status", "--json", "--kubeconfig"])
+        .arg(&pods.kubeconfig)
+        .output()
+        .expect("tmc status");
+    assert!(out.status.success(), "tmc status: {out:?}");
+    let docs: Vec<Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+    let replicas = docs[0]["replicas"].as_array().expect("replicas").clone();
+    let ids: Vec<u64> = replicas.iter().filter_map(|r| r["id"].as_u64()).collect();
+    assert_eq!(ids, [1, 2, 3, 4, 5], "{docs:?}");
+    assert!(replicas.iter().all(|r| r["voter"] == true), "{docs:?}");
 
     // 5 → 3, as docs/deploy.md says: hand over if a leaving one leads,
     // remove them, then stop them.

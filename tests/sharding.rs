@@ -356,6 +356,43 @@ fn workspaces_are_scheduled_onto_both_shards_and_every_client_works_through_the_
             .await;
         assert!(code == 404 || code == 421, "root:w2 on two: {code} {v}");
     });
+
+    // `tmc status` through the proxy: both shards, each with its three
+    // replicas, one leader; only system:masters may ask.
+    let admin_kc = s.one.kubeconfig_at(&server, "root");
+    let out = std::process::Command::new(tmc::testcluster::tmc_binary())
+        .args(["status", "--json", "--kubeconfig"])
+        .arg(&admin_kc)
+        .output()
+        .expect("tmc status");
+    assert!(out.status.success(), "tmc status: {out:?}");
+    let docs: Vec<Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+    let mut names: Vec<&str> = docs.iter().filter_map(|d| d["shard"].as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["root", "two"], "{docs:?}");
+    for d in &docs {
+        let replicas = d["replicas"].as_array().expect("replicas");
+        assert_eq!(replicas.len(), 3, "{d}");
+        let leaders = replicas.iter().filter(|r| r["role"] == "leader").count();
+        assert_eq!(leaders, 1, "{d}");
+        assert!(
+            replicas.iter().all(|r| r["diskBytes"].as_u64() > Some(0)),
+            "{d}"
+        );
+    }
+    let table = std::process::Command::new(tmc::testcluster::tmc_binary())
+        .args(["status", "--kubeconfig"])
+        .arg(&admin_kc)
+        .output()
+        .expect("tmc status");
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert_eq!(
+        text.lines().count(),
+        7,
+        "a header and six replicas:\n{text}"
+    );
+    let (code, v) = block_on(s.bob().call("GET", "/tmc/shards/two/status", Value::Null));
+    assert_eq!(code, 403, "{v}");
 }
 
 /// What reaches a workspace of the other shard: nothing but the proxy

@@ -947,9 +947,10 @@ async fn hostile_object_shapes_are_refused_like_kube_and_stored_ones_stop_nothin
     );
     // The member cluster's sync work is counted per cluster.
     assert!(
-        m.lines().any(|l| l.starts_with("tmc_sync_items_total{cluster=")
-            && l.contains("result=\"ok\"")
-            && !l.ends_with(" 0")),
+        m.lines()
+            .any(|l| l.starts_with("tmc_sync_items_total{cluster=")
+                && l.contains("result=\"ok\"")
+                && !l.ends_with(" 0")),
         "no synced items counted per member cluster: {m}"
     );
     let bad = get(

@@ -37,3 +37,16 @@ use std::sync::Arc;
 
 /// A readiness probe: `Ok` when the node can serve, else why not.
 pub type ReadyCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// The status of this shard's replicas for `tmc status` (`/tmc/status`):
+/// the shard's name and a JSON document (see `Replica`'s wiring).
+pub struct ShardStatus {
+    /// This shard's name.
+    pub shard: String,
+    /// Gathers the document.
+    pub gather: Arc<
+        dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = serde_json::Value> + Send>>
+            + Send
+            + Sync,
+    >,
+}

@@ -78,6 +78,10 @@ pub enum Target {
     Readyz,
     /// `/version`.
     Version,
+    /// `/tmc/status` (this shard's replicas) or
+    /// `/tmc/shards/{name}/status` (shard `name`'s, through the proxy):
+    /// for `tmc status`, `system:masters` only.
+    ShardStatus(Option<String>),
     /// An OpenAPI document.
     OpenApi(OpenApi),
     /// Discovery in a workspace.
@@ -163,6 +167,8 @@ pub fn route(path: &str) -> ApiResult<Route> {
         (_, ["livez"]) => Target::Livez,
         (_, ["readyz"] | ["healthz"]) => Target::Readyz,
         (_, ["version"]) => Target::Version,
+        (false, ["tmc", "status"]) => Target::ShardStatus(None),
+        (false, ["tmc", "shards", name, "status"]) => Target::ShardStatus(Some(name.to_string())),
         (_, ["openapi", "v2"]) => Target::OpenApi(OpenApi::V2),
         (_, ["openapi", "v3"]) => Target::OpenApi(OpenApi::V3Index),
         (_, ["openapi", "v3", "api", v]) => {

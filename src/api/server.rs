@@ -66,6 +66,8 @@ pub struct ApiServer {
     pub inflight: limits::InFlight,
     /// Request counts and latencies ([`super::metrics`]).
     pub metrics: super::metrics::ApiMetrics,
+    /// `/tmc/status`, where served.
+    pub status: Option<super::ShardStatus>,
 }
 
 /// The router: one handler for every path (routing is [`request::route`]).
@@ -89,6 +91,30 @@ async fn dispatch(State(s): State<Arc<ApiServer>>, req: Request) -> Response {
     // The connection holds the slot until the body is sent.
     resp.extensions_mut().insert(admitted);
     resp
+}
+
+/// `/tmc/status`: the replicas of this shard, for `system:masters`.
+async fn shard_status(s: &ApiServer, user: &User, name: Option<&str>) -> ApiResult<Response> {
+    if !user.is_master() {
+        return Err(ApiError::forbidden(format!(
+            "user {:?} cannot read the shard's status: only system:masters may",
+            user.name
+        )));
+    }
+    let Some(status) = &s.status else {
+        return Err(ApiError::path_not_found());
+    };
+    if let Some(name) = name.filter(|n| *n != status.shard) {
+        return Err(ApiError::new(
+            404,
+            "NotFound",
+            format!(
+                "shard {name:?} is not this shard ({:?}): ask the front proxy, or that shard",
+                status.shard
+            ),
+        ));
+    }
+    Ok(json_response(200, &(status.gather)().await))
 }
 
 /// The metrics' labels of a request; `None` for the probes.
@@ -193,6 +219,7 @@ async fn handle(s: &ApiServer, req: Request, admitted: &mut Admitted) -> ApiResu
         .admit(class(&route, &parts.method, &q), user.is_master())?;
     match &route.target {
         Target::Version => return Ok(json_response(200, &version())),
+        Target::ShardStatus(name) => return shard_status(s, &user, name.as_deref()).await,
         Target::OpenApi(which) => {
             return openapi(&route, which, header_str(&parts.headers, header::ACCEPT))
         }

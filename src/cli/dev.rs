@@ -83,6 +83,7 @@ impl Args {
                         kv_peers: Default::default(),
                         tick: Duration::from_millis(100),
                         tls: None,
+                        data_dir: None,
                     },
                     node: NodeConfig::new(1, vec![1]),
                     encryption_config: Some(encryption.clone()),

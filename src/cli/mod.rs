@@ -33,6 +33,7 @@ pub mod member;
 pub mod proxy;
 pub mod replica;
 pub mod serve;
+pub mod status;
 
 pub use crate::util::BoxError;
 

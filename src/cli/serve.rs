@@ -297,6 +297,7 @@ impl Args {
                     Some(dir) => Some(own_peer_tls(dir, node_id)?),
                     None => None,
                 },
+                data_dir: Some(self.data_dir.clone()),
             },
             node,
             encryption_config: self.encryption_config,

@@ -12,7 +12,8 @@
 //! 3. finds the shard: `/clusters/{path}/...` and
 //!    `/services/tmc/clusters/{path}/...` by resolving the workspace
 //!    ([`resolve`]); paths outside a workspace (`/version`, `/api`,
-//!    `/apis`, `/openapi/...`) go to the root shard. A workspace that does
+//!    `/apis`, `/openapi/...`) go to the root shard, `/tmc/shards/{name}/status`
+//!    to shard `name` (as its `/tmc/status`). A workspace that does
 //!    not exist answers 403 (as kcp's front proxy: a stranger learns
 //!    nothing from the difference between "absent" and "not yours");
 //!    a shard that cannot be reached, 503 with `Retry-After`. Wildcard
@@ -160,7 +161,7 @@ async fn forward(p: &Proxy, req: Request) -> Result<Response, ApiError> {
             }
         })?
         .to_bytes();
-    let path_and_query = parts
+    let mut path_and_query = parts
         .uri
         .path_and_query()
         .map(|pq| pq.as_str())
@@ -189,9 +190,14 @@ async fn forward(p: &Proxy, req: Request) -> Result<Response, ApiError> {
             );
         }
     }
-    let mut shard = match &ws {
-        None => p.resolver.root().clone(),
-        Some(ws) => p.resolver.resolve(ws).await.map_err(resolve_error)?,
+    let mut shard = match (&ws, &route.target) {
+        // `tmc status` of one shard: asked of that shard.
+        (None, Target::ShardStatus(Some(name))) => {
+            path_and_query = "/tmc/status";
+            p.resolver.shard_named(name).await.map_err(resolve_error)?
+        }
+        (None, _) => p.resolver.root().clone(),
+        (Some(ws), _) => p.resolver.resolve(ws).await.map_err(resolve_error)?,
     };
     let mut retried = false;
     loop {

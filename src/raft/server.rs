@@ -78,6 +78,9 @@ pub struct ServerConfig {
     /// Mutual TLS between replicas (raft and internal HTTP); `None`: plain
     /// TCP, for tests that inject faults into the byte stream.
     pub tls: Option<Arc<PeerTls>>,
+    /// The replica's data directory, whose size `/status?disk=true` and the
+    /// metrics report (`None`: not reported).
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// Opens the node and starts the transport and the event loop; returns
@@ -138,6 +141,7 @@ pub async fn start<E: Engine>(
     Ok(RaftShard::new(
         cfg.id,
         (inbox, signals, loop_metrics),
+        cfg.data_dir,
         store,
         cfg.kv_peers,
         forwarder,

@@ -107,6 +107,9 @@ pub struct StatusReport {
     /// Whether the replica is ready ([`Health::ready`]).
     #[serde(default)]
     pub ready: bool,
+    /// Bytes under its data directory (`/status?disk=true` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_bytes: Option<u64>,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
@@ -327,6 +330,7 @@ fn status_report<E: Engine>(node: &Node<E>) -> StatusReport {
         learners: s.learners,
         matched: s.matched,
         ready: health_of(node).ready().is_ok(),
+        disk_bytes: None,
     }
 }
 

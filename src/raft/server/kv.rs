@@ -406,9 +406,25 @@ async fn txn<E: Engine>(
     write(&h, t, forward_allowed(&headers)).await
 }
 
-async fn status<E: Engine>(State(h): State<RaftShard<E>>) -> HttpResponse {
+/// The query of `GET /status`.
+#[derive(serde::Deserialize)]
+struct StatusParams {
+    /// Also report the data directory's size.
+    #[serde(default)]
+    disk: bool,
+}
+
+async fn status<E: Engine>(
+    State(h): State<RaftShard<E>>,
+    axum::extract::Query(q): axum::extract::Query<StatusParams>,
+) -> HttpResponse {
     match h.call(Input::Status).await {
-        Ok(s) => Json::<StatusReport>(s).into_response(),
+        Ok(mut s) => {
+            if q.disk {
+                s.disk_bytes = h.disk_bytes().await;
+            }
+            Json::<StatusReport>(s).into_response()
+        }
         Err(e) => call_error(e),
     }
 }
@@ -463,6 +479,7 @@ mod tests {
             kv_peers: Default::default(),
             tick: std::time::Duration::from_millis(10),
             tls: None,
+            data_dir: None,
         };
         let node = crate::raft::NodeConfig::new(1, vec![1]);
         let shard = start(crate::store::MemoryEngine::new(), cfg, node)

@@ -27,7 +27,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// What the event loop measures itself; shared with the exposition.
 #[derive(Clone, Debug)]
@@ -73,18 +73,12 @@ pub struct RaftMetrics {
     lag: Family<Follower, Gauge>,
     leader_changes: Counter,
     disk: Gauge,
-    data_dir: Option<PathBuf>,
 }
 
 impl RaftMetrics {
-    /// The metrics of a replica keeping its data under `data_dir`
-    /// (`None`: no disk gauge), registered in `registry`; counts leader
-    /// changes of `shard` from now on.
-    pub fn start<E: Engine>(
-        shard: &RaftShard<E>,
-        data_dir: Option<PathBuf>,
-        registry: &mut Registry,
-    ) -> RaftMetrics {
+    /// The metrics of replica `shard`, registered in `registry`; counts
+    /// its leader changes from now on.
+    pub fn start<E: Engine>(shard: &RaftShard<E>, registry: &mut Registry) -> RaftMetrics {
         let l = shard.loop_metrics();
         registry.register(
             "tmc_raft_proposal_duration_seconds",
@@ -106,10 +100,7 @@ impl RaftMetrics {
             "Snapshots received whole from the leader",
             l.snapshots_received,
         );
-        let m = RaftMetrics {
-            data_dir,
-            ..RaftMetrics::default()
-        };
+        let m = RaftMetrics::default();
         let r = registry;
         r.register(
             "tmc_raft_has_leader",
@@ -180,10 +171,7 @@ impl RaftMetrics {
         if let Ok(s) = shard.call(Input::Status).await {
             self.set(&s);
         }
-        if let Some(dir) = self.data_dir.clone() {
-            let bytes = tokio::task::spawn_blocking(move || dir_bytes(&dir))
-                .await
-                .unwrap_or(0);
+        if let Some(bytes) = shard.disk_bytes().await {
             self.disk.set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
     }
@@ -209,7 +197,7 @@ impl RaftMetrics {
 }
 
 /// The bytes of the files under `dir` (symbolic links not followed).
-fn dir_bytes(dir: &Path) -> u64 {
+pub fn dir_bytes(dir: &Path) -> u64 {
     let mut total = 0;
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
@@ -249,6 +237,7 @@ mod tests {
             learners: vec![],
             matched: [(2, 100), (3, 40)].into_iter().collect(),
             ready: true,
+            disk_bytes: None,
         };
         m.set(&s);
         let text = |r: &Registry| {

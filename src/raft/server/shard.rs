@@ -56,6 +56,7 @@ pub struct RaftShard<E: Engine> {
     health: watch::Receiver<Health>,
     forwarder: Forwarder,
     metrics: super::metrics::LoopMetrics,
+    data_dir: Option<Arc<std::path::PathBuf>>,
 }
 
 impl<E: Engine> Clone for RaftShard<E> {
@@ -69,6 +70,7 @@ impl<E: Engine> Clone for RaftShard<E> {
             health: self.health.clone(),
             forwarder: self.forwarder.clone(),
             metrics: self.metrics.clone(),
+            data_dir: self.data_dir.clone(),
         }
     }
 }
@@ -79,6 +81,7 @@ impl<E: Engine> RaftShard<E> {
     pub(super) fn new(
         id: u64,
         (inbox, signals, metrics): (Inbox, Signals, super::metrics::LoopMetrics),
+        data_dir: Option<std::path::PathBuf>,
         store: Arc<Store<Arc<E>>>,
         kv_peers: BTreeMap<u64, String>,
         forwarder: Forwarder,
@@ -92,6 +95,7 @@ impl<E: Engine> RaftShard<E> {
             health: signals.health,
             forwarder,
             metrics,
+            data_dir: data_dir.map(Arc::new),
         }
     }
 
@@ -143,6 +147,49 @@ impl<E: Engine> RaftShard<E> {
             ),
         }
         Some(to)
+    }
+
+    /// The bytes under the data directory, if it is known.
+    pub async fn disk_bytes(&self) -> Option<u64> {
+        let dir = self.data_dir.clone()?;
+        tokio::task::spawn_blocking(move || super::metrics::dir_bytes(&dir))
+            .await
+            .ok()
+    }
+
+    /// The status of every member of the shard, as each reports it
+    /// (`/status?disk=true` over the internal interface; this replica's
+    /// own directly), in id order; a member that does not answer is an
+    /// error naming it.
+    pub async fn members_status(&self) -> Vec<(u64, Result<super::StatusReport, String>)> {
+        let own = match self.call(Input::Status).await {
+            Ok(s) => s,
+            Err(e) => return vec![(self.id, Err(e.to_string()))],
+        };
+        let mut ids: Vec<u64> = own.voters.iter().chain(&own.learners).copied().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let own = &own;
+        let asks = ids.iter().map(|&id| async move {
+            if id == self.id {
+                let mut s = own.clone();
+                s.disk_bytes = self.disk_bytes().await;
+                return (id, Ok(s));
+            }
+            let answer = self
+                .forwarder
+                .request(id, axum::http::Method::GET, "/status?disk=true", Vec::new())
+                .await;
+            let parsed = match answer {
+                Ok((code, body)) if code.is_success() => {
+                    serde_json::from_slice::<super::StatusReport>(&body).map_err(|e| e.to_string())
+                }
+                Ok((code, body)) => Err(format!("{code}: {}", String::from_utf8_lossy(&body))),
+                Err(e) => Err(e),
+            };
+            (id, parsed)
+        });
+        futures_util::future::join_all(asks).await
     }
 
     /// What the event loop measures ([`super::metrics`]).
