@@ -124,6 +124,11 @@ base_layer() {
     -cf "$work/base.tar" .
   mv "$work/base.tar" "$dir/base.tar"
   rm -rf "$work"; trap - EXIT
+  # Base layers of other inputs (an older package list or mirror) go.
+  local old
+  for old in "$CACHE_ROOT"/image/*/; do
+    [[ "${old%/}" == "$dir" ]] || rm -rf "${old%/}"
+  done
   log "base layer built in $(elapsed "$t0") s: $dir/base.tar ($(du -h "$dir/base.tar" | cut -f1))"
   echo "$dir/base.tar"
 }
