@@ -20,7 +20,6 @@
 # TMC_IMAGE_NAME (default tmc:dev), CARGO_TARGET_DIR.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE_ROOT="${TMC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/tmc}"
 IMAGE_NAME="${TMC_IMAGE_NAME:-tmc:dev}"
 TAG="${IMAGE_NAME##*:}"
