@@ -692,6 +692,39 @@ fn the_image_runs_tmc_from_its_own_root_filesystem() {
         uid, 0,
         "building and chrooting into the image needs root (mmdebstrap, files of uid 65532); CI runs as root"
     );
+    // scripts/image.sh builds the Dockerfile's runtime stage: the same
+    // packages, user and entrypoint.
+    let dockerfile = std::fs::read_to_string(repo_root().join("Dockerfile")).unwrap();
+    let runtime = &dockerfile[dockerfile.rfind("\nFROM ").expect("a FROM")..];
+    let docker_packages: Vec<&str> = runtime
+        .split("--no-install-recommends")
+        .nth(1)
+        .expect("apt-get install in the runtime stage")
+        .split("&&")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .filter(|w| *w != "\\")
+        .collect();
+    let image_sh = std::fs::read_to_string(repo_root().join("scripts/image.sh")).unwrap();
+    let script_packages: Vec<&str> = image_sh
+        .lines()
+        .find_map(|l| l.strip_prefix("PACKAGES=("))
+        .expect("PACKAGES= in image.sh")
+        .trim_end_matches(')')
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        docker_packages, script_packages,
+        "the Dockerfile's runtime packages and image.sh's differ"
+    );
+    for line in ["USER 65532:65532", "ENTRYPOINT [\"/usr/local/bin/tmc\"]"] {
+        assert!(
+            runtime.contains(line),
+            "the Dockerfile's runtime stage lacks {line}"
+        );
+    }
+
     let bin = tmc::testcluster::tmc_binary();
     assert!(bin.is_file(), "no tmc binary at {}", bin.display());
     let tmp = tempfile::tempdir().unwrap();
