@@ -341,6 +341,30 @@ fn check_shard(objects: &BTreeMap<String, Value>, shard: &str) {
     let pdb = &objects[&format!("PodDisruptionBudget/{name}")];
     assert_eq!(pdb["spec"]["maxUnavailable"], 1);
     assert_eq!(&pdb["spec"]["selector"]["matchLabels"], labels);
+    // Raft and the internal port from this shard's replicas only.
+    let np = objects
+        .get(&format!("NetworkPolicy/{name}"))
+        .unwrap_or_else(|| panic!("no NetworkPolicy {name}"));
+    assert_eq!(&np["spec"]["podSelector"]["matchLabels"], labels);
+    let rules = np["spec"]["ingress"].as_array().unwrap();
+    for port in ["raft", "internal"] {
+        let allowed: Vec<&Value> = rules
+            .iter()
+            .filter(|r| {
+                r["ports"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["port"] == port)
+            })
+            .collect();
+        assert_eq!(allowed.len(), 1, "{name}: one rule for {port}");
+        assert_eq!(
+            allowed[0]["from"],
+            serde_json::json!([{"podSelector": {"matchLabels": labels}}]),
+            "{name}: {port} from this shard's replicas only"
+        );
+    }
 
     // Guaranteed QoS, locked-down container, probes over HTTPS.
     assert_eq!(
@@ -587,6 +611,7 @@ fn overlays_pass_a_real_apiservers_dry_run_and_run_the_pod_mode_cli() {
         [
             "Deployment/tmc-proxy",
             "Namespace/tmc-system",
+            "NetworkPolicy/tmc-root",
             "PodDisruptionBudget/tmc-proxy",
             "PodDisruptionBudget/tmc-root",
             "Service/tmc-proxy",
