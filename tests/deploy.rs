@@ -19,13 +19,14 @@
 //! fresh machine; the image test needs root, as CI has.
 
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tmc::testcluster::members::{kubectl_at, kubectl_binary, repo_root, TestEnv};
+use tmc::testcluster::pods::{expand, Template};
 
 /// Runs a command; (success, stdout and stderr together).
 fn run(cmd: &mut Command) -> (bool, String) {
@@ -127,58 +128,6 @@ fn strs(v: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Kubernetes' `$(VAR)` expansion of container args and env values.
-fn expand(s: &str, vars: &BTreeMap<String, String>) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find("$(") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 2..];
-        let end = after.find(')').expect("unclosed $(");
-        let name = &after[..end];
-        match vars.get(name) {
-            Some(v) => out.push_str(v),
-            None => out.push_str(&rest[i..i + 3 + end]),
-        }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// The environment of pod `pod` (IP `ip`) of a StatefulSet's template, as
-/// the kubelet resolves it from the downward API.
-fn pod_env(sts: &Value, pod: &str, namespace: &str, ip: &str) -> BTreeMap<String, String> {
-    let labels = &sts["spec"]["template"]["metadata"]["labels"];
-    let mut vars = BTreeMap::new();
-    for e in sts["spec"]["template"]["spec"]["containers"][0]["env"]
-        .as_array()
-        .unwrap()
-    {
-        let name = e["name"].as_str().unwrap().to_string();
-        let value = if let Some(v) = e["value"].as_str() {
-            expand(v, &vars)
-        } else {
-            let field = e["valueFrom"]["fieldRef"]["fieldPath"].as_str().unwrap();
-            match field {
-                "metadata.name" => pod.to_string(),
-                "metadata.namespace" => namespace.to_string(),
-                "status.podIP" => ip.to_string(),
-                f if f.starts_with("metadata.labels['") => {
-                    let key = &f["metadata.labels['".len()..f.len() - 2];
-                    labels[key]
-                        .as_str()
-                        .unwrap_or_else(|| panic!("no label {key}"))
-                        .to_string()
-                }
-                f => panic!("unexpected fieldRef {f}"),
-            }
-        };
-        vars.insert(name, value);
-    }
-    vars
-}
-
 const NODE_KEYS: [&str; 10] = [
     "ca.crt",
     "server.crt",
@@ -275,8 +224,11 @@ fn check_shard(objects: &BTreeMap<String, Value>, shard: &str) {
 
     // What a pod's arguments become: pod tmc-<shard>-1 is node 2.
     let pod_name = format!("{name}-1");
-    let vars = pod_env(sts, &pod_name, ns, "10.1.2.3");
-    let expanded: Vec<String> = args.iter().map(|a| expand(a, &vars)).collect();
+    let template = Template::from_object(sts).expect("the StatefulSet");
+    let env = template
+        .environment(1, "10.1.2.3".parse().expect("an IP"))
+        .expect("the pod's environment");
+    let expanded: Vec<String> = args.iter().map(|a| expand(a, &env)).collect();
     let flag = |f: &str| -> String {
         let i = expanded
             .iter()
@@ -702,9 +654,9 @@ fn alert_rules_pass_promtool_and_each_loosened_alert_fails_its_test() {
     }
 }
 
-/// The image of this test binary's `tmc`, built once per test run by
-/// `scripts/image.sh` (the tests that use it share it), unpacked into
-/// `dir/image` (`dir/image/rootfs`, `dir/image/config.json`).
+/// The image of this test binary's `tmc`, built by `scripts/image.sh`
+/// (its Debian base cached between runs), unpacked into `dir/image`
+/// (`dir/image/rootfs`, `dir/image/config.json`).
 fn unpacked_image(dir: &Path) -> PathBuf {
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() };
@@ -712,19 +664,11 @@ fn unpacked_image(dir: &Path) -> PathBuf {
         uid, 0,
         "building and chrooting into the image needs root (mmdebstrap, files of uid 65532); CI runs as root"
     );
-    static ARCHIVE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    let archive = ARCHIVE.get_or_init(|| {
-        let bin = tmc::testcluster::tmc_binary();
-        assert!(bin.is_file(), "no tmc binary at {}", bin.display());
-        let archive = Path::new(env!("CARGO_TARGET_TMPDIR")).join("deploy-image.tar");
-        let (ok, out) = run(script("image.sh").arg("build").arg(&archive).arg(&bin));
-        assert!(ok, "image.sh build failed:\n{out}");
-        archive
-    });
-    let unpacked = dir.join("image");
-    let (ok, out) = run(script("image.sh").arg("unpack").arg(archive).arg(&unpacked));
-    assert!(ok, "image.sh unpack failed:\n{out}");
-    unpacked
+    let bin = tmc::testcluster::tmc_binary();
+    assert!(bin.is_file(), "no tmc binary at {}", bin.display());
+    let rootfs = tmc::testcluster::pods::image_rootfs(&repo_root(), &bin, dir)
+        .unwrap_or_else(|e| panic!("the image: {e}"));
+    rootfs.parent().expect("DIR/image/rootfs").to_path_buf()
 }
 
 /// A child that is killed when dropped.
@@ -882,324 +826,4 @@ fn the_image_runs_tmc_from_its_own_root_filesystem() {
         !ok && out.contains("libstdc++"),
         "tmc started without libstdc++:\n{out}"
     );
-}
-
-/// GET http://ADDR/metrics, plain HTTP/1.0.
-fn scrape(addr: &str) -> String {
-    use std::io::{Read, Write};
-    let mut c = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(c, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut body = String::new();
-    c.read_to_string(&mut body).unwrap();
-    assert!(
-        body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"),
-        "{addr}: {body}"
-    );
-    body
-}
-
-/// The families a metrics page declares (`# TYPE name ...`).
-fn families(page: &str) -> BTreeSet<String> {
-    page.lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_string)
-        .collect()
-}
-
-/// The metric families `text` (alert rules, dashboard) names.
-fn names_used(text: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-        if !(word.starts_with("tmc_") || word.starts_with("apiserver_")) {
-            continue;
-        }
-        let mut name = word;
-        for suffix in ["_bucket", "_count", "_sum", "_total"] {
-            name = name.strip_suffix(suffix).unwrap_or(name);
-        }
-        out.insert(name.to_string());
-    }
-    out
-}
-
-/// A gauge's value on a metrics page (unlabelled).
-fn gauge(page: &str, name: &str) -> f64 {
-    page.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in:\n{page}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// The dev overlay's StatefulSet, as the apiserver returns it, run the way
-/// the kubelet would run its pods: each pod a process on its own loopback
-/// address, from the image's root filesystem (chroot, the pod's user),
-/// with exactly its arguments after `$(VAR)` expansion, its volumes laid
-/// out as its volumeMounts and projected Secrets say (each pod's data
-/// volume bind-mounted in a mount namespace of its own), and the pods'
-/// DNS names in the image's /etc/hosts. The three found the shard and
-/// become ready on their readiness probe; the metrics port serves the
-/// families the alerts and the dashboard use; the leader, sent SIGTERM,
-/// exits within terminationGracePeriodSeconds and the other two take a
-/// write.
-#[test]
-fn the_statefulsets_pods_found_a_shard_from_the_image() {
-    let ns = "tmc-system";
-    let env = TestEnv::shared();
-    let kc = env.kubeconfig(1);
-    let nsfile = repo_root().join("deploy/overlays/dev/namespace.yaml");
-    let (ok, out, err) = kubectl_at(kc, &["create", "-f", nsfile.to_str().unwrap()]);
-    assert!(ok || err.contains("AlreadyExists"), "{out}{err}");
-    let objects = dry_run_objects(kc, "dev");
-    let sts = &objects["StatefulSet/tmc-root"];
-    let spec = &sts["spec"]["template"]["spec"];
-    let c = &spec["containers"][0];
-
-    let tmp = tempfile::tempdir().unwrap();
-    let rootfs = unpacked_image(tmp.path()).join("rootfs");
-    let replicas = sts["spec"]["replicas"].as_u64().unwrap();
-    let ip = |o: u64| format!("127.78.0.{}", o + 1);
-    let port_of = |n: &str| -> i64 {
-        c["ports"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == n)
-            .unwrap_or_else(|| panic!("no port {n}"))["containerPort"]
-            .as_i64()
-            .unwrap()
-    };
-    let probe_port = port_of(c["readinessProbe"]["httpGet"]["port"].as_str().unwrap());
-    let metrics_port: i64 = sts["spec"]["template"]["metadata"]["annotations"]
-        ["prometheus.io/port"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-
-    // What the operator makes with `tmc certs` (docs/deploy.md), naming the
-    // pods' addresses so that kubectl can reach each one.
-    let ops = tmp.path().join("ops");
-    let hosts: Vec<String> = (0..replicas).map(ip).collect();
-    let (ok, out) = run(Command::new(tmc::testcluster::tmc_binary())
-        .args(["certs", "--dir"])
-        .arg(&ops)
-        .args([
-            "--nodes",
-            "1,2,3",
-            "--shard",
-            "root",
-            "--hosts",
-            &hosts.join(","),
-        ]));
-    assert!(ok, "tmc certs: {out}");
-    let enc = "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - aesgcm:\n          keys:\n            - name: key1\n              secret: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n      - identity: {}\n";
-    // The Secrets' contents: tmc-root-node-<id> from ops/nodes/<id>, and
-    // tmc-encryption.
-    let secret_file = |secret: &str, key: &str| -> Option<Vec<u8>> {
-        if secret == "tmc-encryption" {
-            return Some(enc.as_bytes().to_vec());
-        }
-        let id = secret.strip_prefix("tmc-root-node-")?;
-        std::fs::read(ops.join("nodes").join(id).join(key)).ok()
-    };
-    // Lay out the Secret volumes where the container mounts them.
-    let fs_group = spec["securityContext"]["fsGroup"].as_u64().unwrap() as u32;
-    let run_as = spec["securityContext"]["runAsUser"].as_u64().unwrap();
-    let mut data_mount = None;
-    for m in c["volumeMounts"].as_array().unwrap() {
-        let name = m["name"].as_str().unwrap();
-        let path = m["mountPath"].as_str().unwrap();
-        let volume = spec["volumes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"] == name);
-        let sources: Vec<(Value, u32)> = match volume {
-            None => {
-                assert!(
-                    sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == name,
-                    "volume {name}"
-                );
-                data_mount = Some(path.to_string());
-                continue;
-            }
-            Some(v) if v["secret"].is_object() => {
-                let mut s = v["secret"].clone();
-                s["name"] = v["secret"]["secretName"].clone();
-                vec![(s, v["secret"]["defaultMode"].as_u64().unwrap() as u32)]
-            }
-            Some(v) if v["projected"].is_object() => {
-                let mode = v["projected"]["defaultMode"].as_u64().unwrap() as u32;
-                v["projected"]["sources"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|s| (s["secret"].clone(), mode))
-                    .collect()
-            }
-            Some(v) if v["emptyDir"].is_object() => continue,
-            Some(v) => panic!("unexpected volume {v}"),
-        };
-        let target = rootfs.join(path.trim_start_matches('/'));
-        for (secret, mode) in sources {
-            let sname = secret["name"].as_str().unwrap();
-            let optional = secret["optional"].as_bool().unwrap_or(false);
-            for item in secret["items"].as_array().unwrap() {
-                let key = item["key"].as_str().unwrap();
-                let Some(bytes) = secret_file(sname, key) else {
-                    assert!(optional, "Secret {sname} (not optional) has no {key}");
-                    continue;
-                };
-                let file = target.join(item["path"].as_str().unwrap());
-                std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-                std::fs::write(&file, bytes).unwrap();
-                std::os::unix::fs::chown(&file, Some(0), Some(fs_group)).unwrap();
-                std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(mode))
-                    .unwrap();
-            }
-        }
-    }
-    let data_mount = data_mount.expect("a mount of the data claim");
-
-    // DNS: the pods' names under the headless Service's domain.
-    let name_of = |o: u64| format!("tmc-root-{o}");
-    let domain = pod_env(sts, &name_of(0), ns, &ip(0))["PEER_DOMAIN"].clone();
-    let mut etc_hosts = String::from("127.0.0.1 localhost\n");
-    for o in 0..replicas {
-        etc_hosts.push_str(&format!("{} {}.{domain}\n", ip(o), name_of(o)));
-    }
-    std::fs::write(rootfs.join("etc/hosts"), etc_hosts).unwrap();
-
-    // The pods.
-    let start = |o: u64| -> Killed {
-        let data = tmp.path().join(format!("data-{}", name_of(o)));
-        std::fs::create_dir_all(&data).unwrap();
-        std::os::unix::fs::chown(&data, Some(run_as as u32), Some(fs_group)).unwrap();
-        let vars = pod_env(sts, &name_of(o), ns, &ip(o));
-        let args: Vec<String> = strs(&c["args"]).iter().map(|a| expand(a, &vars)).collect();
-        let log = std::fs::File::create(tmp.path().join(format!("{}.log", name_of(o)))).unwrap();
-        let child = Command::new("unshare")
-            .arg("--mount")
-            .arg("sh")
-            .arg("-c")
-            .arg(r#"d="$0"; r="$1"; m="$2"; u="$3"; shift 3; mount --bind "$d" "$r$m" && exec chroot --userspec="$u" "$r" /usr/local/bin/tmc "$@""#)
-            .arg(&data)
-            .arg(&rootfs)
-            .arg(&data_mount)
-            .arg(format!("{run_as}:{fs_group}"))
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("unshare");
-        Killed(child)
-    };
-    let log_of = |o: u64| {
-        std::fs::read_to_string(tmp.path().join(format!("{}.log", name_of(o)))).unwrap_or_default()
-    };
-    let mut pods: Vec<Option<Killed>> = (0..replicas).map(|o| Some(start(o))).collect();
-    let kubeconfig = ops.join("admin.kubeconfig");
-    let api = |o: u64, args: &[&str]| {
-        let server = format!("https://{}:{probe_port}/clusters/root", ip(o));
-        let mut all = vec!["--server", &server];
-        all.extend_from_slice(args);
-        kubectl_at(&kubeconfig, &all)
-    };
-    let ready = |o: u64| {
-        let (ok, out, _) = api(o, &["get", "--raw", "/readyz"]);
-        ok && out.trim() == "ok"
-    };
-    let deadline = Instant::now() + Duration::from_secs(90);
-    for o in 0..replicas {
-        while !ready(o) {
-            if let Some(status) = pods[o as usize].as_mut().unwrap().0.try_wait().unwrap() {
-                panic!("{} exited ({status}); its log:\n{}", name_of(o), log_of(o));
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} never became ready; its log:\n{}",
-                name_of(o),
-                log_of(o)
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-    let (ok, out, err) = api(1, &["get", "namespace", "default", "-o", "name"]);
-    assert!(ok && out.trim() == "namespace/default", "{out}{err}");
-
-    // Metrics: every family the alerts and the dashboard use (but two that
-    // exist only once a controller has reconciled something).
-    let pages: Vec<String> = (0..replicas)
-        .map(|o| scrape(&format!("{}:{metrics_port}", ip(o))))
-        .collect();
-    let served: BTreeSet<String> = pages.iter().flat_map(|p| families(p)).collect();
-    let mon = repo_root().join("deploy/monitoring");
-    let mut used = names_used(&std::fs::read_to_string(mon.join("tmc-alerts.yaml")).unwrap());
-    used.extend(names_used(
-        &std::fs::read_to_string(mon.join("tmc-dashboard.json")).unwrap(),
-    ));
-    let after_reconciles = [
-        "tmc_controller_errors",
-        "tmc_controller_reconcile_duration_seconds",
-    ];
-    let missing: Vec<&String> = used
-        .iter()
-        .filter(|n| !served.contains(*n) && !after_reconciles.contains(&n.as_str()))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "not on /metrics: {missing:?}; served: {served:?}"
-    );
-    for p in &pages {
-        assert_eq!(gauge(p, "tmc_raft_voters"), replicas as f64);
-        assert_eq!(gauge(p, "tmc_raft_has_leader"), 1.0);
-    }
-    let leaders: Vec<u64> = (0..replicas)
-        .filter(|&o| gauge(&pages[o as usize], "tmc_raft_is_leader") == 1.0)
-        .collect();
-    assert_eq!(leaders.len(), 1, "one leader: {leaders:?}");
-    let leader = leaders[0];
-
-    // SIGTERM to the leader: it hands over and exits within the grace
-    // period; the other two take a write.
-    let grace = Duration::from_secs(spec["terminationGracePeriodSeconds"].as_u64().unwrap());
-    let mut pod = pods[leader as usize].take().unwrap();
-    let pid = pod.0.id() as i32;
-    let t0 = Instant::now();
-    // SAFETY: signalling our own child.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let status = loop {
-        if let Some(s) = pod.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t0.elapsed() < grace,
-            "the leader did not exit within {grace:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(
-        status.success(),
-        "the leader exited with {status}:\n{}",
-        log_of(leader)
-    );
-    let other = (0..replicas).find(|&o| o != leader).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (ok, out, err) = api(other, &["create", "namespace", "after-handover"]);
-        if ok {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no write after the handover: {out}{err}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    drop(pods);
 }

@@ -41,6 +41,7 @@ mod api;
 mod http;
 mod kv;
 pub mod members;
+pub mod pods;
 mod process;
 pub mod proxy;
 pub mod python;
