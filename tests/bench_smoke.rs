@@ -205,3 +205,24 @@ fn bench_shards_runs_the_workload_direct_and_through_the_proxy() {
     assert_eq!(on("root") + on("two"), 20, "{spread}");
     assert!(on("two") > 0, "the second shard took none: {spread}");
 }
+
+#[test]
+fn bench_rollout_rolls_the_dev_statefulset_and_kills_its_leader_losing_nothing() {
+    let overlay = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/overlays/dev");
+    let r = tmc(&[
+        "bench",
+        "rollout",
+        "--rounds",
+        "1",
+        "--overlay",
+        overlay,
+        "--json",
+    ]);
+    assert_eq!(r["rounds"].as_array().map(Vec::len), Some(1), "{r}");
+    assert_eq!(r["lost"], 0, "{r}");
+    assert!(r["acknowledged"].as_u64() > Some(20), "{r}");
+    let killed = r["rounds"][0]["leader_killed_pause_ms"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!(killed > 0.0, "a killed leader pauses the writer: {r}");
+}

@@ -4,7 +4,7 @@
 //!
 //! Every benchmark has its flags as an `Args` struct (clap) beside it
 //! ([`store::Args`], [`raft::Args`], [`failover::Args`], [`api::Args`],
-//! [`placement::Args`], [`sync::Args`], [`shards::Args`]); `src/cli/bench.rs` only shows
+//! [`placement::Args`], [`sync::Args`], [`shards::Args`], [`rollout::Args`]); `src/cli/bench.rs` only shows
 //! progress and prints the report. One style for all of them:
 //! - `--json`: print only the JSON report, no progress on stderr;
 //! - a duration's flag names its unit (`--duration-secs 0.5`,
@@ -22,6 +22,7 @@ pub mod failover;
 pub mod placement;
 pub mod procs;
 pub mod raft;
+pub mod rollout;
 pub mod shards;
 pub mod store;
 pub mod sync;

@@ -24,6 +24,7 @@ pub enum Bench {
     Placement(bench::placement::Args),
     Sync(bench::sync::Args),
     Shards(bench::shards::Args),
+    Rollout(bench::rollout::Args),
 }
 
 impl Args {
@@ -65,6 +66,12 @@ impl Args {
                 let report = multi_thread()?.block_on(bench::placement::run(&args, &|m| {
                     bar.set_message(m.to_string())
                 }))?;
+                bar.finish_and_clear();
+                print(&report)
+            }
+            Bench::Rollout(args) => {
+                let bar = spinner(args.json);
+                let report = bench::rollout::run(&args, &|m| bar.set_message(m))?;
                 bar.finish_and_clear();
                 print(&report)
             }

@@ -524,14 +524,23 @@ impl Pods {
                 // No image: the volumes' paths in the arguments become
                 // their directories here (nothing is created on this
                 // machine's filesystem).
-                for (source, target) in self.volumes(ordinal)? {
-                    let source = source.display().to_string();
-                    for a in argv.iter_mut() {
-                        if let Some(rest) = a.strip_prefix(target.as_str()) {
-                            if rest.is_empty() || rest.starts_with('/') {
-                                *a = format!("{source}{rest}");
-                            }
-                        }
+                // Each argument once, by the longest mount path it is under.
+                let volumes = self.volumes(ordinal)?;
+                for a in argv.iter_mut() {
+                    let under = volumes
+                        .iter()
+                        .filter_map(|(source, target)| {
+                            let rest = a.strip_prefix(target.as_str())?;
+                            (rest.is_empty() || rest.starts_with('/')).then_some((
+                                target.len(),
+                                source,
+                                rest,
+                            ))
+                        })
+                        .max_by_key(|(len, _, _)| *len)
+                        .map(|(_, source, rest)| format!("{}{rest}", source.display()));
+                    if let Some(mapped) = under {
+                        *a = mapped;
                     }
                 }
             }
