@@ -177,9 +177,10 @@ impl Template {
         })
     }
 
-    /// Renders `overlay` (a kustomize directory) with `kubectl kustomize`.
+    /// Renders `overlay` (a kustomize directory) with `kubectl kustomize`
+    /// (the test environment's kubectl, else the one on the PATH).
     pub fn from_overlay(overlay: &Path) -> Result<Template, BoxError> {
-        let out = Command::new("kubectl")
+        let out = Command::new(super::members::kubectl_binary())
             .arg("kustomize")
             .arg(overlay)
             .output()?;
