@@ -606,3 +606,28 @@ suite!(
     reopen_keeps_everything,
     checkpoints_restore,
 );
+
+#[test]
+fn rocksdb_reports_its_table_files_and_compactions() {
+    use tmc::store::{Cf, Engine, WriteBatch};
+    let dir = tempfile::tempdir().unwrap();
+    let e = RocksEngine::open(&dir.path().join("db"), &RocksOptions::default()).unwrap();
+    assert_eq!(
+        e.stats().live_table_bytes,
+        0,
+        "a new database has no table file"
+    );
+    let mut wb = WriteBatch::new();
+    for i in 0..1000u32 {
+        wb.put(Cf::Data, format!("k{i:05}").into_bytes(), vec![7u8; 1024]);
+    }
+    e.write(wb, true).unwrap();
+    e.flush().unwrap();
+    let s = e.stats();
+    assert!(
+        s.live_table_bytes > 0,
+        "after a flush the table file counts: {s:?}"
+    );
+    // The memory engine has no background work.
+    assert_eq!(tmc::store::MemoryEngine::new().stats(), Default::default());
+}

@@ -154,6 +154,23 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Flushes buffered writes to durable files.
     fn flush(&self) -> Result<()>;
+
+    /// What the engine reports of its background work (zeros where it has
+    /// none).
+    fn stats(&self) -> EngineStats {
+        EngineStats::default()
+    }
+}
+
+/// An engine's background work, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Compactions running now.
+    pub compactions_running: u64,
+    /// Bytes the engine estimates compactions still have to rewrite.
+    pub compaction_pending_bytes: u64,
+    /// Bytes of the live table files.
+    pub live_table_bytes: u64,
 }
 
 type Tables = [BTreeMap<Vec<u8>, Vec<u8>>; 4];
@@ -326,5 +343,9 @@ impl<E: Engine> Engine for Arc<E> {
 
     fn flush(&self) -> Result<()> {
         (**self).flush()
+    }
+
+    fn stats(&self) -> EngineStats {
+        (**self).stats()
     }
 }

@@ -28,7 +28,7 @@ mod txn;
 
 pub use changes::{Change, ChangeKind};
 pub use codec::Encoding;
-pub use engine::{Cf, Engine, MemoryEngine, WriteBatch};
+pub use engine::{Cf, Engine, EngineStats, MemoryEngine, WriteBatch};
 pub use error::{Error, Expectation, Found, NameError, Result};
 pub use keys::{ClusterRef, GroupResource, Key, ObjectKey, Prefix};
 pub use list::{continue_revision, ListOptions, ListPage};

@@ -5,7 +5,7 @@
 //! buffer manager charged to the same cache caps the memtables. The store
 //! therefore does not grow in memory with the number of workspaces.
 
-use super::engine::{Cf, Engine, Op, ScanIter, WriteBatch};
+use super::engine::{Cf, Engine, EngineStats, Op, ScanIter, WriteBatch};
 use super::error::{printable_key, Error, Result};
 use rocksdb::{
     BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType,
@@ -200,6 +200,31 @@ impl Engine for RocksEngine {
             memtable_bytes: 4 << 20,
         };
         RocksEngine::open_with(dir, &opts, false)
+    }
+
+    fn stats(&self) -> EngineStats {
+        // Summed over the column families (each has its own LSM tree).
+        let sum = |name: &str| -> u64 {
+            Cf::ALL
+                .iter()
+                .filter_map(|cf| {
+                    self.db
+                        .property_int_value_cf(self.cf(*cf), name)
+                        .ok()
+                        .flatten()
+                })
+                .sum()
+        };
+        EngineStats {
+            compactions_running: self
+                .db
+                .property_int_value("rocksdb.num-running-compactions")
+                .ok()
+                .flatten()
+                .unwrap_or(0),
+            compaction_pending_bytes: sum("rocksdb.estimate-pending-compaction-bytes"),
+            live_table_bytes: sum("rocksdb.live-sst-files-size"),
+        }
     }
 
     fn flush(&self) -> Result<()> {

@@ -11,6 +11,8 @@
 //!   index minus what each other member has replicated;
 //! - `tmc_raft_leader_changes_seen_total`;
 //! - `tmc_store_disk_bytes`: the bytes under the data directory;
+//!   `tmc_store_compactions_running`, `tmc_store_compaction_pending_bytes`
+//!   and `tmc_store_live_table_bytes`: RocksDB's own figures;
 //! - measured in the event loop ([`LoopMetrics`]):
 //!   `tmc_raft_proposal_duration_seconds` (a write from the event loop
 //!   taking it to its answer: replication, fsync, apply),
@@ -73,6 +75,9 @@ pub struct RaftMetrics {
     lag: Family<Follower, Gauge>,
     leader_changes: Counter,
     disk: Gauge,
+    compactions: Gauge,
+    compaction_pending: Gauge,
+    tables: Gauge,
 }
 
 impl RaftMetrics {
@@ -174,6 +179,11 @@ impl RaftMetrics {
         if let Some(bytes) = shard.disk_bytes().await {
             self.disk.set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let e = shard.engine_stats();
+        self.compactions.set(n(e.compactions_running));
+        self.compaction_pending.set(n(e.compaction_pending_bytes));
+        self.tables.set(n(e.live_table_bytes));
     }
 
     fn set(&self, s: &StatusReport) {

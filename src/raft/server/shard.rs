@@ -149,6 +149,11 @@ impl<E: Engine> RaftShard<E> {
         Some(to)
     }
 
+    /// The store engine's background work (compactions).
+    pub fn engine_stats(&self) -> crate::store::EngineStats {
+        self.store.engine().stats()
+    }
+
     /// The bytes under the data directory, if it is known.
     pub async fn disk_bytes(&self) -> Option<u64> {
         let dir = self.data_dir.clone()?;
