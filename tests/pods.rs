@@ -256,15 +256,10 @@ fn names_used(text: &str) -> BTreeSet<String> {
 
 #[test]
 fn a_pod_name_that_is_no_statefulset_pod_is_refused_with_the_reason() {
-    let domain = "tmc-root-peers.tmc-system.svc";
-    for bad in ["tmc", "tmc-", "-3", "tmc-x1"] {
+    let refusal = |pod_name: &str| -> String {
         let out = Command::new(tmc_binary())
-            .args([
-                "serve",
-                &format!("--pod-name={bad}"),
-                "--peer-domain",
-                domain,
-            ])
+            .args(["serve", &format!("--pod-name={pod_name}")])
+            .args(["--peer-domain", "tmc-root-peers.tmc-system.svc"])
             .args([
                 "--data-dir",
                 "/nonexistent/never-created",
@@ -272,22 +267,16 @@ fn a_pod_name_that_is_no_statefulset_pod_is_refused_with_the_reason() {
             ])
             .output()
             .expect("tmc serve");
-        assert!(!out.status.success(), "{bad:?} accepted");
-        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{pod_name:?} accepted");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    for bad in ["tmc", "tmc-", "-3", "tmc-x1"] {
+        let err = refusal(bad);
         assert!(
             err.contains("is not <statefulset>-<ordinal>"),
             "{bad:?}: {err}"
         );
     }
-    let out = Command::new(tmc_binary())
-        .args(["serve", "--pod-name", "tmc-root-7", "--peer-domain", domain])
-        .args([
-            "--data-dir",
-            "/nonexistent/never-created",
-            "--insecure-peers",
-        ])
-        .output()
-        .expect("tmc serve");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refusal("tmc-root-7");
     assert!(err.contains("beyond --max-replicas 7"), "{err}");
 }

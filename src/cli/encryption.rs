@@ -41,14 +41,7 @@ impl Args {
 fn rewrite_secrets(kubeconfig: &Path) -> Result<(), BoxError> {
     use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
     super::runtime()?.block_on(async move {
-        let kc = kube::config::Kubeconfig::read_from(kubeconfig)
-            .map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
-        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-        let url = config.cluster_url.to_string();
-        let base = url
-            .split_once("/clusters/")
-            .map_or(url.trim_end_matches('/'), |(b, _)| b)
-            .to_string();
+        let (config, base) = super::admin_config(kubeconfig).await?;
         let client_for = |ws: &str| -> Result<kube::Client, BoxError> {
             let mut c = config.clone();
             c.cluster_url = format!("{base}/clusters/{ws}").parse()?;

@@ -51,14 +51,7 @@ impl Args {
 /// The status document of every shard in the registry (or, without one,
 /// of the shard the kubeconfig names).
 async fn gather(kubeconfig: &std::path::Path) -> Result<Vec<Value>, BoxError> {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
-        .map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-    let url = config.cluster_url.to_string();
-    let base = url
-        .split_once("/clusters/")
-        .map_or(url.trim_end_matches('/'), |(b, _)| b)
-        .to_string();
+    let (config, base) = super::admin_config(kubeconfig).await?;
     let client_at = |server: &str| -> Result<kube::Client, BoxError> {
         let mut c = config.clone();
         c.cluster_url = server.parse()?;
