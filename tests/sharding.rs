@@ -393,6 +393,11 @@ fn workspaces_are_scheduled_onto_both_shards_and_every_client_works_through_the_
     );
     let (code, v) = block_on(s.bob().call("GET", "/tmc/shards/two/status", Value::Null));
     assert_eq!(code, 403, "{v}");
+    let (code, v) = block_on(
+        s.admin()
+            .call("GET", "/tmc/shards/nine/status", Value::Null),
+    );
+    assert_eq!(code, 404, "an unknown shard: {v}");
 }
 
 /// What reaches a workspace of the other shard: nothing but the proxy

@@ -194,7 +194,14 @@ async fn forward(p: &Proxy, req: Request) -> Result<Response, ApiError> {
         // `tmc status` of one shard: asked of that shard.
         (None, Target::ShardStatus(Some(name))) => {
             path_and_query = "/tmc/status";
-            p.resolver.shard_named(name).await.map_err(resolve_error)?
+            p.resolver.shard_named(name).await.map_err(|e| match e {
+                ResolveError::UnknownShard { .. } => ApiError::new(
+                    404,
+                    "NotFound",
+                    format!("no shard {name:?} in the shard registry"),
+                ),
+                e => resolve_error(e),
+            })?
         }
         (None, _) => p.resolver.root().clone(),
         (Some(ws), _) => p.resolver.resolve(ws).await.map_err(resolve_error)?,
