@@ -103,8 +103,11 @@
 //! loading it into memory (see [`snapshot`]).
 //!
 //! **Membership.** [`Node::change_membership`] adds or removes one voter
-//! with a `ConfChangeV2` (a simple change, no joint state); one change at a
-//! time. The configuration as of the applied index is kept in `meta` and
+//! or learner, or promotes a learner, with a `ConfChangeV2` (a simple
+//! change, no joint state); one change at a time. A learner gets the log
+//! and snapshots but neither votes nor counts for commits: a replica that
+//! starts far behind joins as one and is promoted once caught up
+//! ([`server::join`]). The configuration as of the applied index is kept in `meta` and
 //! travels in snapshots. A replica opened with no founding voters and an
 //! empty disk (`tmc serve --join`) knows no configuration: it sets raft-rs's
 //! `pending_request_snapshot`, so it answers the leader's first append with
@@ -163,9 +166,12 @@
 //! **KV interface.** [`server::router`] ([`server::kv`]): `PUT/GET/DELETE
 //! /kv/{workspace}/{namespace}/{name}` (objects of `?resource=`,
 //! configmaps by default), `GET /kv/{workspace}` (list), `POST /txn` (a
-//! JSON [`crate::store::Txn`]), `GET /status`, and membership: `POST
-//! /members/{id}` (add a voter), `DELETE /members/{id}` (remove one), `GET
-//! /members`; over the peers' mutual TLS. A write on a follower is
+//! JSON [`crate::store::Txn`]), `GET /status` (`?disk=true`: with the data
+//! directory's size), and membership: `POST /members/{id}` (add a voter or
+//! promote a learner; `?learner=true`: add a learner), `DELETE
+//! /members/{id}` (remove one), `GET /members`, `POST /leader/hand-over`
+//! (the leader transfers leadership to its most caught-up voter,
+//! [`Node::hand_over`]); over the peers' mutual TLS. A write on a follower is
 //! forwarded once ([`server::forward`]: to the leader's `POST
 //! /internal/txn` at its `--kv-peers` address, naming itself in
 //! `x-tmc-from`, over a kept-alive connection of the replica's one
@@ -193,8 +199,9 @@
 //!   kept alive between forwards) or answers a 503 naming the leader.
 //! - Raft addresses are static: `--peers` is the address book, and a voter
 //!   can only be added if every replica's `--peers` names it (replicas are
-//!   restarted with a longer list first). Addresses do not travel in the
-//!   configuration.
+//!   restarted with a longer list first; a StatefulSet's pods name every
+//!   ordinal up to `--max-replicas` from the start). Addresses do not
+//!   travel in the configuration; host names are resolved at every dial.
 //! - A snapshot is a full checkpoint (the raft log's column family
 //!   included, though the follower reads only the replicated ones);
 //!   there is no incremental transfer and no resume of a broken one: the
