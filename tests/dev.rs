@@ -45,7 +45,9 @@ fn start(data: &std::path::Path, extra: &[&str]) -> (Killed, String) {
 fn dev_serves_the_api_and_guards_its_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("tmc");
-    let (_dev, url) = start(&data, &[]);
+    let metrics_port = tmc::testcluster::free_port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let (_dev, url) = start(&data, &["--metrics-listen", &metrics_addr]);
     let kc = data.join("admin.kubeconfig");
     let text = std::fs::read_to_string(&kc).unwrap();
     assert!(
@@ -80,6 +82,24 @@ fn dev_serves_the_api_and_guards_its_data_dir() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Its metrics: a leader, the requests above, its disk.
+    let page = tmc::testcluster::block_on(async {
+        reqwest::get(format!("http://{metrics_addr}/metrics"))
+            .await?
+            .text()
+            .await
+    })
+    .expect("/metrics");
+    for line in ["tmc_raft_is_leader 1", "tmc_raft_voters 1"] {
+        assert!(page.lines().any(|l| l == line), "no {line}:\n{page}");
+    }
+    assert!(
+        page.contains(
+            "apiserver_request_total{verb=\"list\",resource=\"namespaces\",code=\"200\"}"
+        ),
+        "{page}"
+    );
+    assert!(!page.contains("tmc_store_disk_bytes 0\n"), "{page}");
     // Without the token: 401.
     let (ok, _, err) = run(&["get", "namespaces", "--token", "wrong"]);
     assert!(!ok && err.contains("Unauthorized"), "{err}");

@@ -25,6 +25,10 @@ pub struct Args {
     /// the front proxy on --listen, all in this process.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
     pub shards: u16,
+    /// Serve Prometheus metrics (`/metrics`, plain HTTP) of the root shard
+    /// on this address.
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
     #[command(flatten)]
     pub replica: ReplicaArgs,
 }
@@ -58,6 +62,7 @@ impl Args {
         let sharded = self.shards > 1;
         let replica = self.replica;
         let listen = self.listen;
+        let metrics_listen = self.metrics_listen;
         super::runtime()?.block_on(async move {
             let mut root_url = String::new();
             let mut others = Vec::new();
@@ -83,7 +88,7 @@ impl Args {
                         kv_peers: Default::default(),
                         tick: Duration::from_millis(100),
                         tls: None,
-                        data_dir: None,
+                        data_dir: is_root.then(|| data_dir.join("shard")),
                     },
                     node: NodeConfig::new(1, vec![1]),
                     encryption_config: Some(encryption.clone()),
@@ -98,7 +103,7 @@ impl Args {
                         limits: replica.api_limits.limits(),
                     }),
                     internal_listen: None,
-                    metrics_listen: None,
+                    metrics_listen: if is_root { metrics_listen.clone() } else { None },
                     shard: crate::shards::Config {
                         name: name.clone(),
                         labels: Default::default(),
