@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod authz;
+pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod controllers;

@@ -155,7 +155,11 @@ impl Replica {
                         ready.ready()
                     }),
                     (api.limits, api_metrics.clone()),
-                    (dir, shard_status(handle.clone(), &shard_cfg.name)),
+                    (
+                        dir,
+                        shard_status(handle.clone(), &shard_cfg.name),
+                        backup_source(handle.clone(), &shard_cfg.name, backups_dir(&o.store_dir)),
+                    ),
                     stopped(&stop),
                 )
                 .await?;
@@ -316,6 +320,64 @@ impl Replica {
     }
 }
 
+/// Where a replica whose store is `store_dir` stages backups (beside it:
+/// a checkpoint hard-links the store's files, which needs one file
+/// system).
+fn backups_dir(store_dir: &Path) -> PathBuf {
+    let mut name = store_dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".backups");
+    store_dir.with_file_name(name)
+}
+
+/// `/tmc/backup` of shard `name`: after a linearizable read point (all
+/// that was committed before is applied here), a checkpoint of the store
+/// staged under `scratch`, its manifest, the compressed file; the staged
+/// checkpoint is removed, the file handed over already unlinked.
+fn backup_source(
+    raft: RaftShard<RocksEngine>,
+    name: &str,
+    scratch: PathBuf,
+) -> crate::api::BackupSource {
+    let shard = name.to_string();
+    Arc::new(move || {
+        let (raft, shard, scratch) = (raft.clone(), shard.clone(), scratch.clone());
+        Box::pin(async move {
+            Shard::barrier(&raft)
+                .await
+                .map_err(|e| format!("no read point: {e}"))?;
+            tokio::task::spawn_blocking(move || -> Result<std::fs::File, String> {
+                std::fs::create_dir_all(&scratch)
+                    .map_err(|e| format!("{}: {e}", scratch.display()))?;
+                let stage = tempfile::Builder::new()
+                    .prefix("backup-")
+                    .tempdir_in(&scratch)
+                    .map_err(|e| format!("{}: {e}", scratch.display()))?;
+                let cut = stage.path().join("checkpoint");
+                raft.checkpoint(&cut)
+                    .map_err(|e| format!("checkpoint: {e}"))?;
+                let manifest =
+                    crate::backup::manifest_of(&cut, &shard).map_err(|e| e.to_string())?;
+                let path = stage.path().join("backup.tar.gz");
+                let file = std::fs::File::create(&path).map_err(|e| e.to_string())?;
+                crate::backup::write(&cut, &manifest, std::io::BufWriter::new(file))
+                    .map_err(|e| format!("writing the backup: {e}"))?;
+                let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+                // The open handle keeps the data; the directory goes now.
+                drop(stage);
+                tracing::info!(
+                    shard,
+                    revision = manifest.revision,
+                    applied = manifest.applied_index,
+                    "backup taken"
+                );
+                Ok(file)
+            })
+            .await
+            .map_err(|e| format!("the backup task failed: {e}"))?
+        })
+    })
+}
+
 /// `/tmc/status` of shard `name`: each member's raft status as it reports
 /// it, its lag behind the highest commit index any member reports, its
 /// disk bytes; a member that does not answer, with why.
@@ -456,7 +518,11 @@ async fn start_api(
     tls_dir: &Path,
     ready: crate::api::ReadyCheck,
     (limits, metrics): (Limits, crate::api::metrics::ApiMetrics),
-    (directory, status): (Arc<crate::shards::Directory>, crate::api::ShardStatus),
+    (directory, status, backup): (
+        Arc<crate::shards::Directory>,
+        crate::api::ShardStatus,
+        crate::api::BackupSource,
+    ),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Serving, BoxError> {
     let files = tls::TlsFiles::new(tls_dir);
@@ -503,6 +569,7 @@ async fn start_api(
         inflight: InFlight::new(&limits),
         metrics,
         status: Some(status),
+        backup: Some(backup),
     });
     tracing::info!(addr = %listener.local_addr()?, ?limits, "serving the Kubernetes API");
     Ok(Box::pin(crate::api::server::serve_tls(

@@ -38,6 +38,16 @@ use std::sync::Arc;
 /// A readiness probe: `Ok` when the node can serve, else why not.
 pub type ReadyCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
+/// Makes a backup of this shard (`/tmc/backup`): the finished file, open
+/// and already unlinked (it goes when the answer has been streamed), or
+/// why not.
+pub type BackupSource = Arc<
+    dyn Fn() -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<std::fs::File, String>> + Send>,
+        > + Send
+        + Sync,
+>;
+
 /// The status of this shard's replicas for `tmc status` (`/tmc/status`):
 /// the shard's name and a JSON document (see `Replica`'s wiring).
 pub struct ShardStatus {

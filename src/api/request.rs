@@ -82,6 +82,9 @@ pub enum Target {
     /// `/tmc/shards/{name}/status` (shard `name`'s, through the proxy):
     /// for `tmc status`, `system:masters` only.
     ShardStatus(Option<String>),
+    /// `/tmc/backup`: a backup of this shard (`tmc backup`),
+    /// `system:masters` only.
+    Backup,
     /// An OpenAPI document.
     OpenApi(OpenApi),
     /// Discovery in a workspace.
@@ -168,6 +171,7 @@ pub fn route(path: &str) -> ApiResult<Route> {
         (_, ["readyz"] | ["healthz"]) => Target::Readyz,
         (_, ["version"]) => Target::Version,
         (false, ["tmc", "status"]) => Target::ShardStatus(None),
+        (false, ["tmc", "backup"]) => Target::Backup,
         (false, ["tmc", "shards", name, "status"]) => Target::ShardStatus(Some(name.to_string())),
         (_, ["openapi", "v2"]) => Target::OpenApi(OpenApi::V2),
         (_, ["openapi", "v3"]) => Target::OpenApi(OpenApi::V3Index),

@@ -68,6 +68,8 @@ pub struct ApiServer {
     pub metrics: super::metrics::ApiMetrics,
     /// `/tmc/status`, where served.
     pub status: Option<super::ShardStatus>,
+    /// `/tmc/backup`, where served.
+    pub backup: Option<super::BackupSource>,
 }
 
 /// The router: one handler for every path (routing is [`request::route`]).
@@ -91,6 +93,49 @@ async fn dispatch(State(s): State<Arc<ApiServer>>, req: Request) -> Response {
     // The connection holds the slot until the body is sent.
     resp.extensions_mut().insert(admitted);
     resp
+}
+
+/// `GET /tmc/backup`: a backup of this shard, streamed
+/// (`application/gzip`; `crate::backup` has the format), for
+/// `system:masters`.
+async fn backup(s: &ApiServer, user: &User, method: &Method) -> ApiResult<Response> {
+    if !user.is_master() {
+        return Err(ApiError::forbidden(format!(
+            "user {:?} cannot back up the shard: only system:masters may",
+            user.name
+        )));
+    }
+    let Some(source) = &s.backup else {
+        return Err(ApiError::path_not_found());
+    };
+    if method != Method::GET {
+        return Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "GET /tmc/backup only",
+        ));
+    }
+    let file = source()
+        .await
+        .map_err(|e| ApiError::new(503, "ServiceUnavailable", format!("no backup: {e}")))?;
+    let file = tokio::fs::File::from_std(file);
+    let stream = futures_util::stream::unfold(file, |mut f| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 256 << 10];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/gzip")],
+        Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 /// `/tmc/status`: the replicas of this shard, for `system:masters`.
@@ -220,6 +265,7 @@ async fn handle(s: &ApiServer, req: Request, admitted: &mut Admitted) -> ApiResu
     match &route.target {
         Target::Version => return Ok(json_response(200, &version())),
         Target::ShardStatus(name) => return shard_status(s, &user, name.as_deref()).await,
+        Target::Backup => return backup(s, &user, &parts.method).await,
         Target::OpenApi(which) => {
             return openapi(&route, which, header_str(&parts.headers, header::ACCEPT))
         }

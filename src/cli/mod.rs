@@ -20,6 +20,7 @@
 //! give it.
 
 pub mod api_limits;
+pub mod backup;
 pub mod bench;
 pub mod certs;
 pub mod cluster;

@@ -16,6 +16,7 @@
 
 mod changes;
 pub mod codec;
+pub mod digest;
 pub mod engine;
 pub mod error;
 pub mod keys;

@@ -149,6 +149,12 @@ impl<E: Engine> RaftShard<E> {
         Some(to)
     }
 
+    /// Writes a consistent checkpoint of the store into `dir` (a RocksDB
+    /// checkpoint: hard links where it can; blocking).
+    pub fn checkpoint(&self, dir: &std::path::Path) -> crate::store::Result<()> {
+        self.store.checkpoint(dir)
+    }
+
     /// The store engine's background work (compactions).
     pub fn engine_stats(&self) -> crate::store::EngineStats {
         self.store.engine().stats()

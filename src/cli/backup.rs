@@ -1,0 +1,164 @@
+//! `tmc backup`: take a backup of a running shard through its API, and
+//! check one (`tmc backup verify`). The file format is
+//! [`crate::backup`]'s.
+//!
+//! `tmc backup --kubeconfig K -o FILE` asks the server `K` names (a shard,
+//! `tmc dev`) for `GET /tmc/backup` (system:masters), streams the answer
+//! into `FILE.partial`, verifies it there (every part's digest, the data's
+//! digest), and only then renames it to `FILE`: a file named `FILE` is
+//! always a whole, verified backup; an interrupted or damaged transfer
+//! leaves no `FILE` (and removes its partial file).
+
+use super::BoxError;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Back up a running shard, or verify a backup.
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Args {
+    #[command(subcommand)]
+    pub op: Option<BackupOp>,
+    /// An admin kubeconfig (system:masters) of the shard.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Where to write the backup.
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+    /// Print only the manifest's JSON, no progress.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What else `tmc backup` does.
+#[derive(clap::Subcommand, Debug)]
+pub enum BackupOp {
+    /// Check a backup without restoring it: every part's digest, every
+    /// value's checksum, the data's digest; prints revision, keys per
+    /// resource, workspaces and the hash. Exits non-zero on any damage.
+    Verify {
+        /// The backup file.
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Args {
+    /// Runs the subcommand.
+    pub fn run(self) -> Result<(), BoxError> {
+        match self.op {
+            Some(BackupOp::Verify { file, json }) => verify(&file, json),
+            None => {
+                let kubeconfig = self
+                    .kubeconfig
+                    .ok_or("--kubeconfig (or KUBECONFIG) is required")?;
+                let output = self.output.ok_or("-o FILE is required")?;
+                take(&kubeconfig, &output, self.json)
+            }
+        }
+    }
+}
+
+fn verify(file: &Path, json: bool) -> Result<(), BoxError> {
+    let scratch = tempfile::Builder::new().prefix("tmc-verify").tempdir()?;
+    let v = crate::backup::verify(file, scratch.path())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let m = &v.manifest;
+    println!("backup of shard {:?} taken {}", m.shard, m.created_at);
+    println!("revision {}, applied index {}", m.revision, m.applied_index);
+    println!(
+        "{} keys, {} workspaces, {} controller records, sha256 {}",
+        v.store.keys, v.store.workspaces, v.store.records, v.store.sha256
+    );
+    for (resource, n) in &v.store.per_resource {
+        println!("  {resource}: {n}");
+    }
+    println!("OK: {} parts, every digest matches", m.parts.len());
+    Ok(())
+}
+
+fn take(kubeconfig: &Path, output: &Path, json: bool) -> Result<(), BoxError> {
+    let mut partial = output.as_os_str().to_os_string();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let result = super::runtime()?.block_on(download(kubeconfig, &partial, json));
+    let verified = result.and_then(|()| {
+        let scratch = tempfile::Builder::new().prefix("tmc-verify").tempdir()?;
+        crate::backup::verify(&partial, scratch.path())
+    });
+    match verified {
+        Ok(v) => {
+            std::fs::rename(&partial, output)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v.manifest)?);
+            } else {
+                eprintln!(
+                    "backed up shard {:?} at revision {} ({} keys, sha256 {}) to {}",
+                    v.manifest.shard,
+                    v.manifest.revision,
+                    v.store.keys,
+                    v.store.sha256,
+                    output.display()
+                );
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(e)
+        }
+    }
+}
+
+/// `GET /tmc/backup` into `to`, fsynced.
+async fn download(kubeconfig: &Path, to: &Path, quiet: bool) -> Result<(), BoxError> {
+    use futures_util::TryStreamExt;
+    let (config, base) = super::admin_config(kubeconfig).await?;
+    let mut c = config;
+    c.cluster_url = base.parse()?;
+    let client = kube::Client::try_from(c)?;
+    let req = hyper::http::Request::get("/tmc/backup").body(Vec::new())?;
+    let resp = client
+        .send(req.map(kube::client::Body::from))
+        .await
+        .map_err(|e| format!("GET /tmc/backup: {e}"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        return Err(format!(
+            "GET /tmc/backup: {status}: {}",
+            String::from_utf8_lossy(&body)
+        )
+        .into());
+    }
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new_spinner()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {bytes} {binary_bytes_per_sec}")
+            .expect("template"),
+    );
+    let mut file = std::fs::File::create(to).map_err(|e| format!("{}: {e}", to.display()))?;
+    let mut body = http_body_util::BodyDataStream::new(resp.into_body());
+    while let Some(chunk) = body
+        .try_next()
+        .await
+        .map_err(|e| format!("the transfer broke: {e}"))?
+    {
+        file.write_all(&chunk)?;
+        bar.inc(chunk.len() as u64);
+    }
+    file.sync_all()?;
+    bar.finish_and_clear();
+    Ok(())
+}
