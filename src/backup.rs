@@ -237,6 +237,19 @@ fn check_trailer(file: &Path) -> Result<u64, String> {
     Ok(body)
 }
 
+/// Bytes free for an unprivileged user on the file system of `dir`.
+fn available_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes into the zeroed struct we own; `c` is a valid
+    // NUL-terminated path.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
 /// What [`verify`] found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -294,6 +307,22 @@ pub fn verify(file: &Path, scratch: &Path) -> Result<Verified, BoxError> {
     }
     let data = scratch.join("data");
     std::fs::create_dir_all(&data)?;
+    // What the parts will take, against what the scratch file system has:
+    // a manifest that declares more fails here, not on a full disk.
+    let needed = manifest
+        .parts
+        .iter()
+        .try_fold(0u64, |sum, p| sum.checked_add(p.size))
+        .ok_or_else(|| what(&"the parts' sizes overflow"))?;
+    if let Some(free) = available_bytes(&data) {
+        if needed > free {
+            return Err(what(&format!(
+                "its parts need {needed} bytes in {}, which has {free} free",
+                data.display()
+            ))
+            .into());
+        }
+    }
     let mut expected = manifest.parts.iter();
     for entry in entries {
         let mut entry = entry.map_err(|e| what(&format!("cut short or damaged ({e})")))?;
@@ -312,6 +341,14 @@ pub fn verify(file: &Path, scratch: &Path) -> Result<Verified, BoxError> {
             .strip_prefix("data/")
             .filter(|n| !n.is_empty() && !n.contains('/') && *n != "." && *n != "..")
             .ok_or_else(|| what(&format!("{name}: not a part's name")))?;
+        if entry.size() != part.size {
+            return Err(what(&format!(
+                "{name}: {} bytes in the archive, {} in the manifest",
+                entry.size(),
+                part.size
+            ))
+            .into());
+        }
         let mut out = std::fs::File::create(data.join(file_name))?;
         let mut h = Sha256::new();
         let mut size = 0u64;
@@ -368,4 +405,48 @@ pub fn verify(file: &Path, scratch: &Path) -> Result<Verified, BoxError> {
         .into());
     }
     Ok(Verified { manifest, store })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A backup of a small real store whose manifest `tamper` changes
+    /// before it is written (digests recomputed, so only the checks that
+    /// look deeper can tell).
+    fn backup_with(tamper: impl Fn(&mut Manifest)) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db");
+        {
+            let e = RocksEngine::open(&db, &RocksOptions::default()).unwrap();
+            let mut wb = crate::store::WriteBatch::new();
+            wb.put(crate::store::Cf::Meta, b"k".to_vec(), b"v".to_vec());
+            crate::store::Engine::write(&e, wb, true).unwrap();
+        }
+        let mut m = manifest_of(&db, "root").unwrap();
+        tamper(&mut m);
+        m.digest = Manifest::parts_digest(&m.parts);
+        let file = dir.path().join("b.tmcbackup");
+        write(&db, &m, std::fs::File::create(&file).unwrap()).unwrap();
+        (dir, file)
+    }
+
+    #[test]
+    fn a_good_backup_verifies_and_a_crafted_manifest_does_not() {
+        let (dir, file) = backup_with(|_| {});
+        verify(&file, &dir.path().join("ok")).expect("a good backup");
+        // A part declared larger than the scratch disk: refused before
+        // anything is written.
+        let (dir, file) = backup_with(|m| m.parts[0].size = 1 << 62);
+        let e = verify(&file, &dir.path().join("s"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("free"), "{e}");
+        // A part that is not what the manifest says: refused, named.
+        let (dir, file) = backup_with(|m| m.parts[1].size += 1);
+        let e = verify(&file, &dir.path().join("s"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("data/") && e.contains("manifest"), "{e}");
+    }
 }
