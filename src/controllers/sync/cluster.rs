@@ -688,6 +688,16 @@ impl ClusterSyncer {
         let rv = v["metadata"]["resourceVersion"].clone();
         let mut obs = self.observed.lock().unwrap_or_else(PoisonError::into_inner);
         let k = (gr.clone(), dns, dname);
+        // An answer to our own write can arrive after the watch delivered a
+        // newer version (the member's controller updated the status
+        // meanwhile): never replace a newer version with an older one, or
+        // the status stays stale until the object changes again.
+        if obs
+            .get(&k)
+            .is_some_and(|old| older(&rv, &old["metadata"]["resourceVersion"]))
+        {
+            return None;
+        }
         let same = obs
             .get(&k)
             .is_some_and(|o| o["metadata"]["resourceVersion"] == rv);
@@ -795,5 +805,29 @@ impl ClusterSyncer {
                 }
             }
         }
+    }
+}
+
+/// Whether resourceVersion `rv` is older than `have`. resourceVersions are
+/// opaque, but a kube-apiserver's are etcd revisions: compared only when
+/// both are numbers (anything else is not older).
+fn older(rv: &Value, have: &Value) -> bool {
+    let number = |v: &Value| v.as_str().and_then(|s| s.parse::<u64>().ok());
+    matches!((number(rv), number(have)), (Some(new), Some(old)) if new < old)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::older;
+    use serde_json::json;
+
+    #[test]
+    fn an_older_resource_version_never_replaces_a_newer_one() {
+        assert!(older(&json!("100"), &json!("105")));
+        assert!(!older(&json!("105"), &json!("100")));
+        assert!(!older(&json!("105"), &json!("105")));
+        // Not numbers: no order is assumed.
+        assert!(!older(&json!("abc"), &json!("105")));
+        assert!(!older(&json!(null), &json!("105")));
     }
 }
