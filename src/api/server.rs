@@ -79,9 +79,11 @@ pub fn router(server: Arc<ApiServer>) -> Router {
 
 async fn dispatch(State(s): State<Arc<ApiServer>>, req: Request) -> Response {
     let started = std::time::Instant::now();
-    let measured = measured(&req);
+    // Routed once, for the metrics' labels and the handler.
+    let route = request::route(req.uri().path());
+    let measured = measured(&req, route.as_ref().ok());
     let mut admitted = Admitted::default();
-    let mut resp = match handle(&s, req, &mut admitted).await {
+    let mut resp = match handle(&s, req, route, &mut admitted).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
@@ -95,16 +97,22 @@ async fn dispatch(State(s): State<Arc<ApiServer>>, req: Request) -> Response {
     resp
 }
 
+/// 403 for anyone but `system:masters`, saying they cannot `what`.
+fn masters_only(user: &User, what: &str) -> ApiResult<()> {
+    if user.is_master() {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(format!(
+        "user {:?} cannot {what}: only system:masters may",
+        user.name
+    )))
+}
+
 /// `GET /tmc/backup`: a backup of this shard, streamed
 /// (`application/gzip`; `crate::backup` has the format), for
 /// `system:masters`.
 async fn backup(s: &ApiServer, user: &User, method: &Method) -> ApiResult<Response> {
-    if !user.is_master() {
-        return Err(ApiError::forbidden(format!(
-            "user {:?} cannot back up the shard: only system:masters may",
-            user.name
-        )));
-    }
+    masters_only(user, "back up the shard")?;
     let Some(source) = &s.backup else {
         return Err(ApiError::path_not_found());
     };
@@ -140,12 +148,7 @@ async fn backup(s: &ApiServer, user: &User, method: &Method) -> ApiResult<Respon
 
 /// `/tmc/status`: the replicas of this shard, for `system:masters`.
 async fn shard_status(s: &ApiServer, user: &User, name: Option<&str>) -> ApiResult<Response> {
-    if !user.is_master() {
-        return Err(ApiError::forbidden(format!(
-            "user {:?} cannot read the shard's status: only system:masters may",
-            user.name
-        )));
-    }
+    masters_only(user, "read the shard's status")?;
     let Some(status) = &s.status else {
         return Err(ApiError::path_not_found());
     };
@@ -163,9 +166,9 @@ async fn shard_status(s: &ApiServer, user: &User, name: Option<&str>) -> ApiResu
 }
 
 /// The metrics' labels of a request; `None` for the probes.
-fn measured(req: &Request) -> Option<super::metrics::Request> {
+fn measured(req: &Request, route: Option<&Route>) -> Option<super::metrics::Request> {
     let method = req.method();
-    let Ok(route) = request::route(req.uri().path()) else {
+    let Some(route) = route else {
         return Some(super::metrics::Request {
             verb: method.as_str().to_ascii_lowercase(),
             resource: String::new(),
@@ -236,9 +239,14 @@ fn version() -> Value {
     })
 }
 
-async fn handle(s: &ApiServer, req: Request, admitted: &mut Admitted) -> ApiResult<Response> {
+async fn handle(
+    s: &ApiServer,
+    req: Request,
+    route: ApiResult<Route>,
+    admitted: &mut Admitted,
+) -> ApiResult<Response> {
     let (parts, body) = req.into_parts();
-    let route = request::route(parts.uri.path())?;
+    let route = route?;
     match route.target {
         Target::Livez => return Ok("ok".into_response()),
         Target::Readyz => {
@@ -275,11 +283,8 @@ async fn handle(s: &ApiServer, req: Request, admitted: &mut Admitted) -> ApiResu
     let Some(sel) = route.workspace.clone() else {
         return Err(ApiError::path_not_found());
     };
-    if sel == WorkspaceSel::All && !user.is_master() {
-        return Err(ApiError::forbidden(format!(
-            "user {:?} cannot access all workspaces (\"*\"): only system:masters may",
-            user.name
-        )));
+    if sel == WorkspaceSel::All {
+        masters_only(&user, "access all workspaces (\"*\")")?;
     }
     if let (WorkspaceSel::One(ws), Target::Resource(r)) = (&sel, &route.target) {
         if route.virtual_tmc && r.info.group != TMC_GROUP {
