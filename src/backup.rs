@@ -24,7 +24,14 @@
 //! Secrets stay as stored (encrypted under the shard's keys when it had
 //! an encryption configuration).
 //!
-//! Left out (issue 17): restore, per-workspace export and import, several
+//! **Restore** ([`restore`]) verifies the file the same way into a
+//! staging directory inside the target, then makes a new shard of it:
+//! the revision moved ahead and the history marked compacted (a watch or
+//! list from an older resourceVersion gets 410 Gone), the raft state
+//! replaced by a new cluster id and the given members at the backup's
+//! applied index, and only then moves the store into place.
+//!
+//! Left out (issue 17): per-workspace export and import, several
 //! shards in one command, `tmc bench backup`.
 
 use crate::store::digest::{digest, hex, StoreDigest};
@@ -59,6 +66,9 @@ pub struct Manifest {
     pub format: String,
     /// The shard it was taken of.
     pub shard: String,
+    /// That shard's cluster id (16 hex digits).
+    #[serde(default)]
+    pub cluster_id: String,
     /// The store's revision at the cut.
     pub revision: u64,
     /// The raft index applied at the cut.
@@ -104,11 +114,12 @@ fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
 /// `shard`): opens it to read its revision, applied index and digest, and
 /// hashes every file.
 pub fn manifest_of(dir: &Path, shard: &str) -> Result<Manifest, BoxError> {
-    let (revision, applied_index, store) = {
+    let (revision, applied_index, store, cluster_id) = {
         let engine = RocksEngine::open(dir, &RocksOptions::default())?;
         let store = Store::open(engine, StoreOptions::default())?;
         let d = digest(store.engine())?;
-        (store.revision(), store.applied_index(), d)
+        let cluster_id = crate::raft::storage::cluster_id_of(store.engine())?;
+        (store.revision(), store.applied_index(), d, cluster_id)
     };
     let mut names: Vec<PathBuf> = std::fs::read_dir(dir)?
         .map(|e| e.map(|e| e.path()))
@@ -133,6 +144,7 @@ pub fn manifest_of(dir: &Path, shard: &str) -> Result<Manifest, BoxError> {
     Ok(Manifest {
         format: FORMAT.to_string(),
         shard: shard.to_string(),
+        cluster_id: format!("{cluster_id:016x}"),
         revision,
         applied_index,
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -405,6 +417,187 @@ pub fn verify(file: &Path, scratch: &Path) -> Result<Verified, BoxError> {
         .into());
     }
     Ok(Verified { manifest, store })
+}
+
+/// Where a restored store goes in the data directory: the layout of the
+/// process that will serve it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `tmc dev --data-dir DIR`: the store in `DIR/shard`, the encryption
+    /// configuration in `DIR/encryption.yaml`.
+    Dev,
+    /// `tmc serve --data-dir DIR`: the store in `DIR/data`.
+    Serve,
+}
+
+impl Layout {
+    /// The store's directory under `data_dir`.
+    pub fn store_dir(self, data_dir: &Path) -> PathBuf {
+        match self {
+            Layout::Dev => data_dir.join("shard"),
+            Layout::Serve => data_dir.join("data"),
+        }
+    }
+}
+
+/// How [`restore`] makes a new shard of a backup.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// Which process will serve the data.
+    pub layout: Layout,
+    /// The voters of the new shard (`--initial-cluster`); every member is
+    /// restored with the same list.
+    pub voters: Vec<u64>,
+    /// The new shard's cluster id (the same for all its members).
+    pub cluster_id: u64,
+    /// How far the revision moves ahead.
+    pub bump_revision: u64,
+    /// Drop the change log and mark everything before compacted.
+    pub mark_compacted: bool,
+    /// The encryption configuration the shard will run with (checked to
+    /// hold every key the backup's Secrets need; with [`Layout::Dev`],
+    /// copied to `DIR/encryption.yaml`).
+    pub encryption_config: Option<PathBuf>,
+}
+
+/// What [`restore`] made.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Restored {
+    /// The backup's manifest.
+    pub manifest: Manifest,
+    /// The new shard's cluster id (16 hex digits).
+    pub cluster_id: String,
+    /// Its voters.
+    pub voters: Vec<u64>,
+    /// The revision it starts at (bumped).
+    pub revision: u64,
+    /// Revisions up to this one answer 410 Gone.
+    pub compacted_revision: u64,
+    /// Where the store is.
+    pub store_dir: PathBuf,
+}
+
+/// Restores the backup in `file` into `data_dir`, which must be absent
+/// or empty: verifies it (as [`verify`]), checks the encryption keys its
+/// Secrets need, bumps the revision (and marks the history compacted),
+/// replaces the original shard's raft state with that of a new shard
+/// (`opts.voters`, a new cluster id; see
+/// [`crate::raft::storage::reset_for_restore`]), then moves the store
+/// into place. On any error nothing is left in `data_dir` (a directory
+/// it created is removed).
+pub fn restore(file: &Path, data_dir: &Path, opts: &RestoreOptions) -> Result<Restored, BoxError> {
+    let existed = data_dir.exists();
+    if existed {
+        let mut entries =
+            std::fs::read_dir(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+        if let Some(first) = entries.next() {
+            let first = first.map_err(|e| format!("{}: {e}", data_dir.display()))?;
+            return Err(format!(
+                "{} is not empty (it holds {:?}): a restore writes only into an empty or new directory",
+                data_dir.display(),
+                first.file_name()
+            )
+            .into());
+        }
+    }
+    std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let result = restore_into(file, data_dir, opts);
+    if result.is_err() {
+        if existed {
+            if let Ok(entries) = std::fs::read_dir(data_dir) {
+                for e in entries.flatten() {
+                    let p = e.path();
+                    let _ = if p.is_dir() {
+                        std::fs::remove_dir_all(&p)
+                    } else {
+                        std::fs::remove_file(&p)
+                    };
+                }
+            }
+        } else {
+            let _ = std::fs::remove_dir_all(data_dir);
+        }
+    }
+    result
+}
+
+fn restore_into(file: &Path, data_dir: &Path, opts: &RestoreOptions) -> Result<Restored, BoxError> {
+    if opts.voters.is_empty() || opts.voters.contains(&0) {
+        return Err("the new shard's members must be non-zero ids".into());
+    }
+    if opts.cluster_id == 0 {
+        return Err("the cluster id must not be 0".into());
+    }
+    let staging = data_dir.join(".restoring");
+    let v = verify(file, &staging)?;
+    let needed: Vec<&String> = v.store.encryption_keys.keys().collect();
+    let held = match &opts.encryption_config {
+        Some(path) => crate::encryption::Keys::load(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .names(),
+        None => Vec::new(),
+    };
+    if let Some(missing) = needed.iter().find(|k| !held.contains(k)) {
+        let counts: Vec<String> = v
+            .store
+            .encryption_keys
+            .iter()
+            .map(|(k, n)| format!("{k:?} ({n} values)"))
+            .collect();
+        return Err(match &opts.encryption_config {
+            None => format!(
+                "{}: its Secrets are encrypted with the keys {}: give --encryption-config with a configuration that holds them",
+                file.display(),
+                counts.join(", ")
+            ),
+            Some(path) => format!(
+                "{}: its Secrets need the key {missing:?}, which {} does not hold (they need {})",
+                file.display(),
+                path.display(),
+                counts.join(", ")
+            ),
+        }
+        .into());
+    }
+    let data = staging.join("data");
+    let (revision, compacted_revision) = {
+        let engine = RocksEngine::open(&data, &RocksOptions::default())?;
+        let store = Store::open(engine, StoreOptions::default())?;
+        let revision = store.bump_for_restore(opts.bump_revision, opts.mark_compacted)?;
+        crate::raft::storage::reset_for_restore(
+            store.engine(),
+            &opts.voters,
+            store.applied_index(),
+            opts.cluster_id,
+        )?;
+        (revision, store.compacted_revision())
+    };
+    let store_dir = opts.layout.store_dir(data_dir);
+    std::fs::rename(&data, &store_dir)
+        .map_err(|e| format!("moving the store to {}: {e}", store_dir.display()))?;
+    std::fs::remove_dir_all(&staging)?;
+    if let (Layout::Dev, Some(config)) = (opts.layout, &opts.encryption_config) {
+        use std::os::unix::fs::OpenOptionsExt;
+        let to = data_dir.join("encryption.yaml");
+        let text = std::fs::read(config).map_err(|e| format!("{}: {e}", config.display()))?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&to)
+            .map_err(|e| format!("{}: {e}", to.display()))?;
+        f.write_all(&text)?;
+        f.sync_all()?;
+    }
+    Ok(Restored {
+        manifest: v.manifest,
+        cluster_id: format!("{:016x}", opts.cluster_id),
+        voters: opts.voters.clone(),
+        revision,
+        compacted_revision,
+        store_dir,
+    })
 }
 
 #[cfg(test)]

@@ -250,7 +250,12 @@ impl Keys {
         Ok(Keys { write, keys })
     }
 
-    /// Reads and parses a configuration file.
+    /// The names of every key (each decrypts what it encrypted).
+    pub fn names(&self) -> Vec<String> {
+        self.keys.iter().map(|k| k.name.clone()).collect()
+    }
+
+    /// Reads and parses the file at `path`.
     pub fn load(path: &Path) -> Result<Keys, EncryptionError> {
         let text = std::fs::read_to_string(path).map_err(|e| EncryptionError::Config {
             path: path.display().to_string(),

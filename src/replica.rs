@@ -339,13 +339,13 @@ fn backup_source(
     scratch: PathBuf,
 ) -> crate::api::BackupSource {
     let shard = name.to_string();
-    Arc::new(move || {
+    Arc::new(move |manifest_only| {
         let (raft, shard, scratch) = (raft.clone(), shard.clone(), scratch.clone());
         Box::pin(async move {
             Shard::barrier(&raft)
                 .await
                 .map_err(|e| format!("no read point: {e}"))?;
-            tokio::task::spawn_blocking(move || -> Result<std::fs::File, String> {
+            tokio::task::spawn_blocking(move || -> Result<crate::api::Backup, String> {
                 std::fs::create_dir_all(&scratch)
                     .map_err(|e| format!("{}: {e}", scratch.display()))?;
                 let stage = tempfile::Builder::new()
@@ -357,6 +357,11 @@ fn backup_source(
                     .map_err(|e| format!("checkpoint: {e}"))?;
                 let manifest =
                     crate::backup::manifest_of(&cut, &shard).map_err(|e| e.to_string())?;
+                if manifest_only {
+                    return serde_json::to_value(&manifest)
+                        .map(crate::api::Backup::Manifest)
+                        .map_err(|e| e.to_string());
+                }
                 let path = stage.path().join("backup.tar.gz");
                 let file = std::fs::File::create(&path).map_err(|e| e.to_string())?;
                 crate::backup::write(&cut, &manifest, std::io::BufWriter::new(file))
@@ -370,7 +375,7 @@ fn backup_source(
                     applied = manifest.applied_index,
                     "backup taken"
                 );
-                Ok(file)
+                Ok(crate::api::Backup::File(file))
             })
             .await
             .map_err(|e| format!("the backup task failed: {e}"))?

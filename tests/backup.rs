@@ -5,7 +5,15 @@
 //!   began is in it, and the backup's digest is the data's;
 //! - verify prints the revision, keys per resource and the hash, and exits
 //!   non-zero on a flipped byte anywhere, a truncated file, a foreign file;
-//!   the failed download of a non-admin leaves no file behind.
+//!   the failed download of a non-admin leaves no file behind;
+//! - `tmc backup hash` of the live shard equals verify's hash of a backup
+//!   at the same revision;
+//! - `tmc restore` into three fresh replicas (a new cluster id) serves
+//!   kubectl the same objects, and a watch from an old resourceVersion
+//!   gets 410; into five, whose peers refuse a member restored with
+//!   another cluster id; into `tmc dev`'s layout, with the encryption key
+//!   the Secrets need (refused without it, and into a non-empty
+//!   directory, leaving nothing behind).
 
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -13,6 +21,8 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use tmc::testcluster::dev::Dev;
+use tmc::testcluster::members::{kubectl_binary, kubectl_with};
 use tmc::testcluster::{block_on, tmc_binary, TestCluster};
 
 const BOB: &str = "tok-bob-0123456789";
@@ -178,4 +188,375 @@ fn a_backup_under_a_writer_holds_every_acknowledged_write_and_verify_catches_dam
     assert!(!ok && err.contains("403"), "{err}");
     assert!(!refused.exists());
     assert!(!dir.path().join("bob.tmcbackup.partial").exists());
+
+    // The live shard's hash now equals that of a backup taken now (nothing
+    // writes any more).
+    let (ok, out, err) = tmc(&[
+        "backup",
+        "hash",
+        "--kubeconfig",
+        admin_kc.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let live: Value = serde_json::from_str(&out).unwrap();
+    let file2 = dir.path().join("now.tmcbackup");
+    let (ok, out, err) = tmc(&[
+        "backup",
+        "--kubeconfig",
+        admin_kc.to_str().unwrap(),
+        "-o",
+        file2.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let now: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(live["revision"], now["revision"], "{live} {now}");
+    assert_eq!(live["store"], now["store"], "{live} {now}");
+    let old_rv = manifest["revision"].as_u64().unwrap();
+    drop(shard);
+
+    // Restored into three fresh replicas: the same objects, a new cluster
+    // id, and a watch from before the restore gets 410.
+    let mut restored = TestCluster::builder()
+        .args(&["--no-controllers"])
+        .build()
+        .unwrap();
+    let cluster_id = "00c0ffee00c0ffee";
+    for id in restored.ids() {
+        let (ok, out, err) = tmc(&[
+            "restore",
+            file.to_str().unwrap(),
+            "--data-dir",
+            restored.data_dir(id).to_str().unwrap(),
+            "--member",
+            &id.to_string(),
+            "--initial-cluster",
+            "1,2,3",
+            "--cluster-id",
+            cluster_id,
+        ]);
+        assert!(ok, "restore member {id}: {out}{err}");
+        assert!(out.contains(cluster_id), "{out}");
+    }
+    restored.start_founders().unwrap();
+    let kc = restored.kubeconfig(2, "root");
+    let kubectl = kubectl_binary();
+    let (ok, out, err) = kubectl_with(
+        &kubectl,
+        &kc,
+        &["get", "configmaps", "-n", "default", "-o", "name"],
+        None,
+    );
+    assert!(ok, "{err}");
+    let served: BTreeSet<String> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("configmap/"))
+        .filter(|n| n.starts_with("w-"))
+        .map(str::to_string)
+        .collect();
+    let backed: BTreeSet<String> = inside
+        .iter()
+        .filter(|n| n.starts_with("w-"))
+        .cloned()
+        .collect();
+    assert_eq!(served, backed);
+    for id in restored.ids() {
+        let st = block_on(restored.status(id)).expect("status");
+        assert_eq!(st.cluster_id, cluster_id, "node {id}");
+    }
+    let api = restored.api_client(1);
+    let (code, body) = block_on(api.call(
+        "GET",
+        &format!(
+            "/clusters/root/api/v1/namespaces/default/configmaps?resourceVersion={old_rv}&resourceVersionMatch=Exact"
+        ),
+        Value::Null,
+    ));
+    assert_eq!(code, 410, "{body}");
+    let ev = block_on(async {
+        let mut w = api
+            .watch(&format!(
+                "/clusters/root/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={old_rv}"
+            ))
+            .await;
+        w.next(std::time::Duration::from_secs(10)).await
+    })
+    .expect("an event");
+    assert_eq!(ev["type"], "ERROR", "{ev}");
+    assert_eq!(ev["object"]["code"], 410, "{ev}");
+    // Writes go on, at revisions past everything the old shard handed out.
+    let created = block_on(api.must(
+        "POST",
+        "/clusters/root/api/v1/namespaces/default/configmaps",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "after"}}),
+        201,
+    ));
+    let rv: u64 = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(rv > old_rv + 1_000_000_000, "{created}");
+}
+
+/// Restores `file` as member `id` of `members` with `cluster_id` into
+/// `dir`.
+fn restore_member(file: &Path, dir: &Path, id: u64, members: &str, cluster_id: &str) {
+    let (ok, out, err) = tmc(&[
+        "restore",
+        file.to_str().unwrap(),
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--member",
+        &id.to_string(),
+        "--initial-cluster",
+        members,
+        "--cluster-id",
+        cluster_id,
+    ]);
+    assert!(ok, "restore member {id}: {out}{err}");
+}
+
+#[test]
+fn a_restore_into_five_refuses_a_member_restored_with_another_cluster_id() {
+    let shard = TestCluster::start();
+    let api = shard.api_client(1);
+    for i in 0..5 {
+        block_on(api.must(
+            "POST",
+            "/clusters/root/api/v1/namespaces/default/configmaps",
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("c{i}")}}),
+            201,
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("b.tmcbackup");
+    let kc = shard.kubeconfig(1, "root");
+    let (ok, _, err) = tmc(&[
+        "backup",
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    drop(shard);
+
+    // Several members need one cluster id given.
+    let (ok, _, err) = tmc(&[
+        "restore",
+        file.to_str().unwrap(),
+        "--data-dir",
+        dir.path().join("x").to_str().unwrap(),
+        "--member",
+        "1",
+        "--initial-cluster",
+        "1,2,3",
+    ]);
+    assert!(!ok && err.contains("--cluster-id"), "{err}");
+    assert!(!dir.path().join("x").exists());
+
+    let mut five = TestCluster::builder()
+        .nodes(5)
+        .args(&["--no-controllers"])
+        .build()
+        .unwrap();
+    for id in five.ids() {
+        restore_member(
+            &file,
+            &five.data_dir(id),
+            id,
+            "1,2,3,4,5",
+            "0000000000000005",
+        );
+    }
+    five.start_founders().unwrap();
+    let names = |c: &TestCluster, id: u64| {
+        let (code, list) = block_on(c.api_client(id).call(
+            "GET",
+            "/clusters/root/api/v1/namespaces/default/configmaps",
+            Value::Null,
+        ));
+        assert_eq!(code, 200, "{list}");
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+            .collect::<BTreeSet<_>>()
+    };
+    let want: BTreeSet<String> = (0..5).map(|i| format!("c{i}")).collect();
+    assert!(want.is_subset(&names(&five, 4)));
+    let st = block_on(five.status(1)).unwrap();
+    assert_eq!(st.voters, vec![1, 2, 3, 4, 5]);
+
+    // Member 5 again, restored from the same backup with another cluster
+    // id: the others refuse it, it refuses them, nothing crosses.
+    five.kill(5);
+    std::fs::remove_dir_all(five.data_dir(5)).unwrap();
+    restore_member(&file, &five.data_dir(5), 5, "1,2,3,4,5", "0000000000000006");
+    five.spawn(5).unwrap();
+    let api1 = five.api_client(1);
+    block_on(api1.must(
+        "POST",
+        "/clusters/root/api/v1/namespaces/default/configmaps",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "while-5-is-foreign"}}),
+        201,
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let log = loop {
+        let log = std::fs::read_to_string(five.log_path(5)).unwrap_or_default();
+        if log.contains("refused a peer") {
+            break log;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 5 never refused a peer:\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(log.contains("0000000000000005"), "{log}");
+    let st5 = block_on(five.status(5)).expect("node 5 answers");
+    assert_eq!(st5.cluster_id, "0000000000000006");
+    assert_eq!(st5.leader, None, "{st5:?}");
+    assert!(
+        st5.term <= 1,
+        "no message of the other cluster reached it: {st5:?}"
+    );
+    let leader = block_on(five.current_leader(&[1, 2, 3, 4])).expect("a leader");
+    let st = block_on(five.status(leader)).unwrap();
+    assert!(
+        st.matched.get(&5).copied().unwrap_or(0) < st.commit,
+        "node 5 took entries of another cluster: {st:?}"
+    );
+}
+
+#[test]
+fn dev_restores_with_its_encryption_key_and_refuses_bad_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("old");
+    let kubectl = kubectl_binary();
+    let file = dir.path().join("dev.tmcbackup");
+    let old_rv;
+    {
+        let (_dev, _url) = Dev::start(&data, &["--no-controllers"]);
+        let kc = data.join("admin.kubeconfig");
+        let run = |args: &[&str]| kubectl_with(&kubectl, &kc, args, None);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !run(&[
+            "create",
+            "secret",
+            "generic",
+            "s1",
+            "--from-literal=p=hunter2",
+        ])
+        .0
+        {
+            assert!(std::time::Instant::now() < deadline, "no secret written");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let (ok, out, err) = run(&[
+            "create",
+            "configmap",
+            "c1",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ]);
+        assert!(ok, "{err}");
+        old_rv = out.trim().to_string();
+        let (ok, _, err) = tmc(&[
+            "backup",
+            "--kubeconfig",
+            kc.to_str().unwrap(),
+            "-o",
+            file.to_str().unwrap(),
+        ]);
+        assert!(ok, "{err}");
+    }
+    let (ok, out, _) = tmc(&["backup", "verify", file.to_str().unwrap()]);
+    assert!(ok && out.contains("encrypted with key"), "{out}");
+
+    // Without the key the Secrets need: refused, naming it; nothing left.
+    let new = dir.path().join("new");
+    let (ok, _, err) = tmc(&[
+        "restore",
+        file.to_str().unwrap(),
+        "--data-dir",
+        new.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err.contains("key1") && err.contains("--encryption-config"),
+        "{err}"
+    );
+    assert!(!new.exists(), "a failed restore left {}", new.display());
+    // A configuration without that key: refused too.
+    let other = dir.path().join("other.yaml");
+    std::fs::write(
+        &other,
+        tmc::encryption::Keys::generate_config().replace("key1", "key9"),
+    )
+    .unwrap();
+    let (ok, _, err) = tmc(&[
+        "restore",
+        file.to_str().unwrap(),
+        "--data-dir",
+        new.to_str().unwrap(),
+        "--encryption-config",
+        other.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err.contains("\"key1\"") && err.contains("other.yaml"),
+        "{err}"
+    );
+    assert!(!new.exists());
+    // A non-empty directory: refused, untouched.
+    let (ok, _, err) = tmc(&[
+        "restore",
+        file.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("not empty"), "{err}");
+    assert!(data.join("admin.kubeconfig").exists() && data.join("shard").exists());
+    // A damaged file: refused, naming it; nothing left.
+    let bad = dir.path().join("bad.tmcbackup");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&bad, &bytes).unwrap();
+    let (ok, _, err) = tmc(&[
+        "restore",
+        bad.to_str().unwrap(),
+        "--data-dir",
+        new.to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("bad.tmcbackup"), "{err}");
+    assert!(!new.exists());
+
+    let (ok, out, err) = tmc(&[
+        "restore",
+        file.to_str().unwrap(),
+        "--data-dir",
+        new.to_str().unwrap(),
+        "--encryption-config",
+        data.join("encryption.yaml").to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}{err}");
+    let (_dev, _url) = Dev::start(&new, &["--no-controllers"]);
+    let kc = new.join("admin.kubeconfig");
+    let run = |args: &[&str]| kubectl_with(&kubectl, &kc, args, None);
+    let (ok, out, err) = run(&["get", "secret", "s1", "-o", "jsonpath={.data.p}"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "aHVudGVyMg==");
+    let (ok, out, err) = run(&["get", "configmap", "c1", "-o", "name"]);
+    assert!(ok && out.trim() == "configmap/c1", "{out}{err}");
+    let (ok, out, err) = run(&[
+        "get",
+        "--raw",
+        // kubectl puts the kubeconfig's path (/clusters/root) in front.
+        &format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={old_rv}"),
+        "--request-timeout=5s",
+    ]);
+    assert!(out.contains("\"code\":410"), "{ok} {out} {err}");
 }

@@ -4,41 +4,12 @@
 //! directory is refused with a clear error; `/readyz` says ok only when a
 //! write goes through.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
+use tmc::testcluster::dev::Dev;
 
-/// The child and its stdout (kept open: a closed pipe would fail its
-/// next print).
-struct Killed(
-    Child,
-    #[allow(dead_code)] BufReader<std::process::ChildStdout>,
-);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(data: &std::path::Path, extra: &[&str]) -> (Killed, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tmc"))
-        .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("https://"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .to_string();
-    (Killed(child, stdout), url)
+fn start(data: &std::path::Path, extra: &[&str]) -> (Dev, String) {
+    Dev::start(data, extra)
 }
 
 #[test]

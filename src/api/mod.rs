@@ -38,13 +38,24 @@ use std::sync::Arc;
 /// A readiness probe: `Ok` when the node can serve, else why not.
 pub type ReadyCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
-/// Makes a backup of this shard (`/tmc/backup`): the finished file, open
-/// and already unlinked (it goes when the answer has been streamed), or
-/// why not.
+/// What `/tmc/backup` hands out.
+pub enum Backup {
+    /// The finished file, open and already unlinked (it goes when the
+    /// answer has been streamed).
+    File(std::fs::File),
+    /// Only the manifest (`?manifest=true`): the revision and the digest
+    /// of the data at a read point, to compare with a backup's.
+    Manifest(serde_json::Value),
+}
+
+/// Makes a backup of this shard (`/tmc/backup`; with `true`, only its
+/// manifest), or says why not.
 pub type BackupSource = Arc<
-    dyn Fn() -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<std::fs::File, String>> + Send>,
-        > + Send
+    dyn Fn(
+            bool,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Backup, String>> + Send>>
+        + Send
         + Sync,
 >;
 

@@ -110,8 +110,14 @@ fn masters_only(user: &User, what: &str) -> ApiResult<()> {
 
 /// `GET /tmc/backup`: a backup of this shard, streamed
 /// (`application/gzip`; `crate::backup` has the format), for
-/// `system:masters`.
-async fn backup(s: &ApiServer, user: &User, method: &Method) -> ApiResult<Response> {
+/// `system:masters`; `?manifest=true`: only the manifest (JSON) of a cut
+/// taken now (`tmc backup hash`).
+async fn backup(
+    s: &ApiServer,
+    user: &User,
+    method: &Method,
+    query: Option<&str>,
+) -> ApiResult<Response> {
     masters_only(user, "back up the shard")?;
     let Some(source) = &s.backup else {
         return Err(ApiError::path_not_found());
@@ -123,9 +129,18 @@ async fn backup(s: &ApiServer, user: &User, method: &Method) -> ApiResult<Respon
             "GET /tmc/backup only",
         ));
     }
-    let file = source()
+    let manifest_only = query.unwrap_or("").split('&').any(|p| p == "manifest=true");
+    let made = source(manifest_only)
         .await
         .map_err(|e| ApiError::new(503, "ServiceUnavailable", format!("no backup: {e}")))?;
+    let file = match made {
+        super::Backup::File(f) => f,
+        super::Backup::Manifest(m) => {
+            return Ok(
+                ([(header::CONTENT_TYPE, "application/json")], m.to_string()).into_response(),
+            )
+        }
+    };
     let file = tokio::fs::File::from_std(file);
     let stream = futures_util::stream::unfold(file, |mut f| async move {
         use tokio::io::AsyncReadExt;
@@ -273,7 +288,7 @@ async fn handle(
     match &route.target {
         Target::Version => return Ok(json_response(200, &version())),
         Target::ShardStatus(name) => return shard_status(s, &user, name.as_deref()).await,
-        Target::Backup => return backup(s, &user, &parts.method).await,
+        Target::Backup => return backup(s, &user, &parts.method, parts.uri.query()).await,
         Target::OpenApi(which) => {
             return openapi(&route, which, header_str(&parts.headers, header::ACCEPT))
         }

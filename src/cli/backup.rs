@@ -43,6 +43,17 @@ pub enum BackupOp {
         #[arg(long)]
         json: bool,
     },
+    /// Print the revision and the hash over all keys and values of a
+    /// running shard, at a read point taken now: the figures `verify`
+    /// prints of a backup taken at the same revision.
+    Hash {
+        /// An admin kubeconfig (system:masters) of the shard.
+        #[arg(long, env = "KUBECONFIG")]
+        kubeconfig: PathBuf,
+        /// Print the whole manifest as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Args {
@@ -50,6 +61,22 @@ impl Args {
     pub fn run(self) -> Result<(), BoxError> {
         match self.op {
             Some(BackupOp::Verify { file, json }) => verify(&file, json),
+            Some(BackupOp::Hash { kubeconfig, json }) => {
+                let m = super::runtime()?.block_on(live_manifest(&kubeconfig))?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&m)?);
+                } else {
+                    println!(
+                        "shard {} revision {}: {} keys, {} workspaces, sha256 {}",
+                        m["shard"],
+                        m["revision"],
+                        m["store"]["keys"],
+                        m["store"]["workspaces"],
+                        m["store"]["sha256"].as_str().unwrap_or("")
+                    );
+                }
+                Ok(())
+            }
             None => {
                 let kubeconfig = self
                     .kubeconfig
@@ -69,7 +96,10 @@ fn verify(file: &Path, json: bool) -> Result<(), BoxError> {
         return Ok(());
     }
     let m = &v.manifest;
-    println!("backup of shard {:?} taken {}", m.shard, m.created_at);
+    println!(
+        "backup of shard {:?} (cluster id {}) taken {}",
+        m.shard, m.cluster_id, m.created_at
+    );
     println!("revision {}, applied index {}", m.revision, m.applied_index);
     println!(
         "{} keys, {} workspaces, {} controller records, sha256 {}",
@@ -77,6 +107,12 @@ fn verify(file: &Path, json: bool) -> Result<(), BoxError> {
     );
     for (resource, n) in &v.store.per_resource {
         println!("  {resource}: {n}");
+    }
+    if v.store.encryption_keys.is_empty() {
+        println!("no encrypted values");
+    }
+    for (key, n) in &v.store.encryption_keys {
+        println!("{n} values encrypted with key {key:?}: a restore needs it");
     }
     println!("OK: {} parts, every digest matches", m.parts.len());
     Ok(())
@@ -115,13 +151,29 @@ fn take(kubeconfig: &Path, output: &Path, json: bool) -> Result<(), BoxError> {
     }
 }
 
-/// `GET /tmc/backup` into `to`, fsynced.
-async fn download(kubeconfig: &Path, to: &Path, quiet: bool) -> Result<(), BoxError> {
-    use futures_util::TryStreamExt;
+/// An admin client of the server `kubeconfig` names.
+async fn admin_client(kubeconfig: &Path) -> Result<kube::Client, BoxError> {
     let (config, base) = super::admin_config(kubeconfig).await?;
     let mut c = config;
     c.cluster_url = base.parse()?;
-    let client = kube::Client::try_from(c)?;
+    Ok(kube::Client::try_from(c)?)
+}
+
+/// `GET /tmc/backup?manifest=true`.
+async fn live_manifest(kubeconfig: &Path) -> Result<serde_json::Value, BoxError> {
+    let client = admin_client(kubeconfig).await?;
+    let req = hyper::http::Request::get("/tmc/backup?manifest=true").body(Vec::new())?;
+    let m: serde_json::Value = client
+        .request(req)
+        .await
+        .map_err(|e| format!("GET /tmc/backup?manifest=true: {e}"))?;
+    Ok(m)
+}
+
+/// `GET /tmc/backup` into `to`, fsynced.
+async fn download(kubeconfig: &Path, to: &Path, quiet: bool) -> Result<(), BoxError> {
+    use futures_util::TryStreamExt;
+    let client = admin_client(kubeconfig).await?;
     let req = hyper::http::Request::get("/tmc/backup").body(Vec::new())?;
     let resp = client
         .send(req.map(kube::client::Body::from))

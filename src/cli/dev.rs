@@ -90,7 +90,12 @@ impl Args {
                         tls: None,
                         data_dir: is_root.then(|| data_dir.join("shard")),
                     },
-                    node: NodeConfig::new(1, vec![1]),
+                    node: NodeConfig {
+                        // A new data directory's shard gets a cluster id of
+                        // its own (a restored one keeps what restore gave it).
+                        cluster_id: super::restore::random_cluster_id(),
+                        ..NodeConfig::new(1, vec![1])
+                    },
                     encryption_config: Some(encryption.clone()),
                     controllers: replica.controllers.options(),
                     api: Some(ApiOptions {

@@ -33,6 +33,7 @@ pub mod kv;
 pub mod member;
 pub mod proxy;
 pub mod replica;
+pub mod restore;
 pub mod serve;
 pub mod status;
 

@@ -266,6 +266,7 @@ impl Args {
         node.log_compact_threshold = self.log_compact_threshold;
         node.changes_retention = Some(self.changes_retention);
         node.snapshot_dir = Some(self.data_dir.join("snapshots"));
+        node.cluster_id = crate::raft::cluster_id_for(&self.shard);
         let shard = crate::shards::Config {
             name: self.shard.clone(),
             labels: crate::shards::parse_labels(&self.shard_labels)

@@ -247,7 +247,8 @@ pub mod validate;
 pub mod wire;
 
 pub use node::{
-    EarlySink, MembershipChange, Node, NodeConfig, Outcome, RequestId, Response, Status,
+    cluster_id_for, EarlySink, MembershipChange, Node, NodeConfig, Outcome, RequestId, Response,
+    Status,
 };
 pub use raft::StateRole;
 pub use snapshot::{Checkpoint, Manifest, Staged};

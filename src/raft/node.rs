@@ -68,6 +68,22 @@ pub struct NodeConfig {
     /// [`StoreOptions`] given to [`Node::open`] (`tmc serve
     /// --changes-retention`).
     pub changes_retention: Option<u64>,
+    /// The cluster id a founding replica records when it bootstraps (every
+    /// founder of a shard must be given the same; see
+    /// [`cluster_id_for`]). 0: none.
+    pub cluster_id: u64,
+}
+
+/// The cluster id the founders of shard `name` record: derived from the
+/// name, so that founders agree without talking. Two shards founded with
+/// the same name share it (as two etcd clusters with the same
+/// `--initial-cluster-token` do); a restore always mints a random one.
+pub fn cluster_id_for(name: &str) -> u64 {
+    use sha2::Digest as _;
+    let h = sha2::Sha256::digest(format!("tmc-shard:{name}").as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h[..8]);
+    u64::from_be_bytes(b).max(1)
 }
 
 impl NodeConfig {
@@ -88,6 +104,7 @@ impl NodeConfig {
             seed: None,
             snapshot_dir: None,
             changes_retention: None,
+            cluster_id: 0,
         }
     }
 }
@@ -261,6 +278,9 @@ impl<E: Engine> Node<E> {
         };
         if log.is_empty() && !config.voters.is_empty() {
             log.bootstrap(&config.voters)?;
+            if config.cluster_id != 0 {
+                log.set_cluster_id(config.cluster_id)?;
+            }
         }
         let incarnation = log.bump_incarnation()?;
         // Under raft the log is the durable record; applies are replayed.
@@ -721,6 +741,17 @@ impl<E: Engine> Node<E> {
     /// it).
     pub fn take_checkpoint(&self, msg: &Message) -> Option<Arc<Checkpoint>> {
         self.raw.store().take_checkpoint(msg.get_snapshot())
+    }
+
+    /// True while this replica has no configuration and no log (it waits
+    /// for a leader's snapshot to join).
+    pub fn awaiting_snapshot(&self) -> bool {
+        self.awaiting_snapshot
+    }
+
+    /// The cluster id recorded on this replica (0: none).
+    pub fn cluster_id(&self) -> Result<u64, Error> {
+        Ok(self.raw.store().cluster_id()?)
     }
 
     /// Where this node keeps snapshot checkpoints and incoming transfers.

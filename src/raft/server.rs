@@ -93,6 +93,16 @@ pub async fn start<E: Engine>(
 ) -> Result<RaftShard<E>, Box<dyn std::error::Error + Send + Sync>> {
     let node = Node::open(engine, node_cfg, StoreOptions::default())?;
     let store = node.shared_store();
+    let cluster = {
+        let engine = store.engine().clone();
+        let record: transport::ClusterIdSink = Box::new(move |id| {
+            crate::raft::storage::set_cluster_id(&engine, id).map_err(|e| e.to_string())
+        });
+        Arc::new(transport::ClusterId::new(
+            node.cluster_id()?,
+            node.awaiting_snapshot().then_some(record),
+        ))
+    };
     let listener = match &cfg.listen {
         Some(own) => {
             let l = std::net::TcpListener::bind(own)
@@ -125,6 +135,7 @@ pub async fn start<E: Engine>(
                 inbox.clone(),
                 cfg.tls.clone(),
                 inbox_dir,
+                cluster.clone(),
             ));
         }
         for (peer, addr, rx) in dialers {
@@ -134,6 +145,7 @@ pub async fn start<E: Engine>(
                 rx,
                 cfg.tls.clone(),
                 inbox.clone(),
+                cluster.clone(),
             ));
         }
     }

@@ -9,6 +9,9 @@
 //! meta raft_truncated           envelope(index u64 BE, term u64 BE) of the last entry
 //!                               dropped by compaction or covered by a snapshot
 //! meta raft_incarnation         envelope(u64 BE), bumped on every open of a node
+//! meta raft_cluster_id          envelope(u64 BE): the shard's cluster id (see
+//!                               [`super::server::transport`]'s hello); absent on
+//!                               a replica that has not joined yet
 //! meta raft_installing          envelope(protobuf Snapshot: metadata, data = the
 //!                               staging directory) while a snapshot installs
 //! ```
@@ -47,7 +50,7 @@ use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
 use records::{corrupt, decode_entry, encode_entry, encode_proto, encode_u64s};
 use records::{read_proto, read_u64s, KEY_CONF_STATE, KEY_HARD_STATE, KEY_INCARNATION};
-use records::{KEY_INSTALLING, KEY_TRUNCATED};
+use records::{KEY_CLUSTER_ID, KEY_INSTALLING, KEY_TRUNCATED};
 use snapshots::complete_install;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -280,6 +283,17 @@ impl<E: Engine> LogStore<E> {
         Ok(())
     }
 
+    /// The shard's cluster id (0: none recorded: a replica waiting to
+    /// join, or one written before cluster ids existed).
+    pub fn cluster_id(&self) -> Result<u64, crate::store::Error> {
+        cluster_id_of(&self.engine)
+    }
+
+    /// Records the shard's cluster id (durably).
+    pub fn set_cluster_id(&self, id: u64) -> Result<(), crate::store::Error> {
+        set_cluster_id(&self.engine, id)
+    }
+
     /// Increments and returns the incarnation counter (durably): a number
     /// that differs on every open of this replica.
     pub fn bump_incarnation(&self) -> Result<u64, crate::store::Error> {
@@ -421,6 +435,51 @@ impl<E: Engine> LogStore<E> {
         st.terms.compact_to(index, term);
         Ok(())
     }
+}
+
+/// The cluster id recorded on `engine` (0: none).
+pub fn cluster_id_of<E: Engine>(engine: &E) -> Result<u64, crate::store::Error> {
+    Ok(read_u64s::<1>(engine, KEY_CLUSTER_ID)?.map_or(0, |[v]| v))
+}
+
+/// Records `id` as the cluster id of the replica on `engine` (durably).
+pub fn set_cluster_id<E: Engine>(engine: &E, id: u64) -> Result<(), crate::store::Error> {
+    let mut wb = WriteBatch::new();
+    wb.put(Cf::Meta, KEY_CLUSTER_ID, encode_u64s(&[id]));
+    engine.write(wb, true)
+}
+
+/// Makes the raft state of a restored replica (`tmc restore`): whatever
+/// log and raft records the backup's checkpoint holds (the original
+/// shard's, per replica) are dropped, and the state becomes that of a
+/// replica that installed a snapshot at `applied` (the store's applied
+/// index) in term 1 of a new shard of `voters` with cluster id
+/// `cluster_id`. Every member restored from the same backup with the same
+/// voters has the same state, so they elect a leader among themselves (in
+/// term 2) without a snapshot transfer.
+pub fn reset_for_restore<E: Engine>(
+    engine: &E,
+    voters: &[u64],
+    applied: u64,
+    cluster_id: u64,
+) -> Result<(), crate::store::Error> {
+    let mut wb = WriteBatch::new();
+    wb.delete_range(Cf::Log, log_key(0).to_vec(), log_key(u64::MAX).to_vec());
+    wb.delete(Cf::Log, log_key(u64::MAX).to_vec());
+    for key in [KEY_HARD_STATE, KEY_INSTALLING, KEY_INCARNATION] {
+        wb.delete(Cf::Meta, key.to_vec());
+    }
+    let cs = ConfState::from((voters.to_vec(), Vec::<u64>::new()));
+    wb.put(Cf::Meta, KEY_CONF_STATE, encode_proto(&cs)?);
+    let hs = HardState {
+        term: 1,
+        commit: applied,
+        ..Default::default()
+    };
+    wb.put(Cf::Meta, KEY_HARD_STATE, encode_proto(&hs)?);
+    wb.put(Cf::Meta, KEY_TRUNCATED, encode_u64s(&[applied, 1]));
+    wb.put(Cf::Meta, KEY_CLUSTER_ID, encode_u64s(&[cluster_id]));
+    engine.write(wb, true)
 }
 
 impl<E: Engine> raft::Storage for LogStore<E> {

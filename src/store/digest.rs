@@ -34,6 +34,23 @@ pub struct StoreDigest {
     pub records: u64,
     /// SHA-256 over every key and value, hex.
     pub sha256: String,
+    /// Values stored encrypted (kube-apiserver's `k8s:enc:<provider>:v1:<key>:`
+    /// form), by the name of the key that decrypts them: what an
+    /// encryption configuration must hold to read them.
+    #[serde(default)]
+    pub encryption_keys: BTreeMap<String, u64>,
+}
+
+/// The key name of a value stored in kube-apiserver's encrypted form
+/// (`k8s:enc:<provider>:v1:<key name>:<ciphertext>`), if it is one.
+pub fn encryption_key_of(body: &[u8]) -> Option<String> {
+    let rest = body.strip_prefix(b"k8s:enc:")?;
+    let mut fields = rest.splitn(4, |b| *b == b':');
+    let _provider = fields.next()?;
+    let _version = fields.next()?;
+    let name = fields.next()?;
+    fields.next()?;
+    std::str::from_utf8(name).ok().map(str::to_string)
 }
 
 /// Scans every key and value of `engine`'s data (see the module's docs).
@@ -43,10 +60,14 @@ pub fn digest<E: Engine>(engine: &E) -> Result<StoreDigest> {
     let mut records = 0u64;
     let mut per_resource: BTreeMap<String, u64> = BTreeMap::new();
     let mut workspaces: BTreeSet<String> = BTreeSet::new();
+    let mut encryption_keys: BTreeMap<String, u64> = BTreeMap::new();
     for kv in engine.scan(Cf::Data, &[], &[])? {
         let (key, value) = kv?;
         // The envelope's checksum, or an error naming the key.
-        super::codec::decode(Cf::Data.name(), &key, &value)?;
+        let env = super::codec::decode(Cf::Data.name(), &key, &value)?;
+        if let Some(name) = encryption_key_of(&env.body) {
+            *encryption_keys.entry(name).or_default() += 1;
+        }
         hash.update((key.len() as u64).to_be_bytes());
         hash.update(&key);
         hash.update((value.len() as u64).to_be_bytes());
@@ -70,10 +91,27 @@ pub fn digest<E: Engine>(engine: &E) -> Result<StoreDigest> {
         workspaces: workspaces.len() as u64,
         records,
         sha256: hex(&hash.finalize()),
+        encryption_keys,
     })
 }
 
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encryption_key_of;
+
+    #[test]
+    fn the_key_of_an_encrypted_value_is_its_fourth_field() {
+        assert_eq!(
+            encryption_key_of(b"k8s:enc:aesgcm:v1:key1:\x00\x01ciphertext").as_deref(),
+            Some("key1")
+        );
+        assert_eq!(encryption_key_of(b"{\"kind\":\"Secret\"}"), None);
+        assert_eq!(encryption_key_of(b"k8s:enc:aesgcm:v1:key1"), None);
+        assert_eq!(encryption_key_of(b"k8s:enc:"), None);
+    }
 }

@@ -38,6 +38,7 @@
 //! it in the shipped binary).
 
 mod api;
+pub mod dev;
 mod http;
 mod kv;
 pub mod members;

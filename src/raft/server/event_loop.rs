@@ -110,6 +110,9 @@ pub struct StatusReport {
     /// Bytes under its data directory (`/status?disk=true` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_bytes: Option<u64>,
+    /// The shard's cluster id (16 hex digits; all zeros: none recorded).
+    #[serde(default)]
+    pub cluster_id: String,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
@@ -331,6 +334,7 @@ fn status_report<E: Engine>(node: &Node<E>) -> StatusReport {
         matched: s.matched,
         ready: health_of(node).ready().is_ok(),
         disk_bytes: None,
+        cluster_id: format!("{:016x}", node.cluster_id().unwrap_or(0)),
     }
 }
 

@@ -248,6 +248,7 @@ mod tests {
             matched: [(2, 100), (3, 40)].into_iter().collect(),
             ready: true,
             disk_bytes: None,
+            cluster_id: String::new(),
         };
         m.set(&s);
         let text = |r: &Registry| {

@@ -17,6 +17,16 @@
 //! loop's bounded peer queue; when it is full the reader waits, so the
 //! connection stops being read and TCP pushes back on the sender.
 //!
+//! **Hello.** A connection opens with a hello each way (after TLS): the
+//! 4 bytes `TMCH` and the sender's cluster id (8 bytes, big-endian). The
+//! dialer sends first; the acceptor answers with its own; each side
+//! refuses (logs and closes) a peer of another cluster, so a shard
+//! restored from a backup (a new cluster id) and the shard it came from
+//! never exchange a message, whatever addresses they are given. A replica
+//! that waits to join (no cluster id yet, nothing on disk) takes the id of
+//! the first peer that reaches it. A replica written before cluster ids
+//! existed has id 0 and talks only to others with 0.
+//!
 //! **Outbound.** One task per peer dials (with backoff), checks that the
 //! server's certificate names that peer, and writes the frames the event
 //! loop queued; the queue is bounded in bytes ([`OUT_QUEUE_BYTES`]): the
@@ -42,6 +52,86 @@ pub const PER_NODE: usize = 2;
 
 /// Bytes of frames queued for one peer before it counts as unreachable.
 pub const OUT_QUEUE_BYTES: usize = 64 << 20;
+
+/// The first bytes of a hello.
+pub const HELLO_MAGIC: [u8; 4] = *b"TMCH";
+/// A hello's length.
+pub const HELLO_LEN: usize = 12;
+/// How long a connection may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The cluster id this replica's transport checks peers against (see the
+/// module's docs).
+pub struct ClusterId {
+    id: std::sync::atomic::AtomicU64,
+    /// Records an adopted id durably; `None` once one is recorded (or for
+    /// a replica that must not adopt one).
+    adopt: Mutex<Option<ClusterIdSink>>,
+}
+
+/// Records an adopted cluster id durably.
+pub type ClusterIdSink = Box<dyn FnOnce(u64) -> Result<(), String> + Send>;
+
+impl ClusterId {
+    /// A replica of cluster `id`; `adopt` records the first peer's id when
+    /// `id` is 0 (a replica waiting to join).
+    pub fn new(id: u64, adopt: Option<ClusterIdSink>) -> Self {
+        ClusterId {
+            id: std::sync::atomic::AtomicU64::new(id),
+            adopt: Mutex::new(if id == 0 { adopt } else { None }),
+        }
+    }
+
+    /// The id (0: none).
+    pub fn get(&self) -> u64 {
+        self.id.load(Ordering::Acquire)
+    }
+
+    /// Whether a peer of cluster `peer` may talk to this replica; a
+    /// replica waiting to join takes `peer`'s id here.
+    pub fn admit(&self, peer: u64) -> Result<(), String> {
+        let mut adopt = self.adopt.lock().unwrap_or_else(|p| p.into_inner());
+        let own = self.get();
+        if own == peer {
+            return Ok(());
+        }
+        if own == 0 && peer != 0 {
+            if let Some(record) = adopt.take() {
+                record(peer)?;
+                self.id.store(peer, Ordering::Release);
+                tracing::info!(cluster_id = %format!("{peer:016x}"), "joined the cluster of the first peer that reached this replica");
+                return Ok(());
+            }
+        }
+        Err(format!(
+            "the peer belongs to cluster {peer:016x}, this replica to {own:016x} (a shard restored from a backup and the shard it came from never talk)"
+        ))
+    }
+}
+
+/// A hello carrying cluster id `id`.
+pub fn hello(id: u64) -> [u8; HELLO_LEN] {
+    let mut h = [0u8; HELLO_LEN];
+    h[..4].copy_from_slice(&HELLO_MAGIC);
+    h[4..].copy_from_slice(&id.to_be_bytes());
+    h
+}
+
+/// Reads a peer's hello; its cluster id.
+async fn read_hello<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> Result<u64, String> {
+    let mut h = [0u8; HELLO_LEN];
+    match tokio::time::timeout(HELLO_TIMEOUT, r.read_exact(&mut h)).await {
+        Err(_) => return Err("no hello within 5 s".into()),
+        Ok(Err(e)) => return Err(format!("no hello: {e}")),
+        Ok(Ok(_)) => {}
+    }
+    if h[..4] != HELLO_MAGIC {
+        return Err("not a tmc raft peer (bad hello)".into());
+    }
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&h[4..]);
+    Ok(u64::from_be_bytes(id))
+}
 
 /// The runtime of the transport: a current-thread tokio runtime driven by
 /// one dedicated thread for the life of the process.
@@ -151,6 +241,7 @@ pub async fn accept_loop(
     inbox: Inbox,
     tls: Option<Arc<PeerTls>>,
     snapshots: Arc<std::path::PathBuf>,
+    cluster: Arc<ClusterId>,
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -175,21 +266,33 @@ pub async fn accept_loop(
             continue;
         };
         let _ = sock.set_nodelay(true);
-        let (inbox, tls, snapshots, current) = (
+        let (inbox, tls, snapshots, current, cluster) = (
             inbox.clone(),
             tls.clone(),
             snapshots.clone(),
             current.clone(),
+            cluster.clone(),
         );
         tokio::spawn(async move {
             let _slot = slot;
-            let (sock, who) = match super::super::tls::accept(tls.as_deref(), sock).await {
+            let (mut sock, who) = match super::super::tls::accept(tls.as_deref(), sock).await {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(%from, error = %e, "refused a peer connection: TLS handshake failed");
                     return;
                 }
             };
+            let admitted = match read_hello(&mut sock).await {
+                Ok(peer) => cluster.admit(peer),
+                Err(e) => Err(e),
+            };
+            // The answer goes out either way, so the dialer can say why.
+            let _ = sock.write_all(&hello(cluster.get())).await;
+            let _ = sock.flush().await;
+            if let Err(e) = admitted {
+                tracing::warn!(%from, error = %e, "refused a peer connection");
+                return;
+            }
             let node = match who {
                 None => None,
                 Some(PeerId::Node(n)) => Some(n),
@@ -459,6 +562,7 @@ pub async fn dial_loop(
     mut rx: OutRx,
     tls: Option<Arc<PeerTls>>,
     inbox: Inbox,
+    cluster: Arc<ClusterId>,
 ) {
     // Every snapshot handed to this task is reported back, streamed or not:
     // raft holds the peer in snapshot state until it hears.
@@ -475,7 +579,10 @@ pub async fn dial_loop(
         let dialled = match tokio::net::TcpStream::connect(addr.as_str()).await {
             Ok(s) => {
                 let _ = s.set_nodelay(true);
-                super::super::tls::connect(tls.as_deref(), s, Some(peer)).await
+                match super::super::tls::connect(tls.as_deref(), s, Some(peer)).await {
+                    Ok(mut s) => say_hello(&mut s, &cluster).await.map(|()| s),
+                    Err(e) => Err(e),
+                }
             }
             Err(e) => Err(e),
         };
@@ -562,6 +669,18 @@ pub async fn dial_loop(
             }
         }
     }
+}
+
+/// The dialer's side of the hello: ours out, theirs in and admitted.
+async fn say_hello(sock: &mut PeerStream, cluster: &ClusterId) -> std::io::Result<()> {
+    sock.write_all(&hello(cluster.get())).await?;
+    sock.flush().await?;
+    let refused = |e: String| {
+        tracing::warn!(error = %e, "refused a peer");
+        std::io::Error::new(std::io::ErrorKind::PermissionDenied, e)
+    };
+    let theirs = read_hello(sock).await.map_err(refused)?;
+    cluster.admit(theirs).map_err(refused)
 }
 
 /// Writes a snapshot's announce frame, then its checkpoint's chunk frames,

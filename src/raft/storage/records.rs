@@ -19,6 +19,7 @@ pub(super) const KEY_CONF_STATE: &[u8] = b"raft_conf_state";
 pub(super) const KEY_TRUNCATED: &[u8] = b"raft_truncated";
 pub(super) const KEY_INCARNATION: &[u8] = b"raft_incarnation";
 pub(super) const KEY_INSTALLING: &[u8] = b"raft_installing";
+pub(super) const KEY_CLUSTER_ID: &[u8] = b"raft_cluster_id";
 
 /// The key of the log entry at `index`.
 pub fn log_key(index: u64) -> [u8; 8] {
