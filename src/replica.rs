@@ -111,6 +111,14 @@ impl Replica {
     /// order). Must be called within a tokio runtime.
     pub async fn start(o: ReplicaOptions) -> Result<Replica, BoxError> {
         let engine = RocksEngine::open(&o.store_dir, &RocksOptions::default())?;
+        // Backups a crash interrupted left their staging directories: the
+        // store is ours now (RocksDB's lock), so nothing else uses them.
+        let staging = backups_dir(&o.store_dir);
+        if staging.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&staging) {
+                tracing::warn!(dir = %staging.display(), error = %e, "cannot remove an old backup staging directory");
+            }
+        }
         let id = o.server.id;
         let peer_tls = o.server.tls.clone();
         let handle = server::start(engine, o.server, o.node).await?;
@@ -413,6 +421,7 @@ fn shard_status(raft: RaftShard<RocksEngine>, name: &str) -> crate::api::ShardSt
                             "lag": commit.saturating_sub(s.applied),
                             "ready": s.ready,
                             "diskBytes": s.disk_bytes,
+                            "clusterId": s.cluster_id,
                         }),
                         Err(e) => serde_json::json!({"id": id, "error": e}),
                     })

@@ -80,6 +80,7 @@ async fn three_nodes_elect_a_leader_and_a_write_is_read_linearizably_everywhere(
         frame.extend_from_slice(body);
         let raft_port = c.raft_port(follower);
         let mut s = std::net::TcpStream::connect(("127.0.0.1", raft_port)).unwrap();
+        s.write_all(&c.peer_hello(follower)).unwrap();
         s.write_all(&frame).unwrap();
         s.flush().unwrap();
         let deadline = Instant::now() + WAIT;

@@ -658,6 +658,7 @@ async fn attack_raft(shard: &TestCluster, to: u64, cert: &Pem, frames: &[Vec<u8>
         let mut s = handshake(port, cfg.clone(), &format!("tmc-peer-{to}"))
             .await
             .unwrap();
+        let _ = s.write_all(&shard.peer_hello(to)).await;
         let _ = s.write_all(&frames.concat()).await;
         let _ = s.flush().await;
         let deadline = Instant::now() + Duration::from_secs(3);
@@ -762,6 +763,31 @@ async fn attacks_on_the_peer_ports_are_refused_logged_and_change_nothing() {
         attack_raft(&shard, to, &cert, &[frame(&hb)], &needle).await;
         let log = std::fs::read_to_string(shard.log_path(to)).unwrap();
         assert!(log.contains("refused a raft message; closing the connection"));
+    }
+    // A replica's certificate with the hello of another cluster (a shard
+    // restored from a backup of this one): refused before any frame is
+    // read, and the heartbeat of a newer term behind it changes nothing.
+    {
+        let cfg = client_with(&shard.tls_dir().join("peer-ca.crt"), Some(&cert));
+        let seen = occurrences(&shard, leader, "belongs to cluster");
+        let mut s = handshake(shard.raft_port(leader), cfg, &format!("tmc-peer-{leader}"))
+            .await
+            .unwrap();
+        let mut foreign = shard.peer_hello(leader);
+        foreign[11] ^= 1;
+        let _ = s.write_all(&foreign).await;
+        let _ = s
+            .write_all(&frame(&message(MsgHeartbeat, (stolen, leader), term + 5)))
+            .await;
+        let _ = s.flush().await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while occurrences(&shard, leader, "belongs to cluster") == seen {
+            assert!(
+                Instant::now() < deadline,
+                "no refusal of a foreign cluster logged"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     // ... and on the internal ports: a forwarded write or membership
     // change that names another replica, a forwarded write naming nobody,

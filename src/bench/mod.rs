@@ -4,7 +4,7 @@
 //!
 //! Every benchmark has its flags as an `Args` struct (clap) beside it
 //! ([`store::Args`], [`raft::Args`], [`failover::Args`], [`api::Args`],
-//! [`placement::Args`], [`sync::Args`], [`shards::Args`], [`rollout::Args`]); `src/cli/bench.rs` only shows
+//! [`placement::Args`], [`sync::Args`], [`shards::Args`], [`rollout::Args`], [`backup::Args`]); `src/cli/bench.rs` only shows
 //! progress and prints the report. One style for all of them:
 //! - `--json`: print only the JSON report, no progress on stderr;
 //! - a duration's flag names its unit (`--duration-secs 0.5`,
@@ -18,6 +18,7 @@
 use std::time::Duration;
 
 pub mod api;
+pub mod backup;
 pub mod failover;
 pub mod placement;
 pub mod procs;

@@ -101,20 +101,31 @@ pub fn find_etcd(explicit: Option<&Path>) -> Result<PathBuf, BoxError> {
 impl EtcdCluster {
     /// Starts three members of `bin` and waits until they have a leader.
     pub async fn start(bin: &Path, base: Option<&Path>) -> Result<EtcdCluster, BoxError> {
+        Self::start_members(bin, base, 3, &[]).await
+    }
+
+    /// Starts `n` members of `bin` with `extra` flags each and waits until
+    /// they have a leader.
+    pub async fn start_members(
+        bin: &Path,
+        base: Option<&Path>,
+        n: usize,
+        extra: &[&str],
+    ) -> Result<EtcdCluster, BoxError> {
         let mut b = tempfile::Builder::new();
         b.prefix("tmc-bench-etcd");
         let dir = match base {
             Some(p) => b.tempdir_in(p)?,
             None => b.tempdir()?,
         };
-        let client: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let peer: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let initial = (0..3)
+        let client: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let peer: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let initial = (0..n)
             .map(|i| format!("e{}=http://127.0.0.1:{}", i + 1, peer[i]))
             .collect::<Vec<_>>()
             .join(",");
         let mut members = Vec::new();
-        for i in 0..3 {
+        for i in 0..n {
             let name = format!("e{}", i + 1);
             let mut cmd = Command::new(bin);
             cmd.args(["--name", &name])
@@ -140,7 +151,8 @@ impl EtcdCluster {
                 .args(["--initial-cluster-state", "new"])
                 .args(["--initial-cluster-token", "tmc-bench"])
                 .args(["--quota-backend-bytes", "4294967296"])
-                .args(["--log-level", "warn"]);
+                .args(["--log-level", "warn"])
+                .args(extra);
             members.push(ChildGuard::spawn(
                 &format!("etcd {name}"),
                 &mut cmd,
@@ -155,6 +167,11 @@ impl EtcdCluster {
         };
         c.version = c.wait_healthy(Duration::from_secs(30)).await?;
         Ok(c)
+    }
+
+    /// Data directory of member `i` (0-based).
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("e{}", i + 1))
     }
 
     /// Client URL of member `i` (0-based).

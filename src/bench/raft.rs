@@ -201,7 +201,7 @@ pub struct RaftBenchReport {
 #[derive(Clone)]
 pub struct EtcdGrpc {
     send: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
-    uri: hyper::Uri,
+    base: String,
 }
 
 fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
@@ -212,8 +212,8 @@ fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
     buf.push(v as u8);
 }
 
-/// A gRPC frame carrying `etcdserverpb.PutRequest{key, value}`.
-pub fn put_request_frame(key: &[u8], value: &[u8]) -> Vec<u8> {
+/// `etcdserverpb.PutRequest{key = 1, value = 2}`, encoded.
+fn put_request(key: &[u8], value: &[u8]) -> Vec<u8> {
     let mut msg = Vec::with_capacity(key.len() + value.len() + 16);
     msg.push(0x0a); // field 1, length-delimited
     put_varint(&mut msg, key.len() as u64);
@@ -221,17 +221,44 @@ pub fn put_request_frame(key: &[u8], value: &[u8]) -> Vec<u8> {
     msg.push(0x12); // field 2, length-delimited
     put_varint(&mut msg, value.len() as u64);
     msg.extend_from_slice(value);
+    msg
+}
+
+/// A gRPC frame around the message `msg`.
+fn grpc_frame(msg: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(5 + msg.len());
     frame.push(0); // not compressed
     frame.extend_from_slice(&(msg.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&msg);
+    frame.extend_from_slice(msg);
     frame
+}
+
+/// A gRPC frame carrying `etcdserverpb.PutRequest{key, value}`.
+pub fn put_request_frame(key: &[u8], value: &[u8]) -> Vec<u8> {
+    grpc_frame(&put_request(key, value))
+}
+
+/// A gRPC frame carrying `etcdserverpb.TxnRequest{success = [RequestOp{
+/// request_put = PutRequest{key, value}}, ...]}` (both field 2).
+pub fn txn_put_frame(kvs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let mut txn = Vec::new();
+    for (k, v) in kvs {
+        let put = put_request(k, v);
+        let mut op = Vec::with_capacity(put.len() + 8);
+        op.push(0x12);
+        put_varint(&mut op, put.len() as u64);
+        op.extend_from_slice(&put);
+        txn.push(0x12);
+        put_varint(&mut txn, op.len() as u64);
+        txn.extend_from_slice(&op);
+    }
+    grpc_frame(&txn)
 }
 
 impl EtcdGrpc {
     /// Connects to `http://127.0.0.1:PORT` (an etcd client URL).
     pub async fn connect(url: &str) -> Result<EtcdGrpc, BoxError> {
-        let uri: hyper::Uri = format!("{url}/etcdserverpb.KV/Put").parse()?;
+        let uri: hyper::Uri = url.parse()?;
         let addr = uri.authority().ok_or("etcd URL without host")?.as_str();
         let tcp = tokio::net::TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
@@ -242,15 +269,29 @@ impl EtcdGrpc {
                 tracing::debug!(error = %e, "etcd connection closed");
             }
         });
-        Ok(EtcdGrpc { send, uri })
+        Ok(EtcdGrpc {
+            send,
+            base: url.trim_end_matches('/').to_string(),
+        })
     }
 
     /// One `KV/Put`.
     pub async fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), String> {
-        let req = hyper::Request::post(self.uri.clone())
+        self.unary("etcdserverpb.KV/Put", put_request_frame(key, value))
+            .await
+    }
+
+    /// One `KV/Txn` that puts every pair.
+    pub async fn txn_put(&mut self, kvs: &[(Vec<u8>, Vec<u8>)]) -> Result<(), String> {
+        self.unary("etcdserverpb.KV/Txn", txn_put_frame(kvs)).await
+    }
+
+    /// One unary call of `method` with the gRPC frame `frame`.
+    async fn unary(&mut self, method: &str, frame: Vec<u8>) -> Result<(), String> {
+        let req = hyper::Request::post(format!("{}/{method}", self.base))
             .header("content-type", "application/grpc")
             .header("te", "trailers")
-            .body(Full::new(Bytes::from(put_request_frame(key, value))))
+            .body(Full::new(Bytes::from(frame)))
             .map_err(|e| e.to_string())?;
         self.send.ready().await.map_err(|e| e.to_string())?;
         let resp = self

@@ -194,27 +194,17 @@ pub fn workspace_objects(i: u64) -> (Workspace, [BenchObject; 3]) {
     )
 }
 
-/// Runs the benchmark in `dir` (which should be empty) and returns its
-/// figures; `progress` is called with the number of workspaces loaded.
-pub fn run(
-    dir: &Path,
-    cfg: &StoreBenchConfig,
+/// Loads workspaces `0..n` ([`workspace_objects`]) into `st`, `batch`
+/// workspaces per transaction (one thread builds them, this one commits);
+/// `progress` hears the number loaded. Returns the bytes of the bodies.
+pub fn load<E: store::Engine>(
+    st: &store::Store<E>,
+    n: u64,
+    batch: u64,
     progress: &(dyn Fn(u64) + Sync),
-) -> store::Result<StoreBenchReport> {
-    let st = store::open_rocks(
-        dir,
-        &cfg.rocks,
-        StoreOptions {
-            sync: true,
-            changes_retention: cfg.changes_retention,
-        },
-    )?;
-    let deployments = GroupResource::new("apps", "deployments").expect("valid");
-
-    // Load: one thread builds transactions, this one commits them.
+) -> store::Result<u64> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<(Txn, u64)>(4);
-    let (n, batch) = (cfg.workspaces, cfg.batch.max(1));
-    let start = Instant::now();
+    let batch = batch.max(1);
     let mut body_bytes = 0u64;
     std::thread::scope(|s| -> store::Result<()> {
         s.spawn(move || {
@@ -253,6 +243,28 @@ pub fn run(
         }
         Ok(())
     })?;
+    Ok(body_bytes)
+}
+
+/// Runs the benchmark in `dir` (which should be empty) and returns its
+/// figures; `progress` is called with the number of workspaces loaded.
+pub fn run(
+    dir: &Path,
+    cfg: &StoreBenchConfig,
+    progress: &(dyn Fn(u64) + Sync),
+) -> store::Result<StoreBenchReport> {
+    let st = store::open_rocks(
+        dir,
+        &cfg.rocks,
+        StoreOptions {
+            sync: true,
+            changes_retention: cfg.changes_retention,
+        },
+    )?;
+    let deployments = GroupResource::new("apps", "deployments").expect("valid");
+    let (n, batch) = (cfg.workspaces, cfg.batch.max(1));
+    let start = Instant::now();
+    let body_bytes = load(&st, n, batch, progress)?;
     let load_s = start.elapsed().as_secs_f64();
     st.engine().flush()?;
     let disk_bytes = util::dir_size(dir).map_err(store::Error::engine)?;

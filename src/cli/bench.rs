@@ -25,6 +25,7 @@ pub enum Bench {
     Sync(bench::sync::Args),
     Shards(bench::shards::Args),
     Rollout(bench::rollout::Args),
+    Backup(bench::backup::Args),
 }
 
 impl Args {
@@ -72,6 +73,13 @@ impl Args {
             Bench::Rollout(args) => {
                 let bar = spinner(args.json);
                 let report = bench::rollout::run(&args, &|m| bar.set_message(m))?;
+                bar.finish_and_clear();
+                print(&report)
+            }
+            Bench::Backup(args) => {
+                let bar = spinner(args.json);
+                let report =
+                    multi_thread()?.block_on(bench::backup::run(&args, &|m| bar.set_message(m)))?;
                 bar.finish_and_clear();
                 print(&report)
             }

@@ -47,7 +47,9 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// The client configuration of an admin kubeconfig and the server's base
 /// URL (its `/clusters/...` path taken off), for subcommands that reach
 /// several workspaces or servers with the same credentials.
-async fn admin_config(kubeconfig: &std::path::Path) -> Result<(kube::Config, String), BoxError> {
+pub(crate) async fn admin_config(
+    kubeconfig: &std::path::Path,
+) -> Result<(kube::Config, String), BoxError> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig)
         .map_err(|e| format!("{}: {e}", kubeconfig.display()))?;
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;

@@ -20,31 +20,41 @@ impl Drop for Dev {
 
 impl Dev {
     /// Starts `tmc dev --listen 127.0.0.1:0 --data-dir data` with `extra`
-    /// flags; returns it and the URL it printed once it serves.
+    /// flags; returns it and the URL it printed once it serves. Panics
+    /// (with its log) if it does not start: see [`Dev::try_start`].
     pub fn start(data: &Path, extra: &[&str]) -> (Dev, String) {
+        Self::try_start(data, extra).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Dev::start`], or why not (with the end of its log, which goes to
+    /// `data` + `.log`).
+    pub fn try_start(data: &Path, extra: &[&str]) -> Result<(Dev, String), String> {
+        let mut log_path = data.as_os_str().to_os_string();
+        log_path.push(".log");
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| format!("{}: {e}", Path::new(&log_path).display()))?;
         let mut child = Command::new(super::tmc_binary())
             .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("tmc dev: {e}"));
-        let stdout = child.stdout.take().expect("piped stdout");
+            .map_err(|e| format!("tmc dev: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
         let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
         let _ = stdout.read_line(&mut line);
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("https://"))
-            .unwrap_or_else(|| panic!("tmc dev printed no URL: {line:?}"))
-            .to_string();
-        (
-            Dev {
-                child,
-                _stdout: stdout,
-            },
-            url,
-        )
+        let dev = Dev {
+            child,
+            _stdout: stdout,
+        };
+        match line.split_whitespace().find(|w| w.starts_with("https://")) {
+            Some(url) => Ok((dev, url.to_string())),
+            None => Err(format!(
+                "tmc dev printed no URL ({line:?}); its log ends:\n{}",
+                super::log_tail(Path::new(&log_path), 20)
+            )),
+        }
     }
 }

@@ -185,6 +185,16 @@ impl TestCluster {
         None
     }
 
+    /// The hello a peer of this shard sends first on a raft connection,
+    /// with the cluster id node `id` reports (see
+    /// [`crate::raft::server::transport`]).
+    pub fn peer_hello(&self, id: u64) -> [u8; crate::raft::server::transport::HELLO_LEN] {
+        let st = self.raft_status(id).expect("node status");
+        let hex = st["cluster_id"].as_str().expect("a cluster id");
+        let cluster = u64::from_str_radix(hex, 16).expect("hex cluster id");
+        crate::raft::server::transport::hello(cluster)
+    }
+
     /// Node `id`'s raft status (`leader`, `role`, ...), blocking; `None`
     /// when it does not answer.
     pub fn raft_status(&self, id: u64) -> Option<Value> {

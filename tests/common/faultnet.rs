@@ -8,7 +8,8 @@
 //! accepts, so a link carries frames one way: the proxy forwards `from`'s
 //! bytes to `to` and discards whatever comes back.)
 //!
-//! The proxy reads the wire frame header (4-byte length, crc32; see
+//! The proxy passes the hello of each connection (both ways) untouched,
+//! then reads the wire frame header (4-byte length, crc32; see
 //! `tmc::raft::wire`) and handles whole frames, so it can:
 //! - **drop** each frame with a probability (the stream stays in step);
 //! - **delay** each frame (order kept: one writer per connection);
@@ -164,8 +165,16 @@ async fn accept(listener: TcpListener, to: SocketAddr, link: (u64, u64), links: 
 /// Forwards frames from `inbound` to `outbound`, applying the link's
 /// faults; returns when either side closes.
 async fn pump(inbound: TcpStream, outbound: TcpStream, link: (u64, u64), links: Links) {
-    let (mut rd, _wr_in) = inbound.into_split();
+    let (mut rd, mut wr_in) = inbound.into_split();
     let (mut back, mut wr) = outbound.into_split();
+    // The hello each way (the cluster ids) passes untouched.
+    let mut hello = [0u8; tmc::raft::server::transport::HELLO_LEN];
+    if rd.read_exact(&mut hello).await.is_err() || wr.write_all(&hello).await.is_err() {
+        return;
+    }
+    if back.read_exact(&mut hello).await.is_err() || wr_in.write_all(&hello).await.is_err() {
+        return;
+    }
     // Frames to deliver, with their due time; one writer keeps the order.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
     let writer = tokio::spawn(async move {
