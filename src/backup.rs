@@ -209,44 +209,140 @@ pub fn write(dir: &Path, manifest: &Manifest, out: impl Write) -> Result<(), Box
     Ok(())
 }
 
+/// Checks a backup's trailer as its bytes go by (a download, a read of
+/// the file): every byte but the last [`TRAILER`] line is hashed, and
+/// [`TrailerCheck::finish`] compares the hash with that line.
+pub struct TrailerCheck {
+    hash: Sha256,
+    /// The last bytes seen, which may be the trailer.
+    tail: Vec<u8>,
+    /// Bytes hashed.
+    body: u64,
+}
+
+impl Default for TrailerCheck {
+    fn default() -> Self {
+        TrailerCheck {
+            hash: Sha256::new(),
+            tail: Vec::with_capacity(2 * TRAILER_LEN as usize),
+            body: 0,
+        }
+    }
+}
+
+impl TrailerCheck {
+    /// The next bytes.
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        let keep = TRAILER_LEN as usize;
+        if bytes.len() >= keep {
+            // Everything held, and all but the last `keep` new bytes, is body.
+            self.hash.update(&self.tail);
+            self.body += self.tail.len() as u64;
+            self.tail.clear();
+            let cut = bytes.len() - keep;
+            self.hash.update(&bytes[..cut]);
+            self.body += cut as u64;
+            bytes = &bytes[cut..];
+        }
+        self.tail.extend_from_slice(bytes);
+        if self.tail.len() > keep {
+            let cut = self.tail.len() - keep;
+            self.hash.update(&self.tail[..cut]);
+            self.body += cut as u64;
+            self.tail.drain(..cut);
+        }
+    }
+
+    /// The length of the archive before the trailer, or what is wrong.
+    pub fn finish(self) -> Result<u64, String> {
+        if (self.tail.len() as u64) < TRAILER_LEN {
+            return Err(format!(
+                "{} bytes: cut short, or not a tmc backup",
+                self.body + self.tail.len() as u64
+            ));
+        }
+        let Some(hex_digest) = self
+            .tail
+            .strip_prefix(TRAILER)
+            .and_then(|t| t.strip_suffix(b"\n"))
+        else {
+            return Err("no tmc backup trailer at the end: cut short, or not a tmc backup".into());
+        };
+        if hex_digest != hex(&self.hash.finalize()).as_bytes() {
+            return Err("the file's SHA-256 is not the one written at its end: damaged".into());
+        }
+        Ok(self.body)
+    }
+}
+
 /// Checks the trailer of `file` (the SHA-256 of everything before it):
 /// a flipped byte anywhere, a cut or a foreign file fails here. Returns
 /// the length of the archive before the trailer.
 fn check_trailer(file: &Path) -> Result<u64, String> {
     let what = |e: &dyn std::fmt::Display| format!("{}: {e}", file.display());
     let mut f = std::fs::File::open(file).map_err(|e| what(&e))?;
-    let len = f.metadata().map_err(|e| what(&e))?.len();
-    if len < TRAILER_LEN {
-        return Err(what(&format!(
-            "{len} bytes: cut short, or not a tmc backup"
-        )));
-    }
-    let body = len - TRAILER_LEN;
-    let mut h = Sha256::new();
-    let mut left = body;
+    let mut check = TrailerCheck::default();
     let mut buf = vec![0u8; 1 << 20];
-    while left > 0 {
-        let want = left.min(buf.len() as u64) as usize;
-        f.read_exact(&mut buf[..want]).map_err(|e| what(&e))?;
-        h.update(&buf[..want]);
-        left -= want as u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| what(&e))?;
+        if n == 0 {
+            break;
+        }
+        check.update(&buf[..n]);
     }
-    let mut trailer = Vec::new();
-    f.read_to_end(&mut trailer).map_err(|e| what(&e))?;
-    let Some(hex_digest) = trailer
-        .strip_prefix(TRAILER)
-        .and_then(|t| t.strip_suffix(b"\n"))
-    else {
-        return Err(what(
-            &"no tmc backup trailer at the end: cut short, or not a tmc backup",
-        ));
-    };
-    if hex_digest != hex(&h.finalize()).as_bytes() {
-        return Err(what(
-            &"the file's SHA-256 is not the one written at its end: damaged",
-        ));
+    check.finish().map_err(|e| what(&e))
+}
+
+/// The manifest of the backup in `file` (its first entry), checked for
+/// format and digest; the trailer is not read (see [`TrailerCheck`]).
+pub fn read_manifest(file: &Path) -> Result<Manifest, BoxError> {
+    let what = |e: &dyn std::fmt::Display| format!("{}: {e}", file.display());
+    let f = std::fs::File::open(file).map_err(|e| what(&e))?;
+    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(
+        std::io::BufReader::new(f),
+    ));
+    let mut entries = archive.entries().map_err(|e| what(&e))?;
+    first_manifest(&mut entries, &what)
+}
+
+/// Reads and checks the manifest, the first of `entries`.
+fn first_manifest<R: Read>(
+    entries: &mut tar::Entries<'_, R>,
+    what: &dyn Fn(&dyn std::fmt::Display) -> String,
+) -> Result<Manifest, BoxError> {
+    let mut first = entries
+        .next()
+        .ok_or_else(|| what(&"empty: not a tmc backup"))?
+        .map_err(|e| what(&format!("not a tmc backup ({e})")))?;
+    let path = first
+        .path()
+        .map_err(|e| what(&e))?
+        .to_string_lossy()
+        .into_owned();
+    if path != MANIFEST {
+        return Err(what(&format!(
+            "its first entry is {path:?}, not {MANIFEST}: not a tmc backup"
+        ))
+        .into());
     }
-    Ok(body)
+    if first.size() > 64 << 20 {
+        return Err(what(&"a manifest over 64 MiB").into());
+    }
+    let mut json = Vec::new();
+    first.read_to_end(&mut json).map_err(|e| what(&e))?;
+    let manifest: Manifest =
+        serde_json::from_slice(&json).map_err(|e| what(&format!("a damaged manifest: {e}")))?;
+    if manifest.format != FORMAT {
+        return Err(what(&format!(
+            "format {:?}, this tmc reads {FORMAT}",
+            manifest.format
+        ))
+        .into());
+    }
+    if Manifest::parts_digest(&manifest.parts) != manifest.digest {
+        return Err(what(&"the manifest's digest does not match its parts").into());
+    }
+    Ok(manifest)
 }
 
 /// Bytes free for an unprivileged user on the file system of `dir`.
@@ -285,38 +381,7 @@ pub fn verify(file: &Path, scratch: &Path) -> Result<Verified, BoxError> {
         std::io::BufReader::new(f),
     ));
     let mut entries = archive.entries().map_err(|e| what(&e))?;
-    let mut first = entries
-        .next()
-        .ok_or_else(|| what(&"empty: not a tmc backup"))?
-        .map_err(|e| what(&format!("not a tmc backup ({e})")))?;
-    let path = first
-        .path()
-        .map_err(|e| what(&e))?
-        .to_string_lossy()
-        .into_owned();
-    if path != MANIFEST {
-        return Err(what(&format!(
-            "its first entry is {path:?}, not {MANIFEST}: not a tmc backup"
-        ))
-        .into());
-    }
-    if first.size() > 64 << 20 {
-        return Err(what(&"a manifest over 64 MiB").into());
-    }
-    let mut json = Vec::new();
-    first.read_to_end(&mut json).map_err(|e| what(&e))?;
-    let manifest: Manifest =
-        serde_json::from_slice(&json).map_err(|e| what(&format!("a damaged manifest: {e}")))?;
-    if manifest.format != FORMAT {
-        return Err(what(&format!(
-            "format {:?}, this tmc reads {FORMAT}",
-            manifest.format
-        ))
-        .into());
-    }
-    if Manifest::parts_digest(&manifest.parts) != manifest.digest {
-        return Err(what(&"the manifest's digest does not match its parts").into());
-    }
+    let manifest = first_manifest(&mut entries, &what)?;
     let data = scratch.join("data");
     std::fs::create_dir_all(&data)?;
     // What the parts will take, against what the scratch file system has:
@@ -641,5 +706,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("data/") && e.contains("manifest"), "{e}");
+    }
+
+    #[test]
+    fn the_trailer_check_agrees_whatever_the_chunks() {
+        let (_dir, file) = backup_with(|_| {});
+        let good = std::fs::read(&file).unwrap();
+        let feed = |bytes: &[u8], chunk: usize| {
+            let mut c = TrailerCheck::default();
+            for piece in bytes.chunks(chunk) {
+                c.update(piece);
+            }
+            c.finish()
+        };
+        let body = good.len() as u64 - TRAILER_LEN;
+        for chunk in [1, 7, 84, 85, 4096, good.len()] {
+            assert_eq!(feed(&good, chunk), Ok(body), "chunks of {chunk}");
+        }
+        let mut flipped = good.clone();
+        flipped[good.len() / 2] ^= 1;
+        assert!(feed(&flipped, 1000).unwrap_err().contains("damaged"));
+        assert!(feed(&good[..good.len() - 1], 1000).is_err());
+        assert!(feed(&good[..50], 10).unwrap_err().contains("cut short"));
     }
 }

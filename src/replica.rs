@@ -361,10 +361,13 @@ fn backup_source(
                     .tempdir_in(&scratch)
                     .map_err(|e| format!("{}: {e}", scratch.display()))?;
                 let cut = stage.path().join("checkpoint");
+                let t0 = std::time::Instant::now();
                 raft.checkpoint(&cut)
                     .map_err(|e| format!("checkpoint: {e}"))?;
+                let t1 = std::time::Instant::now();
                 let manifest =
                     crate::backup::manifest_of(&cut, &shard).map_err(|e| e.to_string())?;
+                let t2 = std::time::Instant::now();
                 if manifest_only {
                     return serde_json::to_value(&manifest)
                         .map(crate::api::Backup::Manifest)
@@ -381,6 +384,9 @@ fn backup_source(
                     shard,
                     revision = manifest.revision,
                     applied = manifest.applied_index,
+                    checkpoint_ms = (t1 - t0).as_millis() as u64,
+                    manifest_ms = (t2 - t1).as_millis() as u64,
+                    write_ms = t2.elapsed().as_millis() as u64,
                     "backup taken"
                 );
                 Ok(crate::api::Backup::File(file))

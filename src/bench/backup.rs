@@ -246,6 +246,11 @@ pub async fn run(args: &Args, progress: &(dyn Fn(String) + Sync)) -> Result<Repo
     )?;
     let data_bytes = size(&store_dir);
     drop(dev);
+    // The server's phases, from its log line (for the reader of stderr).
+    let log = std::fs::read_to_string(base.join("tmc.log")).unwrap_or_default();
+    if let Some(line) = log.lines().find(|l| l.contains("backup taken")) {
+        eprintln!("tmc dev: {line}");
+    }
     progress("tmc: tmc backup verify".into());
     let verify_s = timed(Command::new(&tmc_bin).args(["backup", "verify"]).arg(&file))?;
     let restored = base.join("tmc-restored");

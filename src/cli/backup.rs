@@ -4,10 +4,13 @@
 //!
 //! `tmc backup --kubeconfig K -o FILE` asks the server `K` names (a shard,
 //! `tmc dev`) for `GET /tmc/backup` (system:masters), streams the answer
-//! into `FILE.partial`, verifies it there (every part's digest, the data's
-//! digest), and only then renames it to `FILE`: a file named `FILE` is
-//! always a whole, verified backup; an interrupted or damaged transfer
-//! leaves no `FILE` (and removes its partial file).
+//! into `FILE.partial` while hashing it, checks the hash against the
+//! server's trailer (the SHA-256 of every byte it sent) and the manifest,
+//! and only then renames it to `FILE`: a file named `FILE` is always whole,
+//! byte for byte what the server made; an interrupted or damaged transfer
+//! leaves no `FILE` (and removes its partial file). The server's own
+//! digest over every value is in the manifest; `tmc backup verify`
+//! re-takes it from the file.
 
 use super::BoxError;
 use std::io::Write;
@@ -123,22 +126,19 @@ fn take(kubeconfig: &Path, output: &Path, json: bool) -> Result<(), BoxError> {
     partial.push(".partial");
     let partial = PathBuf::from(partial);
     let result = super::runtime()?.block_on(download(kubeconfig, &partial, json));
-    let verified = result.and_then(|()| {
-        let scratch = tempfile::Builder::new().prefix("tmc-verify").tempdir()?;
-        crate::backup::verify(&partial, scratch.path())
-    });
-    match verified {
-        Ok(v) => {
+    let checked = result.and_then(|()| crate::backup::read_manifest(&partial));
+    match checked {
+        Ok(manifest) => {
             std::fs::rename(&partial, output)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&v.manifest)?);
+                println!("{}", serde_json::to_string_pretty(&manifest)?);
             } else {
                 eprintln!(
                     "backed up shard {:?} at revision {} ({} keys, sha256 {}) to {}",
-                    v.manifest.shard,
-                    v.manifest.revision,
-                    v.store.keys,
-                    v.store.sha256,
+                    manifest.shard,
+                    manifest.revision,
+                    manifest.store.keys,
+                    manifest.store.sha256,
                     output.display()
                 );
             }
@@ -202,15 +202,20 @@ async fn download(kubeconfig: &Path, to: &Path, quiet: bool) -> Result<(), BoxEr
     );
     let mut file = std::fs::File::create(to).map_err(|e| format!("{}: {e}", to.display()))?;
     let mut body = http_body_util::BodyDataStream::new(resp.into_body());
+    let mut check = crate::backup::TrailerCheck::default();
     while let Some(chunk) = body
         .try_next()
         .await
         .map_err(|e| format!("the transfer broke: {e}"))?
     {
+        check.update(&chunk);
         file.write_all(&chunk)?;
         bar.inc(chunk.len() as u64);
     }
     file.sync_all()?;
     bar.finish_and_clear();
+    check
+        .finish()
+        .map_err(|e| format!("the transfer of GET /tmc/backup: {e}"))?;
     Ok(())
 }

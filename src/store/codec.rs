@@ -84,6 +84,22 @@ pub fn encode(encoding: Encoding, create_revision: u64, mod_revision: u64, body:
 
 /// Decodes an envelope read from column family `cf` at `key`.
 pub fn decode(cf: &'static str, key: &[u8], value: &[u8]) -> Result<Envelope> {
+    let (encoding, create_revision, mod_revision, body) = check(cf, key, value)?;
+    Ok(Envelope {
+        encoding,
+        create_revision,
+        mod_revision,
+        body: body.to_vec(),
+    })
+}
+
+/// Checks the envelope of the value at `key` of `cf` without copying it:
+/// its encoding, revisions and body.
+pub fn check<'v>(
+    cf: &'static str,
+    key: &[u8],
+    value: &'v [u8],
+) -> Result<(Encoding, u64, u64, &'v [u8])> {
     let corrupt = |reason: String| Error::Corrupt {
         cf,
         key: printable_key(key),
@@ -110,12 +126,12 @@ pub fn decode(cf: &'static str, key: &[u8], value: &[u8]) -> Result<Envelope> {
     }
     let encoding = Encoding::from_byte(value[3])
         .ok_or_else(|| corrupt(format!("unknown encoding {}", value[3])))?;
-    Ok(Envelope {
+    Ok((
         encoding,
-        create_revision: u64::from_be_bytes(value[4..12].try_into().expect("8 bytes")),
-        mod_revision: u64::from_be_bytes(value[12..20].try_into().expect("8 bytes")),
-        body: value[HEADER_LEN..].to_vec(),
-    })
+        u64::from_be_bytes(value[4..12].try_into().expect("8 bytes")),
+        u64::from_be_bytes(value[12..20].try_into().expect("8 bytes")),
+        &value[HEADER_LEN..],
+    ))
 }
 
 #[cfg(test)]

@@ -14,10 +14,10 @@
 //! checkpoint taken at that point).
 
 use super::engine::{Cf, Engine};
-use super::keys::Key;
+use super::keys::REGISTRY;
 use super::Result;
 use sha2::{Digest as _, Sha256};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashSet};
 
 /// What [`digest`] found.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -54,37 +54,68 @@ pub fn encryption_key_of(body: &[u8]) -> Option<String> {
 }
 
 /// Scans every key and value of `engine`'s data (see the module's docs).
+///
+/// One pass, no allocation per key: keys of one resource are contiguous
+/// (`/registry/{group}/{resource}/...` sorts by resource first), so they
+/// are counted as runs; workspaces are counted as distinct 64-bit hashes
+/// of their names (a collision among a million names has a chance of
+/// about 10^-7, and would undercount by one).
 pub fn digest<E: Engine>(engine: &E) -> Result<StoreDigest> {
+    use std::hash::BuildHasher;
     let mut hash = Sha256::new();
     let mut keys = 0u64;
     let mut records = 0u64;
     let mut per_resource: BTreeMap<String, u64> = BTreeMap::new();
-    let mut workspaces: BTreeSet<String> = BTreeSet::new();
+    let mut run: Option<(Vec<u8>, u64)> = None;
+    let seed = std::collections::hash_map::RandomState::new();
+    let mut workspaces: HashSet<u64> = HashSet::new();
     let mut encryption_keys: BTreeMap<String, u64> = BTreeMap::new();
+    let mut flush = |run: &mut Option<(Vec<u8>, u64)>| {
+        if let Some((gr, n)) = run.take() {
+            *per_resource
+                .entry(String::from_utf8_lossy(&gr).into_owned())
+                .or_default() += n;
+        }
+    };
     for kv in engine.scan(Cf::Data, &[], &[])? {
         let (key, value) = kv?;
         // The envelope's checksum, or an error naming the key.
-        let env = super::codec::decode(Cf::Data.name(), &key, &value)?;
-        if let Some(name) = encryption_key_of(&env.body) {
-            *encryption_keys.entry(name).or_default() += 1;
+        let (_, _, _, body) = super::codec::check(Cf::Data.name(), &key, &value)?;
+        if body.starts_with(b"k8s:enc:") {
+            if let Some(name) = encryption_key_of(body) {
+                *encryption_keys.entry(name).or_default() += 1;
+            }
         }
         hash.update((key.len() as u64).to_be_bytes());
         hash.update(&key);
         hash.update((value.len() as u64).to_be_bytes());
         hash.update(&value);
         keys += 1;
-        match Key::decode(&key) {
-            Some(Key::Object(o)) => {
-                *per_resource
-                    .entry(format!("{}/{}", o.gr.key_group(), o.gr.resource()))
-                    .or_default() += 1;
-                if !workspaces.contains(o.workspace.as_str()) {
-                    workspaces.insert(o.workspace.as_str().to_string());
-                }
+        // `/registry/{group}/{resource}/{workspace}/...`
+        let mut parts = key
+            .strip_prefix(REGISTRY.as_bytes())
+            .map(|rest| rest.splitn(4, |b| *b == b'/'));
+        let object = parts.as_mut().and_then(|p| {
+            let (g, r, ws) = (p.next()?, p.next()?, p.next()?);
+            p.next()?;
+            Some((g, r, ws))
+        });
+        let Some((g, r, ws)) = object else {
+            records += 1;
+            continue;
+        };
+        let gr_len = g.len() + 1 + r.len();
+        let gr = &key[REGISTRY.len()..REGISTRY.len() + gr_len];
+        match &mut run {
+            Some((current, n)) if current.as_slice() == gr => *n += 1,
+            _ => {
+                flush(&mut run);
+                run = Some((gr.to_vec(), 1));
             }
-            _ => records += 1,
         }
+        workspaces.insert(seed.hash_one(ws));
     }
+    flush(&mut run);
     Ok(StoreDigest {
         keys,
         per_resource,

@@ -42,7 +42,8 @@ use super::error::{NameError, Result};
 use super::names::{self, NameRule, Workspace};
 use std::fmt;
 
-const REGISTRY: &str = "/registry/";
+/// The prefix of every API object's key.
+pub const REGISTRY: &str = "/registry/";
 const PLACEMENTS: &str = "/tmc/placements/";
 const PLACEMENTS_BY_LOCATION: &str = "/tmc/placements-by-location/";
 const SYNC: &str = "/tmc/sync/";
