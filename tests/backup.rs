@@ -36,6 +36,31 @@ fn tmc(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `tmc backup --kubeconfig kc -o file` (plus `extra`).
+fn backup_to(kc: &Path, file: &Path, extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec![
+        "backup",
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+        "-o",
+        file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    tmc(&args)
+}
+
+/// `tmc restore file --data-dir dir` (plus `extra`).
+fn restore(file: &Path, dir: &Path, extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec![
+        "restore",
+        file.to_str().unwrap(),
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    tmc(&args)
+}
+
 /// The ConfigMap names in `root`'s `default` namespace of an extracted
 /// backup.
 fn configmaps_in(file: &Path) -> BTreeSet<String> {
@@ -93,14 +118,7 @@ fn a_backup_under_a_writer_holds_every_acknowledged_write_and_verify_catches_dam
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let before: Vec<String> = acked.lock().unwrap().clone();
-    let (ok, out, err) = tmc(&[
-        "backup",
-        "--kubeconfig",
-        admin_kc.to_str().unwrap(),
-        "-o",
-        file.to_str().unwrap(),
-        "--json",
-    ]);
+    let (ok, out, err) = backup_to(&admin_kc, &file, &["--json"]);
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     assert!(ok, "tmc backup: {out}{err}");
@@ -178,13 +196,7 @@ fn a_backup_under_a_writer_holds_every_acknowledged_write_and_verify_catches_dam
     // Only system:masters may take one; a refused download leaves nothing.
     let bob_kc = shard.kubeconfig_with_token(1, "root", BOB);
     let refused = dir.path().join("bob.tmcbackup");
-    let (ok, _, err) = tmc(&[
-        "backup",
-        "--kubeconfig",
-        bob_kc.to_str().unwrap(),
-        "-o",
-        refused.to_str().unwrap(),
-    ]);
+    let (ok, _, err) = backup_to(&bob_kc, &refused, &[]);
     assert!(!ok && err.contains("403"), "{err}");
     assert!(!refused.exists());
     assert!(!dir.path().join("bob.tmcbackup.partial").exists());
@@ -201,14 +213,7 @@ fn a_backup_under_a_writer_holds_every_acknowledged_write_and_verify_catches_dam
     assert!(ok, "{err}");
     let live: Value = serde_json::from_str(&out).unwrap();
     let file2 = dir.path().join("now.tmcbackup");
-    let (ok, out, err) = tmc(&[
-        "backup",
-        "--kubeconfig",
-        admin_kc.to_str().unwrap(),
-        "-o",
-        file2.to_str().unwrap(),
-        "--json",
-    ]);
+    let (ok, out, err) = backup_to(&admin_kc, &file2, &["--json"]);
     assert!(ok, "{err}");
     let now: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(live["revision"], now["revision"], "{live} {now}");
@@ -224,19 +229,7 @@ fn a_backup_under_a_writer_holds_every_acknowledged_write_and_verify_catches_dam
         .unwrap();
     let cluster_id = "00c0ffee00c0ffee";
     for id in restored.ids() {
-        let (ok, out, err) = tmc(&[
-            "restore",
-            file.to_str().unwrap(),
-            "--data-dir",
-            restored.data_dir(id).to_str().unwrap(),
-            "--member",
-            &id.to_string(),
-            "--initial-cluster",
-            "1,2,3",
-            "--cluster-id",
-            cluster_id,
-        ]);
-        assert!(ok, "restore member {id}: {out}{err}");
+        let out = restore_member(&file, &restored.data_dir(id), id, "1,2,3", cluster_id);
         assert!(out.contains(cluster_id), "{out}");
     }
     restored.start_founders().unwrap();
@@ -301,21 +294,22 @@ fn a_backup_under_a_writer_holds_every_acknowledged_write_and_verify_catches_dam
 }
 
 /// Restores `file` as member `id` of `members` with `cluster_id` into
-/// `dir`.
-fn restore_member(file: &Path, dir: &Path, id: u64, members: &str, cluster_id: &str) {
-    let (ok, out, err) = tmc(&[
-        "restore",
-        file.to_str().unwrap(),
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--member",
-        &id.to_string(),
-        "--initial-cluster",
-        members,
-        "--cluster-id",
-        cluster_id,
-    ]);
+/// `dir`; what it printed.
+fn restore_member(file: &Path, dir: &Path, id: u64, members: &str, cluster_id: &str) -> String {
+    let (ok, out, err) = restore(
+        file,
+        dir,
+        &[
+            "--member",
+            &id.to_string(),
+            "--initial-cluster",
+            members,
+            "--cluster-id",
+            cluster_id,
+        ],
+    );
     assert!(ok, "restore member {id}: {out}{err}");
+    out
 }
 
 #[test]
@@ -333,27 +327,16 @@ fn a_restore_into_five_refuses_a_member_restored_with_another_cluster_id() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("b.tmcbackup");
     let kc = shard.kubeconfig(1, "root");
-    let (ok, _, err) = tmc(&[
-        "backup",
-        "--kubeconfig",
-        kc.to_str().unwrap(),
-        "-o",
-        file.to_str().unwrap(),
-    ]);
+    let (ok, _, err) = backup_to(&kc, &file, &[]);
     assert!(ok, "{err}");
     drop(shard);
 
     // Several members need one cluster id given.
-    let (ok, _, err) = tmc(&[
-        "restore",
-        file.to_str().unwrap(),
-        "--data-dir",
-        dir.path().join("x").to_str().unwrap(),
-        "--member",
-        "1",
-        "--initial-cluster",
-        "1,2,3",
-    ]);
+    let (ok, _, err) = restore(
+        &file,
+        &dir.path().join("x"),
+        &["--member", "1", "--initial-cluster", "1,2,3"],
+    );
     assert!(!ok && err.contains("--cluster-id"), "{err}");
     assert!(!dir.path().join("x").exists());
 
@@ -465,13 +448,7 @@ fn dev_restores_with_its_encryption_key_and_refuses_bad_targets() {
         ]);
         assert!(ok, "{err}");
         old_rv = out.trim().to_string();
-        let (ok, _, err) = tmc(&[
-            "backup",
-            "--kubeconfig",
-            kc.to_str().unwrap(),
-            "-o",
-            file.to_str().unwrap(),
-        ]);
+        let (ok, _, err) = backup_to(&kc, &file, &[]);
         assert!(ok, "{err}");
     }
     let (ok, out, _) = tmc(&["backup", "verify", file.to_str().unwrap()]);
@@ -479,12 +456,7 @@ fn dev_restores_with_its_encryption_key_and_refuses_bad_targets() {
 
     // Without the key the Secrets need: refused, naming it; nothing left.
     let new = dir.path().join("new");
-    let (ok, _, err) = tmc(&[
-        "restore",
-        file.to_str().unwrap(),
-        "--data-dir",
-        new.to_str().unwrap(),
-    ]);
+    let (ok, _, err) = restore(&file, &new, &[]);
     assert!(
         !ok && err.contains("key1") && err.contains("--encryption-config"),
         "{err}"
@@ -497,26 +469,18 @@ fn dev_restores_with_its_encryption_key_and_refuses_bad_targets() {
         tmc::encryption::Keys::generate_config().replace("key1", "key9"),
     )
     .unwrap();
-    let (ok, _, err) = tmc(&[
-        "restore",
-        file.to_str().unwrap(),
-        "--data-dir",
-        new.to_str().unwrap(),
-        "--encryption-config",
-        other.to_str().unwrap(),
-    ]);
+    let (ok, _, err) = restore(
+        &file,
+        &new,
+        &["--encryption-config", other.to_str().unwrap()],
+    );
     assert!(
         !ok && err.contains("\"key1\"") && err.contains("other.yaml"),
         "{err}"
     );
     assert!(!new.exists());
     // A non-empty directory: refused, untouched.
-    let (ok, _, err) = tmc(&[
-        "restore",
-        file.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
+    let (ok, _, err) = restore(&file, &data, &[]);
     assert!(!ok && err.contains("not empty"), "{err}");
     assert!(data.join("admin.kubeconfig").exists() && data.join("shard").exists());
     // A damaged file: refused, naming it; nothing left.
@@ -525,23 +489,18 @@ fn dev_restores_with_its_encryption_key_and_refuses_bad_targets() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 1;
     std::fs::write(&bad, &bytes).unwrap();
-    let (ok, _, err) = tmc(&[
-        "restore",
-        bad.to_str().unwrap(),
-        "--data-dir",
-        new.to_str().unwrap(),
-    ]);
+    let (ok, _, err) = restore(&bad, &new, &[]);
     assert!(!ok && err.contains("bad.tmcbackup"), "{err}");
     assert!(!new.exists());
 
-    let (ok, out, err) = tmc(&[
-        "restore",
-        file.to_str().unwrap(),
-        "--data-dir",
-        new.to_str().unwrap(),
-        "--encryption-config",
-        data.join("encryption.yaml").to_str().unwrap(),
-    ]);
+    let (ok, out, err) = restore(
+        &file,
+        &new,
+        &[
+            "--encryption-config",
+            data.join("encryption.yaml").to_str().unwrap(),
+        ],
+    );
     assert!(ok, "{out}{err}");
     let (_dev, _url) = Dev::start(&new, &["--no-controllers"]);
     let kc = new.join("admin.kubeconfig");
