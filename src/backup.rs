@@ -31,8 +31,10 @@
 //! replaced by a new cluster id and the given members at the backup's
 //! applied index, and only then moves the store into place.
 //!
-//! Left out (issue 17): per-workspace export and import, several
-//! shards in one command, `tmc bench backup`.
+//! Left out (issue 17): per-workspace export, import and move; several
+//! shards (and the shard registry) in one command through the proxy;
+//! a checkpoint that moves to another replica when the answering one
+//! loses its leader midway (the backup fails instead).
 
 use crate::store::digest::{digest, hex, StoreDigest};
 use crate::store::{RocksEngine, RocksOptions, Store, StoreOptions};
