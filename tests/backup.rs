@@ -519,3 +519,72 @@ fn dev_restores_with_its_encryption_key_and_refuses_bad_targets() {
     ]);
     assert!(out.contains("\"code\":410"), "{ok} {out} {err}");
 }
+
+#[test]
+fn all_shards_through_the_proxy_one_verified_file_each_and_an_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("dev");
+    let (_dev, _url) = Dev::start(&data, &["--shards", "2", "--no-controllers"]);
+    let kc = data.join("admin.kubeconfig");
+    let kubectl = kubectl_binary();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !kubectl_with(&kubectl, &kc, &["create", "configmap", "c1"], None).0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no write through the proxy"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let out_dir = dir.path().join("set");
+    let (ok, out, err) = tmc(&[
+        "backup",
+        "--all-shards",
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(ok, "{out}{err}");
+    let index: Value = serde_json::from_str(&out).unwrap();
+    let on_disk: Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index, on_disk);
+    let shards: BTreeSet<String> = index["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["shard"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(shards, ["root", "shard2"].map(String::from).into());
+    for s in index["shards"].as_array().unwrap() {
+        let file = out_dir.join(s["file"].as_str().unwrap());
+        let v = tmc::backup::verify(&file, &dir.path().join(format!("x-{}", s["shard"]))).unwrap();
+        assert_eq!(v.manifest.shard, s["shard"].as_str().unwrap());
+        assert_eq!(v.store.sha256, s["sha256"].as_str().unwrap());
+    }
+    // The ConfigMap is in root's file.
+    assert!(configmaps_in(&out_dir.join("root.tmcbackup")).contains("c1"));
+    // A second set into the same directory is refused, the first untouched.
+    let (ok, _, err) = tmc(&[
+        "backup",
+        "--all-shards",
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("not empty"), "{err}");
+    assert!(out_dir.join("index.json").exists());
+    // Without --all-shards, the proxy's /tmc/backup is the root shard's.
+    let (ok, _, err) = tmc(&[
+        "backup",
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+        "-o",
+        dir.path().join("none").to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let m = tmc::backup::read_manifest(&dir.path().join("none")).unwrap();
+    assert_eq!(m.shard, "root");
+}

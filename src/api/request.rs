@@ -82,9 +82,10 @@ pub enum Target {
     /// `/tmc/shards/{name}/status` (shard `name`'s, through the proxy):
     /// for `tmc status`, `system:masters` only.
     ShardStatus(Option<String>),
-    /// `/tmc/backup`: a backup of this shard (`tmc backup`),
+    /// `/tmc/backup` (this shard) or `/tmc/shards/{name}/backup` (shard
+    /// `name`, through the proxy): a backup (`tmc backup`),
     /// `system:masters` only.
-    Backup,
+    Backup(Option<String>),
     /// An OpenAPI document.
     OpenApi(OpenApi),
     /// Discovery in a workspace.
@@ -171,7 +172,8 @@ pub fn route(path: &str) -> ApiResult<Route> {
         (_, ["readyz"] | ["healthz"]) => Target::Readyz,
         (_, ["version"]) => Target::Version,
         (false, ["tmc", "status"]) => Target::ShardStatus(None),
-        (false, ["tmc", "backup"]) => Target::Backup,
+        (false, ["tmc", "backup"]) => Target::Backup(None),
+        (false, ["tmc", "shards", name, "backup"]) => Target::Backup(Some(name.to_string())),
         (false, ["tmc", "shards", name, "status"]) => Target::ShardStatus(Some(name.to_string())),
         (_, ["openapi", "v2"]) => Target::OpenApi(OpenApi::V2),
         (_, ["openapi", "v3"]) => Target::OpenApi(OpenApi::V3Index),

@@ -117,11 +117,13 @@ async fn backup(
     user: &User,
     method: &Method,
     query: Option<&str>,
+    name: Option<&str>,
 ) -> ApiResult<Response> {
     masters_only(user, "back up the shard")?;
     let Some(source) = &s.backup else {
         return Err(ApiError::path_not_found());
     };
+    not_another_shard(s, name)?;
     if method != Method::GET {
         return Err(ApiError::new(
             405,
@@ -167,17 +169,25 @@ async fn shard_status(s: &ApiServer, user: &User, name: Option<&str>) -> ApiResu
     let Some(status) = &s.status else {
         return Err(ApiError::path_not_found());
     };
-    if let Some(name) = name.filter(|n| *n != status.shard) {
-        return Err(ApiError::new(
+    not_another_shard(s, name)?;
+    Ok(json_response(200, &(status.gather)().await))
+}
+
+/// `/tmc/shards/{name}/...` asked of a shard: only its own name is
+/// answered here (the proxy routes the others).
+fn not_another_shard(s: &ApiServer, name: Option<&str>) -> ApiResult<()> {
+    let own = s.status.as_ref().map(|st| st.shard.as_str());
+    match name {
+        Some(name) if Some(name) != own => Err(ApiError::new(
             404,
             "NotFound",
             format!(
-                "shard {name:?} is not this shard ({:?}): ask the front proxy, or that shard",
-                status.shard
+                "shard {name:?} is not this shard ({}): ask the front proxy, or that shard",
+                own.unwrap_or("?")
             ),
-        ));
+        )),
+        _ => Ok(()),
     }
-    Ok(json_response(200, &(status.gather)().await))
 }
 
 /// The metrics' labels of a request; `None` for the probes.
@@ -288,7 +298,9 @@ async fn handle(
     match &route.target {
         Target::Version => return Ok(json_response(200, &version())),
         Target::ShardStatus(name) => return shard_status(s, &user, name.as_deref()).await,
-        Target::Backup => return backup(s, &user, &parts.method, parts.uri.query()).await,
+        Target::Backup(name) => {
+            return backup(s, &user, &parts.method, parts.uri.query(), name.as_deref()).await
+        }
         Target::OpenApi(which) => {
             return openapi(&route, which, header_str(&parts.headers, header::ACCEPT))
         }

@@ -25,9 +25,14 @@ pub struct Args {
     /// An admin kubeconfig (system:masters) of the shard.
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
-    /// Where to write the backup.
+    /// Where to write the backup (with --all-shards: a new directory).
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
+    /// Back up every shard of the shard registry through the front proxy
+    /// the kubeconfig names: one file per shard in the directory -o, and
+    /// `index.json` listing them (written last).
+    #[arg(long)]
+    pub all_shards: bool,
     /// Print only the manifest's JSON, no progress.
     #[arg(long)]
     pub json: bool,
@@ -85,6 +90,9 @@ impl Args {
                     .kubeconfig
                     .ok_or("--kubeconfig (or KUBECONFIG) is required")?;
                 let output = self.output.ok_or("-o FILE is required")?;
+                if self.all_shards {
+                    return take_all(&kubeconfig, &output, self.json);
+                }
                 take(&kubeconfig, &output, self.json)
             }
         }
@@ -122,33 +130,133 @@ fn verify(file: &Path, json: bool) -> Result<(), BoxError> {
 }
 
 fn take(kubeconfig: &Path, output: &Path, json: bool) -> Result<(), BoxError> {
+    let manifest = super::runtime()?.block_on(async {
+        let client = admin_client(kubeconfig).await?;
+        take_one(&client, "/tmc/backup", output, json).await
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&manifest)?);
+    } else {
+        eprintln!(
+            "backed up shard {:?} at revision {} ({} keys, sha256 {}) to {}",
+            manifest.shard,
+            manifest.revision,
+            manifest.store.keys,
+            manifest.store.sha256,
+            output.display()
+        );
+    }
+    Ok(())
+}
+
+/// `GET path` into `output` by way of `output.partial`: checked, then
+/// renamed; on any error no file is left.
+async fn take_one(
+    client: &kube::Client,
+    path: &str,
+    output: &Path,
+    quiet: bool,
+) -> Result<crate::backup::Manifest, BoxError> {
     let mut partial = output.as_os_str().to_os_string();
     partial.push(".partial");
     let partial = PathBuf::from(partial);
-    let result = super::runtime()?.block_on(download(kubeconfig, &partial, json));
-    let checked = result.and_then(|()| crate::backup::read_manifest(&partial));
-    match checked {
-        Ok(manifest) => {
-            std::fs::rename(&partial, output)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&manifest)?);
-            } else {
-                eprintln!(
-                    "backed up shard {:?} at revision {} ({} keys, sha256 {}) to {}",
-                    manifest.shard,
-                    manifest.revision,
-                    manifest.store.keys,
-                    manifest.store.sha256,
-                    output.display()
-                );
-            }
-            Ok(())
-        }
+    let checked = match download(client, path, &partial, quiet).await {
+        Ok(()) => crate::backup::read_manifest(&partial),
+        Err(e) => Err(e),
+    };
+    match checked.and_then(|m| {
+        std::fs::rename(&partial, output)
+            .map(|()| m)
+            .map_err(Into::into)
+    }) {
+        Ok(m) => Ok(m),
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
             Err(e)
         }
     }
+}
+
+/// `tmc backup --all-shards -o DIR`: each shard of the registry through
+/// the proxy into `DIR/{shard}.tmcbackup`, then `DIR/index.json`. DIR must
+/// be new or empty; on any error what was written goes.
+fn take_all(kubeconfig: &Path, dir: &Path, json: bool) -> Result<(), BoxError> {
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        return Err(format!(
+            "{} is not empty: a backup set goes into a new directory",
+            dir.display()
+        )
+        .into());
+    }
+    let created = !dir.exists();
+    std::fs::create_dir_all(dir)?;
+    let result = super::runtime()?.block_on(take_all_into(kubeconfig, dir, json));
+    match result {
+        Ok(index) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&index)?);
+            } else {
+                for s in index["shards"].as_array().into_iter().flatten() {
+                    eprintln!(
+                        "backed up shard {} at revision {} to {}",
+                        s["shard"], s["revision"], s["file"]
+                    );
+                }
+                eprintln!("index: {}", dir.join("index.json").display());
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if created {
+                let _ = std::fs::remove_dir_all(dir);
+            } else if let Ok(entries) = std::fs::read_dir(dir) {
+                for e in entries.flatten() {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn take_all_into(
+    kubeconfig: &Path,
+    dir: &Path,
+    quiet: bool,
+) -> Result<serde_json::Value, BoxError> {
+    let client = admin_client(kubeconfig).await?;
+    let shards = super::status::registry_shards(&client).await?;
+    if shards.is_empty() {
+        return Err("the shard registry lists no shard".into());
+    }
+    let mut listed = Vec::new();
+    for (name, _) in &shards {
+        let file = dir.join(format!("{name}.tmcbackup"));
+        let m = take_one(&client, &format!("/tmc/shards/{name}/backup"), &file, quiet)
+            .await
+            .map_err(|e| format!("shard {name:?}: {e}"))?;
+        listed.push(serde_json::json!({
+            "shard": m.shard,
+            "file": format!("{name}.tmcbackup"),
+            "clusterId": m.cluster_id,
+            "revision": m.revision,
+            "appliedIndex": m.applied_index,
+            "createdAt": m.created_at,
+            "keys": m.store.keys,
+            "workspaces": m.store.workspaces,
+            "sha256": m.store.sha256,
+        }));
+    }
+    let index = serde_json::json!({
+        "format": "tmc-backup-set/1",
+        "createdAt": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "shards": listed,
+    });
+    let tmp = dir.join("index.json.partial");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&index)?)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, dir.join("index.json"))?;
+    Ok(index)
 }
 
 /// An admin client of the server `kubeconfig` names.
@@ -171,25 +279,25 @@ async fn live_manifest(kubeconfig: &Path) -> Result<serde_json::Value, BoxError>
 }
 
 /// `GET /tmc/backup` into `to`, fsynced.
-async fn download(kubeconfig: &Path, to: &Path, quiet: bool) -> Result<(), BoxError> {
+async fn download(
+    client: &kube::Client,
+    path: &str,
+    to: &Path,
+    quiet: bool,
+) -> Result<(), BoxError> {
     use futures_util::TryStreamExt;
-    let client = admin_client(kubeconfig).await?;
-    let req = hyper::http::Request::get("/tmc/backup").body(Vec::new())?;
+    let req = hyper::http::Request::get(path).body(Vec::new())?;
     let resp = client
         .send(req.map(kube::client::Body::from))
         .await
-        .map_err(|e| format!("GET /tmc/backup: {e}"))?;
+        .map_err(|e| format!("GET {path}: {e}"))?;
     let status = resp.status();
     if !status.is_success() {
         let body = http_body_util::BodyExt::collect(resp.into_body())
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        return Err(format!(
-            "GET /tmc/backup: {status}: {}",
-            String::from_utf8_lossy(&body)
-        )
-        .into());
+        return Err(format!("GET {path}: {status}: {}", String::from_utf8_lossy(&body)).into());
     }
     let bar = if quiet {
         indicatif::ProgressBar::hidden()
@@ -216,6 +324,6 @@ async fn download(kubeconfig: &Path, to: &Path, quiet: bool) -> Result<(), BoxEr
     bar.finish_and_clear();
     check
         .finish()
-        .map_err(|e| format!("the transfer of GET /tmc/backup: {e}"))?;
+        .map_err(|e| format!("the transfer of GET {path}: {e}"))?;
     Ok(())
 }

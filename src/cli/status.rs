@@ -48,18 +48,13 @@ impl Args {
     }
 }
 
-/// The status document of every shard in the registry (or, without one,
-/// of the shard the kubeconfig names).
-async fn gather(kubeconfig: &std::path::Path) -> Result<Vec<Value>, BoxError> {
-    let (config, base) = super::admin_config(kubeconfig).await?;
-    let client_at = |server: &str| -> Result<kube::Client, BoxError> {
-        let mut c = config.clone();
-        c.cluster_url = server.parse()?;
-        Ok(kube::Client::try_from(c)?)
-    };
-    let client = client_at(&base)?;
-    let registry = get(&client, "/clusters/root/apis/core.kcp.io/v1alpha1/shards").await?;
-    let shards: Vec<(String, String)> = registry["items"]
+/// The shards of the registry (root's `core.kcp.io` Shards): name and
+/// base URL (empty when not registered).
+pub(crate) async fn registry_shards(
+    client: &kube::Client,
+) -> Result<Vec<(String, String)>, BoxError> {
+    let registry = get(client, "/clusters/root/apis/core.kcp.io/v1alpha1/shards").await?;
+    Ok(registry["items"]
         .as_array()
         .map(|items| {
             items
@@ -74,7 +69,20 @@ async fn gather(kubeconfig: &std::path::Path) -> Result<Vec<Value>, BoxError> {
                 })
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default())
+}
+
+/// The status document of every shard in the registry (or, without one,
+/// of the shard the kubeconfig names).
+async fn gather(kubeconfig: &std::path::Path) -> Result<Vec<Value>, BoxError> {
+    let (config, base) = super::admin_config(kubeconfig).await?;
+    let client_at = |server: &str| -> Result<kube::Client, BoxError> {
+        let mut c = config.clone();
+        c.cluster_url = server.parse()?;
+        Ok(kube::Client::try_from(c)?)
+    };
+    let client = client_at(&base)?;
+    let shards = registry_shards(&client).await?;
     if shards.is_empty() {
         return Ok(vec![get(&client, "/tmc/status").await?]);
     }

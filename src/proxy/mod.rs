@@ -13,7 +13,8 @@
 //!    `/services/tmc/clusters/{path}/...` by resolving the workspace
 //!    ([`resolve`]); paths outside a workspace (`/version`, `/api`,
 //!    `/apis`, `/openapi/...`) go to the root shard, `/tmc/shards/{name}/status`
-//!    to shard `name` (as its `/tmc/status`). A workspace that does
+//!    and `/tmc/shards/{name}/backup` to shard `name` (as its `/tmc/status`,
+//!    `/tmc/backup`). A workspace that does
 //!    not exist answers 403 (as kcp's front proxy: a stranger learns
 //!    nothing from the difference between "absent" and "not yours");
 //!    a shard that cannot be reached, 503 with `Retry-After`. Wildcard
@@ -190,10 +191,19 @@ async fn forward(p: &Proxy, req: Request) -> Result<Response, ApiError> {
             );
         }
     }
+    let backup_path;
     let mut shard = match (&ws, &route.target) {
-        // `tmc status` of one shard: asked of that shard.
-        (None, Target::ShardStatus(Some(name))) => {
-            path_and_query = "/tmc/status";
+        // `tmc status` and `tmc backup` of one shard: asked of that shard.
+        (None, Target::ShardStatus(Some(name)) | Target::Backup(Some(name))) => {
+            path_and_query = if matches!(route.target, Target::Backup(_)) {
+                backup_path = match parts.uri.query() {
+                    Some(q) => format!("/tmc/backup?{q}"),
+                    None => "/tmc/backup".to_string(),
+                };
+                &backup_path
+            } else {
+                "/tmc/status"
+            };
             p.resolver.shard_named(name).await.map_err(|e| match e {
                 ResolveError::UnknownShard { .. } => ApiError::new(
                     404,
