@@ -960,3 +960,171 @@ async fn hostile_object_shapes_are_refused_like_kube_and_stored_ones_stop_nothin
     .await;
     assert!(bad.is_err(), "a hostile object is not sent down: {bad:?}");
 }
+
+/// The resourceVersion and generation of `workspace`'s Deployment `name`
+/// on each member, once it has stopped changing for 3 s.
+async fn settled_downstream(members: &[kube::Client], workspace: &str, name: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (i, m) in members.iter().enumerate() {
+        let mut last = Value::Null;
+        let mut since = std::time::Instant::now();
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let d = downstream(m, workspace, name).await.unwrap_or_default();
+            let now = json!([
+                d["metadata"]["resourceVersion"],
+                d["metadata"]["generation"]
+            ]);
+            if now != last {
+                last = now;
+                since = std::time::Instant::now();
+            } else if since.elapsed() > Duration::from_secs(3) && !last[0].is_null() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{workspace} {name} on member {i} never settled: {last}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        out.push(last);
+    }
+    out
+}
+
+/// A shard restored from a backup picks up from its stored placement and
+/// sync records: what is already in place downstream is not applied again
+/// (the members' resourceVersions stay), and new workloads sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_shard_does_not_reapply_what_is_already_downstream() {
+    let env = TestEnv::shared();
+    let members = env.clients().await;
+    let keys = tempfile::tempdir().unwrap();
+    let enc = keys.path().join("encryption.yaml");
+    std::fs::write(&enc, tmc::encryption::Keys::generate_config()).unwrap();
+    let flags = [
+        "--allow-private-member-endpoints",
+        "--probe-interval",
+        "1s",
+        "--catalog-ttl",
+        "1s",
+        "--encryption-config",
+        enc.to_str().unwrap(),
+    ];
+    let shard = TestCluster::start_with(&flags, "");
+    let (via, _) = shard.followers();
+    let root = shard.client(via, "root").await;
+    shard.register_cluster(via, "east", env.kubeconfig(0), "pool=stable");
+    shard.register_cluster(via, "west", env.kubeconfig(1), "pool=stable");
+    Api::<DynamicObject>::all_with(
+        root.clone(),
+        &ar("tenancy.kcp.io", "v1alpha1", "Workspace", "workspaces"),
+    )
+    .create(
+        &PostParams::default(),
+        &obj(
+            json!({"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace",
+                    "metadata": {"name": "restored"}, "spec": {}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let t = shard.client(via, "root:restored").await;
+    let pp = PostParams::default();
+    Api::<DynamicObject>::all_with(
+        t.clone(),
+        &ar(
+            "tmc.kcp.io",
+            "v1alpha1",
+            "WorkloadPlacement",
+            "workloadplacements",
+        ),
+    )
+    .create(&pp, &placement())
+    .await
+    .unwrap();
+    configmaps(&t, "default")
+        .create(
+            &pp,
+            &configmap("web-config", "before the backup", json!({})),
+        )
+        .await
+        .unwrap();
+    deployments(&t, "default")
+        .create(&pp, &deployment("web", 1, "web-config"))
+        .await
+        .unwrap();
+    wait_downstream_replicas(&members, "root:restored", "web", 1).await;
+    let before = settled_downstream(&members, "root:restored", "web").await;
+
+    // Back up, stop the shard, restore into three new replicas.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("b.tmcbackup");
+    let out = std::process::Command::new(tmc::testcluster::tmc_binary())
+        .arg("backup")
+        .arg("--kubeconfig")
+        .arg(shard.kubeconfig(1, "root"))
+        .arg("-o")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(shard);
+    let mut restored = TestCluster::builder().args(&flags).build().unwrap();
+    for id in restored.ids() {
+        let out = std::process::Command::new(tmc::testcluster::tmc_binary())
+            .arg("restore")
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(restored.data_dir(id))
+            .args(["--member", &id.to_string(), "--initial-cluster", "1,2,3"])
+            .args(["--cluster-id", "000000000000abcd", "--encryption-config"])
+            .arg(&enc)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    restored.start_founders().unwrap();
+    let (via, _) = restored.followers();
+    let t = restored.client(via, "root:restored").await;
+    // The restored controllers sync: a new Deployment reaches both members
+    // (the controllers went through every stored record at leader start
+    // before it).
+    deployments(&t, "default")
+        .create(&pp, &deployment("web2", 1, "web-config"))
+        .await
+        .unwrap();
+    wait_downstream_replicas(&members, "root:restored", "web2", 1).await;
+    let after = settled_downstream(&members, "root:restored", "web").await;
+    assert_eq!(
+        before, after,
+        "web was applied again downstream (resourceVersion, generation per member)"
+    );
+    // Clean the members up for the other tests: delete the workloads.
+    for name in ["web", "web2"] {
+        deployments(&t, "default")
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    for (i, m) in members.iter().enumerate() {
+        for name in ["web", "web2"] {
+            eventually(&format!("{name} gone from member {i}"), WAIT, || async {
+                match downstream(m, "root:restored", name).await {
+                    Err(e) if e.contains("not found") => Ok(()),
+                    Err(e) => Err(e),
+                    Ok(_) => Err(format!("{name} still there")),
+                }
+            })
+            .await;
+        }
+    }
+}
