@@ -150,26 +150,37 @@ async fn wait_status_replicas(api: &Api<DynamicObject>, name: &str, n: i64) -> V
     .await
 }
 
+/// An encryption configuration with a new key (in a temporary directory,
+/// kept while the first value lives).
+fn new_encryption_config() -> (tempfile::TempDir, std::path::PathBuf) {
+    let keys = tempfile::tempdir().unwrap();
+    let enc = keys.path().join("encryption.yaml");
+    std::fs::write(&enc, tmc::encryption::Keys::generate_config()).unwrap();
+    (keys, enc)
+}
+
+/// The `tmc serve` flags of these tests' shards: loopback members
+/// allowed, probes and the catalog every second, Secrets encrypted with
+/// `enc`.
+fn shard_flags(enc: &std::path::Path) -> Vec<&str> {
+    vec![
+        "--allow-private-member-endpoints",
+        "--probe-interval",
+        "1s",
+        "--catalog-ttl",
+        "1s",
+        "--encryption-config",
+        enc.to_str().unwrap(),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workloads_sync_down_status_comes_up_drift_is_repaired_and_deletes_clean_up() {
     let env = TestEnv::shared();
     let members = env.clients().await;
     // Secrets encrypted at rest: they must arrive downstream in clear.
-    let keys = tempfile::tempdir().unwrap();
-    let enc = keys.path().join("encryption.yaml");
-    std::fs::write(&enc, tmc::encryption::Keys::generate_config()).unwrap();
-    let mut shard = TestCluster::start_with(
-        &[
-            "--allow-private-member-endpoints",
-            "--probe-interval",
-            "1s",
-            "--catalog-ttl",
-            "1s",
-            "--encryption-config",
-            enc.to_str().unwrap(),
-        ],
-        "",
-    );
+    let (_keys, enc) = new_encryption_config();
+    let mut shard = TestCluster::start_with(&shard_flags(&enc), "");
     let (via, _) = shard.followers();
     let root = shard.client(via, "root").await;
     shard.register_cluster(via, "east", env.kubeconfig(0), "pool=stable");
@@ -999,18 +1010,8 @@ async fn settled_downstream(members: &[kube::Client], workspace: &str, name: &st
 async fn a_restored_shard_does_not_reapply_what_is_already_downstream() {
     let env = TestEnv::shared();
     let members = env.clients().await;
-    let keys = tempfile::tempdir().unwrap();
-    let enc = keys.path().join("encryption.yaml");
-    std::fs::write(&enc, tmc::encryption::Keys::generate_config()).unwrap();
-    let flags = [
-        "--allow-private-member-endpoints",
-        "--probe-interval",
-        "1s",
-        "--catalog-ttl",
-        "1s",
-        "--encryption-config",
-        enc.to_str().unwrap(),
-    ];
+    let (_keys, enc) = new_encryption_config();
+    let flags = shard_flags(&enc);
     let shard = TestCluster::start_with(&flags, "");
     let (via, _) = shard.followers();
     let root = shard.client(via, "root").await;
