@@ -95,20 +95,27 @@ impl Manifest {
     }
 }
 
-/// SHA-256 and size of the file at `path`, read in 1 MiB pieces.
-fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
+/// Hands the file at `path` to `each` in 1 MiB pieces.
+fn for_each_piece(path: &Path, mut each: impl FnMut(&[u8])) -> std::io::Result<()> {
     let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
     loop {
         let n = f.read(&mut buf)?;
         if n == 0 {
-            break;
+            return Ok(());
         }
-        h.update(&buf[..n]);
-        size += n as u64;
+        each(&buf[..n]);
     }
+}
+
+/// SHA-256 and size of the file at `path`.
+fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut h = Sha256::new();
+    let mut size = 0u64;
+    for_each_piece(path, |piece| {
+        h.update(piece);
+        size += piece.len() as u64;
+    })?;
     Ok((size, hex(&h.finalize())))
 }
 
@@ -282,16 +289,8 @@ impl TrailerCheck {
 /// the length of the archive before the trailer.
 fn check_trailer(file: &Path) -> Result<u64, String> {
     let what = |e: &dyn std::fmt::Display| format!("{}: {e}", file.display());
-    let mut f = std::fs::File::open(file).map_err(|e| what(&e))?;
     let mut check = TrailerCheck::default();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| what(&e))?;
-        if n == 0 {
-            break;
-        }
-        check.update(&buf[..n]);
-    }
+    for_each_piece(file, |piece| check.update(piece)).map_err(|e| what(&e))?;
     check.finish().map_err(|e| what(&e))
 }
 
@@ -554,37 +553,13 @@ pub struct Restored {
 /// into place. On any error nothing is left in `data_dir` (a directory
 /// it created is removed).
 pub fn restore(file: &Path, data_dir: &Path, opts: &RestoreOptions) -> Result<Restored, BoxError> {
-    let existed = data_dir.exists();
-    if existed {
-        let mut entries =
-            std::fs::read_dir(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
-        if let Some(first) = entries.next() {
-            let first = first.map_err(|e| format!("{}: {e}", data_dir.display()))?;
-            return Err(format!(
-                "{} is not empty (it holds {:?}): a restore writes only into an empty or new directory",
-                data_dir.display(),
-                first.file_name()
-            )
-            .into());
-        }
-    }
-    std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let claimed = crate::util::EmptyDir::claim(
+        data_dir,
+        "a restore writes only into an empty or new directory",
+    )?;
     let result = restore_into(file, data_dir, opts);
     if result.is_err() {
-        if existed {
-            if let Ok(entries) = std::fs::read_dir(data_dir) {
-                for e in entries.flatten() {
-                    let p = e.path();
-                    let _ = if p.is_dir() {
-                        std::fs::remove_dir_all(&p)
-                    } else {
-                        std::fs::remove_file(&p)
-                    };
-                }
-            }
-        } else {
-            let _ = std::fs::remove_dir_all(data_dir);
-        }
+        claimed.discard();
     }
     result
 }
@@ -645,17 +620,9 @@ fn restore_into(file: &Path, data_dir: &Path, opts: &RestoreOptions) -> Result<R
         .map_err(|e| format!("moving the store to {}: {e}", store_dir.display()))?;
     std::fs::remove_dir_all(&staging)?;
     if let (Layout::Dev, Some(config)) = (opts.layout, &opts.encryption_config) {
-        use std::os::unix::fs::OpenOptionsExt;
         let to = data_dir.join("encryption.yaml");
         let text = std::fs::read(config).map_err(|e| format!("{}: {e}", config.display()))?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&to)
-            .map_err(|e| format!("{}: {e}", to.display()))?;
-        f.write_all(&text)?;
-        f.sync_all()?;
+        crate::util::write_new_private(&to, &text).map_err(|e| format!("{}: {e}", to.display()))?;
     }
     Ok(Restored {
         manifest: v.manifest,

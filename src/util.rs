@@ -56,6 +56,72 @@ pub fn dir_size(dir: &Path) -> std::io::Result<u64> {
     Ok(total)
 }
 
+/// Writes a new file only its owner can read (keys, tokens), fsynced; an
+/// existing file is an error.
+pub fn write_new_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+/// A directory that was absent or empty when claimed, so that what goes
+/// into it can be taken back whole ([`EmptyDir::discard`]): a restore, a
+/// backup set.
+pub struct EmptyDir {
+    path: std::path::PathBuf,
+    created: bool,
+}
+
+impl EmptyDir {
+    /// Claims `dir`, creating it if absent; one that holds anything is an
+    /// error naming the first entry and `rule` (what may go where).
+    pub fn claim(dir: &Path, rule: &str) -> Result<EmptyDir, String> {
+        let what = |e: std::io::Error| format!("{}: {e}", dir.display());
+        let created = !dir.exists();
+        if !created {
+            if let Some(first) = std::fs::read_dir(dir).map_err(what)?.next() {
+                return Err(format!(
+                    "{} is not empty (it holds {:?}): {rule}",
+                    dir.display(),
+                    first.map_err(what)?.file_name()
+                ));
+            }
+        }
+        std::fs::create_dir_all(dir).map_err(what)?;
+        Ok(EmptyDir {
+            path: dir.to_path_buf(),
+            created,
+        })
+    }
+
+    /// Removes everything written into it since the claim, and the
+    /// directory itself if the claim created it.
+    pub fn discard(self) {
+        if self.created {
+            let _ = std::fs::remove_dir_all(&self.path);
+            return;
+        }
+        for e in std::fs::read_dir(&self.path)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let p = e.path();
+            let _ = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+        }
+    }
+}
+
 /// A value built from files (certificates, keys), rebuilt when their
 /// contents change. New users get the new value; holders of the old one
 /// keep it. A rebuild that fails leaves the old value in force.

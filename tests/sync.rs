@@ -972,6 +972,19 @@ async fn hostile_object_shapes_are_refused_like_kube_and_stored_ones_stop_nothin
     assert!(bad.is_err(), "a hostile object is not sent down: {bad:?}");
 }
 
+/// Runs `tmc args...`, which must succeed.
+fn tmc_ok(args: &[&str]) {
+    let out = std::process::Command::new(tmc::testcluster::tmc_binary())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tmc {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The resourceVersion and generation of `workspace`'s Deployment `name`
 /// on each member, once it has stopped changing for 3 s.
 async fn settled_downstream(members: &[kube::Client], workspace: &str, name: &str) -> Vec<Value> {
@@ -1061,37 +1074,31 @@ async fn a_restored_shard_does_not_reapply_what_is_already_downstream() {
     // Back up, stop the shard, restore into three new replicas.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("b.tmcbackup");
-    let out = std::process::Command::new(tmc::testcluster::tmc_binary())
-        .arg("backup")
-        .arg("--kubeconfig")
-        .arg(shard.kubeconfig(1, "root"))
-        .arg("-o")
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let kc = shard.kubeconfig(1, "root");
+    tmc_ok(&[
+        "backup",
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+        "-o",
+        file.to_str().unwrap(),
+    ]);
     drop(shard);
     let mut restored = TestCluster::builder().args(&flags).build().unwrap();
     for id in restored.ids() {
-        let out = std::process::Command::new(tmc::testcluster::tmc_binary())
-            .arg("restore")
-            .arg(&file)
-            .arg("--data-dir")
-            .arg(restored.data_dir(id))
-            .args(["--member", &id.to_string(), "--initial-cluster", "1,2,3"])
-            .args(["--cluster-id", "000000000000abcd", "--encryption-config"])
-            .arg(&enc)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        tmc_ok(&[
+            "restore",
+            file.to_str().unwrap(),
+            "--data-dir",
+            restored.data_dir(id).to_str().unwrap(),
+            "--member",
+            &id.to_string(),
+            "--initial-cluster",
+            "1,2,3",
+            "--cluster-id",
+            "000000000000abcd",
+            "--encryption-config",
+            enc.to_str().unwrap(),
+        ]);
     }
     restored.start_founders().unwrap();
     let (via, _) = restored.followers();

@@ -116,7 +116,7 @@ async fn backup(
     s: &ApiServer,
     user: &User,
     method: &Method,
-    query: Option<&str>,
+    manifest_only: bool,
     name: Option<&str>,
 ) -> ApiResult<Response> {
     masters_only(user, "back up the shard")?;
@@ -131,7 +131,6 @@ async fn backup(
             "GET /tmc/backup only",
         ));
     }
-    let manifest_only = query.unwrap_or("").split('&').any(|p| p == "manifest=true");
     let made = source(manifest_only)
         .await
         .map_err(|e| ApiError::new(503, "ServiceUnavailable", format!("no backup: {e}")))?;
@@ -299,7 +298,8 @@ async fn handle(
         Target::Version => return Ok(json_response(200, &version())),
         Target::ShardStatus(name) => return shard_status(s, &user, name.as_deref()).await,
         Target::Backup(name) => {
-            return backup(s, &user, &parts.method, parts.uri.query(), name.as_deref()).await
+            let manifest_only = q.get("manifest") == Some("true");
+            return backup(s, &user, &parts.method, manifest_only, name.as_deref()).await;
         }
         Target::OpenApi(which) => {
             return openapi(&route, which, header_str(&parts.headers, header::ACCEPT))

@@ -25,7 +25,7 @@
 
 use super::procs::{find_etcd, loadavg, BoxError, EtcdCluster};
 use super::raft::EtcdGrpc;
-use crate::store::{self, Engine as _, ObjectKey, RocksOptions, StoreOptions};
+use crate::store::{self, Engine as _, RocksOptions, StoreOptions};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -135,16 +135,10 @@ fn size(p: &Path) -> u64 {
 
 /// The keys and values of workspaces `from..to`, as stored.
 fn pairs(from: u64, to: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut out = Vec::with_capacity(((to - from) * 3) as usize);
-    for w in from..to {
-        let (ws, objs) = super::store::workspace_objects(w);
-        for (gr, ns, name, body) in objs {
-            let key = ObjectKey::with_rule(gr, ws.clone(), ns, name, store::NameRule::DnsSubdomain)
-                .expect("valid key");
-            out.push((store::Key::Object(key).encode(), body));
-        }
-    }
-    out
+    (from..to)
+        .flat_map(super::store::workspace_keys)
+        .map(|(key, body)| (store::Key::Object(key).encode(), body))
+        .collect()
 }
 
 /// Loads the tmc store in `dir` (fsync off: the load is not measured
@@ -378,10 +372,7 @@ fn etcd_tools() -> Result<PathBuf, BoxError> {
 
 /// Waits until the server `kubeconfig` names answers `/readyz` with ok.
 async fn wait_ready(kubeconfig: &Path) -> Result<(), BoxError> {
-    let (config, base) = crate::cli::admin_config(kubeconfig).await?;
-    let mut c = config;
-    c.cluster_url = base.parse()?;
-    let client = kube::Client::try_from(c)?;
+    let client = crate::cli::admin_client(kubeconfig).await?;
     let deadline = Instant::now() + std::time::Duration::from_secs(120);
     loop {
         let req = hyper::http::Request::get("/readyz").body(Vec::new())?;

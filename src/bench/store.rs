@@ -194,6 +194,17 @@ pub fn workspace_objects(i: u64) -> (Workspace, [BenchObject; 3]) {
     )
 }
 
+/// The store keys and JSON bodies of workspace `i`'s objects
+/// ([`workspace_objects`]).
+pub fn workspace_keys(i: u64) -> impl Iterator<Item = (ObjectKey, Vec<u8>)> {
+    let (ws, objs) = workspace_objects(i);
+    objs.into_iter().map(move |(gr, ns, name, body)| {
+        let key = ObjectKey::with_rule(gr, ws.clone(), ns, name, store::NameRule::DnsSubdomain)
+            .expect("the benchmark's names are valid");
+        (key, body)
+    })
+}
+
 /// Loads workspaces `0..n` ([`workspace_objects`]) into `st`, `batch`
 /// workspaces per transaction (one thread builds them, this one commits);
 /// `progress` hears the number loaded. Returns the bytes of the bodies.
@@ -213,20 +224,9 @@ pub fn load<E: store::Engine>(
                 let end = (i + batch).min(n);
                 let mut ops = Vec::with_capacity(((end - i) * 3) as usize);
                 let mut bytes = 0u64;
-                for w in i..end {
-                    let (ws, objs) = workspace_objects(w);
-                    for (gr, ns, name, body) in objs {
-                        let key = ObjectKey::with_rule(
-                            gr,
-                            ws.clone(),
-                            ns,
-                            name,
-                            store::NameRule::DnsSubdomain,
-                        )
-                        .expect("valid key");
-                        bytes += body.len() as u64;
-                        ops.push(TxnOp::put_json(key, body, Expectation::Absent));
-                    }
+                for (key, body) in (i..end).flat_map(workspace_keys) {
+                    bytes += body.len() as u64;
+                    ops.push(TxnOp::put_json(key, body, Expectation::Absent));
                 }
                 if tx.send((Txn::new(ops), bytes)).is_err() {
                     return;

@@ -131,7 +131,7 @@ fn verify(file: &Path, json: bool) -> Result<(), BoxError> {
 
 fn take(kubeconfig: &Path, output: &Path, json: bool) -> Result<(), BoxError> {
     let manifest = super::runtime()?.block_on(async {
-        let client = admin_client(kubeconfig).await?;
+        let client = super::admin_client(kubeconfig).await?;
         take_one(&client, "/tmc/backup", output, json).await
     })?;
     if json {
@@ -181,15 +181,8 @@ async fn take_one(
 /// the proxy into `DIR/{shard}.tmcbackup`, then `DIR/index.json`. DIR must
 /// be new or empty; on any error what was written goes.
 fn take_all(kubeconfig: &Path, dir: &Path, json: bool) -> Result<(), BoxError> {
-    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
-        return Err(format!(
-            "{} is not empty: a backup set goes into a new directory",
-            dir.display()
-        )
-        .into());
-    }
-    let created = !dir.exists();
-    std::fs::create_dir_all(dir)?;
+    let claimed =
+        crate::util::EmptyDir::claim(dir, "a backup set goes into a new or empty directory")?;
     let result = super::runtime()?.block_on(take_all_into(kubeconfig, dir, json));
     match result {
         Ok(index) => {
@@ -207,13 +200,7 @@ fn take_all(kubeconfig: &Path, dir: &Path, json: bool) -> Result<(), BoxError> {
             Ok(())
         }
         Err(e) => {
-            if created {
-                let _ = std::fs::remove_dir_all(dir);
-            } else if let Ok(entries) = std::fs::read_dir(dir) {
-                for e in entries.flatten() {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
+            claimed.discard();
             Err(e)
         }
     }
@@ -224,7 +211,7 @@ async fn take_all_into(
     dir: &Path,
     quiet: bool,
 ) -> Result<serde_json::Value, BoxError> {
-    let client = admin_client(kubeconfig).await?;
+    let client = super::admin_client(kubeconfig).await?;
     let shards = super::status::registry_shards(&client).await?;
     if shards.is_empty() {
         return Err("the shard registry lists no shard".into());
@@ -259,17 +246,9 @@ async fn take_all_into(
     Ok(index)
 }
 
-/// An admin client of the server `kubeconfig` names.
-async fn admin_client(kubeconfig: &Path) -> Result<kube::Client, BoxError> {
-    let (config, base) = super::admin_config(kubeconfig).await?;
-    let mut c = config;
-    c.cluster_url = base.parse()?;
-    Ok(kube::Client::try_from(c)?)
-}
-
 /// `GET /tmc/backup?manifest=true`.
 async fn live_manifest(kubeconfig: &Path) -> Result<serde_json::Value, BoxError> {
-    let client = admin_client(kubeconfig).await?;
+    let client = super::admin_client(kubeconfig).await?;
     let req = hyper::http::Request::get("/tmc/backup?manifest=true").body(Vec::new())?;
     let m: serde_json::Value = client
         .request(req)

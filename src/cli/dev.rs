@@ -7,7 +7,7 @@ use super::replica::ReplicaArgs;
 use super::BoxError;
 use crate::raft::{server::ServerConfig, NodeConfig};
 use crate::replica::{ApiOptions, Replica, ReplicaOptions};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Run an embedded single-node tmc for trying it out: store under
@@ -42,7 +42,7 @@ impl Args {
         // Secrets at rest under a generated key, kept beside the certificates.
         let encryption = data_dir.join("encryption.yaml");
         if !encryption.exists() {
-            write_private(
+            crate::util::write_new_private(
                 &encryption,
                 crate::encryption::Keys::generate_config().as_bytes(),
             )?;
@@ -178,17 +178,4 @@ impl Args {
             Ok::<_, BoxError>(())
         })
     }
-}
-
-/// Writes a file only its owner can read (keys, tokens).
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(data)?;
-    f.sync_all()
 }

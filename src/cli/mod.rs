@@ -60,3 +60,11 @@ pub(crate) async fn admin_config(
         .to_string();
     Ok((config, base))
 }
+
+/// A client of the server an admin kubeconfig names, at its base URL
+/// ([`admin_config`]).
+pub(crate) async fn admin_client(kubeconfig: &std::path::Path) -> Result<kube::Client, BoxError> {
+    let (mut config, base) = admin_config(kubeconfig).await?;
+    config.cluster_url = base.parse()?;
+    Ok(kube::Client::try_from(config)?)
+}
