@@ -490,6 +490,29 @@ impl Shard for EncryptedShard {
         Ok(changes)
     }
 
+    fn workspace_ranges(&self, ws: &crate::store::Workspace) -> Result<Vec<Prefix>, ShardError> {
+        self.inner.workspace_ranges(ws)
+    }
+
+    fn list_at_rest(&self, prefix: &Prefix, opts: &ListOptions) -> Result<ListPage, ShardError> {
+        self.inner.list_at_rest(prefix, opts)
+    }
+
+    fn open_at_rest(&self, key: &[u8], stored: Vec<u8>) -> Result<Vec<u8>, ShardError> {
+        if !encrypted_raw(key) {
+            return Ok(stored);
+        }
+        let (plain, _) = self
+            .keys()
+            .decrypt(key, &stored)
+            .map_err(|e| ShardError::Internal(e.to_string()))?;
+        Ok(plain)
+    }
+
+    fn at_rest_keys(&self) -> Vec<String> {
+        self.keys().names()
+    }
+
     fn revision(&self) -> u64 {
         self.inner.revision()
     }

@@ -75,6 +75,34 @@ pub trait Shard: Send + Sync + 'static {
     fn compacted_revision(&self) -> u64;
     /// A signal that moves whenever the local revision does.
     fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// Every range of the local state that holds a key of workspace `ws`
+    /// (`crate::store::Store::workspace_ranges`): for moving a workspace.
+    fn workspace_ranges(&self, ws: &crate::store::Workspace) -> Result<Vec<Prefix>, ShardError>;
+    /// [`Shard::list`] with values as they are at rest: an encrypted
+    /// Secret stays encrypted (a workspace export). The same as `list`
+    /// for a shard without a value transformer.
+    fn list_at_rest(&self, prefix: &Prefix, opts: &ListOptions) -> Result<ListPage, ShardError> {
+        self.list(prefix, opts)
+    }
+    /// The plain value of `stored`, the value at rest of the key `key`
+    /// (encoded) on the shard it was exported from: a Secret encrypted
+    /// there (AES-GCM authenticates the key too) is decrypted, if this
+    /// shard holds its encryption key; anything else is returned as it
+    /// is. A shard without encryption refuses an encrypted value.
+    fn open_at_rest(&self, key: &[u8], stored: Vec<u8>) -> Result<Vec<u8>, ShardError> {
+        match crate::store::digest::encryption_key_of(&stored) {
+            Some(name) => Err(ShardError::Internal(format!(
+                "{} is encrypted with key {name:?} and this shard has no encryption \
+                 configuration",
+                crate::store::error::printable_key(key)
+            ))),
+            None => Ok(stored),
+        }
+    }
+    /// The names of the encryption keys this shard can decrypt with.
+    fn at_rest_keys(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// True while this node leads the shard.
     fn is_leader(&self) -> bool {
         *self.leadership().borrow()
@@ -241,6 +269,12 @@ macro_rules! reads_from_store {
         }
         fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
             self.$store.subscribe()
+        }
+        fn workspace_ranges(
+            &self,
+            ws: &$crate::store::Workspace,
+        ) -> Result<Vec<$crate::store::Prefix>, $crate::shard::ShardError> {
+            Ok(self.$store.workspace_ranges(ws)?)
         }
     };
 }

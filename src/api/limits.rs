@@ -207,7 +207,9 @@ pub fn too_many_requests() -> ApiError {
 
 /// Adds `Retry-After: 1` to a 429 of [`too_many_requests`].
 pub fn retry_after(resp: &mut Response<Body>) {
-    if resp.status().as_u16() == 429 {
+    if matches!(resp.status().as_u16(), 429 | 503)
+        && !resp.headers().contains_key(header::RETRY_AFTER)
+    {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }

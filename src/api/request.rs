@@ -86,6 +86,11 @@ pub enum Target {
     /// `name`, through the proxy): a backup (`tmc backup`),
     /// `system:masters` only.
     Backup(Option<String>),
+    /// `/tmc/workspaces/{op}` (this shard) or
+    /// `/tmc/shards/{name}/workspaces/{op}` (shard `name`, through the
+    /// proxy): moving a workspace between shards
+    /// (`crate::api::handlers::transfer`), `system:masters` only.
+    Workspaces(Option<String>, String),
     /// An OpenAPI document.
     OpenApi(OpenApi),
     /// Discovery in a workspace.
@@ -175,6 +180,10 @@ pub fn route(path: &str) -> ApiResult<Route> {
         (false, ["tmc", "backup"]) => Target::Backup(None),
         (false, ["tmc", "shards", name, "backup"]) => Target::Backup(Some(name.to_string())),
         (false, ["tmc", "shards", name, "status"]) => Target::ShardStatus(Some(name.to_string())),
+        (false, ["tmc", "workspaces", op]) => Target::Workspaces(None, op.to_string()),
+        (false, ["tmc", "shards", name, "workspaces", op]) => {
+            Target::Workspaces(Some(name.to_string()), op.to_string())
+        }
         (_, ["openapi", "v2"]) => Target::OpenApi(OpenApi::V2),
         (_, ["openapi", "v3"]) => Target::OpenApi(OpenApi::V3Index),
         (_, ["openapi", "v3", "api", v]) => {

@@ -34,7 +34,7 @@
 
 use super::authn::{CertAuth, PeerCertificates, RequestHeaderAuth, TokenAuth, User};
 use super::handlers::{
-    Caller, DeleteOptions, GetOptions, ListOptions, ObjectApi, Query, Reply, WatchOptions,
+    Access, Caller, DeleteOptions, GetOptions, ListOptions, ObjectApi, Query, Reply, WatchOptions,
     WriteOptions,
 };
 use super::limits::{self, Admitted, Class, Limits};
@@ -301,6 +301,23 @@ async fn handle(
             let manifest_only = q.get("manifest") == Some("true");
             return backup(s, &user, &parts.method, manifest_only, name.as_deref()).await;
         }
+        Target::Workspaces(name, op) => {
+            masters_only(&user, "move workspaces between shards")?;
+            not_another_shard(s, name.as_deref())?;
+            let host = header_str(&parts.headers, header::HOST)
+                .unwrap_or_default()
+                .to_string();
+            let body = read_body(body).await?;
+            return super::handlers::transfer::serve(
+                &s.objects,
+                op,
+                &parts.method,
+                &q,
+                body,
+                &host,
+            )
+            .await;
+        }
         Target::OpenApi(which) => {
             return openapi(&route, which, header_str(&parts.headers, header::ACCEPT))
         }
@@ -343,10 +360,27 @@ async fn handle(
         (open_to_all && !user.is_master()) || creates_logical_cluster,
     ) {
         // Only new content is refused in a terminating workspace (as
-        // kube's NamespaceLifecycle): deletes and updates go on.
-        let creates = parts.method == Method::POST;
+        // kube's NamespaceLifecycle): deletes and updates go on; a held
+        // one takes no write at all.
+        let access = match (&route.target, &parts.method) {
+            (Target::Resource(_), &Method::GET) | (Target::Resource(_), &Method::HEAD) => {
+                Access::Read
+            }
+            (Target::Resource(_), &Method::POST) => Access::Create,
+            (Target::Resource(_), _) => Access::Write,
+            _ => Access::Read,
+        };
+        // Lists and watches resume from a resourceVersion (or a continue
+        // token): one of before the workspace came here is refused.
+        let from_revision = match &route.target {
+            Target::Resource(r) if r.name.is_none() || q.watch() => q
+                .get("continue")
+                .and_then(|t| crate::store::continue_revision(t).ok())
+                .or_else(|| q.get("resourceVersion").and_then(|v| v.parse().ok())),
+            _ => None,
+        };
         s.objects
-            .ensure_workspace(ws, creates && matches!(route.target, Target::Resource(_)))
+            .ensure_workspace(ws, access, from_revision)
             .await?;
     }
     match &route.target {

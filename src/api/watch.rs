@@ -36,13 +36,17 @@
 //!   subscribes again and replays from the log; the others end with a 410
 //!   Expired ERROR event, and the client re-lists.
 //! - [`Ended::Failed`]: the change log could not be read: an ERROR event.
+//! - [`Ended::Gone`]: the watch's workspace left this shard (its
+//!   LogicalCluster was deleted: moved to another shard, or deleted): a
+//!   410 ERROR event after the changes before it, and the client re-lists
+//!   (through the front proxy, from the shard that holds it now).
 //!
 //! A change whose value cannot be read (a Secret whose encryption key is
 //! gone: [`Change::unreadable`]) is decoded with its error; only a watch
 //! whose range holds that key ends with an ERROR event naming it.
 
 use crate::shard::Shard;
-use crate::store::{Change, Key, Prefix};
+use crate::store::{Change, Key, Prefix, Workspace};
 use serde_json::Value;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio::sync::mpsc;
@@ -105,11 +109,15 @@ pub enum Ended {
     },
     /// Reading the change log failed.
     Failed(String),
+    /// The watch's workspace is no longer on this shard.
+    Gone(String),
 }
 
 struct Subscriber {
     id: u64,
     prefix: Prefix,
+    /// The one workspace watched, if one.
+    workspace: Option<Workspace>,
     tx: mpsc::Sender<Arc<Decoded>>,
     ended: Arc<OnceLock<Ended>>,
 }
@@ -192,6 +200,17 @@ impl WatchHub {
 
     /// Registers a watch of the keys under `prefix`.
     pub fn subscribe(self: &Arc<Self>, prefix: Prefix) -> Subscription {
+        self.subscribe_in(prefix, None)
+    }
+
+    /// Registers a watch of the keys under `prefix`, all in `workspace`
+    /// when one is named: the watch ends ([`Ended::Gone`]) when that
+    /// workspace's LogicalCluster is deleted here.
+    pub fn subscribe_in(
+        self: &Arc<Self>,
+        prefix: Prefix,
+        workspace: Option<Workspace>,
+    ) -> Subscription {
         let (tx, rx) = mpsc::channel(CHANNEL);
         let ended = Arc::new(OnceLock::new());
         let mut inner = self.lock();
@@ -200,6 +219,7 @@ impl WatchHub {
         inner.subs.push(Subscriber {
             id,
             prefix,
+            workspace,
             tx,
             ended: ended.clone(),
         });
@@ -271,9 +291,13 @@ async fn run(hub: Arc<WatchHub>, shard: Arc<dyn Shard>) {
         // changes for it is dropped before it gets any, so that a client
         // resuming from the last resourceVersion it saw misses nothing.
         let mut group: Vec<Arc<Decoded>> = Vec::new();
+        let mut gone: Vec<Workspace> = Vec::new();
         let mut changes = changes.into_iter().peekable();
         while let Some(change) = changes.next() {
             let rev = change.revision;
+            if let Some(ws) = logical_cluster_deleted(&change) {
+                gone.push(ws);
+            }
             if inner.subs.iter().any(|s| s.prefix.contains(&change.key)) {
                 // Decoded once, outside nobody's interest.
                 group.extend(Decoded::new(change).map(Arc::new));
@@ -285,8 +309,33 @@ async fn run(hub: Arc<WatchHub>, shard: Arc<dyn Shard>) {
                 inner.subs.retain(|s| deliver(s, &group));
                 group.clear();
             }
+            for ws in gone.drain(..) {
+                inner.subs.retain(|s| {
+                    if s.workspace.as_ref() != Some(&ws) {
+                        return true;
+                    }
+                    let _ = s.ended.set(Ended::Gone(format!(
+                        "workspace {:?} is no longer on this shard (moved or deleted at \
+                         revision {rev}): list it again",
+                        ws.as_str()
+                    )));
+                    false
+                });
+            }
             inner.delivered = rev;
         }
+    }
+}
+
+/// The workspace whose LogicalCluster `change` deletes, if it does.
+fn logical_cluster_deleted(change: &Change) -> Option<Workspace> {
+    const MARKERS: &[u8] = b"/registry/core.kcp.io/logicalclusters/";
+    if change.kind != crate::store::ChangeKind::Delete || !change.key.starts_with(MARKERS) {
+        return None;
+    }
+    match Key::decode(&change.key)? {
+        Key::Object(o) if o.name == crate::store::keys::LOGICAL_CLUSTER_NAME => Some(o.workspace),
+        _ => None,
     }
 }
 

@@ -257,8 +257,9 @@ async fn live_manifest(kubeconfig: &Path) -> Result<serde_json::Value, BoxError>
     Ok(m)
 }
 
-/// `GET /tmc/backup` into `to`, fsynced.
-async fn download(
+/// `GET path` (a backup, a workspace export) into `to`, fsynced, its
+/// trailer checked.
+pub(crate) async fn download(
     client: &kube::Client,
     path: &str,
     to: &Path,

@@ -11,6 +11,8 @@
 //! - [`certs`], [`kubeconfig`]: TLS material and kubeconfigs.
 //! - [`kv`], [`member`]: clients of the replicas' internal interface.
 //! - [`cluster`], [`encryption`]: clients of the Kubernetes API.
+//! - [`backup`], [`restore`], [`workspace`]: backups of shards, restores,
+//!   and one workspace exported, imported or moved between shards.
 //! - [`bench`](mod@bench): the load generators of [`crate::bench`](mod@crate::bench).
 //! - [`debug`]: test helpers (crash writer, fuzzers), hidden from help.
 //!
@@ -36,6 +38,7 @@ pub mod replica;
 pub mod restore;
 pub mod serve;
 pub mod status;
+pub mod workspace;
 
 pub use crate::util::BoxError;
 

@@ -528,6 +528,12 @@ mod tests {
         fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
             self.inner.subscribe()
         }
+        fn workspace_ranges(
+            &self,
+            ws: &crate::store::Workspace,
+        ) -> Result<Vec<crate::store::Prefix>, ShardError> {
+            self.inner.workspace_ranges(ws)
+        }
         fn leadership(&self) -> tokio::sync::watch::Receiver<bool> {
             self.leader.subscribe()
         }

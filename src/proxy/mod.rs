@@ -12,7 +12,8 @@
 //! 3. finds the shard: `/clusters/{path}/...` and
 //!    `/services/tmc/clusters/{path}/...` by resolving the workspace
 //!    ([`resolve`]); paths outside a workspace (`/version`, `/api`,
-//!    `/apis`, `/openapi/...`) go to the root shard, `/tmc/shards/{name}/status`
+//!    `/apis`, `/openapi/...`) go to the root shard, `/tmc/shards/{name}/status`,
+//!    `/tmc/shards/{name}/workspaces/{op}`
 //!    and `/tmc/shards/{name}/backup` to shard `name` (as its `/tmc/status`,
 //!    `/tmc/backup`). A workspace that does
 //!    not exist answers 403 (as kcp's front proxy: a stranger learns
@@ -191,19 +192,26 @@ async fn forward(p: &Proxy, req: Request) -> Result<Response, ApiError> {
             );
         }
     }
-    let backup_path;
+    let shard_path;
     let mut shard = match (&ws, &route.target) {
-        // `tmc status` and `tmc backup` of one shard: asked of that shard.
-        (None, Target::ShardStatus(Some(name)) | Target::Backup(Some(name))) => {
-            path_and_query = if matches!(route.target, Target::Backup(_)) {
-                backup_path = match parts.uri.query() {
-                    Some(q) => format!("/tmc/backup?{q}"),
-                    None => "/tmc/backup".to_string(),
-                };
-                &backup_path
-            } else {
-                "/tmc/status"
+        // `tmc status`, `tmc backup` and `tmc workspace` of one shard:
+        // asked of that shard.
+        (
+            None,
+            Target::ShardStatus(Some(name))
+            | Target::Backup(Some(name))
+            | Target::Workspaces(Some(name), _),
+        ) => {
+            let path = match &route.target {
+                Target::Backup(_) => "/tmc/backup".to_string(),
+                Target::Workspaces(_, op) => format!("/tmc/workspaces/{op}"),
+                _ => "/tmc/status".to_string(),
             };
+            shard_path = match parts.uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
+            path_and_query = &shard_path;
             p.resolver.shard_named(name).await.map_err(|e| match e {
                 ResolveError::UnknownShard { .. } => ApiError::new(
                     404,

@@ -21,8 +21,8 @@
 //!
 //! Left out: several URLs per registered shard (a shard's `baseURL` is
 //! one address, a Service in a deployment; a shard's replicas register the
-//! leader's own address when no `--shard-url` is given), and moving a
-//! logical cluster between shards.
+//! leader's own address when no `--shard-url` is given). Moving a logical
+//! cluster between shards is `tmc workspace move` (docs/backup.md).
 
 pub mod registrar;
 
@@ -36,6 +36,20 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+/// The annotation on a workspace's LogicalCluster while the workspace is
+/// moved to another shard (`to=SHARD` on the shard it leaves, `from=SHARD`
+/// on the one it comes to): its writes are held (503) and the sync
+/// controller leaves its copies alone until the move is done
+/// (`tmc workspace move`, [`crate::api::handlers::transfer`]).
+pub const MOVE_ANNOTATION: &str = "tmc.kcp.io/move";
+
+/// The move under way of the workspace whose LogicalCluster is `lc`.
+pub fn moving(lc: &Value) -> Option<&str> {
+    lc.pointer("/metadata/annotations")?
+        .get(MOVE_ANNOTATION)?
+        .as_str()
+}
 
 /// How long where a workspace lives is remembered.
 pub const LOCATE_TTL: Duration = Duration::from_secs(30);

@@ -350,6 +350,51 @@ impl Key {
         None
     }
 
+    /// The workspace the key belongs to (of the object; of the placement;
+    /// of the placement, not its location; of the synced object).
+    pub fn workspace(&self) -> &Workspace {
+        match self {
+            Key::Object(o) => &o.workspace,
+            Key::Placement { workspace, .. } | Key::PlacementAt { workspace, .. } => workspace,
+            Key::Sync { object, .. } => &object.workspace,
+        }
+    }
+
+    /// The same key in workspace `ws` (a workspace imported at another
+    /// path).
+    pub fn with_workspace(&self, ws: &Workspace) -> Key {
+        let mut k = self.clone();
+        match &mut k {
+            Key::Object(o) => o.workspace = ws.clone(),
+            Key::Placement { workspace, .. } | Key::PlacementAt { workspace, .. } => {
+                *workspace = ws.clone()
+            }
+            Key::Sync { object, .. } => object.workspace = ws.clone(),
+        }
+        k
+    }
+
+    /// The exact range of this key's family that holds its workspace's
+    /// keys (one of those `Store::workspace_ranges` finds).
+    pub fn workspace_range(&self) -> Prefix {
+        match self {
+            Key::Object(o) => Prefix::workspace(&o.gr, &o.workspace),
+            Key::Placement { workspace, .. } => Prefix::placements(workspace),
+            Key::PlacementAt {
+                location,
+                workspace,
+                ..
+            } => Prefix(format!("{PLACEMENTS_BY_LOCATION}{location}/{workspace}/").into_bytes()),
+            Key::Sync { cluster, object } => Prefix(
+                format!(
+                    "{SYNC}{cluster}/{}/{}/{}/",
+                    object.gr.group, object.gr.resource, object.workspace
+                )
+                .into_bytes(),
+            ),
+        }
+    }
+
     /// The key of a placement decision.
     pub fn placement(workspace: Workspace, name: &str) -> Result<Key, NameError> {
         names::validate_dns_subdomain("placement name", name)?;
@@ -410,9 +455,23 @@ impl fmt::Display for Key {
     }
 }
 
+/// The families of keys that hold a workspace's keys, each as the
+/// prefix before the segments that precede the workspace and how many
+/// such segments there are (`Store::workspace_ranges` skips over them).
+pub(super) const WORKSPACE_FAMILIES: [(&str, usize); 4] = [
+    // /registry/{group}/{resource}/{ws}/...
+    (REGISTRY, 2),
+    // /tmc/placements/{ws}/{name}
+    (PLACEMENTS, 0),
+    // /tmc/placements-by-location/{location}/{ws}/{name}
+    (PLACEMENTS_BY_LOCATION, 1),
+    // /tmc/sync/{location}|{cluster}/{group}/{resource}/{ws}/...
+    (SYNC, 3),
+];
+
 /// An exact key range: every key that starts with the prefix bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Prefix(Vec<u8>);
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Prefix(pub(super) Vec<u8>);
 
 impl Prefix {
     /// One resource across all workspaces.

@@ -22,6 +22,7 @@ pub mod error;
 pub mod keys;
 mod list;
 pub mod names;
+mod ranges;
 pub mod rocks;
 #[allow(clippy::module_inception)]
 mod store;

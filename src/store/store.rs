@@ -62,6 +62,9 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 const META_REVISION: &[u8] = b"revision";
 const META_APPLIED: &[u8] = b"applied_index";
 const META_COMPACTED: &[u8] = b"compacted_revision";
+/// The revisions skipped by [`TxnOp::Advance`] inside the change log's
+/// window: `(revision of the advancing transaction, revisions skipped)`.
+const META_GAPS: &[u8] = b"revision_gaps";
 
 /// Tuning of the store.
 #[derive(Debug, Clone)]
@@ -96,19 +99,73 @@ fn read_meta<E: Engine>(engine: &E) -> Result<Meta> {
             }
         }
     };
+    let gaps = match engine.get(Cf::Meta, META_GAPS)? {
+        None => Vec::new(),
+        Some(raw) => {
+            let e = codec::decode(Cf::Meta.name(), META_GAPS, &raw)?;
+            if e.body.len() % 16 != 0 {
+                return Err(Error::Corrupt {
+                    cf: Cf::Meta.name(),
+                    key: printable_key(META_GAPS),
+                    reason: format!("{} bytes, not pairs of u64", e.body.len()),
+                });
+            }
+            e.body
+                .chunks_exact(16)
+                .map(|c| {
+                    let (a, b) = c.split_at(8);
+                    let n = |x: &[u8]| u64::from_be_bytes(x.try_into().unwrap_or([0; 8]));
+                    (n(a), n(b))
+                })
+                .collect()
+        }
+    };
     Ok(Meta {
         revision: read(META_REVISION)?,
         applied_index: read(META_APPLIED)?,
         compacted: read(META_COMPACTED)?,
+        gaps,
     })
 }
 
+fn encode_gaps(gaps: &[(u64, u64)]) -> Vec<u8> {
+    let body: Vec<u8> = gaps
+        .iter()
+        .flat_map(|(at, n)| at.to_be_bytes().into_iter().chain(n.to_be_bytes()))
+        .collect();
+    codec::encode(Encoding::Raw, 0, 0, &body)
+}
+
 /// Revision bookkeeping, guarded by the writer mutex.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Meta {
     revision: u64,
     applied_index: u64,
     compacted: u64,
+    /// Revision gaps after `compacted` (see [`META_GAPS`]), oldest first.
+    gaps: Vec<(u64, u64)>,
+}
+
+impl Meta {
+    /// Revisions that hold changes in `(compacted, revision]`.
+    fn window(&self, revision: u64) -> u64 {
+        let skipped: u64 = self.gaps.iter().map(|g| g.1).sum();
+        revision
+            .saturating_sub(self.compacted)
+            .saturating_sub(skipped)
+    }
+
+    /// The compacted revision that keeps `keep` revisions with changes
+    /// before `revision`: skipped revisions do not count.
+    fn compact_to(&self, revision: u64, keep: u64) -> u64 {
+        let mut r = revision.saturating_sub(keep);
+        for (at, n) in self.gaps.iter().rev() {
+            if *at > r {
+                r = r.saturating_sub(*n);
+            }
+        }
+        r.max(self.compacted)
+    }
 }
 
 /// The store over an engine.
@@ -230,6 +287,7 @@ impl<E: Engine> Store<E> {
     /// Nothing may be applied until [`Store::finish_replace`].
     pub fn begin_replace(&self, replacement: E, on_close: Box<dyn FnOnce() + Send>) -> Result<()> {
         let meta = read_meta(&replacement)?;
+        let (revision, compacted) = (meta.revision, meta.compacted);
         let r = Arc::new(Replacement {
             engine: replacement,
             meta,
@@ -240,10 +298,10 @@ impl<E: Engine> Store<E> {
         });
         let mut slot = self.replacing.write().unwrap_or_else(|p| p.into_inner());
         *slot = Some(r);
-        self.revision.store(meta.revision, Ordering::Release);
-        self.compacted.store(meta.compacted, Ordering::Release);
+        self.revision.store(revision, Ordering::Release);
+        self.compacted.store(compacted, Ordering::Release);
         drop(slot);
-        self.notify.send_replace(meta.revision);
+        self.notify.send_replace(revision);
         Ok(())
     }
 
@@ -254,7 +312,7 @@ impl<E: Engine> Store<E> {
     pub fn finish_replace(&self) -> Result<()> {
         let mut meta = self.lock();
         let fresh = read_meta(&self.engine)?;
-        *meta = fresh;
+        *meta = fresh.clone();
         let mut slot = self.replacing.write().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = slot.take() {
             r.done.finished.store(true, Ordering::Release);
@@ -425,9 +483,13 @@ impl<E: Engine> Store<E> {
         let mut pending: BTreeMap<Vec<u8>, Option<Record>> = BTreeMap::new();
         let mut revision = meta.revision;
         let mut outcomes = Vec::with_capacity(txns.len());
+        let mut skipped = Vec::new();
         for txn in txns {
             match self.stage(&mut wb, &mut pending, revision + 1, txn)? {
                 Ok(c) => {
+                    if c.revision > revision + 1 {
+                        skipped.push((c.revision, c.revision - revision - 1));
+                    }
                     revision = c.revision;
                     outcomes.push(Ok(c));
                 }
@@ -435,18 +497,30 @@ impl<E: Engine> Store<E> {
             }
         }
         let mut compacted = meta.compacted;
+        let mut gaps = meta.gaps.clone();
         if revision > meta.revision {
             wb.put(Cf::Meta, META_REVISION, encode_u64(revision));
-            // Trim the change log in steps, so that the range delete is rare.
+            gaps.extend(skipped);
+            // Trim the change log in steps, so that the range delete is rare
+            // (counting revisions that hold changes: an advance is no reason
+            // to trim).
             let step = (self.opts.changes_retention / 8).max(1);
-            if revision.saturating_sub(meta.compacted) > self.opts.changes_retention + step {
-                compacted = revision - self.opts.changes_retention;
+            let window = Meta {
+                gaps: gaps.clone(),
+                ..meta.clone()
+            };
+            if window.window(revision) > self.opts.changes_retention + step {
+                compacted = window.compact_to(revision, self.opts.changes_retention);
                 wb.delete_range(
                     Cf::Changes,
                     change_key(0, 0).to_vec(),
                     change_key(compacted + 1, 0).to_vec(),
                 );
                 wb.put(Cf::Meta, META_COMPACTED, encode_u64(compacted));
+                gaps.retain(|(at, _)| *at > compacted);
+            }
+            if gaps != meta.gaps {
+                wb.put(Cf::Meta, META_GAPS, encode_gaps(&gaps));
             }
         }
         // Readers learn of a compaction before its records disappear, so a
@@ -455,6 +529,7 @@ impl<E: Engine> Store<E> {
         self.engine.write(wb, self.opts.sync)?;
         meta.applied_index = index;
         meta.compacted = compacted;
+        meta.gaps = gaps;
         self.applied.store(index, Ordering::Release);
         if revision > meta.revision {
             meta.revision = revision;
@@ -474,10 +549,21 @@ impl<E: Engine> Store<E> {
         revision: u64,
         txn: Txn,
     ) -> Result<Result<Committed>> {
+        // An advance moves the transaction's revision ahead.
+        let revision = txn
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                TxnOp::Advance { at_least } => Some(*at_least),
+                _ => None,
+            })
+            .fold(revision, u64::max);
         // Read current values and check every precondition first.
         let mut current: BTreeMap<Vec<u8>, Option<Record>> = BTreeMap::new();
         for op in &txn.ops {
-            let k = op.key().encode();
+            let Some(k) = op.key().map(Key::encode) else {
+                continue;
+            };
             if !current.contains_key(&k) {
                 let rec = match pending.get(&k) {
                     Some(r) => r.clone(),
@@ -507,7 +593,10 @@ impl<E: Engine> Store<E> {
         let mut results = Vec::with_capacity(txn.ops.len());
         let mut seq = 0u32;
         for op in txn.ops {
-            let k = op.key().encode();
+            let Some(k) = op.key().map(Key::encode) else {
+                results.push(OpResult::Checked);
+                continue;
+            };
             let prev = current.get(&k).cloned().flatten();
             match op {
                 TxnOp::Put {
@@ -557,7 +646,7 @@ impl<E: Engine> Store<E> {
                     }
                     results.push(OpResult::Deleted(prev));
                 }
-                TxnOp::Check { .. } => results.push(OpResult::Checked),
+                TxnOp::Check { .. } | TxnOp::Advance { .. } => results.push(OpResult::Checked),
             }
         }
         pending.extend(current);
@@ -744,5 +833,50 @@ pub(super) mod tests {
         put(&s2, "a", "2");
         s2.bump_for_restore(10, false).unwrap();
         assert_eq!(s2.changes_since(r1, 0).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn an_advance_skips_revisions_without_trimming_the_change_log() {
+        let engine = MemoryEngine::new();
+        let store = Store::open(engine.clone(), opts(16)).unwrap();
+        let first = put(&store, "a", "0");
+        let c = store
+            .commit(Txn::new(vec![
+                TxnOp::put_json(key("m"), b"{}".to_vec(), Expectation::Any),
+                TxnOp::Advance {
+                    at_least: first + 1_000,
+                },
+            ]))
+            .unwrap();
+        assert_eq!(c.revision, first + 1_000);
+        assert_eq!(c.results[1], OpResult::Checked);
+        // A thousand skipped revisions are no reason to trim: every change
+        // since the first is still there.
+        for i in 0..10 {
+            put(&store, "a", &i.to_string());
+        }
+        assert_eq!(store.compacted_revision(), 0);
+        assert_eq!(store.changes_since(first, 0).unwrap().len(), 11);
+        // An advance to the past changes nothing.
+        let rev = store.revision();
+        let c = store
+            .commit(Txn::new(vec![TxnOp::Advance { at_least: 5 }]))
+            .unwrap();
+        assert_eq!(c.revision, rev + 1);
+        // Durable, and trimming counts changes again once the window fills:
+        // it keeps the last 16 revisions that hold changes.
+        drop(store);
+        let store = Store::open(engine, opts(16)).unwrap();
+        let mut last = 0;
+        for i in 0..20 {
+            last = put(&store, "b", &i.to_string());
+        }
+        let kept = store
+            .changes_since(store.compacted_revision(), 0)
+            .unwrap()
+            .len();
+        assert!((16..=18).contains(&kept), "{kept} changes kept");
+        assert!(store.compacted_revision() > first + 1_000);
+        assert_eq!(store.revision(), last);
     }
 }

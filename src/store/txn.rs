@@ -82,6 +82,16 @@ pub enum TxnOp {
         /// Precondition on the current value.
         expect: Expectation,
     },
+    /// Gives the transaction a revision of at least `at_least` (the
+    /// revisions in between are never used). A workspace moved in from
+    /// another shard is written so, past every resourceVersion that shard
+    /// handed out for it, so that those are told apart (410 Gone) from
+    /// this shard's own. Always last of the variants: raft entries of
+    /// earlier versions decode unchanged.
+    Advance {
+        /// The lowest revision the transaction may get.
+        at_least: u64,
+    },
 }
 
 /// Serializable mirror of [`Encoding`].
@@ -134,9 +144,13 @@ impl TxnOp {
         }
     }
 
-    pub(super) fn key(&self) -> &Key {
+    /// The key the operation names (none for [`TxnOp::Advance`]).
+    pub fn key(&self) -> Option<&Key> {
         match self {
-            TxnOp::Put { key, .. } | TxnOp::Delete { key, .. } | TxnOp::Check { key, .. } => key,
+            TxnOp::Put { key, .. } | TxnOp::Delete { key, .. } | TxnOp::Check { key, .. } => {
+                Some(key)
+            }
+            TxnOp::Advance { .. } => None,
         }
     }
 
@@ -145,6 +159,7 @@ impl TxnOp {
             TxnOp::Put { expect, .. }
             | TxnOp::Delete { expect, .. }
             | TxnOp::Check { expect, .. } => *expect,
+            TxnOp::Advance { .. } => Expectation::Any,
         }
     }
 }

@@ -34,6 +34,7 @@
 pub mod delete;
 pub mod params;
 pub mod reads;
+pub mod transfer;
 pub mod watch_stream;
 pub mod workspace;
 pub mod writes;
@@ -42,7 +43,7 @@ pub use params::{
     DeleteOptions, GetOptions, ListOptions, Query, ResourceVersion, WatchOptions, WriteOptions,
 };
 pub use watch_stream::WatchStream;
-pub use workspace::{CLUSTER_ADMIN, WORKSPACE_ADMIN};
+pub use workspace::{Access, CLUSTER_ADMIN, WORKSPACE_ADMIN};
 
 use super::request::{ResourceRequest, WorkspaceSel};
 use super::resources::{self, ResourceInfo};

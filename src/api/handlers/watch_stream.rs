@@ -78,7 +78,11 @@ impl ObjectApi {
             },
             (rv, _) => (rv.revision()?.unwrap_or(0), false),
         };
-        let sub = self.hub.subscribe(prefix.clone());
+        let one = match ws {
+            WorkspaceSel::One(w) => Some(w.clone()),
+            WorkspaceSel::All => None,
+        };
+        let sub = self.hub.subscribe_in(prefix.clone(), one.clone());
         let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(256);
         let api = self.clone();
         let info = req.info;
@@ -97,6 +101,7 @@ impl ObjectApi {
                 WatchRun {
                     info,
                     prefix,
+                    workspace: one,
                     start,
                     send_state,
                     initial,
@@ -247,7 +252,7 @@ impl ObjectApi {
                 {
                     // The hub fell out of the change log, but this watch
                     // is still inside it: subscribe again and replay.
-                    sub = self.hub.subscribe(w.prefix.clone());
+                    sub = self.hub.subscribe_in(w.prefix.clone(), w.workspace.clone());
                     continue;
                 }
                 Some(watch::Ended::Expired { oldest, .. }) => {
@@ -257,6 +262,12 @@ impl ObjectApi {
                         oldest.max(self.shard.compacted_revision())
                     ));
                     let _ = tx.send(line(event("ERROR", e.to_status()))).await;
+                    return;
+                }
+                Some(watch::Ended::Gone(msg)) => {
+                    let _ = tx
+                        .send(line(event("ERROR", ApiError::expired(msg).to_status())))
+                        .await;
                     return;
                 }
                 Some(watch::Ended::Failed(msg)) => {
@@ -276,6 +287,7 @@ impl ObjectApi {
 struct WatchRun {
     info: &'static ResourceInfo,
     prefix: Prefix,
+    workspace: Option<crate::store::Workspace>,
     start: u64,
     send_state: bool,
     initial: Option<bool>,

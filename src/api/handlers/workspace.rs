@@ -12,6 +12,17 @@ use crate::shard::ShardError;
 use crate::store::{Expectation, Key, ObjectKey, Txn, TxnOp, Workspace};
 use serde_json::{json, Value};
 
+/// What a request does in a workspace, for [`ObjectApi::ensure_workspace`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reads (and discovery).
+    Read,
+    /// Updates, patches and deletes.
+    Write,
+    /// Creates: new content.
+    Create,
+}
+
 impl ObjectApi {
     /// Checks that this shard holds workspace `ws` (its LogicalCluster
     /// marker; `root` is on the root shard). `for_write` also refuses a
@@ -20,7 +31,21 @@ impl ObjectApi {
     /// when its Workspace object says it is elsewhere or its parent is
     /// not here either; one whose parent is here and has no such child,
     /// 404.
-    pub async fn ensure_workspace(&self, ws: &Workspace, for_write: bool) -> ApiResult<()> {
+    ///
+    /// A workspace being moved to or from this shard
+    /// ([`crate::shards::MOVE_ANNOTATION`] on its LogicalCluster) takes
+    /// no writes: 503 with `Retry-After` (client-go retries on it), as
+    /// kcp's migration holds a workspace. A list or watch from a
+    /// resourceVersion older than the last change of the LogicalCluster
+    /// here (`from_revision`: the workspace was created, moved in or held
+    /// since) gets 410 Gone: that resourceVersion is another shard's, or
+    /// of before the workspace was here, and the client lists again.
+    pub async fn ensure_workspace(
+        &self,
+        ws: &Workspace,
+        access: Access,
+        from_revision: Option<u64>,
+    ) -> ApiResult<()> {
         if ws.parent().is_none() {
             return if self.directory.is_root() {
                 Ok(())
@@ -38,7 +63,25 @@ impl ObjectApi {
         let Some(rec) = rec else {
             return Err(self.not_here(ws)?);
         };
-        if for_write && deleting(&parse_value(&rec)?) {
+        if let Some(from) = from_revision.filter(|r| *r > 0 && *r < rec.mod_revision) {
+            return Err(ApiError::expired(format!(
+                "too old resource version: {from} ({}): workspace {} came to this shard, or \
+                 changed shards, since; list it again",
+                rec.mod_revision,
+                ws.as_str()
+            )));
+        }
+        if access == Access::Read {
+            return Ok(());
+        }
+        let lc = parse_value(&rec)?;
+        if let Some(m) = crate::shards::moving(&lc) {
+            return Err(ApiError::unavailable(format!(
+                "workspace {} is being moved ({m}): writes are held until it has moved; retry",
+                ws.as_str()
+            )));
+        }
+        if access == Access::Create && deleting(&lc) {
             return Err(ApiError::forbidden(format!(
                 "unable to create new content in workspace {} because it is being terminated",
                 ws.as_str()

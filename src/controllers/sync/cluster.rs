@@ -358,6 +358,9 @@ impl ClusterSyncer {
     /// One work item (see the parent module's protocol).
     async fn process(&self, item: &SyncItem) -> Result<()> {
         let core = &self.core;
+        if !core.active(&item.key.workspace)? {
+            return Ok(()); // moved away, or being moved: not this shard's to touch
+        }
         let okey = Self::object_key(item)?;
         let kind = kind_of(&item.gr).ok_or_else(|| Error::invalid(&item.gr, "is not synced"))?;
         let obj = objects::read::<Value>(&**core.shard(), &okey)?;

@@ -556,12 +556,30 @@ impl SyncCore {
         Ok(())
     }
 
+    /// Whether the objects of `ws` are synced from here: this shard holds
+    /// the workspace and it is not being moved. A workspace moved away
+    /// (its LogicalCluster gone) leaves its copies to the shard that holds
+    /// it now, which takes them over (its sync records came with it); a
+    /// held one is left alone until the move is done.
+    pub fn active(&self, ws: &Workspace) -> Result<bool> {
+        if ws.parent().is_none() {
+            return Ok(true);
+        }
+        let key = ObjectKey::logical_cluster(ws);
+        Ok(objects::read::<Value>(&*self.shard, &key)?
+            .is_some_and(|lc| crate::shards::moving(&lc.raw).is_none()))
+    }
+
     /// The object reconcile (see the module docs).
     async fn reconcile_object(
         self: &Arc<Self>,
         gr: &GroupResource,
         key: &QueueKey,
     ) -> Result<Action> {
+        if !self.active(&key.workspace)? {
+            // Requeued when a move's hold is lifted.
+            return Ok(Action::await_change());
+        }
         let okey = ObjectKey::with_rule(
             gr.clone(),
             key.workspace.clone(),
@@ -763,8 +781,30 @@ async fn follow_placements_and_namespaces(core: Arc<SyncCore>, shard: Arc<dyn Sh
             }
         },
     );
-    let (ra, rb) = tokio::join!(a, b);
-    for r in [ra, rb] {
+    // A move's hold lifted (the workspace arrived here): everything of it
+    // is looked at again.
+    let c = feed::follow(
+        shard.clone(),
+        GroupResource::new(
+            crate::store::keys::CORE_KCP_GROUP,
+            crate::store::keys::LOGICAL_CLUSTERS,
+        )
+        .expect("valid"),
+        || false,
+        |ev| {
+            if let Event::Changed(k, ch) = ev {
+                let held = |v: Option<&crate::store::Record>| {
+                    v.and_then(|r| serde_json::from_slice::<Value>(&r.value).ok())
+                        .is_some_and(|v| crate::shards::moving(&v).is_some())
+                };
+                if ch.value.is_some() && held(ch.prev.as_ref()) && !held(ch.value.as_ref()) {
+                    requeue(&|gr| Some(Prefix::workspace(gr, &k.workspace)));
+                }
+            }
+        },
+    );
+    let (ra, rb, rc) = tokio::join!(a, b, c);
+    for r in [ra, rb, rc] {
         if let Err(e) = r {
             tracing::error!(error = %e, "the sync controller's placement feed stopped");
         }

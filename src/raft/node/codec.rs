@@ -50,6 +50,7 @@ pub(super) fn txn_size(txn: &Txn) -> usize {
         .map(|op| match op {
             TxnOp::Put { key, value, .. } => key.encode().len() + value.len() + 16,
             TxnOp::Delete { key, .. } | TxnOp::Check { key, .. } => key.encode().len() + 16,
+            TxnOp::Advance { .. } => 16,
         })
         .sum::<usize>()
         + 8

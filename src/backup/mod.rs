@@ -31,10 +31,12 @@
 //! replaced by a new cluster id and the given members at the backup's
 //! applied index, and only then moves the store into place.
 //!
-//! Left out (issue 17): per-workspace export, import and move; several
-//! shards (and the shard registry) in one command through the proxy;
-//! a checkpoint that moves to another replica when the answering one
-//! loses its leader midway (the backup fails instead).
+//! One workspace has a format of its own ([`workspace`]).
+//!
+//! Left out: a checkpoint that moves to another replica when the
+//! answering one loses its leader midway (the backup fails instead).
+
+pub mod workspace;
 
 use crate::store::digest::{digest, hex, StoreDigest};
 use crate::store::{RocksEngine, RocksOptions, Store, StoreOptions};
@@ -168,10 +170,32 @@ pub fn manifest_of(dir: &Path, shard: &str) -> Result<Manifest, BoxError> {
 pub const TRAILER: &[u8] = b"\ntmc-backup-sha256:";
 const TRAILER_LEN: u64 = TRAILER.len() as u64 + 64 + 1;
 
-/// A writer that hashes what passes through it.
-struct Hashing<W> {
+/// A writer that hashes what passes through it and ends with the
+/// trailer ([`Hashing::finish`]).
+pub(crate) struct Hashing<W> {
     inner: W,
     hash: Sha256,
+}
+
+impl<W: Write> Hashing<W> {
+    pub(crate) fn new(inner: W) -> Self {
+        Hashing {
+            inner,
+            hash: Sha256::new(),
+        }
+    }
+
+    /// Writes the trailer line (the SHA-256 of every byte before it) and
+    /// hands back the writer underneath.
+    pub(crate) fn finish(self) -> std::io::Result<W> {
+        let digest = hex(&self.hash.finalize());
+        let mut inner = self.inner;
+        inner.write_all(TRAILER)?;
+        inner.write_all(digest.as_bytes())?;
+        inner.write_all(b"\n")?;
+        inner.flush()?;
+        Ok(inner)
+    }
 }
 
 impl<W: Write> Write for Hashing<W> {
@@ -187,11 +211,7 @@ impl<W: Write> Write for Hashing<W> {
 
 /// Writes the backup of checkpoint `dir` with `manifest` to `out`.
 pub fn write(dir: &Path, manifest: &Manifest, out: impl Write) -> Result<(), BoxError> {
-    let out = Hashing {
-        inner: out,
-        hash: Sha256::new(),
-    };
-    let gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+    let gz = flate2::write::GzEncoder::new(Hashing::new(out), flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);
     let json = serde_json::to_vec_pretty(manifest)?;
     let mut header = tar::Header::new_gnu();
@@ -208,13 +228,7 @@ pub fn write(dir: &Path, manifest: &Manifest, out: impl Write) -> Result<(), Box
         header.set_cksum();
         tar.append_data(&mut header, &p.name, (&mut f).take(p.size))?;
     }
-    let out = tar.into_inner()?.finish()?;
-    let digest = hex(&out.hash.clone().finalize());
-    let mut inner = out.inner;
-    inner.write_all(TRAILER)?;
-    inner.write_all(digest.as_bytes())?;
-    inner.write_all(b"\n")?;
-    inner.flush()?;
+    tar.into_inner()?.finish()?.finish()?;
     Ok(())
 }
 
@@ -287,7 +301,7 @@ impl TrailerCheck {
 /// Checks the trailer of `file` (the SHA-256 of everything before it):
 /// a flipped byte anywhere, a cut or a foreign file fails here. Returns
 /// the length of the archive before the trailer.
-fn check_trailer(file: &Path) -> Result<u64, String> {
+pub(crate) fn check_trailer(file: &Path) -> Result<u64, String> {
     let what = |e: &dyn std::fmt::Display| format!("{}: {e}", file.display());
     let mut check = TrailerCheck::default();
     for_each_piece(file, |piece| check.update(piece)).map_err(|e| what(&e))?;
