@@ -489,6 +489,37 @@ fn no_path_header_or_grant_reaches_another_shards_workspace() {
                 .await,
             403,
         );
+        // Moving workspaces is the operator's: not even a workspace's own
+        // admin exports, holds, imports or switches it.
+        for (method, path) in [
+            (
+                "GET",
+                "/tmc/shards/root/workspaces/export?workspace=root:mine",
+            ),
+            ("GET", "/tmc/workspaces/export?workspace=root:theirs"),
+            (
+                "POST",
+                "/tmc/shards/two/workspaces/hold?workspace=root:theirs&move=to%3Droot",
+            ),
+            (
+                "POST",
+                "/tmc/shards/two/workspaces/import?workspace=root:x&phase=begin",
+            ),
+            (
+                "POST",
+                "/tmc/workspaces/switch?workspace=root:theirs&to=root",
+            ),
+            (
+                "POST",
+                "/tmc/shards/two/workspaces/remove?workspace=root:theirs",
+            ),
+        ] {
+            check(
+                &format!("bob: {method} {path}"),
+                bob.call(method, path, Value::Null).await,
+                403,
+            );
+        }
         // Request headers naming a user, straight to shard two: refused.
         let bob_on_two = ApiClient::new(s.two.api_port(1), &s.ca())
             .unwrap()

@@ -1136,3 +1136,149 @@ async fn a_restored_shard_does_not_reapply_what_is_already_downstream() {
         }
     }
 }
+
+/// A kube client of workspace `ws` through `tmc dev`'s API at `url`, with
+/// its admin kubeconfig `kc`.
+async fn dev_client(kc: &std::path::Path, url: &str, ws: &str) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(kc).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    config.cluster_url = format!("{url}/clusters/{ws}").parse().unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// A workspace moved to another shard (`tmc workspace move`) takes its
+/// placed Deployment along: the copies on both member clusters stay (the
+/// same downstream objects, never deleted), the new shard takes them over
+/// (its owner label), syncs a change made after the move and folds the
+/// status back, and a delete there removes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_workspaces_copies_are_taken_over_by_its_new_shard() {
+    let env = TestEnv::shared();
+    let members = env.clients().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("dev");
+    let (_dev, url) = tmc::testcluster::dev::Dev::start(
+        &data,
+        &[
+            "--shards",
+            "2",
+            "--allow-private-member-endpoints",
+            "--probe-interval",
+            "1s",
+            "--catalog-ttl",
+            "1s",
+        ],
+    );
+    let kc = data.join("admin.kubeconfig");
+    for (i, name) in ["east", "west"].iter().enumerate() {
+        tmc_ok(&[
+            "cluster",
+            "register",
+            name,
+            "--workspace",
+            "root",
+            "--kubeconfig",
+            env.kubeconfig(i).to_str().unwrap(),
+            "--admin-kubeconfig",
+            kc.to_str().unwrap(),
+            "--label",
+            "pool=stable",
+        ]);
+    }
+    let root = dev_client(&kc, &url, "root").await;
+    let wss = Api::<DynamicObject>::all_with(
+        root.clone(),
+        &ar("tenancy.kcp.io", "v1alpha1", "Workspace", "workspaces"),
+    );
+    let created = wss
+        .create(
+            &PostParams::default(),
+            &obj(
+                json!({"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace",
+                        "metadata": {"name": "moving"}, "spec": {}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let from = created.data["spec"]["shard"].as_str().unwrap().to_string();
+    let to = if from == "root" { "shard2" } else { "root" };
+    let t = dev_client(&kc, &url, "root:moving").await;
+    let pp = PostParams::default();
+    Api::<DynamicObject>::all_with(
+        t.clone(),
+        &ar(
+            "tmc.kcp.io",
+            "v1alpha1",
+            "WorkloadPlacement",
+            "workloadplacements",
+        ),
+    )
+    .create(&pp, &placement())
+    .await
+    .unwrap();
+    configmaps(&t, "default")
+        .create(&pp, &configmap("web-config", "v1", json!({})))
+        .await
+        .unwrap();
+    deployments(&t, "default")
+        .create(&pp, &deployment("web", 1, "web-config"))
+        .await
+        .unwrap();
+    wait_downstream_replicas(&members, "root:moving", "web", 1).await;
+    let mut before = Vec::new();
+    for m in &members {
+        before.push(downstream(m, "root:moving", "web").await.unwrap());
+    }
+
+    tmc_ok(&[
+        "workspace",
+        "move",
+        "root:moving",
+        "--to",
+        to,
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+    ]);
+    let moved = wss.get("moving").await.unwrap();
+    assert_eq!(moved.data["spec"]["shard"], to);
+
+    // A change after the move reaches both members from the new shard,
+    // onto the same downstream objects, now labelled as its.
+    let d = deployments(&t, "default");
+    d.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 2}})),
+    )
+    .await
+    .unwrap();
+    wait_downstream_replicas(&members, "root:moving", "web", 2).await;
+    for (i, m) in members.iter().enumerate() {
+        let now = downstream(m, "root:moving", "web").await.unwrap();
+        assert_eq!(
+            now["metadata"]["uid"], before[i]["metadata"]["uid"],
+            "member {i}: the copy was replaced"
+        );
+        let (old, new) = (
+            &before[i]["metadata"]["labels"]["tmc.kcp.io/owner"],
+            &now["metadata"]["labels"]["tmc.kcp.io/owner"],
+        );
+        assert!(
+            old.is_string() && new.is_string() && old != new,
+            "owner {old} -> {new}"
+        );
+    }
+    // Two replicas on each of the two members, folded back.
+    wait_status_replicas(&d, "web", 4).await;
+    // The new shard owns the copies: deleting the Deployment removes them.
+    d.delete("web", &DeleteParams::default()).await.unwrap();
+    for (i, m) in members.iter().enumerate() {
+        let api = deployments(m, &downstream_namespace(&ws("root:moving"), "default"));
+        eventually(&format!("web gone from member {i}"), WAIT, || {
+            gone(&api, "web")
+        })
+        .await;
+    }
+}

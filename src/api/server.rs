@@ -370,13 +370,21 @@ async fn handle(
             (Target::Resource(_), _) => Access::Write,
             _ => Access::Read,
         };
-        // Lists and watches resume from a resourceVersion (or a continue
-        // token): one of before the workspace came here is refused.
+        // Watches, exact lists and continued lists resume from a
+        // resourceVersion: one of before the workspace came here is
+        // refused (a "not older than" list is served at a newer one).
         let from_revision = match &route.target {
-            Target::Resource(r) if r.name.is_none() || q.watch() => q
-                .get("continue")
-                .and_then(|t| crate::store::continue_revision(t).ok())
-                .or_else(|| q.get("resourceVersion").and_then(|v| v.parse().ok())),
+            Target::Resource(r) if r.name.is_none() || q.watch() => {
+                let rv = || q.get("resourceVersion").and_then(|v| v.parse().ok());
+                let exact = q.get("resourceVersionMatch") == Some("Exact")
+                    || (q.get("resourceVersionMatch").is_none()
+                        && q.get("limit").is_some_and(|l| l != "0"));
+                match q.get("continue") {
+                    Some(t) => crate::store::continue_revision(t).ok(),
+                    None if q.watch() || exact => rv(),
+                    None => None,
+                }
+            }
             _ => None,
         };
         s.objects

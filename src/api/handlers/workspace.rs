@@ -35,8 +35,8 @@ impl ObjectApi {
     /// A workspace being moved to or from this shard
     /// ([`crate::shards::MOVE_ANNOTATION`] on its LogicalCluster) takes
     /// no writes: 503 with `Retry-After` (client-go retries on it), as
-    /// kcp's migration holds a workspace. A list or watch from a
-    /// resourceVersion older than the last change of the LogicalCluster
+    /// kcp's migration holds a workspace. A watch, exact list or continued
+    /// list from a resourceVersion older than the last change of the LogicalCluster
     /// here (`from_revision`: the workspace was created, moved in or held
     /// since) gets 410 Gone: that resourceVersion is another shard's, or
     /// of before the workspace was here, and the client lists again.

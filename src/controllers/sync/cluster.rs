@@ -428,9 +428,20 @@ impl ClusterSyncer {
         let downstream = if let (true, Some(h)) = (current, &have) {
             h.clone()
         } else {
+            // Ours: labelled by this shard for this very object, or the
+            // copy our record says we applied (a workspace moved here
+            // brings the records of the copies its old shard applied,
+            // labelled by that shard: the apply below takes them over).
+            let recorded = |h: &Value| {
+                prev.as_ref().is_some_and(|r| {
+                    !r.downstream_uid.is_empty()
+                        && h["metadata"]["uid"].as_str() == Some(r.downstream_uid.as_str())
+                })
+            };
             let ours = |h: &Value| {
-                origin(h, &self.owner)
-                    .is_some_and(|(w, n, m)| w == okey.workspace && n == ns && m == name)
+                recorded(h)
+                    || origin(h, &self.owner)
+                        .is_some_and(|(w, n, m)| w == okey.workspace && n == ns && m == name)
             };
             if let Some(h) = have.as_ref().filter(|h| !ours(h)) {
                 if !desired.adopt {
