@@ -1016,6 +1016,32 @@ async fn settled_downstream(members: &[kube::Client], workspace: &str, name: &st
     out
 }
 
+/// In the workspace of `t`: the placement `web` (both members), the
+/// ConfigMap `web-config` and the Deployment `web` (one replica) using it.
+async fn place_web(t: &kube::Client) {
+    let pp = PostParams::default();
+    Api::<DynamicObject>::all_with(
+        t.clone(),
+        &ar(
+            "tmc.kcp.io",
+            "v1alpha1",
+            "WorkloadPlacement",
+            "workloadplacements",
+        ),
+    )
+    .create(&pp, &placement())
+    .await
+    .unwrap();
+    configmaps(t, "default")
+        .create(&pp, &configmap("web-config", "v1", json!({})))
+        .await
+        .unwrap();
+    deployments(t, "default")
+        .create(&pp, &deployment("web", 1, "web-config"))
+        .await
+        .unwrap();
+}
+
 /// A shard restored from a backup picks up from its stored placement and
 /// sync records: what is already in place downstream is not applied again
 /// (the members' resourceVersions stay), and new workloads sync.
@@ -1045,29 +1071,7 @@ async fn a_restored_shard_does_not_reapply_what_is_already_downstream() {
     .unwrap();
     let t = shard.client(via, "root:restored").await;
     let pp = PostParams::default();
-    Api::<DynamicObject>::all_with(
-        t.clone(),
-        &ar(
-            "tmc.kcp.io",
-            "v1alpha1",
-            "WorkloadPlacement",
-            "workloadplacements",
-        ),
-    )
-    .create(&pp, &placement())
-    .await
-    .unwrap();
-    configmaps(&t, "default")
-        .create(
-            &pp,
-            &configmap("web-config", "before the backup", json!({})),
-        )
-        .await
-        .unwrap();
-    deployments(&t, "default")
-        .create(&pp, &deployment("web", 1, "web-config"))
-        .await
-        .unwrap();
+    place_web(&t).await;
     wait_downstream_replicas(&members, "root:restored", "web", 1).await;
     let before = settled_downstream(&members, "root:restored", "web").await;
 
@@ -1205,27 +1209,7 @@ async fn a_moved_workspaces_copies_are_taken_over_by_its_new_shard() {
     let from = created.data["spec"]["shard"].as_str().unwrap().to_string();
     let to = if from == "root" { "shard2" } else { "root" };
     let t = dev_client(&kc, &url, "root:moving").await;
-    let pp = PostParams::default();
-    Api::<DynamicObject>::all_with(
-        t.clone(),
-        &ar(
-            "tmc.kcp.io",
-            "v1alpha1",
-            "WorkloadPlacement",
-            "workloadplacements",
-        ),
-    )
-    .create(&pp, &placement())
-    .await
-    .unwrap();
-    configmaps(&t, "default")
-        .create(&pp, &configmap("web-config", "v1", json!({})))
-        .await
-        .unwrap();
-    deployments(&t, "default")
-        .create(&pp, &deployment("web", 1, "web-config"))
-        .await
-        .unwrap();
+    place_web(&t).await;
     wait_downstream_replicas(&members, "root:moving", "web", 1).await;
     let mut before = Vec::new();
     for m in &members {

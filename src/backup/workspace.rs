@@ -220,7 +220,7 @@ impl<W: Write> Writer<W> {
     }
 }
 
-/// An export read and checked whole ([`check`]).
+/// An export read and checked whole ([`read`]).
 #[derive(Debug, Clone)]
 pub struct Checked {
     /// Where it comes from.

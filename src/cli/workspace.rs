@@ -381,7 +381,7 @@ async fn import_as(
                 .unwrap_or_default()
                 .to_string()
         };
-        let records = (sent - 1).to_string();
+        let records = sent.saturating_sub(1).to_string();
         let mut extra = vec![("phase", "commit"), ("records", records.as_str())];
         if let Some(h) = hold {
             extra.push(("move", h));

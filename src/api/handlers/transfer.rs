@@ -289,6 +289,7 @@ impl ObjectApi {
             if ranges.is_empty() {
                 return Ok(removed);
             }
+            let before = removed;
             for p in ranges {
                 let page = self
                     .shard
@@ -314,6 +315,12 @@ impl ObjectApi {
                     .write(Txn::new(ops))
                     .await
                     .map_err(storage_error)?;
+            }
+            if removed == before {
+                return Err(ApiError::internal(format!(
+                    "keys of workspace {} that are not tmc's remain on this shard",
+                    ws.as_str()
+                )));
             }
         }
     }
