@@ -380,7 +380,14 @@ async fn handle(
                     || (q.get("resourceVersionMatch").is_none()
                         && q.get("limit").is_some_and(|l| l != "0"));
                 match q.get("continue") {
-                    Some(t) => crate::store::continue_revision(t).ok(),
+                    // A token of this workspace's list (one of another
+                    // list is refused as such by the list itself).
+                    Some(t) => crate::store::decode_continue(t)
+                        .ok()
+                        .filter(|(_, start)| {
+                            crate::store::Key::decode(start).is_some_and(|k| k.workspace() == ws)
+                        })
+                        .map(|(rv, _)| rv),
                     None if q.watch() || exact => rv(),
                     None => None,
                 }

@@ -201,7 +201,9 @@ pub fn continue_revision(token: &str) -> Result<u64> {
     decode_continue(token).map(|(rv, _)| rv)
 }
 
-fn decode_continue(token: &str) -> Result<(u64, Vec<u8>)> {
+/// The revision and the first key of the next page of a continue token
+/// this store wrote ([`Error::InvalidContinue`] for anything else).
+pub fn decode_continue(token: &str) -> Result<(u64, Vec<u8>)> {
     let bad = |why: &str| Error::InvalidContinue(why.to_string());
     let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)

@@ -33,7 +33,7 @@ pub use codec::Encoding;
 pub use engine::{Cf, Engine, EngineStats, MemoryEngine, WriteBatch};
 pub use error::{Error, Expectation, Found, NameError, Result};
 pub use keys::{ClusterRef, GroupResource, Key, ObjectKey, Prefix};
-pub use list::{continue_revision, ListOptions, ListPage};
+pub use list::{continue_revision, decode_continue, ListOptions, ListPage};
 pub use names::{NameRule, Workspace};
 pub use rocks::{RocksEngine, RocksOptions};
 pub use store::{Store, StoreOptions};
