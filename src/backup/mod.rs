@@ -126,7 +126,7 @@ fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
 /// hashes every file.
 pub fn manifest_of(dir: &Path, shard: &str) -> Result<Manifest, BoxError> {
     let (revision, applied_index, store, cluster_id) = {
-        let engine = RocksEngine::open(dir, &RocksOptions::default())?;
+        let engine = RocksEngine::open_read_only(dir, &RocksOptions::default())?;
         let store = Store::open(engine, StoreOptions::default())?;
         let d = digest(store.engine())?;
         let cluster_id = crate::raft::storage::cluster_id_of(store.engine())?;
@@ -485,7 +485,7 @@ pub fn verify(file: &Path, scratch: &Path) -> Result<Verified, BoxError> {
         }
     }
     let store = {
-        let engine = RocksEngine::open(&data, &RocksOptions::default())
+        let engine = RocksEngine::open_read_only(&data, &RocksOptions::default())
             .map_err(|e| what(&format!("the extracted database does not open: {e}")))?;
         digest(&engine).map_err(|e| what(&format!("a damaged value: {e}")))?
     };
@@ -618,7 +618,7 @@ fn restore_into(file: &Path, data_dir: &Path, opts: &RestoreOptions) -> Result<R
     }
     let data = staging.join("data");
     let (revision, compacted_revision) = {
-        let engine = RocksEngine::open(&data, &RocksOptions::default())?;
+        let engine = RocksEngine::open_read_only(&data, &RocksOptions::default())?;
         let store = Store::open(engine, StoreOptions::default())?;
         let revision = store.bump_for_restore(opts.bump_revision, opts.mark_compacted)?;
         crate::raft::storage::reset_for_restore(

@@ -34,6 +34,17 @@ impl Default for RocksOptions {
     }
 }
 
+/// How [`RocksEngine::open_with`] opens a database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Read and write, creating it if missing.
+    Create,
+    /// Read and write an existing one.
+    Existing,
+    /// Read an existing one only.
+    ReadOnly,
+}
+
 /// A RocksDB database with tmc's column families.
 pub struct RocksEngine {
     db: DB,
@@ -46,10 +57,18 @@ pub struct RocksEngine {
 impl RocksEngine {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path, opts: &RocksOptions) -> Result<Self> {
-        Self::open_with(path, opts, true)
+        Self::open_with(path, opts, Access::Create)
     }
 
-    fn open_with(path: &Path, opts: &RocksOptions, create: bool) -> Result<Self> {
+    /// Opens the existing database at `path` to read it only: nothing is
+    /// written, flushed or compacted (a backup's checkpoint, a backup
+    /// being verified). Its writes fail.
+    pub fn open_read_only(path: &Path, opts: &RocksOptions) -> Result<Self> {
+        Self::open_with(path, opts, Access::ReadOnly)
+    }
+
+    fn open_with(path: &Path, opts: &RocksOptions, access: Access) -> Result<Self> {
+        let create = access == Access::Create;
         // The write buffer manager charges memtables to the cache, so the
         // cache holds both budgets: memtables can never squeeze blocks out
         // below `block_cache_bytes`, and the total stays bounded.
@@ -71,8 +90,11 @@ impl RocksEngine {
 
         let cfs =
             Cf::ALL.map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(cf, opts, &cache)));
-        let db = DB::open_cf_descriptors(&db_opts, path, cfs)
-            .map_err(|e| Error::engine(format!("opening {}: {e}", path.display())))?;
+        let db = match access {
+            Access::ReadOnly => DB::open_cf_descriptors_read_only(&db_opts, path, cfs, false),
+            _ => DB::open_cf_descriptors(&db_opts, path, cfs),
+        }
+        .map_err(|e| Error::engine(format!("opening {}: {e}", path.display())))?;
         Ok(RocksEngine {
             db,
             path: path.to_path_buf(),
@@ -199,7 +221,7 @@ impl Engine for RocksEngine {
             write_buffer_bytes: 8 << 20,
             memtable_bytes: 4 << 20,
         };
-        RocksEngine::open_with(dir, &opts, false)
+        RocksEngine::open_with(dir, &opts, Access::Existing)
     }
 
     fn stats(&self) -> EngineStats {
