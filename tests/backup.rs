@@ -381,12 +381,25 @@ fn a_restore_into_five_refuses_a_member_restored_with_another_cluster_id() {
     restore_member(&file, &five.data_dir(5), 5, "1,2,3,4,5", "0000000000000006");
     five.spawn(5).unwrap();
     let api1 = five.api_client(1);
-    block_on(api1.must(
-        "POST",
-        "/clusters/root/api/v1/namespaces/default/configmaps",
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "while-5-is-foreign"}}),
-        201,
-    ));
+    // (Member 5 may have led: a write is retried until the others elect
+    // another leader.)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (code, v) = block_on(api1.call(
+            "POST",
+            "/clusters/root/api/v1/namespaces/default/configmaps",
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "while-5-is-foreign"}}),
+        ));
+        if code == 201 || code == 409 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no write without member 5: {code} {v}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let log = loop {
         let log = std::fs::read_to_string(five.log_path(5)).unwrap_or_default();

@@ -618,7 +618,7 @@ fn restore_into(file: &Path, data_dir: &Path, opts: &RestoreOptions) -> Result<R
     }
     let data = staging.join("data");
     let (revision, compacted_revision) = {
-        let engine = RocksEngine::open_read_only(&data, &RocksOptions::default())?;
+        let engine = RocksEngine::open(&data, &RocksOptions::default())?;
         let store = Store::open(engine, StoreOptions::default())?;
         let revision = store.bump_for_restore(opts.bump_revision, opts.mark_compacted)?;
         crate::raft::storage::reset_for_restore(
