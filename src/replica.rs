@@ -440,7 +440,7 @@ fn shard_status(raft: RaftShard<RocksEngine>, name: &str) -> crate::api::ShardSt
 
 /// Resolves on SIGTERM (what the kubelet sends) or SIGINT (Ctrl-C), with
 /// the signal's name.
-async fn terminated() -> &'static str {
+pub(crate) async fn terminated() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => tokio::select! {

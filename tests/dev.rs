@@ -239,3 +239,28 @@ fn dev_with_two_shards_serves_both_through_the_proxy() {
         assert!(ok && out == "v", "{w}: {out}{err}");
     }
 }
+
+/// SIGTERM (what the kubelet sends a pod) stops `tmc dev`, one shard or
+/// several behind the front proxy, and it exits cleanly.
+#[test]
+fn sigterm_stops_dev_with_one_shard_or_two_behind_the_proxy() {
+    for shards in ["1", "2"] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let (mut dev, url) = start(&data, &["--shards", shards]);
+        // Once it serves (as a kubelet signals a pod that ran).
+        let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+        let api = tmc::testcluster::ApiClient::new(port, &data.join("ca.crt")).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while tmc::testcluster::block_on(api.call("GET", "/readyz", serde_json::Value::Null)).0
+            != 200
+        {
+            assert!(std::time::Instant::now() < deadline, "never ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let status = dev
+            .terminate(Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("--shards {shards}: still running 30 s after SIGTERM"));
+        assert!(status.success(), "--shards {shards}: {status:?}");
+    }
+}

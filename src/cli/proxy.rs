@@ -114,7 +114,8 @@ impl Args {
                     crate::proxy::router(proxy),
                     limits,
                     async {
-                        let _ = tokio::signal::ctrl_c().await;
+                        let signal = crate::replica::terminated().await;
+                        tracing::info!(signal, "the front proxy stops");
                     },
                 )
                 .await?;
@@ -124,7 +125,7 @@ impl Args {
     }
 }
 
-/// The proxy serving, until Ctrl-C.
+/// The proxy serving, until SIGTERM or Ctrl-C.
 pub type Serving =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), BoxError>> + Send>>;
 

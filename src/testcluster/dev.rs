@@ -19,6 +19,21 @@ impl Drop for Dev {
 }
 
 impl Dev {
+    /// Sends SIGTERM (what the kubelet sends) and waits up to `within`
+    /// for the process to exit; its exit status, or `None` if it did not.
+    pub fn terminate(&mut self, within: std::time::Duration) -> Option<std::process::ExitStatus> {
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Starts `tmc dev --listen 127.0.0.1:0 --data-dir data` with `extra`
     /// flags; returns it and the URL it printed once it serves. Panics
     /// (with its log) if it does not start: see [`Dev::try_start`].
