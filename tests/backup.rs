@@ -38,27 +38,14 @@ fn tmc(args: &[&str]) -> (bool, String, String) {
 
 /// `tmc backup --kubeconfig kc -o file` (plus `extra`).
 fn backup_to(kc: &Path, file: &Path, extra: &[&str]) -> (bool, String, String) {
-    let mut args = vec![
-        "backup",
-        "--kubeconfig",
-        kc.to_str().unwrap(),
-        "-o",
-        file.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    tmc(&args)
+    let (kc, file) = (kc.to_str().unwrap(), file.to_str().unwrap());
+    tmc(&[&["backup", "--kubeconfig", kc, "-o", file], extra].concat())
 }
 
 /// `tmc restore file --data-dir dir` (plus `extra`).
 fn restore(file: &Path, dir: &Path, extra: &[&str]) -> (bool, String, String) {
-    let mut args = vec![
-        "restore",
-        file.to_str().unwrap(),
-        "--data-dir",
-        dir.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    tmc(&args)
+    let (file, dir) = (file.to_str().unwrap(), dir.to_str().unwrap());
+    tmc(&[&["restore", file, "--data-dir", dir], extra].concat())
 }
 
 /// The ConfigMap names in `root`'s `default` namespace of an extracted

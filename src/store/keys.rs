@@ -95,6 +95,14 @@ impl GroupResource {
         })
     }
 
+    /// `logicalclusters.core.kcp.io`, a workspace's marker.
+    pub fn logical_clusters() -> Self {
+        GroupResource {
+            group: CORE_KCP_GROUP.to_string(),
+            resource: LOGICAL_CLUSTERS.to_string(),
+        }
+    }
+
     /// The API group as Kubernetes spells it (`""` for the legacy group).
     pub fn api_group(&self) -> &str {
         if self.group == CORE_GROUP {
@@ -189,10 +197,7 @@ impl ObjectKey {
     /// the shard that holds it holds the workspace's logical cluster.
     pub fn logical_cluster(ws: &Workspace) -> ObjectKey {
         ObjectKey {
-            gr: GroupResource {
-                group: CORE_KCP_GROUP.to_string(),
-                resource: LOGICAL_CLUSTERS.to_string(),
-            },
+            gr: GroupResource::logical_clusters(),
             workspace: ws.clone(),
             namespace: None,
             name: LOGICAL_CLUSTER_NAME.to_string(),

@@ -146,26 +146,23 @@ struct Meta {
     gaps: Vec<(u64, u64)>,
 }
 
-impl Meta {
-    /// Revisions that hold changes in `(compacted, revision]`.
-    fn window(&self, revision: u64) -> u64 {
-        let skipped: u64 = self.gaps.iter().map(|g| g.1).sum();
-        revision
-            .saturating_sub(self.compacted)
-            .saturating_sub(skipped)
-    }
+/// Revisions that hold changes in `(compacted, revision]`, given the
+/// gaps after `compacted`.
+fn window(compacted: u64, gaps: &[(u64, u64)], revision: u64) -> u64 {
+    let skipped: u64 = gaps.iter().map(|g| g.1).sum();
+    revision.saturating_sub(compacted).saturating_sub(skipped)
+}
 
-    /// The compacted revision that keeps `keep` revisions with changes
-    /// before `revision`: skipped revisions do not count.
-    fn compact_to(&self, revision: u64, keep: u64) -> u64 {
-        let mut r = revision.saturating_sub(keep);
-        for (at, n) in self.gaps.iter().rev() {
-            if *at > r {
-                r = r.saturating_sub(*n);
-            }
+/// The compacted revision that keeps `keep` revisions with changes before
+/// `revision`: skipped revisions (`gaps`) do not count.
+fn compact_to(compacted: u64, gaps: &[(u64, u64)], revision: u64, keep: u64) -> u64 {
+    let mut r = revision.saturating_sub(keep);
+    for (at, n) in gaps.iter().rev() {
+        if *at > r {
+            r = r.saturating_sub(*n);
         }
-        r.max(self.compacted)
     }
+    r.max(compacted)
 }
 
 /// The store over an engine.
@@ -505,12 +502,9 @@ impl<E: Engine> Store<E> {
             // (counting revisions that hold changes: an advance is no reason
             // to trim).
             let step = (self.opts.changes_retention / 8).max(1);
-            let window = Meta {
-                gaps: gaps.clone(),
-                ..meta.clone()
-            };
-            if window.window(revision) > self.opts.changes_retention + step {
-                compacted = window.compact_to(revision, self.opts.changes_retention);
+            if window(meta.compacted, &gaps, revision) > self.opts.changes_retention + step {
+                compacted =
+                    compact_to(meta.compacted, &gaps, revision, self.opts.changes_retention);
                 wb.delete_range(
                     Cf::Changes,
                     change_key(0, 0).to_vec(),

@@ -71,7 +71,10 @@ impl ObjectApi {
                 ws.as_str()
             )));
         }
-        if access == Access::Read {
+        // Parsed only when it can matter: a create (terminating?) or a
+        // write to a LogicalCluster that names a move.
+        let held = contains(&rec.value, crate::shards::MOVE_ANNOTATION.as_bytes());
+        if access == Access::Read || (access == Access::Write && !held) {
             return Ok(());
         }
         let lc = parse_value(&rec)?;
@@ -350,4 +353,9 @@ fn default_namespace(ws: &Workspace) -> Value {
         "spec": {},
         "status": {"phase": "Active"},
     })
+}
+
+/// True when `needle` occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }

@@ -785,11 +785,7 @@ async fn follow_placements_and_namespaces(core: Arc<SyncCore>, shard: Arc<dyn Sh
     // is looked at again.
     let c = feed::follow(
         shard.clone(),
-        GroupResource::new(
-            crate::store::keys::CORE_KCP_GROUP,
-            crate::store::keys::LOGICAL_CLUSTERS,
-        )
-        .expect("valid"),
+        GroupResource::logical_clusters(),
         || false,
         |ev| {
             if let Event::Changed(k, ch) = ev {
