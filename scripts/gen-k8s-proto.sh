@@ -22,5 +22,11 @@ out=$(cd "$(dirname "$0")/.." && pwd)/src/api/proto/k8s-v1.34.desc
   k8s.io/api/apps/v1/generated.proto \
   k8s.io/api/batch/v1/generated.proto \
   k8s.io/api/rbac/v1/generated.proto \
-  k8s.io/api/authorization/v1/generated.proto 2>/dev/null)
+  k8s.io/api/authorization/v1/generated.proto \
+  k8s.io/api/autoscaling/v1/generated.proto \
+  k8s.io/api/autoscaling/v2/generated.proto \
+  k8s.io/api/networking/v1/generated.proto \
+  k8s.io/api/policy/v1/generated.proto \
+  k8s.io/api/coordination/v1/generated.proto \
+  k8s.io/api/discovery/v1/generated.proto 2>/dev/null)
 echo "wrote $out"

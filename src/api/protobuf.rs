@@ -339,12 +339,43 @@ fn message(m: &DynamicMessage) -> Value {
             Value::String(s) => s.is_empty(),
             _ => false,
         };
-        if !empty {
-            out.insert(f.name().to_string(), j);
+        if empty {
+            continue;
+        }
+        match j {
+            // An embedded Go struct (`json:",inline"`): its fields are the
+            // parent's in JSON.
+            Value::Object(inner) if INLINE.contains(&(name.as_str(), f.name())) => {
+                for (k, v) in inner {
+                    out.entry(k).or_insert(v);
+                }
+            }
+            j => {
+                out.insert(f.name().to_string(), j);
+            }
         }
     }
     Value::Object(out)
 }
+
+/// Embedded Go structs (`json:",inline"`) among the kinds tmc decodes: a
+/// field of their own in protobuf, their fields the parent's in JSON.
+/// (From `k8s.io/api` v0.34.4's `types.go`; `TypeMeta`, `ObjectMeta` and
+/// `ListMeta` are not embedded in the protobuf messages.)
+const INLINE: &[(&str, &str)] = &[
+    ("k8s.io.api.core.v1.Volume", "volumeSource"),
+    ("k8s.io.api.core.v1.PersistentVolumeSpec", "persistentVolumeSource"),
+    ("k8s.io.api.core.v1.Probe", "handler"),
+    ("k8s.io.api.core.v1.EphemeralContainer", "ephemeralContainerCommon"),
+    ("k8s.io.api.core.v1.ConfigMapVolumeSource", "localObjectReference"),
+    ("k8s.io.api.core.v1.ConfigMapProjection", "localObjectReference"),
+    ("k8s.io.api.core.v1.SecretProjection", "localObjectReference"),
+    ("k8s.io.api.core.v1.ConfigMapEnvSource", "localObjectReference"),
+    ("k8s.io.api.core.v1.SecretEnvSource", "localObjectReference"),
+    ("k8s.io.api.core.v1.ConfigMapKeySelector", "localObjectReference"),
+    ("k8s.io.api.core.v1.SecretKeySelector", "localObjectReference"),
+    ("k8s.io.api.networking.v1.IngressRule", "ingressRuleValue"),
+];
 
 fn list_items(m: &DynamicMessage) -> Value {
     match m.get_field_by_name("items").as_deref() {
@@ -532,6 +563,48 @@ mod tests {
         assert_eq!(v["spec"]["replicas"], 0);
         assert_eq!(v["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
         assert_eq!(v["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"], 1);
+    }
+
+    #[test]
+    fn embedded_structs_are_inlined_as_in_json() {
+        for (message, field) in INLINE {
+            let d = pool()
+                .get_message_by_name(message)
+                .unwrap_or_else(|| panic!("{message} is in the descriptor set"));
+            assert!(d.get_field_by_name(field).is_some(), "{message}.{field}");
+        }
+        // An Ingress rule's host and paths, a volume's ConfigMap by name.
+        let mut path = msg("k8s.io.api.networking.v1.HTTPIngressPath");
+        path.set_field_by_name("path", PValue::String("/".into()));
+        let mut http = msg("k8s.io.api.networking.v1.HTTPIngressRuleValue");
+        http.set_field_by_name("paths", PValue::List(vec![PValue::Message(path)]));
+        let mut value = msg("k8s.io.api.networking.v1.IngressRuleValue");
+        value.set_field_by_name("http", PValue::Message(http));
+        let mut rule = msg("k8s.io.api.networking.v1.IngressRule");
+        rule.set_field_by_name("host", PValue::String("a.example".into()));
+        rule.set_field_by_name("ingressRuleValue", PValue::Message(value));
+        let mut spec = msg("k8s.io.api.networking.v1.IngressSpec");
+        spec.set_field_by_name("rules", PValue::List(vec![PValue::Message(rule)]));
+        let mut ing = msg("k8s.io.api.networking.v1.Ingress");
+        ing.set_field_by_name("spec", PValue::Message(spec));
+        let v = decode(&envelope("networking.k8s.io/v1", "Ingress", ing.encode_to_vec())).unwrap();
+        assert_eq!(
+            v["spec"]["rules"],
+            serde_json::json!([{"host": "a.example", "http": {"paths": [{"path": "/"}]}}])
+        );
+        let mut lor = msg("k8s.io.api.core.v1.LocalObjectReference");
+        lor.set_field_by_name("name", PValue::String("cfg".into()));
+        let mut cm = msg("k8s.io.api.core.v1.ConfigMapVolumeSource");
+        cm.set_field_by_name("localObjectReference", PValue::Message(lor));
+        let mut src = msg("k8s.io.api.core.v1.VolumeSource");
+        src.set_field_by_name("configMap", PValue::Message(cm));
+        let mut vol = msg("k8s.io.api.core.v1.Volume");
+        vol.set_field_by_name("name", PValue::String("v".into()));
+        vol.set_field_by_name("volumeSource", PValue::Message(src));
+        assert_eq!(
+            message(&vol),
+            serde_json::json!({"name": "v", "configMap": {"name": "cfg"}})
+        );
     }
 
     #[test]
