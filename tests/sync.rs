@@ -1266,3 +1266,160 @@ async fn a_moved_workspaces_copies_are_taken_over_by_its_new_shard() {
         .await;
     }
 }
+
+/// The workload kinds an application ships beside its Deployment reach
+/// the placed clusters (with the namespace mapped), PersistentVolumeClaims
+/// and HorizontalPodAutoscalers bring their status back, and deleting one
+/// in the workspace deletes its copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_syncable_kind_reaches_the_clusters_and_comes_back() {
+    let env = TestEnv::shared();
+    let members = env.clients().await;
+    let (_keys, enc) = new_encryption_config();
+    let shard = TestCluster::builder()
+        .nodes(1)
+        .args(&shard_flags(&enc))
+        .start()
+        .expect("a one-node shard");
+    let root = shard.client(1, "root").await;
+    shard.register_cluster(1, "east", env.kubeconfig(0), "pool=stable");
+    shard.register_cluster(1, "west", env.kubeconfig(1), "pool=stable");
+    Api::<DynamicObject>::all_with(
+        root.clone(),
+        &ar("tenancy.kcp.io", "v1alpha1", "Workspace", "workspaces"),
+    )
+    .create(
+        &PostParams::default(),
+        &obj(
+            json!({"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace",
+            "metadata": {"name": "kinds"}, "spec": {}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let t = shard.client(1, "root:kinds").await;
+    place_web(&t).await;
+    let labels = json!({"app": "web"});
+    let pod_template = json!({"metadata": {"labels": {"app": "batch"}}, "spec": {
+        "restartPolicy": "OnFailure",
+        "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}});
+    let kinds: Vec<(ApiResource, Value)> = vec![
+        (
+            ar("batch", "v1", "CronJob", "cronjobs"),
+            json!({"spec": {"schedule": "0 3 * * *", "suspend": true,
+                "jobTemplate": {"spec": {"template": pod_template}}}}),
+        ),
+        (
+            ar("apps", "v1", "ReplicaSet", "replicasets"),
+            json!({"spec": {"replicas": 0, "selector": {"matchLabels": {"app": "rs"}},
+                "template": {"metadata": {"labels": {"app": "rs"}}, "spec": {
+                    "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}}}),
+        ),
+        (
+            ar("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
+            json!({"spec": {"accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}}}}),
+        ),
+        (
+            ar("networking.k8s.io", "v1", "Ingress", "ingresses"),
+            json!({"spec": {"rules": [{"host": "web.example.com", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix",
+                 "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}}),
+        ),
+        (
+            ar(
+                "networking.k8s.io",
+                "v1",
+                "NetworkPolicy",
+                "networkpolicies",
+            ),
+            json!({"spec": {"podSelector": {"matchLabels": {"app": "web"}},
+                "policyTypes": ["Ingress"]}}),
+        ),
+        (
+            ar(
+                "policy",
+                "v1",
+                "PodDisruptionBudget",
+                "poddisruptionbudgets",
+            ),
+            json!({"spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}}),
+        ),
+        (
+            ar(
+                "autoscaling",
+                "v2",
+                "HorizontalPodAutoscaler",
+                "horizontalpodautoscalers",
+            ),
+            json!({"spec": {"minReplicas": 1, "maxReplicas": 3,
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}}}),
+        ),
+    ];
+    for (r, body) in &kinds {
+        let mut o = body.clone();
+        o["apiVersion"] = json!(r.api_version);
+        o["kind"] = json!(r.kind);
+        o["metadata"] = json!({"name": "web", "labels": labels});
+        Api::<DynamicObject>::namespaced_with(t.clone(), "default", r)
+            .create(&PostParams::default(), &obj(o))
+            .await
+            .unwrap_or_else(|e| panic!("create {}: {e}", r.kind));
+    }
+    let down_ns = downstream_namespace(&ws("root:kinds"), "default");
+    for (i, m) in members.iter().enumerate() {
+        for (r, body) in &kinds {
+            let api = Api::<DynamicObject>::namespaced_with(m.clone(), &down_ns, r);
+            eventually(&format!("{} web on member {i}", r.kind), WAIT, || async {
+                let d = get(&api, "web").await?;
+                if d["spec"] == body["spec"]
+                    || tmc::controllers::sync::mapping::contains(&d["spec"], &body["spec"])
+                {
+                    Ok(())
+                } else {
+                    Err(format!("spec {}", d["spec"]))
+                }
+            })
+            .await;
+        }
+    }
+    // Status comes back: the claim waits for a volume on both members
+    // (they have no storage class), the autoscaler names its target.
+    let pvc = Api::<DynamicObject>::namespaced_with(t.clone(), "default", &kinds[2].0);
+    eventually("the claim's status from the members", WAIT, || async {
+        let o = get(&pvc, "web").await?;
+        match o["status"]["phase"].as_str() {
+            Some("Pending") => Ok(()),
+            _ => Err(format!("status {}", o["status"])),
+        }
+    })
+    .await;
+    let hpa = Api::<DynamicObject>::namespaced_with(t.clone(), "default", &kinds[6].0);
+    eventually("the autoscaler's status from the members", WAIT, || async {
+        let o = get(&hpa, "web").await?;
+        let conditions = o["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if conditions.iter().any(|c| c["type"] == "AbleToScale") {
+            Ok(())
+        } else {
+            Err(format!("status {}", o["status"]))
+        }
+    })
+    .await;
+    // Deleting the Ingress in the workspace deletes its copies.
+    Api::<DynamicObject>::namespaced_with(t.clone(), "default", &kinds[3].0)
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    for (i, m) in members.iter().enumerate() {
+        let api = Api::<DynamicObject>::namespaced_with(m.clone(), &down_ns, &kinds[3].0);
+        eventually(
+            &format!("the Ingress gone from member {i}"),
+            WAIT,
+            || async { gone(&api, "web").await },
+        )
+        .await;
+    }
+}

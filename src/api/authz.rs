@@ -34,6 +34,8 @@ pub fn attributes(r: &ResourceRequest, verb: &str) -> Attributes {
     let a = Attributes::resource(verb, r.info.group, r.info.plural, &namespace, &name);
     if r.status {
         a.with_subresource("status")
+    } else if r.scale {
+        a.with_subresource("scale")
     } else {
         a
     }

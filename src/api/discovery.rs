@@ -275,6 +275,17 @@ fn api_resource_list(group: &str, version: &str) -> Value {
                 "verbs": STATUS_VERBS,
             }));
         }
+        if r.scale {
+            resources.push(json!({
+                "name": format!("{}/scale", r.plural),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
+                "verbs": STATUS_VERBS,
+            }));
+        }
     }
     json!({
         "kind": "APIResourceList",
@@ -330,12 +341,23 @@ fn aggregated_resource(r: &ResourceInfo) -> Value {
     if !r.categories.is_empty() {
         entry["categories"] = json!(r.categories);
     }
+    let mut subresources = Vec::new();
     if r.status {
-        entry["subresources"] = json!([{
+        subresources.push(json!({
             "subresource": "status",
             "responseKind": kind,
             "verbs": STATUS_VERBS,
-        }]);
+        }));
+    }
+    if r.scale {
+        subresources.push(json!({
+            "subresource": "scale",
+            "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+            "verbs": STATUS_VERBS,
+        }));
+    }
+    if !subresources.is_empty() {
+        entry["subresources"] = Value::Array(subresources);
     }
     entry
 }
@@ -515,7 +537,20 @@ mod tests {
                             assert_eq!(res["singularResource"], r.singular);
                             assert!(!res["verbs"].as_array().unwrap().is_empty());
                             let subs = res["subresources"].as_array().map_or(0, Vec::len);
-                            assert_eq!(subs, usize::from(r.status), "{}", r.plural);
+                            assert_eq!(
+                                subs,
+                                usize::from(r.status) + usize::from(r.scale),
+                                "{}",
+                                r.plural
+                            );
+                            if r.scale {
+                                let sub = &res["subresources"][subs - 1];
+                                assert_eq!(sub["subresource"], "scale");
+                                assert_eq!(
+                                    sub["responseKind"],
+                                    json!({"group": "autoscaling", "version": "v1", "kind": "Scale"})
+                                );
+                            }
                             if r.status {
                                 let sub = &res["subresources"][0];
                                 assert_eq!(sub["subresource"], "status");

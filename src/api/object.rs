@@ -274,6 +274,58 @@ fn top_level(info: &ResourceInfo) -> &'static [(&'static str, Ty)] {
             ("spec", Ty::Object("v1.JobSpec")),
             ("status", Ty::Object("v1.JobStatus")),
         ],
+        ("apps", "ReplicaSet") => &[
+            ("spec", Ty::Object("v1.ReplicaSetSpec")),
+            ("status", Ty::Object("v1.ReplicaSetStatus")),
+        ],
+        ("batch", "CronJob") => &[
+            ("spec", Ty::Object("v1.CronJobSpec")),
+            ("status", Ty::Object("v1.CronJobStatus")),
+        ],
+        ("", "PersistentVolumeClaim") => &[
+            ("spec", Ty::Object("v1.PersistentVolumeClaimSpec")),
+            ("status", Ty::Object("v1.PersistentVolumeClaimStatus")),
+        ],
+        ("", "LimitRange") => &[("spec", Ty::Object("v1.LimitRangeSpec"))],
+        ("", "ResourceQuota") => &[
+            ("spec", Ty::Object("v1.ResourceQuotaSpec")),
+            ("status", Ty::Object("v1.ResourceQuotaStatus")),
+        ],
+        ("", "Event") => &[
+            ("involvedObject", Ty::Object("v1.ObjectReference")),
+            ("reason", Ty::Str("string")),
+            ("message", Ty::Str("string")),
+            ("source", Ty::Object("v1.EventSource")),
+            ("firstTimestamp", Ty::Time),
+            ("lastTimestamp", Ty::Time),
+            ("count", Ty::Int("int32")),
+            ("type", Ty::Str("string")),
+            ("series", Ty::Object("v1.EventSeries")),
+            ("action", Ty::Str("string")),
+            ("related", Ty::Object("v1.ObjectReference")),
+            ("reportingComponent", Ty::Str("string")),
+            ("reportingInstance", Ty::Str("string")),
+        ],
+        ("", "Endpoints") => &[("subsets", Ty::ObjectList("v1.EndpointSubset"))],
+        ("autoscaling", "HorizontalPodAutoscaler") => &[
+            ("spec", Ty::Object("v2.HorizontalPodAutoscalerSpec")),
+            ("status", Ty::Object("v2.HorizontalPodAutoscalerStatus")),
+        ],
+        ("networking.k8s.io", "Ingress") => &[
+            ("spec", Ty::Object("v1.IngressSpec")),
+            ("status", Ty::Object("v1.IngressStatus")),
+        ],
+        ("networking.k8s.io", "NetworkPolicy") => &[("spec", Ty::Object("v1.NetworkPolicySpec"))],
+        ("policy", "PodDisruptionBudget") => &[
+            ("spec", Ty::Object("v1.PodDisruptionBudgetSpec")),
+            ("status", Ty::Object("v1.PodDisruptionBudgetStatus")),
+        ],
+        ("coordination.k8s.io", "Lease") => &[("spec", Ty::Object("v1.LeaseSpec"))],
+        ("discovery.k8s.io", "EndpointSlice") => &[
+            ("addressType", Ty::Str("v1.AddressType")),
+            ("endpoints", Ty::ObjectList("v1.Endpoint")),
+            ("ports", Ty::ObjectList("v1.EndpointPort")),
+        ],
         ("rbac.authorization.k8s.io", "Role") => &[("rules", Ty::ObjectList("v1.PolicyRule"))],
         ("rbac.authorization.k8s.io", "ClusterRole") => &[
             ("rules", Ty::ObjectList("v1.PolicyRule")),

@@ -364,16 +364,40 @@ fn message(m: &DynamicMessage) -> Value {
 /// `ListMeta` are not embedded in the protobuf messages.)
 const INLINE: &[(&str, &str)] = &[
     ("k8s.io.api.core.v1.Volume", "volumeSource"),
-    ("k8s.io.api.core.v1.PersistentVolumeSpec", "persistentVolumeSource"),
+    (
+        "k8s.io.api.core.v1.PersistentVolumeSpec",
+        "persistentVolumeSource",
+    ),
     ("k8s.io.api.core.v1.Probe", "handler"),
-    ("k8s.io.api.core.v1.EphemeralContainer", "ephemeralContainerCommon"),
-    ("k8s.io.api.core.v1.ConfigMapVolumeSource", "localObjectReference"),
-    ("k8s.io.api.core.v1.ConfigMapProjection", "localObjectReference"),
-    ("k8s.io.api.core.v1.SecretProjection", "localObjectReference"),
-    ("k8s.io.api.core.v1.ConfigMapEnvSource", "localObjectReference"),
+    (
+        "k8s.io.api.core.v1.EphemeralContainer",
+        "ephemeralContainerCommon",
+    ),
+    (
+        "k8s.io.api.core.v1.ConfigMapVolumeSource",
+        "localObjectReference",
+    ),
+    (
+        "k8s.io.api.core.v1.ConfigMapProjection",
+        "localObjectReference",
+    ),
+    (
+        "k8s.io.api.core.v1.SecretProjection",
+        "localObjectReference",
+    ),
+    (
+        "k8s.io.api.core.v1.ConfigMapEnvSource",
+        "localObjectReference",
+    ),
     ("k8s.io.api.core.v1.SecretEnvSource", "localObjectReference"),
-    ("k8s.io.api.core.v1.ConfigMapKeySelector", "localObjectReference"),
-    ("k8s.io.api.core.v1.SecretKeySelector", "localObjectReference"),
+    (
+        "k8s.io.api.core.v1.ConfigMapKeySelector",
+        "localObjectReference",
+    ),
+    (
+        "k8s.io.api.core.v1.SecretKeySelector",
+        "localObjectReference",
+    ),
     ("k8s.io.api.networking.v1.IngressRule", "ingressRuleValue"),
 ];
 
@@ -587,7 +611,12 @@ mod tests {
         spec.set_field_by_name("rules", PValue::List(vec![PValue::Message(rule)]));
         let mut ing = msg("k8s.io.api.networking.v1.Ingress");
         ing.set_field_by_name("spec", PValue::Message(spec));
-        let v = decode(&envelope("networking.k8s.io/v1", "Ingress", ing.encode_to_vec())).unwrap();
+        let v = decode(&envelope(
+            "networking.k8s.io/v1",
+            "Ingress",
+            ing.encode_to_vec(),
+        ))
+        .unwrap();
         assert_eq!(
             v["spec"]["rules"],
             serde_json::json!([{"host": "a.example", "http": {"paths": [{"path": "/"}]}}])

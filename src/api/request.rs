@@ -63,8 +63,10 @@ pub struct ResourceRequest {
     pub namespace: Option<String>,
     /// The object name from the path.
     pub name: Option<String>,
-    /// `status`, the only subresource served.
+    /// The `status` subresource.
     pub status: bool,
+    /// The `scale` subresource.
+    pub scale: bool,
     /// Came through the legacy `/watch/` prefix.
     pub watch_path: bool,
 }
@@ -241,12 +243,13 @@ fn resource_path(group: &str, version: &str, tail: &[&str]) -> ApiResult<Resourc
     if namespace.is_some() && !info.namespaced {
         return Err(ApiError::path_not_found());
     }
-    let status = match sub {
-        None => false,
-        Some("status") if info.status => true,
+    let (status, scale) = match sub {
+        None => (false, false),
+        Some("status") if info.status => (true, false),
+        Some("scale") if info.scale => (false, true),
         Some(_) => return Err(ApiError::path_not_found()),
     };
-    if watch_path && status {
+    if watch_path && (status || scale) {
         return Err(ApiError::path_not_found());
     }
     Ok(ResourceRequest {
@@ -254,6 +257,7 @@ fn resource_path(group: &str, version: &str, tail: &[&str]) -> ApiResult<Resourc
         namespace,
         name: name.map(str::to_string),
         status,
+        scale,
         watch_path,
     })
 }

@@ -3,8 +3,17 @@
 //!
 //! Built-in Kubernetes kinds are stored schemaless (the JSON the client
 //! sent, with server-set metadata); tmc's own kinds have Rust types in
-//! [`crate::types`]. Left out for now: scale subresources, ephemeral
-//! containers, events, pods (no kubelet stands behind tmc).
+//! [`crate::types`]. Deployments, StatefulSets and ReplicaSets have the
+//! `scale` subresource ([`super::handlers::scale`]).
+//!
+//! Left out: Pods (and their ephemeral containers, logs, exec), Nodes,
+//! ReplicationControllers, PodTemplates and ControllerRevisions: nothing
+//! behind a workspace runs pods, so `kubectl get pods` answers that the
+//! server has no resource type "pods"; the pods run on the member
+//! clusters, and the workspace's Deployments carry their summed status.
+//! `events.k8s.io/v1` Events (the core `v1` Events are served; the two
+//! need a conversion between their shapes). One version per resource
+//! (`autoscaling/v2` for HorizontalPodAutoscalers, not `v1`).
 
 use crate::store::{GroupResource, NameRule};
 
@@ -27,6 +36,9 @@ pub struct ResourceInfo {
     pub short_names: &'static [&'static str],
     /// Has a `status` subresource.
     pub status: bool,
+    /// Has a `scale` subresource (`autoscaling/v1` Scale over
+    /// `spec.replicas`, `status.replicas` and `spec.selector`).
+    pub scale: bool,
     /// Categories (`kubectl get all`).
     pub categories: &'static [&'static str],
     /// Name rule for objects of this resource.
@@ -92,6 +104,7 @@ const fn r(
         namespaced,
         short_names,
         status,
+        scale: false,
         categories: &[],
         name_rule: NameRule::DnsSubdomain,
     }
@@ -156,6 +169,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
     ),
     ResourceInfo {
         categories: &["all"],
+        scale: true,
         ..r(
             "apps",
             "v1",
@@ -169,6 +183,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
     },
     ResourceInfo {
         categories: &["all"],
+        scale: true,
         ..r(
             "apps",
             "v1",
@@ -197,6 +212,137 @@ pub static RESOURCES: &[ResourceInfo] = &[
         categories: &["all"],
         ..r("batch", "v1", "Job", "jobs", "job", true, &[], true)
     },
+    r(
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        "persistentvolumeclaim",
+        true,
+        &["pvc"],
+        true,
+    ),
+    r(
+        "",
+        "v1",
+        "LimitRange",
+        "limitranges",
+        "limitrange",
+        true,
+        &["limits"],
+        false,
+    ),
+    r(
+        "",
+        "v1",
+        "ResourceQuota",
+        "resourcequotas",
+        "resourcequota",
+        true,
+        &["quota"],
+        true,
+    ),
+    r("", "v1", "Event", "events", "event", true, &["ev"], false),
+    r(
+        "",
+        "v1",
+        "Endpoints",
+        "endpoints",
+        "endpoints",
+        true,
+        &["ep"],
+        false,
+    ),
+    ResourceInfo {
+        categories: &["all"],
+        scale: true,
+        ..r(
+            "apps",
+            "v1",
+            "ReplicaSet",
+            "replicasets",
+            "replicaset",
+            true,
+            &["rs"],
+            true,
+        )
+    },
+    ResourceInfo {
+        categories: &["all"],
+        ..r(
+            "batch",
+            "v1",
+            "CronJob",
+            "cronjobs",
+            "cronjob",
+            true,
+            &["cj"],
+            true,
+        )
+    },
+    ResourceInfo {
+        categories: &["all"],
+        ..r(
+            "autoscaling",
+            "v2",
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+            "horizontalpodautoscaler",
+            true,
+            &["hpa"],
+            true,
+        )
+    },
+    r(
+        "networking.k8s.io",
+        "v1",
+        "Ingress",
+        "ingresses",
+        "ingress",
+        true,
+        &["ing"],
+        true,
+    ),
+    r(
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        "networkpolicy",
+        true,
+        &["netpol"],
+        false,
+    ),
+    r(
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        "poddisruptionbudget",
+        true,
+        &["pdb"],
+        true,
+    ),
+    r(
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "leases",
+        "lease",
+        true,
+        &[],
+        false,
+    ),
+    r(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        "endpointslice",
+        true,
+        &[],
+        false,
+    ),
     ResourceInfo {
         name_rule: NameRule::PathSegment,
         ..r(

@@ -250,6 +250,41 @@ impl MergeSchema {
             t.insert(("apps", "StatefulSet"), MergeSchema::new(workload(false)));
             t.insert(("apps", "DaemonSet"), MergeSchema::new(workload(false)));
             t.insert(("batch", "Job"), MergeSchema::new(workload(false)));
+            t.insert(("apps", "ReplicaSet"), MergeSchema::new(workload(false)));
+            // A CronJob's job template holds a Job's metadata and spec.
+            let mut cron = prefixed("spec.jobTemplate.metadata", object_meta());
+            cron.extend(
+                prefixed("spec.jobTemplate", workload(false))
+                    .into_iter()
+                    .filter(|(path, _)| path.starts_with("spec.jobTemplate.spec.")),
+            );
+            t.insert(("batch", "CronJob"), MergeSchema::new(cron));
+            let mut pvc = conditions();
+            pvc.push(("spec.selector".to_string(), Rule::AtomicMap));
+            t.insert(("", "PersistentVolumeClaim"), MergeSchema::new(pvc));
+            // Kinds whose lists are all atomic: only `metadata` merges by key.
+            for (group, kind) in [
+                ("", "LimitRange"),
+                ("", "ResourceQuota"),
+                ("", "Event"),
+                ("", "Endpoints"),
+                ("networking.k8s.io", "Ingress"),
+                ("coordination.k8s.io", "Lease"),
+                ("discovery.k8s.io", "EndpointSlice"),
+            ] {
+                t.insert((group, kind), MergeSchema::new(vec![]));
+            }
+            t.insert(
+                ("networking.k8s.io", "NetworkPolicy"),
+                MergeSchema::new(vec![("spec.podSelector".to_string(), Rule::AtomicMap)]),
+            );
+            let mut pdb = conditions();
+            pdb.push(("spec.selector".to_string(), Rule::AtomicMap));
+            t.insert(("policy", "PodDisruptionBudget"), MergeSchema::new(pdb));
+            t.insert(
+                ("autoscaling", "HorizontalPodAutoscaler"),
+                MergeSchema::new(conditions()),
+            );
             t
         });
         table

@@ -551,6 +551,33 @@ async fn resource(
             ))
         })
     };
+    if r.scale {
+        let ws = one("the scale subresource")?;
+        let reply = match verb {
+            "get" => s.objects.get_scale(r, ws, &GetOptions::parse(q)).await?,
+            "update" => {
+                let raw = read_body(body).await?;
+                let ct = header_str(&parts.headers, header::CONTENT_TYPE);
+                let scale = object::decode_body(ct, &raw)?;
+                let opts = WriteOptions::parse(q)?;
+                s.objects.update_scale(r, ws, &opts, &caller, scale).await?
+            }
+            "patch" => {
+                let raw = read_body(body).await?;
+                let opts = WriteOptions::parse(q)?;
+                let ct = header_str(&parts.headers, header::CONTENT_TYPE).unwrap_or("");
+                s.objects
+                    .patch_scale(r, ws, &opts, &caller, ct, &raw)
+                    .await?
+            }
+            _ => {
+                return Err(ApiError::method_not_allowed(format!(
+                    "the scale subresource does not support {verb}"
+                )))
+            }
+        };
+        return Ok(json_response(reply.0, &reply.1));
+    }
     let reply: Reply = match verb {
         "watch" => {
             let stream = s.objects.watch(r, sel, &WatchOptions::parse(q)?).await?;

@@ -28,12 +28,13 @@
 //! Left out: `propagationPolicy` (no garbage collector: dependants are
 //! not deleted), graceful deletion periods (deletion is immediate once
 //! finalizers are gone), schema validation of built-in kinds (stored
-//! schemaless; `fieldValidation` is accepted and has no effect), scale
-//! subresources, Table output.
+//! schemaless; `fieldValidation` is accepted and has no effect), Table
+//! output. The `scale` subresource is [`scale`].
 
 pub mod delete;
 pub mod params;
 pub mod reads;
+pub mod scale;
 pub mod transfer;
 pub mod watch_stream;
 pub mod workspace;

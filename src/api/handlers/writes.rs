@@ -548,7 +548,7 @@ impl ObjectApi {
     /// client pinned a resourceVersion. `compute` gets the stored object
     /// and its revision and returns the desired object; server-owned
     /// metadata and the spec/status split are enforced here.
-    async fn guaranteed_update(
+    pub(super) async fn guaranteed_update(
         &self,
         req: &ResourceRequest,
         ws: &Workspace,

@@ -29,6 +29,10 @@ fn int64(description: &str) -> Value {
     json!({"type": "integer", "format": "int64", "description": description})
 }
 
+fn int32(description: &str) -> Value {
+    json!({"type": "integer", "format": "int32", "description": description})
+}
+
 fn time(description: &str) -> Value {
     json!({"type": "string", "format": "date-time", "description": description})
 }
@@ -115,6 +119,19 @@ fn kind_description(r: &ResourceInfo) -> String {
         "StatefulSet" => "StatefulSet represents a set of pods with consistent identities.",
         "DaemonSet" => "DaemonSet represents the configuration of a daemon set.",
         "Job" => "Job represents the configuration of a single job.",
+        "ReplicaSet" => "ReplicaSet ensures that a specified number of pod replicas are running at any given time.",
+        "CronJob" => "CronJob represents the configuration of a single cron job.",
+        "PersistentVolumeClaim" => "PersistentVolumeClaim is a user's request for and claim to a persistent volume.",
+        "LimitRange" => "LimitRange sets resource usage limits for each kind of resource in a Namespace.",
+        "ResourceQuota" => "ResourceQuota sets aggregate quota restrictions enforced per namespace.",
+        "Event" => "Event is a report of an event somewhere in the cluster.",
+        "Endpoints" => "Endpoints is a collection of endpoints that implement the actual service.",
+        "HorizontalPodAutoscaler" => "HorizontalPodAutoscaler is the configuration for a horizontal pod autoscaler.",
+        "Ingress" => "Ingress is a collection of rules that allow inbound connections to reach the endpoints defined by a backend.",
+        "NetworkPolicy" => "NetworkPolicy describes what network traffic is allowed for a set of Pods.",
+        "PodDisruptionBudget" => "PodDisruptionBudget is an object to define the max disruption that can be caused to a collection of pods.",
+        "Lease" => "Lease defines a lease concept.",
+        "EndpointSlice" => "EndpointSlice represents a subset of the endpoints that implement a service.",
         "Role" => "Role is a namespaced, logical grouping of PolicyRules.",
         "RoleBinding" => "RoleBinding references a role and binds it to subjects in a namespace.",
         "ClusterRole" => "ClusterRole is a workspace-level, logical grouping of PolicyRules.",
@@ -150,6 +167,28 @@ fn body_fields(r: &ResourceInfo) -> Vec<(&'static str, Value)> {
             ("secrets", any_list("Secrets the service account may use.")),
             ("imagePullSecrets", any_list("References to secrets for pulling images.")),
             ("automountServiceAccountToken", boolean("Whether pods running as this service account get a token mounted.")),
+        ],
+        ("", "Event") => vec![
+            ("involvedObject", free_object("The object that this event is about.")),
+            ("reason", string("A short, machine understandable string that gives the reason for the transition into the object's current status.")),
+            ("message", string("A human-readable description of the status of this operation.")),
+            ("source", free_object("The component reporting this event.")),
+            ("firstTimestamp", time("The time at which the event was first recorded.")),
+            ("lastTimestamp", time("The time at which the most recent occurrence of this event was recorded.")),
+            ("count", int32("The number of times this event has occurred.")),
+            ("type", string("Type of this event (Normal, Warning).")),
+            ("eventTime", time("Time when this Event was first observed.")),
+            ("series", free_object("Data about the Event series this event represents.")),
+            ("action", string("What action was taken/failed regarding to the Regarding object.")),
+            ("related", free_object("Optional secondary object for more complex actions.")),
+            ("reportingComponent", string("Name of the controller that emitted this Event.")),
+            ("reportingInstance", string("ID of the controller instance.")),
+        ],
+        ("", "Endpoints") => vec![("subsets", any_list("The set of all endpoints is the union of all subsets."))],
+        ("discovery.k8s.io", "EndpointSlice") => vec![
+            ("addressType", string("The type of address carried by this EndpointSlice.")),
+            ("endpoints", any_list("A list of unique endpoints in this slice.")),
+            ("ports", any_list("The network ports exposed by each endpoint in this slice.")),
         ],
         (_, "Role") => vec![("rules", any_list("Rules holds all the PolicyRules for this Role."))],
         (_, "ClusterRole") => vec![

@@ -233,6 +233,25 @@ const SUMMED: &[&str] = &[
     "succeeded",
     "failed",
     "ready",
+    "desiredReplicas",
+    "currentHealthy",
+    "desiredHealthy",
+    "disruptionsAllowed",
+    "expectedPods",
+];
+
+/// Phases of the kinds tmc syncs, worst first: the phase shown for
+/// clusters that disagree.
+const PHASES: &[&str] = &[
+    "Failed",
+    "Lost",
+    "Unknown",
+    "Pending",
+    "Terminating",
+    "Running",
+    "Active",
+    "Bound",
+    "Succeeded",
 ];
 
 /// A condition status's badness: False is worse than Unknown, which is
@@ -249,7 +268,9 @@ fn rank(status: &str) -> u8 {
 /// the status of the workspace object: one cluster's status as it is;
 /// several: counters summed, and per condition type the worst one (its
 /// message prefixed with the cluster), so `Available` is True only when
-/// it is True everywhere. `observedGeneration` is set by the caller.
+/// it is True everywhere; every cluster's load balancers; other fields
+/// when all clusters report the same, and the worst `phase` when they
+/// do not. `observedGeneration` is set by the caller.
 /// Always an object, whatever the statuses hold.
 pub fn aggregate(statuses: &[(String, Value)]) -> Value {
     if let [(_, one)] = statuses {
@@ -296,6 +317,51 @@ pub fn aggregate(statuses: &[(String, Value)]) -> Value {
                 }
             }
         }
+    }
+    // Other plain fields (a claim's `phase`, its `capacity`...): kept when
+    // every cluster reports the same; a `phase` they disagree on is the
+    // worst of theirs.
+    if let Some(first) = statuses.first().and_then(|(_, s)| s.as_object()) {
+        for (k, v) in first {
+            if out.contains_key(k)
+                || SUMMED.contains(&k.as_str())
+                || matches!(
+                    k.as_str(),
+                    "observedGeneration" | "conditions" | "loadBalancer"
+                )
+            {
+                continue;
+            }
+            let values: Vec<&Value> = statuses.iter().map(|(_, s)| &s[k.as_str()]).collect();
+            if values.iter().all(|x| *x == v) {
+                out.insert(k.clone(), v.clone());
+            } else if k == "phase" {
+                if let Some(worst) = values
+                    .iter()
+                    .filter_map(|x| x.as_str())
+                    .min_by_key(|p| PHASES.iter().position(|w| w == p).unwrap_or(PHASES.len()))
+                {
+                    out.insert(k.clone(), Value::String(worst.to_string()));
+                }
+            }
+        }
+    }
+    // The load balancers of Services and Ingresses: every cluster's.
+    let ingress: Vec<Value> = statuses
+        .iter()
+        .flat_map(|(_, st)| {
+            st["loadBalancer"]["ingress"]
+                .as_array()
+                .into_iter()
+                .flatten()
+        })
+        .cloned()
+        .collect();
+    if !ingress.is_empty() {
+        out.insert(
+            "loadBalancer".into(),
+            serde_json::json!({ "ingress": ingress }),
+        );
     }
     if !conditions.is_empty() {
         out.insert(
@@ -458,5 +524,49 @@ mod tests {
             "c2: MinimumReplicasUnavailable"
         );
         assert_eq!(content_hash(&both), content_hash(&both.clone()));
+    }
+
+    #[test]
+    fn load_balancers_of_every_cluster_are_kept_and_budgets_summed() {
+        let a = json!({"loadBalancer": {"ingress": [{"ip": "10.0.0.1"}]},
+            "currentHealthy": 2, "disruptionsAllowed": 1});
+        let b = json!({"loadBalancer": {"ingress": [{"hostname": "lb.example"}]},
+            "currentHealthy": 3, "disruptionsAllowed": 0});
+        let both = aggregate(&[("c1".into(), a), ("c2".into(), b)]);
+        assert_eq!(
+            both["loadBalancer"]["ingress"],
+            json!([{"ip": "10.0.0.1"}, {"hostname": "lb.example"}])
+        );
+        assert_eq!(both["currentHealthy"], 5);
+        assert_eq!(both["disruptionsAllowed"], 1);
+        let claims = aggregate(&[
+            (
+                "c1".into(),
+                json!({"phase": "Bound", "accessModes": ["ReadWriteOnce"]}),
+            ),
+            (
+                "c2".into(),
+                json!({"phase": "Pending", "accessModes": ["ReadWriteOnce"]}),
+            ),
+        ]);
+        assert_eq!(claims["phase"], "Pending");
+        assert_eq!(claims["accessModes"], json!(["ReadWriteOnce"]));
+        let odd = aggregate(&[
+            (
+                "c1".into(),
+                json!({"phase": "Bound", "capacity": {"storage": "1Gi"}}),
+            ),
+            (
+                "c2".into(),
+                json!({"phase": 7, "capacity": {"storage": "2Gi"}}),
+            ),
+        ]);
+        assert_eq!(odd["phase"], "Bound");
+        assert!(odd.get("capacity").is_none());
+        let none = aggregate(&[
+            ("c1".into(), json!({})),
+            ("c2".into(), json!({"loadBalancer": 3})),
+        ]);
+        assert!(none.get("loadBalancer").is_none());
     }
 }
