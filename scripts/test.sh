@@ -22,6 +22,9 @@ if [ -x scripts/testenv.sh ]; then
   scripts/testenv.sh build
 fi
 
+step "helm for tests/helm.rs (scripts/helm.sh)"
+bash scripts/helm.sh >/dev/null
+
 step "cargo test"
 cargo test --all-targets --no-fail-fast 2>&1 | tee "${TMPDIR:-/tmp}/tmc-test-output.log"
 status=${PIPESTATUS[0]}
