@@ -477,7 +477,7 @@ const WORKLOAD_PLACEMENT_COLUMNS: &[Column] = &[
         "string",
         "",
         1,
-        "How many clusters: Single, Spread (N, over a topology key) or All.",
+        "How many clusters: Single, All, or Spread(N), over /topologyKey when given.",
     ),
     Column::new(
         "Resources",
@@ -936,11 +936,12 @@ fn hpa_metric(spec: &Value, status: Option<&Value>) -> String {
         v => quantity(v),
     };
     let unknown = || "<unknown>".to_string();
+    // A status entry of the metric's kind gives its current value (Go's
+    // `String()` of a nil Quantity is `<nil>`); none: `<unknown>`.
     let cur = |kind: &str, field: &str| {
         status
-            .map(|st| at(st, &[kind, "current", field]))
-            .filter(|v| !v.is_null())
-            .map(q)
+            .filter(|st| at(st, &[kind]).is_object())
+            .map(|st| q(at(st, &[kind, "current", field])))
     };
     match text(spec, &["type"]) {
         kind @ ("External" | "Object") => {
@@ -1240,7 +1241,7 @@ fn workload_placement(o: &Value, now: Now) -> Vec<Value> {
             let n = opt_int(o, &["spec", "strategy", "clusters"]).unwrap_or(1);
             match text(o, &["spec", "strategy", "topologyKey"]) {
                 "" => format!("Spread({n})"),
-                key => format!("Spread({n}) over {key}"),
+                key => format!("Spread({n})/{key}"),
             }
         }
         other => other.to_string(),

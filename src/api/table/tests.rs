@@ -422,7 +422,7 @@ fn tmc_kinds_show_readiness_location_and_choices() {
             json!("eu-1,eu-2"),
             json!("5m"),
             json!("root:compute"),
-            json!("Spread(2) over region"),
+            json!("Spread(2)/region"),
             json!("deployments.apps"),
             json!("region=eu-west")
         ]
