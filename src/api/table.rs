@@ -4,10 +4,11 @@
 //! the columns the server chose. Without it every kind shows only NAME
 //! and AGE.
 //!
-//! **Negotiation** ([`negotiate`]): the `Accept` header of a get, list
-//! or watch picks the object itself, a Table, `PartialObjectMetadata` or
+//! **Negotiation** ([`negotiate()`]; the rules are in
+//! [`mod@negotiate`]): the `Accept` header of a get, list or watch picks
+//! the object itself, a Table, `PartialObjectMetadata` or
 //! `PartialObjectMetadataList`, in kube-apiserver's order and with its
-//! 406 answers (its module doc has the rules).
+//! 406 answers.
 //!
 //! **Tables.** A [`Convertor`] turns objects into rows: kube-apiserver's
 //! printer for the built-in kinds ([`printers`], keyed by group and kind;

@@ -29,7 +29,9 @@
 //! not deleted), graceful deletion periods (deletion is immediate once
 //! finalizers are gone), schema validation of built-in kinds (stored
 //! schemaless; `fieldValidation` is accepted and has no effect), scale
-//! subresources, Table output.
+//! subresources. (Reads answer as their `Accept` header asks, Tables
+//! included: [`crate::api::table`], applied by the server around
+//! [`ObjectApi::get`], [`ObjectApi::list`] and [`ObjectApi::watch`].)
 
 pub mod delete;
 pub mod params;

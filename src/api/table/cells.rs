@@ -167,14 +167,14 @@ fn plain(v: &Value) -> String {
 /// A metav1.LabelSelector as `labels.Selector.String()` writes it:
 /// requirements sorted by key, `k=v`, `k!=v`, `k in (a,b)`,
 /// `k notin (a,b)`, `k`, `!k`. A missing selector selects nothing and an
-/// empty one everything: both write as `""`. `Err` where Go's
+/// empty one everything: both write as `""`. `None` where Go's
 /// `LabelSelectorAsSelector` fails (an unknown operator, values where
 /// none belong or none where some must be).
-pub fn selector_string(sel: &Value) -> Result<String, ()> {
+pub fn selector_string(sel: &Value) -> Option<String> {
     let mut reqs: Vec<(String, String)> = Vec::new();
     if let Some(m) = sel.get("matchLabels").and_then(Value::as_object) {
         for (k, v) in m {
-            let v = v.as_str().ok_or(())?;
+            let v = v.as_str()?;
             reqs.push((k.clone(), format!("{k}={v}")));
         }
     }
@@ -182,35 +182,36 @@ pub fn selector_string(sel: &Value) -> Result<String, ()> {
         let key = text(e, &["key"]);
         let mut values: Vec<&str> = items(e, &["values"])
             .iter()
-            .map(|v| v.as_str().ok_or(()))
-            .collect::<Result<_, _>>()?;
+            .map(Value::as_str)
+            .collect::<Option<_>>()?;
         values.sort_unstable();
         let req = match text(e, &["operator"]) {
-            "In" | "NotIn" if values.is_empty() => return Err(()),
+            "In" | "NotIn" if values.is_empty() => return None,
             "In" => format!("{key} in ({})", values.join(",")),
             "NotIn" => format!("{key} notin ({})", values.join(",")),
-            "Exists" | "DoesNotExist" if !values.is_empty() => return Err(()),
+            "Exists" | "DoesNotExist" if !values.is_empty() => return None,
             "Exists" => key.to_string(),
             "DoesNotExist" => format!("!{key}"),
-            _ => return Err(()),
+            _ => return None,
         };
         reqs.push((key.to_string(), req));
     }
     reqs.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(reqs
-        .into_iter()
-        .map(|(_, r)| r)
-        .collect::<Vec<_>>()
-        .join(","))
+    Some(
+        reqs.into_iter()
+            .map(|(_, r)| r)
+            .collect::<Vec<_>>()
+            .join(","),
+    )
 }
 
 /// `metav1.FormatLabelSelector`: [`selector_string`], `<none>` when
 /// empty, `<error>` when invalid.
 pub fn format_label_selector(sel: &Value) -> String {
     match selector_string(sel) {
-        Ok(s) if s.is_empty() => "<none>".into(),
-        Ok(s) => s,
-        Err(()) => "<error>".into(),
+        Some(s) if s.is_empty() => "<none>".into(),
+        Some(s) => s,
+        None => "<error>".into(),
     }
 }
 
@@ -295,7 +296,7 @@ fn go_float(f: f64) -> String {
         return e;
     };
     let exp: i32 = exp.parse().unwrap_or(0);
-    if exp < -4 || exp >= 6 {
+    if !(-4..6).contains(&exp) {
         let sign = if exp < 0 { '-' } else { '+' };
         return format!("{mantissa}e{sign}{:02}", exp.abs());
     }
@@ -364,7 +365,7 @@ mod tests {
         let bad = json!({"matchExpressions": [{"key": "k", "operator": "Near"}]});
         assert_eq!(format_label_selector(&bad), "<error>");
         let bad = json!({"matchExpressions": [{"key": "k", "operator": "In", "values": []}]});
-        assert!(selector_string(&bad).is_err());
+        assert!(selector_string(&bad).is_none());
         assert_eq!(format_labels(&json!({"z": "1", "a": "2"})), "a=2,z=1");
         assert_eq!(format_labels(&json!({})), "<none>");
         assert_eq!(format_labels(&json!(null)), "<none>");

@@ -624,7 +624,7 @@ fn deployment(o: &Value, now: Now) -> Vec<Value> {
     let desired = opt_int(o, &["spec", "replicas"]).unwrap_or(1);
     let (names, images) = pod_template_containers(o, &["spec"]);
     let selector =
-        selector_string(at(o, &["spec", "selector"])).unwrap_or_else(|()| "<invalid>".into());
+        selector_string(at(o, &["spec", "selector"])).unwrap_or_else(|| "<invalid>".into());
     vec![
         name(o),
         s(format!(
