@@ -160,9 +160,30 @@ fn round(s: &TestCluster, bin: &str, tag: &str) {
         yaml.contains("name: web") && yaml.contains("image: nginx:1.25"),
         "{yaml}"
     );
+    // Server-side printing: the Deployment's columns, wide ones too.
     let wide = a.ok(&["get", "deployments", "-n", "app", "-o", "wide"]);
-    assert!(
-        wide.starts_with("NAME") && wide.contains("\nweb "),
+    let words: Vec<Vec<&str>> = wide
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        words[0],
+        [
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ],
+        "{wide}"
+    );
+    assert_eq!(words[1][..4], ["web", "0/2", "0", "0"], "{wide}");
+    assert_eq!(
+        words[1][5..],
+        ["nginx,sidecar", "nginx:1.25,busybox:1.36", "app=web"],
         "{wide}"
     );
 
@@ -173,8 +194,9 @@ fn round(s: &TestCluster, bin: &str, tag: &str) {
         .fails(&["get", "deployment", "web", "-n", "app"], None)
         .contains("NotFound"));
 
-    // get -w sees a create, an update and a delete, in order. (tmc
-    // serves no Table yet, so kubectl cannot print event types.)
+    // get -w sees a create, an update and a delete, in order (with
+    // jsonpath output kubectl watches objects, not Tables: tests/table.rs
+    // has the Table watch).
     let (mut w, lines) = watch_lines(
         bin,
         &kca,

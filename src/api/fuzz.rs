@@ -2,7 +2,8 @@
 //! in five targets taken in turn:
 //!
 //! - **request**: routing of mutated kcp/Kubernetes paths, body decoding
-//!   (JSON, YAML) and kind checks;
+//!   (JSON, YAML) and kind checks, `Accept` negotiation, and the decoded
+//!   body printed as a Table row of a random kind;
 //! - **protobuf**: `application/vnd.kubernetes.protobuf` bodies as
 //!   client-go sends them (magic prefix, `runtime.Unknown` envelope), built
 //!   with hostile numbers in their times and counts, then mutated
@@ -190,6 +191,7 @@ fn request_target(rng: &mut StdRng, f: &Fixture) -> Result<(), String> {
         if v2.is_object() {
             object::strip_for_storage(&mut v2);
         }
+        table_of(rng, info, v)?;
     }
     let live = &f.seeds[0];
     if let Some(ty) = patch::PatchType::from_content_type(ct) {
@@ -198,6 +200,66 @@ fn request_target(rng: &mut StdRng, f: &Fixture) -> Result<(), String> {
             let _ = patch::apply_patch(&gk, live, ty, &body);
         }
     }
+    Ok(())
+}
+
+/// Pieces of `Accept` headers.
+const ACCEPT_FRAGMENTS: &[&str] = &[
+    "application/json",
+    "application/yaml",
+    "application/vnd.kubernetes.protobuf",
+    "*/*",
+    "application/*",
+    "text/html",
+    ";as=Table",
+    ";as=PartialObjectMetadataList",
+    ";g=meta.k8s.io",
+    ";v=v1",
+    ";v=v1beta1",
+    ";q=0.5",
+    ";q=x",
+    ";stream=watch",
+    ";sv=v2",
+    ",",
+    ";",
+    "=",
+    "/",
+];
+
+/// A decoded body printed as `info`'s Table row (whatever its shape: the
+/// printers read hostile objects), under a mutated `Accept` header: one
+/// cell per column, and no panic.
+fn table_of(
+    rng: &mut StdRng,
+    info: &'static resources::ResourceInfo,
+    obj: serde_json::Value,
+) -> Result<(), String> {
+    use super::table;
+    let mut accept = String::new();
+    for _ in 0..rng.random_range(0..8) {
+        accept.push_str(ACCEPT_FRAGMENTS[rng.random_range(0..ACCEPT_FRAGMENTS.len())]);
+    }
+    let read = [table::Read::Get, table::Read::List, table::Read::Watch][rng.random_range(0..3)];
+    let _ = table::negotiate(Some(&accept), read);
+    let conv = table::for_kind(info.group, info.kind);
+    let cells = conv.cells(&obj, chrono::Utc::now());
+    if cells.len() != conv.column_definitions().len() {
+        return Err(format!(
+            "{} cells for {} columns of {}",
+            cells.len(),
+            conv.column_definitions().len(),
+            info.kind
+        ));
+    }
+    let output = table::Output::Table(table::MetaVersion::V1);
+    let _ = table::render(
+        output,
+        info,
+        table::Read::Get,
+        obj,
+        Some("Object"),
+        chrono::Utc::now(),
+    );
     Ok(())
 }
 

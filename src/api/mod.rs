@@ -7,7 +7,7 @@
 //! RBAC per workspace, [`admission`] and [`validation`] check what is
 //! written; [`handlers`] serve the verbs, with [`patch`], [`apply`] and
 //! [`watch`] (the hub fanning out the change log); [`discovery`],
-//! [`openapi`] and [`protobuf`] speak what clients expect. This module
+//! [`openapi`], [`protobuf`] and [`table`] speak what clients expect. This module
 //! knows nothing of RocksDB or raft: it reaches data only through the
 //! shard interface ([`crate::shard::Shard`]). See docs/api.md.
 
@@ -29,6 +29,7 @@ pub mod resources;
 pub mod schema;
 pub mod server;
 pub mod status;
+pub mod table;
 pub mod tls;
 pub mod validation;
 pub mod watch;

@@ -41,7 +41,7 @@ use super::limits::{self, Admitted, Class, Limits};
 use super::request::{self, OpenApi, ResourceRequest, Route, Target, WorkspaceSel};
 use super::resources::{AUTHORIZATION_GROUP, CORE_KCP_GROUP, TMC_GROUP};
 use super::status::{ApiError, ApiResult};
-use super::{authz, discovery, object, ReadyCheck};
+use super::{authz, discovery, object, table, ReadyCheck};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
@@ -497,6 +497,7 @@ async fn resource(
     user: &User,
 ) -> ApiResult<Response> {
     let verb = request::verb(&parts.method, r, q.watch())?;
+    let accept = header_str(&parts.headers, header::ACCEPT);
     let ws = match sel {
         WorkspaceSel::One(ws) => Some(ws),
         WorkspaceSel::All => None,
@@ -578,15 +579,26 @@ async fn resource(
         };
         return Ok(json_response(reply.0, &reply.1));
     }
+    // A read answers as its Accept header asks: the object, or a Table
+    // (kubectl get), or metadata only; 406 for what cannot be served.
+    let output = match verb {
+        "get" => table::negotiate(accept, table::Read::Get)?,
+        "list" => table::negotiate(accept, table::Read::List)?,
+        "watch" => table::negotiate(accept, table::Read::Watch)?,
+        _ => table::Output::Object,
+    };
+    let include = q.get("includeObject");
     let reply: Reply = match verb {
         "watch" => {
-            let stream = s.objects.watch(r, sel, &WatchOptions::parse(q)?).await?;
+            let opts = WatchOptions::parse(q)?;
+            let encoder = table::WatchEncoder::new(output, r.info, include)?;
+            let stream = s.objects.watch(r, sel, &opts).await?;
             let body = Body::from_stream(futures_util::stream::unfold(
-                stream.rx,
-                |mut rx| async move {
-                    rx.recv()
-                        .await
-                        .map(|line| (Ok::<_, std::io::Error>(line), rx))
+                (stream.rx, encoder),
+                |(mut rx, mut encoder)| async move {
+                    let line = rx.recv().await?;
+                    let line = encoder.encode(line, chrono::Utc::now());
+                    Some((Ok::<_, std::io::Error>(line), (rx, encoder)))
                 },
             ));
             return Response::builder()
@@ -596,8 +608,18 @@ async fn resource(
                 .body(body)
                 .map_err(|e| ApiError::internal(e.to_string()));
         }
-        "list" => s.objects.list(r, sel, &ListOptions::parse(q)?).await?,
-        "get" => s.objects.get(r, one("get")?, &GetOptions::parse(q)).await?,
+        "list" => {
+            let (code, list) = s.objects.list(r, sel, &ListOptions::parse(q)?).await?;
+            let now = chrono::Utc::now();
+            let body = table::render(output, r.info, table::Read::List, list, include, now)?;
+            (code, body)
+        }
+        "get" => {
+            let (code, obj) = s.objects.get(r, one("get")?, &GetOptions::parse(q)).await?;
+            let now = chrono::Utc::now();
+            let body = table::render(output, r.info, table::Read::Get, obj, include, now)?;
+            (code, body)
+        }
         "create" => {
             let ws = one("create")?;
             let raw = read_body(body).await?;

@@ -28,8 +28,11 @@
 //! Left out: `propagationPolicy` (no garbage collector: dependants are
 //! not deleted), graceful deletion periods (deletion is immediate once
 //! finalizers are gone), schema validation of built-in kinds (stored
-//! schemaless; `fieldValidation` is accepted and has no effect), Table
-//! output. The `scale` subresource is [`scale`].
+//! schemaless; `fieldValidation` is accepted and has no effect). The
+//! `scale` subresource is [`scale`]. (Reads answer as their `Accept`
+//! header asks, Tables included: [`crate::api::table`], applied by the
+//! server around [`ObjectApi::get`], [`ObjectApi::list`] and
+//! [`ObjectApi::watch`].)
 
 pub mod delete;
 pub mod params;
