@@ -4,12 +4,10 @@
 //! workspaces of its own, talking to different replicas (writes on a
 //! follower are forwarded to the leader).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
-use tmc::testcluster::members::kubectl_with;
+use std::time::Duration;
+use tmc::testcluster::members::{expect_lines, kubectl_lines, kubectl_with};
 use tmc::testcluster::TestCluster;
 
 const DEPLOYMENT: &str = r#"
@@ -60,53 +58,6 @@ impl K<'_> {
         let p = format!("jsonpath={path}");
         args.extend_from_slice(&["-o", &p]);
         self.ok(&args)
-    }
-}
-
-/// Spawns `kubectl get ... -w` and returns its lines as they come.
-/// Lines are compared by prefix (`ADDED settings` of `ADDED settings 1 0s`).
-fn watch_lines(
-    bin: &str,
-    kc: &Path,
-    args: &[&str],
-) -> (std::process::Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(bin)
-        .arg("--kubeconfig")
-        .arg(kc)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    (child, rx)
-}
-
-fn expect_lines(rx: &mpsc::Receiver<String>, want: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut seen = Vec::new();
-    for w in want {
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
-                    seen.push(line.clone());
-                    if line.starts_with(w) {
-                        break;
-                    }
-                }
-                Err(_) => panic!("watch never printed {w:?}; saw {seen:?}"),
-            }
-        }
     }
 }
 
@@ -197,7 +148,7 @@ fn round(s: &TestCluster, bin: &str, tag: &str) {
     // get -w sees a create, an update and a delete, in order (with
     // jsonpath output kubectl watches objects, not Tables: tests/table.rs
     // has the Table watch).
-    let (mut w, lines) = watch_lines(
+    let (mut w, lines) = kubectl_lines(
         bin,
         &kca,
         &[

@@ -13,13 +13,12 @@
 use axum::http::Request;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use tmc::testcluster::dev::Dev;
-use tmc::testcluster::members::{client_for, kubectl_binary, kubectl_with, TestEnv};
+use tmc::testcluster::members::{
+    client_for, expect_lines, kubectl_binary, kubectl_lines, kubectl_with, TestEnv,
+};
 
 const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
 
@@ -544,7 +543,8 @@ async fn kubectl_get_shows_the_columns_of_each_kind() {
     assert!(row[1].ends_with('Z') && row[1].contains('T'), "{row:?}");
 
     // get -w prints event types, and rows as they change.
-    let (mut child, lines) = watch_lines(
+    let (mut child, lines) = kubectl_lines(
+        &kubectl_binary(),
         &tmc.kc,
         &[
             "get",
@@ -609,51 +609,6 @@ async fn kubectl_get_shows_the_columns_of_each_kind() {
         t["metadata"]["continue"].is_string(),
         "a page keeps its continue token: {t}"
     );
-}
-
-/// Spawns `kubectl ARGS` and returns its stdout lines as they come.
-fn watch_lines(kc: &Path, args: &[&str]) -> (std::process::Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(kubectl_binary())
-        .arg("--kubeconfig")
-        .arg(kc)
-        .args(args)
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    (child, rx)
-}
-
-/// Waits for lines starting with each of `want` (whitespace collapsed),
-/// in order.
-fn expect_lines(rx: &mpsc::Receiver<String>, want: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut seen = Vec::new();
-    for w in want {
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
-                    seen.push(line.clone());
-                    if line.starts_with(w) {
-                        break;
-                    }
-                }
-                Err(_) => panic!("kubectl never printed {w:?}; it printed {seen:?}"),
-            }
-        }
-    }
 }
 
 /// Columns whose cells are times relative to now.

@@ -516,3 +516,56 @@ where
         }
     }
 }
+
+/// Spawns `bin --kubeconfig kc args...` (a `kubectl get ... -w`) and hands
+/// its output lines over as they come; the caller kills the child.
+pub fn kubectl_lines(
+    bin: &str,
+    kubeconfig: &Path,
+    args: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = Command::new(bin)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"));
+    let out = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Waits (30 s in all) for lines starting with each of `want`, in order,
+/// whitespace collapsed (`ADDED settings` matches `ADDED   settings 1 0s`);
+/// panics naming what was printed instead.
+pub fn expect_lines(rx: &std::sync::mpsc::Receiver<String>, want: &[&str]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    for w in want {
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
+                    seen.push(line.clone());
+                    if line.starts_with(w) {
+                        break;
+                    }
+                }
+                Err(_) => panic!("kubectl never printed {w:?}; it printed {seen:?}"),
+            }
+        }
+    }
+}
