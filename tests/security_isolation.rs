@@ -213,6 +213,7 @@ fn ws(w: &str, rest: &str) -> String {
 const CMS: &str = "/api/v1/namespaces/default/configmaps";
 const SECRETS: &str = "/api/v1/namespaces/default/secrets";
 const RBAC: &str = "/apis/rbac.authorization.k8s.io/v1";
+const DEPLOYS: &str = "/apis/apps/v1/namespaces/default/deployments";
 
 /// One attack: a name, what it tries, who, the request, the exact status
 /// (and reason) it must get.
@@ -414,6 +415,19 @@ async fn workspace_isolation_attacks() {
         .await;
     assert_eq!(crb["subjects"][0]["name"], "alice");
     assert_eq!(crb["roleRef"]["name"], "cluster-admin");
+
+    // A Deployment in root:a, for the scale subresource rows.
+    api.admin(
+        "POST",
+        &ws("root:a", DEPLOYS),
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}}}),
+        201,
+    )
+    .await;
 
     // Data: the same names in several workspaces.
     let (c, _) = api
@@ -1619,6 +1633,49 @@ async fn workspace_isolation_attacks() {
             400,
             "BadRequest",
         ),
+        // The scale subresource: a way to change another workspace's
+        // Deployment without naming the Deployment itself.
+        case(
+            "scale-other-workspace-get",
+            "bob reads the Scale of root:a's Deployment",
+            bob.clone(),
+            "GET",
+            get("root:a", &format!("{DEPLOYS}/web/scale")),
+            Value::Null,
+            403,
+            "Forbidden",
+        ),
+        case(
+            "scale-other-workspace-patch",
+            "bob scales root:a's Deployment to 100 through its scale subresource",
+            bob.clone(),
+            "PATCH",
+            get("root:a", &format!("{DEPLOYS}/web/scale")),
+            json!({"spec": {"replicas": 100}}),
+            403,
+            "Forbidden",
+        ),
+        case(
+            "scale-other-workspace-put",
+            "bob writes a Scale of 100 to root:a's Deployment",
+            bob.clone(),
+            "PUT",
+            get("root:a", &format!("{DEPLOYS}/web/scale")),
+            json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+                "metadata": {"name": "web", "namespace": "default"}, "spec": {"replicas": 100}}),
+            403,
+            "Forbidden",
+        ),
+        case(
+            "scale-same-name-own-workspace",
+            "bob scales a Deployment named as root:a's in his own workspace, where there is none",
+            bob.clone(),
+            "PATCH",
+            get("root:b", &format!("{DEPLOYS}/web/scale")),
+            json!({"spec": {"replicas": 100}}),
+            404,
+            "NotFound",
+        ),
     ];
     assert!(cases.len() >= 40, "{} cases", cases.len());
     let mut seen = std::collections::HashSet::new();
@@ -1635,6 +1692,20 @@ async fn workspace_isolation_attacks() {
         failures.len(),
         cases.len(),
         failures.join("\n")
+    );
+
+    // The scale rows changed nothing.
+    let web = api
+        .admin(
+            "GET",
+            &ws("root:a", &format!("{DEPLOYS}/web/scale")),
+            Value::Null,
+            200,
+        )
+        .await;
+    assert_eq!(
+        web["spec"]["replicas"], 2,
+        "root:a's Deployment was scaled: {web}"
     );
 
     // forged-sync-clusters: the object was stored, the annotation that
