@@ -367,6 +367,54 @@ fn the_kinds_an_application_ships_and_scale_behave_as_on_kube_apiserver() {
         None,
     );
 
+    // Field selectors of a kind's own fields, as `kubectl describe` asks
+    // for an object's events; another kind's field is refused alike.
+    let events = &[
+        "get",
+        "events",
+        "-n",
+        NS,
+        "-o",
+        "name",
+        "--field-selector",
+        "involvedObject.kind=Deployment,involvedObject.name=web,reason=Tested,source=test",
+    ][..];
+    assert_eq!(same(&tmc, &kube, events, None).trim(), "event/web.1");
+    same(
+        &tmc,
+        &kube,
+        &[
+            "get",
+            "configmaps",
+            "-n",
+            NS,
+            "--field-selector",
+            "involvedObject.name=web",
+        ],
+        None,
+    );
+    // `kubectl describe` selects the events of the object's uid.
+    let uid = tmc.json(&["get", "deployment", "web", "-n", NS])["metadata"]["uid"].clone();
+    let patch = serde_json::json!({"involvedObject": {"uid": uid}}).to_string();
+    tmc.ok(
+        &[
+            "patch",
+            "event",
+            "web.1",
+            "-n",
+            NS,
+            "--type=merge",
+            "-p",
+            &patch,
+        ],
+        None,
+    );
+    let described = tmc.ok(&["describe", "deployment", "web", "-n", NS], None);
+    assert!(
+        described.contains("Tested") && described.contains("a test event"),
+        "kubectl describe shows no events: {described}"
+    );
+
     // Deleting the namespace leaves none of them behind (tmc's lifecycle
     // controller runs even with --no-controllers).
     tmc.ok(&["delete", "namespace", NS, "--wait=true"], None);

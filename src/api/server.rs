@@ -497,6 +497,8 @@ async fn resource(
     user: &User,
 ) -> ApiResult<Response> {
     let verb = request::verb(&parts.method, r, q.watch())?;
+    // A field selector may name the fields of this kind.
+    let q = &q.clone().for_kind(r.info.group, r.info.kind);
     let accept = header_str(&parts.headers, header::ACCEPT);
     let ws = match sel {
         WorkspaceSel::One(ws) => Some(ws),

@@ -24,9 +24,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 /// The query of a request as sent (a parameter given twice: its last
-/// value).
+/// value), and the group and kind it addresses (which fields a field
+/// selector may name depends on the kind).
 #[derive(Debug, Clone, Default)]
-pub struct Query(HashMap<String, String>);
+pub struct Query(HashMap<String, String>, (&'static str, &'static str));
 
 impl Query {
     /// Parses `a=1&b=2` (none: an empty query).
@@ -35,7 +36,14 @@ impl Query {
             form_urlencoded::parse(raw.unwrap_or("").as_bytes())
                 .into_owned()
                 .collect(),
+            ("", ""),
         )
+    }
+
+    /// The query of a request for objects of `group`/`kind`.
+    pub fn for_kind(mut self, group: &'static str, kind: &'static str) -> Query {
+        self.1 = (group, kind);
+        self
     }
 
     /// The value of `name`, if given.
@@ -78,7 +86,8 @@ impl Query {
                 .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
             None => LabelSelector::everything(),
         };
-        let fields = FieldSelector::parse(self.get("fieldSelector").unwrap_or(""))
+        let (group, kind) = self.1;
+        let fields = FieldSelector::parse_for(self.get("fieldSelector").unwrap_or(""), group, kind)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         Ok((labels, fields))
     }
@@ -91,6 +100,7 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Query {
                 .into_iter()
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
+            ("", ""),
         )
     }
 }

@@ -1,8 +1,14 @@
 //! Field selectors, as `fields.ParseSelector` reads them (see the parent
-//! module): `metadata.name` and `metadata.namespace` only.
+//! module): `metadata.name` and `metadata.namespace` on every kind, and
+//! the fields kube-apiserver lets clients select on for some kinds
+//! ([`selectable`]: an Event's `involvedObject.*`, which `kubectl
+//! describe` asks for, a Secret's `type`, ...), valued as kube values
+//! them (defaults included, numbers as decimal text). Any other field is
+//! refused in kube-apiserver's words for the kind.
 
 use super::SelectorError;
 use serde_json::Value;
+use std::borrow::Cow;
 
 /// A field tmc can select on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,6 +17,34 @@ pub enum Field {
     Name,
     /// `metadata.namespace` (`""` for cluster-scoped objects).
     Namespace,
+    /// A field of one kind ([`selectable`]), by its label.
+    Kind(&'static str),
+}
+
+/// The fields beyond `metadata.name` and `metadata.namespace` that
+/// kube-apiserver v1.34 selects on for the kinds tmc serves (its
+/// `AddFieldLabelConversionFunc`s and `ToSelectableFields`).
+pub fn selectable(group: &str, kind: &str) -> &'static [&'static str] {
+    match (group, kind) {
+        ("", "Event") => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        ("", "Secret") => &["type"],
+        ("", "Namespace") => &["status.phase"],
+        ("", "Service") => &["spec.clusterIP", "spec.type"],
+        ("batch", "Job") => &["status.successful"],
+        _ => &[],
+    }
 }
 
 impl Field {
@@ -19,18 +53,41 @@ impl Field {
         match self {
             Field::Name => "metadata.name",
             Field::Namespace => "metadata.namespace",
+            Field::Kind(label) => label,
         }
     }
 
-    fn get(self, object: &Value) -> &str {
-        let pointer = match self {
-            Field::Name => "/metadata/name",
-            Field::Namespace => "/metadata/namespace",
+    fn get(self, object: &Value) -> Cow<'_, str> {
+        let text = |v: &Value| -> Option<String> {
+            match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            }
         };
-        object
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .unwrap_or("")
+        let at = |pointer: &str| object.pointer(pointer).and_then(text);
+        let value = match self {
+            Field::Name => at("/metadata/name"),
+            Field::Namespace => at("/metadata/namespace"),
+            // An Event's source is its component, else the controller
+            // that reported it (kube's `ToSelectableFields`).
+            Field::Kind("source") => at("/source/component")
+                .filter(|s| !s.is_empty())
+                .or_else(|| at("/reportingComponent")),
+            // kube-apiserver's defaults, which tmc (storing built-in kinds
+            // as sent) does not write.
+            Field::Kind("type") if object.get("involvedObject").is_none() => {
+                at("/type").or_else(|| Some("Opaque".into()))
+            }
+            Field::Kind("status.phase") => at("/status/phase").or_else(|| Some("Active".into())),
+            Field::Kind("spec.type") => at("/spec/type").or_else(|| Some("ClusterIP".into())),
+            Field::Kind("status.successful") => {
+                at("/status/succeeded").or_else(|| Some("0".into()))
+            }
+            Field::Kind(label) => at(&format!("/{}", label.replace('.', "/"))),
+        };
+        value.map_or(Cow::Borrowed(""), Cow::Owned)
     }
 }
 
@@ -53,8 +110,15 @@ pub struct FieldSelector {
 }
 
 impl FieldSelector {
-    /// Parses the string form (`?fieldSelector=`).
+    /// Parses the string form (`?fieldSelector=`) for a kind without
+    /// fields of its own.
     pub fn parse(s: &str) -> Result<Self, SelectorError> {
+        Self::parse_for(s, "", "")
+    }
+
+    /// Parses the string form for objects of `group`/`kind`: its
+    /// [`selectable`] fields too.
+    pub fn parse_for(s: &str, group: &str, kind: &str) -> Result<Self, SelectorError> {
         let mut terms = Vec::new();
         for part in split_terms(s) {
             if part.is_empty() {
@@ -69,7 +133,19 @@ impl FieldSelector {
             let field = match lhs {
                 "metadata.name" => Field::Name,
                 "metadata.namespace" => Field::Namespace,
-                other => return Err(SelectorError::UnsupportedField(other.to_string())),
+                other => match selectable(group, kind).iter().find(|l| **l == other) {
+                    Some(label) => Field::Kind(label),
+                    None => {
+                        let other = other.to_string();
+                        return Err(match (group, kind) {
+                            ("batch", "Job") => SelectorError::UnsupportedJobField(other),
+                            _ if selectable(group, kind).is_empty() => {
+                                SelectorError::UnknownField(other)
+                            }
+                            _ => SelectorError::UnsupportedField(other),
+                        });
+                    }
+                },
             };
             terms.push(FieldTerm {
                 field,
@@ -84,7 +160,7 @@ impl FieldSelector {
     pub fn matches(&self, object: &Value) -> bool {
         self.terms
             .iter()
-            .all(|t| (t.field.get(object) == t.value) != t.negated)
+            .all(|t| (t.field.get(object) == t.value.as_str()) != t.negated)
     }
 
     /// True when the selector matches everything.
@@ -212,11 +288,11 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             (
                 "spec.replicas=1",
-                "field label not supported: spec.replicas",
+                r#""spec.replicas" is not a known field selector: only "metadata.name", "metadata.namespace""#,
             ),
             (
                 "status.phase!=Running",
-                "field label not supported: status.phase",
+                r#""status.phase" is not a known field selector: only "metadata.name", "metadata.namespace""#,
             ),
             (
                 "metadata.name",
@@ -240,13 +316,69 @@ mod tests {
             ),
             (
                 " metadata.name=a",
-                "field label not supported:  metadata.name",
+                r#"" metadata.name" is not a known field selector: only "metadata.name", "metadata.namespace""#,
             ),
         ];
         for (input, want) in cases {
             let err = FieldSelector::parse(input).expect_err(input).to_string();
             assert_eq!(err, *want, "{input}");
         }
+    }
+
+    #[test]
+    fn kinds_select_on_their_own_fields_as_kube_does() {
+        let event = json!({"metadata": {"name": "web.1", "namespace": "default"},
+            "involvedObject": {"kind": "Deployment", "name": "web", "namespace": "default", "uid": "u1"},
+            "reason": "ScalingReplicaSet", "type": "Normal", "reportingComponent": "deployment-controller"});
+        let sel = |s: &str| {
+            FieldSelector::parse_for(s, "", "Event").unwrap_or_else(|e| panic!("{s}: {e}"))
+        };
+        assert!(sel(
+            "involvedObject.name=web,involvedObject.kind=Deployment,involvedObject.uid=u1"
+        )
+        .matches(&event));
+        assert!(!sel("involvedObject.name=db").matches(&event));
+        assert!(sel("source=deployment-controller,type=Normal,reason!=Failed").matches(&event));
+        assert!(sel("involvedObject.fieldPath=").matches(&event));
+        let secret = json!({"metadata": {"name": "s"}});
+        let typed = FieldSelector::parse_for("type=Opaque", "", "Secret").unwrap();
+        assert!(typed.matches(&secret));
+        assert!(!typed.matches(&json!({"type": "kubernetes.io/tls"})));
+        let jobs = FieldSelector::parse_for("status.successful=2", "batch", "Job").unwrap();
+        assert!(jobs.matches(&json!({"status": {"succeeded": 2}})));
+        assert!(
+            FieldSelector::parse_for("status.phase=Active", "", "Namespace")
+                .unwrap()
+                .matches(&json!({}))
+        );
+        assert!(
+            FieldSelector::parse_for("spec.type=ClusterIP", "", "Service")
+                .unwrap()
+                .matches(&json!({"spec": {}}))
+        );
+        // Another kind's field is refused in kube's words for the kind.
+        let refused = |s: &str, group: &str, kind: &str| {
+            FieldSelector::parse_for(s, group, kind)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            refused("involvedObject.name=web", "", "ConfigMap"),
+            r#""involvedObject.name" is not a known field selector: only "metadata.name", "metadata.namespace""#
+        );
+        assert_eq!(
+            refused("spec.x=1", "", "Event"),
+            "field label not supported: spec.x"
+        );
+        assert_eq!(
+            refused("status.replicas=1", "batch", "Job"),
+            r#"field label "status.replicas" not supported for Job"#
+        );
+        // apps/v1 ReplicaSets have no field of their own (kube converts
+        // none), even if their registry lists `status.replicas`.
+        assert!(FieldSelector::parse_for("status.replicas=0", "apps", "ReplicaSet").is_err());
+        // Values of the wrong type never match, never panic.
+        assert!(!sel("reason=x").matches(&json!({"reason": {"a": 1}})));
     }
 
     proptest::proptest! {

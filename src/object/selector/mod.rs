@@ -26,11 +26,13 @@
 //!
 //! Field selectors follow `fields.ParseSelector`: comma-separated terms
 //! `field=value`, `field==value` or `field!=value`, with `\,` `\=` `\\`
-//! escapes in values. Like kube-apiserver for custom resources, tmc
-//! supports only `metadata.name` and `metadata.namespace` (an object
-//! without a namespace has namespace `""`); any other field is refused
-//! with `field label not supported: X`, the message kube-apiserver gives
-//! for built-in kinds.
+//! escapes in values. Every kind selects on `metadata.name` and
+//! `metadata.namespace` (an object without a namespace has namespace
+//! `""`); some kinds on fields of their own ([`field::selectable`]). Any
+//! other field is refused with kube-apiserver's message for that kind:
+//! `field label not supported: X` for the kinds with fields of their own,
+//! `"X" is not a known field selector: only "metadata.name",
+//! "metadata.namespace"` for the others.
 //!
 //! A `metav1.LabelSelector` ([`LabelSelector::from_metav1`]) is
 //! matchLabels AND matchExpressions (In, NotIn, Exists, DoesNotExist), its
@@ -66,9 +68,17 @@ pub enum SelectorError {
     /// The field selector does not parse.
     #[error("{0}")]
     Field(String),
-    /// The field selector names a field tmc cannot select on.
+    /// The field selector names a field its kind does not select on
+    /// (kinds with fields of their own: Events, Secrets, ...).
     #[error("field label not supported: {0}")]
     UnsupportedField(String),
+    /// The same, for a Job (kube words it so).
+    #[error("field label {0:?} not supported for Job")]
+    UnsupportedJobField(String),
+    /// The field selector names a field other than `metadata.name` and
+    /// `metadata.namespace` of a kind that has none of its own.
+    #[error("{0:?} is not a known field selector: only \"metadata.name\", \"metadata.namespace\"")]
+    UnknownField(String),
 }
 
 /// How a label requirement compares.
