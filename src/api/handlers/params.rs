@@ -318,8 +318,10 @@ pub struct DeleteOptions {
     pub dry_run: bool,
     /// `preconditions`.
     pub preconditions: Preconditions,
-    /// `propagationPolicy` (checked; no garbage collector acts on it).
+    /// `propagationPolicy` of the body, else of the query (checked).
     pub propagation_policy: Option<String>,
+    /// The deprecated `orphanDependents` of the body, else of the query.
+    pub orphan_dependents: Option<bool>,
     /// `gracePeriodSeconds` of the body, else of the query, if a number
     /// (deletion is immediate once finalizers are gone).
     pub grace_period_seconds: Option<i64>,
@@ -367,7 +369,12 @@ impl DeleteOptions {
         let propagation_policy = opts
             .get("propagationPolicy")
             .and_then(Value::as_str)
-            .map(str::to_string);
+            .map(str::to_string)
+            .or_else(|| q.get("propagationPolicy").map(str::to_string));
+        let orphan_dependents = opts
+            .get("orphanDependents")
+            .and_then(Value::as_bool)
+            .or_else(|| q.get("orphanDependents")?.parse().ok());
         if let Some(pol) = &propagation_policy {
             if !["Orphan", "Background", "Foreground"].contains(&pol.as_str()) {
                 return Err(ApiError::bad_request(format!(
@@ -386,8 +393,21 @@ impl DeleteOptions {
                 resource_version,
             },
             propagation_policy,
+            orphan_dependents,
             grace_period_seconds,
         })
+    }
+
+    /// The garbage collector's policy for this delete: `propagationPolicy`,
+    /// else `orphanDependents`, else Background (kube's default for the
+    /// kinds served).
+    pub fn policy(&self) -> crate::owners::Policy {
+        use crate::owners::Policy;
+        match (self.propagation_policy.as_deref(), self.orphan_dependents) {
+            (Some(p), _) => Policy::parse(p).unwrap_or(Policy::Background),
+            (None, Some(true)) => Policy::Orphan,
+            _ => Policy::Background,
+        }
     }
 }
 
