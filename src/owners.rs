@@ -174,7 +174,9 @@ pub fn owner_work(key: &ObjectKey, uid: &str, policy: Policy) -> Option<TxnOp> {
 }
 
 fn index_value(r: &OwnerRef) -> Vec<u8> {
-    json!({"blockOwnerDeletion": r.block}).to_string().into_bytes()
+    json!({"blockOwnerDeletion": r.block})
+        .to_string()
+        .into_bytes()
 }
 
 /// Reads an index entry's `blockOwnerDeletion`.
@@ -321,8 +323,9 @@ pub fn deletion(
 ) -> Result<Deletion, ShardError> {
     let expect = Expectation::ModRevision(rec.mod_revision);
     let put = |v: &Value| -> Result<TxnOp, ShardError> {
-        let bytes = serde_json::to_vec(v)
-            .map_err(|e| ShardError::Internal(format!("encoding {}: {e}", Key::from(key.clone()))))?;
+        let bytes = serde_json::to_vec(v).map_err(|e| {
+            ShardError::Internal(format!("encoding {}: {e}", Key::from(key.clone())))
+        })?;
         Ok(TxnOp::put_json(Key::from(key.clone()), bytes, expect))
     };
     if is_deleting(obj) {
@@ -393,7 +396,11 @@ mod tests {
 
     #[test]
     fn a_create_with_owners_indexes_them_and_asks_for_a_check() {
-        let ops = index_ops(&key("d"), None, Some(&obj("d1", &[("o1", true), ("o2", false)])));
+        let ops = index_ops(
+            &key("d"),
+            None,
+            Some(&obj("d1", &[("o1", true), ("o2", false)])),
+        );
         assert_eq!(
             summary(&ops),
             vec![
@@ -450,8 +457,18 @@ mod tests {
         let other = Workspace::parse("root:b").unwrap();
         let k = w.object_key(&other).unwrap();
         assert_eq!(k.workspace, other);
-        assert_eq!((k.namespace.as_deref(), k.name.as_str()), (Some("default"), "d"));
-        assert_eq!(OwnerRef { api_version: "apps/v1".into(), ..owner_refs(&obj("d", &[("o", true)]))[0].clone() }.group(), "apps");
+        assert_eq!(
+            (k.namespace.as_deref(), k.name.as_str()),
+            (Some("default"), "d")
+        );
+        assert_eq!(
+            OwnerRef {
+                api_version: "apps/v1".into(),
+                ..owner_refs(&obj("d", &[("o", true)]))[0].clone()
+            }
+            .group(),
+            "apps"
+        );
         assert_eq!(owner_refs(&obj("d", &[("o", true)]))[0].group(), "");
     }
 }

@@ -139,7 +139,12 @@ fn check_owner_references(info: &ResourceInfo, obj: &Value) -> ApiResult<()> {
     for (i, r) in refs.iter().enumerate() {
         let path = format!("metadata.ownerReferences[{i}]");
         let s = |f: &str| r.get(f).and_then(Value::as_str).unwrap_or("");
-        for (field, what) in [("apiVersion", "version"), ("kind", "kind"), ("name", "name"), ("uid", "uid")] {
+        for (field, what) in [
+            ("apiVersion", "version"),
+            ("kind", "kind"),
+            ("name", "name"),
+            ("uid", "uid"),
+        ] {
             if s(field).is_empty() {
                 causes.push((
                     format!("{path}.{field}"),
@@ -152,7 +157,9 @@ fn check_owner_references(info: &ResourceInfo, obj: &Value) -> ApiResult<()> {
         if !uid.is_empty() && crate::store::names::validate_path_segment("uid", uid).is_err() {
             causes.push((
                 format!("{path}.uid"),
-                format!("Invalid value: {uid:?}: a uid may not contain '/', '%' or control characters"),
+                format!(
+                    "Invalid value: {uid:?}: a uid may not contain '/', '%' or control characters"
+                ),
                 "FieldValueInvalid",
             ));
         }

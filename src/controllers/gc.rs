@@ -543,7 +543,11 @@ impl Controller for GarbageCollector {
                         true
                     }
                 };
-                let wait = if waiting { RETRY } else { Duration::from_secs(3600) };
+                let wait = if waiting {
+                    RETRY
+                } else {
+                    Duration::from_secs(3600)
+                };
                 let _ = tokio::time::timeout(wait, changes.changed()).await;
                 tokio::time::sleep(PASS_INTERVAL).await;
             }

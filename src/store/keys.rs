@@ -654,7 +654,9 @@ impl Prefix {
     /// `owner_uid` in `ws`.
     pub fn dependants_of(ws: &Workspace, owner_uid: &str) -> Result<Prefix, NameError> {
         names::validate_path_segment("owner uid", owner_uid)?;
-        Ok(Prefix(format!("{DEPENDANTS}{ws}/{owner_uid}/").into_bytes()))
+        Ok(Prefix(
+            format!("{DEPENDANTS}{ws}/{owner_uid}/").into_bytes(),
+        ))
     }
 
     /// Every garbage-collector work item of the shard.
