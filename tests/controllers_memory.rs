@@ -85,7 +85,7 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOC: Counting = Counting;
 
 /// One measuring test at a time: the counter is process-wide.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn live() -> isize {
     LIVE.load(Ordering::Relaxed)
@@ -138,7 +138,7 @@ fn reconciles(m: &Metrics) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn placement_controller_memory_stays_flat_over_100000_workspaces() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let engine = RocksEngine::open(&dir.path().join("db"), &RocksOptions::default()).unwrap();
     let st = Arc::new(
@@ -350,7 +350,7 @@ fn gc_reconciles_quiet(shard: &dyn Shard) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_collector_memory_stays_flat_over_40000_workspaces() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let engine = RocksEngine::open(&dir.path().join("db"), &RocksOptions::default()).unwrap();
     let st = Arc::new(

@@ -11,8 +11,11 @@
 //! unknown `resourceVersionMatch`, says what is wrong with those first),
 //! and `force` ([`WriteOptions::force`]: only a server-side apply reads it).
 //!
-//! Left out: `gracePeriodSeconds` and `propagationPolicy` are accepted
-//! and not acted on (no graceful deletion, no garbage collector);
+//! `propagationPolicy` (and the deprecated `orphanDependents`), of the
+//! body or the query, is the garbage collector's ([`DeleteOptions::policy`]).
+//!
+//! Left out: `gracePeriodSeconds` is accepted and not acted on (no
+//! graceful deletion);
 //! `fieldValidation` is checked and has no effect (no schemas of built-in
 //! kinds).
 
@@ -582,6 +585,39 @@ mod tests {
                 .manager(&anonymous, false)
                 .unwrap(),
             "unknown"
+        );
+    }
+
+    #[test]
+    fn the_propagation_policy_comes_from_the_body_then_the_query() {
+        use crate::owners::Policy;
+        let none = Query::default();
+        let p = |q: &Query, b: Option<serde_json::Value>| {
+            DeleteOptions::parse(q, b.as_ref()).unwrap().policy()
+        };
+        assert_eq!(p(&none, None), Policy::Background);
+        assert_eq!(
+            p(&q(&[("propagationPolicy", "Foreground")]), None),
+            Policy::Foreground
+        );
+        assert_eq!(
+            p(
+                &q(&[("propagationPolicy", "Foreground")]),
+                Some(serde_json::json!({"propagationPolicy": "Orphan"}))
+            ),
+            Policy::Orphan
+        );
+        assert_eq!(p(&q(&[("orphanDependents", "true")]), None), Policy::Orphan);
+        assert_eq!(
+            p(&none, Some(serde_json::json!({"orphanDependents": false}))),
+            Policy::Background
+        );
+        assert_eq!(
+            bad(DeleteOptions::parse(
+                &q(&[("propagationPolicy", "Now")]),
+                None
+            )),
+            "unknown propagationPolicy \"Now\""
         );
     }
 
