@@ -558,3 +558,158 @@ impl Controller for GarbageCollector {
         Box::pin(async { Ok(Action::await_change()) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::LocalShard;
+    use crate::store::{MemoryEngine, Store, StoreOptions};
+    use serde_json::json;
+
+    fn shard() -> LocalShard<MemoryEngine> {
+        LocalShard::new(Arc::new(
+            Store::open(MemoryEngine::new(), StoreOptions::default()).unwrap(),
+        ))
+    }
+
+    fn collector() -> GarbageCollector {
+        GarbageCollector::new(vec![Kind {
+            group: String::new(),
+            kind: "ConfigMap".into(),
+            resource: GroupResource::new("", "configmaps").unwrap(),
+            namespaced: true,
+        }])
+    }
+
+    fn key(name: &str) -> ObjectKey {
+        ObjectKey::namespaced(
+            GroupResource::new("", "configmaps").unwrap(),
+            Workspace::parse("root:a").unwrap(),
+            "default",
+            name,
+        )
+        .unwrap()
+    }
+
+    /// Creates ConfigMap `name` (uid `u-{name}`) as the API does.
+    async fn create(shard: &dyn Shard, name: &str, owners: &[(&str, &str)], fins: &[&str]) {
+        let refs: Vec<Value> = owners
+            .iter()
+            .map(|(kind, n)| {
+                json!({"apiVersion": "v1", "kind": kind, "name": n, "uid": format!("u-{n}"),
+                       "blockOwnerDeletion": true})
+            })
+            .collect();
+        let obj = json!({"metadata": {"name": name, "namespace": "default",
+            "uid": format!("u-{name}"), "ownerReferences": refs, "finalizers": fins}});
+        let mut ops = vec![TxnOp::put_json(
+            key(name),
+            serde_json::to_vec(&obj).unwrap(),
+            Expectation::Absent,
+        )];
+        ops.extend(owners::index_ops(&key(name), None, Some(&obj)));
+        shard.write(Txn::new(ops)).await.unwrap();
+    }
+
+    fn get(shard: &dyn Shard, name: &str) -> Option<Value> {
+        shard
+            .get(&Key::from(key(name)))
+            .unwrap()
+            .map(|r| serde_json::from_slice(&r.value).unwrap())
+    }
+
+    async fn delete(shard: &dyn Shard, name: &str, policy: Policy) {
+        let rec = shard.get(&Key::from(key(name))).unwrap().unwrap();
+        let obj: Value = serde_json::from_slice(&rec.value).unwrap();
+        let d = owners::deletion(shard, &key(name), &rec, &obj, policy).unwrap();
+        shard.write(Txn::new(d.ops)).await.unwrap();
+    }
+
+    /// Passes until nothing changes; whether items still wait.
+    async fn settle(gc: &GarbageCollector, shard: &dyn Shard) -> bool {
+        loop {
+            let before = shard.revision();
+            let waiting = gc.pass(shard).await.unwrap();
+            if shard.revision() == before {
+                return waiting;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_foreground_chain_waits_for_its_deepest_blocking_dependant() {
+        let (s, gc) = (shard(), collector());
+        create(&s, "o", &[], &[]).await;
+        create(&s, "c", &[("ConfigMap", "o")], &[]).await;
+        create(&s, "g", &[("ConfigMap", "c")], &["example.com/hold"]).await;
+        assert!(!settle(&gc, &s).await, "the checks find every owner");
+        delete(&s, "o", Policy::Foreground).await;
+        assert!(settle(&gc, &s).await, "o waits");
+        // c has a dependant of its own: deleted in the foreground too.
+        let c = get(&s, "c").expect("c waits for g");
+        assert!(is_deleting(&c));
+        assert_eq!(finalizers(&c), [owners::FOREGROUND_FINALIZER]);
+        assert!(is_deleting(&get(&s, "g").expect("g is held")));
+        assert_eq!(
+            finalizers(&get(&s, "o").unwrap()),
+            [owners::FOREGROUND_FINALIZER]
+        );
+        // g's finalizer removed (as the API does it): the chain unwinds.
+        let rec = s.get(&Key::from(key("g"))).unwrap().unwrap();
+        let g = get(&s, "g").unwrap();
+        let mut ops = vec![TxnOp::delete(
+            Key::from(key("g")),
+            Expectation::ModRevision(rec.mod_revision),
+        )];
+        ops.extend(owners::removal_ops(&s, &key("g"), &g).unwrap());
+        s.write(Txn::new(ops)).await.unwrap();
+        assert!(!settle(&gc, &s).await);
+        assert!(get(&s, "c").is_none() && get(&s, "o").is_none());
+        let left = s
+            .list(
+                &Prefix::dependants(&key("o").workspace),
+                &ListOptions::default(),
+            )
+            .unwrap();
+        assert!(
+            left.items.is_empty(),
+            "the index is empty: {:?}",
+            left.items
+        );
+    }
+
+    #[tokio::test]
+    async fn unresolvable_kinds_keep_and_absent_owners_collect() {
+        let (s, gc) = (shard(), collector());
+        create(&s, "keep", &[], &[]).await;
+        create(&s, "widget-owned", &[("Widget", "w")], &[]).await;
+        create(&s, "dangling", &[("ConfigMap", "ghost")], &[]).await;
+        create(
+            &s,
+            "mixed",
+            &[("ConfigMap", "ghost"), ("ConfigMap", "keep")],
+            &[],
+        )
+        .await;
+        assert!(!settle(&gc, &s).await);
+        assert!(get(&s, "widget-owned").is_some());
+        assert!(get(&s, "dangling").is_none());
+        let mixed = get(&s, "mixed").unwrap();
+        let names: Vec<String> = owners::owner_refs(&mixed)
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, ["keep"]);
+        let ghost = Prefix::dependants_of(&key("x").workspace, "u-ghost").unwrap();
+        assert!(s
+            .list(&ghost, &ListOptions::default())
+            .unwrap()
+            .items
+            .is_empty());
+        assert!(s
+            .list(&Prefix::gc_work(), &ListOptions::default())
+            .unwrap()
+            .items
+            .is_empty());
+    }
+}
