@@ -148,14 +148,21 @@ impl ObjectApi {
             };
             let d = owners::deletion(&*self.shard, okey, &rec, &current, opts.policy())
                 .map_err(storage_error)?;
+            // kube-apiserver: 202 when not deleted at once and the client
+            // said `orphanDependents: false`.
+            let code = if opts.orphan_dependents == Some(false) {
+                202
+            } else {
+                200
+            };
             if d.ops.is_empty() {
                 let after = d.after.unwrap_or(current);
-                return Ok((200, for_response(after, rec.mod_revision, ws.as_str())));
+                return Ok((code, for_response(after, rec.mod_revision, ws.as_str())));
             }
             match self.shard.write(Txn::new(d.ops)).await {
                 Ok(c) => {
                     return Ok(match d.after {
-                        Some(after) => (200, for_response(after, c.revision, ws.as_str())),
+                        Some(after) => (code, for_response(after, c.revision, ws.as_str())),
                         None => (200, for_response(current, rec.mod_revision, ws.as_str())),
                     })
                 }
