@@ -57,7 +57,13 @@
 //! decided so: B cannot see A, so A's objects cannot keep B's alive).
 //!
 //! Left out: a changed policy on an object already being deleted (kube
-//! may add `orphan` then; here the first DELETE's policy stays);
+//! may add `orphan` then; here the first DELETE's policy stays); the
+//! policy of a DELETE of a namespace or workspace (the lifecycle
+//! controller deletes their contents whatever it says); `managedFields`
+//! entries for the collector's own writes (kube's collector patches as
+//! `generic-garbage-collector`); the `OwnerReferencesPermissionEnforcement`
+//! admission check of `blockOwnerDeletion` (not enabled by default in
+//! kube-apiserver either);
 //! `Unresolvable` events kube records; cycle detection among foreground
 //! deletions (kube's is heuristic); the collector reprocesses waiting
 //! items every pass, so a Foreground owner with many blocking dependants
