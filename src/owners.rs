@@ -13,7 +13,7 @@
 //! - when references were added, a work item about the dependant
 //!   ([`GcRole::Dependant`]): the collector checks that its owners exist
 //!   (kube's "dangling owner" handling);
-//! - when an owner is removed and has dependants, or is deleted with the
+//! - when an object is removed, or is deleted with the
 //!   `Foreground` or `Orphan` policy, a work item about the owner
 //!   ([`GcRole::Owner`], [`removal_ops`], [`deletion`]).
 //!
@@ -237,21 +237,22 @@ pub fn has_dependants(shard: &dyn Shard, ws: &Workspace, uid: &str) -> Result<bo
 }
 
 /// What else a transaction that removes object `key` (stored as `obj`)
-/// carries: its index entries removed and, when it has dependants, a
-/// Background work item about it (the collector then deletes the
-/// dependants whose owners are all gone).
-pub fn removal_ops(
-    shard: &dyn Shard,
-    key: &ObjectKey,
-    obj: &Value,
-) -> Result<Vec<TxnOp>, ShardError> {
+/// carries: its index entries removed and a Background work item about
+/// it (the collector then deletes the dependants whose owners are all
+/// gone, if it has any).
+///
+/// The item is written whether or not the index holds dependants now:
+/// a dependant created while this removal is in flight (its entry
+/// committed after a read of the index, its own check run before the
+/// removal commits) would otherwise be missed, and the store has no
+/// range precondition to guard the read with. The item costs one key in
+/// the same transaction and one seek of the collector.
+pub fn removal_ops(key: &ObjectKey, obj: &Value) -> Vec<TxnOp> {
     let mut ops = index_ops(key, Some(obj), None);
     if let Some(uid) = meta_str(obj, "uid") {
-        if has_dependants(shard, &key.workspace, uid)? {
-            ops.extend(owner_work(key, uid, Policy::Background));
-        }
+        ops.extend(owner_work(key, uid, Policy::Background));
     }
-    Ok(ops)
+    ops
 }
 
 /// `obj` with `deletionTimestamp` set (unchanged if already set).
@@ -315,7 +316,6 @@ pub struct Deletion {
 /// one without (with [`removal_ops`]). An object already being deleted
 /// is left as it is.
 pub fn deletion(
-    shard: &dyn Shard,
     key: &ObjectKey,
     rec: &Record,
     obj: &Value,
@@ -353,7 +353,7 @@ pub fn deletion(
         });
     }
     let mut ops = vec![TxnOp::delete(Key::from(key.clone()), expect)];
-    ops.extend(removal_ops(shard, key, obj)?);
+    ops.extend(removal_ops(key, obj));
     Ok(Deletion { after: None, ops })
 }
 
@@ -439,6 +439,18 @@ mod tests {
             vec!["delete /tmc/dependants/root:a/o1/core/configmaps/default/d"]
         );
         assert!(index_ops(&key("d"), None, Some(&json!({"metadata": {"uid": "x"}}))).is_empty());
+    }
+
+    #[test]
+    fn a_removal_leaves_a_background_item_even_without_dependants_now() {
+        let s = summary(&removal_ops(&key("d"), &obj("d1", &[("o1", true)])));
+        assert_eq!(
+            s,
+            vec![
+                "delete /tmc/dependants/root:a/o1/core/configmaps/default/d",
+                "put /tmc/gc/root:a/owner/d1 {\"group\":\"core\",\"resource\":\"configmaps\",\"namespace\":\"default\",\"name\":\"d\",\"policy\":\"Background\"}",
+            ]
+        );
     }
 
     #[test]

@@ -416,11 +416,7 @@ async fn garbage_collector_memory_stays_flat_over_40000_workspaces() {
                 } else {
                     tmc::owners::Policy::Foreground
                 };
-                ops.extend(
-                    tmc::owners::deletion(&*shard, &key, &rec, &obj, policy)
-                        .unwrap()
-                        .ops,
-                );
+                ops.extend(tmc::owners::deletion(&key, &rec, &obj, policy).unwrap().ops);
             }
             shard.write(Txn::new(ops)).await.unwrap();
         }

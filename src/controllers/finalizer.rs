@@ -68,7 +68,7 @@ where
             // The last finalizer's removal deletes the object: its
             // dependants index goes with it ([`crate::owners`]).
             if matches!(op, TxnOp::Delete { .. }) {
-                ops.extend(crate::owners::removal_ops(shard, &obj.key, &obj.raw)?);
+                ops.extend(crate::owners::removal_ops(&obj.key, &obj.raw));
             }
             ops.push(op);
         }

@@ -14,7 +14,9 @@
 //! - `/tmc/gc/{ws}/{owner|dependant}/{uid}` ([`Key::GcWork`]): work
 //!   items, also in the same transaction: an owner deleted with
 //!   Foreground or Orphan (it keeps a finalizer until this collector is
-//!   done), an owner removed while it had dependants (Background), a
+//!   done), any object removed (Background: its dependants, if any, are
+//!   looked at; written whether the index holds any or not, so that a
+//!   dependant created while the removal is in flight is not missed), a
 //!   dependant whose references were added (is its owner there?).
 //!
 //! This collector runs on the shard's leader (always, like the lifecycle
@@ -67,11 +69,7 @@
 //! `Unresolvable` events kube records; cycle detection among foreground
 //! deletions (kube's is heuristic); the collector reprocesses waiting
 //! items every pass, so a Foreground owner with many blocking dependants
-//! costs one index read per pass until they are gone; a dependant created
-//! naming an owner that is being removed at the same moment (the owner's
-//! delete read the index before the dependant's entry was written, and the
-//! dependant's check ran before the owner's removal) is left, as kube
-//! would have it until its next resync.
+//! costs one index read per pass until they are gone.
 
 use super::error::Error;
 use super::keys::QueueKey;
@@ -349,7 +347,7 @@ impl GarbageCollector {
         let mut ops = Vec::new();
         if is_deleting(&after) && finalizers(&after).is_empty() {
             ops.push(TxnOp::delete(k, expect));
-            ops.extend(owners::removal_ops(shard, key, owner)?);
+            ops.extend(owners::removal_ops(key, owner));
         } else {
             ops.push(TxnOp::put_json(k, encode(&after)?, expect));
         }
@@ -442,7 +440,7 @@ impl GarbageCollector {
                 Policy::Background
             }
         };
-        let d = owners::deletion(shard, key, &rec, &dep, policy)?;
+        let d = owners::deletion(key, &rec, &dep, policy)?;
         if d.ops.is_empty() {
             return Ok(Outcome::Done);
         }
@@ -627,7 +625,7 @@ mod tests {
     async fn delete(shard: &dyn Shard, name: &str, policy: Policy) {
         let rec = shard.get(&Key::from(key(name))).unwrap().unwrap();
         let obj: Value = serde_json::from_slice(&rec.value).unwrap();
-        let d = owners::deletion(shard, &key(name), &rec, &obj, policy).unwrap();
+        let d = owners::deletion(&key(name), &rec, &obj, policy).unwrap();
         shard.write(Txn::new(d.ops)).await.unwrap();
     }
 
@@ -667,7 +665,7 @@ mod tests {
             Key::from(key("g")),
             Expectation::ModRevision(rec.mod_revision),
         )];
-        ops.extend(owners::removal_ops(&s, &key("g"), &g).unwrap());
+        ops.extend(owners::removal_ops(&key("g"), &g));
         s.write(Txn::new(ops)).await.unwrap();
         assert!(!settle(&gc, &s).await);
         assert!(get(&s, "c").is_none() && get(&s, "o").is_none());

@@ -354,7 +354,7 @@ impl LifecycleController {
         if let (Some(k), Some(rec)) = (okey, &rec) {
             // A namespace or Workspace may own or be owned too.
             if let (Key::Object(ok), Some(o)) = (&k, &obj) {
-                ops.extend(crate::owners::removal_ops(&*self.shard, ok, o)?);
+                ops.extend(crate::owners::removal_ops(ok, o));
             }
             ops.push(TxnOp::delete(k, Expectation::ModRevision(rec.mod_revision)));
         }

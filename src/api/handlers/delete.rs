@@ -146,8 +146,7 @@ impl ObjectApi {
             let Key::Object(okey) = &key else {
                 return Err(ApiError::internal("an object path names an object key"));
             };
-            let d = owners::deletion(&*self.shard, okey, &rec, &current, opts.policy())
-                .map_err(storage_error)?;
+            let d = owners::deletion(okey, &rec, &current, opts.policy()).map_err(storage_error)?;
             // kube-apiserver: 202 when not deleted at once and the client
             // said `orphanDependents: false`.
             let code = if opts.orphan_dependents == Some(false) {

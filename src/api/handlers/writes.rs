@@ -613,10 +613,7 @@ impl ObjectApi {
             let txn = match value {
                 None => {
                     let mut ops = vec![TxnOp::delete(key.clone(), expect)];
-                    ops.extend(
-                        crate::owners::removal_ops(&*self.shard, okey, &current)
-                            .map_err(storage_error)?,
-                    );
+                    ops.extend(crate::owners::removal_ops(okey, &current));
                     Txn::new(ops)
                 }
                 Some(value) => {
