@@ -310,16 +310,18 @@ pub struct Deletion {
 }
 
 /// A DELETE of object `key` (stored as `rec`, parsed as `obj`) with
-/// `policy`, as kube-apiserver does it: Foreground and Orphan add their
-/// finalizer and mark the object (and leave a work item for the
-/// collector); Background marks an object with finalizers and removes
-/// one without (with [`removal_ops`]). An object already being deleted
-/// is left as it is.
+/// `policy` (`None`: the client gave none), as kube-apiserver does it:
+/// Foreground and Orphan add their finalizer and mark the object (and
+/// leave a work item for the collector); Background, or no policy, marks
+/// an object with finalizers (without a policy, an `orphan` or
+/// `foregroundDeletion` finalizer it already has stays and gets its work
+/// item) and removes one without (with [`removal_ops`]). An object
+/// already being deleted is left as it is.
 pub fn deletion(
     key: &ObjectKey,
     rec: &Record,
     obj: &Value,
-    policy: Policy,
+    policy: Option<Policy>,
 ) -> Result<Deletion, ShardError> {
     let expect = Expectation::ModRevision(rec.mod_revision);
     let put = |v: &Value| -> Result<TxnOp, ShardError> {
@@ -334,22 +336,40 @@ pub fn deletion(
             ops: Vec::new(),
         });
     }
-    if let Some(f) = policy.finalizer() {
-        let after = marked(&with_finalizer(obj, f));
+    // Foreground and Orphan add their finalizer (and drop the other's),
+    // Background drops both; without a policy the object keeps the one
+    // it carries (kube-apiserver's deletionFinalizersForGarbageCollection).
+    let with = match policy {
+        None => obj.clone(),
+        Some(Policy::Background) => without_finalizer(
+            &without_finalizer(obj, FOREGROUND_FINALIZER),
+            ORPHAN_FINALIZER,
+        ),
+        Some(Policy::Foreground) => {
+            without_finalizer(&with_finalizer(obj, FOREGROUND_FINALIZER), ORPHAN_FINALIZER)
+        }
+        Some(Policy::Orphan) => {
+            without_finalizer(&with_finalizer(obj, ORPHAN_FINALIZER), FOREGROUND_FINALIZER)
+        }
+    };
+    let fins = finalizers(&with);
+    if !fins.is_empty() {
+        let after = marked(&with);
         let mut ops = vec![put(&after)?];
-        if let Some(uid) = meta_str(obj, "uid") {
-            ops.extend(owner_work(key, uid, policy));
+        // The collector's part: the policy its finalizer says.
+        let held = if fins.iter().any(|f| f == FOREGROUND_FINALIZER) {
+            Some(Policy::Foreground)
+        } else if fins.iter().any(|f| f == ORPHAN_FINALIZER) {
+            Some(Policy::Orphan)
+        } else {
+            None
+        };
+        if let (Some(p), Some(uid)) = (held, meta_str(obj, "uid")) {
+            ops.extend(owner_work(key, uid, p));
         }
         return Ok(Deletion {
             after: Some(after),
             ops,
-        });
-    }
-    if !finalizers(obj).is_empty() {
-        let after = marked(obj);
-        return Ok(Deletion {
-            ops: vec![put(&after)?],
-            after: Some(after),
         });
     }
     let mut ops = vec![TxnOp::delete(Key::from(key.clone()), expect)];
@@ -451,6 +471,46 @@ mod tests {
                 "put /tmc/gc/root:a/owner/d1 {\"group\":\"core\",\"resource\":\"configmaps\",\"namespace\":\"default\",\"name\":\"d\",\"policy\":\"Background\"}",
             ]
         );
+    }
+
+    fn record() -> Record {
+        Record {
+            key: Key::from(key("d")).encode(),
+            encoding: crate::store::Encoding::Json,
+            create_revision: 1,
+            mod_revision: 7,
+            value: Vec::new(),
+            stale: false,
+        }
+    }
+
+    #[test]
+    fn deletions_follow_the_policy_and_the_finalizers_already_there() {
+        let plain = obj("d1", &[]);
+        let gone = deletion(&key("d"), &record(), &plain, Some(Policy::Background)).unwrap();
+        assert!(gone.after.is_none());
+        assert!(matches!(gone.ops[0], TxnOp::Delete { .. }));
+        // Foreground replaces an orphan finalizer.
+        let held = with_finalizer(&plain, ORPHAN_FINALIZER);
+        let fg = deletion(&key("d"), &record(), &held, Some(Policy::Foreground)).unwrap();
+        let after = fg.after.unwrap();
+        assert_eq!(finalizers(&after), [FOREGROUND_FINALIZER]);
+        assert!(is_deleting(&after));
+        assert!(summary(&fg.ops)[1].ends_with("\"policy\":\"Foreground\"}"));
+        // No policy keeps an orphan finalizer and asks the collector;
+        // an explicit Background drops it.
+        let kept = deletion(&key("d"), &record(), &held, None).unwrap();
+        assert_eq!(finalizers(kept.after.as_ref().unwrap()), [ORPHAN_FINALIZER]);
+        assert!(summary(&kept.ops)[1].ends_with("\"policy\":\"Orphan\"}"));
+        let bg = deletion(&key("d"), &record(), &held, Some(Policy::Background)).unwrap();
+        assert!(bg.after.is_none());
+        // Someone else's finalizer: marked, nothing for the collector.
+        let other = with_finalizer(&plain, "example.com/x");
+        let marked_only = deletion(&key("d"), &record(), &other, None).unwrap();
+        assert_eq!(marked_only.ops.len(), 1);
+        // Already being deleted: nothing.
+        let again = deletion(&key("d"), &record(), &marked(&other), Some(Policy::Orphan)).unwrap();
+        assert!(again.ops.is_empty());
     }
 
     #[test]

@@ -416,7 +416,11 @@ async fn garbage_collector_memory_stays_flat_over_40000_workspaces() {
                 } else {
                     tmc::owners::Policy::Foreground
                 };
-                ops.extend(tmc::owners::deletion(&key, &rec, &obj, policy).unwrap().ops);
+                ops.extend(
+                    tmc::owners::deletion(&key, &rec, &obj, Some(policy))
+                        .unwrap()
+                        .ops,
+                );
             }
             shard.write(Txn::new(ops)).await.unwrap();
         }

@@ -240,6 +240,24 @@ fn scenarios(s: &Side) -> Vec<(String, Option<Vec<String>>)> {
         v.is_some_and(|v| owner_names(v).is_empty())
     });
 
+    // An owner created with the `orphan` finalizer, deleted without a
+    // policy (a DELETE with no body): the finalizer decides, Orphan.
+    let o = s.create(cm("pre-o", vec![], &["orphan"], none.clone()));
+    s.create(cm(
+        "pre-a",
+        vec![owner("ConfigMap", "pre-o", &o, true)],
+        &[],
+        none.clone(),
+    ));
+    s.ok(
+        &["delete", "--raw", "/api/v1/namespaces/gc/configmaps/pre-o"],
+        None,
+    );
+    s.gone("configmap/pre-o");
+    s.until("configmap/pre-a", "orphaned", |v| {
+        v.is_some_and(|v| owner_names(v).is_empty())
+    });
+
     // A dangling reference: no such owner here, so it goes; with a live
     // second owner it only loses the dangling reference.
     let ghost = "4f7c6b7e-0000-4000-8000-00000000dead";
@@ -325,6 +343,7 @@ fn scenarios(s: &Side) -> Vec<(String, Option<Vec<String>>)> {
         "configmap/bg-two",
         "configmap/or-a",
         "secret/or-s",
+        "configmap/pre-a",
         "configmap/half-dangling",
         "configmap/bg-a",
         "configmap/fg-o",

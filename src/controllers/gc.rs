@@ -440,7 +440,7 @@ impl GarbageCollector {
                 Policy::Background
             }
         };
-        let d = owners::deletion(key, &rec, &dep, policy)?;
+        let d = owners::deletion(key, &rec, &dep, Some(policy))?;
         if d.ops.is_empty() {
             return Ok(Outcome::Done);
         }
@@ -625,7 +625,7 @@ mod tests {
     async fn delete(shard: &dyn Shard, name: &str, policy: Policy) {
         let rec = shard.get(&Key::from(key(name))).unwrap().unwrap();
         let obj: Value = serde_json::from_slice(&rec.value).unwrap();
-        let d = owners::deletion(&key(name), &rec, &obj, policy).unwrap();
+        let d = owners::deletion(&key(name), &rec, &obj, Some(policy)).unwrap();
         shard.write(Txn::new(d.ops)).await.unwrap();
     }
 

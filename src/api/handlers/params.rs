@@ -401,15 +401,18 @@ impl DeleteOptions {
         })
     }
 
-    /// The garbage collector's policy for this delete: `propagationPolicy`,
-    /// else `orphanDependents`, else Background (kube's default for the
-    /// kinds served).
-    pub fn policy(&self) -> crate::owners::Policy {
+    /// The garbage collector's policy the client asked for:
+    /// `propagationPolicy`, else `orphanDependents`; `None` when it gave
+    /// neither (Background then, kube's default for the kinds served,
+    /// unless the object carries an `orphan` or `foregroundDeletion`
+    /// finalizer).
+    pub fn policy(&self) -> Option<crate::owners::Policy> {
         use crate::owners::Policy;
         match (self.propagation_policy.as_deref(), self.orphan_dependents) {
-            (Some(p), _) => Policy::parse(p).unwrap_or(Policy::Background),
-            (None, Some(true)) => Policy::Orphan,
-            _ => Policy::Background,
+            (Some(p), _) => Policy::parse(p),
+            (None, Some(true)) => Some(Policy::Orphan),
+            (None, Some(false)) => Some(Policy::Background),
+            (None, None) => None,
         }
     }
 }
@@ -595,22 +598,25 @@ mod tests {
         let p = |q: &Query, b: Option<serde_json::Value>| {
             DeleteOptions::parse(q, b.as_ref()).unwrap().policy()
         };
-        assert_eq!(p(&none, None), Policy::Background);
+        assert_eq!(p(&none, None), None);
         assert_eq!(
             p(&q(&[("propagationPolicy", "Foreground")]), None),
-            Policy::Foreground
+            Some(Policy::Foreground)
         );
         assert_eq!(
             p(
                 &q(&[("propagationPolicy", "Foreground")]),
                 Some(serde_json::json!({"propagationPolicy": "Orphan"}))
             ),
-            Policy::Orphan
+            Some(Policy::Orphan)
         );
-        assert_eq!(p(&q(&[("orphanDependents", "true")]), None), Policy::Orphan);
+        assert_eq!(
+            p(&q(&[("orphanDependents", "true")]), None),
+            Some(Policy::Orphan)
+        );
         assert_eq!(
             p(&none, Some(serde_json::json!({"orphanDependents": false}))),
-            Policy::Background
+            Some(Policy::Background)
         );
         assert_eq!(
             bad(DeleteOptions::parse(
