@@ -24,6 +24,7 @@ pub mod controllers;
 pub mod encryption;
 pub mod fuzz;
 pub mod object;
+pub mod owners;
 pub mod proxy;
 pub mod raft;
 pub mod replica;

@@ -191,13 +191,17 @@ impl Replica {
             Some(c) => crate::controllers::start(shard.clone(), c, remote.clone()),
             None => Arc::new(crate::controllers::runtime::Metrics::new()),
         };
-        let registrar: Vec<Arc<dyn crate::controllers::runtime::Controller>> = registering
+        let mut registrar: Vec<Arc<dyn crate::controllers::runtime::Controller>> = registering
             .map(|d| {
                 Arc::new(crate::shards::registrar::Registrar::new(d))
                     as Arc<dyn crate::controllers::runtime::Controller>
             })
             .into_iter()
             .collect();
+        // The garbage collector, like the lifecycle controller, always.
+        registrar.push(Arc::new(crate::controllers::gc::GarbageCollector::new(
+            kinds(),
+        )));
         lifecycle::start(
             shard.clone(),
             contents(),
@@ -483,6 +487,18 @@ fn contents() -> Vec<lifecycle::Content> {
     crate::api::resources::RESOURCES
         .iter()
         .map(|r| lifecycle::Content {
+            resource: r.group_resource(),
+            namespaced: r.namespaced,
+        })
+        .collect()
+}
+
+fn kinds() -> Vec<crate::controllers::gc::Kind> {
+    crate::api::resources::RESOURCES
+        .iter()
+        .map(|r| crate::controllers::gc::Kind {
+            group: r.group.to_string(),
+            kind: r.kind.to_string(),
             resource: r.group_resource(),
             namespaced: r.namespaced,
         })

@@ -18,6 +18,15 @@
 //! data written over the same span is many times the bound, and a
 //! 100-bytes-per-workspace map built in the test moves the counter by more
 //! than the bound.
+//!
+//! The garbage collector likewise (issue 18): 40,000 workspaces, each with
+//! a kept owner and its dependant and a second owner deleted (Background
+//! in half of them, Foreground in the other half) with two dependants;
+//! the collector, reading the dependants index and its work items from
+//! the store, deletes the dependants; its live bytes stay flat from 5,000
+//! to 40,000 workspaces although every object and reference it handled
+//! is still in the store or went through it. (The two tests take a lock:
+//! the counter is process-wide.)
 
 use serde_json::json;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -75,6 +84,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
+/// One measuring test at a time: the counter is process-wide.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn live() -> isize {
     LIVE.load(Ordering::Relaxed)
 }
@@ -126,6 +138,7 @@ fn reconciles(m: &Metrics) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn placement_controller_memory_stays_flat_over_100000_workspaces() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let engine = RocksEngine::open(&dir.path().join("db"), &RocksOptions::default()).unwrap();
     let st = Arc::new(
@@ -282,6 +295,194 @@ async fn placement_controller_memory_stays_flat_over_100000_workspaces() {
     assert!(
         growth < BOUND,
         "controller memory grew by {growth} bytes from 10,000 to 100,000 workspaces \
+         (bound {BOUND}; samples {samples:?})"
+    );
+}
+
+const GC_TOTAL: usize = 40_000;
+const GC_BATCH: usize = 5_000;
+const GC_PER_TXN: usize = 1_000;
+const GC_SAMPLES: [usize; 4] = [5_000, 10_000, 20_000, 40_000];
+
+fn configmap(ws: &Workspace, name: &str) -> ObjectKey {
+    ObjectKey::namespaced(gr("", "configmaps"), ws.clone(), "default", name).unwrap()
+}
+
+/// A ConfigMap named `name` with a fresh uid owned by `owners` (name, uid).
+fn cm_obj(name: &str, owners: &[(&str, &str)]) -> (String, serde_json::Value) {
+    let uid = uuid::Uuid::new_v4().to_string();
+    let refs: Vec<serde_json::Value> = owners
+        .iter()
+        .map(|(n, u)| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "name": n, "uid": u,
+                              "blockOwnerDeletion": true})
+        })
+        .collect();
+    let mut v = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                       "metadata": {"name": name, "namespace": "default", "uid": uid,
+                                    "creationTimestamp": "2026-01-01T00:00:00Z"},
+                       "data": {"payload": "x".repeat(200)}});
+    if !refs.is_empty() {
+        v["metadata"]["ownerReferences"] = json!(refs);
+    }
+    (uid, v)
+}
+
+/// The create of `obj` at `key` with its index operations, as the API
+/// writes it.
+fn create(key: ObjectKey, obj: &serde_json::Value, written: &mut usize) -> Vec<TxnOp> {
+    let mut ops = tmc::owners::index_ops(&key, None, Some(obj));
+    ops.push(put(key, obj.clone(), written));
+    ops
+}
+
+fn gc_reconciles_quiet(shard: &dyn Shard) -> bool {
+    let opts = tmc::store::ListOptions {
+        limit: 1,
+        ..Default::default()
+    };
+    shard
+        .list(&tmc::store::Prefix::gc_work(), &opts)
+        .unwrap()
+        .items
+        .is_empty()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_collector_memory_stays_flat_over_40000_workspaces() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = RocksEngine::open(&dir.path().join("db"), &RocksOptions::default()).unwrap();
+    let st = Arc::new(
+        Store::open(
+            engine,
+            StoreOptions {
+                sync: false,
+                changes_retention: 10_000,
+            },
+        )
+        .unwrap(),
+    );
+    let shard: Arc<dyn Shard> = Arc::new(LocalShard::new(st.clone()));
+    let gc: Arc<dyn Controller> = Arc::new(tmc::controllers::gc::GarbageCollector::new(vec![
+        tmc::controllers::gc::Kind {
+            group: String::new(),
+            kind: "ConfigMap".into(),
+            resource: gr("", "configmaps"),
+            namespaced: true,
+        },
+    ]));
+    let metrics = Arc::new(Metrics::new());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(runtime::run(shard.clone(), vec![gc], metrics, async move {
+        let _ = stop_rx.await;
+    }));
+
+    let started = Instant::now();
+    let mut written = 0usize;
+    let mut done = 0usize;
+    let mut samples: Vec<(usize, isize, usize)> = Vec::new();
+    while done < GC_TOTAL {
+        let from = done;
+        for chunk in (from..from + GC_BATCH).step_by(GC_PER_TXN) {
+            // Owners and dependants.
+            let mut ops = Vec::new();
+            for i in chunk..chunk + GC_PER_TXN {
+                let w = tenant(i);
+                let (keep_uid, keep) = cm_obj("keep", &[]);
+                let (_, kept) = cm_obj("kept", &[("keep", &keep_uid)]);
+                let (gone_uid, gone) = cm_obj("gone", &[]);
+                let (_, d1) = cm_obj("d1", &[("gone", &gone_uid)]);
+                let (_, d2) = cm_obj("d2", &[("gone", &gone_uid), ("elsewhere", "no-such-uid")]);
+                for (name, obj) in [
+                    ("keep", keep),
+                    ("kept", kept),
+                    ("gone", gone),
+                    ("d1", d1),
+                    ("d2", d2),
+                ] {
+                    ops.extend(create(configmap(&w, name), &obj, &mut written));
+                }
+            }
+            shard.write(Txn::new(ops)).await.unwrap();
+            // The owners deleted, as a DELETE does it.
+            let mut ops = Vec::new();
+            for i in chunk..chunk + GC_PER_TXN {
+                let key = configmap(&tenant(i), "gone");
+                let rec = shard.get(&Key::from(key.clone())).unwrap().unwrap();
+                let obj: serde_json::Value = serde_json::from_slice(&rec.value).unwrap();
+                let policy = if i % 2 == 0 {
+                    tmc::owners::Policy::Background
+                } else {
+                    tmc::owners::Policy::Foreground
+                };
+                ops.extend(
+                    tmc::owners::deletion(&key, &rec, &obj, Some(policy))
+                        .unwrap()
+                        .ops,
+                );
+            }
+            shard.write(Txn::new(ops)).await.unwrap();
+        }
+        // Wait until the collector has no work left.
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while !gc_reconciles_quiet(&*shard) {
+            assert!(
+                Instant::now() < deadline,
+                "the collector did not finish within 300 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for i in from..from + GC_BATCH {
+            let w = tenant(i);
+            for name in ["gone", "d1", "d2"] {
+                assert!(
+                    shard
+                        .get(&Key::from(configmap(&w, name)))
+                        .unwrap()
+                        .is_none(),
+                    "{w}: {name} was not collected"
+                );
+            }
+            for name in ["keep", "kept"] {
+                assert!(
+                    shard
+                        .get(&Key::from(configmap(&w, name)))
+                        .unwrap()
+                        .is_some(),
+                    "{w}: {name} was collected"
+                );
+            }
+        }
+        done += GC_BATCH;
+        if GC_SAMPLES.contains(&done) {
+            // Let the last pass end.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let bytes = live();
+            eprintln!(
+                "{done} workspaces collected after {:.1} s: {bytes} live bytes, {written} bytes written",
+                started.elapsed().as_secs_f64()
+            );
+            samples.push((done, bytes, written));
+        }
+    }
+    stop_tx.send(()).unwrap();
+    run.await.unwrap();
+
+    let (_, first, written_first) = samples[0];
+    let (_, last, written_last) = *samples.last().unwrap();
+    let growth = last - first;
+    let data = (written_last - written_first) as isize;
+    eprintln!("growth 5k -> 40k: {growth} bytes (bound {BOUND}); data written meanwhile: {data} bytes; samples {samples:?}");
+    // Control: the objects the collector went through over the span are
+    // many times the bound.
+    assert!(
+        data > 20 * BOUND,
+        "data written {data} is not large next to the bound"
+    );
+    assert!(
+        growth < BOUND,
+        "garbage collector memory grew by {growth} bytes from 5,000 to 40,000 workspaces \
          (bound {BOUND}; samples {samples:?})"
     );
 }

@@ -181,6 +181,20 @@ async fn export_import_and_move_under_writers_lose_nothing_and_pause_no_neighbou
     for i in 0..300 {
         assert_eq!(configmap(&api, &mover, &format!("seed-{i}")).await, 201);
     }
+    // A dependant of seed-0: the dependants index travels with the
+    // workspace (its entries are workspace keys like the objects).
+    let seed0 = api
+        .must("GET", &format!("{}/seed-0", cms(&mover)), Value::Null, 200)
+        .await;
+    api.must(
+        "POST",
+        &cms(&mover),
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "dep", "ownerReferences": [{"apiVersion": "v1",
+                   "kind": "ConfigMap", "name": "seed-0", "uid": seed0["metadata"]["uid"]}]}}),
+        201,
+    )
+    .await;
     api.must(
         "POST",
         &format!("/clusters/{mover}/api/v1/namespaces/default/secrets"),
@@ -210,7 +224,8 @@ async fn export_import_and_move_under_writers_lose_nothing_and_pause_no_neighbou
     .unwrap();
     assert_eq!(checked.header.workspace, mover);
     assert_eq!(checked.header.shard, from);
-    assert_eq!(checked.summary.per_resource["configmaps.core"], 300);
+    assert_eq!(checked.summary.per_resource["configmaps.core"], 301);
+    assert_eq!(checked.summary.per_resource["tmc:dependants"], 1);
     assert_eq!(checked.summary.per_resource["secrets.core"], 1);
     assert_eq!(checked.summary.encryption_keys.values().sum::<u64>(), 1);
     assert!(exported.iter().all(|k| k.contains(&format!("/{mover}/"))));
@@ -252,6 +267,24 @@ async fn export_import_and_move_under_writers_lose_nothing_and_pause_no_neighbou
     );
     // The copy takes writes of its own.
     assert_eq!(configmap(&api, "root:copy", "mine").await, 201);
+    // Its index came along: deleting the copy's seed-0 collects the
+    // copy's dep (and nothing of the original).
+    api.must(
+        "DELETE",
+        &format!("{}/seed-0", cms("root:copy")),
+        Value::Null,
+        200,
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while names(&api, &cms("root:copy")).await.contains("dep") {
+        assert!(
+            Instant::now() < deadline,
+            "the copy's dep was never collected"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(names(&api, &cms(&mover)).await.contains("dep"));
 
     // Bad input: each refused by name, nothing left behind.
     let bytes = std::fs::read(&file).unwrap();

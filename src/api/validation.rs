@@ -109,6 +109,7 @@ fn check_selectors(info: &ResourceInfo, obj: &Value) -> ApiResult<()> {
 /// as kube-apiserver refuses a patch that does not decode.
 pub fn validate(info: &ResourceInfo, obj: &Value) -> ApiResult<()> {
     super::object::check_shape(info, obj).map_err(|e| super::object::patch_error(&e))?;
+    check_owner_references(info, obj)?;
     match (info.group, info.kind) {
         ("tmc.kcp.io", "ClusterRegistration") => {
             check::<ClusterRegistrationSpec>(info, obj, "spec", true)?;
@@ -121,6 +122,67 @@ pub fn validate(info: &ResourceInfo, obj: &Value) -> ApiResult<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// kube-apiserver's checks of `metadata.ownerReferences` (apiVersion,
+/// kind, name and uid required; one controller at most), and a uid the
+/// dependants index can name (no `/`, `%` or control characters).
+fn check_owner_references(info: &ResourceInfo, obj: &Value) -> ApiResult<()> {
+    let Some(refs) = obj
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+    else {
+        return Ok(());
+    };
+    let mut causes = Vec::new();
+    let mut controllers = 0;
+    for (i, r) in refs.iter().enumerate() {
+        let path = format!("metadata.ownerReferences[{i}]");
+        let s = |f: &str| r.get(f).and_then(Value::as_str).unwrap_or("");
+        for (field, what) in [
+            ("apiVersion", "version"),
+            ("kind", "kind"),
+            ("name", "name"),
+            ("uid", "uid"),
+        ] {
+            if s(field).is_empty() {
+                causes.push((
+                    format!("{path}.{field}"),
+                    format!("Invalid value: \"\": {what} must not be empty"),
+                    "FieldValueInvalid",
+                ));
+            }
+        }
+        let uid = s("uid");
+        if !uid.is_empty() && crate::store::names::validate_path_segment("uid", uid).is_err() {
+            causes.push((
+                format!("{path}.uid"),
+                format!(
+                    "Invalid value: {uid:?}: a uid may not contain '/', '%' or control characters"
+                ),
+                "FieldValueInvalid",
+            ));
+        }
+        if r.get("controller").and_then(Value::as_bool) == Some(true) {
+            controllers += 1;
+        }
+    }
+    if controllers > 1 {
+        causes.push((
+            "metadata.ownerReferences".into(),
+            "Invalid value: []v1.OwnerReference{...}: Only one reference can have Controller set to true"
+                .into(),
+            "FieldValueInvalid",
+        ));
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    Err(ApiError::invalid(info.kind, info.group, name, causes))
 }
 
 #[cfg(test)]

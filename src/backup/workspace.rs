@@ -58,8 +58,9 @@ pub struct Summary {
     /// Records.
     pub records: u64,
     /// Records per resource (`deployments.apps`), placement decisions
-    /// (`tmc:placements`, `tmc:placements-by-location`) and sync records
-    /// (`tmc:sync`).
+    /// (`tmc:placements`, `tmc:placements-by-location`), sync records
+    /// (`tmc:sync`), the dependants index (`tmc:dependants`) and the
+    /// garbage collector's work items (`tmc:gc`).
     pub per_resource: BTreeMap<String, u64>,
     /// Values encrypted, per encryption key name.
     pub encryption_keys: BTreeMap<String, u64>,
@@ -83,6 +84,8 @@ fn kind_of(key: &Key) -> String {
         Key::Placement { .. } => "tmc:placements".into(),
         Key::PlacementAt { .. } => "tmc:placements-by-location".into(),
         Key::Sync { .. } => "tmc:sync".into(),
+        Key::Dependant { .. } => "tmc:dependants".into(),
+        Key::GcWork { .. } => "tmc:gc".into(),
     }
 }
 

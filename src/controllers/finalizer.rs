@@ -64,7 +64,14 @@ where
             Cleanup::Wait(action) => return Ok(action),
             Cleanup::Done(ops) => ops,
         };
-        ops.extend(objects::finalizer_write(obj, name, false)?);
+        if let Some(op) = objects::finalizer_write(obj, name, false)? {
+            // The last finalizer's removal deletes the object: its
+            // dependants index goes with it ([`crate::owners`]).
+            if matches!(op, TxnOp::Delete { .. }) {
+                ops.extend(crate::owners::removal_ops(&obj.key, &obj.raw));
+            }
+            ops.push(op);
+        }
         if !ops.is_empty() {
             shard.write(Txn::new(ops)).await?;
         }

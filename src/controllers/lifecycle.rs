@@ -54,9 +54,11 @@
 //! namespace of every workspace at each term start, so this controller
 //! names none and brings its own feeds ([`Controller::start_term`]).
 //!
+//! Objects it deletes leave the dependants index in the same
+//! transaction ([`crate::owners::index_ops`]).
+//!
 //! Left out: kube's NamespaceDeletionDiscoveryFailure-style status
-//! conditions on the namespace, the garbage collector's
-//! `propagationPolicy`, and tmc's internal state of a deleted workspace
+//! conditions on the namespace, and tmc's internal state of a deleted workspace
 //! (`/tmc/...`: the placement and sync controllers drop what no longer
 //! has an object).
 
@@ -350,6 +352,10 @@ impl LifecycleController {
         }
         let mut ops = Vec::new();
         if let (Some(k), Some(rec)) = (okey, &rec) {
+            // A namespace or Workspace may own or be owned too.
+            if let (Key::Object(ok), Some(o)) = (&k, &obj) {
+                ops.extend(crate::owners::removal_ops(ok, o));
+            }
             ops.push(TxnOp::delete(k, Expectation::ModRevision(rec.mod_revision)));
         }
         if let Some((k, m)) = marker {
@@ -451,6 +457,12 @@ impl LifecycleController {
                 let hold =
                     nested || (!in_workspace && json_of(item).is_some_and(|v| has_finalizers(&v)));
                 if !hold {
+                    // Its entries in the dependants index go with it (its
+                    // owners are in the same namespace or workspace, or
+                    // cluster-scoped and not being deleted through it).
+                    if let (Key::Object(ok), Some(obj)) = (&key, json_of(item)) {
+                        ops.extend(crate::owners::index_ops(ok, Some(&obj), None));
+                    }
                     ops.push(TxnOp::delete(key, expect));
                     continue;
                 }

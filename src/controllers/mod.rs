@@ -40,6 +40,7 @@ pub mod committer;
 pub mod error;
 pub mod feed;
 pub mod finalizer;
+pub mod gc;
 pub mod keys;
 pub mod lifecycle;
 pub mod member;

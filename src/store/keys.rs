@@ -9,6 +9,8 @@
 //! /tmc/placements/{workspace}/{placement}                       placement decision
 //! /tmc/placements-by-location/{location}/{workspace}/{placement}  placements of a location
 //! /tmc/sync/{location}|{cluster}/{workspace}/{group}/{resource}/[{namespace}/]{name}
+//! /tmc/dependants/{workspace}/{owner uid}/{group}/{resource}/[{namespace}/]{name}
+//! /tmc/gc/{workspace}/{owner|dependant}/{uid}                   garbage collector work item
 //! ```
 //!
 //! `core` stands for the legacy (empty) API group. Every segment is validated
@@ -47,6 +49,8 @@ pub const REGISTRY: &str = "/registry/";
 const PLACEMENTS: &str = "/tmc/placements/";
 const PLACEMENTS_BY_LOCATION: &str = "/tmc/placements-by-location/";
 const SYNC: &str = "/tmc/sync/";
+const DEPENDANTS: &str = "/tmc/dependants/";
+const GC_WORK: &str = "/tmc/gc/";
 
 /// kcp's tenancy group, of Workspace objects.
 pub const TENANCY_GROUP: &str = "tenancy.kcp.io";
@@ -246,6 +250,34 @@ impl fmt::Display for ClusterRef {
     }
 }
 
+/// What a garbage-collector work item is about (see
+/// [`crate::owners`]): an owner being deleted with a propagation policy,
+/// or a dependant whose owners may be missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GcRole {
+    /// An owner deleted (or being deleted) with a propagation policy.
+    Owner,
+    /// A dependant whose ownerReferences were added: are its owners there?
+    Dependant,
+}
+
+impl GcRole {
+    fn segment(self) -> &'static str {
+        match self {
+            GcRole::Owner => "owner",
+            GcRole::Dependant => "dependant",
+        }
+    }
+
+    fn parse(s: &str) -> Option<GcRole> {
+        match s {
+            "owner" => Some(GcRole::Owner),
+            "dependant" => Some(GcRole::Dependant),
+            _ => None,
+        }
+    }
+}
+
 /// Every key of the `data` column family.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Key {
@@ -274,6 +306,25 @@ pub enum Key {
         cluster: ClusterRef,
         /// The object in its workspace.
         object: ObjectKey,
+    },
+    /// Index entry: `object` names the object of uid `owner_uid` in its
+    /// own workspace (`object.workspace`) among its ownerReferences (the
+    /// value is the reference's `blockOwnerDeletion`, JSON).
+    Dependant {
+        /// The owner's uid.
+        owner_uid: String,
+        /// The dependant.
+        object: ObjectKey,
+    },
+    /// A garbage-collector work item about the object of uid `uid` in
+    /// `workspace` (the value says which object and what to do).
+    GcWork {
+        /// The workspace of the object.
+        workspace: Workspace,
+        /// Owner or dependant.
+        role: GcRole,
+        /// The object's uid.
+        uid: String,
     },
 }
 
@@ -309,6 +360,34 @@ impl Key {
                 s.push_str(&cluster.to_string());
                 s.push('/');
                 object.push_tail(&mut s);
+            }
+            Key::Dependant { owner_uid, object } => {
+                s.push_str(DEPENDANTS);
+                s.push_str(object.workspace.as_str());
+                s.push('/');
+                s.push_str(owner_uid);
+                s.push('/');
+                s.push_str(&object.gr.group);
+                s.push('/');
+                s.push_str(&object.gr.resource);
+                s.push('/');
+                if let Some(ns) = &object.namespace {
+                    s.push_str(ns);
+                    s.push('/');
+                }
+                s.push_str(&object.name);
+            }
+            Key::GcWork {
+                workspace,
+                role,
+                uid,
+            } => {
+                s.push_str(GC_WORK);
+                s.push_str(workspace.as_str());
+                s.push('/');
+                s.push_str(role.segment());
+                s.push('/');
+                s.push_str(uid);
             }
         }
         s.into_bytes()
@@ -352,6 +431,30 @@ impl Key {
                 object: ObjectKey::parse_tail(tail)?,
             });
         }
+        if let Some(rest) = s.strip_prefix(DEPENDANTS) {
+            let segments: Vec<&str> = rest.split('/').collect();
+            let object = match segments.as_slice() {
+                [ws, _, g, r, name] => ObjectKey::parse_tail(&[g, r, ws, name])?,
+                [ws, _, g, r, ns, name] => ObjectKey::parse_tail(&[g, r, ws, ns, name])?,
+                _ => return None,
+            };
+            let owner_uid = segments[1];
+            names::validate_path_segment("owner uid", owner_uid).ok()?;
+            return Some(Key::Dependant {
+                owner_uid: owner_uid.to_string(),
+                object,
+            });
+        }
+        if let Some(rest) = s.strip_prefix(GC_WORK) {
+            let (ws, rest) = rest.split_once('/')?;
+            let (role, uid) = rest.split_once('/')?;
+            names::validate_path_segment("uid", uid).ok()?;
+            return Some(Key::GcWork {
+                workspace: Workspace::parse_any(ws).ok()?,
+                role: GcRole::parse(role)?,
+                uid: uid.to_string(),
+            });
+        }
         None
     }
 
@@ -361,7 +464,8 @@ impl Key {
         match self {
             Key::Object(o) => &o.workspace,
             Key::Placement { workspace, .. } | Key::PlacementAt { workspace, .. } => workspace,
-            Key::Sync { object, .. } => &object.workspace,
+            Key::Sync { object, .. } | Key::Dependant { object, .. } => &object.workspace,
+            Key::GcWork { workspace, .. } => workspace,
         }
     }
 
@@ -374,7 +478,10 @@ impl Key {
             Key::Placement { workspace, .. } | Key::PlacementAt { workspace, .. } => {
                 *workspace = ws.clone()
             }
-            Key::Sync { object, .. } => object.workspace = ws.clone(),
+            Key::Sync { object, .. } | Key::Dependant { object, .. } => {
+                object.workspace = ws.clone()
+            }
+            Key::GcWork { workspace, .. } => *workspace = ws.clone(),
         }
         k
     }
@@ -397,7 +504,29 @@ impl Key {
                 )
                 .into_bytes(),
             ),
+            Key::Dependant { object, .. } => Prefix::dependants(&object.workspace),
+            Key::GcWork { workspace, .. } => Prefix(format!("{GC_WORK}{workspace}/").into_bytes()),
         }
+    }
+
+    /// The index entry saying that `object` has an ownerReference to the
+    /// object of uid `owner_uid` (in `object`'s workspace).
+    pub fn dependant(owner_uid: &str, object: ObjectKey) -> Result<Key, NameError> {
+        names::validate_path_segment("owner uid", owner_uid)?;
+        Ok(Key::Dependant {
+            owner_uid: owner_uid.to_string(),
+            object,
+        })
+    }
+
+    /// The garbage-collector work item about the object of uid `uid`.
+    pub fn gc_work(workspace: Workspace, role: GcRole, uid: &str) -> Result<Key, NameError> {
+        names::validate_path_segment("uid", uid)?;
+        Ok(Key::GcWork {
+            workspace,
+            role,
+            uid: uid.to_string(),
+        })
     }
 
     /// The key of a placement decision.
@@ -463,7 +592,7 @@ impl fmt::Display for Key {
 /// The families of keys that hold a workspace's keys, each as the
 /// prefix before the segments that precede the workspace and how many
 /// such segments there are (`Store::workspace_ranges` skips over them).
-pub(super) const WORKSPACE_FAMILIES: [(&str, usize); 4] = [
+pub(super) const WORKSPACE_FAMILIES: [(&str, usize); 6] = [
     // /registry/{group}/{resource}/{ws}/...
     (REGISTRY, 2),
     // /tmc/placements/{ws}/{name}
@@ -472,6 +601,10 @@ pub(super) const WORKSPACE_FAMILIES: [(&str, usize); 4] = [
     (PLACEMENTS_BY_LOCATION, 1),
     // /tmc/sync/{location}|{cluster}/{group}/{resource}/{ws}/...
     (SYNC, 3),
+    // /tmc/dependants/{ws}/{owner uid}/...
+    (DEPENDANTS, 0),
+    // /tmc/gc/{ws}/{role}/{uid}
+    (GC_WORK, 0),
 ];
 
 /// An exact key range: every key that starts with the prefix bytes.
@@ -510,6 +643,25 @@ impl Prefix {
     /// All sync records of one physical cluster.
     pub fn sync_cluster(cluster: &ClusterRef) -> Prefix {
         Prefix(format!("{SYNC}{cluster}/").into_bytes())
+    }
+
+    /// The dependants index of one workspace.
+    pub fn dependants(ws: &Workspace) -> Prefix {
+        Prefix(format!("{DEPENDANTS}{ws}/").into_bytes())
+    }
+
+    /// The index entries of the dependants of the object of uid
+    /// `owner_uid` in `ws`.
+    pub fn dependants_of(ws: &Workspace, owner_uid: &str) -> Result<Prefix, NameError> {
+        names::validate_path_segment("owner uid", owner_uid)?;
+        Ok(Prefix(
+            format!("{DEPENDANTS}{ws}/{owner_uid}/").into_bytes(),
+        ))
+    }
+
+    /// Every garbage-collector work item of the shard.
+    pub fn gc_work() -> Prefix {
+        Prefix(GC_WORK.as_bytes().to_vec())
     }
 
     /// Everything (the whole `data` keyspace).
@@ -611,6 +763,41 @@ mod tests {
     }
 
     #[test]
+    fn dependants_and_work_items_are_per_workspace() {
+        let cms = GroupResource::new("", "configmaps").unwrap();
+        let o = ObjectKey::namespaced(cms, ws("root:a"), "default", "d").unwrap();
+        let d = Key::dependant("u-1", o).unwrap();
+        assert_eq!(
+            d.encode(),
+            b"/tmc/dependants/root:a/u-1/core/configmaps/default/d"
+        );
+        assert!(Prefix::dependants_of(&ws("root:a"), "u-1")
+            .unwrap()
+            .contains(&d.encode()));
+        assert!(!Prefix::dependants_of(&ws("root:a"), "u-")
+            .unwrap()
+            .contains(&d.encode()));
+        assert!(!Prefix::dependants(&ws("root:ab")).contains(&d.encode()));
+        let moved = d.with_workspace(&ws("root:b"));
+        assert_eq!(
+            moved.encode(),
+            b"/tmc/dependants/root:b/u-1/core/configmaps/default/d"
+        );
+        let w = Key::gc_work(ws("root:a"), GcRole::Owner, "u-1").unwrap();
+        assert_eq!(w.encode(), b"/tmc/gc/root:a/owner/u-1");
+        assert!(Prefix::gc_work().contains(&w.encode()));
+        assert!(w.workspace_range().contains(&w.encode()));
+        assert!(Key::dependant("a/b", d_obj()).is_err());
+        assert!(Key::gc_work(ws("root"), GcRole::Dependant, "").is_err());
+        assert_eq!(Key::decode(b"/tmc/gc/root:a/other/u"), None);
+    }
+
+    fn d_obj() -> ObjectKey {
+        let cms = GroupResource::new("", "configmaps").unwrap();
+        ObjectKey::cluster_scoped(cms, ws("root"), "x").unwrap()
+    }
+
+    #[test]
     fn bad_names_are_refused() {
         let gr = GroupResource::new("apps", "deployments").unwrap();
         assert!(ObjectKey::namespaced(gr.clone(), ws("root"), "a/b", "x").is_err());
@@ -655,12 +842,17 @@ mod tests {
                     workspace: Workspace::parse_any(&w.join(":")).unwrap(),
                     name: n,
                 }),
-            (seg(), seg(), obj).prop_map(|(cw, cn, o)| Key::Sync {
+            (seg(), seg(), obj.clone()).prop_map(|(cw, cn, o)| Key::Sync {
                 cluster: ClusterRef {
                     workspace: Workspace::parse_any(&cw).unwrap(),
                     name: cn,
                 },
                 object: o,
+            }),
+            (seg(), obj).prop_map(|(u, o)| Key::dependant(&u, o).unwrap()),
+            (prop::collection::vec(seg(), 1..3), any::<bool>(), seg()).prop_map(|(w, o, u)| {
+                let role = if o { GcRole::Owner } else { GcRole::Dependant };
+                Key::gc_work(Workspace::parse_any(&w.join(":")).unwrap(), role, &u).unwrap()
             }),
         ]
     }

@@ -32,7 +32,7 @@ pub use changes::{Change, ChangeKind};
 pub use codec::Encoding;
 pub use engine::{Cf, Engine, EngineStats, MemoryEngine, WriteBatch};
 pub use error::{Error, Expectation, Found, NameError, Result};
-pub use keys::{ClusterRef, GroupResource, Key, ObjectKey, Prefix};
+pub use keys::{ClusterRef, GcRole, GroupResource, Key, ObjectKey, Prefix};
 pub use list::{continue_revision, decode_continue, ListOptions, ListPage};
 pub use names::{NameRule, Workspace};
 pub use rocks::{RocksEngine, RocksOptions};

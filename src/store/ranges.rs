@@ -114,7 +114,9 @@ mod tests {
             keys.push(Key::placement(ws(w), "p").unwrap());
             keys.push(Key::placement_at(ws("root:loc"), ws(w), "p").unwrap());
             let o = ObjectKey::namespaced(deps.clone(), ws(w), "default", "web").unwrap();
-            keys.push(Key::sync(east.clone(), o).unwrap());
+            keys.push(Key::sync(east.clone(), o.clone()).unwrap());
+            keys.push(Key::dependant("owner-uid", o).unwrap());
+            keys.push(Key::gc_work(ws(w), crate::store::GcRole::Owner, "owner-uid").unwrap());
         }
         // Only b has deployments in its own range.
         keys.push(object(&deps, "root:b", "web"));
@@ -131,7 +133,7 @@ mod tests {
         let mut want: Vec<_> = a_keys.iter().map(|k| k.workspace_range()).collect();
         want.sort();
         assert_eq!(found, want);
-        assert_eq!(found.len(), 4);
+        assert_eq!(found.len(), 6);
         for k in &keys {
             let inside = found.iter().any(|p| p.contains(&k.encode()));
             assert_eq!(inside, k.workspace().as_str() == "root:a", "{k}");

@@ -3,7 +3,11 @@
 //! namespace or workspace also turns Terminating) instead of removed; the
 //! update that removes the last finalizer removes the object, and the
 //! lifecycle controller ([`crate::controllers::lifecycle`]) empties and
-//! then removes a terminating namespace or workspace.
+//! then removes a terminating namespace or workspace. Other objects are
+//! deleted with the garbage collector's `propagationPolicy`
+//! ([`crate::owners::deletion`], [`crate::controllers::gc`]):
+//! Background by default, Foreground and Orphan through their
+//! finalizers, the dependants index kept in the same transaction.
 
 use super::params::{DeleteOptions, ListOptions};
 use super::{deleting, parse_value, storage_error, ObjectApi, Reply, UPDATE_RETRIES};
@@ -11,7 +15,8 @@ use crate::api::object::for_response;
 use crate::api::request::{ResourceRequest, WorkspaceSel};
 use crate::api::resources::{CORE_KCP_GROUP, TENANCY_GROUP};
 use crate::api::status::{ApiError, ApiResult};
-use crate::object::{finalizers, meta_mut, meta_str};
+use crate::object::{meta_mut, meta_str};
+use crate::owners;
 use crate::store::{Expectation, Key, ObjectKey, Txn, TxnOp, Workspace};
 use serde_json::{json, Value};
 
@@ -116,10 +121,9 @@ impl ObjectApi {
             if dry {
                 return Ok((200, for_response(current, rec.mod_revision, ws.as_str())));
             }
-            if is_container || !finalizers(&current).is_empty() {
-                // Mark it; it goes when its finalizers do, or, for a
-                // namespace or workspace, once the lifecycle controller
-                // has deleted its contents.
+            if is_container {
+                // Mark it; it goes once the lifecycle controller has
+                // deleted its contents.
                 let marked = marked_for_deletion(&current, is_container);
                 let mut out_rev = rec.mod_revision;
                 if marked != current {
@@ -137,12 +141,30 @@ impl ObjectApi {
                 }
                 return Ok((200, for_response(marked, out_rev, ws.as_str())));
             }
-            match self
-                .shard
-                .write(Txn::new(vec![TxnOp::delete(key.clone(), expect)]))
-                .await
-            {
-                Ok(_) => return Ok((200, for_response(current, rec.mod_revision, ws.as_str()))),
+            // Anything else: with the garbage collector's policy (an
+            // object with finalizers is marked and goes with them).
+            let Key::Object(okey) = &key else {
+                return Err(ApiError::internal("an object path names an object key"));
+            };
+            let d = owners::deletion(okey, &rec, &current, opts.policy()).map_err(storage_error)?;
+            // kube-apiserver: 202 when not deleted at once and the client
+            // said `orphanDependents: false`.
+            let code = if opts.orphan_dependents == Some(false) {
+                202
+            } else {
+                200
+            };
+            if d.ops.is_empty() {
+                let after = d.after.unwrap_or(current);
+                return Ok((code, for_response(after, rec.mod_revision, ws.as_str())));
+            }
+            match self.shard.write(Txn::new(d.ops)).await {
+                Ok(c) => {
+                    return Ok(match d.after {
+                        Some(after) => (code, for_response(after, c.revision, ws.as_str())),
+                        None => (200, for_response(current, rec.mod_revision, ws.as_str())),
+                    })
+                }
                 Err(e) if e.is_conflict() => continue,
                 Err(e) => return Err(storage_error(e)),
             }

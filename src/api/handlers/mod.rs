@@ -25,8 +25,13 @@
 //! namespace or workspace itself. Objects with finalizers keep a
 //! terminating namespace until the finalizers are removed.
 //!
-//! Left out: `propagationPolicy` (no garbage collector: dependants are
-//! not deleted), graceful deletion periods (deletion is immediate once
+//! Garbage collection: a DELETE's `propagationPolicy` (Background by
+//! default, Foreground, Orphan) is applied by [`crate::owners::deletion`];
+//! every write keeps the dependants index and the collector's work items
+//! in its own transaction ([`crate::owners`]); the collector
+//! ([`crate::controllers::gc`]) does the rest on the leader.
+//!
+//! Left out: graceful deletion periods (deletion is immediate once
 //! finalizers are gone), schema validation of built-in kinds (stored
 //! schemaless; `fieldValidation` is accepted and has no effect). The
 //! `scale` subresource is [`scale`]. (Reads answer as their `Accept`

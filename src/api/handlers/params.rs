@@ -11,8 +11,11 @@
 //! unknown `resourceVersionMatch`, says what is wrong with those first),
 //! and `force` ([`WriteOptions::force`]: only a server-side apply reads it).
 //!
-//! Left out: `gracePeriodSeconds` and `propagationPolicy` are accepted
-//! and not acted on (no graceful deletion, no garbage collector);
+//! `propagationPolicy` (and the deprecated `orphanDependents`), of the
+//! body or the query, is the garbage collector's ([`DeleteOptions::policy`]).
+//!
+//! Left out: `gracePeriodSeconds` is accepted and not acted on (no
+//! graceful deletion);
 //! `fieldValidation` is checked and has no effect (no schemas of built-in
 //! kinds).
 
@@ -328,8 +331,10 @@ pub struct DeleteOptions {
     pub dry_run: bool,
     /// `preconditions`.
     pub preconditions: Preconditions,
-    /// `propagationPolicy` (checked; no garbage collector acts on it).
+    /// `propagationPolicy` of the body, else of the query (checked).
     pub propagation_policy: Option<String>,
+    /// The deprecated `orphanDependents` of the body, else of the query.
+    pub orphan_dependents: Option<bool>,
     /// `gracePeriodSeconds` of the body, else of the query, if a number
     /// (deletion is immediate once finalizers are gone).
     pub grace_period_seconds: Option<i64>,
@@ -377,7 +382,12 @@ impl DeleteOptions {
         let propagation_policy = opts
             .get("propagationPolicy")
             .and_then(Value::as_str)
-            .map(str::to_string);
+            .map(str::to_string)
+            .or_else(|| q.get("propagationPolicy").map(str::to_string));
+        let orphan_dependents = opts
+            .get("orphanDependents")
+            .and_then(Value::as_bool)
+            .or_else(|| q.get("orphanDependents")?.parse().ok());
         if let Some(pol) = &propagation_policy {
             if !["Orphan", "Background", "Foreground"].contains(&pol.as_str()) {
                 return Err(ApiError::bad_request(format!(
@@ -396,8 +406,24 @@ impl DeleteOptions {
                 resource_version,
             },
             propagation_policy,
+            orphan_dependents,
             grace_period_seconds,
         })
+    }
+
+    /// The garbage collector's policy the client asked for:
+    /// `propagationPolicy`, else `orphanDependents`; `None` when it gave
+    /// neither (Background then, kube's default for the kinds served,
+    /// unless the object carries an `orphan` or `foregroundDeletion`
+    /// finalizer).
+    pub fn policy(&self) -> Option<crate::owners::Policy> {
+        use crate::owners::Policy;
+        match (self.propagation_policy.as_deref(), self.orphan_dependents) {
+            (Some(p), _) => Policy::parse(p),
+            (None, Some(true)) => Some(Policy::Orphan),
+            (None, Some(false)) => Some(Policy::Background),
+            (None, None) => None,
+        }
     }
 }
 
@@ -572,6 +598,42 @@ mod tests {
                 .manager(&anonymous, false)
                 .unwrap(),
             "unknown"
+        );
+    }
+
+    #[test]
+    fn the_propagation_policy_comes_from_the_body_then_the_query() {
+        use crate::owners::Policy;
+        let none = Query::default();
+        let p = |q: &Query, b: Option<serde_json::Value>| {
+            DeleteOptions::parse(q, b.as_ref()).unwrap().policy()
+        };
+        assert_eq!(p(&none, None), None);
+        assert_eq!(
+            p(&q(&[("propagationPolicy", "Foreground")]), None),
+            Some(Policy::Foreground)
+        );
+        assert_eq!(
+            p(
+                &q(&[("propagationPolicy", "Foreground")]),
+                Some(serde_json::json!({"propagationPolicy": "Orphan"}))
+            ),
+            Some(Policy::Orphan)
+        );
+        assert_eq!(
+            p(&q(&[("orphanDependents", "true")]), None),
+            Some(Policy::Orphan)
+        );
+        assert_eq!(
+            p(&none, Some(serde_json::json!({"orphanDependents": false}))),
+            Some(Policy::Background)
+        );
+        assert_eq!(
+            bad(DeleteOptions::parse(
+                &q(&[("propagationPolicy", "Now")]),
+                None
+            )),
+            "unknown propagationPolicy \"Now\""
         );
     }
 

@@ -251,6 +251,9 @@ impl ObjectApi {
             return Ok((201, for_response(obj, 0, ws.as_str())));
         }
         ops.push(TxnOp::put_json(key.clone(), value, Expectation::Absent));
+        if let Key::Object(okey) = &key {
+            ops.extend(crate::owners::index_ops(okey, None, Some(&obj)));
+        }
         ops.extend(child_ops);
         let result = self
             .commit_new(req, ws, &name, &key, ns_key.as_ref(), ops, obj, elsewhere)
@@ -602,9 +605,22 @@ impl ObjectApi {
                 return Ok((200, for_response(new, rec.mod_revision, ws.as_str())));
             }
             let expect = Expectation::ModRevision(rec.mod_revision);
+            // The dependants index and the collector's work items go in
+            // the same transaction ([`crate::owners`]).
+            let Key::Object(okey) = &key else {
+                return Err(ApiError::internal("an object path names an object key"));
+            };
             let txn = match value {
-                None => Txn::new(vec![TxnOp::delete(key.clone(), expect)]),
-                Some(value) => Txn::new(vec![TxnOp::put_json(key.clone(), value, expect)]),
+                None => {
+                    let mut ops = vec![TxnOp::delete(key.clone(), expect)];
+                    ops.extend(crate::owners::removal_ops(okey, &current));
+                    Txn::new(ops)
+                }
+                Some(value) => {
+                    let mut ops = vec![TxnOp::put_json(key.clone(), value, expect)];
+                    ops.extend(crate::owners::index_ops(okey, Some(&current), Some(&new)));
+                    Txn::new(ops)
+                }
             };
             match self.shard.write(txn).await {
                 Ok(c) => {
