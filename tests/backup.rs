@@ -535,6 +535,21 @@ fn all_shards_through_the_proxy_one_verified_file_each_and_an_index() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+    // A set holds the shards of the registry: wait until both have
+    // registered (each shard's registrar writes its entry once its first
+    // term has counted its logical clusters).
+    while kubectl_with(&kubectl, &kc, &["get", "shards", "-o", "name"], None)
+        .1
+        .lines()
+        .count()
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the registry never listed both shards"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let out_dir = dir.path().join("set");
     let (ok, out, err) = tmc(&[
         "backup",
