@@ -134,8 +134,18 @@ struct Parser<'a> {
 }
 
 impl Parser<'_> {
+    /// What is left to read.
+    fn tail(&self) -> &[u8] {
+        self.s.get(self.i..).unwrap_or_default()
+    }
+
+    /// What was read since `start`.
+    fn since(&self, start: usize) -> &[u8] {
+        self.s.get(start..self.i).unwrap_or_default()
+    }
+
     fn rest(&self) -> String {
-        String::from_utf8_lossy(&self.s[self.i..]).into_owned()
+        String::from_utf8_lossy(self.tail()).into_owned()
     }
 
     fn peek(&self) -> Option<u8> {
@@ -220,7 +230,7 @@ impl Parser<'_> {
                 while matches!(self.peek(), Some(b'-' | b'0'..=b'9')) {
                     self.i += 1;
                 }
-                let n = std::str::from_utf8(&self.s[start..self.i]).unwrap_or("");
+                let n = std::str::from_utf8(self.since(start)).unwrap_or("");
                 Step::Index(
                     n.parse()
                         .map_err(|_| format!("unsupported subscript [{}", self.rest()))?,
@@ -241,8 +251,7 @@ impl Parser<'_> {
         let start = self.i;
         while let Some(b) = self.peek() {
             if b == q {
-                let s =
-                    String::from_utf8(self.s[start..self.i].to_vec()).map_err(|e| e.to_string())?;
+                let s = String::from_utf8(self.since(start).to_vec()).map_err(|e| e.to_string())?;
                 self.i += 1;
                 return Ok(s);
             }
@@ -263,10 +272,10 @@ impl Parser<'_> {
         self.skip_spaces();
         let cmp = if self.eat(b')') {
             return Ok(Filter { path, cmp: None });
-        } else if self.s[self.i..].starts_with(b"==") {
+        } else if self.tail().starts_with(b"==") {
             self.i += 2;
             true
-        } else if self.s[self.i..].starts_with(b"!=") {
+        } else if self.tail().starts_with(b"!=") {
             self.i += 2;
             false
         } else {
@@ -280,7 +289,7 @@ impl Parser<'_> {
                 while matches!(self.peek(), Some(b) if b != b')' && b != b' ') {
                     self.i += 1;
                 }
-                let raw = std::str::from_utf8(&self.s[start..self.i]).unwrap_or("");
+                let raw = std::str::from_utf8(self.since(start)).unwrap_or("");
                 match raw {
                     "true" => Value::Bool(true),
                     "false" => Value::Bool(false),
@@ -370,5 +379,15 @@ mod tests {
             assert!(JsonPath::parse(bad).is_err(), "{bad}");
         }
         assert!(JsonPath::parse(&".a".repeat(MAX_PATH)).is_err());
+    }
+
+    proptest::proptest! {
+        // A CRD's printer column paths are a tenant's text.
+        #[test]
+        fn parsing_and_evaluating_never_panic(s in r"[.\[\]?()@=!'\x22a-c0-9* <>$\\-]{0,32}|\PC{0,16}") {
+            if let Ok(p) = JsonPath::parse(&s) {
+                let _ = p.first(&json!({"a": [{"b": 1}, {"c": "x"}], "b": {"c": [1, 2]}}));
+            }
+        }
     }
 }
