@@ -159,28 +159,17 @@ impl ObjectApi {
         content_type: &str,
         body: &[u8],
     ) -> ApiResult<Reply> {
-        let ct = content_type.split(';').next().unwrap_or("").trim();
-        let ty = match PatchType::from_content_type(ct) {
-            Some(PatchType::Apply) => {
+        let ty = match super::writes::patch_type(content_type, body)? {
+            PatchType::Apply => {
                 return Err(ApiError::unsupported_media_type(
                     "server-side apply of the scale subresource is not supported: \
                      patch it with application/merge-patch+json or apply the object",
                 ))
             }
             // A Scale has no lists: a strategic merge patch is a merge patch.
-            Some(PatchType::Strategic) => PatchType::Merge,
-            Some(t) => t,
-            None => {
-                return Err(ApiError::unsupported_media_type(format!(
-                    "the body of the request was in an unknown format - accepted media types \
-                     include: application/json-patch+json, application/merge-patch+json, \
-                     application/strategic-merge-patch+json (got {ct:?})"
-                )))
-            }
+            PatchType::Strategic => PatchType::Merge,
+            t => t,
         };
-        if body.len() > object::MAX_BODY {
-            return Err(ApiError::too_large("the patch is larger than 3 MiB"));
-        }
         let name = req.name.clone().unwrap_or_default();
         let ws_name = ws.as_str().to_string();
         let scale_gk = GroupKind::new("autoscaling", "Scale");

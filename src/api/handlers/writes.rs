@@ -452,17 +452,7 @@ impl ObjectApi {
         body: &[u8],
     ) -> ApiResult<Reply> {
         let dry = opts.dry_run;
-        let ct = content_type.split(';').next().unwrap_or("").trim();
-        let ty = PatchType::from_content_type(ct).ok_or_else(|| {
-            ApiError::unsupported_media_type(format!(
-                "the body of the request was in an unknown format - accepted media types \
-                 include: application/json-patch+json, application/merge-patch+json, \
-                 application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct:?})"
-            ))
-        })?;
-        if body.len() > object::MAX_BODY {
-            return Err(ApiError::too_large("the patch is larger than 3 MiB"));
-        }
+        let ty = patch_type(content_type, body)?;
         let info = req.info;
         let gk = Self::gk(info);
         if ty == PatchType::Apply {
@@ -635,6 +625,23 @@ impl ObjectApi {
         }
         Err(ApiError::conflict(info.group, info.plural, &name))
     }
+}
+
+/// The patch type a PATCH's `Content-Type` names, for a body within the
+/// size limit: 415 for an unknown type, 413 for a body too large.
+pub(super) fn patch_type(content_type: &str, body: &[u8]) -> ApiResult<PatchType> {
+    let ct = content_type.split(';').next().unwrap_or("").trim();
+    let ty = PatchType::from_content_type(ct).ok_or_else(|| {
+        ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format - accepted media types \
+             include: application/json-patch+json, application/merge-patch+json, \
+             application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct:?})"
+        ))
+    })?;
+    if body.len() > object::MAX_BODY {
+        return Err(ApiError::too_large("the patch is larger than 3 MiB"));
+    }
+    Ok(ty)
 }
 
 fn apply_error(e: apply::ApplyError) -> ApiError {
