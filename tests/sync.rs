@@ -104,6 +104,23 @@ fn placement() -> DynamicObject {
     }))
 }
 
+/// Creates the Workspace `name` in the workspace of `root`.
+async fn create_workspace(root: &kube::Client, name: &str) -> DynamicObject {
+    Api::<DynamicObject>::all_with(
+        root.clone(),
+        &ar("tenancy.kcp.io", "v1alpha1", "Workspace", "workspaces"),
+    )
+    .create(
+        &PostParams::default(),
+        &obj(
+            json!({"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace",
+            "metadata": {"name": name}, "spec": {}}),
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("create workspace {name}: {e}"))
+}
+
 fn ws(s: &str) -> Workspace {
     Workspace::parse(s).unwrap()
 }
@@ -185,21 +202,8 @@ async fn workloads_sync_down_status_comes_up_drift_is_repaired_and_deletes_clean
     let root = shard.client(via, "root").await;
     shard.register_cluster(via, "east", env.kubeconfig(0), "pool=stable");
     shard.register_cluster(via, "west", env.kubeconfig(1), "pool=stable");
-    let workspaces: Api<DynamicObject> = Api::all_with(
-        root.clone(),
-        &ar("tenancy.kcp.io", "v1alpha1", "Workspace", "workspaces"),
-    );
     for w in ["a", "b"] {
-        workspaces
-            .create(
-                &PostParams::default(),
-                &obj(
-                    json!({"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace",
-                            "metadata": {"name": w}, "spec": {}}),
-                ),
-            )
-            .await
-            .unwrap();
+        create_workspace(&root, w).await;
     }
     let a = shard.client(via, "root:a").await;
     let b = shard.client(via, "root:b").await;
@@ -836,21 +840,8 @@ async fn hostile_object_shapes_are_refused_like_kube_and_stored_ones_stop_nothin
 
     // Stored hostile objects do not stop sync.
     shard.register_cluster(via, "east", env.kubeconfig(0), "pool=stable");
-    let workspaces: Api<DynamicObject> = Api::all_with(
-        root.clone(),
-        &ar("tenancy.kcp.io", "v1alpha1", "Workspace", "workspaces"),
-    );
     for w in ["t1", "t2"] {
-        workspaces
-            .create(
-                &pp,
-                &obj(
-                    json!({"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace",
-                            "metadata": {"name": w}, "spec": {}}),
-                ),
-            )
-            .await
-            .unwrap();
+        create_workspace(&root, w).await;
     }
     let wp_ar = ar(
         "tmc.kcp.io",
@@ -1056,19 +1047,7 @@ async fn a_restored_shard_does_not_reapply_what_is_already_downstream() {
     let root = shard.client(via, "root").await;
     shard.register_cluster(via, "east", env.kubeconfig(0), "pool=stable");
     shard.register_cluster(via, "west", env.kubeconfig(1), "pool=stable");
-    Api::<DynamicObject>::all_with(
-        root.clone(),
-        &ar("tenancy.kcp.io", "v1alpha1", "Workspace", "workspaces"),
-    )
-    .create(
-        &PostParams::default(),
-        &obj(
-            json!({"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace",
-                    "metadata": {"name": "restored"}, "spec": {}}),
-        ),
-    )
-    .await
-    .unwrap();
+    create_workspace(&root, "restored").await;
     let t = shard.client(via, "root:restored").await;
     let pp = PostParams::default();
     place_web(&t).await;
@@ -1192,20 +1171,7 @@ async fn a_moved_workspaces_copies_are_taken_over_by_its_new_shard() {
         ]);
     }
     let root = dev_client(&kc, &url, "root").await;
-    let wss = Api::<DynamicObject>::all_with(
-        root.clone(),
-        &ar("tenancy.kcp.io", "v1alpha1", "Workspace", "workspaces"),
-    );
-    let created = wss
-        .create(
-            &PostParams::default(),
-            &obj(
-                json!({"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace",
-                        "metadata": {"name": "moving"}, "spec": {}}),
-            ),
-        )
-        .await
-        .unwrap();
+    let created = create_workspace(&root, "moving").await;
     let from = created.data["spec"]["shard"].as_str().unwrap().to_string();
     let to = if from == "root" { "shard2" } else { "root" };
     let t = dev_client(&kc, &url, "root:moving").await;
@@ -1225,7 +1191,13 @@ async fn a_moved_workspaces_copies_are_taken_over_by_its_new_shard() {
         "--kubeconfig",
         kc.to_str().unwrap(),
     ]);
-    let moved = wss.get("moving").await.unwrap();
+    let moved = Api::<DynamicObject>::all_with(
+        root.clone(),
+        &ar("tenancy.kcp.io", "v1alpha1", "Workspace", "workspaces"),
+    )
+    .get("moving")
+    .await
+    .unwrap();
     assert_eq!(moved.data["spec"]["shard"], to);
 
     // A change after the move reaches both members from the new shard,
@@ -1284,19 +1256,7 @@ async fn every_syncable_kind_reaches_the_clusters_and_comes_back() {
     let root = shard.client(1, "root").await;
     shard.register_cluster(1, "east", env.kubeconfig(0), "pool=stable");
     shard.register_cluster(1, "west", env.kubeconfig(1), "pool=stable");
-    Api::<DynamicObject>::all_with(
-        root.clone(),
-        &ar("tenancy.kcp.io", "v1alpha1", "Workspace", "workspaces"),
-    )
-    .create(
-        &PostParams::default(),
-        &obj(
-            json!({"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace",
-            "metadata": {"name": "kinds"}, "spec": {}}),
-        ),
-    )
-    .await
-    .unwrap();
+    create_workspace(&root, "kinds").await;
     let t = shard.client(1, "root:kinds").await;
     place_web(&t).await;
     let labels = json!({"app": "web"});
